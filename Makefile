@@ -1,0 +1,191 @@
+# vi: one non-recursive Makefile.
+#
+#   make            build vi, its plugins and the test programs into $(B)/
+#   make check      set up the host (scripts/setup), build, run every test
+#   make check-slow the tests that do not fit in check
+#   make bench      benchmarks against their peers, printing ratios
+#   make demo       set up, build and run the main job
+#   make install    PREFIX=/usr/local DESTDIR=
+#   make SANITIZE=1 ...   the same with ASan and UBSan (in build-san/)
+#
+# New files need no edits here: lib/*.c join libvi, lib/vmm/*.c libvmm,
+# lib/virt/*.c libvirt-glue, cmd/*.c the vi binary, plugins/hv-NAME/*.c the
+# plugin hv-NAME.so (extra libraries in plugins/hv-NAME/plugin.mk),
+# tests/unit/*.c one test program each, tests/plugins/*.c one fixture plugin
+# each, tests/fuzz/fuzz-*.c one libFuzzer target each.
+
+VERSION := 0.1.0
+
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+DATADIR ?= $(PREFIX)/share
+MANDIR ?= $(DATADIR)/man
+PLUGINDIR := $(LIBDIR)/vi/plugins
+TEMPLATEDIR := $(DATADIR)/vi/templates
+
+ifeq ($(SANITIZE),1)
+B ?= build-san
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+OPT := -O1
+else
+B ?= build
+SAN :=
+OPT := -O2
+endif
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+PKGS := json-c yaml-0.1
+PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+
+CPPFLAGS += -D_GNU_SOURCE -Iinclude -iquote lib \
+	-DVI_VERSION='"$(VERSION)"' \
+	-DVI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR)"' \
+	-DVI_MAN_DIR_DEFAULT='"$(MANDIR)"' \
+	-DVI_TEMPLATE_DIR_DEFAULT='"$(TEMPLATEDIR)"'
+CFLAGS ?= -g $(OPT)
+CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fPIC -pthread $(SAN) $(PKG_CFLAGS)
+LDFLAGS += -pthread $(SAN)
+LDLIBS += $(PKG_LIBS) -ldl -lm
+
+LIB_SRC := $(wildcard lib/*.c)
+VMM_SRC := $(wildcard lib/vmm/*.c)
+VIRT_SRC := $(wildcard lib/virt/*.c)
+CMD_SRC := $(wildcard cmd/*.c)
+UNIT_SRC := $(wildcard tests/unit/*.c)
+FIXTURE_SRC := $(wildcard tests/plugins/*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz-*.c)
+PLUGIN_DIRS := $(wildcard plugins/hv-*)
+
+obj = $(patsubst %.c,$(B)/%.o,$(1))
+
+LIBVI := $(B)/libvi.a
+LIBVMM := $(B)/libvmm.a
+LIBVIRT_GLUE := $(B)/libvirt-glue.a
+VI := $(B)/vi
+PLUGINS := $(patsubst plugins/%,$(B)/plugins/%.so,$(PLUGIN_DIRS))
+UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
+FIXTURES := $(patsubst tests/plugins/%.c,$(B)/tests/plugins/%.so,$(FIXTURE_SRC))
+FUZZERS := $(patsubst tests/fuzz/%.c,$(B)/tests/fuzz/%,$(FUZZ_SRC))
+
+# Per-plugin extra objects and libraries: plugins/hv-NAME/plugin.mk sets
+# hv-NAME_LIBS (archives and -l flags) and may add to PKGS_hv-NAME.
+# Fragments under tests/ and bench/ (tests/guest/guest.mk...) may add build
+# rules and append their outputs to EXTRA_ALL.
+EXTRA_ALL :=
+-include $(wildcard plugins/*/plugin.mk)
+-include $(wildcard tests/*/*.mk bench/*/*.mk)
+
+all: $(VI) $(PLUGINS) $(UNIT_TESTS) $(FIXTURES) $(EXTRA_ALL)
+
+# V=1 shows whole command lines.
+ifeq ($(V),1)
+Q :=
+say = @:
+else
+Q := @
+say = @printf '  %-6s %s\n'
+endif
+
+$(B)/%.o: %.c
+	@mkdir -p $(@D)
+	$(say) CC $@
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(LIBVI): $(call obj,$(LIB_SRC))
+	@mkdir -p $(@D)
+	$(say) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBVMM): $(call obj,$(VMM_SRC))
+	@mkdir -p $(@D)
+	$(say) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(LIBVIRT_GLUE): $(call obj,$(VIRT_SRC))
+	@mkdir -p $(@D)
+	$(say) AR $@
+	$(Q)rm -f $@ && $(AR) rcs $@ $^
+
+$(VI): $(call obj,$(CMD_SRC)) $(LIBVI)
+	$(say) LINK $@
+	$(Q)$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+
+# Plugins: hidden visibility, one exported symbol (VI_HV_EXPORT).
+.SECONDEXPANSION:
+$(B)/plugins/%.so: $$(call obj,$$(wildcard plugins/%/*.c)) $$($$*_DEPS) $(LIBVI)
+	@mkdir -p $(@D)
+	$(say) LINK $@
+	$(Q)$(CC) $(LDFLAGS) -shared -fvisibility=hidden -Wl,--exclude-libs,ALL -o $@ \
+		$(filter %.o,$^) $($*_LIBS) $(LIBVI) $(LDLIBS)
+
+$(B)/plugins/%.o: CFLAGS += -fvisibility=hidden
+
+$(B)/tests/plugins/%.so: tests/plugins/%.c include/vi/hv-plugin.h
+	@mkdir -p $(@D)
+	$(say) CC $@
+	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fvisibility=hidden -shared $(LDFLAGS) -o $@ $<
+
+$(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBVMM) $(LIBVI)
+	$(say) LINK $@
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS) $(LDLIBS)
+
+# libFuzzer targets need clang; they build the library sources in directly.
+FUZZ_CC ?= clang
+$(B)/tests/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(VMM_SRC)
+	@mkdir -p $(@D)
+	$(say) FUZZ $@
+	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -g -O1 $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
+		-o $@ $^ $(PKG_LIBS) $(UNIT_LIBS) -ldl -lm -pthread
+
+fuzz: $(FUZZERS)
+
+# --- checks -------------------------------------------------------------
+
+setup:
+	@scripts/setup
+
+# check = set-up, then build, then every test; the runner prints the summary.
+check:
+	@scripts/setup
+	@$(MAKE) --no-print-directory all fuzz
+	@VI_BUILD=$(B) tests/run
+
+check-slow:
+	@scripts/setup
+	@$(MAKE) --no-print-directory all
+	@VI_BUILD=$(B) VI_SLOW=1 tests/run tests/slow
+
+bench:
+	@scripts/setup
+	@$(MAKE) --no-print-directory all
+	@VI_BUILD=$(B) bench/run
+
+demo:
+	@scripts/setup
+	@$(MAKE) --no-print-directory all
+	@VI_BUILD=$(B) scripts/demo
+
+# --- install ------------------------------------------------------------
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(PLUGINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(TEMPLATEDIR) \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions \
+		$(DESTDIR)$(DATADIR)/zsh/vendor-completions
+	install -m 0755 $(VI) $(DESTDIR)$(BINDIR)/vi
+	$(if $(PLUGINS),install -m 0755 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/)
+	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/
+	$(if $(wildcard man/*.5),install -m 0644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5/)
+	$(if $(wildcard templates/*.yaml),install -m 0644 $(wildcard templates/*.yaml) $(DESTDIR)$(TEMPLATEDIR)/)
+	install -m 0644 completion/vi.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/vi
+	install -m 0644 completion/_vi $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_vi
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all check check-slow bench demo install clean setup fuzz
+
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -1,0 +1,85 @@
+/* The verbs of vi and the table that dispatches them.
+ *
+ * Adding a verb (tests fail until every step is done):
+ *   1. cmd/<verb>.c: `int cmd_<verb>(int argc, char **argv)` and its option
+ *      table `<verb>_options[]`; declare both below.
+ *   2. A row in `commands[]` in cmd/vi.c, alphabetical: name, function,
+ *      min/max positional arguments, precondition flags, argument synopsis,
+ *      options, one-line summary. Preconditions are data: the dispatcher opens
+ *      the store, takes the VM's lock and loads plugins; verbs never repeat it.
+ *   3. man/vi-<verb>.1 whose SYNOPSIS matches `vi <verb> -h` (tests/man.bats).
+ *   4. Completion needs nothing: `vi __complete` reads the table
+ *      (tests/completion.bats checks every verb is offered).
+ *   5. tests/<verb>.bats: a user's session, exact messages and exit codes.
+ *   6. A line in README.md's tour.
+ *
+ * Verbs return 0 or a negative VI_E* code after vi_error(); the dispatcher
+ * prints the message and exits with the code. */
+#ifndef VI_CMD_H
+#define VI_CMD_H
+
+#include "hv.h"
+#include "opt.h"
+#include "store.h"
+
+enum cmd_flags {
+	NEEDS_STORE = 1 << 0,   /* open $VI_HOME first */
+	NEEDS_LOCK = 1 << 1,    /* lock the VM named by the first argument (implies store) */
+	NEEDS_PLUGINS = 1 << 2, /* load the hypervisor plugins */
+	HIDDEN = 1 << 3,        /* internal: not listed, not completed, no man page */
+	RAW_ARGS = 1 << 4,      /* arguments reach the verb unparsed */
+};
+
+struct cmd {
+	const char *name;
+	int (*fn)(int argc, char **argv);
+	int min_args, max_args; /* max -1: no limit */
+	unsigned flags;
+	const char *args;       /* positional synopsis, e.g. "NAME" or "[VERB]" */
+	const struct vi_option *options;
+	const char *summary;
+	const struct cmd *sub;  /* subcommands ({ NULL } terminated), or NULL */
+};
+
+/* What every verb may use, set up by the dispatcher. */
+struct cmd_ctx {
+	int json, quiet, verbose;
+	const char *home;    /* --home, or NULL */
+	const char *hv;      /* --hv NAME, or NULL */
+	const char *connect; /* --connect URI, or NULL */
+	struct vi_store store;       /* open when NEEDS_STORE */
+	struct vi_hv_set plugins;    /* loaded when NEEDS_PLUGINS */
+	const struct cmd *cmd;       /* the verb running */
+	const char *cmd_path;        /* "vi hv list" */
+};
+
+extern struct cmd_ctx ctx;
+extern const struct cmd commands[];
+extern const struct vi_option global_options[];
+
+/* Options every verb shares; verb tables include the ones they document. */
+#define OPT_JSON { "json", 0, VI_OPT_FLAG, &ctx.json, NULL, "print one JSON document" }
+#define OPT_CONNECT                                                                            \
+	{ "connect", 'c', VI_OPT_STRING, &ctx.connect, "URI", "backend connection URI",       \
+	  VI_COMPLETE_NONE }
+#define OPT_HV { "hv", 0, VI_OPT_STRING, &ctx.hv, "NAME", "hypervisor backend", VI_COMPLETE_HV }
+
+/* Prints "usage: vi VERB ..." (and one line per subcommand) to f. */
+void cmd_usage(FILE *f, const struct cmd *c, const char *path);
+/* The completion kind of a positional argument named in a synopsis token. */
+enum vi_complete cmd_arg_complete(const struct cmd *c, int index);
+
+int cmd_caps(int argc, char **argv);
+int cmd_help(int argc, char **argv);
+int cmd_hv_list(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+int cmd_complete(int argc, char **argv);
+int cmd_vmm_run(int argc, char **argv);
+
+extern const struct vi_option caps_options[], help_options[], hv_list_options[],
+	list_options[], show_options[], version_options[], vmm_run_options[];
+extern const struct cmd hv_commands[];
+
+#endif

@@ -1,0 +1,84 @@
+/* vi list: the VMs in the store with their backend and state. */
+#include "cmd.h"
+#include "error.h"
+#include "log.h"
+#include "machine.h"
+#include "output.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+const struct vi_option list_options[] = {
+	OPT_JSON,
+	OPT_CONNECT,
+	VI_OPT_TABLE_END,
+};
+
+int cmd_list(int argc, char **argv)
+{
+	char **names;
+	size_t n;
+	int rc;
+	struct json_object *doc = NULL, *arr = NULL;
+	struct vi_table t;
+	(void)argc, (void)argv;
+
+	if ((rc = vi_store_list_vms(&ctx.store, &names, &n)) < 0)
+		return rc;
+	if (ctx.json) {
+		doc = vi_json_doc();
+		arr = json_object_new_array();
+	} else {
+		vi_table_init(&t, 6,
+			      (const char *[]){ "NAME", "BACKEND", "STATE", "CPUS", "MEMORY", "TEMPLATE" });
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct vi_machine m;
+		struct vi_hv_state st;
+		char cpus[16], mem[32];
+
+		if (vi_machine_open(&ctx.store, &ctx.plugins, names[i], ctx.connect, false, &m) < 0) {
+			/* One unreadable definition must not hide the others. */
+			vi_warn("%s", vi_error_message());
+			if (ctx.json) {
+				struct json_object *o = json_object_new_object();
+				json_object_object_add(o, "name", vi_json_str(names[i]));
+				json_object_object_add(o, "error", vi_json_str(vi_error_message()));
+				json_object_array_add(arr, o);
+			} else {
+				vi_table_add(&t, (const char *[]){ names[i], NULL, "error", NULL, NULL,
+								   NULL });
+			}
+			continue;
+		}
+		vi_machine_state(&m, &st);
+		if (ctx.json) {
+			struct json_object *o = json_object_new_object();
+			json_object_object_add(o, "name", vi_json_str(m.def.name));
+			json_object_object_add(o, "hv", vi_json_str(m.def.hv));
+			json_object_object_add(o, "state", vi_json_str(vi_hv_state_name(st.state)));
+			json_object_object_add(o, "cpus", json_object_new_int(m.def.cpus));
+			json_object_object_add(o, "memory", json_object_new_int64(m.def.memory));
+			json_object_object_add(o, "template", vi_json_str(m.def.template));
+			json_object_array_add(arr, o);
+		} else {
+			snprintf(cpus, sizeof(cpus), "%u", m.def.cpus);
+			vi_format_size(m.def.memory, mem, sizeof(mem));
+			vi_table_add(&t, (const char *[]){ m.def.name, m.def.hv,
+							   vi_hv_state_name(st.state), cpus, mem,
+							   m.def.template });
+		}
+		vi_machine_release(&m);
+	}
+	vi_store_names_free(names, n);
+	if (ctx.json) {
+		json_object_object_add(doc, "vms", arr);
+		vi_json_print(doc);
+	} else {
+		if (n)
+			vi_table_print(&t);
+		vi_table_release(&t);
+	}
+	return 0;
+}

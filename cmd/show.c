@@ -1,0 +1,172 @@
+/* vi show NAME: one VM's definition, state and live figures. */
+#include "cmd.h"
+#include "error.h"
+#include "machine.h"
+#include "output.h"
+#include "util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+const struct vi_option show_options[] = {
+	OPT_JSON,
+	OPT_CONNECT,
+	VI_OPT_TABLE_END,
+};
+
+static void field(const char *key, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void field(const char *key, const char *fmt, ...)
+{
+	va_list ap;
+	printf("%-12s ", key);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+}
+
+static void format_duration(int64_t s, char *buf, size_t len)
+{
+	if (s >= 86400)
+		snprintf(buf, len, "%lldd %lldh", (long long)s / 86400, (long long)s % 86400 / 3600);
+	else if (s >= 3600)
+		snprintf(buf, len, "%lldh %lldm", (long long)s / 3600, (long long)s % 3600 / 60);
+	else if (s >= 60)
+		snprintf(buf, len, "%lldm %llds", (long long)s / 60, (long long)s % 60);
+	else
+		snprintf(buf, len, "%llds", (long long)s);
+}
+
+static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
+		      const struct vi_hv_stats *stats, int64_t uptime)
+{
+	struct vi_vm *d = &m->def;
+	struct json_object *doc = vi_json_doc(), *o = json_object_new_object();
+	struct json_object *disks = json_object_new_array(), *nics = json_object_new_array();
+
+	json_object_object_add(o, "name", vi_json_str(d->name));
+	json_object_object_add(o, "uuid", vi_json_str(d->uuid));
+	json_object_object_add(o, "hv", vi_json_str(d->hv));
+	json_object_object_add(o, "connect", vi_json_str(d->connect));
+	json_object_object_add(o, "state", vi_json_str(vi_hv_state_name(st->state)));
+	json_object_object_add(o, "cpus", json_object_new_int(d->cpus));
+	json_object_object_add(o, "max_cpus", json_object_new_int(m->view.vm.max_cpus));
+	json_object_object_add(o, "memory", json_object_new_int64(d->memory));
+	json_object_object_add(o, "max_memory", json_object_new_int64(m->view.vm.max_memory));
+	json_object_object_add(o, "kernel", vi_json_str(d->kernel));
+	json_object_object_add(o, "initrd", vi_json_str(d->initrd));
+	json_object_object_add(o, "cmdline", vi_json_str(d->cmdline));
+	for (size_t i = 0; i < d->ndisks; i++) {
+		struct json_object *k = json_object_new_object();
+		json_object_object_add(k, "path", vi_json_str(m->view.disks[i].path));
+		json_object_object_add(k, "format", vi_json_str(vi_disk_format_name(d->disks[i].format)));
+		json_object_object_add(k, "readonly", json_object_new_boolean(d->disks[i].readonly));
+		json_object_array_add(disks, k);
+	}
+	for (size_t i = 0; i < d->nnics; i++) {
+		struct json_object *k = json_object_new_object();
+		json_object_object_add(k, "mac", vi_json_str(d->nics[i].mac));
+		json_object_object_add(k, "mode", vi_json_str(d->nics[i].mode));
+		json_object_object_add(k, "source", vi_json_str(d->nics[i].source));
+		json_object_array_add(nics, k);
+	}
+	json_object_object_add(o, "disks", disks);
+	json_object_object_add(o, "nics", nics);
+	json_object_object_add(o, "hostname", vi_json_str(d->hostname));
+	json_object_object_add(o, "machine_id", vi_json_str(d->machine_id));
+	json_object_object_add(o, "template", vi_json_str(d->template));
+	json_object_object_add(o, "template_digest", vi_json_str(d->template_digest));
+	json_object_object_add(o, "created", json_object_new_int64(d->created));
+	if (st->pid)
+		json_object_object_add(o, "pid", json_object_new_int(st->pid));
+	if (uptime >= 0)
+		json_object_object_add(o, "uptime", json_object_new_int64(uptime));
+	if (stats) {
+		struct json_object *s = json_object_new_object();
+		json_object_object_add(s, "vcpus", json_object_new_int(stats->vcpus));
+		json_object_object_add(s, "cpu_time_ns", json_object_new_int64(stats->cpu_time_ns));
+		json_object_object_add(s, "memory", json_object_new_int64(stats->memory));
+		json_object_object_add(s, "exits", json_object_new_int64(stats->exits));
+		if (uptime > 0)
+			json_object_object_add(s, "exits_per_second",
+					       json_object_new_double((double)stats->exits / uptime));
+		json_object_object_add(o, "stats", s);
+	}
+	json_object_object_add(doc, "vm", o);
+	vi_json_print(doc);
+}
+
+int cmd_show(int argc, char **argv)
+{
+	struct vi_machine m;
+	struct vi_hv_state st;
+	struct vi_hv_stats stats;
+	bool have_stats = false;
+	int64_t uptime = -1;
+	char a[32], b[32];
+	int rc;
+	(void)argc;
+
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, false, &m)) < 0)
+		return rc;
+	vi_machine_state(&m, &st);
+	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED) {
+		if (st.started_at)
+			uptime = (int64_t)time(NULL) - st.started_at;
+		have_stats = m.hv && m.hv->ops.stats && vi_hv_stats(m.hv, &m.view.vm, &stats) == 0;
+	}
+	if (ctx.json) {
+		show_json(&m, &st, have_stats ? &stats : NULL, uptime);
+		vi_machine_release(&m);
+		return 0;
+	}
+	struct vi_vm *d = &m.def;
+	field("name:", "%s", d->name);
+	field("uuid:", "%s", d->uuid);
+	field("backend:", "%s%s%s%s", d->hv, d->connect ? " (" : "", d->connect ? d->connect : "",
+	      d->connect ? ")" : "");
+	field("state:", "%s%s", vi_hv_state_name(st.state),
+	      m.hv ? "" : " (backend not installed)");
+	field("cpus:", "%u (max %u)", d->cpus, m.view.vm.max_cpus);
+	field("memory:", "%s (max %s)", vi_format_size(d->memory, a, sizeof(a)),
+	      vi_format_size(m.view.vm.max_memory, b, sizeof(b)));
+	if (d->kernel)
+		field("kernel:", "%s", d->kernel);
+	if (d->initrd)
+		field("initrd:", "%s", d->initrd);
+	if (d->cmdline)
+		field("cmdline:", "%s", d->cmdline);
+	for (size_t i = 0; i < d->ndisks; i++)
+		field(i ? "" : "disks:", "%s (%s%s)", m.view.disks[i].path,
+		      vi_disk_format_name(d->disks[i].format), d->disks[i].readonly ? ", read-only" : "");
+	for (size_t i = 0; i < d->nnics; i++)
+		field(i ? "" : "nics:", "%s %s%s%s", d->nics[i].mac, d->nics[i].mode,
+		      d->nics[i].source ? " " : "", d->nics[i].source ? d->nics[i].source : "");
+	if (d->hostname)
+		field("hostname:", "%s", d->hostname);
+	if (d->template)
+		field("template:", "%s%s%s", d->template, d->template_digest ? " @ " : "",
+		      d->template_digest ? d->template_digest : "");
+	if (d->created) {
+		char when[64];
+		struct tm tm;
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&d->created, &tm));
+		field("created:", "%s", when);
+	}
+	if (st.pid)
+		field("pid:", "%d", (int)st.pid);
+	if (uptime >= 0) {
+		format_duration(uptime, a, sizeof(a));
+		field("uptime:", "%s", a);
+	}
+	if (have_stats) {
+		field("vcpus:", "%u online", stats.vcpus);
+		if (stats.exits && uptime > 0)
+			field("exits/s:", "%.0f", (double)stats.exits / uptime);
+	}
+	vi_machine_release(&m);
+	return 0;
+}

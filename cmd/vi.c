@@ -1,0 +1,352 @@
+/* vi: global options, the command table, dispatch and exit codes. */
+#include "cmd.h"
+#include "error.h"
+#include "log.h"
+#include "util.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+struct cmd_ctx ctx;
+
+static int show_version, show_help;
+
+const struct vi_option global_options[] = {
+	{ "json", 0, VI_OPT_FLAG, &ctx.json, NULL, "print one JSON document" },
+	{ "quiet", 'q', VI_OPT_FLAG, &ctx.quiet, NULL, "print only results and errors" },
+	{ "verbose", 'v', VI_OPT_FLAG, &ctx.verbose, NULL, "print debugging messages" },
+	{ "home", 0, VI_OPT_STRING, &ctx.home, "DIR", "state directory", VI_COMPLETE_DIR },
+	{ "hv", 0, VI_OPT_STRING, &ctx.hv, "NAME", "hypervisor backend", VI_COMPLETE_HV },
+	{ "connect", 'c', VI_OPT_STRING, &ctx.connect, "URI", "backend connection URI" },
+	{ "version", 0, VI_OPT_FLAG, &show_version, NULL, "print the version" },
+	{ "help", 'h', VI_OPT_FLAG, &show_help, NULL, "print this help" },
+	VI_OPT_TABLE_END,
+};
+
+/* Alphabetical; internal verbs (HIDDEN) first. */
+const struct cmd commands[] = {
+	{ "__complete", cmd_complete, 0, -1, HIDDEN | RAW_ARGS, "WORD...", NULL,
+	  "print completion candidates for the words typed so far" },
+	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS, "NAME",
+	  vmm_run_options, "run a VM in this process (started by 'vi start')" },
+	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS, "", caps_options,
+	  "show what each backend can do here" },
+	{ "help", cmd_help, 0, 1, 0, "[VERB]", help_options, "show the manual page of a verb" },
+	{ "hv", NULL, 0, 0, 0, "", NULL, "hypervisor backends", hv_commands },
+	{ "list", cmd_list, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", list_options,
+	  "list virtual machines and their state" },
+	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
+	  "show a virtual machine's definition and state" },
+	{ "version", cmd_version, 0, 0, 0, "", version_options, "print the version" },
+	{ NULL },
+};
+
+void cmd_usage(FILE *f, const struct cmd *c, const char *path)
+{
+	const char *lead = "usage: ";
+
+	if (c->sub) {
+		for (const struct cmd *s = c->sub; s->name; s++) {
+			char *sub_path = xasprintf("%s %s", path, s->name);
+			fputs(lead, f);
+			vi_opt_synopsis(f, sub_path, s->options, s->args);
+			fputc('\n', f);
+			free(sub_path);
+			lead = "   or: ";
+		}
+		return;
+	}
+	fputs(lead, f);
+	vi_opt_synopsis(f, path, c->options, c->args);
+	fputc('\n', f);
+}
+
+static void main_usage(FILE *f)
+{
+	fputs("usage: vi [--json] [-q] [-v] [--home DIR] [--hv NAME] [--connect URI] VERB [ARGS]\n"
+	      "       vi --version | --help\n\nVerbs:\n",
+	      f);
+	for (const struct cmd *c = commands; c->name; c++)
+		if (!(c->flags & HIDDEN))
+			fprintf(f, "  %-10s %s\n", c->name, c->summary);
+	fputs("\nGlobal options:\n", f);
+	vi_opt_help(f, global_options);
+	fputs("\n'vi VERB -h' shows a verb's options; 'vi help VERB' its manual page.\n", f);
+}
+
+static void verb_help(const struct cmd *c, const char *path)
+{
+	cmd_usage(stdout, c, path);
+	printf("\n%c%s.\n", toupper((unsigned char)c->summary[0]), c->summary + 1);
+	if (c->sub) {
+		printf("\nSubcommands:\n");
+		for (const struct cmd *s = c->sub; s->name; s++)
+			printf("  %-10s %s\n", s->name, s->summary);
+	}
+	if (c->options && c->options->name) {
+		printf("\nOptions:\n");
+		vi_opt_help(stdout, c->options);
+	}
+	printf("\nGlobal options (--json, -q, -v, --home, --hv, --connect) are described in vi(1).\n");
+}
+
+enum vi_complete cmd_arg_complete(const struct cmd *c, int index)
+{
+	static const struct {
+		const char *token;
+		enum vi_complete kind;
+	} kinds[] = {
+		{ "NAME", VI_COMPLETE_VM },	 { "SRC", VI_COMPLETE_VM },
+		{ "VERB", VI_COMPLETE_VERB },	 { "FILE", VI_COMPLETE_FILE },
+		{ "DIR", VI_COMPLETE_DIR },	 { "TEMPLATE", VI_COMPLETE_TEMPLATE },
+		{ "BACKEND", VI_COMPLETE_HV },
+	};
+	char tok[64] = "";
+	const char *p = c->args ? c->args : "";
+	int i = 0;
+
+	while (*p) {
+		size_t n = strcspn(p, " ");
+		if (i == index || (n >= 3 && !strncmp(p + n - 3, "...", 3) && i <= index)) {
+			size_t k = 0;
+			for (size_t j = 0; j < n && k + 1 < sizeof(tok); j++)
+				if (p[j] != '[' && p[j] != ']' && p[j] != '.')
+					tok[k++] = p[j];
+			tok[k] = '\0';
+			if (i == index)
+				break;
+		}
+		p += n;
+		p += strspn(p, " ");
+		i++;
+	}
+	for (size_t k = 0; k < ARRAY_SIZE(kinds); k++)
+		if (!strcmp(tok, kinds[k].token))
+			return kinds[k].kind;
+	return VI_COMPLETE_NONE;
+}
+
+/* The system editor's path, for `vi FILE`: $VISUAL, $EDITOR, Debian's
+ * alternatives, then the first vi/vim/nano on PATH that is not this program. */
+static const char *system_editor(void)
+{
+	static char found[PATH_MAX];
+	const char *env[] = { getenv("VISUAL"), getenv("EDITOR") };
+	const char *links[] = { "/usr/bin/editor", "/etc/alternatives/vi" };
+	char self[PATH_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(env); i++)
+		if (env[i] && *env[i])
+			return env[i];
+	if (!realpath(vi_self_exe(), self))
+		self[0] = '\0';
+	for (size_t i = 0; i < ARRAY_SIZE(links); i++)
+		if (realpath(links[i], found) && strcmp(found, self))
+			return found;
+	const char *path = getenv("PATH");
+	char *copy = xstrdup(path ? path : "/usr/bin:/bin"), *save = NULL;
+	const char *names[] = { "vi", "vim", "nano" };
+	for (size_t n = 0; n < ARRAY_SIZE(names); n++) {
+		strcpy(copy, path ? path : "/usr/bin:/bin");
+		for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+			char *cand = xasprintf("%s/%s", d, names[n]);
+			bool ok = access(cand, X_OK) == 0 && realpath(cand, found) &&
+				  strcmp(found, self);
+			free(cand);
+			if (ok) {
+				free(copy);
+				return found;
+			}
+		}
+	}
+	free(copy);
+	return NULL;
+}
+
+static int unknown_verb(const char *verb)
+{
+	const char *names[64];
+	size_t n = 0;
+	struct stat st;
+
+	if (stat(verb, &st) == 0) {
+		const char *editor = system_editor();
+		const char *kind = S_ISDIR(st.st_mode) ? "a directory" : "a file";
+		if (editor)
+			return vi_error(VI_EUSAGE,
+					"'%s' is %s: this vi manages virtual machines; the system editor is %s",
+					verb, kind, editor);
+		return vi_error(VI_EUSAGE,
+				"'%s' is %s: this vi manages virtual machines, and no system editor was found",
+				verb, kind);
+	}
+	for (const struct cmd *c = commands; c->name && n < ARRAY_SIZE(names); c++)
+		if (!(c->flags & HIDDEN))
+			names[n++] = c->name;
+	const char *s = vi_suggest(verb, names, n);
+	if (s)
+		return vi_error(VI_EUSAGE, "unknown verb '%s'; did you mean '%s'?", verb, s);
+	return vi_error(VI_EUSAGE, "unknown verb '%s' (see 'vi --help')", verb);
+}
+
+static const struct cmd *find_cmd(const struct cmd *table, const char *name)
+{
+	for (const struct cmd *c = table; c->name; c++)
+		if (!strcmp(c->name, name))
+			return c;
+	return NULL;
+}
+
+/* The number of leading arguments that are global options (with values). */
+static int global_prefix(int argc, char **argv)
+{
+	int i = 0;
+
+	while (i < argc && argv[i][0] == '-' && argv[i][1] && strcmp(argv[i], "--")) {
+		const char *a = argv[i];
+		bool takes_value = false;
+		for (const struct vi_option *o = global_options; o->name; o++) {
+			bool match = a[1] == '-' ? !strncmp(a + 2, o->name, strlen(o->name)) &&
+							   !a[2 + strlen(o->name)]
+						 : (o->short_name && a[1] == o->short_name && !a[2]);
+			if (match && o->type != VI_OPT_FLAG)
+				takes_value = true;
+		}
+		i += takes_value ? 2 : 1;
+	}
+	return i < argc ? i : argc;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+	for (int i = 0; i < argc && strcmp(argv[i], "--"); i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
+	return false;
+}
+
+int main(int argc, char **argv)
+{
+	const struct cmd *c;
+	char path[128] = "vi";
+	int rc = 0, lock = -1, g;
+
+	signal(SIGPIPE, SIG_DFL);
+	argc--, argv++;
+	g = global_prefix(argc, argv);
+	{
+		int n = g;
+		char **globals = xcalloc(g + 1, sizeof(char *));
+		memcpy(globals, argv, g * sizeof(char *));
+		rc = vi_opt_parse(global_options, NULL, &n, globals);
+		if (rc == 0 && n)
+			rc = vi_error(VI_EUSAGE, "unexpected argument '%s'", globals[0]);
+		free(globals);
+	}
+	argc -= g, argv += g;
+	if (rc < 0)
+		goto out;
+	vi_log_level = ctx.quiet ? VI_LOG_WARN : ctx.verbose ? VI_LOG_DEBUG : VI_LOG_INFO;
+	if (show_version) {
+		rc = cmd_version(0, NULL);
+		goto out;
+	}
+	if (argc > 0 && !strcmp(argv[0], "--"))
+		argc--, argv++;
+	if (show_help || argc == 0) {
+		main_usage(show_help ? stdout : stderr);
+		rc = show_help ? 0 : -VI_EUSAGE;
+		vi_error_clear();
+		if (!show_help)
+			return VI_EUSAGE;
+		goto out;
+	}
+
+	c = find_cmd(commands, argv[0]);
+	if (!c) {
+		rc = unknown_verb(argv[0]);
+		goto out;
+	}
+	snprintf(path, sizeof(path), "vi %s", c->name);
+	argc--, argv++;
+	if (c->sub) {
+		const struct cmd *s;
+		if (argc == 0 || wants_help(1, argv)) {
+			if (argc == 0) {
+				cmd_usage(stderr, c, path);
+				return VI_EUSAGE;
+			}
+			verb_help(c, path);
+			goto out;
+		}
+		s = find_cmd(c->sub, argv[0]);
+		if (!s) {
+			const char *names[32];
+			size_t n = 0;
+			for (const struct cmd *t = c->sub; t->name && n < ARRAY_SIZE(names); t++)
+				names[n++] = t->name;
+			const char *sug = vi_suggest(argv[0], names, n);
+			rc = sug ? vi_error(VI_EUSAGE, "unknown subcommand '%s %s'; did you mean '%s'?",
+					    c->name, argv[0], sug)
+				 : vi_error(VI_EUSAGE, "unknown subcommand '%s %s' (see '%s -h')",
+					    c->name, argv[0], path);
+			goto out;
+		}
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), " %s", s->name);
+		c = s;
+		argc--, argv++;
+	}
+	ctx.cmd = c;
+	ctx.cmd_path = path;
+	if (wants_help(argc, argv) && !(c->flags & HIDDEN)) {
+		verb_help(c, path);
+		goto out;
+	}
+	if (!(c->flags & RAW_ARGS) &&
+	    (rc = vi_opt_parse(c->options, global_options, &argc, argv)) < 0)
+		goto out;
+	vi_log_level = ctx.quiet ? VI_LOG_WARN : ctx.verbose ? VI_LOG_DEBUG : VI_LOG_INFO;
+	if (argc < c->min_args) {
+		rc = vi_error(VI_EUSAGE, "missing arguments: expected %s (see '%s -h')", c->args,
+			      path);
+		goto out;
+	}
+	if (c->max_args >= 0 && argc > c->max_args) {
+		rc = vi_error(VI_EUSAGE, "unexpected argument '%s'", argv[c->max_args]);
+		goto out;
+	}
+	if (c->flags & (NEEDS_STORE | NEEDS_LOCK)) {
+		if ((rc = vi_store_open(&ctx.store, ctx.home)) < 0)
+			goto out;
+		vi_hv_set_home(ctx.store.home);
+	}
+	if (c->flags & NEEDS_LOCK) {
+		lock = rc = vi_store_lock_vm(&ctx.store, argv[0], 60000);
+		if (rc < 0)
+			goto out;
+	}
+	if (c->flags & NEEDS_PLUGINS)
+		vi_hv_load_all(&ctx.plugins);
+	rc = c->fn(argc, argv);
+out:
+	vi_store_unlock(lock);
+	vi_hv_set_release(&ctx.plugins);
+	vi_store_release(&ctx.store);
+	/* A full disk or a closed pipe on stdout is an error too. */
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		if (errno != EPIPE && rc >= 0)
+			rc = vi_error_errno(VI_EFAIL, errno, "cannot write to standard output");
+	}
+	if (rc < 0) {
+		fprintf(stderr, "vi: error: %s\n", vi_error_message());
+		return -rc;
+	}
+	return 0;
+}

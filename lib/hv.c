@@ -1,0 +1,494 @@
+/* Plugin loading, probing, backend choice and the method wrappers. */
+#include "hv.h"
+#include "error.h"
+#include "log.h"
+#include "util.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef VI_VERSION
+#define VI_VERSION "0"
+#endif
+#ifndef VI_PLUGIN_DIR_DEFAULT
+#define VI_PLUGIN_DIR_DEFAULT "/usr/local/lib/vi/plugins"
+#endif
+
+static struct vi_host host = {
+	.struct_size = sizeof(struct vi_host),
+	.abi_version = VI_HV_ABI_VERSION,
+	.version = VI_VERSION,
+	.error = vi_error,
+	.log = vi_log,
+};
+
+const struct vi_host *vi_hv_host(void)
+{
+	host.self_exe = vi_self_exe();
+	return &host;
+}
+
+void vi_hv_set_home(const char *home)
+{
+	host.home = home;
+}
+
+const char *const *vi_hv_search_path(void)
+{
+	static const char *dirs[64];
+	static char *owned[64];
+	size_t n = 0;
+
+	if (dirs[0])
+		return dirs;
+	const char *env = getenv("VI_PLUGIN_DIR");
+	if (env && *env) {
+		char *copy = xstrdup(env), *save = NULL;
+		owned[n] = copy;
+		for (char *d = strtok_r(copy, ":", &save); d && n < 60; d = strtok_r(NULL, ":", &save))
+			dirs[n++] = d;
+	}
+	char *exe = xstrdup(vi_self_exe());
+	owned[n] = xasprintf("%s/plugins", dirname(exe));
+	free(exe);
+	dirs[n] = owned[n];
+	n++;
+	dirs[n++] = VI_PLUGIN_DIR_DEFAULT;
+	dirs[n] = NULL;
+	return dirs;
+}
+
+static bool already_loaded(const struct vi_hv_set *set, const char *name)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (!strcmp(set->hv[i].ops.name, name))
+			return true;
+	return false;
+}
+
+static void load_error(struct vi_hv_set *set, const char *path, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void load_error(struct vi_hv_set *set, const char *path, const char *fmt, ...)
+{
+	char why[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	vi_warn("cannot load plugin '%s': %s", path, why);
+	set->load_errors = xrealloc(set->load_errors, (set->nerrors + 1) * sizeof(char *));
+	set->load_errors[set->nerrors++] = xasprintf("'%s': %s", path, why);
+}
+
+/* A plugin's table must hold at least the fields before the methods. */
+#define OPS_MIN_SIZE offsetof(struct vi_hv_ops, open)
+
+static void load_one(struct vi_hv_set *set, const char *path, const char *stem)
+{
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		load_error(set, path, "%s", dlerror());
+		return;
+	}
+	vi_hv_plugin_init_fn init = (vi_hv_plugin_init_fn)dlsym(h, VI_HV_PLUGIN_INIT_SYMBOL);
+	if (!init) {
+		load_error(set, path, "no symbol '%s'", VI_HV_PLUGIN_INIT_SYMBOL);
+		goto fail;
+	}
+	vi_error_clear();
+	const struct vi_hv_ops *ops = init(vi_hv_host());
+	if (!ops) {
+		load_error(set, path, "initialisation failed%s%s", *vi_error_message() ? ": " : "",
+			   vi_error_message());
+		goto fail;
+	}
+	if (ops->abi_version == 0) {
+		load_error(set, path, "invalid plugin ABI version 0");
+		goto fail;
+	}
+	if (ops->abi_version > VI_HV_ABI_VERSION) {
+		load_error(set, path, "plugin ABI version %u is newer than this vi supports (%u)",
+			   ops->abi_version, VI_HV_ABI_VERSION);
+		goto fail;
+	}
+	if (ops->struct_size < OPS_MIN_SIZE) {
+		load_error(set, path, "operations table too small (%zu bytes)", ops->struct_size);
+		goto fail;
+	}
+	if (!ops->name || strncmp(stem, "hv-", 3) || strcmp(ops->name, stem + 3)) {
+		load_error(set, path, "plugin calls itself '%s', not '%s'",
+			   ops->name ? ops->name : "(null)", stem + 3);
+		goto fail;
+	}
+	if (already_loaded(set, ops->name)) { /* an earlier directory wins */
+		dlclose(h);
+		return;
+	}
+	set->hv = xrealloc(set->hv, (set->n + 1) * sizeof(*set->hv));
+	struct vi_hv *hv = &set->hv[set->n++];
+	memset(hv, 0, sizeof(*hv));
+	memcpy(&hv->ops, ops,
+	       ops->struct_size < sizeof(hv->ops) ? ops->struct_size : sizeof(hv->ops));
+	hv->ops.struct_size = sizeof(hv->ops);
+	hv->path = xstrdup(path);
+	hv->handle = h;
+	return;
+fail:
+	dlclose(h);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void vi_hv_load_all(struct vi_hv_set *set)
+{
+	memset(set, 0, sizeof(*set));
+	for (const char *const *dir = vi_hv_search_path(); *dir; dir++) {
+		DIR *d = opendir(*dir);
+		struct dirent *e;
+		char *names[256];
+		size_t n = 0;
+
+		if (!d)
+			continue;
+		while ((e = readdir(d)) && n < ARRAY_SIZE(names)) {
+			size_t len = strlen(e->d_name);
+			if (len > 6 && !strncmp(e->d_name, "hv-", 3) &&
+			    !strcmp(e->d_name + len - 3, ".so"))
+				names[n++] = xstrdup(e->d_name);
+		}
+		closedir(d);
+		qsort(names, n, sizeof(*names), cmp_str);
+		for (size_t i = 0; i < n; i++) {
+			char *path = xasprintf("%s/%s", *dir, names[i]);
+			names[i][strlen(names[i]) - 3] = '\0';
+			load_one(set, path, names[i]);
+			free(path);
+			free(names[i]);
+		}
+	}
+}
+
+void vi_hv_set_release(struct vi_hv_set *set)
+{
+	for (size_t i = 0; i < set->n; i++) {
+		struct vi_hv *hv = &set->hv[i];
+		if (hv->opened && hv->ops.close)
+			hv->ops.close(&hv->ctx);
+		/* Plugins stay mapped: libraries they use (libvirt's threads) may
+		 * still run code from them until exit. */
+		free(hv->path);
+		free(hv->uri);
+		free(hv->reason);
+	}
+	for (size_t i = 0; i < set->nerrors; i++)
+		free(set->load_errors[i]);
+	free(set->load_errors);
+	free(set->hv);
+	memset(set, 0, sizeof(*set));
+}
+
+struct vi_hv *vi_hv_find(struct vi_hv_set *set, const char *name)
+{
+	const char *names[64];
+	size_t n = 0;
+
+	for (size_t i = 0; i < set->n; i++) {
+		if (!strcmp(set->hv[i].ops.name, name))
+			return &set->hv[i];
+		if (n < ARRAY_SIZE(names))
+			names[n++] = set->hv[i].ops.name;
+	}
+	const char *s = vi_suggest(name, names, n);
+	if (s)
+		vi_error(VI_ENOTFOUND, "no backend named '%s'; did you mean '%s'?", name, s);
+	else
+		vi_error(VI_ENOTFOUND, "no backend named '%s' (see 'vi hv list')", name);
+	return NULL;
+}
+
+static int open_ctx(struct vi_hv *hv, const char *uri)
+{
+	if (hv->opened) {
+		bool same = (!uri && !hv->uri) || (uri && hv->uri && !strcmp(uri, hv->uri));
+		if (same)
+			return 0;
+		if (hv->ops.close)
+			hv->ops.close(&hv->ctx);
+		hv->opened = false;
+		hv->probed = false;
+		free(hv->uri);
+		hv->uri = NULL;
+	}
+	hv->uri = xstrdup(uri);
+	hv->ctx = (struct vi_hv_ctx){
+		.struct_size = sizeof(struct vi_hv_ctx),
+		.host = vi_hv_host(),
+		.uri = hv->uri,
+	};
+	if (hv->ops.open) {
+		int rc = hv->ops.open(&hv->ctx);
+		if (rc < 0)
+			return rc;
+	}
+	hv->opened = true;
+	return 0;
+}
+
+int vi_hv_probe(struct vi_hv *hv, const char *uri)
+{
+	const char *reason = NULL;
+	int rc;
+
+	if (hv->probed && hv->opened &&
+	    ((!uri && !hv->uri) || (uri && hv->uri && !strcmp(uri, hv->uri))))
+		return hv->probe;
+	free(hv->reason);
+	hv->reason = NULL;
+	hv->probed = true;
+	vi_error_clear();
+	if ((rc = open_ctx(hv, uri)) < 0) {
+		hv->probe = VI_HV_PROBE_ERROR;
+		hv->reason = xstrdup(vi_error_message());
+		return hv->probe;
+	}
+	if (!hv->ops.probe) {
+		hv->probe = VI_HV_PROBE_OK;
+		return hv->probe;
+	}
+	hv->probe = hv->ops.probe(&hv->ctx, &reason);
+	if (hv->probe == VI_HV_PROBE_ERROR)
+		hv->reason = xstrdup(*vi_error_message() ? vi_error_message() : "probe failed");
+	else
+		hv->reason = xstrdup(reason);
+	return hv->probe;
+}
+
+/* Native backends on software KVM are usable when asked for by name, but are
+ * not chosen automatically: their reason line starts with this. */
+#define SOFTWARE_KVM "software KVM"
+
+int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struct vi_hv **out)
+{
+	static const char *const order[] = { "vtx", "svm", "qemu", "xen" };
+
+	if (name) {
+		struct vi_hv *hv = vi_hv_find(set, name);
+		if (!hv)
+			return -vi_error_code();
+		int p = vi_hv_probe(hv, uri);
+		if (p == VI_HV_PROBE_ERROR)
+			return vi_error(VI_EFAIL, "backend '%s' failed its probe: %s", name,
+					hv->reason ? hv->reason : "unknown error");
+		if (p == VI_HV_PROBE_DECLINED)
+			return vi_error(VI_EUNSUPPORTED, "backend '%s' is not usable here: %s", name,
+					hv->reason ? hv->reason : "declined");
+		*out = hv;
+		return 0;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+		struct vi_hv *hv = NULL;
+		for (size_t j = 0; j < set->n; j++)
+			if (!strcmp(set->hv[j].ops.name, order[i]))
+				hv = &set->hv[j];
+		if (!hv || vi_hv_probe(hv, uri) != VI_HV_PROBE_OK)
+			continue;
+		if (i < 2 && hv->reason && !strncmp(hv->reason, SOFTWARE_KVM, strlen(SOFTWARE_KVM)))
+			continue;
+		*out = hv;
+		return 0;
+	}
+	return vi_error(VI_EUNSUPPORTED, "no usable backend here (see 'vi caps')");
+}
+
+size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max)
+{
+	const struct vi_hv_ops *o = &hv->ops;
+	const struct {
+		bool on;
+		const char *name;
+	} caps[] = {
+		{ o->features & VI_HV_F_DIRECT_BOOT, "direct-boot" },
+		{ o->features & VI_HV_F_FIRMWARE_BOOT, "firmware-boot" },
+		{ o->features & VI_HV_F_REMOTE, "remote" },
+		{ o->start || o->run, "lifecycle" },
+		{ o->pause && o->resume, "pause" },
+		{ o->console, "console" },
+		{ o->stats, "stats" },
+		{ o->snapshot_create, "snapshot" },
+		{ o->features & VI_HV_F_MEM_SNAPSHOT, "memory-snapshot" },
+		{ o->save && o->restore, "save-restore" },
+		{ o->migrate_send && o->migrate_recv, "migrate" },
+		{ o->features & VI_HV_F_LIVE_MIGRATE, "live-migrate" },
+		{ o->set_vcpus, "grow-cpus" },
+		{ o->set_memory, "grow-memory" },
+		{ o->resize_disk, "grow-disk" },
+	};
+	size_t n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(caps) && n < max; i++)
+		if (caps[i].on)
+			names[n++] = caps[i].name;
+	return n;
+}
+
+static int unsupported(const struct vi_hv *hv, const char *what)
+{
+	return vi_error(VI_EUNSUPPORTED, "backend '%s' does not support %s", hv->ops.name, what);
+}
+
+/* Every wrapper: make sure the context is open, refuse a NULL method in one
+ * place, call through. */
+#define HV_CALL(hv, method, what, ...)                                                         \
+	do {                                                                                   \
+		if (!(hv)->ops.method)                                                         \
+			return unsupported((hv), (what));                                      \
+		if (!(hv)->opened) {                                                           \
+			int rc_ = open_ctx((hv), NULL);                                        \
+			if (rc_ < 0)                                                           \
+				return rc_;                                                    \
+		}                                                                              \
+		return (hv)->ops.method(&(hv)->ctx, __VA_ARGS__);                              \
+	} while (0)
+
+int vi_hv_define(struct vi_hv *hv, const struct vi_hv_vm *vm)
+{
+	HV_CALL(hv, define, "defining VMs", vm);
+}
+
+int vi_hv_undefine(struct vi_hv *hv, const struct vi_hv_vm *vm)
+{
+	HV_CALL(hv, undefine, "undefining VMs", vm);
+}
+
+int vi_hv_start(struct vi_hv *hv, const struct vi_hv_vm *vm)
+{
+	HV_CALL(hv, start, "starting VMs", vm);
+}
+
+int vi_hv_run(struct vi_hv *hv, const struct vi_hv_vm *vm, int notify_fd)
+{
+	HV_CALL(hv, run, "running VMs in-process", vm, notify_fd);
+}
+
+int vi_hv_stop(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned flags, unsigned timeout_ms)
+{
+	HV_CALL(hv, stop, "stopping VMs", vm, flags, timeout_ms);
+}
+
+int vi_hv_pause(struct vi_hv *hv, const struct vi_hv_vm *vm)
+{
+	HV_CALL(hv, pause, "pause", vm);
+}
+
+int vi_hv_resume(struct vi_hv *hv, const struct vi_hv_vm *vm)
+{
+	HV_CALL(hv, resume, "resume", vm);
+}
+
+int vi_hv_state(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_state *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->struct_size = sizeof(*out);
+	HV_CALL(hv, state, "reading VM state", vm, out);
+}
+
+int vi_hv_console(struct vi_hv *hv, const struct vi_hv_vm *vm, int in_fd, int out_fd, int escape)
+{
+	HV_CALL(hv, console, "consoles", vm, in_fd, out_fd, escape);
+}
+
+int vi_hv_stats(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->struct_size = sizeof(*out);
+	HV_CALL(hv, stats, "statistics", vm, out);
+}
+
+int vi_hv_snapshot_create(struct vi_hv *hv, const struct vi_hv_vm *vm,
+			  const struct vi_hv_snapshot *snap)
+{
+	HV_CALL(hv, snapshot_create, "snapshots", vm, snap);
+}
+
+int vi_hv_snapshot_revert(struct vi_hv *hv, const struct vi_hv_vm *vm,
+			  const struct vi_hv_snapshot *snap)
+{
+	HV_CALL(hv, snapshot_revert, "reverting snapshots", vm, snap);
+}
+
+int vi_hv_snapshot_delete(struct vi_hv *hv, const struct vi_hv_vm *vm,
+			  const struct vi_hv_snapshot *snap)
+{
+	HV_CALL(hv, snapshot_delete, "deleting snapshots", vm, snap);
+}
+
+int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path)
+{
+	HV_CALL(hv, save, "saving VM state", vm, path);
+}
+
+int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path)
+{
+	HV_CALL(hv, restore, "restoring VM state", vm, path);
+}
+
+int vi_hv_migrate_send(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m)
+{
+	HV_CALL(hv, migrate_send, "migration", vm, m);
+}
+
+int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m)
+{
+	HV_CALL(hv, migrate_recv, "migration", vm, m);
+}
+
+int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n)
+{
+	HV_CALL(hv, set_vcpus, "changing the number of vCPUs", vm, n);
+}
+
+int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes)
+{
+	HV_CALL(hv, set_memory, "changing memory", vm, bytes);
+}
+
+int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes)
+{
+	HV_CALL(hv, resize_disk, "resizing disks", vm, disk, bytes);
+}
+
+const char *vi_hv_state_name(int state)
+{
+	switch (state) {
+	case VI_HV_STOPPED:
+		return "stopped";
+	case VI_HV_RUNNING:
+		return "running";
+	case VI_HV_PAUSED:
+		return "paused";
+	case VI_HV_SHUTTING_DOWN:
+		return "shutting-down";
+	case VI_HV_CRASHED:
+		return "crashed";
+	case VI_HV_UNDEFINED:
+		return "undefined";
+	default:
+		return "unknown";
+	}
+}
+
+const char *vi_hv_probe_name(int probe)
+{
+	return probe == VI_HV_PROBE_OK ? "ok" : probe == VI_HV_PROBE_DECLINED ? "declined" : "error";
+}

@@ -1,0 +1,89 @@
+/* Hypervisor plugins: finding and loading hv-*.so, probing, choosing a
+ * backend, and the wrappers through which every method is called. A NULL
+ * method is reported here, once, as "backend 'x' does not support y" (exit 4).
+ *
+ * The set owns its plugins; a plugin owns its connection context. */
+#ifndef VI_HV_H
+#define VI_HV_H
+
+#include <stdbool.h>
+#include <vi/hv-plugin.h>
+
+struct vi_hv {
+	struct vi_hv_ops ops;  /* min(sizes) of the plugin's table, the rest zeroed */
+	char *path;
+	void *handle;
+	struct vi_hv_ctx ctx;
+	char *uri;             /* the URI ctx was opened with */
+	bool opened;
+	bool probed;
+	int probe;             /* enum vi_hv_probe, once probed */
+	char *reason;          /* probe's line, or the error when probe failed */
+};
+
+struct vi_hv_set {
+	struct vi_hv *hv;
+	size_t n;
+	char **load_errors;    /* one line each: "'file': reason" */
+	size_t nerrors;
+};
+
+/* The directories searched, in order: $VI_PLUGIN_DIR (colon-separated), the
+ * plugins/ directory next to the running binary, the installed one. */
+const char *const *vi_hv_search_path(void);
+
+/* Loads every hv-*.so on the search path; a name found earlier wins. Plugins
+ * that fail to load are skipped, each with one warning line on stderr and an
+ * entry in load_errors. Never fails as a whole. */
+void vi_hv_load_all(struct vi_hv_set *set);
+void vi_hv_set_release(struct vi_hv_set *set);
+
+/* The plugin called name, or NULL after recording "no backend named 'x'". */
+struct vi_hv *vi_hv_find(struct vi_hv_set *set, const char *name);
+
+/* Opens the plugin's context for uri (NULL: its default) and probes it,
+ * once per command; the answer stays in hv->probe and hv->reason. */
+int vi_hv_probe(struct vi_hv *hv, const char *uri);
+
+/* Picks the backend: `name` if given, else the first whose probe is OK in the
+ * order vtx, svm (real hardware virtualization only), qemu, xen. */
+int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struct vi_hv **out);
+
+/* Capability names of a plugin (methods present and feature bits), for
+ * `vi caps`: fills names (static strings) with at most max, returns how many. */
+size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max);
+
+/* The method wrappers. Each returns -VI_EUNSUPPORTED for a NULL method. */
+int vi_hv_define(struct vi_hv *hv, const struct vi_hv_vm *vm);
+int vi_hv_undefine(struct vi_hv *hv, const struct vi_hv_vm *vm);
+int vi_hv_start(struct vi_hv *hv, const struct vi_hv_vm *vm);
+int vi_hv_run(struct vi_hv *hv, const struct vi_hv_vm *vm, int notify_fd);
+int vi_hv_stop(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned flags, unsigned timeout_ms);
+int vi_hv_pause(struct vi_hv *hv, const struct vi_hv_vm *vm);
+int vi_hv_resume(struct vi_hv *hv, const struct vi_hv_vm *vm);
+int vi_hv_state(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_state *out);
+int vi_hv_console(struct vi_hv *hv, const struct vi_hv_vm *vm, int in_fd, int out_fd, int escape);
+int vi_hv_stats(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
+int vi_hv_snapshot_create(struct vi_hv *hv, const struct vi_hv_vm *vm,
+			  const struct vi_hv_snapshot *snap);
+int vi_hv_snapshot_revert(struct vi_hv *hv, const struct vi_hv_vm *vm,
+			  const struct vi_hv_snapshot *snap);
+int vi_hv_snapshot_delete(struct vi_hv *hv, const struct vi_hv_vm *vm,
+			  const struct vi_hv_snapshot *snap);
+int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path);
+int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path);
+int vi_hv_migrate_send(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
+int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
+int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n);
+int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes);
+int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes);
+
+const char *vi_hv_state_name(int state);
+const char *vi_hv_probe_name(int probe);
+
+/* The host table handed to plugins. */
+const struct vi_host *vi_hv_host(void);
+/* Sets the home the host table reports (the store's root). */
+void vi_hv_set_home(const char *home);
+
+#endif

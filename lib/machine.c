@@ -1,0 +1,58 @@
+/* A VM's definition bound to its backend. */
+#include "machine.h"
+#include "error.h"
+#include "util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int vi_machine_open(const struct vi_store *s, struct vi_hv_set *plugins, const char *name,
+		    const char *uri, bool need_backend, struct vi_machine *m)
+{
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	if ((rc = vi_store_load_vm(s, name, &m->def)) < 0)
+		return rc;
+	m->dir = vi_store_path(s, "vms/%s", name);
+	vi_vm_hv_init(&m->view, &m->def, m->dir);
+	if (!uri)
+		uri = m->def.connect;
+	m->hv = vi_hv_find(plugins, m->def.hv);
+	if (m->hv && vi_hv_probe(m->hv, uri) == VI_HV_PROBE_ERROR) {
+		if (need_backend) {
+			rc = vi_error(VI_EFAIL, "backend '%s' of VM '%s' is not usable: %s",
+				      m->def.hv, name, m->hv->reason);
+			goto fail;
+		}
+		m->hv = NULL;
+	}
+	if (!m->hv && need_backend) {
+		rc = vi_error(VI_EUNSUPPORTED, "VM '%s' uses backend '%s', which is not installed",
+			      name, m->def.hv);
+		goto fail;
+	}
+	vi_error_clear();
+	return 0;
+fail:
+	vi_machine_release(m);
+	return rc;
+}
+
+void vi_machine_release(struct vi_machine *m)
+{
+	vi_vm_hv_release(&m->view);
+	vi_vm_release(&m->def);
+	free(m->dir);
+	memset(m, 0, sizeof(*m));
+}
+
+int vi_machine_state(struct vi_machine *m, struct vi_hv_state *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (!m->hv || vi_hv_state(m->hv, &m->view.vm, st) < 0) {
+		st->state = VI_HV_UNKNOWN;
+		return VI_HV_UNKNOWN;
+	}
+	return st->state;
+}

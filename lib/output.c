@@ -1,0 +1,71 @@
+/* Tables and JSON documents on stdout. */
+#include "output.h"
+#include "util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct json_object *vi_json_doc(void)
+{
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "vi", json_object_new_int(VI_JSON_SCHEMA));
+	return o;
+}
+
+void vi_json_print(struct json_object *doc)
+{
+	puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
+							 JSON_C_TO_STRING_SPACED |
+							 JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(doc);
+}
+
+struct json_object *vi_json_str(const char *s)
+{
+	return s ? json_object_new_string(s) : NULL;
+}
+
+void vi_table_init(struct vi_table *t, size_t ncols, const char *const *header)
+{
+	memset(t, 0, sizeof(*t));
+	t->ncols = ncols;
+	vi_table_add(t, header);
+}
+
+void vi_table_add(struct vi_table *t, const char *const *row)
+{
+	t->cells = xrealloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
+	for (size_t c = 0; c < t->ncols; c++)
+		t->cells[t->nrows * t->ncols + c] = xstrdup(row[c] ? row[c] : "-");
+	t->nrows++;
+}
+
+void vi_table_print(const struct vi_table *t)
+{
+	size_t width[16] = { 0 };
+
+	for (size_t r = 0; r < t->nrows; r++)
+		for (size_t c = 0; c < t->ncols && c < ARRAY_SIZE(width); c++) {
+			size_t w = strlen(t->cells[r * t->ncols + c]);
+			if (w > width[c])
+				width[c] = w;
+		}
+	for (size_t r = 0; r < t->nrows; r++) {
+		for (size_t c = 0; c < t->ncols; c++) {
+			const char *cell = t->cells[r * t->ncols + c];
+			if (c + 1 == t->ncols)
+				printf("%s\n", cell);
+			else
+				printf("%-*s  ", (int)width[c < ARRAY_SIZE(width) ? c : 0], cell);
+		}
+	}
+}
+
+void vi_table_release(struct vi_table *t)
+{
+	for (size_t i = 0; i < t->nrows * t->ncols; i++)
+		free(t->cells[i]);
+	free(t->cells);
+	memset(t, 0, sizeof(*t));
+}

@@ -1,0 +1,30 @@
+/* Output for people and for programs: aligned tables and JSON documents
+ * carrying the schema version ("vi": 1). */
+#ifndef VI_OUTPUT_H
+#define VI_OUTPUT_H
+
+#include <json-c/json.h>
+#include <stddef.h>
+
+#define VI_JSON_SCHEMA 1
+
+/* A new JSON object {"vi": 1}; the caller owns the reference. */
+struct json_object *vi_json_doc(void);
+/* Prints doc (pretty) to stdout with a newline and drops the reference. */
+void vi_json_print(struct json_object *doc);
+/* json_object_new_string() that maps NULL to JSON null. */
+struct json_object *vi_json_str(const char *s);
+
+/* A table of text cells, printed with columns aligned. Owns its cells. */
+struct vi_table {
+	size_t ncols, nrows;
+	char **cells; /* nrows * ncols */
+};
+
+void vi_table_init(struct vi_table *t, size_t ncols, const char *const *header);
+/* Appends a row of ncols strings (copied; NULL prints as "-"). */
+void vi_table_add(struct vi_table *t, const char *const *row);
+void vi_table_print(const struct vi_table *t);
+void vi_table_release(struct vi_table *t);
+
+#endif

@@ -1,0 +1,420 @@
+/* Small helpers shared by every module. */
+#include "util.h"
+#include "error.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void *oom(size_t n)
+{
+	fprintf(stderr, "vi: error: out of memory allocating %zu bytes\n", n);
+	abort();
+}
+
+void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	return p ? p : oom(n);
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+	return p ? p : oom(n * size);
+}
+
+void *xrealloc(void *p, size_t n)
+{
+	void *q = realloc(p, n ? n : 1);
+	return q ? q : oom(n);
+}
+
+char *xstrdup(const char *s)
+{
+	if (!s)
+		return NULL;
+	char *d = strdup(s);
+	return d ? d : oom(strlen(s) + 1);
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+	char *d = strndup(s, n);
+	return d ? d : oom(n + 1);
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	return n < 0 ? oom(strlen(fmt)) : s;
+}
+
+int vi_parse_size(const char *s, const char *what, uint64_t *out)
+{
+	static const char units[] = "KMGTPE";
+	char *end;
+	long double v;
+
+	if (!s || !*s || !(isdigit((unsigned char)*s) || *s == '.'))
+		goto bad;
+	errno = 0;
+	v = strtold(s, &end);
+	if (errno || v < 0)
+		goto bad;
+	if (*end) {
+		const char *u = strchr(units, toupper((unsigned char)*end));
+		if (!u)
+			goto bad;
+		for (int i = 0; i <= u - units; i++)
+			v *= 1024;
+		end++;
+		if (*end == 'i' && end[1] == 'B')
+			end += 2;
+		else if (*end == 'B' || *end == 'b')
+			end++;
+		if (*end)
+			goto bad;
+	}
+	if (v > (long double)UINT64_MAX || v != (long double)(uint64_t)v)
+		goto bad;
+	*out = (uint64_t)v;
+	return 0;
+bad:
+	return vi_error(VI_EUSAGE, "invalid %s '%s': expected a size such as 512M or 2G", what,
+			s ? s : "");
+}
+
+int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !isdigit((unsigned char)*s))
+		goto bad;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		goto bad;
+	if (v < min || v > max)
+		return vi_error(VI_EUSAGE, "invalid %s '%s': must be from %llu to %llu", what, s,
+				(unsigned long long)min, (unsigned long long)max);
+	*out = v;
+	return 0;
+bad:
+	return vi_error(VI_EUSAGE, "invalid %s '%s': expected a whole number", what, s ? s : "");
+}
+
+const char *vi_format_size(uint64_t bytes, char *buf, size_t len)
+{
+	static const char units[] = "KMGTPE";
+	int u = -1;
+	uint64_t v = bytes;
+
+	while (v >= 1024 && v % 1024 == 0 && u < 5) {
+		v /= 1024;
+		u++;
+	}
+	if (u < 0 && bytes >= 1024) {
+		/* Not a whole number of KiB: show one decimal of the largest unit. */
+		long double f = bytes;
+		while (f >= 1024 && u < 5) {
+			f /= 1024;
+			u++;
+		}
+		snprintf(buf, len, "%.1Lf%c", f, units[u]);
+		return buf;
+	}
+	if (u < 0)
+		snprintf(buf, len, "%llu", (unsigned long long)v);
+	else
+		snprintf(buf, len, "%llu%c", (unsigned long long)v, units[u]);
+	return buf;
+}
+
+unsigned vi_edit_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	if (la > 64 || lb > 64)
+		return UINT_MAX;
+	unsigned d[65][65];
+
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = j;
+	for (size_t i = 1; i <= la; i++) {
+		for (size_t j = 1; j <= lb; j++) {
+			unsigned cost = a[i - 1] != b[j - 1];
+			unsigned best = d[i - 1][j] + 1;
+			if (d[i][j - 1] + 1 < best)
+				best = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < best)
+				best = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < best)
+				best = d[i - 2][j - 2] + 1;
+			d[i][j] = best;
+		}
+	}
+	return d[la][lb];
+}
+
+const char *vi_suggest(const char *word, const char *const *candidates, size_t n)
+{
+	const char *best = NULL;
+	unsigned best_d = UINT_MAX;
+	size_t wl = strlen(word);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned d = vi_edit_distance(word, candidates[i]);
+		/* A prefix of three or more letters counts as close. */
+		if (wl >= 3 && !strncmp(word, candidates[i], wl))
+			d = 1;
+		if (d < best_d) {
+			best_d = d;
+			best = candidates[i];
+		}
+	}
+	/* Allow one edit for short words, two for longer ones. */
+	unsigned limit = wl <= 4 ? 1 : 2;
+	return best_d <= limit ? best : NULL;
+}
+
+int vi_check_name(const char *name, const char *what)
+{
+	size_t n = strlen(name);
+
+	if (n == 0)
+		return vi_error(VI_EUSAGE, "invalid %s name '': it is empty", what);
+	if (n > 63)
+		return vi_error(VI_EUSAGE, "invalid %s name '%s': longer than 63 characters", what,
+				name);
+	if (!isalnum((unsigned char)name[0]))
+		return vi_error(VI_EUSAGE,
+				"invalid %s name '%s': it must start with a letter or digit", what,
+				name);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = name[i];
+		if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+			return vi_error(VI_EUSAGE,
+					"invalid %s name '%s': only letters, digits, '.', '_' and '-' are allowed",
+					what, name);
+	}
+	return 0;
+}
+
+int vi_mkdir_p(const char *path, unsigned mode)
+{
+	char *p = xstrdup(path);
+	int rc = 0;
+
+	for (char *s = p + 1;; s++) {
+		if (*s != '/' && *s)
+			continue;
+		char c = *s;
+		*s = '\0';
+		if (mkdir(p, mode) < 0 && errno != EEXIST) {
+			rc = vi_error_errno(VI_EFAIL, errno, "cannot create directory '%s'", p);
+			break;
+		}
+		*s = c;
+		if (!c)
+			break;
+	}
+	free(p);
+	return rc;
+}
+
+int vi_rm_rf(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		return errno == ENOENT ? 0 : vi_error_errno(VI_EFAIL, errno, "cannot remove '%s'", path);
+	if (S_ISDIR(st.st_mode)) {
+		DIR *d = opendir(path);
+		struct dirent *e;
+		if (!d)
+			return vi_error_errno(VI_EFAIL, errno, "cannot open directory '%s'", path);
+		while ((e = readdir(d))) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			char *child = xasprintf("%s/%s", path, e->d_name);
+			int rc = vi_rm_rf(child);
+			free(child);
+			if (rc < 0) {
+				closedir(d);
+				return rc;
+			}
+		}
+		closedir(d);
+		if (rmdir(path) < 0)
+			return vi_error_errno(VI_EFAIL, errno, "cannot remove '%s'", path);
+	} else if (unlink(path) < 0) {
+		return vi_error_errno(VI_EFAIL, errno, "cannot remove '%s'", path);
+	}
+	return 0;
+}
+
+int vi_read_file(const char *path, char **buf, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	size_t cap = 4096, n = 0;
+	char *b;
+
+	if (fd < 0)
+		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+				      "cannot open '%s'", path);
+	b = xmalloc(cap);
+	for (;;) {
+		if (n + 1 >= cap)
+			b = xrealloc(b, cap *= 2);
+		ssize_t r = read(fd, b + n, cap - n - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			int e = errno;
+			free(b);
+			close(fd);
+			return vi_error_errno(VI_EFAIL, e, "cannot read '%s'", path);
+		}
+		if (r == 0)
+			break;
+		n += r;
+	}
+	close(fd);
+	b[n] = '\0';
+	*buf = b;
+	if (len)
+		*len = n;
+	return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -1;
+		p += w;
+		len -= w;
+	}
+	return 0;
+}
+
+int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
+	char *dir = xstrdup(path);
+	char *slash = strrchr(dir, '/');
+	int fd, rc = 0;
+
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", tmp);
+		goto cleanup;
+	}
+	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", tmp);
+		close(fd);
+		unlink(tmp);
+		goto cleanup;
+	}
+	close(fd);
+	if (rename(tmp, path) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot rename '%s' to '%s'", tmp, path);
+		unlink(tmp);
+		goto cleanup;
+	}
+	if (slash) {
+		*slash = '\0';
+		int dfd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+	}
+cleanup:
+	free(tmp);
+	free(dir);
+	return rc;
+}
+
+bool vi_file_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+const char *vi_self_exe(void)
+{
+	static char path[PATH_MAX];
+
+	if (!path[0]) {
+		ssize_t n = readlink("/proc/self/exe", path, sizeof(path) - 1);
+		if (n <= 0)
+			strcpy(path, "vi");
+		else
+			path[n] = '\0';
+	}
+	return path;
+}
+
+static void random_bytes(unsigned char *buf, size_t n)
+{
+	while (n) {
+		ssize_t r = getrandom(buf, n, 0);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			perror("vi: getrandom");
+			abort();
+		}
+		buf += r;
+		n -= r;
+	}
+}
+
+void vi_uuid_generate(char *buf)
+{
+	unsigned char u[16];
+
+	random_bytes(u, sizeof(u));
+	u[6] = (u[6] & 0x0f) | 0x40;
+	u[8] = (u[8] & 0x3f) | 0x80;
+	sprintf(buf,
+		"%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12],
+		u[13], u[14], u[15]);
+}
+
+void vi_random_hex(char *buf, size_t nbytes)
+{
+	unsigned char b[64];
+
+	while (nbytes) {
+		size_t n = nbytes < sizeof(b) ? nbytes : sizeof(b);
+		random_bytes(b, n);
+		for (size_t i = 0; i < n; i++)
+			buf += sprintf(buf, "%02x", b[i]);
+		nbytes -= n;
+	}
+	*buf = '\0';
+}

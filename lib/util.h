@@ -1,0 +1,53 @@
+/* Small helpers shared by every module: allocation that never returns NULL,
+ * sizes, names, files. */
+#ifndef VI_UTIL_H
+#define VI_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Allocation: abort with a message when memory is exhausted. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);   /* xstrdup(NULL) returns NULL */
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* "512M", "2G", "1048576", "1.5G": binary units (K, M, G, T, with optional
+ * "iB"/"B"). Returns 0 or -VI_EUSAGE with a message naming `what`. */
+int vi_parse_size(const char *s, const char *what, uint64_t *out);
+/* Decimal unsigned integer in [min, max]; -VI_EUSAGE on anything else. */
+int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out);
+/* "256M", "1.5G", "4096": the shortest exact-ish binary form; buf >= 32 bytes. */
+const char *vi_format_size(uint64_t bytes, char *buf, size_t len);
+
+/* Optimal-string-alignment distance, for "did you mean". */
+unsigned vi_edit_distance(const char *a, const char *b);
+/* The candidate closest to `word` if it is close enough to suggest, else NULL. */
+const char *vi_suggest(const char *word, const char *const *candidates, size_t n);
+
+/* Names of VMs, templates and snapshots: [A-Za-z0-9][A-Za-z0-9._-]{0,62}.
+ * Returns 0 or -VI_EUSAGE with a message naming `what`. */
+int vi_check_name(const char *name, const char *what);
+
+/* Files. All return 0 or a negative VI_E* code with a message. */
+int vi_mkdir_p(const char *path, unsigned mode);
+int vi_rm_rf(const char *path);
+/* Reads a whole file; *buf is NUL-terminated and owned by the caller. */
+int vi_read_file(const char *path, char **buf, size_t *len);
+/* Write temp, fsync, rename over path, fsync the directory. */
+int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+bool vi_file_exists(const char *path);
+
+/* The running binary's path, resolved once; never NULL. */
+const char *vi_self_exe(void);
+/* A random version-4 UUID in canonical form; buf >= 37 bytes. */
+void vi_uuid_generate(char *buf);
+/* Random hex digits; buf >= 2*nbytes + 1. */
+void vi_random_hex(char *buf, size_t nbytes);
+
+#endif

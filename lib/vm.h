@@ -1,0 +1,73 @@
+/* The VM definition model: what vms/<name>/vm.yaml holds, loaded and saved
+ * with file:line:column errors, and its view for backends (struct vi_hv_vm).
+ * A struct vi_vm owns all its strings; vi_vm_release() frees them. */
+#ifndef VI_VM_H
+#define VI_VM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+#include <vi/hv-plugin.h>
+
+#define VI_VM_SCHEMA 1
+
+struct vi_vm_disk {
+	char *path;   /* relative to the VM's directory, or absolute */
+	int format;   /* enum vi_disk_format */
+	bool readonly;
+};
+
+struct vi_vm_nic {
+	char *mac;
+	char *mode;   /* user, tap, bridge, network */
+	char *source; /* may be NULL */
+};
+
+struct vi_vm {
+	char *name;
+	char *uuid;
+	char *hv;      /* backend name: vtx, svm, qemu, xen */
+	char *connect; /* backend URI; NULL for the backend's default */
+	unsigned cpus, max_cpus;
+	uint64_t memory, max_memory;
+	char *kernel, *initrd, *cmdline;
+	char *guest_type;
+	struct vi_vm_disk *disks;
+	size_t ndisks;
+	struct vi_vm_nic *nics;
+	size_t nnics;
+	char *hostname;
+	char *machine_id;
+	char *template;        /* the template it came from, or NULL */
+	char *template_digest; /* its golden image's digest */
+	char *ready_marker;    /* console line that means "ready", or NULL */
+	time_t created;
+};
+
+/* Reads path into vm (zeroed first). Errors name path:line:column. */
+int vi_vm_load(const char *path, struct vi_vm *vm);
+/* Writes vm to path atomically. */
+int vi_vm_save(const char *path, const struct vi_vm *vm);
+void vi_vm_release(struct vi_vm *vm);
+
+/* Fills fresh identity fields that are NULL: uuid, machine_id, hostname (the
+ * name), and a locally administered MAC for NICs without one. */
+void vi_vm_new_identity(struct vi_vm *vm);
+
+const char *vi_disk_format_name(int format);
+int vi_disk_format_parse(const char *s, int *format); /* -VI_EUSAGE on unknown */
+
+/* A backend's view of a VM, pointing into the vi_vm and into strings this
+ * struct owns. Valid while both live; release with vi_vm_hv_release(). */
+struct vi_vm_hv {
+	struct vi_hv_vm vm;
+	struct vi_hv_disk *disks;
+	struct vi_hv_nic *nics;
+	char *dir, *run_dir, *console_log;
+	char **disk_paths;
+};
+
+void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_dir);
+void vi_vm_hv_release(struct vi_vm_hv *h);
+
+#endif

@@ -1,0 +1,68 @@
+#!/usr/bin/env bats
+# The plugin loader as a user sees it: vi hv list and vi caps with working,
+# older and broken plugins side by side.
+
+load lib/common
+
+setup() {
+	common_setup
+	use_all_fixture_plugins
+}
+
+@test "broken plugins are reported in one line each, naming the file and the reason" {
+	run -0 --separate-stderr vi hv list
+	local dir=$VI_PLUGIN_DIR
+	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-badabi.so': invalid plugin ABI version 0"* ]]
+	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-newer.so': plugin ABI version 2 is newer than this vi supports (1)"* ]]
+	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-nosym.so': no symbol 'vi_hv_plugin_init'"* ]]
+	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-failinit.so': initialisation failed: fixture refuses to initialise"* ]]
+	[ "$(grep -c . <<<"$stderr")" -eq 4 ]
+}
+
+@test "the other plugins still load, each with its probe answer" {
+	run -0 --separate-stderr vi hv list
+	[[ ${lines[0]} == "NAME"*"PROBE"*"PATH"*"REASON" ]]
+	[[ $output == *"fixture  ok "*"hv-fixture.so"*"fixture backend for tests"* ]]
+	[[ $output == *"older    declined "*"hv-older.so"*"older ops table"* ]]
+}
+
+@test "a plugin with an older, shorter ops table loads with its missing methods unsupported" {
+	run -0 --separate-stderr vi caps --json
+	[ "$(jq -r '.backends[] | select(.name == "older") | .capabilities | length' <<<"$output")" = 0 ]
+}
+
+@test "vi --json caps is one JSON document with the schema version" {
+	run -0 --separate-stderr vi --json caps
+	[ "$(jq -r .vi <<<"$output")" = 1 ]
+	[ "$(jq -r '[.backends[].name] | sort | join(",")' <<<"$output")" = "fixture,older" ]
+	[ "$(jq -r '.backends[] | select(.name == "fixture") | .probe' <<<"$output")" = ok ]
+	[ "$(jq -r '.backends[] | select(.name == "fixture") | .capabilities | join(",")' <<<"$output")" = "direct-boot" ]
+}
+
+@test "vi hv list --json lists load errors and the search path" {
+	run -0 --separate-stderr vi hv list --json
+	[ "$(jq -r '.load_errors | length' <<<"$output")" = 4 ]
+	[ "$(jq -r '.search_path[0]' <<<"$output")" = "$VI_PLUGIN_DIR" ]
+}
+
+@test "caps --hv names one backend; an unknown one is not found" {
+	run -0 --separate-stderr vi caps --hv fixture
+	[ "${#lines[@]}" -eq 2 ]
+	run -3 --separate-stderr vi caps --hv fixtur
+	[ "$output" = "" ]
+	[[ $stderr == *"vi: error: no backend named 'fixtur'; did you mean 'fixture'?" ]]
+}
+
+@test "--connect reaches the probe" {
+	run -0 --separate-stderr vi caps --hv fixture --connect test:///elsewhere
+	[[ $output == *"test:///elsewhere"* ]]
+}
+
+@test "with no plugins at all, caps honestly lists none" {
+	export VI_PLUGIN_DIR=$BATS_TEST_TMPDIR/empty
+	mkdir -p "$VI_PLUGIN_DIR"
+	run -0 vi caps
+	[ "$output" = "no backends installed (see 'vi hv list')" ]
+	run -0 vi --json caps
+	[ "$(jq -r '.backends | length' <<<"$output")" = 0 ]
+}

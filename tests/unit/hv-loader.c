@@ -1,0 +1,70 @@
+/* Unit tests: loading the fixture plugins, probing, backend choice, and the
+ * wrappers that turn a NULL method into "unsupported". */
+#include "error.h"
+#include "hv.h"
+#include "util.h"
+#include "tap.h"
+
+#include <stdlib.h>
+
+int main(void)
+{
+	const char *build = getenv("VI_BUILD") ? getenv("VI_BUILD") : "build";
+	char *dir = xasprintf("%s/tests/plugins", build);
+	struct vi_hv_set set;
+	struct vi_hv *hv;
+	struct vi_hv_vm vm = { .struct_size = sizeof(vm), .name = "t", .run_dir = "/nonexistent" };
+	struct vi_hv_state st;
+
+	setenv("VI_PLUGIN_DIR", dir, 1);
+	vi_hv_load_all(&set);
+	ok(vi_hv_find(&set, "fixture") != NULL, "the fixture plugin loads");
+	ok(vi_hv_find(&set, "older") != NULL, "a plugin with a shorter table loads");
+	ok(vi_hv_find(&set, "newer") == NULL, "a newer ABI is refused");
+	ok(vi_hv_find(&set, "badabi") == NULL, "ABI version 0 is refused");
+	is_int(set.nerrors, 4, "four load errors recorded");
+	bool named = true;
+	for (size_t i = 0; i < set.nerrors; i++)
+		named &= strstr(set.load_errors[i], dir) != NULL;
+	ok(named, "every load error names its file");
+
+	hv = vi_hv_find(&set, "fixture");
+	is_int(vi_hv_probe(hv, NULL), VI_HV_PROBE_OK, "fixture probes ok");
+	is_str(hv->reason, "fixture backend for tests", "probe reason kept");
+	is_int(vi_hv_probe(hv, "test:///x"), VI_HV_PROBE_OK, "probe again with a URI");
+	is_str(hv->reason, "test:///x", "the URI reaches the plugin");
+	is_int(vi_hv_state(hv, &vm, &st), 0, "state through the wrapper");
+	is_int(st.state, VI_HV_STOPPED, "fixture says stopped");
+	is_int(vi_hv_start(hv, &vm), -VI_EUNSUPPORTED, "a NULL method is unsupported");
+	is_str(vi_error_message(), "backend 'fixture' does not support starting VMs",
+	       "one message for every NULL method");
+	is_int(vi_hv_set_vcpus(hv, &vm, 2), -VI_EUNSUPPORTED, "set_vcpus unsupported");
+
+	hv = vi_hv_find(&set, "older");
+	is_int(hv->ops.struct_size, sizeof(struct vi_hv_ops), "the host's copy is full size");
+	ok(hv->ops.define == NULL && hv->ops.start == NULL,
+	   "methods beyond the plugin's table read as NULL");
+	is_int(vi_hv_define(hv, &vm), -VI_EUNSUPPORTED, "so they are unsupported, never called");
+	is_int(vi_hv_probe(hv, NULL), VI_HV_PROBE_DECLINED, "older declines");
+
+	struct vi_hv *chosen = NULL;
+	is_int(vi_hv_choose(&set, "older", NULL, &chosen), -VI_EUNSUPPORTED,
+	       "choosing a declining backend by name fails");
+	is_str(vi_error_message(), "backend 'older' is not usable here: older ops table",
+	       "with the probe's reason");
+	is_int(vi_hv_choose(&set, "fixtur", NULL, &chosen), -VI_ENOTFOUND, "unknown backend");
+	is_str(vi_error_message(), "no backend named 'fixtur'; did you mean 'fixture'?",
+	       "with a suggestion");
+	is_int(vi_hv_choose(&set, "fixture", NULL, &chosen), 0, "choose fixture by name");
+	is_int(vi_hv_choose(&set, NULL, NULL, &chosen), -VI_EUNSUPPORTED,
+	       "fixtures are never chosen automatically");
+
+	const char *caps[32];
+	hv = vi_hv_find(&set, "fixture");
+	size_t n = vi_hv_caps(hv, caps, 32);
+	ok(n == 1 && !strcmp(caps[0], "direct-boot"), "capabilities follow methods and features");
+
+	vi_hv_set_release(&set);
+	free(dir);
+	return done();
+}
