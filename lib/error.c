@@ -44,7 +44,9 @@ int vi_error_wrap(const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
-	snprintf(message, sizeof(message), "%s: %s", prefix, old);
+	/* Long messages are cut, never overflowed. */
+	if (snprintf(message, sizeof(message), "%s: %s", prefix, old) >= (int)sizeof(message))
+		message[sizeof(message) - 1] = '\0';
 	if (!last_code)
 		last_code = VI_EFAIL;
 	return -last_code;
