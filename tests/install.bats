@@ -1,0 +1,23 @@
+#!/usr/bin/env bats
+# make install puts every part where the system looks for it.
+
+load lib/common
+
+setup() { common_setup; }
+
+@test "make install DESTDIR=... PREFIX=/usr installs binary, plugins, pages, completion" {
+	local d=$BATS_TEST_TMPDIR/root
+	run -0 make -s -C "$VI_TOP" B="$VI_BUILD" install DESTDIR="$d" PREFIX=/usr
+	[ -x "$d/usr/bin/vi" ]
+	[ -d "$d/usr/lib/vi/plugins" ]
+	[ -f "$d/usr/share/man/man1/vi.1" ]
+	[ -f "$d/usr/share/man/man1/vi-list.1" ]
+	[ -f "$d/usr/share/bash-completion/completions/vi" ]
+	[ -f "$d/usr/share/zsh/vendor-completions/_vi" ]
+	for p in "$VI_BUILD"/plugins/hv-*.so; do
+		[ -e "$p" ] || continue
+		[ -f "$d/usr/lib/vi/plugins/${p##*/}" ] || { echo "missing ${p##*/}"; return 1; }
+	done
+	run -0 "$d/usr/bin/vi" version
+	[[ $output == "vi "* ]]
+}
