@@ -38,12 +38,22 @@ const struct cmd commands[] = {
 	  vmm_run_options, "run a VM in this process (started by 'vi start')" },
 	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS, "", caps_options,
 	  "show what each backend can do here" },
+	{ "console", cmd_console, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", console_options,
+	  "attach the terminal to a VM's serial console" },
+	{ "create", cmd_create, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", create_options,
+	  "define a new virtual machine" },
+	{ "destroy", cmd_destroy, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", destroy_options,
+	  "stop a VM if it runs and remove it with its disks" },
 	{ "help", cmd_help, 0, 1, 0, "[VERB]", help_options, "show the manual page of a verb" },
 	{ "hv", NULL, 0, 0, 0, "", NULL, "hypervisor backends", hv_commands },
 	{ "list", cmd_list, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", list_options,
 	  "list virtual machines and their state" },
 	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
 	  "show a virtual machine's definition and state" },
+	{ "start", cmd_start, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", start_options,
+	  "boot a virtual machine" },
+	{ "stop", cmd_stop, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", stop_options,
+	  "shut a virtual machine down, gracefully unless forced" },
 	{ "version", cmd_version, 0, 0, 0, "", version_options, "print the version" },
 	{ NULL },
 };
@@ -328,7 +338,8 @@ int main(int argc, char **argv)
 		vi_hv_set_home(ctx.store.home);
 	}
 	if (c->flags & NEEDS_LOCK) {
-		lock = rc = vi_store_lock_vm(&ctx.store, argv[0], 60000);
+		const char *wait = getenv("VI_LOCK_TIMEOUT");
+		lock = rc = vi_store_lock_vm(&ctx.store, argv[0], wait ? atoi(wait) * 1000 : 60000);
 		if (rc < 0)
 			goto out;
 	}

@@ -1,0 +1,55 @@
+/* vi destroy NAME: stop the VM if it runs, forget it on its backend, and
+ * remove its definition, disks and state. */
+#include "cmd.h"
+#include "error.h"
+#include "log.h"
+#include "machine.h"
+#include "output.h"
+
+#include <stdio.h>
+
+static int force;
+
+const struct vi_option destroy_options[] = {
+	{ "force", 'f', VI_OPT_FLAG, &force, NULL,
+	  "remove the VM's state even when its backend is missing or fails" },
+	OPT_CONNECT,
+	OPT_JSON,
+	VI_OPT_TABLE_END,
+};
+
+int cmd_destroy(int argc, char **argv)
+{
+	struct vi_machine m;
+	struct vi_hv_state st;
+	int rc;
+	(void)argc;
+
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, !force, &m)) < 0)
+		return rc;
+	if (m.hv) {
+		vi_machine_state(&m, &st);
+		if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED ||
+		    st.state == VI_HV_SHUTTING_DOWN)
+			rc = vi_hv_stop(m.hv, &m.view.vm, VI_HV_STOP_FORCE, 0);
+		if (rc == 0 && m.hv->ops.undefine)
+			rc = vi_hv_undefine(m.hv, &m.view.vm);
+		if (rc < 0 && !force)
+			goto cleanup;
+		if (rc < 0)
+			vi_warn("%s; removing VM '%s' anyway", vi_error_message(), argv[0]);
+	}
+	if ((rc = vi_store_remove_vm(&ctx.store, argv[0])) < 0)
+		goto cleanup;
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "name", vi_json_str(argv[0]));
+		json_object_object_add(doc, "state", vi_json_str("destroyed"));
+		vi_json_print(doc);
+	} else {
+		vi_info("destroyed VM '%s'", argv[0]);
+	}
+cleanup:
+	vi_machine_release(&m);
+	return rc;
+}

@@ -1,0 +1,52 @@
+/* vi stop NAME: ask the guest to power off; after --timeout, or at once with
+ * --force, pull the plug. */
+#include "cmd.h"
+#include "error.h"
+#include "log.h"
+#include "machine.h"
+#include "output.h"
+
+#include <stdio.h>
+
+static int force;
+static uint64_t timeout = 30;
+
+const struct vi_option stop_options[] = {
+	{ "force", 'f', VI_OPT_FLAG, &force, NULL, "stop at once, as pulling the plug" },
+	{ "timeout", 't', VI_OPT_UINT, &timeout, "SECONDS",
+	  "wait this long for a graceful stop before forcing it (default 30)", .max = 86400 },
+	OPT_CONNECT,
+	OPT_JSON,
+	VI_OPT_TABLE_END,
+};
+
+int cmd_stop(int argc, char **argv)
+{
+	struct vi_machine m;
+	struct vi_hv_state st;
+	int rc;
+	(void)argc;
+
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, true, &m)) < 0)
+		return rc;
+	vi_machine_state(&m, &st);
+	if (st.state != VI_HV_RUNNING && st.state != VI_HV_PAUSED &&
+	    st.state != VI_HV_SHUTTING_DOWN) {
+		rc = vi_error(VI_ESTATE, "VM '%s' is not running", argv[0]);
+		goto cleanup;
+	}
+	rc = vi_hv_stop(m.hv, &m.view.vm, force ? VI_HV_STOP_FORCE : 0, (unsigned)timeout * 1000);
+	if (rc < 0)
+		goto cleanup;
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "name", vi_json_str(argv[0]));
+		json_object_object_add(doc, "state", vi_json_str("stopped"));
+		vi_json_print(doc);
+	} else {
+		vi_info("stopped VM '%s'", argv[0]);
+	}
+cleanup:
+	vi_machine_release(&m);
+	return rc;
+}
