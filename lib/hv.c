@@ -140,6 +140,8 @@ static void load_one(struct vi_hv_set *set, const char *path, const char *stem)
 	hv->ops.struct_size = sizeof(hv->ops);
 	hv->path = xstrdup(path);
 	hv->handle = h;
+	vi_debug("loaded plugin '%s' (ABI %u, %zu-byte table) from '%s'", ops->name,
+		 ops->abi_version, ops->struct_size, path);
 	return;
 fail:
 	dlclose(h);
@@ -271,6 +273,8 @@ int vi_hv_probe(struct vi_hv *hv, const char *uri)
 		hv->reason = xstrdup(*vi_error_message() ? vi_error_message() : "probe failed");
 	else
 		hv->reason = xstrdup(reason);
+	vi_debug("probe of '%s'%s%s: %s%s%s", hv->ops.name, uri ? " at " : "", uri ? uri : "",
+		 vi_hv_probe_name(hv->probe), hv->reason ? ", " : "", hv->reason ? hv->reason : "");
 	return hv->probe;
 }
 

@@ -107,3 +107,11 @@ setup() { common_setup; }
 	run -3 vi -q show nosuch
 	[ "$output" = "vi: error: no VM named 'nosuch'" ]
 }
+
+@test "-v shows debugging lines on stderr, stdout unchanged" {
+	use_fixture_plugins
+	run -0 --separate-stderr vi -v caps --hv fixture
+	[[ $stderr == *"vi: debug: loaded plugin 'fixture'"* ]]
+	[[ $stderr == *"vi: debug: probe of 'fixture': ok, fixture backend for tests"* ]]
+	[[ $output != *debug* ]]
+}
