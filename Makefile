@@ -28,6 +28,10 @@ ifeq ($(SANITIZE),1)
 B ?= build-san
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 OPT := -O1
+# ASan resolves its XDR interceptors once, when a program starts: a program
+# that may load the libvirt plugins must have libtirpc loaded by then, or
+# libvirt's first RPC call goes through a null interceptor.
+SAN_LIBS := -Wl,--push-state,--no-as-needed -ltirpc -Wl,--pop-state
 else
 B ?= build
 SAN :=
@@ -48,7 +52,7 @@ CPPFLAGS += -D_GNU_SOURCE -Iinclude -iquote lib \
 CFLAGS ?= -g $(OPT)
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fPIC -pthread $(SAN) $(PKG_CFLAGS)
 LDFLAGS += -pthread $(SAN)
-LDLIBS += $(PKG_LIBS) -ldl -lm
+LDLIBS += $(PKG_LIBS) -ldl -lm $(SAN_LIBS)
 
 LIB_SRC := $(wildcard lib/*.c)
 VMM_SRC := $(wildcard lib/vmm/*.c)
@@ -74,6 +78,7 @@ FUZZERS := $(patsubst tests/fuzz/%.c,$(B)/tests/fuzz/%,$(FUZZ_SRC))
 # hv-NAME_LIBS (archives and -l flags) and may add to PKGS_hv-NAME.
 # Fragments under tests/ and bench/ (tests/guest/guest.mk...) may add build
 # rules and append their outputs to EXTRA_ALL.
+.DEFAULT_GOAL := all
 EXTRA_ALL :=
 -include $(wildcard plugins/*/plugin.mk)
 -include $(wildcard tests/*/*.mk bench/*/*.mk)

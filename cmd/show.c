@@ -110,7 +110,10 @@ int cmd_show(int argc, char **argv)
 	int rc;
 	(void)argc;
 
-	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, false, &m)) < 0)
+	/* A connection named on the command line must work; the recorded one may
+	 * be down, and then the state is unknown. */
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect,
+				  ctx.connect != NULL, &m)) < 0)
 		return rc;
 	vi_machine_state(&m, &st);
 	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED) {

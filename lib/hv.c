@@ -294,6 +294,11 @@ int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struc
 		if (p == VI_HV_PROBE_ERROR)
 			return vi_error(VI_EFAIL, "backend '%s' failed its probe: %s", name,
 					hv->reason ? hv->reason : "unknown error");
+		/* A backend that declines the connection the user named has failed
+		 * to connect; one that declines this host is unsupported here. */
+		if (p == VI_HV_PROBE_DECLINED && uri)
+			return vi_error(VI_EFAIL, "backend '%s' at '%s': %s", name, uri,
+					hv->reason ? hv->reason : "declined");
 		if (p == VI_HV_PROBE_DECLINED)
 			return vi_error(VI_EUNSUPPORTED, "backend '%s' is not usable here: %s", name,
 					hv->reason ? hv->reason : "declined");

@@ -19,10 +19,11 @@ int vi_machine_open(const struct vi_store *s, struct vi_hv_set *plugins, const c
 	if (!uri)
 		uri = m->def.connect;
 	m->hv = vi_hv_find(plugins, m->def.hv);
-	if (m->hv && vi_hv_probe(m->hv, uri) == VI_HV_PROBE_ERROR) {
+	if (m->hv && vi_hv_probe(m->hv, uri) != VI_HV_PROBE_OK) {
 		if (need_backend) {
-			rc = vi_error(VI_EFAIL, "backend '%s' of VM '%s' is not usable: %s",
-				      m->def.hv, name, m->hv->reason);
+			rc = vi_error(VI_EFAIL, "backend '%s' of VM '%s' is not usable%s%s%s: %s",
+				      m->def.hv, name, uri ? " at '" : "", uri ? uri : "", uri ? "'" : "",
+				      m->hv->reason ? m->hv->reason : "declined");
 			goto fail;
 		}
 		m->hv = NULL;

@@ -1,0 +1,205 @@
+/* Attaching a terminal to a domain's console: a libvirt stream and the input
+ * fd, pumped by libvirt's event loop until the escape byte or the guest stops. */
+#include "virt.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <unistd.h>
+
+struct pump {
+	struct vi_hv_ctx *ctx;
+	const struct vi_hv_vm *vm;
+	virStreamPtr st;
+	int out_fd, escape;
+	int watch;           /* in_fd in the event loop */
+	char pending[4096];  /* input not yet sent to the guest */
+	size_t len, off;
+	bool detach;         /* leave once pending is sent */
+	bool guest_gone;     /* the stream ended: the guest stopped */
+	bool done;
+	int rc;
+};
+
+static void finish(struct pump *p, int rc)
+{
+	p->done = true;
+	if (!p->rc)
+		p->rc = rc;
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			poll(&pfd, 1, -1);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* While input waits for the guest, watch for the stream to take more and stop
+ * reading the terminal; otherwise the reverse. */
+static void update_events(struct pump *p)
+{
+	bool waiting = p->off < p->len;
+
+	virStreamEventUpdateCallback(p->st, VIR_STREAM_EVENT_READABLE |
+					    (waiting ? VIR_STREAM_EVENT_WRITABLE : 0));
+	virEventUpdateHandle(p->watch, waiting ? 0 : VIR_EVENT_HANDLE_READABLE);
+}
+
+static void send_pending(struct pump *p)
+{
+	while (p->off < p->len) {
+		int n = virStreamSend(p->st, p->pending + p->off, p->len - p->off);
+		if (n == -2)
+			break;
+		if (n < 0) {
+			finish(p, virt_error(p->ctx->host, "cannot write to the console of '%s'",
+					     p->vm->name));
+			return;
+		}
+		p->off += (size_t)n;
+	}
+	if (p->off == p->len) {
+		p->off = p->len = 0;
+		if (p->detach) {
+			finish(p, 0);
+			return;
+		}
+	}
+	update_events(p);
+}
+
+/* Guest output to out_fd, until the stream has no more for now. */
+static void receive(struct pump *p)
+{
+	const struct vi_host *host = p->ctx->host;
+	char buf[4096];
+
+	for (;;) {
+		int n = virStreamRecv(p->st, buf, sizeof(buf));
+		if (n == -2)
+			return;
+		if (n == 0) {
+			p->guest_gone = true;
+			finish(p, 0);
+			return;
+		}
+		if (n < 0) {
+			finish(p, virt_error(host, "cannot read the console of '%s'", p->vm->name));
+			return;
+		}
+		if (write_all(p->out_fd, buf, (size_t)n) < 0) {
+			finish(p, host->error(VI_EFAIL, "cannot write the console of '%s': %s",
+					      p->vm->name, strerror(errno)));
+			return;
+		}
+	}
+}
+
+static void on_stream(virStreamPtr st, int events, void *opaque)
+{
+	struct pump *p = opaque;
+
+	(void)st;
+	if (!p->done && (events & VIR_STREAM_EVENT_READABLE))
+		receive(p);
+	if (!p->done && (events & VIR_STREAM_EVENT_WRITABLE))
+		send_pending(p);
+	if (!p->done && (events & (VIR_STREAM_EVENT_ERROR | VIR_STREAM_EVENT_HANGUP))) {
+		p->guest_gone = true;
+		finish(p, 0);
+	}
+}
+
+static void on_input(int watch, int fd, int events, void *opaque)
+{
+	struct pump *p = opaque;
+	ssize_t n;
+
+	(void)watch;
+	if (p->done)
+		return;
+	if (!(events & VIR_EVENT_HANDLE_READABLE)) {
+		/* Hang-up or error without data: the terminal is gone. */
+		finish(p, 0);
+		return;
+	}
+	n = read(fd, p->pending, sizeof(p->pending));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n < 0) {
+		finish(p, p->ctx->host->error(VI_EFAIL, "cannot read the terminal for '%s': %s",
+					      p->vm->name, strerror(errno)));
+		return;
+	}
+	char *esc = p->escape >= 0 ? memchr(p->pending, p->escape, (size_t)n) : NULL;
+	if (esc || n == 0) {
+		p->detach = true;
+		n = esc ? esc - p->pending : 0;
+	}
+	p->len = (size_t)n;
+	p->off = 0;
+	send_pending(p);
+}
+
+int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, int out_fd,
+		 int escape)
+{
+	struct pump p = {
+		.ctx = ctx, .vm = vm, .out_fd = out_fd, .escape = escape, .watch = -1,
+	};
+	bool stream_watched = false;
+	virDomainPtr dom;
+	int rc;
+
+	rc = virt_lookup(ctx, vm, &dom);
+	if (rc)
+		return rc;
+	p.st = virStreamNew(virDomainGetConnect(dom), VIR_STREAM_NONBLOCK);
+	if (!p.st || virDomainOpenConsole(dom, NULL, p.st, 0) < 0) {
+		rc = virt_error(ctx->host, "cannot attach to the console of '%s'", vm->name);
+		goto cleanup;
+	}
+	p.watch = virEventAddHandle(in_fd, VIR_EVENT_HANDLE_READABLE, on_input, &p, NULL);
+	if (p.watch < 0) {
+		rc = virt_error(ctx->host, "cannot watch the terminal for '%s'", vm->name);
+		goto cleanup;
+	}
+	if (virStreamEventAddCallback(p.st, VIR_STREAM_EVENT_READABLE, on_stream, &p, NULL) < 0) {
+		rc = virt_error(ctx->host, "cannot watch the console of '%s'", vm->name);
+		goto cleanup;
+	}
+	stream_watched = true;
+	while (!p.done)
+		if (virEventRunDefaultImpl() < 0) {
+			finish(&p, virt_error(ctx->host, "cannot run the console of '%s'", vm->name));
+			break;
+		}
+	rc = p.rc;
+cleanup:
+	if (p.watch >= 0)
+		virEventRemoveHandle(p.watch);
+	if (stream_watched)
+		virStreamEventRemoveCallback(p.st);
+	if (p.st) {
+		if (p.guest_gone)
+			virStreamFinish(p.st);
+		else
+			virStreamAbort(p.st);
+		virStreamFree(p.st);
+	}
+	virDomainFree(dom);
+	return rc;
+}

@@ -1,0 +1,456 @@
+/* The lifecycle methods hv-qemu and hv-xen share: a vi VM is one persistent
+ * libvirt domain, found by its UUID (by name when it has none). */
+#include "virt.h"
+#include "util.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define STOP_POLL_MS 50
+
+/* 0 with *dom, 1 when there is no such domain (nothing recorded), or a
+ * negative code. */
+static int find_domain(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr *dom)
+{
+	virConnectPtr conn;
+	int rc = virt_connect(ctx, &conn);
+
+	if (rc)
+		return rc;
+	*dom = vm->uuid ? virDomainLookupByUUIDString(conn, vm->uuid)
+			: virDomainLookupByName(conn, vm->name);
+	if (*dom)
+		return 0;
+	const virError *err = virGetLastError();
+	if (err && err->code == VIR_ERR_NO_DOMAIN) {
+		virResetLastError();
+		return 1;
+	}
+	return virt_error(ctx->host, "cannot look up '%s' on '%s'", vm->name, virt_uri(ctx));
+}
+
+int virt_lookup(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr *dom)
+{
+	int rc = find_domain(ctx, vm, dom);
+
+	if (rc == 1)
+		return ctx->host->error(VI_ENOTFOUND, "no domain '%s' on '%s'", vm->name,
+					virt_uri(ctx));
+	return rc;
+}
+
+static int map_state(int s)
+{
+	switch (s) {
+	case VIR_DOMAIN_RUNNING:
+	case VIR_DOMAIN_BLOCKED:
+		return VI_HV_RUNNING;
+	case VIR_DOMAIN_PAUSED:
+	case VIR_DOMAIN_PMSUSPENDED:
+		return VI_HV_PAUSED;
+	case VIR_DOMAIN_SHUTDOWN:
+		return VI_HV_SHUTTING_DOWN;
+	case VIR_DOMAIN_SHUTOFF:
+		return VI_HV_STOPPED;
+	case VIR_DOMAIN_CRASHED:
+		return VI_HV_CRASHED;
+	default:
+		return VI_HV_UNKNOWN;
+	}
+}
+
+/* Our state of dom (enum vi_hv_run_state), or a negative code. */
+static int dom_state(struct vi_hv_ctx *ctx, virDomainPtr dom, const struct vi_hv_vm *vm)
+{
+	int state, reason;
+
+	if (virDomainGetState(dom, &state, &reason, 0) < 0)
+		return virt_error(ctx->host, "cannot get the state of '%s'", vm->name);
+	return map_state(state);
+}
+
+static bool is_active(int state)
+{
+	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
+}
+
+static int check_file(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *what,
+		      const char *path)
+{
+	struct stat st;
+
+	if (!path || !stat(path, &st))
+		return 0;
+	return ctx->host->error(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL,
+				"cannot find %s '%s' of '%s': %s", what, path, vm->name,
+				strerror(errno));
+}
+
+/* Local files libvirt would only find missing once QEMU starts, with a less
+ * direct message. Remote hosts have their own file systems. */
+static int check_files(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	int rc;
+
+	if (!virt_is_local(ctx))
+		return 0;
+	rc = check_file(ctx, vm, "kernel", vm->kernel);
+	if (!rc)
+		rc = check_file(ctx, vm, "initrd", vm->initrd);
+	for (size_t i = 0; !rc && i < vm->ndisks; i++)
+		rc = check_file(ctx, vm, "disk", vm->disks[i].path);
+	return rc;
+}
+
+/* Another domain holding vm's name or UUID is a conflict; the same one is a
+ * redefinition. */
+static int check_conflict(struct vi_hv_ctx *ctx, virConnectPtr conn, const struct vi_hv_vm *vm)
+{
+	char uuid[VIR_UUID_STRING_BUFLEN] = "";
+	virDomainPtr dom;
+	int rc = 0;
+
+	dom = virDomainLookupByName(conn, vm->name);
+	if (dom) {
+		if (virDomainGetUUIDString(dom, uuid) < 0)
+			rc = virt_error(ctx->host, "cannot query '%s'", vm->name);
+		else if (vm->uuid && strcasecmp(uuid, vm->uuid))
+			rc = ctx->host->error(VI_ESTATE, "a domain named '%s' already exists on "
+					      "'%s' (uuid %s)", vm->name, virt_uri(ctx), uuid);
+		virDomainFree(dom);
+		return rc;
+	}
+	if (!vm->uuid)
+		return 0;
+	dom = virDomainLookupByUUIDString(conn, vm->uuid);
+	if (dom) {
+		const char *other = virDomainGetName(dom);
+		rc = ctx->host->error(VI_ESTATE, "uuid %s of '%s' is taken by domain '%s' on '%s'",
+				      vm->uuid, vm->name, other ? other : "?", virt_uri(ctx));
+		virDomainFree(dom);
+	}
+	virResetLastError();
+	return rc;
+}
+
+int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	virConnectPtr conn;
+	virDomainPtr dom;
+	char *xml = NULL;
+	int rc;
+
+	rc = virt_domain_xml(ctx->host, g, vm, &xml);
+	if (rc)
+		return rc;
+	rc = virt_connect(ctx, &conn);
+	if (!rc)
+		rc = check_files(ctx, vm);
+	if (!rc)
+		rc = check_conflict(ctx, conn, vm);
+	if (rc)
+		goto cleanup;
+	dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
+	if (!dom) {
+		rc = virt_error(ctx->host, "cannot define '%s' on '%s'", vm->name, virt_uri(ctx));
+		goto cleanup;
+	}
+	virDomainFree(dom);
+cleanup:
+	free(xml);
+	return rc;
+}
+
+int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	virDomainPtr dom;
+	int state, rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	state = dom_state(ctx, dom, vm);
+	if (state < 0)
+		rc = state;
+	else if (is_active(state))
+		rc = ctx->host->error(VI_ESTATE, "'%s' is running: stop it first", vm->name);
+	/* The flags both the QEMU and the libxl drivers accept. */
+	else if (virDomainUndefineFlags(dom, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+					     VIR_DOMAIN_UNDEFINE_NVRAM) < 0)
+		rc = virt_error(ctx->host, "cannot undefine '%s'", vm->name);
+	virDomainFree(dom);
+	return rc;
+}
+
+int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	virDomainPtr dom;
+	int state, rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	state = dom_state(ctx, dom, vm);
+	if (state < 0)
+		rc = state;
+	else if (is_active(state))
+		rc = ctx->host->error(VI_ESTATE, "'%s' is already running", vm->name);
+	else
+		rc = check_files(ctx, vm);
+	if (!rc && virDomainCreate(dom) < 0)
+		rc = virt_error(ctx->host, "cannot start '%s'", vm->name);
+	virDomainFree(dom);
+	return rc;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits up to timeout_ms for dom to stop: 1 stopped, 0 still running, or a
+ * negative code. */
+static int wait_stopped(struct vi_hv_ctx *ctx, virDomainPtr dom, const struct vi_hv_vm *vm,
+			unsigned timeout_ms)
+{
+	const struct timespec poll = { 0, STOP_POLL_MS * 1000000L };
+	int64_t deadline = now_ms() + timeout_ms;
+
+	for (;;) {
+		int active = virDomainIsActive(dom);
+		if (active < 0)
+			return virt_error(ctx->host, "cannot get the state of '%s'", vm->name);
+		if (!active)
+			return 1;
+		if (now_ms() >= deadline)
+			return 0;
+		nanosleep(&poll, NULL);
+	}
+}
+
+int virt_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
+	      unsigned timeout_ms)
+{
+	virDomainPtr dom;
+	int state, rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	state = dom_state(ctx, dom, vm);
+	if (state < 0) {
+		rc = state;
+		goto cleanup;
+	}
+	if (!is_active(state)) {
+		rc = ctx->host->error(VI_ESTATE, "'%s' is not running", vm->name);
+		goto cleanup;
+	}
+	if (!(flags & VI_HV_STOP_FORCE)) {
+		if (virDomainShutdown(dom) < 0) {
+			rc = virt_error(ctx->host, "cannot shut down '%s'", vm->name);
+			goto cleanup;
+		}
+		rc = wait_stopped(ctx, dom, vm, timeout_ms);
+		if (rc) {
+			rc = rc < 0 ? rc : 0;
+			goto cleanup;
+		}
+		ctx->host->log(VI_LOG_WARN, "'%s' did not shut down within %u ms: forcing it off",
+			       vm->name, timeout_ms);
+	}
+	/* It may have stopped on its own since we looked. */
+	if (virDomainDestroy(dom) < 0 && virDomainIsActive(dom) != 0)
+		rc = virt_error(ctx->host, "cannot stop '%s'", vm->name);
+cleanup:
+	virDomainFree(dom);
+	return rc;
+}
+
+/* Pause and resume: the state each needs, and what to say otherwise. */
+static int pause_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool pause)
+{
+	virDomainPtr dom;
+	int state, rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	state = dom_state(ctx, dom, vm);
+	if (state < 0)
+		rc = state;
+	else if (pause && state != VI_HV_RUNNING)
+		rc = ctx->host->error(VI_ESTATE, "'%s' is %s", vm->name,
+				      state == VI_HV_PAUSED ? "already paused" : "not running");
+	else if (!pause && state != VI_HV_PAUSED)
+		rc = ctx->host->error(VI_ESTATE, "'%s' is not paused", vm->name);
+	else if ((pause ? virDomainSuspend(dom) : virDomainResume(dom)) < 0)
+		rc = virt_error(ctx->host, "cannot %s '%s'", pause ? "pause" : "resume", vm->name);
+	virDomainFree(dom);
+	return rc;
+}
+
+int virt_pause(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	return pause_resume(ctx, vm, true);
+}
+
+int virt_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	return pause_resume(ctx, vm, false);
+}
+
+int virt_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_state *out)
+{
+	virDomainPtr dom;
+	int rc = find_domain(ctx, vm, &dom);
+
+	if (rc < 0)
+		return rc;
+	out->pid = 0;
+	out->started_at = 0;
+	out->state = VI_HV_UNDEFINED;
+	if (rc == 1)
+		return 0;
+	rc = dom_state(ctx, dom, vm);
+	virDomainFree(dom);
+	if (rc < 0)
+		return rc;
+	out->state = rc;
+	return 0;
+}
+
+static uint64_t param_u64(const virTypedParameter *p)
+{
+	switch (p->type) {
+	case VIR_TYPED_PARAM_INT:
+		return p->value.i < 0 ? 0 : (uint64_t)p->value.i;
+	case VIR_TYPED_PARAM_UINT:
+		return p->value.ui;
+	case VIR_TYPED_PARAM_LLONG:
+		return p->value.l < 0 ? 0 : (uint64_t)p->value.l;
+	case VIR_TYPED_PARAM_ULLONG:
+		return p->value.ul;
+	default:
+		return 0;
+	}
+}
+
+/* "prefix<digits>suffix", or exactly "prefix" when suffix is NULL. */
+static bool stat_matches(const char *name, const char *prefix, const char *suffix)
+{
+	size_t lp = strlen(prefix), ln = strlen(name), ls;
+
+	if (strncmp(name, prefix, lp))
+		return false;
+	if (!suffix)
+		return ln == lp;
+	ls = strlen(suffix);
+	if (ln <= lp + ls || strcmp(name + ln - ls, suffix))
+		return false;
+	for (size_t i = lp; i < ln - ls; i++)
+		if (name[i] < '0' || name[i] > '9')
+			return false;
+	return true;
+}
+
+/* libvirt's statistics we sum into ours (per-device ones over all devices). */
+static const struct stat_field {
+	const char *prefix, *suffix;
+	size_t offset;
+	uint64_t scale;
+} stat_fields[] = {
+	{ "cpu.time", NULL, offsetof(struct vi_hv_stats, cpu_time_ns), 1 },
+	{ "balloon.current", NULL, offsetof(struct vi_hv_stats, memory), 1024 },
+	{ "block.", ".rd.bytes", offsetof(struct vi_hv_stats, disk_rd_bytes), 1 },
+	{ "block.", ".wr.bytes", offsetof(struct vi_hv_stats, disk_wr_bytes), 1 },
+	{ "net.", ".rx.bytes", offsetof(struct vi_hv_stats, net_rx_bytes), 1 },
+	{ "net.", ".tx.bytes", offsetof(struct vi_hv_stats, net_tx_bytes), 1 },
+	{ "vcpu.", ".exits", offsetof(struct vi_hv_stats, exits), 1 },
+};
+
+int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_stats *out)
+{
+	virDomainPtr dom, doms[2] = { NULL, NULL };
+	virDomainStatsRecordPtr *recs = NULL;
+	uint64_t available = 0, unused = 0;
+	int rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	doms[0] = dom;
+	if (virDomainListGetStats(doms, VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
+					VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE |
+					VIR_DOMAIN_STATS_BLOCK, &recs, 0) < 1) {
+		rc = virt_error(ctx->host, "cannot get the statistics of '%s'", vm->name);
+		goto cleanup;
+	}
+	size_t size = out->struct_size ? out->struct_size : sizeof(*out);
+	memset(out, 0, size);
+	out->struct_size = size;
+	for (int i = 0; i < recs[0]->nparams; i++) {
+		const virTypedParameter *p = &recs[0]->params[i];
+
+		if (!strcmp(p->field, "vcpu.current"))
+			out->vcpus = (unsigned)param_u64(p);
+		else if (!strcmp(p->field, "balloon.available"))
+			available = param_u64(p);
+		else if (!strcmp(p->field, "balloon.unused"))
+			unused = param_u64(p);
+		for (size_t f = 0; f < ARRAY_SIZE(stat_fields); f++) {
+			const struct stat_field *sf = &stat_fields[f];
+			if (sf->offset + sizeof(uint64_t) <= size &&
+			    stat_matches(p->field, sf->prefix, sf->suffix))
+				*(uint64_t *)((char *)out + sf->offset) +=
+					param_u64(p) * sf->scale;
+		}
+	}
+	/* Only a guest with a balloon driver reports these. */
+	if (available > unused)
+		out->memory_used = (available - unused) * 1024;
+cleanup:
+	if (recs)
+		virDomainStatsRecordListFree(recs);
+	virDomainFree(dom);
+	return rc;
+}
+
+/* Live changes also go into the persistent definition, so that they last. */
+static unsigned affect_flags(virDomainPtr dom)
+{
+	unsigned live = virDomainIsActive(dom) == 1 ? VIR_DOMAIN_AFFECT_LIVE : 0;
+
+	return VIR_DOMAIN_AFFECT_CONFIG | live;
+}
+
+int virt_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n)
+{
+	virDomainPtr dom;
+	int rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	if (virDomainSetVcpusFlags(dom, n, affect_flags(dom)) < 0)
+		rc = virt_error(ctx->host, "cannot set '%s' to %u vCPUs", vm->name, n);
+	virDomainFree(dom);
+	return rc;
+}
+
+int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes)
+{
+	char size[32];
+	virDomainPtr dom;
+	int rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	if (virDomainSetMemoryFlags(dom, (bytes + 1023) / 1024, affect_flags(dom)) < 0)
+		rc = virt_error(ctx->host, "cannot set the memory of '%s' to %s", vm->name,
+				vi_format_size(bytes, size, sizeof(size)));
+	virDomainFree(dom);
+	return rc;
+}

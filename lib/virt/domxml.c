@@ -1,0 +1,372 @@
+/* Domain XML from a vi VM, written with libxml2's writer so that every name,
+ * path and command line is escaped; and the kinds of guest we write it for. */
+#include "virt.h"
+#include "util.h"
+
+#include <libxml/xmlwriter.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const qemu_features[] = { "acpi", "apic", NULL };
+static const char *const xen_hvm_features[] = { "acpi", "apic", "pae", NULL };
+
+/* The two QEMU guests differ only in who runs the vCPUs: KVM gives the guest
+ * the host's CPU, TCG emulates its default model. */
+#define QEMU_GUEST .os_type = "hvm", .machine = "q35", .features = qemu_features, \
+	.disk_bus = "virtio", .disk_prefix = "vd", .nic_model = "virtio",        \
+	.balloon = "virtio", .serial_console = true, .no_usb = true,              \
+	.user_net = true, .disk_boot = true
+
+const struct virt_guest virt_guest_qemu_kvm = {
+	.name = "qemu-kvm", .domain_type = "kvm", .cpu_mode = "host-passthrough", QEMU_GUEST,
+};
+
+const struct virt_guest virt_guest_qemu_tcg = {
+	.name = "qemu-tcg", .domain_type = "qemu", QEMU_GUEST,
+};
+
+/* Xen's paravirtual devices serve all three; PV boots a disk through pygrub,
+ * PVH only a kernel, HVM a disk through its emulated firmware. */
+const struct virt_guest virt_guest_xen_pv = {
+	.name = "xen-pv", .domain_type = "xen", .os_type = "linux", .machine = "xenpv",
+	.disk_bus = "xen", .disk_prefix = "xvd", .balloon = "xen", .bootloader = "pygrub",
+};
+
+const struct virt_guest virt_guest_xen_pvh = {
+	.name = "xen-pvh", .domain_type = "xen", .os_type = "xenpvh", .machine = "xenpvh",
+	.disk_bus = "xen", .disk_prefix = "xvd", .balloon = "xen",
+};
+
+const struct virt_guest virt_guest_xen_hvm = {
+	.name = "xen-hvm", .domain_type = "xen", .os_type = "hvm", .machine = "xenfv",
+	.features = xen_hvm_features, .disk_bus = "xen", .disk_prefix = "xvd",
+	.balloon = "xen", .serial_console = true, .disk_boot = true,
+};
+
+const struct virt_guest *virt_guest_xen(const struct vi_host *host, const char *type)
+{
+	static const struct {
+		const char *type;
+		const struct virt_guest *guest;
+	} types[] = {
+		{ "pv", &virt_guest_xen_pv },
+		{ "pvh", &virt_guest_xen_pvh },
+		{ "hvm", &virt_guest_xen_hvm },
+	};
+
+	if (!type)
+		return &virt_guest_xen_pv;
+	for (size_t i = 0; i < ARRAY_SIZE(types); i++)
+		if (!strcmp(type, types[i].type))
+			return types[i].guest;
+	host->error(VI_EUSAGE, "unknown Xen guest type '%s' (pv, pvh or hvm)", type);
+	return NULL;
+}
+
+/* NIC modes: the libvirt interface type, and where the source name goes. */
+static const struct nic_mode {
+	const char *mode, *type;
+	const char *source_attr; /* <source ATTR=source>; NULL: none */
+	bool target_dev;         /* source names a TAP device: <target dev=source> */
+} nic_modes[] = {
+	{ "user", "user", NULL, false },
+	{ "network", "network", "network", false },
+	{ "bridge", "bridge", "bridge", false },
+	{ "tap", "ethernet", NULL, true },
+};
+
+static const struct nic_mode *nic_mode_find(const char *mode)
+{
+	for (size_t i = 0; mode && i < ARRAY_SIZE(nic_modes); i++)
+		if (!strcmp(mode, nic_modes[i].mode))
+			return &nic_modes[i];
+	return NULL;
+}
+
+/* The writer records its first failure (memory, in practice) and goes on. */
+struct writer {
+	xmlTextWriterPtr w;
+	bool failed;
+};
+
+static void open_el(struct writer *x, const char *name)
+{
+	if (xmlTextWriterStartElement(x->w, BAD_CAST name) < 0)
+		x->failed = true;
+}
+
+static void close_el(struct writer *x)
+{
+	if (xmlTextWriterEndElement(x->w) < 0)
+		x->failed = true;
+}
+
+static void attr(struct writer *x, const char *name, const char *value)
+{
+	if (xmlTextWriterWriteAttribute(x->w, BAD_CAST name, BAD_CAST value) < 0)
+		x->failed = true;
+}
+
+/* <name>text</name> */
+static void text_el(struct writer *x, const char *name, const char *text)
+{
+	if (xmlTextWriterWriteElement(x->w, BAD_CAST name, BAD_CAST text) < 0)
+		x->failed = true;
+}
+
+/* <name a="v"/>, or <name/> when a is NULL */
+static void empty_el(struct writer *x, const char *name, const char *a, const char *v)
+{
+	open_el(x, name);
+	if (a)
+		attr(x, a, v);
+	close_el(x);
+}
+
+static void kib_el(struct writer *x, const char *name, uint64_t bytes)
+{
+	char num[32];
+
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)((bytes + 1023) / 1024));
+	open_el(x, name);
+	attr(x, "unit", "KiB");
+	if (xmlTextWriterWriteString(x->w, BAD_CAST num) < 0)
+		x->failed = true;
+	close_el(x);
+}
+
+/* Linux-style disk names: vda..vdz, vdaa... */
+static void disk_target(char *buf, size_t len, const char *prefix, size_t index)
+{
+	char letters[16];
+	size_t n = 0;
+
+	for (size_t i = index + 1; i > 0 && n < sizeof(letters); i = (i - 1) / 26)
+		letters[n++] = (char)('a' + (i - 1) % 26);
+	int at = snprintf(buf, len, "%s", prefix);
+	while (n > 0 && at + 1 < (int)len)
+		buf[at++] = letters[--n];
+	buf[at] = '\0';
+}
+
+static void write_os(struct writer *x, const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	if (!vm->kernel && g->bootloader)
+		text_el(x, "bootloader", g->bootloader);
+	open_el(x, "os");
+	open_el(x, "type");
+	attr(x, "arch", "x86_64");
+	attr(x, "machine", g->machine);
+	if (xmlTextWriterWriteString(x->w, BAD_CAST g->os_type) < 0)
+		x->failed = true;
+	close_el(x);
+	if (vm->kernel) {
+		text_el(x, "kernel", vm->kernel);
+		if (vm->initrd)
+			text_el(x, "initrd", vm->initrd);
+		if (vm->cmdline)
+			text_el(x, "cmdline", vm->cmdline);
+	} else if (g->disk_boot) {
+		empty_el(x, "boot", "dev", "hd");
+	}
+	close_el(x);
+}
+
+static void write_disks(struct writer *x, const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	char target[32];
+
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		const struct vi_hv_disk *d = &vm->disks[i];
+
+		open_el(x, "disk");
+		attr(x, "type", "file");
+		attr(x, "device", "disk");
+		open_el(x, "driver");
+		attr(x, "name", "qemu");
+		attr(x, "type", d->format == VI_DISK_QCOW2 ? "qcow2" : "raw");
+		close_el(x);
+		empty_el(x, "source", "file", d->path);
+		disk_target(target, sizeof(target), g->disk_prefix, i);
+		open_el(x, "target");
+		attr(x, "dev", target);
+		attr(x, "bus", g->disk_bus);
+		close_el(x);
+		if (d->readonly)
+			empty_el(x, "readonly", NULL, NULL);
+		close_el(x);
+	}
+}
+
+static void write_nics(struct writer *x, const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	for (size_t i = 0; i < vm->nnics; i++) {
+		const struct vi_hv_nic *n = &vm->nics[i];
+		const struct nic_mode *m = nic_mode_find(n->mode);
+
+		open_el(x, "interface");
+		attr(x, "type", m->type);
+		if (n->mac)
+			empty_el(x, "mac", "address", n->mac);
+		if (m->source_attr)
+			empty_el(x, "source", m->source_attr, n->source);
+		if (m->target_dev && n->source) {
+			open_el(x, "target");
+			attr(x, "dev", n->source);
+			attr(x, "managed", "no");
+			close_el(x);
+		}
+		if (g->nic_model)
+			empty_el(x, "model", "type", g->nic_model);
+		close_el(x);
+	}
+}
+
+/* The guest's first console, with its output kept in vm->console_log. A pty
+ * (not a file) so that a terminal can still attach to it. */
+static void write_console(struct writer *x, const struct virt_guest *g,
+			  const struct vi_hv_vm *vm)
+{
+	open_el(x, g->serial_console ? "serial" : "console");
+	attr(x, "type", "pty");
+	if (vm->console_log) {
+		open_el(x, "log");
+		attr(x, "file", vm->console_log);
+		attr(x, "append", "off");
+		close_el(x);
+	}
+	open_el(x, "target");
+	if (!g->serial_console)
+		attr(x, "type", "xen");
+	attr(x, "port", "0");
+	close_el(x);
+	close_el(x);
+	if (g->serial_console) {
+		open_el(x, "console");
+		attr(x, "type", "pty");
+		open_el(x, "target");
+		attr(x, "type", "serial");
+		attr(x, "port", "0");
+		close_el(x);
+		close_el(x);
+	}
+}
+
+/* What the writer cannot be trusted to catch: a VM that makes no domain. */
+static int check_vm(const struct vi_host *host, const struct virt_guest *g,
+		    const struct vi_hv_vm *vm)
+{
+	if (!vm->name || !*vm->name)
+		return host->error(VI_EUSAGE, "a domain needs a name");
+	if (!vm->cpus || !vm->memory)
+		return host->error(VI_EUSAGE, "'%s' needs at least one vCPU and some memory",
+				   vm->name);
+	if (!vm->kernel && !g->disk_boot && !g->bootloader)
+		return host->error(VI_EUNSUPPORTED, "%s guests need a kernel: '%s' has none",
+				   g->name, vm->name);
+	if (!vm->kernel && !vm->ndisks)
+		return host->error(VI_EUSAGE, "'%s' has neither a kernel nor a disk to boot",
+				   vm->name);
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		const struct vi_hv_disk *d = &vm->disks[i];
+		if (!d->path || (d->format != VI_DISK_RAW && d->format != VI_DISK_QCOW2))
+			return host->error(VI_EUSAGE, "disk %zu of '%s' has no path or format",
+					   i, vm->name);
+	}
+	for (size_t i = 0; i < vm->nnics; i++) {
+		const struct vi_hv_nic *n = &vm->nics[i];
+		const struct nic_mode *m = nic_mode_find(n->mode);
+
+		if (!m)
+			return host->error(VI_EUSAGE, "unknown NIC mode '%s' for '%s'",
+					   n->mode ? n->mode : "", vm->name);
+		if (!strcmp(m->mode, "user") && !g->user_net)
+			return host->error(VI_EUNSUPPORTED,
+					   "%s guests have no user-mode networking ('%s')",
+					   g->name, vm->name);
+		if (m->source_attr && !n->source)
+			return host->error(VI_EUSAGE, "NIC mode '%s' of '%s' needs a source",
+					   m->mode, vm->name);
+	}
+	return 0;
+}
+
+int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
+		    const struct vi_hv_vm *vm, char **xml)
+{
+	struct writer x = { 0 };
+	xmlBufferPtr buf = NULL;
+	char num[32];
+	int rc;
+
+	rc = check_vm(host, g, vm);
+	if (rc)
+		return rc;
+	buf = xmlBufferCreate();
+	x.w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
+	if (!x.w) {
+		rc = host->error(VI_EFAIL, "cannot write the domain XML of '%s'", vm->name);
+		goto cleanup;
+	}
+	xmlTextWriterSetIndent(x.w, 1);
+	xmlTextWriterSetIndentString(x.w, BAD_CAST "  ");
+
+	open_el(&x, "domain");
+	attr(&x, "type", g->domain_type);
+	text_el(&x, "name", vm->name);
+	if (vm->uuid)
+		text_el(&x, "uuid", vm->uuid);
+	/* Memory and vCPUs are defined at their maxima with the current amount
+	 * below, so that they can grow while the guest runs. */
+	kib_el(&x, "memory", vm->max_memory > vm->memory ? vm->max_memory : vm->memory);
+	kib_el(&x, "currentMemory", vm->memory);
+	open_el(&x, "vcpu");
+	attr(&x, "placement", "static");
+	snprintf(num, sizeof(num), "%u", vm->cpus);
+	attr(&x, "current", num);
+	snprintf(num, sizeof(num), "%u", vm->max_cpus > vm->cpus ? vm->max_cpus : vm->cpus);
+	if (xmlTextWriterWriteString(x.w, BAD_CAST num) < 0)
+		x.failed = true;
+	close_el(&x);
+
+	write_os(&x, g, vm);
+	if (g->features) {
+		open_el(&x, "features");
+		for (const char *const *f = g->features; *f; f++)
+			empty_el(&x, *f, NULL, NULL);
+		close_el(&x);
+	}
+	if (g->cpu_mode)
+		empty_el(&x, "cpu", "mode", g->cpu_mode);
+	empty_el(&x, "clock", "offset", "utc");
+	text_el(&x, "on_poweroff", "destroy");
+	text_el(&x, "on_reboot", "restart");
+	text_el(&x, "on_crash", "destroy");
+
+	open_el(&x, "devices");
+	write_disks(&x, g, vm);
+	write_nics(&x, g, vm);
+	write_console(&x, g, vm);
+	if (g->no_usb) {
+		open_el(&x, "controller");
+		attr(&x, "type", "usb");
+		attr(&x, "model", "none");
+		close_el(&x);
+	}
+	empty_el(&x, "memballoon", "model", g->balloon);
+	close_el(&x); /* devices */
+	close_el(&x); /* domain */
+
+	if (xmlTextWriterFlush(x.w) < 0 || x.failed) {
+		rc = host->error(VI_EFAIL, "cannot write the domain XML of '%s'", vm->name);
+		goto cleanup;
+	}
+	*xml = xstrdup((const char *)xmlBufferContent(buf));
+cleanup:
+	if (x.w)
+		xmlFreeTextWriter(x.w);
+	if (buf)
+		xmlBufferFree(buf);
+	return rc;
+}

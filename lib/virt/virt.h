@@ -1,0 +1,114 @@
+/* libvirt glue shared by hv-qemu and hv-xen: connections, libvirt errors turned
+ * into ours, domain XML, and the lifecycle methods both backends do alike.
+ *
+ * Errors: every function records its message through ctx->host->error() (or the
+ * `host` it is given), never vi_error(): a plugin's copy of libvi is private
+ * to it, so only the host's callback reaches the command's caller.
+ */
+#ifndef VI_VIRT_H
+#define VI_VIRT_H
+
+#include <stdbool.h>
+#include <libvirt/libvirt.h>
+#include <libvirt/virterror.h>
+#include <vi/hv-plugin.h>
+
+/* What differs between the kinds of guest we ask libvirt for. */
+struct virt_guest {
+	const char *name;        /* "qemu-kvm", "xen-pv"...: for messages */
+	const char *domain_type; /* <domain type=...>: "kvm", "qemu", "xen" */
+	const char *os_type;     /* <os><type>: "hvm", "linux", "xenpvh" */
+	const char *machine;     /* its machine attribute: "q35", "xenpv"... */
+	const char *cpu_mode;    /* <cpu mode=...>, NULL for the default model */
+	const char *const *features; /* <features> children, NULL-terminated; may be NULL */
+	const char *disk_bus;    /* "virtio", "xen" */
+	const char *disk_prefix; /* target names: "vd" gives vda, vdb... */
+	const char *nic_model;   /* <model type=...>, NULL for the hypervisor's default */
+	const char *balloon;     /* <memballoon model=...> */
+	bool serial_console;     /* console on an emulated 16550 (else the Xen PV console) */
+	bool no_usb;             /* no USB controller: fewer devices, faster boot */
+	bool user_net;           /* supports NIC mode "user" */
+	/* Firmware boot: from the first disk, or through this bootloader program;
+	 * NULL for both means the guest cannot boot without a kernel. */
+	bool disk_boot;
+	const char *bootloader;
+};
+
+extern const struct virt_guest virt_guest_qemu_kvm, virt_guest_qemu_tcg;
+extern const struct virt_guest virt_guest_xen_pv, virt_guest_xen_pvh, virt_guest_xen_hvm;
+
+/* The Xen guest for vm->guest_type ("pv" when NULL, "pvh", "hvm"); NULL after
+ * host->error(VI_EUSAGE) for anything else. */
+const struct virt_guest *virt_guest_xen(const struct vi_host *host, const char *type);
+
+/* Domain XML for `vm` as guest `g`: *xml is NUL-terminated, owned by the caller
+ * (free()). Returns 0 or a negative VI_E* code: VI_EUSAGE for a VM that cannot
+ * be described (no name, no memory, an unknown disk format), VI_EUNSUPPORTED
+ * for what this kind of guest cannot have (a NIC mode, firmware boot). */
+int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
+		    const struct vi_hv_vm *vm, char **xml);
+
+/* --- connections --------------------------------------------------------- */
+
+/* ctx->priv after virt_open(): the URI and a connection made on first use, so
+ * that probe() can decline (with the reason) where other methods fail. */
+int virt_open(struct vi_hv_ctx *ctx, const char *default_uri);
+void virt_close(struct vi_hv_ctx *ctx);
+
+/* ctx->uri, or the plugin's default. */
+const char *virt_uri(const struct vi_hv_ctx *ctx);
+/* Does the URI name this machine (no host part)? Local paths are only
+ * checked, and local sysfs only consulted, when it does. */
+bool virt_is_local(const struct vi_hv_ctx *ctx);
+/* The connection, opened on first use and owned by ctx. Errors: VI_EUSAGE for
+ * a malformed URI, VI_EFAIL with "cannot connect to 'URI': ...". */
+int virt_connect(struct vi_hv_ctx *ctx, virConnectPtr *conn);
+
+/* Connects and checks that the URI reaches a libvirt `driver` ("QEMU", "Xen").
+ * OK: *reason is "URI, libvirt X.Y.Z, DRIVER X.Y.Z". DECLINED: *reason says
+ * why in one line. Both strings are owned by ctx until the next probe or close. */
+int virt_probe(struct vi_hv_ctx *ctx, const char *driver, const char **reason);
+/* Replaces ctx's probe reason with `reason` (taking ownership); returns it. */
+const char *virt_set_reason(struct vi_hv_ctx *ctx, char *reason);
+
+/* Records "<fmt>: <libvirt's last error>" with the VI_E* code that error maps
+ * to: no domain VI_ENOTFOUND; invalid operation (not running, already
+ * running) or existing domain VI_ESTATE; invalid argument VI_EUSAGE;
+ * unsupported function or configuration VI_EUNSUPPORTED; timeout VI_ETIMEOUT;
+ * everything else VI_EFAIL. Returns the negative code. */
+int virt_error(const struct vi_host *host, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* The domain of vm, by UUID (by name when it has none); the caller frees it.
+ * VI_ENOTFOUND with "no domain 'NAME' on 'URI'" when there is none. */
+int virt_lookup(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr *dom);
+
+/* --- the methods both backends share (signatures as in struct vi_hv_ops) --- */
+
+/* Defines (or redefines: same name and UUID) the domain. VI_ESTATE when
+ * another domain has the name or the UUID; VI_ENOTFOUND when a local kernel,
+ * initrd or disk is missing. */
+int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm);
+/* Removes the definition of a stopped domain (VI_ESTATE while it runs). */
+int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
+int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
+/* Graceful: the hypervisor's shutdown request (ACPI power button for QEMU),
+ * then destroy once timeout_ms have passed (logged as a warning). */
+int virt_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
+	      unsigned timeout_ms);
+int virt_pause(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
+int virt_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
+/* An unknown domain is not an error: out->state is VI_HV_UNDEFINED. */
+int virt_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_state *out);
+/* Pumps in_fd to the guest's first console and its output to out_fd until the
+ * escape byte (negative: none) or end of file on in_fd, or the guest stops.
+ * The caller puts a terminal into raw mode. */
+int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, int out_fd,
+		 int escape);
+int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
+/* Live (when running) and in the persistent definition; within the maxima the
+ * domain was defined with. */
+int virt_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n);
+int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes);
+
+#endif

@@ -1,0 +1,51 @@
+/* hv-xen: Xen guests through libvirt's libxl driver: PV (the default), PVH or
+ * HVM, chosen by the VM's guest type. */
+#include <vi/hv-plugin.h>
+
+#include "virt/virt.h"
+
+static int xen_open(struct vi_hv_ctx *ctx)
+{
+	return virt_open(ctx, "xen:///system");
+}
+
+static int xen_probe(struct vi_hv_ctx *ctx, const char **reason)
+{
+	return virt_probe(ctx, "Xen", reason);
+}
+
+static int xen_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	const struct virt_guest *g = virt_guest_xen(ctx->host, vm->guest_type);
+
+	return g ? virt_define(ctx, g, vm) : -VI_EUSAGE;
+}
+
+static const struct vi_hv_ops xen_ops = {
+	.struct_size = sizeof(struct vi_hv_ops),
+	.abi_version = VI_HV_ABI_VERSION,
+	.name = "xen",
+	.description = "Xen through libvirt's libxl driver: PV, PVH and HVM guests",
+	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE |
+		    VI_HV_F_CPU_HOTPLUG | VI_HV_F_MEM_HOTPLUG,
+	.open = xen_open,
+	.close = virt_close,
+	.probe = xen_probe,
+	.define = xen_define,
+	.undefine = virt_undefine,
+	.start = virt_start,
+	.stop = virt_stop,
+	.pause = virt_pause,
+	.resume = virt_resume,
+	.state = virt_state,
+	.console = virt_console,
+	.stats = virt_stats,
+	.set_vcpus = virt_set_vcpus,
+	.set_memory = virt_set_memory,
+};
+
+VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)
+{
+	(void)host;
+	return &xen_ops;
+}

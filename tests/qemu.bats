@@ -1,0 +1,134 @@
+#!/usr/bin/env bats
+# hv-qemu through the vi command, against the real libvirtd that scripts/setup
+# starts: Debian's stock kernel and a busybox initramfs booted under QEMU.
+
+load lib/common
+
+setup_file() {
+	# QEMU runs as libvirt-qemu: every directory on the way must let it pass.
+	export VI_QEMU_WORK=$(mktemp -d /var/tmp/vi-qemu-test.XXXXXX)
+	chmod 0711 "$VI_QEMU_WORK"
+	export KERNEL=$(printf '%s\n' /boot/vmlinuz-* | sort -V | tail -n 1)
+	"$VI_TOP/tests/lib/mkinitramfs" -o "$VI_QEMU_WORK/initrd.gz" --marker VI-QEMU-READY \
+		--kernel-version "${KERNEL#/boot/vmlinuz-}"
+}
+
+teardown_file() {
+	rm -rf "$VI_QEMU_WORK"
+}
+
+setup() {
+	common_setup
+	export VI_HOME=$VI_QEMU_WORK/home-$BATS_TEST_NUMBER
+	# libvirt names are per host: keep this run's apart from any other.
+	name=vi-test-$$-$BATS_TEST_NUMBER
+}
+
+teardown() {
+	for vm in $(vi list --json 2>/dev/null | jq -r '.vms[].name'); do
+		vi -q destroy --force "$vm" || true
+	done
+}
+
+create() { # NAME [options...]
+	local n=$1
+	shift
+	vi create --hv qemu --kernel "$KERNEL" --initrd "$VI_QEMU_WORK/initrd.gz" \
+		--cmdline console=ttyS0 --memory 256M "$@" "$n"
+}
+
+wait_marker() { # NAME [timeout]
+	local log=$VI_HOME/vms/$1/run/console.log
+	for _ in $(seq "${2:-60}"); do
+		grep -q VI-QEMU-READY "$log" 2>/dev/null && return 0
+		sleep 1
+	done
+	echo "no marker in $log:"
+	cat "$log" 2>/dev/null | tail -20
+	return 1
+}
+
+@test "create --start boots the stock kernel to its marker; stop, start, destroy" {
+	run -0 create "$name" --start
+	[ "$output" = "created VM '$name' on qemu: 1 vCPU, 256M, running" ]
+	wait_marker "$name"
+	run -0 vi list
+	[[ ${lines[1]} =~ ^$name\ +qemu\ +running\ +1\ +256M ]]
+	[ "$(virsh -q domstate "$name")" = running ]
+
+	# Graceful: the guest's init powers off on the ACPI power button.
+	run -0 vi stop --timeout 60 "$name"
+	[ "$output" = "stopped VM '$name'" ]
+	[ "$(vi show --json "$name" | jq -r .vm.state)" = stopped ]
+
+	# A second boot starts a fresh console log.
+	run -0 vi start "$name"
+	[ "$output" = "started VM '$name'" ]
+	wait_marker "$name"
+	[ "$(grep -c VI-QEMU-READY "$VI_HOME/vms/$name/run/console.log")" = 1 ]
+	run -5 vi start "$name"
+	[ "$output" = "vi: error: VM '$name' is already running" ]
+
+	run -0 vi stop --force "$name"
+	run -0 vi destroy "$name"
+	[ ! -e "$VI_HOME/vms/$name" ]
+	run virsh -q dominfo "$name"
+	[ "$status" -ne 0 ]
+}
+
+@test "the console answers, and detaches on the escape key" {
+	create "$name" --start --cpus 2 --max-cpus 4
+	wait_marker "$name"
+	run -0 bash -c "{ sleep 1; printf 'echo CONSOLE-\$((6*7)) \$(grep -c ^processor /proc/cpuinfo)\r'; sleep 3; printf '\x1d'; } | vi console '$name'"
+	[[ $output == *"CONSOLE-42 2"* ]]
+	# A running VM can be destroyed straight away.
+	run -0 vi destroy "$name"
+	run virsh -q dominfo "$name"
+	[ "$status" -ne 0 ]
+}
+
+@test "show reports the live figures of a running guest" {
+	create "$name" --start --cpus 2 --max-cpus 4 --max-memory 512M
+	run -0 vi show --json "$name"
+	[ "$(jq -r .vm.state <<<"$output")" = running ]
+	[ "$(jq -r .vm.max_cpus <<<"$output")" = 4 ]
+	[ "$(jq -r .vm.stats.vcpus <<<"$output")" = 2 ]
+	run -0 vi destroy "$name"
+}
+
+@test "a duplicate name on the libvirt host is a conflict that leaves no VM behind" {
+	virsh -q define <(virsh -q dumpxml --inactive 2>/dev/null || true) 2>/dev/null || true
+	create "$name"
+	export VI_HOME=$VI_QEMU_WORK/other-$BATS_TEST_NUMBER
+	run -5 create "$name"
+	[[ $output == "vi: error: "*"$name"*"already exists"* ]]
+	[ -z "$(ls "$VI_HOME/vms")" ]
+	export VI_HOME=$VI_QEMU_WORK/home-$BATS_TEST_NUMBER
+	run -0 vi destroy "$name"
+}
+
+@test "bad URIs and an unreachable libvirtd give one clear error" {
+	run -1 create "$name" --connect 'not a uri'
+	[ "$output" = "vi: error: backend 'qemu' at 'not a uri': no QEMU host: invalid libvirt URI 'not a uri'" ]
+	[ "${#lines[@]}" -eq 1 ]
+	run -1 create "$name" --connect 'qemu+unix:///system?socket=/nonexistent/sock'
+	[[ $output == "vi: error: "*"cannot connect to 'qemu+unix:///system?socket=/nonexistent/sock'"* ]]
+	[ "${#lines[@]}" -eq 1 ]
+	[ -z "$(ls "$VI_HOME/vms" 2>/dev/null)" ]
+}
+
+@test "a missing kernel is not found, and nothing is defined" {
+	run -3 vi create --hv qemu --kernel /nonexistent/vmlinuz "$name"
+	[ "$output" = "vi: error: kernel '/nonexistent/vmlinuz': No such file or directory" ]
+	run virsh -q dominfo "$name"
+	[ "$status" -ne 0 ]
+}
+
+@test "the VM's recorded connection is used by later verbs, --connect overrides it" {
+	create "$name" --connect qemu:///system
+	[ "$(vi show --json "$name" | jq -r .vm.connect)" = qemu:///system ]
+	run -0 vi show --connect qemu:///system "$name"
+	run -1 vi show --json --connect 'qemu+unix:///system?socket=/nonexistent/sock' "$name"
+	[[ $output == "vi: error: backend 'qemu' of VM '$name' is not usable at 'qemu+unix:///system?socket=/nonexistent/sock': "* ]]
+	run -0 vi destroy "$name"
+}

@@ -1,0 +1,441 @@
+/* hv-qemu against the real libvirtd, through the plugin ABI as the host calls
+ * it: errors for bad URIs and conflicts, then two guests booting Debian's
+ * kernel with a busybox initramfs under QEMU to a console marker, the console,
+ * statistics, live vCPUs and memory, pause, graceful and forced stops. */
+#include "tap.h"
+#include "hv-virt-host.h"
+#include "util.h"
+
+#include <fcntl.h>
+#include <glob.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MiB (1024ull * 1024)
+#define BOOT_TIMEOUT_S 120
+#define MARKER "VI-QEMU-TEST-READY"
+
+static const struct vi_hv_ops *ops;
+static struct vi_hv_ctx ctx;
+static char work[64];
+static char kernel[4096], initrd[4096], disk[4096];
+
+struct guest {
+	char name[64], uuid[40], run_dir[4200], log[4300], overlay[4300];
+	struct vi_hv_disk disk;
+	struct vi_hv_nic nic;
+	struct vi_hv_vm vm;
+};
+
+static __attribute__((format(printf, 1, 2))) int run(const char *fmt, ...)
+{
+	char cmd[8192];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	int rc = system(cmd);
+	if (rc)
+		printf("# failed (%d): %s\n", rc, cmd);
+	return rc;
+}
+
+static double now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Does the file hold `text`? */
+static bool file_has(const char *path, const char *text)
+{
+	static char buf[1 << 20]; /* the log may hold NUL bytes: no string functions */
+	int fd = open(path, O_RDONLY);
+	ssize_t n;
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return false;
+	return memmem(buf, (size_t)n, text, strlen(text)) != NULL;
+}
+
+static bool wait_for_text(const char *path, const char *text, double timeout_s)
+{
+	double end = now() + timeout_s;
+
+	while (now() < end) {
+		if (file_has(path, text))
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+/* The newest /boot/vmlinuz-*, copied next to the initramfs built for it: the
+ * modules it loads must come from the same kernel. */
+static int prepare_artifacts(void)
+{
+	const char *top = getenv("VI_TOP");
+	glob_t g;
+	int rc;
+
+	if (glob("/boot/vmlinuz-*", 0, NULL, &g) || !g.gl_pathc) {
+		printf("# no kernel in /boot\n");
+		return -1;
+	}
+	const char *src = g.gl_pathv[g.gl_pathc - 1];
+	snprintf(kernel, sizeof(kernel), "%s/vmlinuz", work);
+	snprintf(initrd, sizeof(initrd), "%s/initrd.gz", work);
+	snprintf(disk, sizeof(disk), "%s/base.qcow2", work);
+	rc = run("cp '%s' '%s'", src, kernel);
+	rc = rc ? rc
+		: run("'%s/tests/lib/mkinitramfs' -o '%s' --marker %s --kernel-version '%s' "
+		      "--module virtio_pci --module virtio_blk --module virtio_balloon",
+		      top && *top ? top : ".", initrd, MARKER, src + strlen("/boot/vmlinuz-"));
+	rc = rc ? rc : run("qemu-img create -q -f qcow2 '%s' 64M", disk);
+	globfree(&g);
+	return rc;
+}
+
+static void guest_init(struct guest *g, const char *tag, const char *cmdline)
+{
+	snprintf(g->name, sizeof(g->name), "vi-test-%d-%s", (int)getpid(), tag);
+	vi_uuid_generate(g->uuid);
+	snprintf(g->run_dir, sizeof(g->run_dir), "%s/%s", work, tag);
+	snprintf(g->log, sizeof(g->log), "%s/console.log", g->run_dir);
+	mkdir(g->run_dir, 0711);
+	snprintf(g->overlay, sizeof(g->overlay), "%s/%s.qcow2", work, tag);
+	run("qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'", disk, g->overlay);
+	g->disk = (struct vi_hv_disk){ sizeof(g->disk), g->overlay, VI_DISK_QCOW2, 0, 0 };
+	g->nic = (struct vi_hv_nic){ sizeof(g->nic), NULL, "user", NULL };
+	g->vm = (struct vi_hv_vm){
+		.struct_size = sizeof(g->vm),
+		.name = g->name,
+		.uuid = g->uuid,
+		.dir = g->run_dir,
+		.run_dir = g->run_dir,
+		.console_log = g->log,
+		.cpus = 1, .max_cpus = 2,
+		.memory = 256 * MiB, .max_memory = 384 * MiB,
+		.kernel = kernel,
+		.initrd = initrd,
+		.cmdline = cmdline,
+		.disks = &g->disk, .ndisks = 1,
+		.nics = &g->nic, .nnics = 1,
+	};
+}
+
+static int state_of(struct guest *g)
+{
+	struct vi_hv_state st = { .struct_size = sizeof(st) };
+	int rc = ops->state(&ctx, &g->vm, &st);
+
+	return rc ? rc : st.state;
+}
+
+/* Leaves no domain behind, whatever the test did. */
+static void forget(struct guest *g)
+{
+	int state = state_of(g);
+
+	if (state == VI_HV_RUNNING || state == VI_HV_PAUSED)
+		ops->stop(&ctx, &g->vm, VI_HV_STOP_FORCE, 0);
+	if (state != VI_HV_UNDEFINED)
+		ops->undefine(&ctx, &g->vm);
+}
+
+/* Errors that need no guest: every one names its subject and has its code. */
+static void test_connection_errors(void)
+{
+	struct guest g;
+	struct vi_hv_ctx bad;
+	const char *reason = NULL;
+
+	guest_init(&g, "conn", "console=ttyS0");
+
+	ctx_open(ops, &bad, "not a uri");
+	is_int(ops->probe(&bad, &reason), VI_HV_PROBE_DECLINED, "malformed URI: probe declines");
+	is_str(reason, "no QEMU host: invalid libvirt URI 'not a uri'", "... saying why");
+	is_int(ops->define(&bad, &g.vm), -VI_EUSAGE, "malformed URI: usage error");
+	ok(error_has("invalid libvirt URI 'not a uri'"), "... naming the URI");
+	ops->close(&bad);
+
+	ctx_open(ops, &bad, "bogus:///system");
+	is_int(ops->start(&bad, &g.vm), -VI_EFAIL, "URI without a driver: failure");
+	ok(error_has("cannot connect to 'bogus:///system': no connection driver available"),
+	   "... naming the URI and the cause");
+	ops->close(&bad);
+
+	ctx_open(ops, &bad, "qemu:///system?socket=/nonexistent/libvirt-sock");
+	is_int(ops->probe(&bad, &reason), VI_HV_PROBE_DECLINED, "libvirtd unreachable: declined");
+	ok(reason && strstr(reason, "no QEMU host: cannot connect to "
+				    "'qemu:///system?socket=/nonexistent/libvirt-sock'"),
+	   "... naming the URI: %s", reason ? reason : "(null)");
+	is_int(ops->state(&bad, &g.vm, &(struct vi_hv_state){ sizeof(struct vi_hv_state) }),
+	       -VI_EFAIL, "libvirtd unreachable: state fails");
+	ok(error_has("cannot connect to 'qemu:///system?socket=/nonexistent/libvirt-sock': "
+		     "failed to connect socket to '/nonexistent/libvirt-sock': "
+		     "No such file or directory"),
+	   "... with libvirt's reason");
+	ops->close(&bad);
+
+	ctx_open(ops, &bad, "test:///default");
+	is_int(ops->probe(&bad, &reason), VI_HV_PROBE_DECLINED, "another driver: declined");
+	is_str(reason, "no QEMU host: 'test:///default' is a TEST host", "... saying which");
+	ops->close(&bad);
+}
+
+/* A domain that must not be made: conflicts and missing files. */
+static void test_define_errors(struct guest *a)
+{
+	struct guest dup, taken, nokernel;
+
+	guest_init(&dup, "dup", "console=ttyS0");
+	snprintf(dup.name, sizeof(dup.name), "%s", a->name);
+	is_int(ops->define(&ctx, &dup.vm), -VI_ESTATE, "duplicate name: conflict");
+	ok(error_has("a domain named 'vi-test-") && error_has("-a' already exists on "
+							       "'qemu:///system' (uuid "),
+	   "... naming the domain and the URI");
+	is_int(state_of(&dup), VI_HV_UNDEFINED, "... and nothing is defined under its UUID");
+
+	guest_init(&taken, "taken", "console=ttyS0");
+	snprintf(taken.uuid, sizeof(taken.uuid), "%s", a->uuid);
+	is_int(ops->define(&ctx, &taken.vm), -VI_ESTATE, "duplicate UUID: conflict");
+	ok(error_has("is taken by domain 'vi-test-"), "... naming the holder");
+
+	guest_init(&nokernel, "nokernel", "console=ttyS0");
+	char missing[4200];
+	snprintf(missing, sizeof(missing), "%s/no-such-vmlinuz", work);
+	nokernel.vm.kernel = missing;
+	is_int(ops->define(&ctx, &nokernel.vm), -VI_ENOTFOUND, "missing kernel: not found");
+	ok(error_has("cannot find kernel '") && error_has("/no-such-vmlinuz' of 'vi-test-") &&
+		   error_has("No such file or directory"),
+	   "... naming the kernel and the VM");
+	is_int(state_of(&nokernel), VI_HV_UNDEFINED, "... and leaves no domain behind");
+	is_int(ops->start(&ctx, &nokernel.vm), -VI_ENOTFOUND, "starting an unknown VM: not found");
+	ok(error_has("no domain 'vi-test-") && error_has("-nokernel' on 'qemu:///system'"),
+	   "... naming it and the URI");
+	/* Not `taken`: its UUID finds a. */
+	forget(&dup);
+	forget(&nokernel);
+}
+
+struct console_io {
+	int to_guest, from_guest;
+	char out[1 << 16];
+	size_t len;
+	bool answered;
+};
+
+/* Types a command like a user, waits for the answer, then the escape byte. */
+static void *console_user(void *arg)
+{
+	static const char cmd[] = "cat /sys/block/vda/size; echo CONSOLE-$((6*7))\r";
+	struct console_io *io = arg;
+	double end = now() + 30;
+	bool escaped = false;
+
+	if (write(io->to_guest, cmd, strlen(cmd)) < 0)
+		return NULL;
+	for (;;) {
+		struct pollfd p = { .fd = io->from_guest, .events = POLLIN };
+		if (!escaped && (io->answered || now() > end)) {
+			if (write(io->to_guest, "\x1d", 1) < 0)
+				return NULL;
+			escaped = true;
+		}
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		ssize_t n = read(io->from_guest, io->out + io->len, sizeof(io->out) - io->len);
+		if (n <= 0)
+			break;
+		io->len += (size_t)n;
+		io->answered = io->answered || memmem(io->out, io->len, "CONSOLE-42", 10);
+	}
+	return NULL;
+}
+
+static void test_console(struct guest *g)
+{
+	struct console_io io = { 0 };
+	int in[2], out[2];
+	pthread_t t;
+
+	if (pipe(in) || pipe(out)) {
+		ok(0, "console: pipes");
+		return;
+	}
+	io.to_guest = in[1];
+	io.from_guest = out[0];
+	pthread_create(&t, NULL, console_user, &io);
+	is_int(ops->console(&ctx, &g->vm, in[0], out[1], 0x1d), 0,
+	       "console: attached until the escape byte");
+	close(out[1]);
+	pthread_join(t, NULL);
+	close(in[0]);
+	close(in[1]);
+	close(out[0]);
+	ok(io.answered, "console: the guest's shell answered");
+	ok(memmem(io.out, io.len, "131072", 6) != NULL,
+	   "console: the guest sees the 64 MiB virtio disk");
+	is_int(state_of(g), VI_HV_RUNNING, "console: detaching leaves the guest running");
+}
+
+/* Polls stats until check() holds; the balloon and hot-plug settle in the guest. */
+static bool stats_until(struct guest *g, bool (*check)(const struct vi_hv_stats *, uint64_t),
+			uint64_t want, struct vi_hv_stats *st)
+{
+	double end = now() + 30;
+
+	do {
+		*st = (struct vi_hv_stats){ .struct_size = sizeof(*st) };
+		if (ops->stats(&ctx, &g->vm, st))
+			return false;
+		if (check(st, want))
+			return true;
+		usleep(100000);
+	} while (now() < end);
+	return false;
+}
+
+static bool memory_is(const struct vi_hv_stats *st, uint64_t want)
+{
+	return st->memory == want;
+}
+
+static bool vcpus_are(const struct vi_hv_stats *st, uint64_t want)
+{
+	return st->vcpus == want;
+}
+
+static void test_running(struct guest *g)
+{
+	struct vi_hv_stats st;
+
+	ok(stats_until(g, vcpus_are, 1, &st), "stats: one vCPU online");
+	ok(st.cpu_time_ns > 0, "stats: guest CPU time %llu ns",
+	   (unsigned long long)st.cpu_time_ns);
+	ok(stats_until(g, memory_is, 256 * MiB, &st),
+	   "stats: the balloon holds the guest at 256 MiB (of 384)");
+	ok(st.disk_rd_bytes > 0, "stats: disk bytes read %llu",
+	   (unsigned long long)st.disk_rd_bytes);
+
+	is_int(ops->set_memory(&ctx, &g->vm, 320 * MiB), 0, "set_memory: grow to 320 MiB live");
+	ok(stats_until(g, memory_is, 320 * MiB, &st), "stats: the guest has 320 MiB");
+	is_int(ops->set_vcpus(&ctx, &g->vm, 2), 0, "set_vcpus: add a vCPU live");
+	ok(stats_until(g, vcpus_are, 2, &st), "stats: two vCPUs online");
+	is_int(ops->set_vcpus(&ctx, &g->vm, 3), -VI_EUSAGE, "set_vcpus: beyond the maximum");
+	ok(error_has("cannot set 'vi-test-"), "... says so: %s", host_error_text);
+
+	is_int(ops->pause(&ctx, &g->vm), 0, "pause");
+	is_int(state_of(g), VI_HV_PAUSED, "state: paused");
+	is_int(ops->pause(&ctx, &g->vm), -VI_ESTATE, "pause again: wrong state");
+	ok(error_has("' is already paused"), "... says so");
+	is_int(ops->resume(&ctx, &g->vm), 0, "resume");
+	is_int(state_of(g), VI_HV_RUNNING, "state: running");
+	is_int(ops->resume(&ctx, &g->vm), -VI_ESTATE, "resume a running guest: wrong state");
+	ok(error_has("' is not paused"), "... says so");
+	is_int(ops->start(&ctx, &g->vm), -VI_ESTATE, "start a running guest: wrong state");
+	ok(error_has("' is already running"), "... says so");
+	is_int(ops->undefine(&ctx, &g->vm), -VI_ESTATE, "undefine a running guest: wrong state");
+	ok(error_has("' is running: stop it first"), "... says so");
+}
+
+int main(void)
+{
+	static struct guest a, b;
+	const char *reason = NULL;
+	int probe;
+
+	ops = load_plugin("qemu");
+	if (!ok(ops != NULL, "hv-qemu loads"))
+		return done();
+	is_str(ops->name, "qemu", "its name");
+	ok(ops->run == NULL && ops->define && ops->console && ops->stats, "libvirt runs the VM");
+
+	/* QEMU runs as another user: every directory on the way must let it pass. */
+	snprintf(work, sizeof(work), "/var/tmp/vi-test-XXXXXX");
+	if (!mkdtemp(work) || chmod(work, 0711) || prepare_artifacts()) {
+		ok(0, "test kernel, initramfs and disk prepared");
+		return done();
+	}
+	test_connection_errors();
+
+	ctx_open(ops, &ctx, NULL);
+	probe = ops->probe(&ctx, &reason);
+	if (probe != VI_HV_PROBE_OK) {
+		skip("libvirtd is not reachable (scripts/setup starts it): %s",
+		     reason ? reason : host_error_text);
+		run("rm -rf '%s'", work);
+		return done();
+	}
+	bool hw = !access("/sys/module/kvm_intel", F_OK) || !access("/sys/module/kvm_amd", F_OK);
+	ok(strstr(reason, "qemu:///system, libvirt ") && strstr(reason, ", QEMU ") &&
+		   strstr(reason, hw ? "domain type kvm (hardware virtualization)"
+				     : "domain type qemu (TCG: no hardware virtualization)"),
+	   "probe: %s", reason);
+
+	/* b ignores the power button: no ACPI. */
+	guest_init(&a, "a", "console=ttyS0 quiet");
+	guest_init(&b, "b", "console=ttyS0 quiet acpi=off");
+	is_int(state_of(&a), VI_HV_UNDEFINED, "state before define: undefined");
+	is_int(ops->define(&ctx, &a.vm), 0, "define a");
+	is_int(state_of(&a), VI_HV_STOPPED, "state after define: stopped");
+	is_int(ops->define(&ctx, &a.vm), 0, "define a again: redefined in place");
+	is_int(ops->define(&ctx, &b.vm), 0, "define b");
+	test_define_errors(&a);
+
+	double t0 = now();
+	is_int(ops->start(&ctx, &a.vm), 0, "start a");
+	is_int(ops->start(&ctx, &b.vm), 0, "start b");
+	is_int(state_of(&a), VI_HV_RUNNING, "state after start: running");
+	bool up = ok(wait_for_text(a.log, MARKER, BOOT_TIMEOUT_S),
+		     "a boots to the marker in its console log");
+	printf("# a: %.1f s from start to the marker\n", now() - t0);
+	up = ok(wait_for_text(b.log, MARKER, BOOT_TIMEOUT_S), "b boots to the marker") && up;
+	if (up) {
+		test_console(&a);
+		test_running(&a);
+
+		host_warning_text[0] = '\0';
+		is_int(ops->stop(&ctx, &a.vm, 0, 60000), 0, "graceful stop of a");
+		is_int(state_of(&a), VI_HV_STOPPED, "a is stopped");
+		ok(file_has(a.log, "init: powering off"), "a's init powered off on the button");
+		is_str(host_warning_text, "", "a was not forced");
+
+		is_int(ops->stop(&ctx, &b.vm, 0, 2000), 0, "graceful stop of b, 2 s timeout");
+		is_int(state_of(&b), VI_HV_STOPPED, "b is stopped");
+		ok(!file_has(b.log, "init: powering off"), "b never saw the button");
+		ok(strstr(host_warning_text, "did not shut down within 2000 ms: forcing it off") !=
+			   NULL,
+		   "b was forced off after the timeout, with a warning");
+	}
+	is_int(ops->stop(&ctx, &a.vm, 0, 1000), -VI_ESTATE, "stop a stopped guest: wrong state");
+	ok(error_has("' is not running"), "... says so");
+
+	is_int(ops->start(&ctx, &a.vm), 0, "start a again");
+	is_int(ops->stop(&ctx, &a.vm, VI_HV_STOP_FORCE, 0), 0, "forced stop");
+	is_int(state_of(&a), VI_HV_STOPPED, "a is stopped at once");
+
+	is_int(ops->undefine(&ctx, &a.vm), 0, "undefine a");
+	is_int(ops->undefine(&ctx, &b.vm), 0, "undefine b");
+	is_int(state_of(&a), VI_HV_UNDEFINED, "a is gone");
+	is_int(ops->undefine(&ctx, &a.vm), -VI_ENOTFOUND, "undefine again: not found");
+	is_int(ops->console(&ctx, &a.vm, 0, 1, 0x1d), -VI_ENOTFOUND, "console: not found");
+
+	forget(&a);
+	forget(&b);
+	run("rm -rf '%s'", work);
+	ops->close(&ctx);
+	return done();
+}

@@ -1,0 +1,282 @@
+/* Domain XML from lib/virt for every kind of guest: virt-xml-validate accepts
+ * it, names and paths survive escaping, and what cannot be described fails. */
+#include "tap.h"
+#include "hv-virt-host.h"
+#include "util.h"
+#include "virt/virt.h"
+
+#include <libxml/parser.h>
+#include <libxml/xpath.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define MiB (1024ull * 1024)
+
+static const char weird_kernel[] = "/srv/vi/we&'rd \"<dir>\"/vmlinuz";
+static const char weird_cmdline[] = "console=ttyS0 vi.note=\"a<b>&'c'\" ]]>";
+static const char weird_disk[] = "/srv/vi/d&<>'\"isk.qcow2";
+
+static struct vi_hv_disk disks[] = {
+	{ sizeof(struct vi_hv_disk), weird_disk, VI_DISK_QCOW2, 0, 0 },
+	{ sizeof(struct vi_hv_disk), "/srv/vi/seed.img", VI_DISK_RAW, 1, 0 },
+};
+
+static struct vi_hv_nic nics[] = {
+	{ sizeof(struct vi_hv_nic), "52:54:00:12:34:56", "user", NULL },
+	{ sizeof(struct vi_hv_nic), "52:54:00:12:34:57", "network", "default" },
+	{ sizeof(struct vi_hv_nic), NULL, "bridge", "br0" },
+	{ sizeof(struct vi_hv_nic), NULL, "tap", "vi-tap0" },
+};
+
+static struct vi_hv_vm base_vm(void)
+{
+	struct vi_hv_vm vm = {
+		.struct_size = sizeof(vm),
+		.name = "xml-test",
+		.uuid = "0b0c9c5e-55b4-4b55-9d3c-2a3b8a6f6e01",
+		.console_log = "/srv/vi/vms/xml-test/run/console.log",
+		.cpus = 1, .max_cpus = 4,
+		.memory = 256 * MiB, .max_memory = 1024 * MiB,
+		.kernel = weird_kernel,
+		.initrd = "/srv/vi/initrd.gz",
+		.cmdline = weird_cmdline,
+		.disks = disks, .ndisks = 2,
+		.nics = nics, .nnics = 4,
+	};
+	return vm;
+}
+
+/* virt-xml-validate's verdict on xml (its exit status). */
+static int validate(const char *xml)
+{
+	char path[] = "/tmp/vi-xml-XXXXXX";
+	char cmd[256];
+	int fd = mkstemp(path), rc;
+
+	if (fd < 0 || write(fd, xml, strlen(xml)) != (ssize_t)strlen(xml))
+		return -1;
+	close(fd);
+	snprintf(cmd, sizeof(cmd), "virt-xml-validate %s domain >/dev/null 2>&1", path);
+	rc = system(cmd);
+	if (rc)
+		printf("# rejected XML:\n%s", xml);
+	unlink(path);
+	return rc == -1 ? -1 : WEXITSTATUS(rc);
+}
+
+/* The string value of an XPath expression over xml (owned by the caller). */
+static char *xpath(const char *xml, const char *expr)
+{
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), "domain.xml", NULL, XML_PARSE_NONET);
+	xmlXPathContextPtr ctx = doc ? xmlXPathNewContext(doc) : NULL;
+	xmlXPathObjectPtr v = ctx ? xmlXPathEvalExpression(BAD_CAST expr, ctx) : NULL;
+	char *s = v ? (char *)xmlXPathCastToString(v) : NULL;
+	char *out = strdup(s ? s : "(unparsable)");
+
+	xmlFree(s);
+	xmlXPathFreeObject(v);
+	xmlXPathFreeContext(ctx);
+	xmlFreeDoc(doc);
+	return out;
+}
+
+#define is_xpath(xml, expr, want, ...)                                                         \
+	do {                                                                                   \
+		char *got_ = xpath(xml, expr);                                                 \
+		is_str(got_, want, __VA_ARGS__);                                               \
+		free(got_);                                                                    \
+	} while (0)
+
+static char *xml_for(const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	char *xml = NULL;
+	int rc = virt_domain_xml(&test_host, g, vm, &xml);
+
+	if (rc)
+		printf("# %s: %s\n", g->name, host_error_text);
+	return xml;
+}
+
+static void check_guest(const struct virt_guest *g, const struct vi_hv_vm *vm, const char *bus,
+			const char *first_disk)
+{
+	char *xml = xml_for(g, vm);
+	char expr[128];
+
+	ok(xml != NULL, "%s: XML written", g->name);
+	if (!xml)
+		return;
+	is_int(validate(xml), 0, "%s: virt-xml-validate accepts it", g->name);
+	is_xpath(xml, "string(/domain/@type)", g->domain_type, "%s: domain type", g->name);
+	is_xpath(xml, "string(/domain/os/type)", g->os_type, "%s: os type", g->name);
+	is_xpath(xml, "string(/domain/os/kernel)", weird_kernel, "%s: kernel path intact",
+		 g->name);
+	is_xpath(xml, "string(/domain/os/cmdline)", weird_cmdline, "%s: cmdline intact",
+		 g->name);
+	is_xpath(xml, "string(/domain/devices/disk[1]/source/@file)", weird_disk,
+		 "%s: disk path intact", g->name);
+	snprintf(expr, sizeof(expr), "string(/domain/devices/disk[target/@dev='%s']/target/@bus)",
+		 first_disk);
+	is_xpath(xml, expr, bus, "%s: first disk is %s on %s", g->name, first_disk, bus);
+	is_xpath(xml, "string(/domain/devices/disk[1]/driver/@type)", "qcow2",
+		 "%s: qcow2 overlay", g->name);
+	is_xpath(xml, "count(/domain/devices/disk[2]/readonly)", "1", "%s: read-only disk",
+		 g->name);
+	is_xpath(xml, "string(/domain/vcpu)", "4", "%s: max vCPUs", g->name);
+	is_xpath(xml, "string(/domain/vcpu/@current)", "1", "%s: current vCPUs", g->name);
+	is_xpath(xml, "string(/domain/memory)", "1048576", "%s: max memory in KiB", g->name);
+	is_xpath(xml, "string(/domain/currentMemory)", "262144", "%s: current memory", g->name);
+	is_xpath(xml, "string(//log/@file)", vm->console_log, "%s: console log", g->name);
+	is_xpath(xml, "string(/domain/on_poweroff)", "destroy", "%s: on_poweroff", g->name);
+	free(xml);
+}
+
+static void test_qemu(void)
+{
+	struct vi_hv_vm vm = base_vm();
+	char *xml;
+
+	check_guest(&virt_guest_qemu_tcg, &vm, "virtio", "vda");
+	check_guest(&virt_guest_qemu_kvm, &vm, "virtio", "vda");
+
+	xml = xml_for(&virt_guest_qemu_kvm, &vm);
+	is_xpath(xml, "string(/domain/cpu/@mode)", "host-passthrough", "kvm: the host's CPU");
+	is_xpath(xml, "string(/domain/devices/interface[1]/@type)", "user", "NIC mode user");
+	is_xpath(xml, "string(/domain/devices/interface[1]/mac/@address)", "52:54:00:12:34:56",
+		 "NIC MAC");
+	is_xpath(xml, "string(/domain/devices/interface[2]/source/@network)", "default",
+		 "NIC mode network");
+	is_xpath(xml, "string(/domain/devices/interface[3]/source/@bridge)", "br0",
+		 "NIC mode bridge");
+	is_xpath(xml, "string(/domain/devices/interface[4]/@type)", "ethernet", "NIC mode tap");
+	is_xpath(xml, "string(/domain/devices/interface[4]/target/@dev)", "vi-tap0", "TAP name");
+	is_xpath(xml, "string(/domain/devices/interface[1]/model/@type)", "virtio", "virtio NIC");
+	is_xpath(xml, "string(/domain/devices/serial/@type)", "pty",
+		 "serial on a pty, so a terminal can attach");
+	is_xpath(xml, "string(/domain/devices/console/target/@type)", "serial",
+		 "console is the serial port");
+	free(xml);
+	xml = xml_for(&virt_guest_qemu_tcg, &vm);
+	is_xpath(xml, "count(/domain/cpu)", "0", "tcg: the default CPU model");
+	free(xml);
+
+	/* Firmware boot from the first disk. */
+	vm.kernel = vm.initrd = vm.cmdline = NULL;
+	xml = xml_for(&virt_guest_qemu_tcg, &vm);
+	ok(xml != NULL, "firmware boot: XML written");
+	if (xml) {
+		is_int(validate(xml), 0, "firmware boot: virt-xml-validate accepts it");
+		is_xpath(xml, "string(/domain/os/boot/@dev)", "hd", "firmware boot: from disk");
+		is_xpath(xml, "count(/domain/os/kernel)", "0", "firmware boot: no kernel");
+	}
+	free(xml);
+}
+
+static void test_xen(void)
+{
+	struct vi_hv_vm vm = base_vm();
+	char *xml = NULL;
+
+	vm.nics = nics + 1;
+	vm.nnics = 3;
+	is_int(virt_guest_xen(&test_host, NULL) == &virt_guest_xen_pv, 1, "xen: pv by default");
+	is_int(virt_guest_xen(&test_host, "pvh") == &virt_guest_xen_pvh, 1, "xen: pvh");
+	is_int(virt_guest_xen(&test_host, "hvm") == &virt_guest_xen_hvm, 1, "xen: hvm");
+	ok(virt_guest_xen(&test_host, "bogus") == NULL && host_error_code == VI_EUSAGE &&
+		   error_has("unknown Xen guest type 'bogus'"),
+	   "xen: unknown guest type is a usage error");
+
+	check_guest(&virt_guest_xen_pv, &vm, "xen", "xvda");
+	check_guest(&virt_guest_xen_pvh, &vm, "xen", "xvda");
+	check_guest(&virt_guest_xen_hvm, &vm, "xen", "xvda");
+
+	xml = xml_for(&virt_guest_xen_pv, &vm);
+	is_xpath(xml, "string(/domain/os/type/@machine)", "xenpv", "pv: machine xenpv");
+	is_xpath(xml, "string(/domain/devices/console/target/@type)", "xen", "pv: Xen console");
+	is_xpath(xml, "count(/domain/devices/serial)", "0", "pv: no emulated serial port");
+	free(xml);
+	xml = xml_for(&virt_guest_xen_pvh, &vm);
+	is_xpath(xml, "string(/domain/os/type/@machine)", "xenpvh", "pvh: machine xenpvh");
+	free(xml);
+	xml = xml_for(&virt_guest_xen_hvm, &vm);
+	is_xpath(xml, "string(/domain/os/type/@machine)", "xenfv", "hvm: machine xenfv");
+	is_xpath(xml, "count(/domain/features/pae)", "1", "hvm: pae");
+	free(xml);
+
+	vm.kernel = vm.initrd = vm.cmdline = NULL;
+	xml = xml_for(&virt_guest_xen_pv, &vm);
+	is_xpath(xml, "string(/domain/bootloader)", "pygrub", "pv firmware boot: pygrub");
+	is_int(xml ? validate(xml) : -1, 0, "pv firmware boot: virt-xml-validate accepts it");
+	free(xml);
+	xml = xml_for(&virt_guest_xen_hvm, &vm);
+	is_int(xml ? validate(xml) : -1, 0, "hvm firmware boot: virt-xml-validate accepts it");
+	free(xml);
+	xml = NULL;
+	is_int(virt_domain_xml(&test_host, &virt_guest_xen_pvh, &vm, &xml), -VI_EUNSUPPORTED,
+	       "pvh without a kernel is unsupported");
+	ok(error_has("xen-pvh guests need a kernel: 'xml-test' has none"), "... and says so");
+
+	vm = base_vm();
+	is_int(virt_domain_xml(&test_host, &virt_guest_xen_pv, &vm, &xml), -VI_EUNSUPPORTED,
+	       "xen has no user-mode networking");
+	ok(error_has("xen-pv guests have no user-mode networking ('xml-test')"), "... and says so");
+}
+
+static void test_errors(void)
+{
+	struct vi_hv_vm vm = base_vm();
+	struct vi_hv_nic bad_nic = { sizeof(bad_nic), NULL, "carrier-pigeon", NULL };
+	struct vi_hv_nic sourceless = { sizeof(sourceless), NULL, "bridge", NULL };
+	char *xml = NULL;
+
+	vm.memory = 0;
+	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	       "no memory is a usage error");
+	vm = base_vm();
+	vm.nics = &bad_nic;
+	vm.nnics = 1;
+	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	       "unknown NIC mode is a usage error");
+	ok(error_has("unknown NIC mode 'carrier-pigeon' for 'xml-test'"), "... naming it");
+	vm.nics = &sourceless;
+	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	       "a bridge NIC needs a bridge");
+	vm = base_vm();
+	vm.kernel = NULL;
+	vm.ndisks = 0;
+	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	       "nothing to boot is a usage error");
+	ok(xml == NULL, "no XML after errors");
+}
+
+static void test_disk_names(void)
+{
+	struct vi_hv_disk many[28];
+	struct vi_hv_vm vm = base_vm();
+	char *xml;
+
+	for (size_t i = 0; i < ARRAY_SIZE(many); i++)
+		many[i] = (struct vi_hv_disk){ sizeof(many[i]), "/srv/d.qcow2", VI_DISK_QCOW2 };
+	vm.disks = many;
+	vm.ndisks = ARRAY_SIZE(many);
+	xml = xml_for(&virt_guest_qemu_tcg, &vm);
+	is_xpath(xml, "string(/domain/devices/disk[26]/target/@dev)", "vdz", "26th disk is vdz");
+	is_xpath(xml, "string(/domain/devices/disk[27]/target/@dev)", "vdaa", "27th disk is vdaa");
+	is_xpath(xml, "string(/domain/devices/disk[28]/target/@dev)", "vdab", "28th disk is vdab");
+	free(xml);
+}
+
+int main(void)
+{
+	if (system("command -v virt-xml-validate >/dev/null") != 0) {
+		skip("virt-xml-validate is not installed (package libvirt-clients)");
+		return done();
+	}
+	test_qemu();
+	test_xen();
+	test_errors();
+	test_disk_names();
+	xmlCleanupParser();
+	return done();
+}
