@@ -28,6 +28,7 @@ enum cmd_flags {
 	NEEDS_PLUGINS = 1 << 2, /* load the hypervisor plugins */
 	HIDDEN = 1 << 3,        /* internal: not listed, not completed, no man page */
 	RAW_ARGS = 1 << 4,      /* arguments reach the verb unparsed */
+	ONE_PLUGIN = 1 << 5,    /* with NEEDS_PLUGINS: load only the one --hv names */
 };
 
 struct cmd {

@@ -77,7 +77,7 @@ static void offer_kind(enum vi_complete kind)
 		/* Only plugins that load; their warnings go to the shell's stderr,
 		 * which the completion scripts discard. */
 		struct vi_hv_set set;
-		vi_hv_load_all(&set);
+		vi_hv_load(&set, NULL);
 		for (size_t i = 0; i < set.n; i++)
 			offer(set.hv[i].ops.name);
 		vi_hv_set_release(&set);

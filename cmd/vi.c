@@ -34,7 +34,7 @@ const struct vi_option global_options[] = {
 const struct cmd commands[] = {
 	{ "__complete", cmd_complete, 0, -1, HIDDEN | RAW_ARGS, "WORD...", NULL,
 	  "print completion candidates for the words typed so far" },
-	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS, "NAME",
+	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS | ONE_PLUGIN, "NAME",
 	  vmm_run_options, "run a VM in this process (started by 'vi start')" },
 	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS, "", caps_options,
 	  "show what each backend can do here" },
@@ -344,7 +344,7 @@ int main(int argc, char **argv)
 			goto out;
 	}
 	if (c->flags & NEEDS_PLUGINS)
-		vi_hv_load_all(&ctx.plugins);
+		vi_hv_load(&ctx.plugins, c->flags & ONE_PLUGIN ? ctx.hv : NULL);
 	rc = c->fn(argc, argv);
 out:
 	vi_store_unlock(lock);

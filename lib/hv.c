@@ -152,7 +152,7 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void vi_hv_load_all(struct vi_hv_set *set)
+void vi_hv_load(struct vi_hv_set *set, const char *only)
 {
 	memset(set, 0, sizeof(*set));
 	for (const char *const *dir = vi_hv_search_path(); *dir; dir++) {
@@ -165,9 +165,12 @@ void vi_hv_load_all(struct vi_hv_set *set)
 			continue;
 		while ((e = readdir(d)) && n < ARRAY_SIZE(names)) {
 			size_t len = strlen(e->d_name);
-			if (len > 6 && !strncmp(e->d_name, "hv-", 3) &&
-			    !strcmp(e->d_name + len - 3, ".so"))
-				names[n++] = xstrdup(e->d_name);
+			if (len <= 6 || strncmp(e->d_name, "hv-", 3) ||
+			    strcmp(e->d_name + len - 3, ".so"))
+				continue;
+			if (only && (len - 6 != strlen(only) || strncmp(e->d_name + 3, only, len - 6)))
+				continue;
+			names[n++] = xstrdup(e->d_name);
 		}
 		closedir(d);
 		qsort(names, n, sizeof(*names), cmp_str);

@@ -32,10 +32,11 @@ struct vi_hv_set {
  * plugins/ directory next to the running binary, the installed one. */
 const char *const *vi_hv_search_path(void);
 
-/* Loads every hv-*.so on the search path; a name found earlier wins. Plugins
- * that fail to load are skipped, each with one warning line on stderr and an
- * entry in load_errors. Never fails as a whole. */
-void vi_hv_load_all(struct vi_hv_set *set);
+/* Loads every hv-*.so on the search path, or only hv-ONLY.so when only is
+ * not NULL; a name found earlier wins. Plugins that fail to load are
+ * skipped, each with one warning line on stderr and an entry in load_errors.
+ * Never fails as a whole. */
+void vi_hv_load(struct vi_hv_set *set, const char *only);
 void vi_hv_set_release(struct vi_hv_set *set);
 
 /* The plugin called name, or NULL after recording "no backend named 'x'". */

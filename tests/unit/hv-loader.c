@@ -17,7 +17,7 @@ int main(void)
 	struct vi_hv_state st;
 
 	setenv("VI_PLUGIN_DIR", dir, 1);
-	vi_hv_load_all(&set);
+	vi_hv_load(&set, NULL);
 	ok(vi_hv_find(&set, "fixture") != NULL, "the fixture plugin loads");
 	ok(vi_hv_find(&set, "older") != NULL, "a plugin with a shorter table loads");
 	ok(vi_hv_find(&set, "newer") == NULL, "a newer ABI is refused");

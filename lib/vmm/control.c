@@ -1,0 +1,415 @@
+/* The control socket, both ends: the server runs in the VMM's event loop; the client
+ * is what `vi stop`, `vi console` and friends use through the plugin. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "util.h"
+#include "vmm/control.h"
+#include "vmm/internal.h"
+
+#define CONTROL_MAX_CLIENTS 32
+
+struct control_client {
+	int fd;
+	bool console; /* raw console bytes from here on */
+	uint8_t *buf;
+	size_t len;
+};
+
+struct vmm_control {
+	struct vmm *vm;
+	int listen_fd;
+	char *path;
+	char *backend;
+	int64_t started_at;
+	struct control_client clients[CONTROL_MAX_CLIENTS];
+	size_t nclients;
+};
+
+/* sun_path holds 108 bytes; longer paths go through the directory's /proc/self/fd link. */
+static int control_address(const char *path, struct sockaddr_un *addr, int *dir_fd)
+{
+	const char *slash = strrchr(path, '/');
+	char *dir;
+
+	memset(addr, 0, sizeof(*addr));
+	addr->sun_family = AF_UNIX;
+	*dir_fd = -1;
+	if (strlen(path) < sizeof(addr->sun_path)) {
+		snprintf(addr->sun_path, sizeof(addr->sun_path), "%s", path);
+		return 0;
+	}
+	if (!slash || strlen(slash) > 64)
+		return vi_error(VI_EUSAGE, "socket path '%s' is too long", path);
+	dir = xasprintf("%.*s", (int)(slash - path), path);
+	*dir_fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	free(dir);
+	if (*dir_fd < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot open the directory of '%s'", path);
+	snprintf(addr->sun_path, sizeof(addr->sun_path), "/proc/self/fd/%d%s", *dir_fd, slash);
+	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vi_error_errno(VI_EFAIL, errno,
+					      "cannot write to the control socket");
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vmm_control_send(int fd, struct json_object *msg)
+{
+	const char *text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN);
+	uint32_t len = (uint32_t)strlen(text), be = htonl(len);
+	int ret = write_all(fd, &be, sizeof(be));
+
+	return ret < 0 ? ret : write_all(fd, text, len);
+}
+
+/* EOF is -VI_ESTATE: the VMM is gone. */
+static int read_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t n = read(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vi_error_errno(VI_EFAIL, errno,
+					      "cannot read from the control socket");
+		if (n == 0)
+			return vi_error(VI_ESTATE, "the VMM closed the control socket");
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int control_parse(const char *text, size_t len, struct json_object **msg)
+{
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o = json_tokener_parse_ex(tok, text, (int)len);
+	bool complete = json_tokener_get_error(tok) == json_tokener_success;
+
+	json_tokener_free(tok);
+	if (!o || !complete || !json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		return vi_error(VI_EFAIL, "malformed control message");
+	}
+	*msg = o;
+	return 0;
+}
+
+int vmm_control_recv(int fd, struct json_object **msg)
+{
+	uint32_t be;
+	char *text;
+	int ret = read_all(fd, &be, sizeof(be));
+
+	if (ret < 0)
+		return ret;
+	if (ntohl(be) > VMM_CONTROL_MAX_MESSAGE)
+		return vi_error(VI_EFAIL, "control message of %u bytes is too long", ntohl(be));
+	text = xmalloc(ntohl(be) + 1);
+	ret = read_all(fd, text, ntohl(be));
+	if (ret == 0)
+		ret = control_parse(text, ntohl(be), msg);
+	free(text);
+	return ret == -VI_ESTATE ? vi_error(VI_EFAIL, "the VMM closed the control socket mid-reply")
+				 : ret;
+}
+
+/* --- server ------------------------------------------------------------------------ */
+
+static void control_drop(struct vmm_control *ctl, size_t i)
+{
+	struct control_client *c = &ctl->clients[i];
+
+	if (c->console)
+		vmm_console_detach(ctl->vm, c->fd);
+	vmm_unwatch_fd(ctl->vm, c->fd);
+	close(c->fd);
+	free(c->buf);
+	ctl->clients[i] = ctl->clients[--ctl->nclients];
+}
+
+static void control_add_stats(struct vmm *vm, struct json_object *o)
+{
+	struct vmm_stats st;
+
+	vmm_get_stats(vm, &st);
+	json_object_object_add(o, "vcpus", json_object_new_int64(st.vcpus));
+	json_object_object_add(o, "exits", json_object_new_int64((int64_t)st.exits));
+	json_object_object_add(o, "cpu_time_ns", json_object_new_int64((int64_t)st.cpu_time_ns));
+	json_object_object_add(o, "memory", json_object_new_int64((int64_t)st.memory));
+}
+
+static void control_add_state(struct vmm_control *ctl, struct json_object *o)
+{
+	json_object_object_add(o, "state",
+			       json_object_new_string(vmm_paused(ctl->vm) ? "paused" : "running"));
+}
+
+/* Handles one request; returns the reply (owned by the caller). */
+static struct json_object *control_handle(struct vmm_control *ctl, struct control_client *c,
+					  struct json_object *req)
+{
+	struct json_object *reply = json_object_new_object(), *v;
+	const char *cmd = json_object_object_get_ex(req, "cmd", &v) ? json_object_get_string(v)
+								     : "";
+	bool ok = true;
+
+	if (!strcmp(cmd, "status")) {
+		control_add_state(ctl, reply);
+		json_object_object_add(reply, "pid", json_object_new_int(getpid()));
+		json_object_object_add(reply, "started_at", json_object_new_int64(ctl->started_at));
+		json_object_object_add(reply, "backend", json_object_new_string(ctl->backend));
+		control_add_stats(ctl->vm, reply);
+	} else if (!strcmp(cmd, "stats")) {
+		control_add_stats(ctl->vm, reply);
+	} else if (!strcmp(cmd, "pause")) {
+		vmm_pause(ctl->vm);
+		control_add_state(ctl, reply);
+	} else if (!strcmp(cmd, "resume")) {
+		vmm_resume(ctl->vm);
+		control_add_state(ctl, reply);
+	} else if (!strcmp(cmd, "stop")) {
+		if (json_object_object_get_ex(req, "force", &v) && json_object_get_boolean(v))
+			vmm_request_exit(ctl->vm, VMM_EXIT_STOPPED);
+		else
+			vmm_inject_ctrl_alt_del(ctl->vm);
+	} else if (!strcmp(cmd, "console")) {
+		c->console = true;
+	} else {
+		ok = false;
+		char *msg = xasprintf("unknown command '%s'", cmd);
+
+		json_object_object_add(reply, "error", json_object_new_string(msg));
+		free(msg);
+	}
+	json_object_object_add(reply, "ok", json_object_new_boolean(ok));
+	return reply;
+}
+
+/* Consumes complete frames from the client's buffer; false drops the client. */
+static bool control_process(struct vmm_control *ctl, struct control_client *c)
+{
+	while (!c->console && c->len >= 4) {
+		uint32_t be, len;
+		struct json_object *req, *reply;
+		int ret;
+
+		memcpy(&be, c->buf, 4);
+		len = ntohl(be);
+		if (len > VMM_CONTROL_MAX_MESSAGE)
+			return false;
+		if (c->len < 4 + (size_t)len)
+			break;
+		if (control_parse((char *)c->buf + 4, len, &req) < 0)
+			return false;
+		reply = control_handle(ctl, c, req);
+		json_object_put(req);
+		ret = vmm_control_send(c->fd, reply);
+		json_object_put(reply);
+		if (ret < 0)
+			return false;
+		memmove(c->buf, c->buf + 4 + len, c->len - 4 - len);
+		c->len -= 4 + len;
+		if (c->console) {
+			/* Bytes after the request are already keyboard input. */
+			if (vmm_console_attach(ctl->vm, c->fd, true) < 0)
+				return false;
+			vmm_console_input(ctl->vm, c->buf, c->len);
+			c->len = 0;
+		}
+	}
+	return true;
+}
+
+static void control_client_ready(struct vmm *vm, int fd, void *opaque)
+{
+	struct vmm_control *ctl = opaque;
+	uint8_t chunk[4096];
+	size_t i;
+	ssize_t n;
+
+	(void)vm;
+	for (i = 0; i < ctl->nclients && ctl->clients[i].fd != fd; i++)
+		;
+	if (i == ctl->nclients)
+		return;
+	n = read(fd, chunk, sizeof(chunk));
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n <= 0) {
+		control_drop(ctl, i);
+		return;
+	}
+	if (ctl->clients[i].console) {
+		vmm_console_input(ctl->vm, chunk, (size_t)n);
+		return;
+	}
+	ctl->clients[i].buf = xrealloc(ctl->clients[i].buf, ctl->clients[i].len + (size_t)n);
+	memcpy(ctl->clients[i].buf + ctl->clients[i].len, chunk, (size_t)n);
+	ctl->clients[i].len += (size_t)n;
+	if (!control_process(ctl, &ctl->clients[i]))
+		control_drop(ctl, i);
+}
+
+static void control_accept(struct vmm *vm, int fd, void *opaque)
+{
+	struct vmm_control *ctl = opaque;
+	int c = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+
+	if (c < 0)
+		return;
+	if (ctl->nclients == CONTROL_MAX_CLIENTS ||
+	    vmm_watch_fd(vm, c, control_client_ready, ctl) < 0) {
+		close(c);
+		return;
+	}
+	ctl->clients[ctl->nclients++] = (struct control_client){ .fd = c };
+}
+
+int vmm_control_open(struct vmm *vm, const char *path, const char *backend,
+		     struct vmm_control **out)
+{
+	struct vmm_control *ctl = xcalloc(1, sizeof(*ctl));
+	struct sockaddr_un addr;
+	int dir_fd, ret;
+	mode_t old_umask;
+
+	ctl->vm = vm;
+	ctl->path = xstrdup(path);
+	ctl->backend = xstrdup(backend);
+	ctl->started_at = time(NULL);
+	ctl->listen_fd = -1;
+	ret = control_address(path, &addr, &dir_fd);
+	if (ret < 0)
+		goto fail;
+	ctl->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (ctl->listen_fd < 0) {
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot create a socket");
+		goto fail_dir;
+	}
+	unlink(path);
+	/* Created 0600 from the start: no window in which others may connect. */
+	old_umask = umask(0177);
+	if (bind(ctl->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot bind '%s'", path);
+	umask(old_umask);
+	if (ret == 0 && listen(ctl->listen_fd, 8) < 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot listen on '%s'", path);
+	if (ret == 0)
+		ret = vmm_watch_fd(vm, ctl->listen_fd, control_accept, ctl);
+	if (ret < 0) {
+		unlink(path);
+		goto fail_dir;
+	}
+	if (dir_fd >= 0)
+		close(dir_fd);
+	*out = ctl;
+	return 0;
+fail_dir:
+	if (dir_fd >= 0)
+		close(dir_fd);
+fail:
+	if (ctl->listen_fd >= 0)
+		close(ctl->listen_fd);
+	free(ctl->path);
+	free(ctl->backend);
+	free(ctl);
+	return ret;
+}
+
+void vmm_control_close(struct vmm_control *ctl)
+{
+	if (!ctl)
+		return;
+	unlink(ctl->path);
+	vmm_unwatch_fd(ctl->vm, ctl->listen_fd);
+	close(ctl->listen_fd);
+	while (ctl->nclients)
+		control_drop(ctl, ctl->nclients - 1);
+	free(ctl->path);
+	free(ctl->backend);
+	free(ctl);
+}
+
+/* --- client ------------------------------------------------------------------------ */
+
+int vmm_control_connect(const char *path, int *out)
+{
+	struct sockaddr_un addr;
+	int dir_fd, fd, ret = control_address(path, &addr, &dir_fd);
+
+	if (ret < 0)
+		return ret;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot create a socket");
+	else if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) < 0)
+		ret = vi_error_errno(errno == ENOENT || errno == ECONNREFUSED ? VI_ESTATE
+									      : VI_EFAIL,
+				     errno, "cannot connect to '%s'", path);
+	if (dir_fd >= 0)
+		close(dir_fd);
+	if (ret < 0) {
+		if (fd >= 0)
+			close(fd);
+		return ret;
+	}
+	*out = fd;
+	return 0;
+}
+
+int vmm_control_call(int fd, const char *cmd, struct json_object *args,
+		     struct json_object **reply)
+{
+	struct json_object *req = args ? args : json_object_new_object(), *r = NULL, *v;
+	int ret;
+
+	json_object_object_add(req, "cmd", json_object_new_string(cmd));
+	ret = vmm_control_send(fd, req);
+	json_object_put(req);
+	if (ret == 0)
+		ret = vmm_control_recv(fd, &r);
+	if (ret < 0)
+		return ret;
+	if (!json_object_object_get_ex(r, "ok", &v) || !json_object_get_boolean(v)) {
+		ret = vi_error(VI_EFAIL, "the VMM refused '%s': %s", cmd,
+			       json_object_object_get_ex(r, "error", &v) ? json_object_get_string(v)
+									 : "no reason given");
+		json_object_put(r);
+		return ret;
+	}
+	if (reply)
+		*reply = r;
+	else
+		json_object_put(r);
+	return 0;
+}

@@ -1,0 +1,45 @@
+/* The VMM's control socket: a Unix stream socket speaking length-prefixed JSON (a 4-byte
+ * big-endian length, then one JSON object), one request and one reply at a time.
+ *
+ *   {"cmd":"status"}            -> {"ok":true,"state":"running"|"paused","pid":N,
+ *                                   "started_at":T,"backend":"svm", stats as below}
+ *   {"cmd":"stats"}             -> {"ok":true,"vcpus":N,"exits":N,"cpu_time_ns":N,"memory":N}
+ *   {"cmd":"pause"|"resume"}    -> {"ok":true,"state":...}
+ *   {"cmd":"stop","force":B}    -> {"ok":true}; graceful presses Ctrl-Alt-Del, force ends
+ *                                   the VM; the connection closes when the VMM is gone
+ *   {"cmd":"console"}           -> {"ok":true}, then raw bytes: recent and new guest
+ *                                   output one way, keyboard input to COM1 the other
+ * Failures: {"ok":false,"error":"message"}.
+ */
+#ifndef VI_VMM_CONTROL_H
+#define VI_VMM_CONTROL_H
+
+#include <stdint.h>
+
+#include "vmm/vmm.h"
+
+#define VMM_CONTROL_MAX_MESSAGE (1u << 20)
+
+struct vmm_control;
+
+/* Listens on `path` (mode 0600, a stale socket replaced) from vm's event loop. `backend`
+ * names the plugin in status replies. The caller owns *out: vmm_control_close(). */
+int vmm_control_open(struct vmm *vm, const char *path, const char *backend,
+		     struct vmm_control **out);
+/* Removes the socket, then closes every connection: a client waiting for the end of the
+ * VM sees EOF only when the VM is gone. */
+void vmm_control_close(struct vmm_control *ctl);
+
+/* Client side. Connects to `path`: -VI_ESTATE when nobody listens there. */
+int vmm_control_connect(const char *path, int *fd);
+/* Sends {"cmd":cmd, ...args} (args may be NULL and is consumed) and reads the reply;
+ * an {"ok":false} reply becomes -VI_EFAIL with its message. The caller owns *reply
+ * (json_object_put), which may be NULL when it is not wanted. */
+int vmm_control_call(int fd, const char *cmd, struct json_object *args,
+		     struct json_object **reply);
+
+/* Framing, shared by both sides: 0, or -VI_EFAIL (-VI_ESTATE on EOF before a frame). */
+int vmm_control_send(int fd, struct json_object *msg);
+int vmm_control_recv(int fd, struct json_object **msg);
+
+#endif

@@ -1,0 +1,138 @@
+/* /dev/kvm itself: what the kernel module offers, which module backs it, and the
+ * VM-wide KVM objects every x86 guest needs (in-kernel PIC/IOAPIC/LAPIC, PIT, TSS). */
+#include <cpuid.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "util.h"
+#include "vmm/internal.h"
+
+void vmm_cpu_vendor(char *buf)
+{
+	unsigned eax, ebx, ecx, edx;
+
+	__cpuid(0, eax, ebx, ecx, edx);
+	memcpy(buf, &ebx, 4);
+	memcpy(buf + 4, &edx, 4);
+	memcpy(buf + 8, &ecx, 4);
+	buf[12] = '\0';
+}
+
+/* The module behind /dev/kvm: the vendor modules by name, else any other kvm_* module
+ * (software implementations such as kvm_pvm), else plain "kvm". */
+static void kvm_module(char *buf, size_t len)
+{
+	static const char *const known[] = { "kvm_intel", "kvm_amd", "kvm_pvm" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(known); i++) {
+		char path[64];
+
+		snprintf(path, sizeof(path), "/sys/module/%s", known[i]);
+		if (access(path, F_OK) == 0) {
+			snprintf(buf, len, "%s", known[i]);
+			return;
+		}
+	}
+	snprintf(buf, len, "kvm");
+}
+
+/* Opens /dev/kvm and checks the API version; returns the fd or a negative VI_E*. */
+int vmm_kvm_open(void)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	int version;
+
+	if (fd < 0) {
+		if (errno == ENOENT)
+			return vi_error(VI_EUNSUPPORTED,
+					"'/dev/kvm' does not exist: no KVM on this host");
+		return vi_error_errno(VI_EFAIL, errno, "cannot open '/dev/kvm'");
+	}
+	version = ioctl(fd, KVM_GET_API_VERSION, 0);
+	if (version != KVM_API_VERSION) {
+		close(fd);
+		return vi_error(VI_EUNSUPPORTED, "'/dev/kvm' speaks KVM API %d, not %d", version,
+				KVM_API_VERSION);
+	}
+	return fd;
+}
+
+static unsigned kvm_cap(int fd, long cap, unsigned fallback)
+{
+	int r = ioctl(fd, KVM_CHECK_EXTENSION, cap);
+
+	return r > 0 ? (unsigned)r : fallback;
+}
+
+bool vmm_kvm_hardware(char *module, size_t len)
+{
+	kvm_module(module, len);
+	return !strcmp(module, "kvm_intel") || !strcmp(module, "kvm_amd");
+}
+
+unsigned vmm_kvm_max_vcpus(int kvm_fd)
+{
+	/* api.rst: without KVM_CAP_MAX_VCPUS the limit is KVM_CAP_NR_VCPUS, or else 4. */
+	unsigned max = kvm_cap(kvm_fd, KVM_CAP_MAX_VCPUS, kvm_cap(kvm_fd, KVM_CAP_NR_VCPUS, 4));
+
+	return max < VMM_MAX_VCPUS ? max : VMM_MAX_VCPUS;
+}
+
+int vmm_kvm_probe(struct vmm_kvm_info *info)
+{
+	int fd = vmm_kvm_open();
+
+	if (fd < 0)
+		return fd;
+	memset(info, 0, sizeof(*info));
+	info->max_vcpus = vmm_kvm_max_vcpus(fd);
+	info->hardware = vmm_kvm_hardware(info->module, sizeof(info->module));
+	close(fd);
+	return 0;
+}
+
+int vmm_kvm_create_vm(struct vmm *vm)
+{
+	uint64_t identity_map = VMM_IDENTITY_MAP;
+
+	do
+		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	while (vm->vm_fd < 0 && errno == EINTR);
+	if (vm->vm_fd < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot create a KVM virtual machine");
+	vm->vcpu_mmap_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+	if (vm->vcpu_mmap_size < (int)sizeof(struct kvm_run))
+		return vi_error_errno(VI_EFAIL, errno, "cannot get the KVM vCPU area size");
+	/* VT-x needs these two to run real-mode code; SVM ignores them. Both lie in the
+	 * hole below 4 GiB, away from RAM. */
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)VMM_TSS_ADDR) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot set the KVM TSS address");
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity_map) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot set the KVM identity map address");
+	return 0;
+}
+
+int vmm_kvm_create_irqchip(struct vmm *vm)
+{
+	struct kvm_pit_config pit = { .flags = KVM_PIT_SPEAKER_DUMMY };
+
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot create the in-kernel irqchip");
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot create the in-kernel PIT");
+	return 0;
+}
+
+void vmm_irq_line(struct vmm *vm, unsigned gsi, bool level)
+{
+	struct kvm_irq_level irq = { .irq = gsi, .level = level };
+
+	/* Only fails for a GSI out of range, which is a bug in the device. */
+	if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+		vmm_fail(vm, "cannot set interrupt line %u: %s", gsi, strerror(errno));
+}

@@ -1,0 +1,118 @@
+/* Guest memory: a table of regions, each a host mapping registered as one KVM memory
+ * slot. Anonymous now; file-backed and private mappings and dirty logging are here for
+ * snapshots and migration. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+
+#include "error.h"
+#include "util.h"
+#include "vmm/internal.h"
+
+static int memory_set_slot(struct vmm *vm, const struct vmm_mem_region *r)
+{
+	struct kvm_userspace_memory_region slot = {
+		.slot = r->slot,
+		.flags = (r->flags & VMM_MEM_DIRTY_LOG) ? KVM_MEM_LOG_DIRTY_PAGES : 0,
+		.guest_phys_addr = r->gpa,
+		.memory_size = r->size,
+		.userspace_addr = (uintptr_t)r->hva,
+	};
+
+	if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot register guest memory at 0x%llx",
+				      (unsigned long long)r->gpa);
+	return 0;
+}
+
+int vmm_memory_add(struct vmm *vm, uint64_t gpa, uint64_t size, int fd, uint64_t offset,
+		   unsigned flags)
+{
+	struct vmm_mem_region r = { .gpa = gpa, .size = size, .slot = vm->nmem, .flags = flags };
+	int mflags = MAP_NORESERVE;
+	void *hva;
+	int ret;
+
+	if (fd < 0)
+		mflags |= MAP_PRIVATE | MAP_ANONYMOUS;
+	else
+		mflags |= (flags & VMM_MEM_PRIVATE) ? MAP_PRIVATE : MAP_SHARED;
+	hva = mmap(NULL, size, PROT_READ | PROT_WRITE, mflags, fd, fd < 0 ? 0 : (off_t)offset);
+	if (hva == MAP_FAILED)
+		return vi_error_errno(VI_EFAIL, errno, "cannot map %llu MiB of guest memory",
+				      (unsigned long long)(size >> 20));
+	/* Guest RAM is no use in a core dump and large: keep it out. */
+	madvise(hva, size, MADV_DONTDUMP);
+	r.hva = hva;
+	ret = memory_set_slot(vm, &r);
+	if (ret < 0) {
+		munmap(hva, size);
+		return ret;
+	}
+	vm->mem = xrealloc(vm->mem, (vm->nmem + 1) * sizeof(*vm->mem));
+	vm->mem[vm->nmem++] = r;
+	return 0;
+}
+
+size_t vmm_memory_count(const struct vmm *vm)
+{
+	return vm->nmem;
+}
+
+const struct vmm_mem_region *vmm_memory_region(const struct vmm *vm, size_t index)
+{
+	return index < vm->nmem ? &vm->mem[index] : NULL;
+}
+
+void *vmm_gpa_to_hva(struct vmm *vm, uint64_t gpa, uint64_t len)
+{
+	for (size_t i = 0; i < vm->nmem; i++) {
+		const struct vmm_mem_region *r = &vm->mem[i];
+
+		if (gpa >= r->gpa && len <= r->size && gpa - r->gpa <= r->size - len)
+			return r->hva + (gpa - r->gpa);
+	}
+	return NULL;
+}
+
+int vmm_memory_set_dirty_log(struct vmm *vm, bool on)
+{
+	for (size_t i = 0; i < vm->nmem; i++) {
+		struct vmm_mem_region *r = &vm->mem[i];
+		unsigned old = r->flags;
+		int ret;
+
+		r->flags = on ? old | VMM_MEM_DIRTY_LOG : old & ~VMM_MEM_DIRTY_LOG;
+		ret = memory_set_slot(vm, r);
+		if (ret < 0) {
+			r->flags = old;
+			return ret;
+		}
+	}
+	return 0;
+}
+
+int vmm_memory_get_dirty(struct vmm *vm, size_t index, uint64_t *bitmap)
+{
+	struct kvm_dirty_log log = { 0 };
+
+	if (index >= vm->nmem || !(vm->mem[index].flags & VMM_MEM_DIRTY_LOG))
+		return vi_error(VI_ESTATE, "memory region %zu is not logging dirty pages", index);
+	log.slot = vm->mem[index].slot;
+	log.dirty_bitmap = bitmap;
+	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot read the dirty log of region %zu",
+				      index);
+	return 0;
+}
+
+void vmm_memory_release(struct vmm *vm)
+{
+	for (size_t i = 0; i < vm->nmem; i++)
+		munmap(vm->mem[i].hva, vm->mem[i].size);
+	free(vm->mem);
+	vm->mem = NULL;
+	vm->nmem = 0;
+}

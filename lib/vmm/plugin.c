@@ -1,0 +1,555 @@
+/* The native backends' plugin methods: probe, define, start (a detached re-exec of vi),
+ * run (the VM process: pid file, control socket, console log), and the methods that
+ * reach a running VM through its control socket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "util.h"
+#include "vmm/control.h"
+#include "vmm/plugin.h"
+
+#define START_TIMEOUT_MS 60000
+#define FORCE_TIMEOUT_MS 10000
+
+static const struct vi_host *host;
+static const struct vmm_backend *backend;
+static struct vi_hv_ops ops;
+static char probe_reason[256];
+
+/* Hands the recorded error to the host: the plugin has its own copy of libvi, so
+ * everything below records with vi_error() and each method converts once, here. */
+static int plugin_error(int ret)
+{
+	return ret < 0 ? host->error(-ret, "%s", vi_error_message()) : ret;
+}
+
+static char *run_path(const struct vi_hv_vm *vm, const char *file)
+{
+	return xasprintf("%s/%s", vm->run_dir, file);
+}
+
+static int plugin_probe(struct vi_hv_ctx *ctx, const char **reason)
+{
+	struct vmm_kvm_info info;
+	char vendor[13];
+
+	(void)ctx;
+	*reason = probe_reason;
+	vmm_cpu_vendor(vendor);
+	if (strcmp(vendor, backend->cpu_vendor)) {
+		snprintf(probe_reason, sizeof(probe_reason), "this CPU is %s: hv-%s needs %s",
+			 vendor, backend->name, backend->technology);
+		return VI_HV_PROBE_DECLINED;
+	}
+	if (vmm_kvm_probe(&info) < 0) {
+		snprintf(probe_reason, sizeof(probe_reason), "%s", vi_error_message());
+		return VI_HV_PROBE_DECLINED;
+	}
+	if (!info.hardware)
+		snprintf(probe_reason, sizeof(probe_reason),
+			 "software KVM: guest code is emulated (%s), up to %u vCPUs", info.module,
+			 info.max_vcpus);
+	else if (strcmp(info.module, backend->kvm_module)) {
+		snprintf(probe_reason, sizeof(probe_reason), "'/dev/kvm' is %s, not %s",
+			 info.module, backend->kvm_module);
+		return VI_HV_PROBE_DECLINED;
+	} else
+		snprintf(probe_reason, sizeof(probe_reason), "%s through %s, up to %u vCPUs",
+			 backend->technology, info.module, info.max_vcpus);
+	return VI_HV_PROBE_OK;
+}
+
+static int plugin_config(const struct vi_hv_vm *vm, struct vmm_config *cfg)
+{
+	if (!vm->kernel)
+		return vi_error(VI_EUNSUPPORTED, "hv-%s boots a kernel directly: VM '%s' has none",
+				backend->name, vm->name);
+	if (vm->ndisks || vm->nnics)
+		return vi_error(VI_EUNSUPPORTED, "hv-%s cannot attach disks or network cards yet",
+				backend->name);
+	*cfg = (struct vmm_config){
+		.kernel = vm->kernel, .initrd = vm->initrd, .cmdline = vm->cmdline,
+		.cpus = vm->cpus, .memory = vm->memory, .vendor = backend->vendor,
+		.console_fd = -1,
+	};
+	return 0;
+}
+
+static int plugin_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	struct vmm_config cfg;
+	int ret = plugin_config(vm, &cfg);
+
+	(void)ctx;
+	if (ret == 0)
+		ret = vmm_check_config(&cfg);
+	return plugin_error(ret);
+}
+
+/* Connects to a running VM's socket; -VI_ESTATE when it is not running. */
+static int plugin_connect(const struct vi_hv_vm *vm, int *fd)
+{
+	char *path = run_path(vm, "control.sock");
+	int ret = vmm_control_connect(path, fd);
+
+	free(path);
+	if (ret == -VI_ESTATE)
+		return vi_error(VI_ESTATE, "VM '%s' is not running", vm->name);
+	return ret;
+}
+
+/* One request on a fresh connection; *reply may be NULL when not wanted. */
+static int plugin_call(const struct vi_hv_vm *vm, const char *cmd, struct json_object *args,
+		       struct json_object **reply)
+{
+	int fd, ret = plugin_connect(vm, &fd);
+
+	if (ret < 0) {
+		json_object_put(args);
+		return ret;
+	}
+	ret = vmm_control_call(fd, cmd, args, reply);
+	close(fd);
+	return ret;
+}
+
+static int64_t json_int(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+static int plugin_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+			struct vi_hv_state *out)
+{
+	char *pid_path = run_path(vm, "pid"), *text = NULL, *sock = run_path(vm, "control.sock");
+	struct json_object *reply = NULL, *v;
+	pid_t pid;
+	int fd;
+
+	(void)ctx;
+	out->state = VI_HV_STOPPED;
+	out->pid = 0;
+	out->started_at = 0;
+	if (vi_read_file(pid_path, &text, NULL) < 0)
+		goto out;
+	pid = (pid_t)atoi(text);
+	if (vmm_control_connect(sock, &fd) == 0) {
+		if (vmm_control_call(fd, "status", NULL, &reply) == 0) {
+			out->pid = (pid_t)json_int(reply, "pid");
+			out->started_at = json_int(reply, "started_at");
+			out->state = json_object_object_get_ex(reply, "state", &v) &&
+						     !strcmp(json_object_get_string(v), "paused")
+					     ? VI_HV_PAUSED
+					     : VI_HV_RUNNING;
+			json_object_put(reply);
+		}
+		close(fd);
+	} else if (pid > 0 && kill(pid, 0) == 0) {
+		/* The VMM removes its socket last: alive without one, it is on its way out. */
+		out->state = VI_HV_SHUTTING_DOWN;
+		out->pid = pid;
+	} else {
+		/* A pid file its process did not live to remove. */
+		out->state = VI_HV_CRASHED;
+	}
+out:
+	free(text);
+	free(pid_path);
+	free(sock);
+	return 0;
+}
+
+static bool plugin_running(const struct vi_hv_vm *vm)
+{
+	struct vi_hv_state st;
+
+	plugin_state(NULL, vm, &st);
+	return st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED ||
+	       st.state == VI_HV_SHUTTING_DOWN;
+}
+
+/* In the grandchild between fork and exec: async-signal-safe calls only. */
+static void start_exec(char *const argv[], int notify)
+{
+	static const char msg[] = "0cannot execute the VMM";
+	int null = open("/dev/null", O_RDWR);
+
+	if (null < 0 || dup2(notify, 3) < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+	    dup2(null, 2) < 0)
+		_exit(127);
+	close_range(4, ~0u, 0);
+	execv(argv[0], argv);
+	if (write(3, msg, sizeof(msg) - 1) < 0)
+		_exit(127);
+	_exit(127);
+}
+
+/* Reads the notify pipe to EOF: "1", or "0" and a message. */
+static int start_wait(const struct vi_hv_vm *vm, int fd)
+{
+	char buf[1024];
+	size_t len = 0;
+	struct timespec start, now;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long waited;
+		ssize_t n;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * 1000 +
+			 (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= START_TIMEOUT_MS)
+			return vi_error(VI_ETIMEOUT, "VM '%s' did not start within %d s", vm->name,
+					START_TIMEOUT_MS / 1000);
+		if (poll(&p, 1, (int)(START_TIMEOUT_MS - waited)) < 0 && errno != EINTR)
+			return vi_error_errno(VI_EFAIL, errno, "cannot wait for VM '%s'", vm->name);
+		if (!p.revents)
+			continue;
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0 || len + (size_t)n == sizeof(buf) - 1) {
+			len += n > 0 ? (size_t)n : 0;
+			break;
+		}
+		len += (size_t)n;
+	}
+	buf[len] = '\0';
+	if (len && buf[0] == '1')
+		return 0;
+	if (len > 1 && buf[0] == '0')
+		return vi_error(VI_EFAIL, "VM '%s' did not start: %s", vm->name, buf + 1);
+	return vi_error(VI_EFAIL, "the VMM of '%s' ended before the guest started", vm->name);
+}
+
+static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	char *argv[] = { (char *)host->self_exe, "--home", (char *)host->home, "__vmm-run",
+			 "--hv", (char *)backend->name, (char *)vm->name, NULL };
+	struct vmm_config cfg;
+	int pipefd[2], ret, status;
+	pid_t child;
+
+	(void)ctx;
+	if (plugin_running(vm))
+		return plugin_error(vi_error(VI_ESTATE, "VM '%s' is already running", vm->name));
+	/* The errors a user can fix, with their exit codes, before anything starts. */
+	ret = plugin_config(vm, &cfg);
+	if (ret == 0)
+		ret = vmm_check_config(&cfg);
+	if (ret < 0)
+		return plugin_error(ret);
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return plugin_error(vi_error_errno(VI_EFAIL, errno, "cannot make a pipe"));
+	/* Twice forked and in its own session: the VMM outlives us and is nobody's zombie. */
+	child = fork();
+	if (child == 0) {
+		setsid();
+		if (fork() == 0)
+			start_exec(argv, pipefd[1]);
+		_exit(0);
+	}
+	close(pipefd[1]);
+	if (child < 0) {
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot fork");
+	} else {
+		waitpid(child, &status, 0);
+		ret = start_wait(vm, pipefd[0]);
+	}
+	close(pipefd[0]);
+	return plugin_error(ret);
+}
+
+static void run_signal(struct vmm *vm, int fd, void *opaque)
+{
+	struct signalfd_siginfo si;
+
+	(void)opaque;
+	if (read(fd, &si, sizeof(si)) == sizeof(si))
+		vmm_request_exit(vm, VMM_EXIT_STOPPED);
+}
+
+static void run_notify(int fd, const char *msg)
+{
+	if (fd < 0)
+		return;
+	if (write(fd, msg, strlen(msg)) < 0)
+		host->log(VI_LOG_DEBUG, "nobody waits for the start of the VM");
+	close(fd);
+}
+
+static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int notify_fd)
+{
+	char *pid_path = run_path(vm, "pid"), *sock = run_path(vm, "control.sock"), *pid = NULL;
+	struct vmm_control *ctl = NULL;
+	struct vmm *machine = NULL;
+	struct vmm_config cfg;
+	sigset_t stop_signals;
+	int log_fd = -1, sig_fd = -1, ret, reason;
+	char *failure;
+
+	(void)ctx;
+	signal(SIGPIPE, SIG_IGN);
+	if (plugin_running(vm)) {
+		ret = vi_error(VI_ESTATE, "VM '%s' is already running", vm->name);
+		goto fail;
+	}
+	ret = plugin_config(vm, &cfg);
+	if (ret == 0)
+		ret = vi_mkdir_p(vm->run_dir, 0711);
+	if (ret < 0)
+		goto fail;
+	log_fd = open(vm->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (log_fd < 0) {
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot open '%s'", vm->console_log);
+		goto fail;
+	}
+	cfg.console_fd = log_fd;
+	/* Stop signals arrive through the event loop, as a forced stop would. */
+	sigemptyset(&stop_signals);
+	sigaddset(&stop_signals, SIGTERM);
+	sigaddset(&stop_signals, SIGINT);
+	sigaddset(&stop_signals, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+	sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
+	ret = vmm_create(&cfg, &machine);
+	if (ret == 0)
+		ret = vmm_watch_fd(machine, sig_fd, run_signal, NULL);
+	if (ret == 0)
+		ret = vmm_control_open(machine, sock, backend->name, &ctl);
+	if (ret == 0) {
+		pid = xasprintf("%d\n", (int)getpid());
+		ret = vi_write_file_atomic(pid_path, pid, strlen(pid), 0644);
+	}
+	if (ret == 0)
+		ret = vmm_start(machine);
+	if (ret < 0)
+		goto fail;
+	run_notify(notify_fd, "1");
+	notify_fd = -1;
+	reason = vmm_wait(machine);
+	if (reason == VMM_EXIT_ERROR)
+		ret = vi_error(VI_EFAIL, "VM '%s' failed: %s", vm->name, vmm_exit_message(machine));
+	else
+		host->log(VI_LOG_DEBUG, "VM '%s' ended: %s", vm->name,
+			  vmm_exit_reason_name(reason));
+fail:
+	if (notify_fd >= 0) {
+		failure = xasprintf("0%s", vi_error_message());
+		run_notify(notify_fd, failure);
+		free(failure);
+	}
+	/* The pid file goes first, the socket last: a client that sees the socket close
+	 * finds the VM stopped. */
+	if (pid)
+		unlink(pid_path);
+	vmm_control_close(ctl);
+	vmm_free(machine);
+	if (sig_fd >= 0)
+		close(sig_fd);
+	if (log_fd >= 0)
+		close(log_fd);
+	free(pid);
+	free(pid_path);
+	free(sock);
+	return plugin_error(ret);
+}
+
+/* Waits until the VMM closes fd (it has gone) for up to timeout_ms. */
+static bool wait_gone(int fd, unsigned timeout_ms)
+{
+	struct timespec start, now;
+	char buf[256];
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		long waited;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		waited = (now.tv_sec - start.tv_sec) * 1000 +
+			 (now.tv_nsec - start.tv_nsec) / 1000000;
+		if (waited >= (long)timeout_ms)
+			return false;
+		if (poll(&p, 1, (int)(timeout_ms - waited)) <= 0)
+			continue;
+		if (read(fd, buf, sizeof(buf)) <= 0)
+			return true;
+	}
+}
+
+static int stop_request(const struct vi_hv_vm *vm, bool force, unsigned timeout_ms)
+{
+	struct json_object *args = json_object_new_object();
+	int fd, ret = plugin_connect(vm, &fd);
+
+	json_object_object_add(args, "force", json_object_new_boolean(force));
+	if (ret < 0) {
+		json_object_put(args);
+		return ret;
+	}
+	ret = vmm_control_call(fd, "stop", args, NULL);
+	if (ret == 0 && !wait_gone(fd, timeout_ms))
+		ret = vi_error(VI_ETIMEOUT, "VM '%s' did not stop within %u ms", vm->name,
+			       timeout_ms);
+	close(fd);
+	return ret;
+}
+
+static int plugin_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
+		       unsigned timeout_ms)
+{
+	int ret;
+
+	(void)ctx;
+	if (!(flags & VI_HV_STOP_FORCE)) {
+		ret = stop_request(vm, false, timeout_ms);
+		if (ret != -VI_ETIMEOUT)
+			return plugin_error(ret);
+		host->log(VI_LOG_WARN, "VM '%s' ignored the graceful stop; forcing it", vm->name);
+	}
+	return plugin_error(stop_request(vm, true, FORCE_TIMEOUT_MS));
+}
+
+static int plugin_pause(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	(void)ctx;
+	return plugin_error(plugin_call(vm, "pause", NULL, NULL));
+}
+
+static int plugin_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	(void)ctx;
+	return plugin_error(plugin_call(vm, "resume", NULL, NULL));
+}
+
+static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+			struct vi_hv_stats *out)
+{
+	struct json_object *reply;
+	int ret = plugin_call(vm, "stats", NULL, &reply);
+
+	(void)ctx;
+	if (ret < 0)
+		return plugin_error(ret);
+	out->vcpus = (unsigned)json_int(reply, "vcpus");
+	out->exits = (uint64_t)json_int(reply, "exits");
+	out->cpu_time_ns = (uint64_t)json_int(reply, "cpu_time_ns");
+	out->memory = (uint64_t)json_int(reply, "memory");
+	json_object_put(reply);
+	return 0;
+}
+
+static bool write_out(int fd, const char *buf, size_t len)
+{
+	while (len) {
+		ssize_t n = write(fd, buf, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd,
+			  int out_fd, int escape)
+{
+	struct pollfd p[2];
+	char buf[4096];
+	int fd = -1, ret = plugin_connect(vm, &fd);
+
+	(void)ctx;
+	if (ret == 0)
+		ret = vmm_control_call(fd, "console", NULL, NULL);
+	if (ret < 0) {
+		if (fd >= 0)
+			close(fd);
+		return plugin_error(ret);
+	}
+	p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
+	p[1] = (struct pollfd){ .fd = in_fd, .events = POLLIN };
+	for (;;) {
+		ssize_t n;
+
+		/* Once the input ends, keep showing output until the VM stops. */
+		if (poll(p, p[1].fd >= 0 ? 2 : 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			ret = vi_error_errno(VI_EFAIL, errno, "cannot wait for the console");
+			break;
+		}
+		if (p[0].revents) {
+			n = read(fd, buf, sizeof(buf));
+			if (n <= 0)
+				break;
+			if (!write_out(out_fd, buf, (size_t)n)) {
+				ret = vi_error_errno(VI_EFAIL, errno, "cannot write the console");
+				break;
+			}
+		}
+		if (p[1].fd >= 0 && p[1].revents) {
+			char *esc;
+
+			n = read(in_fd, buf, sizeof(buf));
+			if (n <= 0) {
+				p[1].fd = -1;
+				continue;
+			}
+			esc = escape >= 0 ? memchr(buf, escape, (size_t)n) : NULL;
+			if (esc)
+				n = esc - buf;
+			if (n > 0 && send(fd, buf, (size_t)n, MSG_NOSIGNAL) != n) {
+				ret = vi_error(VI_EFAIL, "the VMM stopped taking input");
+				break;
+			}
+			if (esc)
+				break;
+		}
+	}
+	close(fd);
+	return plugin_error(ret);
+}
+
+const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vmm_backend *b)
+{
+	host = h;
+	backend = b;
+	ops = (struct vi_hv_ops){
+		.struct_size = sizeof(ops),
+		.abi_version = VI_HV_ABI_VERSION,
+		.name = b->name,
+		.description = b->description,
+		.features = VI_HV_F_DIRECT_BOOT,
+		.probe = plugin_probe,
+		.define = plugin_define,
+		.start = plugin_start,
+		.run = plugin_run,
+		.stop = plugin_stop,
+		.pause = plugin_pause,
+		.resume = plugin_resume,
+		.state = plugin_state,
+		.console = plugin_console,
+		.stats = plugin_stats,
+	};
+	return &ops;
+}

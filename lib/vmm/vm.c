@@ -1,0 +1,355 @@
+/* A VM's life: creation (KVM objects, memory, devices, vCPUs, boot image), the event
+ * loop that runs beside the vCPU threads, pausing, stopping and statistics. */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "util.h"
+#include "vmm/internal.h"
+
+/* The devices every VM has. A new device adds its constructor here. */
+static int (*const vmm_device_inits[])(struct vmm *vm) = {
+	serial_init,
+	i8042_init,
+};
+
+const char *vmm_exit_reason_name(int reason)
+{
+	static const char *const names[] = {
+		[VMM_EXIT_RESET] = "reset",       [VMM_EXIT_SHUTDOWN] = "shutdown",
+		[VMM_EXIT_POWEROFF] = "poweroff", [VMM_EXIT_STOPPED] = "stopped",
+		[VMM_EXIT_ERROR] = "error",
+	};
+
+	if (reason < 0 || (size_t)reason >= ARRAY_SIZE(names) || !names[reason])
+		return "running";
+	return names[reason];
+}
+
+static int vmm_check_vcpus(const struct vmm_config *cfg, int kvm_fd)
+{
+	unsigned max = vmm_kvm_max_vcpus(kvm_fd);
+
+	if (cfg->cpus == 0 || cfg->cpus > max)
+		return vi_error(VI_EUSAGE, "%u vCPUs requested; this host allows 1 to %u",
+				cfg->cpus, max);
+	return 0;
+}
+
+int vmm_check_config(const struct vmm_config *cfg)
+{
+	struct vmm_kernel k;
+	int fd, ret;
+
+	ret = vmm_boot_check(cfg, &k);
+	if (ret < 0)
+		return ret;
+	fd = vmm_kvm_open();
+	if (fd < 0)
+		return fd;
+	ret = vmm_check_vcpus(cfg, fd);
+	close(fd);
+	return ret;
+}
+
+void vmm_device_add(struct vmm *vm, const struct vmm_device *device)
+{
+	vm->devices = xrealloc(vm->devices, (vm->ndevices + 1) * sizeof(*vm->devices));
+	vm->devices[vm->ndevices++] = *device;
+}
+
+static int vmm_memory_setup(struct vmm *vm)
+{
+	uint64_t low = vm->cfg.memory < VMM_MMIO_HOLE ? vm->cfg.memory : VMM_MMIO_HOLE;
+	int ret = vmm_memory_add(vm, 0, low, -1, 0, 0);
+
+	if (ret == 0 && vm->cfg.memory > low)
+		ret = vmm_memory_add(vm, VMM_4G, vm->cfg.memory - low, -1, 0, 0);
+	return ret;
+}
+
+static int vmm_loop_setup(struct vmm *vm)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = -1 };
+
+	vm->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+	if (vm->epoll_fd < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot create the event loop");
+	vm->event_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (vm->event_fd < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot create the event loop's eventfd");
+	ev.data.fd = vm->event_fd;
+	if (epoll_ctl(vm->epoll_fd, EPOLL_CTL_ADD, vm->event_fd, &ev) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot watch the event loop's eventfd");
+	return 0;
+}
+
+int vmm_create(const struct vmm_config *cfg, struct vmm **out)
+{
+	struct vmm *vm = xcalloc(1, sizeof(*vm));
+	char module[32];
+	int ret;
+
+	vm->cfg = *cfg;
+	vm->cfg.kernel = xstrdup(cfg->kernel);
+	vm->cfg.initrd = xstrdup(cfg->initrd);
+	vm->cfg.cmdline = xstrdup(cfg->cmdline);
+	vm->kvm_fd = vm->vm_fd = vm->epoll_fd = vm->event_fd = -1;
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->parked_cond, NULL);
+	pthread_cond_init(&vm->resume_cond, NULL);
+	vmm_console_init(&vm->console);
+
+	ret = vmm_boot_check(&vm->cfg, &vm->kernel);
+	if (ret < 0)
+		goto fail;
+	vm->kvm_fd = vmm_kvm_open();
+	if (vm->kvm_fd < 0) {
+		ret = vm->kvm_fd;
+		goto fail;
+	}
+	vm->emulated = !vmm_kvm_hardware(module, sizeof(module));
+	ret = vmm_check_vcpus(&vm->cfg, vm->kvm_fd);
+	if (ret == 0)
+		ret = vmm_kvm_create_vm(vm);
+	if (ret == 0)
+		ret = vmm_memory_setup(vm);
+	if (ret == 0)
+		ret = vmm_kvm_create_irqchip(vm);
+	for (size_t i = 0; ret == 0 && i < ARRAY_SIZE(vmm_device_inits); i++)
+		ret = vmm_device_inits[i](vm);
+	if (ret == 0)
+		ret = vmm_cpuid_supported(vm);
+	if (ret == 0)
+		ret = vmm_vcpus_create(vm);
+	if (ret == 0)
+		ret = vmm_boot_setup(vm);
+	if (ret == 0)
+		ret = vmm_loop_setup(vm);
+	if (ret == 0 && cfg->console_fd >= 0)
+		ret = vmm_console_attach(vm, cfg->console_fd, false);
+	if (ret < 0)
+		goto fail;
+	*out = vm;
+	return 0;
+fail:
+	vmm_free(vm);
+	return ret;
+}
+
+int vmm_start(struct vmm *vm)
+{
+	int ret = vmm_vcpus_start(vm);
+
+	atomic_store(&vm->running, ret == 0);
+	return ret;
+}
+
+void vmm_fail(struct vmm *vm, const char *fmt, ...)
+{
+	int none = 0;
+	va_list ap;
+
+	/* The first failure is the one worth reporting; later ones are its echoes. */
+	if (!atomic_compare_exchange_strong(&vm->exit_reason, &none, VMM_EXIT_ERROR))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(vm->exit_message, sizeof(vm->exit_message), fmt, ap);
+	va_end(ap);
+	if (vm->event_fd >= 0 && eventfd_write(vm->event_fd, 1) < 0)
+		abort(); /* a full eventfd counter: cannot happen with +1 steps */
+}
+
+void vmm_request_exit(struct vmm *vm, int reason)
+{
+	int none = 0;
+
+	if (atomic_compare_exchange_strong(&vm->exit_reason, &none, reason) &&
+	    vm->event_fd >= 0 && eventfd_write(vm->event_fd, 1) < 0)
+		abort();
+}
+
+const char *vmm_exit_message(const struct vmm *vm)
+{
+	return vm->exit_message;
+}
+
+static struct vmm_watch *vmm_find_watch(struct vmm *vm, int fd)
+{
+	for (size_t i = 0; i < vm->nwatches; i++)
+		if (vm->watches[i].fd == fd)
+			return &vm->watches[i];
+	return NULL;
+}
+
+int vmm_watch_fd(struct vmm *vm, int fd, vmm_fd_cb cb, void *opaque)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = fd };
+
+	if (epoll_ctl(vm->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot watch fd %d", fd);
+	vm->watches = xrealloc(vm->watches, (vm->nwatches + 1) * sizeof(*vm->watches));
+	vm->watches[vm->nwatches++] = (struct vmm_watch){ fd, cb, opaque };
+	return 0;
+}
+
+void vmm_unwatch_fd(struct vmm *vm, int fd)
+{
+	struct vmm_watch *w = vmm_find_watch(vm, fd);
+
+	if (!w)
+		return;
+	epoll_ctl(vm->epoll_fd, EPOLL_CTL_DEL, fd, NULL);
+	*w = vm->watches[--vm->nwatches];
+}
+
+int vmm_wait(struct vmm *vm)
+{
+	while (!atomic_load(&vm->exit_reason)) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(vm->epoll_fd, evs, ARRAY_SIZE(evs), -1);
+
+		if (n < 0 && errno != EINTR) {
+			vmm_fail(vm, "event loop failed: %s", strerror(errno));
+			break;
+		}
+		for (int i = 0; i < n; i++) {
+			eventfd_t value;
+			struct vmm_watch *w;
+
+			if (evs[i].data.fd == vm->event_fd) {
+				eventfd_read(vm->event_fd, &value);
+				continue;
+			}
+			/* Looked up each time: an earlier callback may have removed it. */
+			w = vmm_find_watch(vm, evs[i].data.fd);
+			if (w)
+				w->cb(vm, w->fd, w->opaque);
+		}
+	}
+	vmm_vcpus_stop(vm);
+	return atomic_load(&vm->exit_reason);
+}
+
+int vmm_pause(struct vmm *vm)
+{
+	/* Before vmm_start() the flag alone holds the vCPUs back. */
+	if (atomic_exchange(&vm->pause, true) || !atomic_load(&vm->running))
+		return 0;
+	vmm_vcpus_kick(vm);
+	pthread_mutex_lock(&vm->lock);
+	while (vm->parked < vm->nvcpus)
+		pthread_cond_wait(&vm->parked_cond, &vm->lock);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+int vmm_resume(struct vmm *vm)
+{
+	pthread_mutex_lock(&vm->lock);
+	atomic_store(&vm->pause, false);
+	pthread_cond_broadcast(&vm->resume_cond);
+	pthread_mutex_unlock(&vm->lock);
+	return 0;
+}
+
+bool vmm_paused(const struct vmm *vm)
+{
+	return atomic_load(&vm->pause);
+}
+
+void vmm_inject_ctrl_alt_del(struct vmm *vm)
+{
+	i8042_press_ctrl_alt_del(vm->kbd);
+}
+
+void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->vcpus = vm->nvcpus;
+	out->memory = vm->cfg.memory;
+	for (unsigned i = 0; i < vm->nvcpus; i++) {
+		struct vmm_vcpu *vcpu = &vm->vcpus[i];
+		struct timespec ts;
+
+		out->exits += atomic_load(&vcpu->exits);
+		if (!vcpu->started)
+			out->cpu_time_ns += vcpu->cpu_time_ns;
+		else if (clock_gettime(vcpu->clock, &ts) == 0)
+			out->cpu_time_ns +=
+				(uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	}
+}
+
+int vmm_devices_save(struct vmm *vm, struct json_object **out)
+{
+	struct json_object *all = json_object_new_object();
+
+	for (size_t i = 0; i < vm->ndevices; i++) {
+		struct json_object *state;
+		int ret = vm->devices[i].save(vm->devices[i].dev, &state);
+
+		if (ret < 0) {
+			json_object_put(all);
+			return ret;
+		}
+		json_object_object_add(all, vm->devices[i].name, state);
+	}
+	*out = all;
+	return 0;
+}
+
+int vmm_devices_restore(struct vmm *vm, struct json_object *state)
+{
+	for (size_t i = 0; i < vm->ndevices; i++) {
+		struct json_object *dev;
+		int ret;
+
+		if (!json_object_object_get_ex(state, vm->devices[i].name, &dev))
+			return vi_error(VI_EUSAGE, "saved state has no device '%s'",
+					vm->devices[i].name);
+		ret = vm->devices[i].restore(vm->devices[i].dev, dev);
+		if (ret < 0)
+			return vi_error_wrap("device '%s'", vm->devices[i].name);
+	}
+	return 0;
+}
+
+void vmm_free(struct vmm *vm)
+{
+	if (!vm)
+		return;
+	vmm_vcpus_release(vm);
+	for (size_t i = 0; i < vm->ndevices; i++)
+		vm->devices[i].free(vm->devices[i].dev);
+	free(vm->devices);
+	for (size_t i = 0; i < ARRAY_SIZE(vm->buses); i++)
+		vmm_bus_release(&vm->buses[i]);
+	vmm_memory_release(vm);
+	free(vm->supported_cpuid);
+	free(vm->watches);
+	if (vm->epoll_fd >= 0)
+		close(vm->epoll_fd);
+	if (vm->event_fd >= 0)
+		close(vm->event_fd);
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vmm_console_release(&vm->console);
+	pthread_cond_destroy(&vm->parked_cond);
+	pthread_cond_destroy(&vm->resume_cond);
+	pthread_mutex_destroy(&vm->lock);
+	free((char *)vm->cfg.kernel);
+	free((char *)vm->cfg.initrd);
+	free((char *)vm->cfg.cmdline);
+	free(vm);
+}

@@ -1,0 +1,165 @@
+/* lib/vmm: the native VMM on the Linux KVM API, shared by the hv-vtx and hv-svm plugins.
+ * One struct vmm is one virtual machine in this process: guest memory, vCPU threads, devices.
+ *
+ * Life of a VM: vmm_create() (KVM set-up, memory, devices, kernel loaded), vmm_start()
+ * (vCPU threads run), vmm_wait() (the event loop, until the guest resets, shuts down,
+ * triple-faults or vmm_request_exit() is called), vmm_free(). Between start and the end of
+ * wait, vmm_pause()/vmm_resume()/vmm_inject_ctrl_alt_del() may be called from the thread
+ * that runs vmm_wait() (the control socket's handlers do). Every function returns 0 or a
+ * negative VI_E* code after vi_error().
+ */
+#ifndef VI_VMM_H
+#define VI_VMM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <linux/kvm.h>
+
+struct vmm;
+struct json_object;
+
+/* The vendor layer (Intel or AMD), supplied by the plugin. Methods may be NULL. */
+struct vmm_vendor {
+	/* Adjusts the CPUID table of vCPU `index` of `count` after the generic filtering. */
+	void (*cpuid_filter)(struct kvm_cpuid2 *cpuid, unsigned index, unsigned count);
+	/* Vendor MSRs for a vCPU at boot: fills up to `max` entries, returns how many. */
+	size_t (*boot_msrs)(struct kvm_msr_entry *msrs, size_t max);
+};
+
+struct vmm_config {
+	const char *kernel;  /* bzImage (boot protocol >= 2.12, 64-bit entry) or ELF vmlinux */
+	const char *initrd;  /* may be NULL */
+	const char *cmdline; /* may be NULL */
+	unsigned cpus;
+	uint64_t memory;     /* bytes of guest RAM */
+	const struct vmm_vendor *vendor; /* NULL: no vendor adjustments */
+	int console_fd;      /* guest COM1 output is also written here; -1 for none */
+};
+
+/* Why a VM stopped, as vmm_wait() returns it. */
+enum vmm_exit_reason {
+	VMM_EXIT_RESET = 1, /* the guest asked for a reset (i8042 or system event) */
+	VMM_EXIT_SHUTDOWN,  /* triple fault */
+	VMM_EXIT_POWEROFF,  /* the guest powered off (system event) */
+	VMM_EXIT_STOPPED,   /* the host asked: vmm_request_exit() */
+	VMM_EXIT_ERROR,     /* KVM could not run the guest; vmm_exit_message() says why */
+};
+
+const char *vmm_exit_reason_name(int reason); /* "reset", "shutdown"...: static strings */
+
+/* What the kernel module offers. */
+struct vmm_kvm_info {
+	unsigned max_vcpus; /* KVM_CAP_MAX_VCPUS, capped at what lib/vmm supports */
+	char module[32];    /* "kvm_intel", "kvm_amd", "kvm_pvm"... or "kvm" */
+	bool hardware;      /* guest code runs on VT-x/SVM (kvm_intel or kvm_amd) */
+};
+
+/* Opens /dev/kvm and fills *info. /dev/kvm missing: -VI_EUNSUPPORTED; not permitted:
+ * -VI_EFAIL; wrong API version: -VI_EUNSUPPORTED. */
+int vmm_kvm_probe(struct vmm_kvm_info *info);
+
+/* The CPU's vendor string from CPUID leaf 0 ("GenuineIntel", "AuthenticAMD"); buf >= 13. */
+void vmm_cpu_vendor(char *buf);
+
+/* Checks a configuration without creating anything: the kernel is a bootable image, memory
+ * covers what its header demands, the initrd exists and fits, the vCPU count is within what
+ * KVM allows. Missing files: -VI_ENOTFOUND; bad values: -VI_EUSAGE; an image of a kind
+ * this VMM cannot boot: -VI_EUNSUPPORTED. */
+int vmm_check_config(const struct vmm_config *cfg);
+
+/* Creates the VM described by cfg (copied; the vendor table must outlive the VM). */
+int vmm_create(const struct vmm_config *cfg, struct vmm **out);
+int vmm_start(struct vmm *vm);
+/* Runs the event loop until the VM stops; returns an enum vmm_exit_reason. */
+int vmm_wait(struct vmm *vm);
+/* Stops the vCPU threads and releases everything. NULL is fine. */
+void vmm_free(struct vmm *vm);
+
+/* Ends vmm_wait() with `reason` unless another reason came first. Any thread. */
+void vmm_request_exit(struct vmm *vm, int reason);
+const char *vmm_exit_message(const struct vmm *vm); /* "" unless VMM_EXIT_ERROR */
+
+/* All vCPUs parked outside KVM_RUN on return; idempotent. */
+int vmm_pause(struct vmm *vm);
+int vmm_resume(struct vmm *vm);
+bool vmm_paused(const struct vmm *vm);
+/* Presses Ctrl-Alt-Del on the i8042 keyboard: a guest's request to reboot. */
+void vmm_inject_ctrl_alt_del(struct vmm *vm);
+
+struct vmm_stats {
+	unsigned vcpus;
+	uint64_t exits;       /* KVM_RUN returns, all vCPUs */
+	uint64_t cpu_time_ns; /* CPU time of the vCPU threads */
+	uint64_t memory;      /* guest RAM, bytes */
+};
+void vmm_get_stats(struct vmm *vm, struct vmm_stats *out);
+
+/* --- guest memory ------------------------------------------------------------------ */
+
+/* A region of guest-physical memory backed by a host mapping. Anonymous regions are
+ * MAP_PRIVATE|MAP_ANONYMOUS; a file-backed region maps `fd` at `offset` (MAP_PRIVATE when
+ * VMM_MEM_PRIVATE, e.g. restoring from a snapshot, else MAP_SHARED). */
+struct vmm_mem_region {
+	uint64_t gpa, size;
+	uint8_t *hva;
+	uint32_t slot;
+	unsigned flags; /* VMM_MEM_* */
+};
+#define VMM_MEM_PRIVATE   (1u << 0)
+#define VMM_MEM_DIRTY_LOG (1u << 1)
+
+/* Adds a region; fd -1 for anonymous memory. */
+int vmm_memory_add(struct vmm *vm, uint64_t gpa, uint64_t size, int fd, uint64_t offset,
+		   unsigned flags);
+size_t vmm_memory_count(const struct vmm *vm);
+const struct vmm_mem_region *vmm_memory_region(const struct vmm *vm, size_t index);
+/* Host address of [gpa, gpa+len) when it lies in one region, else NULL. */
+void *vmm_gpa_to_hva(struct vmm *vm, uint64_t gpa, uint64_t len);
+/* Turns dirty-page logging on or off for every region. */
+int vmm_memory_set_dirty_log(struct vmm *vm, bool on);
+/* Fetches and clears region `index`'s dirty bitmap: one bit per 4 KiB page, `bitmap`
+ * holds (size / 4096 + 63) / 64 words. */
+int vmm_memory_get_dirty(struct vmm *vm, size_t index, uint64_t *bitmap);
+
+/* --- vCPU state, for save and restore -------------------------------------------- */
+
+/* Everything KVM holds for one vCPU. Read and written only while the VM is paused. */
+struct vmm_vcpu_state {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;
+	struct kvm_fpu fpu;
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp_state;
+	struct kvm_debugregs debugregs;
+	unsigned nmsrs;
+	struct kvm_msr_entry msrs[32];
+};
+unsigned vmm_vcpu_count(const struct vmm *vm);
+int vmm_vcpu_get_state(struct vmm *vm, unsigned index, struct vmm_vcpu_state *out);
+int vmm_vcpu_set_state(struct vmm *vm, unsigned index, const struct vmm_vcpu_state *state);
+
+/* Device state as JSON, one member per device by name; the caller owns *out. */
+int vmm_devices_save(struct vmm *vm, struct json_object **out);
+int vmm_devices_restore(struct vmm *vm, struct json_object *state);
+
+/* --- console ------------------------------------------------------------------------ */
+
+/* Sends `len` bytes to the guest's COM1 receiver (dropped when its FIFO is full). */
+void vmm_console_input(struct vmm *vm, const uint8_t *buf, size_t len);
+/* Also writes guest output to `fd` from now on (a log file, a console client); the
+ * recent output still in the ring buffer is written first when `replay`. */
+int vmm_console_attach(struct vmm *vm, int fd, bool replay);
+void vmm_console_detach(struct vmm *vm, int fd);
+
+/* --- the event loop ---------------------------------------------------------------- */
+
+/* Calls cb(vm, fd, opaque) from vmm_wait() whenever fd is readable (or hung up). */
+typedef void (*vmm_fd_cb)(struct vmm *vm, int fd, void *opaque);
+int vmm_watch_fd(struct vmm *vm, int fd, vmm_fd_cb cb, void *opaque);
+void vmm_unwatch_fd(struct vmm *vm, int fd);
+
+#endif

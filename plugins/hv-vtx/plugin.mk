@@ -1,0 +1,3 @@
+# hv-vtx links the shared native VMM.
+hv-vtx_LIBS := $(LIBVMM)
+hv-vtx_DEPS := $(LIBVMM)

@@ -1,0 +1,35 @@
+# Test kernels: freestanding C and assembly linked by guest.ld into bzImage files in
+# $(B)/tests/guest/NAME.bzImage. Built with their own flags: never sanitized, no libc.
+GUEST_KERNELS := bootinfo smp reset hello
+GUEST_DIR := $(B)/tests/guest
+GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
+	-fno-stack-protector -fno-asynchronous-unwind-tables -mno-red-zone \
+	-mgeneral-regs-only -mcmodel=small -fcf-protection=none -MMD -MP
+GUEST_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,noexecstack \
+	-Wl,--no-warn-rwx-segments -Wl,-T,tests/guest/guest.ld
+GUEST_COMMON := $(GUEST_DIR)/header.o $(GUEST_DIR)/lib.o
+GUEST_IMAGES := $(patsubst %,$(GUEST_DIR)/%.bzImage,$(GUEST_KERNELS))
+
+
+$(GUEST_DIR)/%.o: tests/guest/%.c
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(GUEST_DIR)/%.o: tests/guest/%.S
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
+
+$(GUEST_DIR)/%.elf: $(GUEST_DIR)/%.o $(GUEST_COMMON) tests/guest/guest.ld
+	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)
+
+# The smp kernel carries its AP trampoline.
+$(GUEST_DIR)/smp.elf: $(GUEST_DIR)/smp-ap.o
+
+$(GUEST_DIR)/%.bzImage: $(GUEST_DIR)/%.elf
+	objcopy -O binary $< $@
+
+# Kept for the debugger and for incremental builds.
+.SECONDARY: $(patsubst %,$(GUEST_DIR)/%.elf,$(GUEST_KERNELS)) $(GUEST_COMMON) \
+	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS)) $(GUEST_DIR)/smp-ap.o
+
+EXTRA_ALL += $(GUEST_IMAGES)

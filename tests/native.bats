@@ -1,0 +1,141 @@
+#!/usr/bin/env bats
+# The native VMM (hv-svm or hv-vtx, whichever matches this CPU) through the vi
+# verbs, with the test kernels of tests/guest: they carry a real bzImage
+# header, so vi loads them exactly as it loads Linux.
+
+load lib/common
+
+setup() {
+	common_setup
+	[ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm is not usable here"
+	hv=svm
+	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
+	guest=$VI_BUILD/tests/guest
+}
+
+teardown() {
+	for vm in $(vi list --json 2>/dev/null | jq -r '.vms[].name'); do
+		vi -q destroy --force "$vm" || true
+	done
+}
+
+# Waits until the console log holds $2, or the VM's process is gone and it
+# does not.
+wait_console() { # NAME TEXT [seconds]
+	local log=$VI_HOME/vms/$1/run/console.log
+	for _ in $(seq $((${3:-20} * 10))); do
+		grep -qF -- "$2" "$log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "'$2' not in $log:"
+	cat "$log" 2>/dev/null
+	return 1
+}
+
+wait_stopped() { # NAME
+	for _ in $(seq 100); do
+		[ "$(vi show --json "$1" | jq -r .vm.state)" = stopped ] && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+@test "the backend's probe says what backs /dev/kvm" {
+	run -0 vi caps --json --hv "$hv"
+	[ "$(jq -r '.backends[0].probe' <<<"$output")" = ok ]
+	if [ -e /sys/module/kvm_intel ] || [ -e /sys/module/kvm_amd ]; then
+		[[ $(jq -r '.backends[0].reason' <<<"$output") != "software KVM"* ]]
+	else
+		[[ $(jq -r '.backends[0].reason' <<<"$output") == "software KVM: guest code is emulated"* ]]
+	fi
+	other=vtx
+	[ "$hv" = vtx ] && other=svm
+	run -0 vi caps --json --hv "$other"
+	[ "$(jq -r '.backends[0].probe' <<<"$output")" = declined ]
+}
+
+@test "the boot protocol: zero page, E820 map and command line reach the guest" {
+	run -0 vi create --hv "$hv" --kernel "$guest/bootinfo.bzImage" --memory 64M \
+		--cmdline "console=ttyS0 vi.test=yes" --start b1
+	wait_console b1 "bootinfo: ok"
+	grep -q "cmdline: console=ttyS0 vi.test=yes" "$VI_HOME/vms/b1/run/console.log"
+	grep -q "e820: ram 6" "$VI_HOME/vms/b1/run/console.log"
+	wait_stopped b1
+}
+
+@test "every vCPU comes up through INIT-SIPI-SIPI and reports" {
+	vi -q create --hv "$hv" --kernel "$guest/smp.bzImage" --cpus 4 --memory 64M \
+		--cmdline cpus=4 --start s1
+	wait_console s1 "smp: 4 of 4 cpus up"
+	for id in 0 1 2 3; do
+		grep -q "smp: cpu $id up" "$VI_HOME/vms/s1/run/console.log"
+	done
+}
+
+@test "start, list, show, console, stop (graceful), start again, stop --force, destroy" {
+	run -0 vi create --hv "$hv" --kernel "$guest/reset.bzImage" --memory 64M \
+		--cmdline "reset=wait" --start r1
+	[ "$output" = "created VM 'r1' on $hv: 1 vCPU, 64M, running" ]
+	wait_console r1 "reset: waiting"
+	run -0 vi list
+	[[ ${lines[1]} =~ ^r1\ +$hv\ +running\ +1\ +64M ]]
+	[ -S "$VI_HOME/vms/r1/run/control.sock" ]
+	[ "$(stat -c %a "$VI_HOME/vms/r1/run/control.sock")" = 600 ]
+	run -0 vi show --json r1
+	[ "$(jq -r .vm.state <<<"$output")" = running ]
+	[ "$(jq -r .vm.pid <<<"$output")" -gt 0 ]
+	[ "$(jq -r .vm.stats.vcpus <<<"$output")" = 1 ]
+	# The console echoes what it is sent, then detaches on the escape key.
+	run -0 bash -c "{ printf 'xyz'; sleep 1; printf '\x1d'; } | vi console r1"
+	[[ $output == *xyz* ]]
+	# Graceful: Ctrl-Alt-Del through the i8042, which this guest answers.
+	run -0 vi stop --timeout 20 r1
+	[ "$output" = "stopped VM 'r1'" ]
+	grep -q "reset: ctrl-alt-del" "$VI_HOME/vms/r1/run/console.log"
+	[ ! -e "$VI_HOME/vms/r1/run/control.sock" ]
+	[ ! -e "$VI_HOME/vms/r1/run/pid" ]
+	run -0 vi start r1
+	wait_console r1 "reset: waiting"
+	[ "$(grep -c 'reset: waiting' "$VI_HOME/vms/r1/run/console.log")" = 1 ]
+	run -0 vi stop --force r1
+	run -0 vi destroy r1
+	[ ! -e "$VI_HOME/vms/r1" ]
+}
+
+@test "a guest that ignores the stop request is stopped hard after --timeout" {
+	vi -q create --hv "$hv" --kernel "$guest/reset.bzImage" --memory 64M \
+		--cmdline "reset=never" --start n1
+	wait_console n1 "reset: never"
+	run -0 vi stop --timeout 1 n1
+	[ "$(vi show --json n1 | jq -r .vm.state)" = stopped ]
+}
+
+@test "a guest that resets or triple-faults ends its VM" {
+	vi -q create --hv "$hv" --kernel "$guest/reset.bzImage" --memory 64M \
+		--cmdline "reset=triple" --start t1
+	wait_console t1 "reset: triple fault"
+	wait_stopped t1
+	vi -q create --hv "$hv" --kernel "$guest/reset.bzImage" --memory 64M --start i1
+	wait_console i1 "reset: i8042"
+	wait_stopped i1
+}
+
+@test "bad kernels, memory and vCPU counts: one clear error each, nothing left" {
+	echo "#!/bin/sh" >"$BATS_TEST_TMPDIR/script"
+	head -c 65536 /dev/urandom >"$BATS_TEST_TMPDIR/noise"
+	run -3 vi create --hv "$hv" --kernel /nonexistent/bzImage x1
+	[ "$output" = "vi: error: kernel '/nonexistent/bzImage': No such file or directory" ]
+	run -2 vi create --hv "$hv" --kernel "$BATS_TEST_TMPDIR/script" x1
+	[ "$output" = "vi: error: kernel '$BATS_TEST_TMPDIR/script' is too small to be a kernel" ]
+	run -2 vi create --hv "$hv" --kernel "$BATS_TEST_TMPDIR/noise" x1
+	[ "$output" = "vi: error: kernel '$BATS_TEST_TMPDIR/noise' is neither a bzImage nor an ELF vmlinux" ]
+	# A kernel whose header asks for 256 MiB of working space (init_size).
+	cp "$guest/bootinfo.bzImage" "$BATS_TEST_TMPDIR/big.bzImage"
+	printf '\x00\x00\x00\x10' | dd of="$BATS_TEST_TMPDIR/big.bzImage" bs=1 seek=$((0x260)) \
+		conv=notrunc status=none
+	run -2 vi create --hv "$hv" --kernel "$BATS_TEST_TMPDIR/big.bzImage" --memory 64M x1
+	[ "$output" = "vi: error: memory 64M is below the 257M kernel '$BATS_TEST_TMPDIR/big.bzImage' needs" ]
+	run -2 vi create --hv "$hv" --kernel "$guest/hello.bzImage" --cpus 4096 x1
+	[[ $output =~ ^vi:\ error:\ 4096\ vCPUs\ requested\;\ this\ host\ allows\ 1\ to\ [0-9]+$ ]]
+	[ -z "$(ls "$VI_HOME/vms")" ]
+}

@@ -1,0 +1,340 @@
+/* hv-svm and hv-vtx through the plugin ABI: probe on this CPU, define's checks, and the
+ * whole life of a VM (start, state, stats, pause, console, graceful and forced stop).
+ * start() re-executes host->self_exe; here that is this program, which then plays
+ * `vi __vmm-run` by calling the plugin's run(). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "tap.h"
+#include "util.h"
+#include "vmm/vmm.h"
+
+static char last_error[1024];
+static int last_code;
+static char home[] = "/tmp/hv-native-XXXXXX";
+
+static int host_error(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(last_error, sizeof(last_error), fmt, ap);
+	va_end(ap);
+	last_code = code;
+	return -code;
+}
+
+static void host_log(int level, const char *fmt, ...)
+{
+	(void)level;
+	(void)fmt;
+}
+
+static struct vi_host host = {
+	.struct_size = sizeof(host), .abi_version = VI_HV_ABI_VERSION, .version = "test",
+	.error = host_error, .log = host_log,
+};
+
+static const struct vi_hv_ops *load(const char *name)
+{
+	const char *build = getenv("VI_BUILD");
+	char *path = xasprintf("%s/plugins/hv-%s.so", build ? build : "build", name);
+	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	vi_hv_plugin_init_fn init = dl ? (vi_hv_plugin_init_fn)dlsym(dl, VI_HV_PLUGIN_INIT_SYMBOL)
+				       : NULL;
+
+	if (!init)
+		printf("# cannot load %s: %s\n", path, dlerror());
+	free(path);
+	return init ? init(&host) : NULL;
+}
+
+static char *guest(const char *name)
+{
+	const char *build = getenv("VI_BUILD");
+
+	return xasprintf("%s/tests/guest/%s.bzImage", build ? build : "build", name);
+}
+
+struct vm_paths {
+	char *dir, *run_dir, *console_log, *kernel;
+};
+
+/* The VM the way the host would describe it; kernel and command line come from the
+ * environment so that the re-executed VMM process sees the same. */
+static void vm_init(struct vi_hv_vm *vm, struct vm_paths *p, const char *name)
+{
+	const char *cmdline = getenv("HV_TEST_CMDLINE");
+
+	p->dir = xasprintf("%s/vms/%s", home, name);
+	p->run_dir = xasprintf("%s/run", p->dir);
+	p->console_log = xasprintf("%s/console.log", p->run_dir);
+	p->kernel = xstrdup(getenv("HV_TEST_KERNEL"));
+	*vm = (struct vi_hv_vm){
+		.struct_size = sizeof(*vm), .name = name, .dir = p->dir, .run_dir = p->run_dir,
+		.console_log = p->console_log, .cpus = 1, .max_cpus = 1, .memory = 64 << 20,
+		.max_memory = 64 << 20, .kernel = p->kernel, .cmdline = cmdline,
+	};
+}
+
+static void vm_release(struct vm_paths *p)
+{
+	free(p->dir);
+	free(p->run_dir);
+	free(p->console_log);
+	free(p->kernel);
+}
+
+/* argv: self --home HOME __vmm-run --hv NAME VM */
+static int vmm_run_main(char **argv)
+{
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vi_hv_vm vm;
+	struct vm_paths p;
+	const struct vi_hv_ops *ops;
+	int ret;
+
+	snprintf(home, sizeof(home), "%s", argv[2]);
+	host.home = home;
+	ops = load(argv[5]);
+	if (!ops)
+		return 1;
+	vm_init(&vm, &p, argv[6]);
+	ret = ops->run(&ctx, &vm, 3);
+	vm_release(&p);
+	return ret < 0 ? -ret : 0;
+}
+
+static void test_probe(const struct vi_hv_ops *mine, const struct vi_hv_ops *other,
+		       const char *other_needs, const char *vendor)
+{
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vmm_kvm_info info;
+	const char *reason = NULL;
+	char *want;
+
+	is_int(other->probe(&ctx, &reason), VI_HV_PROBE_DECLINED, "hv-%s declines on %s",
+	       other->name, vendor);
+	want = xasprintf("this CPU is %s: hv-%s needs %s", vendor, other->name, other_needs);
+	is_str(reason, want, "with a one-line reason");
+	free(want);
+	is_int(mine->probe(&ctx, &reason), VI_HV_PROBE_OK, "hv-%s is usable here", mine->name);
+	vmm_kvm_probe(&info);
+	if (info.hardware)
+		ok(strstr(reason, info.module) != NULL, "the reason names %s: %s", info.module,
+		   reason);
+	else
+		ok(!strncmp(reason, "software KVM: guest code is emulated", 36),
+		   "the reason says KVM is software: %s", reason);
+}
+
+static void test_define(const struct vi_hv_ops *ops)
+{
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vi_hv_disk disk = { .struct_size = sizeof(disk), .path = "/dev/null" };
+	struct vi_hv_vm vm;
+	struct vm_paths p;
+
+	vm_init(&vm, &p, "def");
+	is_int(ops->define(&ctx, &vm), 0, "define accepts a test kernel");
+	vm.kernel = "/nonexistent";
+	is_int(ops->define(&ctx, &vm), -3, "define: a missing kernel is 'not found'");
+	is_str(last_error, "kernel '/nonexistent' not found", "and says so");
+	vm.kernel = p.kernel;
+	vm.memory = 1 << 20;
+	is_int(ops->define(&ctx, &vm), -2, "define: too little memory is a usage error");
+	ok(strstr(last_error, "memory 1M is below the 2M kernel") != NULL, "%s", last_error);
+	vm.memory = 64 << 20;
+	vm.cpus = 5000;
+	is_int(ops->define(&ctx, &vm), -2, "define: too many vCPUs is a usage error");
+	ok(strstr(last_error, "5000 vCPUs requested") != NULL, "%s", last_error);
+	vm.cpus = 1;
+	vm.kernel = NULL;
+	is_int(ops->define(&ctx, &vm), -4, "define: no kernel is unsupported");
+	vm.kernel = p.kernel;
+	vm.disks = &disk;
+	vm.ndisks = 1;
+	is_int(ops->define(&ctx, &vm), -4, "define: disks are unsupported for now");
+	vm_release(&p);
+}
+
+static char *slurp(const char *path)
+{
+	char *buf = NULL;
+
+	if (vi_read_file(path, &buf, NULL) < 0)
+		return xstrdup("");
+	return buf;
+}
+
+struct console_run {
+	const struct vi_hv_ops *ops;
+	struct vi_hv_ctx *ctx;
+	const struct vi_hv_vm *vm;
+	int in, out, ret;
+};
+
+static void *console_thread(void *arg)
+{
+	struct console_run *c = arg;
+
+	c->ret = c->ops->console(c->ctx, c->vm, c->in, c->out, 0x1d);
+	return NULL;
+}
+
+static void test_lifecycle(const struct vi_hv_ops *ops)
+{
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vi_hv_state st = { .struct_size = sizeof(st) };
+	struct vi_hv_stats stats = { .struct_size = sizeof(stats) };
+	struct vi_hv_vm vm;
+	struct vm_paths p;
+	struct stat sb;
+	int in[2], out = memfd_create("console", MFD_CLOEXEC);
+	char *sock, *pid, *text;
+	struct console_run con;
+	pthread_t thread;
+	bool echoed = false;
+
+	setenv("HV_TEST_CMDLINE", "reset=wait", 1);
+	vm_init(&vm, &p, "life");
+	sock = xasprintf("%s/control.sock", p.run_dir);
+	pid = xasprintf("%s/pid", p.run_dir);
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_STOPPED, "a VM never started is stopped");
+	is_int(ops->stop(&ctx, &vm, 0, 1000), -5, "stopping it is a state error");
+	is_str(last_error, "VM 'life' is not running", "which says so");
+
+	last_code = 0;
+	is_int(ops->start(&ctx, &vm), 0, "start returns once the guest runs%s%s",
+	       last_code ? ": " : "", last_code ? last_error : "");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_RUNNING, "state: running");
+	ok(st.pid > 0 && st.pid != getpid() && st.started_at > 0, "with the VMM's pid %d",
+	   (int)st.pid);
+	ok(vi_file_exists(pid) && stat(sock, &sb) == 0 && (sb.st_mode & 0777) == 0600,
+	   "run/pid and run/control.sock (0600) exist");
+	is_int(ops->start(&ctx, &vm), -5, "starting it again is a state error");
+	is_int(ops->stats(&ctx, &vm, &stats), 0, "stats answer");
+	ok(stats.vcpus == 1 && stats.memory == 64 << 20, "1 vCPU, 64 MiB");
+	is_int(ops->pause(&ctx, &vm), 0, "pause");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_PAUSED, "state: paused");
+	is_int(ops->resume(&ctx, &vm), 0, "resume");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_RUNNING, "state: running again");
+
+	ok(pipe(in) == 0 && write(in[1], "hello", 5) == 5, "typed input ready");
+	con = (struct console_run){ ops, &ctx, &vm, in[0], out };
+	pthread_create(&thread, NULL, console_thread, &con);
+	/* Detach only once the echo is in the log, so the console has shown it too. */
+	for (int i = 0; i < 1000; i++) {
+		text = slurp(p.console_log);
+		echoed = strstr(text, "hello") != NULL;
+		free(text);
+		if (echoed)
+			break;
+		usleep(10000);
+	}
+	ok(echoed, "the guest echoes what was typed");
+	ok(write(in[1], "\x1dignored", 8) == 8, "the escape key typed");
+	pthread_join(thread, NULL);
+	is_int(con.ret, 0, "the console detaches at the escape");
+	close(in[0]);
+	close(in[1]);
+	is_int(ops->stop(&ctx, &vm, 0, 20000), 0, "a graceful stop ends the VM");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_STOPPED, "state: stopped");
+	ok(!vi_file_exists(pid) && !vi_file_exists(sock), "run/pid and the socket are gone");
+	text = slurp(p.console_log);
+	ok(strstr(text, "reset: waiting") && strstr(text, "hello") &&
+	   strstr(text, "reset: ctrl-alt-del"),
+	   "console.log has the boot, the typed echo and Ctrl-Alt-Del");
+	ok(!strstr(text, "ignored"), "nothing after the escape reached the guest");
+	free(text);
+	text = xcalloc(1, 4096);
+	ok(pread(out, text, 4095, 0) > 0 && strstr(text, "reset: waiting") && strstr(text, "hello"),
+	   "the console showed the guest's output and echo");
+	free(text);
+	close(out);
+
+	setenv("HV_TEST_CMDLINE", "reset=never", 1);
+	vm.cmdline = "reset=never";
+	is_int(ops->start(&ctx, &vm), 0, "a guest deaf to Ctrl-Alt-Del starts");
+	is_int(ops->stop(&ctx, &vm, 0, 300), 0, "a graceful stop falls back to force");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_STOPPED, "state: stopped");
+	is_int(ops->start(&ctx, &vm), 0, "it starts again");
+	is_int(ops->stop(&ctx, &vm, VI_HV_STOP_FORCE, 0), 0, "a forced stop ends it at once");
+
+	vm.kernel = "/nonexistent";
+	is_int(ops->start(&ctx, &vm), -3, "starting with a missing kernel: not found");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_STOPPED, "and nothing runs");
+
+	vi_write_file_atomic(pid, "999999999\n", 10, 0644);
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_CRASHED, "a pid file without its process means crashed");
+	unlink(pid);
+	free(sock);
+	free(pid);
+	vm_release(&p);
+}
+
+int main(int argc, char **argv)
+{
+	const struct vi_hv_ops *svm, *vtx, *mine, *other;
+	struct vmm_kvm_info info;
+	char vendor[13], *kernel;
+	int amd;
+
+	if (argc == 7 && !strcmp(argv[3], "__vmm-run"))
+		return vmm_run_main(argv);
+	if (!mkdtemp(home)) {
+		ok(0, "cannot make a temporary directory: %s", strerror(errno));
+		return done();
+	}
+	host.home = home;
+	host.self_exe = vi_self_exe();
+	kernel = guest("reset");
+	setenv("HV_TEST_KERNEL", kernel, 1);
+	free(kernel);
+	svm = load("svm");
+	vtx = load("vtx");
+	ok(svm && vtx, "both plugins load");
+	if (!svm || !vtx)
+		return done();
+	is_str(svm->name, "svm", "hv-svm is named svm");
+	is_str(vtx->name, "vtx", "hv-vtx is named vtx");
+	ok(svm->abi_version == VI_HV_ABI_VERSION && svm->struct_size == sizeof(*svm) &&
+	   (svm->features & VI_HV_F_DIRECT_BOOT), "ABI version, size and features");
+	ok(!svm->snapshot_create && !svm->migrate_send && !svm->set_vcpus,
+	   "what is not done yet is NULL, not a stub");
+	vmm_cpu_vendor(vendor);
+	amd = !strcmp(vendor, "AuthenticAMD");
+	if (!amd && strcmp(vendor, "GenuineIntel")) {
+		skip("CPU vendor %s is neither AMD nor Intel", vendor);
+		return done();
+	}
+	mine = amd ? svm : vtx;
+	other = amd ? vtx : svm;
+	if (vmm_kvm_probe(&info) < 0) {
+		skip("no usable KVM: %s", vi_error_message());
+		return done();
+	}
+	test_probe(mine, other, amd ? "Intel VT-x" : "AMD SVM", vendor);
+	test_define(mine);
+	test_lifecycle(mine);
+	vi_rm_rf(home);
+	return done();
+}
