@@ -26,6 +26,9 @@ static struct vi_host host = {
 	.version = VI_VERSION,
 	.error = vi_error,
 	.log = vi_log,
+	.error_message = vi_error_message,
+	.error_code = vi_error_code,
+	.error_clear = vi_error_clear,
 };
 
 const struct vi_host *vi_hv_host(void)

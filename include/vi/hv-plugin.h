@@ -57,6 +57,10 @@ struct vi_host {
 	void (*log)(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 	/* The path of the running vi binary, for backends that re-exec it. */
 	const char *self_exe;
+	/* The error recorded last on this thread, its code, and forgetting it. */
+	const char *(*error_message)(void);
+	int (*error_code)(void);
+	void (*error_clear)(void);
 };
 
 /* One connection to a backend: made by the host per command, one per URI. */

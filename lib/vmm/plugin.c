@@ -17,6 +17,7 @@
 
 #include "error.h"
 #include "util.h"
+#include "plugin/host.h"
 #include "vmm/control.h"
 #include "vmm/plugin.h"
 
@@ -30,11 +31,6 @@ static char probe_reason[256];
 
 /* Hands the recorded error to the host: the plugin has its own copy of libvi, so
  * everything below records with vi_error() and each method converts once, here. */
-static int plugin_error(int ret)
-{
-	return ret < 0 ? host->error(-ret, "%s", vi_error_message()) : ret;
-}
-
 static char *run_path(const struct vi_hv_vm *vm, const char *file)
 {
 	return xasprintf("%s/%s", vm->run_dir, file);
@@ -95,7 +91,7 @@ static int plugin_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	(void)ctx;
 	if (ret == 0)
 		ret = vmm_check_config(&cfg);
-	return plugin_error(ret);
+	return ret;
 }
 
 /* Connects to a running VM's socket; -VI_ESTATE when it is not running. */
@@ -248,15 +244,15 @@ static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 
 	(void)ctx;
 	if (plugin_running(vm))
-		return plugin_error(vi_error(VI_ESTATE, "VM '%s' is already running", vm->name));
+		return vi_error(VI_ESTATE, "VM '%s' is already running", vm->name);
 	/* The errors a user can fix, with their exit codes, before anything starts. */
 	ret = plugin_config(vm, &cfg);
 	if (ret == 0)
 		ret = vmm_check_config(&cfg);
 	if (ret < 0)
-		return plugin_error(ret);
+		return ret;
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return plugin_error(vi_error_errno(VI_EFAIL, errno, "cannot make a pipe"));
+		return vi_error_errno(VI_EFAIL, errno, "cannot make a pipe");
 	/* Twice forked and in its own session: the VMM outlives us and is nobody's zombie. */
 	child = fork();
 	if (child == 0) {
@@ -273,7 +269,7 @@ static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 		ret = start_wait(vm, pipefd[0]);
 	}
 	close(pipefd[0]);
-	return plugin_error(ret);
+	return ret;
 }
 
 static void run_signal(struct vmm *vm, int fd, void *opaque)
@@ -368,7 +364,7 @@ fail:
 	free(pid);
 	free(pid_path);
 	free(sock);
-	return plugin_error(ret);
+	return ret;
 }
 
 /* Waits until the VMM closes fd (it has gone) for up to timeout_ms. */
@@ -421,22 +417,22 @@ static int plugin_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigne
 	if (!(flags & VI_HV_STOP_FORCE)) {
 		ret = stop_request(vm, false, timeout_ms);
 		if (ret != -VI_ETIMEOUT)
-			return plugin_error(ret);
+			return ret;
 		host->log(VI_LOG_WARN, "VM '%s' ignored the graceful stop; forcing it", vm->name);
 	}
-	return plugin_error(stop_request(vm, true, FORCE_TIMEOUT_MS));
+	return stop_request(vm, true, FORCE_TIMEOUT_MS);
 }
 
 static int plugin_pause(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	(void)ctx;
-	return plugin_error(plugin_call(vm, "pause", NULL, NULL));
+	return plugin_call(vm, "pause", NULL, NULL);
 }
 
 static int plugin_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	(void)ctx;
-	return plugin_error(plugin_call(vm, "resume", NULL, NULL));
+	return plugin_call(vm, "resume", NULL, NULL);
 }
 
 static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
@@ -447,7 +443,7 @@ static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 
 	(void)ctx;
 	if (ret < 0)
-		return plugin_error(ret);
+		return ret;
 	out->vcpus = (unsigned)json_int(reply, "vcpus");
 	out->exits = (uint64_t)json_int(reply, "exits");
 	out->cpu_time_ns = (uint64_t)json_int(reply, "cpu_time_ns");
@@ -484,7 +480,7 @@ static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int 
 	if (ret < 0) {
 		if (fd >= 0)
 			close(fd);
-		return plugin_error(ret);
+		return ret;
 	}
 	p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
 	p[1] = (struct pollfd){ .fd = in_fd, .events = POLLIN };
@@ -527,12 +523,13 @@ static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int 
 		}
 	}
 	close(fd);
-	return plugin_error(ret);
+	return ret;
 }
 
 const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vmm_backend *b)
 {
 	host = h;
+	vi_plugin_set_host(h);
 	backend = b;
 	ops = (struct vi_hv_ops){
 		.struct_size = sizeof(ops),

@@ -3,6 +3,7 @@
 #include <vi/hv-plugin.h>
 
 #include "util.h"
+#include "plugin/host.h"
 #include "virt/virt.h"
 
 #include <libxml/parser.h>
@@ -123,6 +124,6 @@ static const struct vi_hv_ops qemu_ops = {
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)
 {
-	(void)host;
+	vi_plugin_set_host(host);
 	return &qemu_ops;
 }

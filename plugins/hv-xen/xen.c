@@ -2,6 +2,7 @@
  * HVM, chosen by the VM's guest type. */
 #include <vi/hv-plugin.h>
 
+#include "plugin/host.h"
 #include "virt/virt.h"
 
 static int xen_open(struct vi_hv_ctx *ctx)
@@ -46,6 +47,6 @@ static const struct vi_hv_ops xen_ops = {
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)
 {
-	(void)host;
+	vi_plugin_set_host(host);
 	return &xen_ops;
 }

@@ -40,9 +40,26 @@ static void host_log(int level, const char *fmt, ...)
 	(void)fmt;
 }
 
+static const char *host_error_message(void)
+{
+	return last_error;
+}
+
+static int host_error_code(void)
+{
+	return last_code ? last_code : VI_EFAIL;
+}
+
+static void host_error_clear(void)
+{
+	last_error[0] = '\0';
+	last_code = 0;
+}
+
 static struct vi_host host = {
 	.struct_size = sizeof(host), .abi_version = VI_HV_ABI_VERSION, .version = "test",
-	.error = host_error, .log = host_log,
+	.error = host_error, .log = host_log, .error_message = host_error_message,
+	.error_code = host_error_code, .error_clear = host_error_clear,
 };
 
 static const struct vi_hv_ops *load(const char *name)

@@ -36,6 +36,22 @@ static inline __attribute__((format(printf, 2, 3))) void host_log(int level, con
 	va_end(ap);
 }
 
+static inline const char *host_last_error(void)
+{
+	return host_error_text;
+}
+
+static inline int host_last_code(void)
+{
+	return host_error_code ? host_error_code : VI_EFAIL;
+}
+
+static inline void host_clear_error(void)
+{
+	host_error_text[0] = '\0';
+	host_error_code = 0;
+}
+
 static const struct vi_host test_host = {
 	.struct_size = sizeof(struct vi_host),
 	.abi_version = VI_HV_ABI_VERSION,
@@ -44,6 +60,9 @@ static const struct vi_host test_host = {
 	.error = host_error,
 	.log = host_log,
 	.self_exe = "/proc/self/exe",
+	.error_message = host_last_error,
+	.error_code = host_last_code,
+	.error_clear = host_clear_error,
 };
 
 /* Does the last recorded error contain `part`? Prints it when not. */
