@@ -43,7 +43,7 @@ endif
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS := json-c yaml-0.1
+PKGS := json-c yaml-0.1 zlib
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 
@@ -150,7 +150,7 @@ $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBVMM) $(LIBVI)
 
 # libFuzzer targets need clang; they build the library sources in directly.
 FUZZ_CC ?= clang
-$(B)/tests/fuzz/%: tests/fuzz/%.c $(LIB_SRC) $(VMM_SRC)
+$(B)/tests/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	@mkdir -p $(@D)
 	$(say) FUZZ $@
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -g -O1 $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \

@@ -77,6 +77,11 @@ int cmd_destroy(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
 int cmd_help(int argc, char **argv);
+int cmd_image_check(int argc, char **argv);
+int cmd_image_convert(int argc, char **argv);
+int cmd_image_create(int argc, char **argv);
+int cmd_image_info(int argc, char **argv);
+int cmd_image_resize(int argc, char **argv);
 int cmd_hv_list(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
@@ -88,5 +93,6 @@ extern const struct vi_option caps_options[], console_options[], create_options[
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
 	list_options[], show_options[], version_options[], vmm_run_options[];
 extern const struct cmd hv_commands[];
+extern const struct cmd image_commands[];
 
 #endif

@@ -46,6 +46,8 @@ const struct cmd commands[] = {
 	  "stop a VM if it runs and remove it with its disks" },
 	{ "help", cmd_help, 0, 1, 0, "[VERB]", help_options, "show the manual page of a verb" },
 	{ "hv", NULL, 0, 0, 0, "", NULL, "hypervisor backends", hv_commands },
+	{ "image", NULL, 0, 0, 0, "", NULL, "create, inspect, check, convert and grow disk images",
+	  image_commands },
 	{ "list", cmd_list, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", list_options,
 	  "list virtual machines and their state" },
 	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
