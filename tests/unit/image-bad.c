@@ -99,7 +99,9 @@ static void test_header(void)
 		m = msg("'%s' is encrypted, which is not supported", p), "AES encryption");
 	free(m);
 
-	p = fresh("datafile", "-o data_file=datafile.data");
+	char *opt = xasprintf("-o data_file='%s'", tpath("datafile.data"));
+	p = fresh("datafile", opt);
+	free(opt);
 	refused(p, IMAGE_PROBE, 0, VI_EUNSUPPORTED,
 		m = msg("'%s' uses an external data file, which is not supported", p),
 		"external data file");
