@@ -71,6 +71,7 @@ void cmd_usage(FILE *f, const struct cmd *c, const char *path);
 enum vi_complete cmd_arg_complete(const struct cmd *c, int index);
 
 int cmd_caps(int argc, char **argv);
+int cmd_clone(int argc, char **argv);
 int cmd_console(int argc, char **argv);
 int cmd_create(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
@@ -89,7 +90,7 @@ int cmd_version(int argc, char **argv);
 int cmd_complete(int argc, char **argv);
 int cmd_vmm_run(int argc, char **argv);
 
-extern const struct vi_option caps_options[], console_options[], create_options[],
+extern const struct vi_option caps_options[], clone_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
 	list_options[], show_options[], version_options[], vmm_run_options[];
 extern const struct cmd hv_commands[];

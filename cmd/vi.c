@@ -38,6 +38,8 @@ const struct cmd commands[] = {
 	  vmm_run_options, "run a VM in this process (started by 'vi start')" },
 	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS, "", caps_options,
 	  "show what each backend can do here" },
+	{ "clone", cmd_clone, 2, 2, NEEDS_LOCK | NEEDS_PLUGINS, "SRC NEW", clone_options,
+	  "copy a VM, linked or full, with a new identity" },
 	{ "console", cmd_console, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", console_options,
 	  "attach the terminal to a VM's serial console" },
 	{ "create", cmd_create, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", create_options,

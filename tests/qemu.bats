@@ -79,7 +79,12 @@ wait_marker() { # NAME [timeout]
 @test "the console answers, and detaches on the escape key" {
 	create "$name" --start --cpus 2 --max-cpus 4
 	wait_marker "$name"
-	run -0 bash -c "{ sleep 1; printf 'echo CONSOLE-\$((6*7)) \$(grep -c ^processor /proc/cpuinfo)\r'; sleep 3; printf '\x1d'; } | vi console '$name'"
+	# Type a command, wait (on a loaded machine, as long as it takes) for its
+	# answer in the console log, then detach.
+	local log=$VI_HOME/vms/$name/run/console.log
+	run -0 bash -c "{ sleep 1; printf 'echo CONSOLE-\$((6*7)) \$(grep -c ^processor /proc/cpuinfo)\r'
+		for _ in \$(seq 120); do grep -q 'CONSOLE-42 2' '$log' && break; sleep 0.5; done
+		printf '\x1d'; } | vi console '$name'"
 	[[ $output == *"CONSOLE-42 2"* ]]
 	# A running VM can be destroyed straight away.
 	run -0 vi destroy "$name"
