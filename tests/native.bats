@@ -139,3 +139,80 @@ wait_stopped() { # NAME
 	[[ $output =~ ^vi:\ error:\ 4096\ vCPUs\ requested\;\ this\ host\ allows\ 1\ to\ [0-9]+$ ]]
 	[ -z "$(ls "$VI_HOME/vms")" ]
 }
+
+@test "disks on virtio-blk: a qcow2 disk the guest writes, a read-only raw one" {
+	d=$BATS_TEST_TMPDIR
+	qemu-img create -q -f qcow2 "$d/data.qcow2" 16M
+	qemu-io -f qcow2 -c 'write -P 0x41 0 64' "$d/data.qcow2" >/dev/null
+	printf 'vi read-only disk' >"$d/ro.raw"
+	truncate -s 1M "$d/ro.raw"
+	run -0 vi create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M \
+		--disk "$d/data.qcow2" --disk "$d/ro.raw,ro,format=raw" --start k1
+	wait_console k1 "devices: "
+	wait_stopped k1
+	log=$VI_HOME/vms/k1/run/console.log
+	grep -q "devices: ok" "$log" || { cat "$log"; false; }
+	grep -q "blk0: sector 0 'AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA'" "$log"
+	grep -q "blk1: sector 0 'vi read-only disk'" "$log"
+	grep -q "blk1: write refused" "$log"
+	grep -q "rng: 64 random bytes" "$log"
+	grep -q "balloon: idle" "$log"
+	# The VM's disk is what vm.yaml names; qemu-img is the judge of what was written.
+	disk=$(vi show --json k1 | jq -r '.vm.disks[0].path')
+	case $disk in /*) ;; *) disk=$VI_HOME/vms/k1/$disk ;; esac
+	run -0 qemu-img check "$disk"
+	# "written by the guest" and the disk's digit, at sector 1 and at 2 MiB.
+	run -0 qemu-io -r -c "read -P 0x77 512 1" -c "read -P 0x30 532 1" \
+		-c "read -P 0x30 2097172 1" "$disk"
+	[[ $output != *"Pattern verification failed"* ]]
+	cmp -s -n 512 "$d/ro.raw" /dev/zero -i 512:0
+}
+
+@test "a disk that is not there is refused at start with its name" {
+	qemu-img create -q -f qcow2 "$BATS_TEST_TMPDIR/gone.qcow2" 1M
+	vi -q create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M \
+		--disk "$BATS_TEST_TMPDIR/gone.qcow2" g1
+	disk=$(vi show --json g1 | jq -r '.vm.disks[0].path')
+	case $disk in /*) ;; *) disk=$VI_HOME/vms/g1/$disk ;; esac
+	rm "$disk"
+	run -1 vi start g1
+	[[ $output == *"disk 0: cannot open '$disk': No such file or directory"* ]]
+}
+
+@test "vi stop presses the ACPI power button of a guest that armed it" {
+	vi -q create --hv "$hv" --kernel "$guest/acpi.bzImage" --cpus 2 --memory 64M --start p1
+	wait_console p1 "acpi: waiting for the power button"
+	grep -q "acpi: XSDT FACP APIC" "$VI_HOME/vms/p1/run/console.log"
+	grep -q "acpi: 2 cpus, sci 9, pm1 0x600/0x604" "$VI_HOME/vms/p1/run/console.log"
+	run -0 vi stop --timeout 20 p1
+	[ "$output" = "stopped VM 'p1'" ]
+	grep -q "acpi: power button" "$VI_HOME/vms/p1/run/console.log"
+	! grep -q "FAIL" "$VI_HOME/vms/p1/run/console.log"
+}
+
+@test "virtio-net on a TAP device in a network namespace: ARP out, reply in" {
+	command -v ip >/dev/null || skip "no ip(8)"
+	ns=vi-test-$$-$BATS_TEST_NUMBER
+	ip netns add "$ns" || skip "cannot make network namespaces here"
+	ip -n "$ns" tuntap add dev vitap0 mode tap
+	ip -n "$ns" addr add 10.0.2.1/24 dev vitap0
+	ip -n "$ns" link set vitap0 up
+	run ip netns exec "$ns" env PATH="$PATH" VI_HOME="$VI_HOME" vi create --hv "$hv" \
+		--kernel "$guest/devices.bzImage" --memory 64M --nic tap:vitap0 --start n2
+	status_create=$status
+	[ "$status_create" -eq 0 ] || { echo "$output"; ip netns del "$ns"; false; }
+	wait_console n2 "devices: " 30 || { ip netns del "$ns"; false; }
+	wait_stopped n2
+	ip netns del "$ns"
+	log=$VI_HOME/vms/n2/run/console.log
+	mac=$(vi show --json n2 | jq -r '.vm.nics[0].mac')
+	grep -q "net: mac $mac" "$log"
+	grep -q "net: arp reply from 10.0.2.1" "$log"
+	grep -q "devices: ok" "$log"
+}
+
+@test "network cards other than TAP are refused by the native backend" {
+	run -4 vi create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M \
+		--nic bridge:br0 u1
+	[ "$output" = "vi: error: hv-$hv attaches network cards to TAP devices only, not 'bridge'" ]
+}

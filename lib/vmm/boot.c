@@ -407,6 +407,7 @@ int vmm_boot_setup(struct vmm *vm)
 {
 	struct boot_params *zp = vmm_gpa_to_hva(vm, VMM_ZERO_PAGE, sizeof(*zp));
 	char *cmdline = vmm_gpa_to_hva(vm, VMM_CMDLINE_ADDR, VMM_CMDLINE_MAX);
+	uint64_t rsdp;
 	int ret;
 
 	memset(zp, 0, sizeof(*zp));
@@ -418,6 +419,10 @@ int vmm_boot_setup(struct vmm *vm)
 	snprintf(cmdline, VMM_CMDLINE_MAX, "%s", vm->cfg.cmdline ? vm->cfg.cmdline : "");
 	zp->hdr.cmd_line_ptr = VMM_CMDLINE_ADDR;
 	boot_e820(vm, zp);
+	ret = acpi_tables_write(vm, &rsdp);
+	if (ret < 0)
+		return ret;
+	zp->acpi_rsdp_addr = rsdp;
 	boot_page_tables(vm);
 	return boot_cpu(vm, vm->kernel.entry);
 }

@@ -201,7 +201,7 @@ static struct json_object *control_handle(struct vmm_control *ctl, struct contro
 		if (json_object_object_get_ex(req, "force", &v) && json_object_get_boolean(v))
 			vmm_request_exit(ctl->vm, VMM_EXIT_STOPPED);
 		else
-			vmm_inject_ctrl_alt_del(ctl->vm);
+			vmm_request_shutdown(ctl->vm);
 	} else if (!strcmp(cmd, "console")) {
 		c->console = true;
 	} else {

@@ -5,8 +5,9 @@
  *                                   "started_at":T,"backend":"svm", stats as below}
  *   {"cmd":"stats"}             -> {"ok":true,"vcpus":N,"exits":N,"cpu_time_ns":N,"memory":N}
  *   {"cmd":"pause"|"resume"}    -> {"ok":true,"state":...}
- *   {"cmd":"stop","force":B}    -> {"ok":true}; graceful presses Ctrl-Alt-Del, force ends
- *                                   the VM; the connection closes when the VMM is gone
+ *   {"cmd":"stop","force":B}    -> {"ok":true}; graceful presses the power button (or
+ *                                   Ctrl-Alt-Del), force ends the VM; the connection
+ *                                   closes when the VMM is gone
  *   {"cmd":"console"}           -> {"ok":true}, then raw bytes: recent and new guest
  *                                   output one way, keyboard input to COM1 the other
  * Failures: {"ok":false,"error":"message"}.

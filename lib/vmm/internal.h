@@ -82,13 +82,141 @@ void vmm_device_add(struct vmm *vm, const struct vmm_device *device);
 /* Raises or lowers a GSI line of the in-kernel interrupt controllers. */
 void vmm_irq_line(struct vmm *vm, unsigned gsi, bool level);
 
-/* Device constructors: the table in vm.c calls each once in vmm_create(). */
+/* Device constructors: the table in vm.c calls each once in vmm_create(); each looks at
+ * vm->cfg for what to make. */
 int serial_init(struct vmm *vm);
 int i8042_init(struct vmm *vm);
+int pci_init(struct vmm *vm);
+int acpi_init(struct vmm *vm);
+int virtio_blk_init(struct vmm *vm);
+int virtio_net_init(struct vmm *vm);
+int virtio_rng_init(struct vmm *vm);
+int virtio_balloon_init(struct vmm *vm);
+
+/* --- PCI (pci.c) ------------------------------------------------------------------ */
+
+#define PCI_IO_BASE      0xc000u /* I/O BARs, handed out upwards */
+#define PCI_MMIO_BASE    VMM_MMIO_HOLE
+#define PCI_MMIO_END     0xfebfffffull
+#define PCI_GSI_BASE     16      /* INTA of slot s is GSI 16 + s % 8: the _PRT says so */
+#define PCI_GSI_COUNT    8
+#define PCI_MAX_SLOTS    32
+
+/* A function on bus 0. The device fills the identity and BAR sizes of `config` and
+ * `bar_size`; pci_device_add() assigns the slot, BAR addresses and INTA's GSI, as
+ * firmware would, and the guest keeps them: BAR writes other than the size probe are
+ * ignored. */
+struct pci_device {
+	uint8_t config[256];
+	uint32_t bar_size[6]; /* 0: no BAR; I/O BARs have bit 0 set in config first */
+	unsigned slot, gsi;
+	bool irq_level;
+};
+
+int pci_device_add(struct vmm *vm, struct pci_device *dev);
+uint32_t pci_bar_address(const struct pci_device *dev, unsigned bar);
+/* INTA of dev: GSIs shared by several devices stay raised while any of them is. */
+void pci_irq_set(struct vmm *vm, struct pci_device *dev, bool level);
+
+/* --- ACPI (acpi.c) ---------------------------------------------------------------- */
+
+#define ACPI_TABLES_ADDR 0xf0000ull /* the RSDP, then every table: 64 KiB of BIOS area */
+#define ACPI_SCI_GSI     9
+#define ACPI_PM_BASE     0x600u     /* PM1a event (4), PM1a control (2), PM timer (4) */
+
+/* Writes RSDP, XSDT, FADT, FACS, MADT and DSDT into guest memory; after every device
+ * is on the PCI bus. Returns the RSDP's address in *rsdp. */
+int acpi_tables_write(struct vmm *vm, uint64_t *rsdp);
+
+/* --- I/O threads (iothread.c) ----------------------------------------------------- */
+
+/* One thread and its own epoll: device work that blocks (disk I/O, the TAP device)
+ * runs there, woken by ioeventfds, and never on a vCPU thread. */
+struct iothread;
+typedef void (*iothread_cb)(void *opaque, int fd);
+struct iothread *iothread_new(const char *name);
+/* Calls cb(opaque, fd) on the thread when fd is readable; re-arming replaces. */
+int iothread_watch(struct iothread *t, int fd, iothread_cb cb, void *opaque);
+/* Stops (on=false) or resumes delivering fd's events. */
+void iothread_enable(struct iothread *t, int fd, bool on);
+int iothread_start(struct iothread *t);
+/* Ends the thread (waiting for the callback in progress) and frees it. NULL is fine. */
+void iothread_free(struct iothread *t);
+
+/* --- virtio over PCI (virtio-pci.c) ----------------------------------------------- */
+
+#define VIRTIO_QUEUE_SIZE 256
+
+struct iovec;
+
+/* One split virtqueue in guest memory. `lock` is held while the device works on it. */
+struct virtio_queue {
+	struct virtio_pci *vp;
+	unsigned index;
+	pthread_mutex_t lock;
+	uint32_t pfn;        /* the ring's guest page; 0: not set up */
+	uint16_t last_avail; /* the next available entry the device takes */
+	int notify_fd;       /* the ioeventfd the guest's notify writes signal */
+};
+
+/* A descriptor chain: buffers the device reads (out) and writes (in), in guest memory. */
+struct virtio_chain {
+	uint16_t head;
+	unsigned nout, nin;
+	struct iovec *out, *in; /* VIRTIO_QUEUE_SIZE entries each, owned by the caller */
+};
+
+/* What a virtio device adds to the transport. */
+struct virtio_ops {
+	uint16_t type;       /* virtio device ID: 1 net, 2 blk, 4 rng, 5 balloon */
+	uint16_t pci_id;     /* its legacy PCI device ID: 0x1000 net, 0x1001 blk... */
+	uint32_t pci_class;  /* class, subclass, interface */
+	unsigned nqueues;
+	uint32_t features;   /* offered to the guest */
+	unsigned config_size;
+	/* Device configuration space accesses, with the transport's lock held; NULL when
+	 * config_size is 0 (or, for writes, when the guest may not write). */
+	void (*config_read)(void *dev, unsigned offset, uint8_t *data, unsigned len);
+	void (*config_write)(void *dev, unsigned offset, const uint8_t *data, unsigned len);
+	/* The guest notified queue q: runs on the device's I/O thread, q->lock held. */
+	void (*notify)(void *dev, struct virtio_queue *q);
+	/* Device state beyond the transport's (may be NULL). */
+	int (*save)(void *dev, struct json_object *into);
+	int (*restore)(void *dev, struct json_object *from);
+	void (*free)(void *dev);
+};
+
+/* Puts a legacy virtio device on the PCI bus with its own I/O thread; dev belongs to
+ * the transport from then on (ops->free frees it). `name` is copied. */
+int virtio_pci_add(struct vmm *vm, const char *name, const struct virtio_ops *ops, void *dev,
+		   struct virtio_pci **out);
+struct iothread *virtio_pci_iothread(struct virtio_pci *vp);
+struct virtio_queue *virtio_pci_queue(struct virtio_pci *vp, unsigned index);
+struct vmm *virtio_pci_vm(struct virtio_pci *vp);
+void *virtio_pci_dev(struct virtio_pci *vp);
+/* Takes the next chain the guest made available; false when there is none. A chain
+ * pointing outside guest memory or looping is dropped (used with length 0). */
+bool virtio_queue_pop(struct virtio_queue *q, struct virtio_chain *c);
+/* Hands a chain back with `len` bytes written, and interrupts the guest unless it
+ * asked not to be. */
+void virtio_queue_push(struct virtio_queue *q, uint16_t head, uint32_t len);
+/* Copy between a chain's buffers (skipping `skip` bytes of them) and buf; return how
+ * many bytes moved. */
+size_t virtio_iov_read(const struct iovec *iov, unsigned n, size_t skip, void *buf, size_t len);
+size_t virtio_iov_write(const struct iovec *iov, unsigned n, size_t skip, const void *buf,
+			size_t len);
+/* The device's configuration changed: a configuration interrupt. */
+void virtio_pci_config_changed(struct virtio_pci *vp);
+/* Lock of the transport: held around config_read/config_write. */
+void virtio_pci_lock(struct virtio_pci *vp);
+void virtio_pci_unlock(struct virtio_pci *vp);
 
 /* The COM1 receiver the console feeds, and the keyboard Ctrl-Alt-Del goes to. */
 struct serial;
 struct i8042;
+struct pci;
+struct acpi;
+struct virtio_pci;
 void serial_receive(struct serial *uart, const uint8_t *buf, size_t len);
 void i8042_press_ctrl_alt_del(struct i8042 *kbd);
 
@@ -179,6 +307,9 @@ struct vmm {
 	size_t ndevices;
 	struct serial *uart;
 	struct i8042 *kbd;
+	struct pci *pci;
+	struct acpi *acpi;
+	struct virtio_pci *balloon;
 	struct vmm_console console;
 
 	struct vmm_vcpu *vcpus;

@@ -67,19 +67,60 @@ static int plugin_probe(struct vi_hv_ctx *ctx, const char **reason)
 	return VI_HV_PROBE_OK;
 }
 
+/* A VM's configuration for lib/vmm; its disk and NIC arrays are the caller's to free
+ * with plugin_config_release(). */
+static void plugin_config_release(struct vmm_config *cfg)
+{
+	free((struct vmm_disk *)cfg->disks);
+	free((struct vmm_nic *)cfg->nics);
+	cfg->disks = NULL;
+	cfg->nics = NULL;
+}
+
+static int plugin_nic(const struct vi_hv_nic *n, struct vmm_nic *out)
+{
+	unsigned mac[6];
+
+	if (strcmp(n->mode, "tap"))
+		return vi_error(VI_EUNSUPPORTED,
+				"hv-%s attaches network cards to TAP devices only, not '%s'",
+				backend->name, n->mode);
+	if (!n->mac || sscanf(n->mac, "%2x:%2x:%2x:%2x:%2x:%2x", &mac[0], &mac[1], &mac[2],
+			      &mac[3], &mac[4], &mac[5]) != 6)
+		return vi_error(VI_EUSAGE, "invalid MAC address '%s'", n->mac ? n->mac : "");
+	for (unsigned i = 0; i < 6; i++)
+		out->mac[i] = (uint8_t)mac[i];
+	out->tap = n->source;
+	return 0;
+}
+
 static int plugin_config(const struct vi_hv_vm *vm, struct vmm_config *cfg)
 {
+	struct vmm_disk *disks;
+	struct vmm_nic *nics;
+
 	if (!vm->kernel)
 		return vi_error(VI_EUNSUPPORTED, "hv-%s boots a kernel directly: VM '%s' has none",
 				backend->name, vm->name);
-	if (vm->ndisks || vm->nnics)
-		return vi_error(VI_EUNSUPPORTED, "hv-%s cannot attach disks or network cards yet",
-				backend->name);
+	disks = xcalloc(vm->ndisks + 1, sizeof(*disks));
+	nics = xcalloc(vm->nnics + 1, sizeof(*nics));
 	*cfg = (struct vmm_config){
 		.kernel = vm->kernel, .initrd = vm->initrd, .cmdline = vm->cmdline,
 		.cpus = vm->cpus, .memory = vm->memory, .vendor = backend->vendor,
-		.console_fd = -1,
+		.console_fd = -1, .disks = disks, .ndisks = vm->ndisks, .nics = nics,
+		.nnics = vm->nnics, .rng = true, .balloon = true,
 	};
+	for (size_t i = 0; i < vm->ndisks; i++)
+		disks[i] = (struct vmm_disk){ vm->disks[i].path, vm->disks[i].format,
+					      vm->disks[i].readonly != 0 };
+	for (size_t i = 0; i < vm->nnics; i++) {
+		int ret = plugin_nic(&vm->nics[i], &nics[i]);
+
+		if (ret < 0) {
+			plugin_config_release(cfg);
+			return ret;
+		}
+	}
 	return 0;
 }
 
@@ -89,8 +130,10 @@ static int plugin_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	int ret = plugin_config(vm, &cfg);
 
 	(void)ctx;
-	if (ret == 0)
+	if (ret == 0) {
 		ret = vmm_check_config(&cfg);
+		plugin_config_release(&cfg);
+	}
 	return ret;
 }
 
@@ -247,8 +290,10 @@ static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 		return vi_error(VI_ESTATE, "VM '%s' is already running", vm->name);
 	/* The errors a user can fix, with their exit codes, before anything starts. */
 	ret = plugin_config(vm, &cfg);
-	if (ret == 0)
-		ret = vmm_check_config(&cfg);
+	if (ret < 0)
+		return ret;
+	ret = vmm_check_config(&cfg);
+	plugin_config_release(&cfg);
 	if (ret < 0)
 		return ret;
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
@@ -295,7 +340,7 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int noti
 	char *pid_path = run_path(vm, "pid"), *sock = run_path(vm, "control.sock"), *pid = NULL;
 	struct vmm_control *ctl = NULL;
 	struct vmm *machine = NULL;
-	struct vmm_config cfg;
+	struct vmm_config cfg = { 0 };
 	sigset_t stop_signals;
 	int log_fd = -1, sig_fd = -1, ret, reason;
 	char *failure;
@@ -357,6 +402,7 @@ fail:
 		unlink(pid_path);
 	vmm_control_close(ctl);
 	vmm_free(machine);
+	plugin_config_release(&cfg);
 	if (sig_fd >= 0)
 		close(sig_fd);
 	if (log_fd >= 0)

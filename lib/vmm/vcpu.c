@@ -142,7 +142,9 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		atomic_fetch_add(&vcpu->exits, 1);
-		if (!vcpu_exit(vcpu))
+		/* A write that ends the machine (S5, a reset) does not return to the
+		 * guest, as on hardware: this vCPU stops here. */
+		if (!vcpu_exit(vcpu) || atomic_load(&vm->exit_reason))
 			break;
 	}
 	/* A finished thread counts as parked, so pausing never waits for it. */

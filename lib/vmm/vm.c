@@ -15,10 +15,17 @@
 #include "util.h"
 #include "vmm/internal.h"
 
-/* The devices every VM has. A new device adds its constructor here. */
+/* The devices of a VM, in this order: the PCI bus before the devices on it, ACPI after
+ * the CPUs are known. A new device adds its constructor here. */
 static int (*const vmm_device_inits[])(struct vmm *vm) = {
 	serial_init,
 	i8042_init,
+	acpi_init,
+	pci_init,
+	virtio_blk_init,
+	virtio_net_init,
+	virtio_rng_init,
+	virtio_balloon_init,
 };
 
 const char *vmm_exit_reason_name(int reason)
@@ -92,6 +99,28 @@ static int vmm_loop_setup(struct vmm *vm)
 	return 0;
 }
 
+static struct vmm_disk *vmm_disks_copy(const struct vmm_disk *disks, size_t n)
+{
+	struct vmm_disk *copy = n ? xcalloc(n, sizeof(*copy)) : NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		copy[i] = disks[i];
+		copy[i].path = xstrdup(disks[i].path);
+	}
+	return copy;
+}
+
+static struct vmm_nic *vmm_nics_copy(const struct vmm_nic *nics, size_t n)
+{
+	struct vmm_nic *copy = n ? xcalloc(n, sizeof(*copy)) : NULL;
+
+	for (size_t i = 0; i < n; i++) {
+		copy[i] = nics[i];
+		copy[i].tap = xstrdup(nics[i].tap);
+	}
+	return copy;
+}
+
 int vmm_create(const struct vmm_config *cfg, struct vmm **out)
 {
 	struct vmm *vm = xcalloc(1, sizeof(*vm));
@@ -102,6 +131,8 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out)
 	vm->cfg.kernel = xstrdup(cfg->kernel);
 	vm->cfg.initrd = xstrdup(cfg->initrd);
 	vm->cfg.cmdline = xstrdup(cfg->cmdline);
+	vm->cfg.disks = vmm_disks_copy(cfg->disks, cfg->ndisks);
+	vm->cfg.nics = vmm_nics_copy(cfg->nics, cfg->nnics);
 	vm->kvm_fd = vm->vm_fd = vm->epoll_fd = vm->event_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->parked_cond, NULL);
@@ -271,6 +302,11 @@ void vmm_inject_ctrl_alt_del(struct vmm *vm)
 	i8042_press_ctrl_alt_del(vm->kbd);
 }
 
+void vmm_io(struct vmm *vm, bool mmio, uint64_t addr, void *data, unsigned len, bool write)
+{
+	vmm_bus_access(&vm->buses[mmio ? VMM_BUS_MMIO : VMM_BUS_PIO], addr, data, len, write);
+}
+
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
 {
 	memset(out, 0, sizeof(*out));
@@ -351,5 +387,11 @@ void vmm_free(struct vmm *vm)
 	free((char *)vm->cfg.kernel);
 	free((char *)vm->cfg.initrd);
 	free((char *)vm->cfg.cmdline);
+	for (size_t i = 0; i < vm->cfg.ndisks; i++)
+		free((char *)vm->cfg.disks[i].path);
+	free((struct vmm_disk *)vm->cfg.disks);
+	for (size_t i = 0; i < vm->cfg.nnics; i++)
+		free((char *)vm->cfg.nics[i].tap);
+	free((struct vmm_nic *)vm->cfg.nics);
 	free(vm);
 }

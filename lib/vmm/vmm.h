@@ -28,6 +28,19 @@ struct vmm_vendor {
 	size_t (*boot_msrs)(struct kvm_msr_entry *msrs, size_t max);
 };
 
+/* A disk on virtio-blk, backed by lib/image. */
+struct vmm_disk {
+	const char *path;
+	int format;    /* enum vi_disk_format */
+	bool readonly;
+};
+
+/* A network card on virtio-net, backed by a TAP device. */
+struct vmm_nic {
+	uint8_t mac[6];
+	const char *tap; /* an existing TAP device to attach to; NULL: the VMM makes one */
+};
+
 struct vmm_config {
 	const char *kernel;  /* bzImage (boot protocol >= 2.12, 64-bit entry) or ELF vmlinux */
 	const char *initrd;  /* may be NULL */
@@ -36,6 +49,12 @@ struct vmm_config {
 	uint64_t memory;     /* bytes of guest RAM */
 	const struct vmm_vendor *vendor; /* NULL: no vendor adjustments */
 	int console_fd;      /* guest COM1 output is also written here; -1 for none */
+	const struct vmm_disk *disks; /* copied by vmm_create() */
+	size_t ndisks;
+	const struct vmm_nic *nics;
+	size_t nnics;
+	bool rng;            /* a virtio-rng device */
+	bool balloon;        /* a virtio-balloon device */
 };
 
 /* Why a VM stopped, as vmm_wait() returns it. */
@@ -87,6 +106,19 @@ int vmm_resume(struct vmm *vm);
 bool vmm_paused(const struct vmm *vm);
 /* Presses Ctrl-Alt-Del on the i8042 keyboard: a guest's request to reboot. */
 void vmm_inject_ctrl_alt_del(struct vmm *vm);
+/* Presses the ACPI power button (an SCI when the guest enabled it). */
+void vmm_press_power_button(struct vmm *vm);
+/* Asks the guest to shut down: the power button when the guest armed it (ACPI mode and
+ * the button's enable bit set), Ctrl-Alt-Del otherwise. */
+void vmm_request_shutdown(struct vmm *vm);
+/* Asks the guest's balloon driver to hold `pages` 4 KiB pages; -VI_ENOTFOUND without a
+ * balloon. *actual (may be NULL) gets what the driver reports it holds now. */
+int vmm_balloon_set(struct vmm *vm, uint32_t pages);
+int vmm_balloon_get(struct vmm *vm, uint32_t *target, uint32_t *actual);
+
+/* A host-side access to the device buses, as a vCPU would make it: for tests and
+ * benchmarks that drive devices without a guest. */
+void vmm_io(struct vmm *vm, bool mmio, uint64_t addr, void *data, unsigned len, bool write);
 
 struct vmm_stats {
 	unsigned vcpus;

@@ -159,6 +159,8 @@ static void test_define(const struct vi_hv_ops *ops)
 {
 	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
 	struct vi_hv_disk disk = { .struct_size = sizeof(disk), .path = "/dev/null" };
+	struct vi_hv_nic nic = { .struct_size = sizeof(nic), .mac = "52:54:00:12:34:56",
+				 .mode = "bridge", .source = "br0" };
 	struct vi_hv_vm vm;
 	struct vm_paths p;
 
@@ -181,7 +183,10 @@ static void test_define(const struct vi_hv_ops *ops)
 	vm.kernel = p.kernel;
 	vm.disks = &disk;
 	vm.ndisks = 1;
-	is_int(ops->define(&ctx, &vm), -4, "define: disks are unsupported for now");
+	is_int(ops->define(&ctx, &vm), 0, "define accepts a disk (opened at start)");
+	vm.nics = &nic;
+	vm.nnics = 1;
+	is_int(ops->define(&ctx, &vm), -4, "define: a bridged network card is unsupported");
 	vm_release(&p);
 }
 

@@ -1,0 +1,399 @@
+/* Enumerates PCI bus 0 and drives every legacy virtio device it finds, by polling: each
+ * virtio-blk disk (reads sector 0, writes and flushes unless read-only), virtio-rng,
+ * virtio-balloon (with "balloon=wait": waits for the host to ask for pages, inflates
+ * them, checks they come back zeroed, deflates) and virtio-net (ARP for 10.0.2.1 from
+ * 10.0.2.15, waits for the reply).
+ * Ends with "devices: ok" or "devices: FAIL ..." and resets. */
+#include "guest.h"
+
+REALMODE_BANNER("devices: boot me through the 64-bit entry\n");
+
+#define WAIT_TSC 20000000000ull /* several seconds at any clock rate KVM shows */
+
+#define PCI_ADDR 0xcf8
+#define PCI_DATA 0xcfc
+
+/* The legacy virtio register block in BAR 0. */
+#define VP_FEATURES       0x00
+#define VP_GUEST_FEATURES 0x04
+#define VP_QUEUE_PFN      0x08
+#define VP_QUEUE_NUM      0x0c
+#define VP_QUEUE_SEL      0x0e
+#define VP_NOTIFY         0x10
+#define VP_STATUS         0x12
+#define VP_ISR            0x13
+#define VP_CONFIG         0x14
+
+#define STATUS_ACK       1
+#define STATUS_DRIVER    2
+#define STATUS_DRIVER_OK 4
+
+#define DESC_NEXT  1
+#define DESC_WRITE 2
+
+#define QSIZE 256
+#define MAX_QUEUES 12
+
+struct desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags, next;
+};
+
+struct vq {
+	struct desc *desc;
+	volatile uint16_t *avail, *used;
+	uint16_t io, index, last_used;
+};
+
+/* desc (4 KiB), avail (one page), used (one page): the legacy layout for 256 entries. */
+static uint8_t rings[MAX_QUEUES][3 * 4096] __attribute__((aligned(4096)));
+static unsigned rings_used;
+static unsigned failures;
+
+static void check(bool ok, const char *what)
+{
+	if (!ok) {
+		guest_printf("devices: FAIL %s\n", what);
+		failures++;
+	}
+}
+
+static uint32_t pci_read(unsigned slot, unsigned reg)
+{
+	outl(PCI_ADDR, 0x80000000u | slot << 11 | reg);
+	return inl(PCI_DATA);
+}
+
+static void pci_write(unsigned slot, unsigned reg, uint32_t v)
+{
+	outl(PCI_ADDR, 0x80000000u | slot << 11 | reg);
+	outl(PCI_DATA, v);
+}
+
+/* Resets the device, accepts `features` and sets up `n` queues. */
+static void vp_setup(uint16_t io, uint32_t features, struct vq *qs, unsigned n)
+{
+	outb(io + VP_STATUS, 0);
+	outb(io + VP_STATUS, STATUS_ACK | STATUS_DRIVER);
+	outl(io + VP_GUEST_FEATURES, inl(io + VP_FEATURES) & features);
+	for (unsigned i = 0; i < n; i++) {
+		uint8_t *ring = rings[rings_used++];
+
+		memset(ring, 0, sizeof(rings[0]));
+		outw(io + VP_QUEUE_SEL, (uint16_t)i);
+		check(inw(io + VP_QUEUE_NUM) == QSIZE, "queue size is 256");
+		qs[i] = (struct vq){ (struct desc *)ring, (uint16_t *)(ring + 4096),
+				     (uint16_t *)(ring + 8192), io, (uint16_t)i, 0 };
+		outl(io + VP_QUEUE_PFN, (uint32_t)((uintptr_t)ring >> 12));
+	}
+	outb(io + VP_STATUS, STATUS_ACK | STATUS_DRIVER | STATUS_DRIVER_OK);
+}
+
+/* Makes a chain of `n` buffers available starting at descriptor `first`. */
+static void vq_add(struct vq *q, uint16_t first, unsigned n)
+{
+	uint16_t idx = q->avail[1];
+
+	for (unsigned i = 0; i < n; i++)
+		q->desc[first + i].next = (uint16_t)(first + i + 1);
+	q->desc[first + n - 1].flags &= (uint16_t)~DESC_NEXT;
+	q->avail[2 + idx % QSIZE] = first;
+	__atomic_store_n(&q->avail[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
+}
+
+static void vq_buf(struct vq *q, uint16_t i, const void *p, uint32_t len, bool write)
+{
+	q->desc[i] = (struct desc){ (uint64_t)(uintptr_t)p, len,
+				    (uint16_t)(DESC_NEXT | (write ? DESC_WRITE : 0)), 0 };
+}
+
+/* Waits for the device to use an entry; its length, or -1 on timeout. */
+static int64_t vq_wait(struct vq *q)
+{
+	uint64_t deadline = rdtsc() + WAIT_TSC;
+	int64_t len;
+
+	while (__atomic_load_n(&q->used[1], __ATOMIC_ACQUIRE) == q->last_used)
+		if (rdtsc() > deadline)
+			return -1;
+	len = *(volatile uint32_t *)((uint8_t *)q->used + 4 + 8 * (q->last_used % QSIZE) + 4);
+	q->last_used++;
+	return len;
+}
+
+static int64_t vq_kick_wait(struct vq *q)
+{
+	outw(q->io + VP_NOTIFY, q->index);
+	return vq_wait(q);
+}
+
+/* --- virtio-blk --------------------------------------------------------------------- */
+
+struct blk_req {
+	uint32_t type, reserved;
+	uint64_t sector;
+};
+
+static uint8_t sector_buf[512], id_buf[20];
+
+static uint8_t blk_rw(struct vq *q, uint32_t type, uint64_t sector, void *buf, uint32_t len)
+{
+	static struct blk_req req;
+	static volatile uint8_t status;
+
+	req = (struct blk_req){ type, 0, sector };
+	status = 0xff;
+	vq_buf(q, 0, &req, sizeof(req), false);
+	if (len) {
+		vq_buf(q, 1, buf, len, type != 1);
+		vq_buf(q, 2, (const void *)&status, 1, true);
+		vq_add(q, 0, 3);
+	} else {
+		vq_buf(q, 1, (const void *)&status, 1, true);
+		vq_add(q, 0, 2);
+	}
+	if (vq_kick_wait(q) < 0)
+		return 0xfe;
+	return status;
+}
+
+static void print_text(const char *prefix, const uint8_t *p, size_t max)
+{
+	guest_printf("%s'", prefix);
+	for (size_t i = 0; i < max && p[i] >= 0x20 && p[i] < 0x7f; i++)
+		guest_putc((char)p[i]);
+	guest_printf("'\n");
+}
+
+static void blk_test(unsigned n, uint16_t io)
+{
+	struct vq q;
+	uint32_t features = inl(io + VP_FEATURES);
+	bool ro = features & (1u << 5);
+	uint64_t sectors = inl(io + VP_CONFIG) | (uint64_t)inl(io + VP_CONFIG + 4) << 32;
+	static const char text[] = "written by the guest";
+
+	vp_setup(io, (1u << 5) | (1u << 9), &q, 1);
+	guest_printf("blk%u: %lu sectors%s\n", n, sectors, ro ? ", read-only" : "");
+	check(blk_rw(&q, 0, 0, sector_buf, sizeof(sector_buf)) == 0, "blk reads sector 0");
+	guest_printf("blk%u: ", n);
+	print_text("sector 0 ", sector_buf, 64);
+	memset(id_buf, 0, sizeof(id_buf));
+	check(blk_rw(&q, 8, 0, id_buf, sizeof(id_buf)) == 0, "blk gives its id");
+	guest_printf("blk%u: ", n);
+	print_text("id ", id_buf, sizeof(id_buf));
+	check(blk_rw(&q, 0, sectors, sector_buf, 512) == 1, "a read past the end fails");
+	memset(sector_buf, 0, sizeof(sector_buf));
+	for (unsigned i = 0; i < sizeof(text) - 1; i++)
+		sector_buf[i] = (uint8_t)text[i];
+	sector_buf[sizeof(text) - 1] = (uint8_t)('0' + n);
+	if (ro) {
+		check(blk_rw(&q, 1, 1, sector_buf, 512) == 1, "writes to a read-only disk fail");
+		guest_printf("blk%u: write refused\n", n);
+		return;
+	}
+	/* Sector 1 and one 2 MiB in: in the first cluster and in a new one. */
+	check(blk_rw(&q, 1, 1, sector_buf, 512) == 0, "blk writes sector 1");
+	check(blk_rw(&q, 1, 4096, sector_buf, 512) == 0, "blk writes sector 4096");
+	check(blk_rw(&q, 4, 0, NULL, 0) == 0, "blk flushes");
+	memset(sector_buf, 0, sizeof(sector_buf));
+	check(blk_rw(&q, 0, 4096, sector_buf, 512) == 0, "blk reads sector 4096 back");
+	check(sector_buf[sizeof(text) - 1] == '0' + n, "the written data reads back");
+	guest_printf("blk%u: wrote, flushed and read back\n", n);
+}
+
+/* --- virtio-rng --------------------------------------------------------------------- */
+
+static void rng_test(uint16_t io)
+{
+	static uint8_t buf[64];
+	struct vq q;
+	unsigned nonzero = 0;
+	int64_t len;
+
+	vp_setup(io, 0, &q, 1);
+	vq_buf(&q, 0, buf, sizeof(buf), true);
+	vq_add(&q, 0, 1);
+	len = vq_kick_wait(&q);
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		nonzero += buf[i] != 0;
+	check(len == sizeof(buf) && nonzero > 32, "rng fills the buffer");
+	check(inb(io + VP_ISR) & 1, "rng raises its interrupt");
+	guest_printf("rng: %d random bytes\n", (int)len);
+}
+
+/* --- virtio-balloon ----------------------------------------------------------------- */
+
+#define BALLOON_MAX 64
+static uint8_t balloon_pages[BALLOON_MAX][4096] __attribute__((aligned(4096)));
+static uint32_t pfns[BALLOON_MAX];
+
+static bool balloon_wait;
+
+static void balloon_test(uint16_t io)
+{
+	struct vq q[2];
+	uint64_t deadline = rdtsc() + WAIT_TSC;
+	uint32_t want;
+	unsigned zeroed = 0;
+	bool waited;
+
+	vp_setup(io, 0, q, 2);
+	if (!balloon_wait) {
+		check(inl(io + VP_CONFIG) == 0, "an idle balloon holds nothing");
+		guest_printf("balloon: idle\n");
+		return;
+	}
+	/* The reset in vp_setup() clears the interrupt of a request made before it. */
+	waited = !inl(io + VP_CONFIG);
+	while (!(want = inl(io + VP_CONFIG)) && rdtsc() < deadline)
+		cpu_relax();
+	check(want > 0, "the host asks the balloon for pages");
+	check(!waited || (inb(io + VP_ISR) & 2), "a configuration interrupt announced it");
+	if (want > BALLOON_MAX)
+		want = BALLOON_MAX;
+	for (unsigned i = 0; i < want; i++) {
+		memset(balloon_pages[i], 0xab, 4096);
+		pfns[i] = (uint32_t)((uintptr_t)balloon_pages[i] >> 12);
+	}
+	vq_buf(&q[0], 0, pfns, want * 4, false);
+	vq_add(&q[0], 0, 1);
+	check(vq_kick_wait(&q[0]) >= 0, "the host takes the inflated pages");
+	outl(io + VP_CONFIG + 4, want);
+	for (unsigned i = 0; i < want; i++)
+		zeroed += *(volatile uint8_t *)&balloon_pages[i][100] == 0;
+	check(zeroed == want, "the host freed the inflated pages");
+	vq_buf(&q[1], 0, pfns, want * 4, false);
+	vq_add(&q[1], 0, 1);
+	check(vq_kick_wait(&q[1]) >= 0, "the host takes the deflated pages");
+	outl(io + VP_CONFIG + 4, 0);
+	guest_printf("balloon: inflated %u pages, %u came back zeroed, deflated\n", want, zeroed);
+}
+
+/* --- virtio-net --------------------------------------------------------------------- */
+
+#define NET_HDR 10
+#define RX_BUFS 16
+static uint8_t rx_bufs[RX_BUFS][2048], tx_buf[NET_HDR + 64];
+static const uint8_t my_ip[4] = { 10, 0, 2, 15 }, peer_ip[4] = { 10, 0, 2, 1 };
+
+static void net_send_arp(struct vq *tx, const uint8_t *mac)
+{
+	uint8_t *f = tx_buf + NET_HDR;
+
+	memset(tx_buf, 0, sizeof(tx_buf));
+	memset(f, 0xff, 6);
+	memcpy(f + 6, mac, 6);
+	f[12] = 0x08, f[13] = 0x06;                    /* ARP */
+	f[14] = 0, f[15] = 1, f[16] = 0x08, f[17] = 0; /* Ethernet, IPv4 */
+	f[18] = 6, f[19] = 4, f[20] = 0, f[21] = 1;    /* request */
+	memcpy(f + 22, mac, 6);
+	memcpy(f + 28, my_ip, 4);
+	memcpy(f + 38, peer_ip, 4);
+	vq_buf(tx, 0, tx_buf, NET_HDR + 60, false);
+	vq_add(tx, 0, 1);
+	outw(tx->io + VP_NOTIFY, tx->index);
+}
+
+static bool bytes_eq(const uint8_t *a, const uint8_t *b, size_t n)
+{
+	while (n--)
+		if (*a++ != *b++)
+			return false;
+	return true;
+}
+
+static bool net_is_reply(const uint8_t *f, const uint8_t *mac)
+{
+	return f[12] == 0x08 && f[13] == 0x06 && f[21] == 2 && bytes_eq(f + 28, peer_ip, 4) &&
+	       bytes_eq(f + 32, mac, 6);
+}
+
+static void net_test(uint16_t io)
+{
+	struct vq q[2];
+	uint8_t mac[6];
+	bool replied = false;
+
+	for (unsigned i = 0; i < 6; i++)
+		mac[i] = inb(io + VP_CONFIG + i);
+	vp_setup(io, 1u << 5, q, 2);
+	for (uint16_t i = 0; i < RX_BUFS; i++) {
+		vq_buf(&q[0], i, rx_bufs[i], sizeof(rx_bufs[i]), true);
+		vq_add(&q[0], i, 1);
+	}
+	outw(io + VP_NOTIFY, 0);
+	guest_printf("net: mac %02x:%02x:%02x:%02x:%02x:%02x\n", mac[0], mac[1], mac[2], mac[3],
+		     mac[4], mac[5]);
+	/* The peer's link may come up after us: ask a few times. */
+	for (unsigned tries = 0; tries < 10 && !replied; tries++) {
+		uint64_t deadline;
+
+		net_send_arp(&q[1], mac);
+		deadline = rdtsc() + WAIT_TSC / 10;
+		while (!replied && rdtsc() < deadline) {
+			uint16_t used = __atomic_load_n(&q[0].used[1], __ATOMIC_ACQUIRE);
+
+			while (q[0].last_used != used && !replied) {
+				uint32_t id = *(volatile uint32_t *)((uint8_t *)q[0].used + 4 +
+								     8 * (q[0].last_used % QSIZE));
+
+				replied = id < RX_BUFS && net_is_reply(rx_bufs[id] + NET_HDR, mac);
+				q[0].last_used++;
+			}
+		}
+	}
+	check(replied, "an ARP reply from 10.0.2.1 arrives");
+	if (replied)
+		guest_printf("net: arp reply from 10.0.2.1\n");
+}
+
+void kernel_main(struct boot_params *bp)
+{
+	unsigned disks = 0;
+	char arg[8];
+
+	balloon_wait = guest_cmdline_get(bp, "balloon", arg, sizeof(arg)) &&
+		       guest_streq(arg, "wait");
+	for (unsigned slot = 0; slot < 32; slot++) {
+		uint32_t id = pci_read(slot, 0), class, bar, size;
+		uint16_t io;
+
+		if (id == 0xffffffff)
+			continue;
+		class = pci_read(slot, 8) >> 8;
+		bar = pci_read(slot, 0x10);
+		pci_write(slot, 0x10, 0xffffffff);
+		size = ~(pci_read(slot, 0x10) & ~3u) + 1;
+		pci_write(slot, 0x10, bar);
+		guest_printf("pci: 00:%02x.0 %04x:%04x class %06x irq %u", slot, id & 0xffff,
+			     id >> 16, class, pci_read(slot, 0x3c) & 0xff);
+		if (bar & 1)
+			guest_printf(" io 0x%x+0x%x", bar & ~3u, size);
+		guest_printf("\n");
+		if ((id & 0xffff) != 0x1af4)
+			continue;
+		check(pci_read(slot, 0x10) == bar, "a BAR keeps its address after sizing");
+		io = (uint16_t)(bar & ~3u);
+		switch (id >> 16) {
+		case 0x1000:
+			net_test(io);
+			break;
+		case 0x1001:
+			blk_test(disks++, io);
+			break;
+		case 0x1002:
+			balloon_test(io);
+			break;
+		case 0x1005:
+			rng_test(io);
+			break;
+		}
+	}
+	if (failures)
+		guest_printf("devices: FAIL (%u)\n", failures);
+	else
+		guest_printf("devices: ok\n");
+	guest_reset();
+}
