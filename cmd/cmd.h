@@ -52,6 +52,9 @@ struct cmd_ctx {
 	struct vi_hv_set plugins;    /* loaded when NEEDS_PLUGINS */
 	const struct cmd *cmd;       /* the verb running */
 	const char *cmd_path;        /* "vi hv list" */
+	int lock;                    /* the VM's lock with NEEDS_LOCK; a verb that waits
+					long may release it early (vi_store_unlock, -1) */
+	int exit_status;             /* when the verb returns 0: the exit status */
 };
 
 extern struct cmd_ctx ctx;
@@ -94,6 +97,7 @@ extern const struct vi_option caps_options[], clone_options[], console_options[]
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
 	list_options[], show_options[], version_options[], vmm_run_options[];
 extern const struct cmd hv_commands[];
+extern const struct cmd template_commands[];
 extern const struct cmd image_commands[];
 
 #endif

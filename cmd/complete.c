@@ -3,6 +3,7 @@
  * one being completed (possibly empty). One candidate per line; a line
  * "__files__" or "__dirs__" asks the shell to complete paths itself. */
 #include "cmd.h"
+#include "template.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -81,6 +82,15 @@ static void offer_kind(enum vi_complete kind)
 		for (size_t i = 0; i < set.n; i++)
 			offer(set.hv[i].ops.name);
 		vi_hv_set_release(&set);
+		break;
+	}
+	case VI_COMPLETE_TEMPLATE: {
+		struct template_strv names, paths;
+		template_list_names(ctx.home, &names, &paths);
+		for (size_t i = 0; i < names.n; i++)
+			offer(names.v[i]);
+		template_strv_release(&names);
+		template_strv_release(&paths);
 		break;
 	}
 	case VI_COMPLETE_VERB:

@@ -4,9 +4,13 @@
  * accepted it, so a failure leaves nothing behind. */
 #include "cmd.h"
 #include "error.h"
+#include "image.h"
+#include "layers.h"
 #include "log.h"
 #include "machine.h"
 #include "output.h"
+#include "progress.h"
+#include "template.h"
 #include "util.h"
 
 #include <errno.h>
@@ -15,16 +19,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-static const char *kernel, *initrd, *cmdline, *guest_type;
-static uint64_t cpus, max_cpus, memory, max_memory;
-static struct vi_strlist disks, nics;
-static int start;
+static const char *kernel, *initrd, *cmdline, *guest_type, *template_ref;
+static uint64_t cpus, max_cpus, memory, max_memory, disk_size, timeout;
+static struct vi_strlist disks, nics, sets;
+static int start, wait_ready, rm;
 
 const struct vi_option create_options[] = {
+	{ "template", 't', VI_OPT_STRING, &template_ref, "TEMPLATE",
+	  "provision from this template's golden image (built if missing)", VI_COMPLETE_TEMPLATE },
+	{ "set", 0, VI_OPT_LIST, &sets, "KEY=VALUE", "a template parameter (repeatable)" },
+	{ "disk-size", 0, VI_OPT_SIZE, &disk_size, "SIZE", "grow the template's first disk to SIZE" },
 	{ "kernel", 0, VI_OPT_STRING, &kernel, "FILE", "boot this kernel directly", VI_COMPLETE_FILE },
 	{ "initrd", 0, VI_OPT_STRING, &initrd, "FILE", "initial ramdisk for --kernel",
 	  VI_COMPLETE_FILE },
@@ -43,12 +53,27 @@ const struct vi_option create_options[] = {
 	OPT_HV,
 	OPT_CONNECT,
 	{ "start", 0, VI_OPT_FLAG, &start, NULL, "start it once created" },
+	{ "wait-ready", 'w', VI_OPT_FLAG, &wait_ready, NULL,
+	  "start it and wait for its readiness probe" },
+	{ "timeout", 0, VI_OPT_UINT, &timeout, "SECONDS",
+	  "how long --wait-ready waits (default: the template's, else 300)", .min = 1,
+	  .max = 86400 },
+	{ "rm", 0, VI_OPT_FLAG, &rm, NULL,
+	  "destroy it when interrupted, or once the command after -- has run" },
 	OPT_JSON,
 	VI_OPT_TABLE_END,
 };
 
 #define DEFAULT_MEMORY (512ull << 20)
 #define MIN_MEMORY (16ull << 20)
+
+static void build_progress(void *opaque, const char *what, int percent)
+{
+	struct vi_progress *p = opaque;
+	(void)percent;
+	if (what)
+		vi_progress_step(p, what);
+}
 
 /* An existing regular file, as an absolute path (caller frees). */
 static int existing_file(const char *path, const char *what, char **out)
@@ -139,7 +164,8 @@ static int parse_nic(const char *spec, struct vi_vm_nic *n)
 	return 0;
 }
 
-static int build_definition(const char *name, struct vi_hv *hv, struct vi_vm *vm)
+static int build_definition(const char *name, struct vi_hv *hv, const struct template_image *img,
+			    struct vi_vm *vm)
 {
 	int rc;
 
@@ -147,11 +173,12 @@ static int build_definition(const char *name, struct vi_hv *hv, struct vi_vm *vm
 	vm->name = xstrdup(name);
 	vm->hv = xstrdup(hv->ops.name);
 	vm->connect = xstrdup(ctx.connect);
-	vm->cpus = cpus ? cpus : 1;
-	vm->max_cpus = max_cpus ? max_cpus : vm->cpus;
-	vm->memory = memory ? memory : DEFAULT_MEMORY;
-	vm->max_memory = max_memory ? max_memory : vm->memory;
-	vm->cmdline = xstrdup(cmdline);
+	vm->cpus = cpus ? cpus : img && img->cpus ? img->cpus : 1;
+	vm->max_cpus = max_cpus ? max_cpus : img && img->max_cpus > vm->cpus ? img->max_cpus : vm->cpus;
+	vm->memory = memory ? memory : img && img->memory ? img->memory : DEFAULT_MEMORY;
+	vm->max_memory = max_memory       ? max_memory
+			 : img && img->max_memory > vm->memory ? img->max_memory
+							       : vm->memory;
 	vm->guest_type = xstrdup(guest_type);
 	vm->created = time(NULL);
 	if (vm->max_cpus < vm->cpus)
@@ -160,17 +187,37 @@ static int build_definition(const char *name, struct vi_hv *hv, struct vi_vm *vm
 		return vi_error(VI_EUSAGE, "--memory must be at least 16M");
 	if (vm->max_memory < vm->memory)
 		return vi_error(VI_EUSAGE, "--max-memory is below --memory");
-	if (!kernel && (initrd || cmdline))
-		return vi_error(VI_EUSAGE, "--initrd and --cmdline need --kernel");
-	if (!kernel && !disks.n)
-		return vi_error(VI_EUSAGE, "nothing to boot: give --kernel or --disk");
-	if (kernel && (rc = existing_file(kernel, "kernel", &vm->kernel)) < 0)
-		return rc;
-	if (initrd && (rc = existing_file(initrd, "initrd", &vm->initrd)) < 0)
-		return rc;
-	vm->disks = xcalloc(disks.n, sizeof(*vm->disks));
+	if (img) {
+		if (kernel || initrd)
+			return vi_error(VI_EUSAGE, "--kernel and --initrd come from the template");
+		vm->kernel = xstrdup(img->kernel);
+		vm->initrd = xstrdup(img->initrd);
+		vm->cmdline = xstrdup(cmdline ? cmdline : img->cmdline);
+		vm->template = xstrdup(img->name);
+		vm->template_digest = xstrdup(img->digest);
+		vm->ready_marker = xstrdup(img->ready_marker);
+		/* The template's disks, as overlays made once the VM has a directory. */
+		vm->disks = xcalloc(img->ndisks + disks.n, sizeof(*vm->disks));
+		for (size_t i = 0; i < img->ndisks; i++, vm->ndisks++) {
+			vm->disks[i].path = xasprintf("disks/disk%zu.qcow2", i);
+			vm->disks[i].format = VI_DISK_QCOW2;
+		}
+	} else {
+		if (disk_size)
+			return vi_error(VI_EUSAGE, "--disk-size needs --template");
+		if (!kernel && (initrd || cmdline))
+			return vi_error(VI_EUSAGE, "--initrd and --cmdline need --kernel");
+		if (!kernel && !disks.n)
+			return vi_error(VI_EUSAGE, "nothing to boot: give --template, --kernel or --disk");
+		if (kernel && (rc = existing_file(kernel, "kernel", &vm->kernel)) < 0)
+			return rc;
+		if (initrd && (rc = existing_file(initrd, "initrd", &vm->initrd)) < 0)
+			return rc;
+		vm->cmdline = xstrdup(cmdline);
+		vm->disks = xcalloc(disks.n, sizeof(*vm->disks));
+	}
 	for (size_t i = 0; i < disks.n; i++, vm->ndisks++)
-		if ((rc = parse_disk(disks.items[i], &vm->disks[i])) < 0)
+		if ((rc = parse_disk(disks.items[i], &vm->disks[vm->ndisks])) < 0)
 			return rc;
 	vm->nics = xcalloc(nics.n, sizeof(*vm->nics));
 	for (size_t i = 0; i < nics.n; i++, vm->nnics++)
@@ -180,7 +227,34 @@ static int build_definition(const char *name, struct vi_hv *hv, struct vi_vm *vm
 	return 0;
 }
 
-static void report(const struct vi_vm *vm, bool started)
+/* The template's disks as overlays in the staging directory; the first one
+ * grown to --disk-size. */
+static int make_template_disks(const struct template_image *img, const char *staging,
+			       struct vi_vm *vm)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < img->ndisks && rc == 0; i++) {
+		char *path = xasprintf("%s/%s", staging, vm->disks[i].path);
+		rc = vi_layer_overlay(path, img->disks[i].path, false);
+		if (rc == 0 && i == 0 && disk_size) {
+			struct image *im;
+			if (disk_size < img->disks[0].size) {
+				char a[32];
+				rc = vi_error(VI_EUSAGE, "--disk-size is below the template's %s",
+					      vi_format_size(img->disks[0].size, a, sizeof(a)));
+			} else if ((rc = image_open(path, IMAGE_QCOW2, IMAGE_OPEN_WRITE, &im)) == 0) {
+				rc = image_resize(im, disk_size);
+				int crc = image_close(im);
+				rc = rc ? rc : crc;
+			}
+		}
+		free(path);
+	}
+	return rc;
+}
+
+static void report(const struct vi_vm *vm, bool started, double ms)
 {
 	char mem[32];
 
@@ -189,14 +263,105 @@ static void report(const struct vi_vm *vm, bool started)
 		json_object_object_add(o, "name", vi_json_str(vm->name));
 		json_object_object_add(o, "uuid", vi_json_str(vm->uuid));
 		json_object_object_add(o, "hv", vi_json_str(vm->hv));
+		json_object_object_add(o, "template", vi_json_str(vm->template));
 		json_object_object_add(o, "state", vi_json_str(started ? "running" : "stopped"));
 		json_object_object_add(doc, "vm", o);
+		json_object_object_add(doc, "milliseconds", json_object_new_double(ms));
 		vi_json_print(doc);
 		return;
 	}
 	vi_format_size(vm->memory, mem, sizeof(mem));
-	vi_info("created VM '%s' on %s: %u vCPU%s, %s%s", vm->name, vm->hv, vm->cpus,
-		vm->cpus == 1 ? "" : "s", mem, started ? ", running" : "");
+	vi_info("created VM '%s' on %s: %u vCPU%s, %s%s%s%s%s", vm->name, vm->hv, vm->cpus,
+		vm->cpus == 1 ? "" : "s", mem, vm->template ? ", from template '" : "",
+		vm->template ? vm->template : "", vm->template ? "'" : "", started ? ", running" : "");
+}
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+static double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* Polls the console log for the readiness marker. */
+static int wait_for_ready(struct vi_hv *hv, const struct vi_vm *vm, const struct vi_vm_hv *view,
+			  unsigned seconds)
+{
+	struct timespec t0;
+
+	if (!vm->ready_marker)
+		return vi_error(VI_EUSAGE, "VM '%s' has no readiness probe to wait for", vm->name);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		char *log = NULL;
+		size_t len;
+		bool ready = vi_read_file(view->console_log, &log, &len) == 0 &&
+			     strstr(log, vm->ready_marker);
+		free(log);
+		vi_error_clear();
+		if (ready)
+			return 0;
+		if (interrupted)
+			return vi_error(VI_EFAIL, "interrupted while waiting for VM '%s'", vm->name);
+		if (ms_since(&t0) >= seconds * 1000.0)
+			return vi_error(VI_ETIMEOUT, "VM '%s' was not ready within %u s (no '%s' on its console)",
+					vm->name, seconds, vm->ready_marker);
+		struct vi_hv_state st;
+		if (vi_hv_state(hv, &view->vm, &st) == 0 && st.state != VI_HV_RUNNING &&
+		    st.state != VI_HV_PAUSED)
+			return vi_error(VI_EFAIL, "VM '%s' stopped before it was ready", vm->name);
+		struct timespec ts = { 0, 100 * 1000000 };
+		nanosleep(&ts, NULL);
+	}
+}
+
+/* Runs argv with VI_VM naming the machine; returns its exit status. */
+static int run_command(char **argv, const char *name, int *status)
+{
+	pid_t pid;
+	int st;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot fork");
+	if (pid == 0) {
+		signal(SIGINT, SIG_DFL);
+		signal(SIGTERM, SIG_DFL);
+		setenv("VI_VM", name, 1);
+		execvp(argv[0], argv);
+		fprintf(stderr, "vi: error: cannot run '%s': %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	while (waitpid(pid, &st, 0) < 0)
+		if (errno != EINTR)
+			return vi_error_errno(VI_EFAIL, errno, "cannot wait for '%s'", argv[0]);
+	*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	return 0;
+}
+
+/* --rm: the machine goes, whatever happened. */
+static void remove_machine(struct vi_hv *hv, const struct vi_vm_hv *view, const char *name)
+{
+	char why[1024];
+	int code = vi_error_code();
+	struct vi_hv_state st;
+
+	snprintf(why, sizeof(why), "%s", vi_error_message());
+	if (vi_hv_state(hv, &view->vm, &st) == 0 &&
+	    (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED))
+		vi_hv_stop(hv, &view->vm, VI_HV_STOP_FORCE, 0);
+	if (hv->ops.undefine)
+		vi_hv_undefine(hv, &view->vm);
+	vi_store_remove_vm(&ctx.store, name);
+	vi_error(code, "%s", why);
 }
 
 int cmd_create(int argc, char **argv)
@@ -205,18 +370,40 @@ int cmd_create(int argc, char **argv)
 	struct vi_hv *hv;
 	struct vi_vm vm = { 0 };
 	struct vi_vm_hv view = { 0 };
+	struct template_image img = { 0 };
+	bool have_img = false, created = false;
 	char *staging = NULL, *final_dir = NULL, *def = NULL;
-	bool defined = false;
-	int rc;
-	(void)argc;
+	char **command = argc > 1 ? argv + 1 : NULL;
+	struct timespec t0;
+	int rc, status = 0;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (argc > 1 && vi_opt_dashdash != 1)
+		return vi_error(VI_EUSAGE, "unexpected argument '%s' (a command goes after --)", argv[1]);
+	if (command && !wait_ready)
+		return vi_error(VI_EUSAGE, "a command after -- needs --wait-ready");
 	if ((rc = vi_check_name(name, "VM")) < 0)
 		return rc;
 	if ((rc = vi_store_vm_exists(&ctx.store, name)) == 0)
 		return vi_error(VI_ESTATE, "VM '%s' already exists", name);
-	if ((rc = vi_hv_choose(&ctx.plugins, ctx.hv, ctx.connect, &hv)) < 0)
-		return rc;
-	if ((rc = build_definition(name, hv, &vm)) < 0)
+	vi_error_clear();
+	if (template_ref) {
+		struct vi_progress progress;
+		struct template_build_opts bo = { .progress = build_progress, .opaque = &progress };
+		vi_progress_start(&progress, "building", 0);
+		rc = template_image_get(&ctx.store, template_ref, sets.items, sets.n, &bo, &img);
+		vi_progress_end(&progress);
+		if (rc < 0)
+			goto cleanup;
+		have_img = true;
+	} else if (sets.n) {
+		rc = vi_error(VI_EUSAGE, "--set needs --template");
+		goto cleanup;
+	}
+	if ((rc = vi_hv_choose(&ctx.plugins, ctx.hv ? ctx.hv : have_img ? img.hv : NULL,
+			       ctx.connect, &hv)) < 0)
+		goto cleanup;
+	if ((rc = build_definition(name, hv, have_img ? &img : NULL, &vm)) < 0)
 		goto cleanup;
 	if ((rc = vi_store_stage_vm(&ctx.store, name, &staging)) < 0)
 		goto cleanup;
@@ -225,45 +412,67 @@ int cmd_create(int argc, char **argv)
 	rc = vi_mkdir_p(run, 0711) < 0 || vi_mkdir_p(dsk, 0711) < 0 ? -vi_error_code() : 0;
 	free(run);
 	free(dsk);
+	if (rc == 0 && have_img)
+		rc = make_template_disks(&img, staging, &vm);
 	if (rc < 0 || (rc = vi_vm_save(def, &vm)) < 0)
 		goto cleanup;
-	/* The backend sees the VM where it will live. */
-	final_dir = vi_store_path(&ctx.store, "vms/%s", name);
-	vi_vm_hv_init(&view, &vm, final_dir);
-	if (hv->ops.define) {
-		if ((rc = vi_hv_define(hv, &view.vm)) < 0)
-			goto cleanup;
-		defined = true;
-	}
+	/* The backend sees the VM where it will live: commit first, and take it
+	 * away again if the backend refuses it. */
 	if ((rc = vi_store_commit_vm(&ctx.store, name, staging)) < 0)
 		goto cleanup;
 	free(staging);
 	staging = NULL;
-	if (start) {
+	final_dir = vi_store_path(&ctx.store, "vms/%s", name);
+	vi_vm_hv_init(&view, &vm, final_dir);
+	if (hv->ops.define && (rc = vi_hv_define(hv, &view.vm)) < 0) {
+		char why[1024];
+		snprintf(why, sizeof(why), "%s", vi_error_message());
+		vi_store_remove_vm(&ctx.store, name);
+		vi_error(-rc, "%s", why);
+		goto cleanup;
+	}
+	created = true;
+	if (rm) {
+		signal(SIGINT, on_signal);
+		signal(SIGTERM, on_signal);
+	}
+	if (start || wait_ready) {
 		rc = vi_hv_start(hv, &view.vm);
 		if (rc < 0) {
 			vi_error_wrap("VM '%s' was created but did not start", name);
 			goto cleanup;
 		}
 	}
-	report(&vm, start);
-	rc = 0;
+	/* Waiting and the command may take long: let other commands at the VM. */
+	vi_store_unlock(ctx.lock);
+	ctx.lock = -1;
+	if (wait_ready) {
+		unsigned secs = timeout ? timeout : have_img && img.ready_timeout ? img.ready_timeout : 300;
+		if ((rc = wait_for_ready(hv, &vm, &view, secs)) < 0)
+			goto cleanup;
+	}
+	report(&vm, start || wait_ready, ms_since(&t0));
+	if (command) {
+		if ((rc = run_command(command, name, &status)) < 0)
+			goto cleanup;
+		ctx.exit_status = status;
+	}
+	if (interrupted)
+		rc = vi_error(VI_EFAIL, "interrupted");
 cleanup:
 	if (staging) {
-		if (defined && hv->ops.undefine) {
-			/* Keep the error that brought us here, not the clean-up's. */
-			char why[1024];
-			snprintf(why, sizeof(why), "%s", vi_error_message());
-			vi_hv_undefine(hv, &view.vm);
-			vi_error(-rc, "%s", why);
-		}
 		vi_store_abort_vm(staging);
 		free(staging);
 	}
+	if (created && rm && (rc < 0 || command || interrupted))
+		remove_machine(hv, &view, name);
+	if (have_img)
+		template_image_release(&img);
 	vi_vm_hv_release(&view);
 	vi_vm_release(&vm);
 	vi_strlist_release(&disks);
 	vi_strlist_release(&nics);
+	vi_strlist_release(&sets);
 	free(final_dir);
 	free(def);
 	return rc;

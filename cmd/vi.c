@@ -42,7 +42,7 @@ const struct cmd commands[] = {
 	  "copy a VM, linked or full, with a new identity" },
 	{ "console", cmd_console, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", console_options,
 	  "attach the terminal to a VM's serial console" },
-	{ "create", cmd_create, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", create_options,
+	{ "create", cmd_create, 1, -1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME [-- COMMAND...]", create_options,
 	  "define a new virtual machine" },
 	{ "destroy", cmd_destroy, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", destroy_options,
 	  "stop a VM if it runs and remove it with its disks" },
@@ -58,6 +58,8 @@ const struct cmd commands[] = {
 	  "boot a virtual machine" },
 	{ "stop", cmd_stop, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", stop_options,
 	  "shut a virtual machine down, gracefully unless forced" },
+	{ "template", NULL, 0, 0, 0, "", NULL, "golden-image templates and their images",
+	  template_commands },
 	{ "version", cmd_version, 0, 0, 0, "", version_options, "print the version" },
 	{ NULL },
 };
@@ -250,9 +252,10 @@ int main(int argc, char **argv)
 {
 	const struct cmd *c;
 	char path[128] = "vi";
-	int rc = 0, lock = -1, g;
+	int rc = 0, g;
 
 	signal(SIGPIPE, SIG_DFL);
+	ctx.lock = -1;
 	argc--, argv++;
 	g = global_prefix(argc, argv);
 	{
@@ -343,7 +346,7 @@ int main(int argc, char **argv)
 	}
 	if (c->flags & NEEDS_LOCK) {
 		const char *wait = getenv("VI_LOCK_TIMEOUT");
-		lock = rc = vi_store_lock_vm(&ctx.store, argv[0], wait ? atoi(wait) * 1000 : 60000);
+		ctx.lock = rc = vi_store_lock_vm(&ctx.store, argv[0], wait ? atoi(wait) * 1000 : 60000);
 		if (rc < 0)
 			goto out;
 	}
@@ -351,7 +354,7 @@ int main(int argc, char **argv)
 		vi_hv_load(&ctx.plugins, c->flags & ONE_PLUGIN ? ctx.hv : NULL);
 	rc = c->fn(argc, argv);
 out:
-	vi_store_unlock(lock);
+	vi_store_unlock(ctx.lock);
 	vi_hv_set_release(&ctx.plugins);
 	vi_store_release(&ctx.store);
 	/* A full disk or a closed pipe on stdout is an error too. */
@@ -363,5 +366,5 @@ out:
 		fprintf(stderr, "vi: error: %s\n", vi_error_message());
 		return -rc;
 	}
-	return 0;
+	return ctx.exit_status;
 }

@@ -65,11 +65,14 @@ static int store_value(const struct vi_option *o, const char *spelled, const cha
 	}
 }
 
+int vi_opt_dashdash = -1;
+
 int vi_opt_parse(const struct vi_option *opts, const struct vi_option *fallback, int *argc,
 		 char **argv)
 {
 	int n = *argc, out = 0, i;
 
+	vi_opt_dashdash = -1;
 	for (i = 0; i < n; i++) {
 		char *arg = argv[i];
 		const struct vi_option *o;
@@ -77,6 +80,7 @@ int vi_opt_parse(const struct vi_option *opts, const struct vi_option *fallback,
 		const char *val = NULL;
 
 		if (!strcmp(arg, "--")) {
+			vi_opt_dashdash = out;
 			i++;
 			break;
 		}

@@ -50,6 +50,9 @@ struct vi_option {
  * and *argc their count. Returns 0 or -VI_EUSAGE with a message. */
 int vi_opt_parse(const struct vi_option *opts, const struct vi_option *fallback, int *argc,
 		 char **argv);
+/* After vi_opt_parse(): how many positional arguments came before "--", or
+ * -1 when there was no "--" (for verbs that run a command given after it). */
+extern int vi_opt_dashdash;
 
 /* Writes "vi VERB [--opt ARG]... ARGS" (no newline). */
 void vi_opt_synopsis(FILE *f, const char *command, const struct vi_option *opts, const char *args);

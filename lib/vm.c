@@ -291,6 +291,12 @@ void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_di
 	h->dir = xstrdup(vm_dir);
 	h->run_dir = xasprintf("%s/run", vm_dir);
 	h->console_log = xasprintf("%s/run/console.log", vm_dir);
+	if (vm->kernel && vm->hostname && vm->machine_id)
+		h->cmdline = xasprintf("%s%svi.hostname=%s vi.machine_id=%s",
+				       vm->cmdline ? vm->cmdline : "", vm->cmdline ? " " : "",
+				       vm->hostname, vm->machine_id);
+	else
+		h->cmdline = xstrdup(vm->cmdline);
 	h->disks = xcalloc(vm->ndisks, sizeof(*h->disks));
 	h->disk_paths = xcalloc(vm->ndisks, sizeof(*h->disk_paths));
 	h->nics = xcalloc(vm->nnics, sizeof(*h->nics));
@@ -323,7 +329,7 @@ void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_di
 		.max_memory = vm->max_memory ? vm->max_memory : vm->memory,
 		.kernel = vm->kernel,
 		.initrd = vm->initrd,
-		.cmdline = vm->cmdline,
+		.cmdline = h->cmdline,
 		.disks = h->disks,
 		.ndisks = vm->ndisks,
 		.nics = h->nics,
@@ -344,5 +350,6 @@ void vi_vm_hv_release(struct vi_vm_hv *h)
 	free(h->dir);
 	free(h->run_dir);
 	free(h->console_log);
+	free(h->cmdline);
 	memset(h, 0, sizeof(*h));
 }

@@ -63,10 +63,12 @@ struct vi_vm_hv {
 	struct vi_hv_vm vm;
 	struct vi_hv_disk *disks;
 	struct vi_hv_nic *nics;
-	char *dir, *run_dir, *console_log;
+	char *dir, *run_dir, *console_log, *cmdline;
 	char **disk_paths;
 };
 
+/* A directly booted kernel gets the VM's identity on its command line,
+ * "vi.hostname=NAME vi.machine_id=HEX", for the guest's first boot to take. */
 void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_dir);
 void vi_vm_hv_release(struct vi_vm_hv *h);
 

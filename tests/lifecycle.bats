@@ -48,7 +48,7 @@ setup() {
 	run -3 vi create --hv fixture --kernel /nonexistent/vmlinuz web1
 	[ "$output" = "vi: error: kernel '/nonexistent/vmlinuz': No such file or directory" ]
 	run -2 vi create --hv fixture web1
-	[ "$output" = "vi: error: nothing to boot: give --kernel or --disk" ]
+	[ "$output" = "vi: error: nothing to boot: give --template, --kernel or --disk" ]
 	run -2 vi create --hv fixture --kernel "$kernel" --cpus 0 web1
 	[ "$output" = "vi: error: invalid value for --cpus '0': must be from 1 to 4096" ]
 	run -2 vi create --hv fixture --kernel "$kernel" --cpus 4 --max-cpus 2 web1

@@ -118,6 +118,13 @@ void virt_close(struct vi_hv_ctx *ctx)
 	ctx->priv = NULL;
 }
 
+void virt_forget_connection(struct vi_hv_ctx *ctx)
+{
+	struct virt_conn *c = ctx->priv;
+
+	c->conn = NULL;
+}
+
 const char *virt_uri(const struct vi_hv_ctx *ctx)
 {
 	const struct virt_conn *c = ctx->priv;

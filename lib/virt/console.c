@@ -3,8 +3,10 @@
 #include "virt.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 struct pump {
@@ -201,5 +203,56 @@ cleanup:
 		virStreamFree(p.st);
 	}
 	virDomainFree(dom);
+	return rc;
+}
+
+/* The logger's process: its input is a pipe nobody writes to, so only the end
+ * of the guest's stream ends it. */
+static void __attribute__((noreturn)) run_logger(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+						 int log_fd, const int quiet[2])
+{
+	int null_fd = open("/dev/null", O_RDWR);
+
+	setsid();
+	if (fork() != 0)
+		_exit(0);
+	if (null_fd >= 0) {
+		dup2(null_fd, STDIN_FILENO);
+		dup2(null_fd, STDOUT_FILENO);
+		dup2(null_fd, STDERR_FILENO);
+	}
+	virt_forget_connection(ctx);
+	_exit(virt_console(ctx, vm, quiet[0], log_fd, -1) ? 1 : 0);
+}
+
+int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	int quiet[2] = { -1, -1 }, log_fd, status, rc = 0;
+	pid_t pid;
+
+	if (!vm->console_log || !virt_is_local(ctx))
+		return 0;
+	log_fd = open(vm->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (log_fd < 0)
+		return ctx->host->error(VI_EFAIL, "cannot open '%s': %s", vm->console_log,
+					strerror(errno));
+	if (pipe2(quiet, O_CLOEXEC) < 0) {
+		rc = ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
+				      strerror(errno));
+		goto cleanup;
+	}
+	pid = fork();
+	if (pid == 0)
+		run_logger(ctx, vm, log_fd, quiet);
+	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+	    WEXITSTATUS(status))
+		rc = ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
+				      pid < 0 ? strerror(errno) : "its logger did not start");
+cleanup:
+	if (quiet[0] >= 0) {
+		close(quiet[0]);
+		close(quiet[1]);
+	}
+	close(log_fd);
 	return rc;
 }

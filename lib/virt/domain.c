@@ -166,7 +166,7 @@ cleanup:
 	return rc;
 }
 
-int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+int virt_undefine_flags(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags)
 {
 	virDomainPtr dom;
 	int state, rc = virt_lookup(ctx, vm, &dom);
@@ -178,12 +178,16 @@ int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 		rc = state;
 	else if (is_active(state))
 		rc = ctx->host->error(VI_ESTATE, "'%s' is running: stop it first", vm->name);
-	/* The flags both the QEMU and the libxl drivers accept. */
-	else if (virDomainUndefineFlags(dom, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
-					     VIR_DOMAIN_UNDEFINE_NVRAM) < 0)
+	else if (virDomainUndefineFlags(dom, flags) < 0)
 		rc = virt_error(ctx->host, "cannot undefine '%s'", vm->name);
 	virDomainFree(dom);
 	return rc;
+}
+
+int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	return virt_undefine_flags(ctx, vm, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE |
+					    VIR_DOMAIN_UNDEFINE_NVRAM);
 }
 
 int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)

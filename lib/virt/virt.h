@@ -55,6 +55,10 @@ int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
 int virt_open(struct vi_hv_ctx *ctx, const char *default_uri);
 void virt_close(struct vi_hv_ctx *ctx);
 
+/* Drops ctx's connection without closing it, so that the next use opens a
+ * new one: for a forked child, which must not talk on its parent's. */
+void virt_forget_connection(struct vi_hv_ctx *ctx);
+
 /* ctx->uri, or the plugin's default. */
 const char *virt_uri(const struct vi_hv_ctx *ctx);
 /* Does the URI name this machine (no host part)? Local paths are only
@@ -89,8 +93,12 @@ int virt_lookup(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr *
  * another domain has the name or the UUID; VI_ENOTFOUND when a local kernel,
  * initrd or disk is missing. */
 int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm);
-/* Removes the definition of a stopped domain (VI_ESTATE while it runs). */
+/* Removes the definition of a stopped domain (VI_ESTATE while it runs), with
+ * its managed save image and NVRAM file. */
 int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
+/* The same with libvirt's VIR_DOMAIN_UNDEFINE_* `flags`: drivers reject flags
+ * they do not know (libxl takes MANAGED_SAVE only). */
+int virt_undefine_flags(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags);
 int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 /* Graceful: the hypervisor's shutdown request (ACPI power button for QEMU),
  * then destroy once timeout_ms have passed (logged as a warning). */
@@ -105,6 +113,10 @@ int virt_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
  * The caller puts a terminal into raw mode. */
 int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, int out_fd,
 		 int escape);
+/* Copies the guest's first console to vm->console_log until the guest stops,
+ * from a detached process with its own connection: for drivers that ignore
+ * the console's <log> (libxl). Nothing for remote URIs or without a log. */
+int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
 /* Live (when running) and in the persistent definition; within the maxima the
  * domain was defined with. */

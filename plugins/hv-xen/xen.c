@@ -22,6 +22,20 @@ static int xen_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	return g ? virt_define(ctx, g, vm) : -VI_EUSAGE;
 }
 
+/* libxl ignores the console's <log>: a logger process keeps it instead. */
+static int xen_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	int rc = virt_start(ctx, vm);
+
+	return rc ? rc : virt_console_log(ctx, vm);
+}
+
+/* libxl refuses VIR_DOMAIN_UNDEFINE_NVRAM (even for guests without NVRAM). */
+static int xen_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	return virt_undefine_flags(ctx, vm, VIR_DOMAIN_UNDEFINE_MANAGED_SAVE);
+}
+
 static const struct vi_hv_ops xen_ops = {
 	.struct_size = sizeof(struct vi_hv_ops),
 	.abi_version = VI_HV_ABI_VERSION,
@@ -33,8 +47,8 @@ static const struct vi_hv_ops xen_ops = {
 	.close = virt_close,
 	.probe = xen_probe,
 	.define = xen_define,
-	.undefine = virt_undefine,
-	.start = virt_start,
+	.undefine = xen_undefine,
+	.start = xen_start,
 	.stop = virt_stop,
 	.pause = virt_pause,
 	.resume = virt_resume,

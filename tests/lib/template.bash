@@ -1,0 +1,58 @@
+# Helpers for the template suites: a store that QEMU can read, digests, and
+# booting a built image through hv-qemu to its readiness marker.
+
+# QEMU under libvirt runs as another user: every directory on the way to
+# the images must let it through.
+traversable() {
+	local d=$1
+	while [ "$d" != / ]; do
+		chmod o+x "$d"
+		d=$(dirname "$d")
+	done
+}
+
+digest_of() {
+	vi template show --json "$1" | jq -r .digest
+}
+
+# A field of an image's manifest.yaml, unquoted: manifest_field DIR KEY
+manifest_field() {
+	sed -n "s/^ *$2: '\\?\\([^']*\\)'\\?\$/\\1/p" "$1/manifest.yaml" | head -n 1
+}
+
+# Skips the test unless hv-qemu answers ok here.
+need_hv_qemu() {
+	local out probe
+	out=$(vi hv list --json)
+	probe=$(jq -r '.backends[] | select(.name == "qemu") | .probe' <<<"$out")
+	[ "$probe" = ok ] ||
+		skip "hv-qemu is not usable here: $(jq -r '.backends[] | select(.name == "qemu") | .reason' <<<"$out")"
+}
+
+# Boots the image in DIR as VM NAME on a qcow2 overlay of its disk, with its
+# kernel, initrd, command line and memory, and waits for its readiness
+# marker on the console: boot_image DIR NAME
+boot_image() {
+	local img=$1 name=$2 disk=$BATS_TEST_TMPDIR/$2/disk.qcow2
+	local marker timeout log=$VI_HOME/vms/$2/run/console.log
+	mkdir -p "${disk%/*}"
+	traversable "${disk%/*}"
+	qemu-img create -q -f qcow2 -b "$img/disk.qcow2" -F qcow2 "$disk"
+	marker=$(manifest_field "$img" marker)
+	timeout=$(manifest_field "$img" timeout)
+	[ -n "$marker" ] || { echo "no readiness marker in $img/manifest.yaml"; return 1; }
+	vi -q create --hv qemu --kernel "$img/kernel" --initrd "$img/initrd" \
+		--cmdline "$(manifest_field "$img" cmdline)" \
+		--memory "$(manifest_field "$img" memory)" --disk "$disk" --start "$name"
+	# Under TCG a boot takes several times the template's timeout for KVM.
+	for _ in $(seq $((timeout * 3))); do
+		grep -q "$marker" "$log" 2>/dev/null && return 0
+		grep -q "Kernel panic" "$log" 2>/dev/null && break
+		sleep 1
+	done
+	echo "no '$marker' on the console of $name:"
+	tail -20 "$log"
+	vi stop --force "$name" || true
+	vi destroy "$name" || true
+	return 1
+}

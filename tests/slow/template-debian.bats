@@ -1,0 +1,69 @@
+#!/usr/bin/env bats
+# The Debian templates built for real: debian-12 by debootstrap from the
+# mirror in this host's apt sources, booted through hv-qemu until its
+# readiness probe (the SSH server is active) prints the marker, and stopped by
+# its power button; debian-12-dev as an overlay on it with packages installed
+# by apt. Downloads and package installs under TCG take many minutes: make
+# check-slow only.
+
+load ../lib/common
+load ../lib/template
+
+setup_file() {
+	export VI_HOME=$BATS_FILE_TMPDIR/home
+	mkdir -p "$VI_HOME"
+	traversable "$VI_HOME"
+	unset VI_TEMPLATE_PATH
+	vi template build debian-12 >"$BATS_FILE_TMPDIR/debian.out" 2>&1 || true
+}
+
+setup() {
+	unset VI_PLUGIN_DIR VISUAL EDITOR
+}
+
+@test "debian-12 builds an image that qemu-img passes, with its own kernel" {
+	run cat "$BATS_FILE_TMPDIR/debian.out"
+	[[ $output =~ ^built\ template\ \'debian-12\'\ as\ sha256:[0-9a-f]{12}\ in\ [0-9.]+\ s$ ]] ||
+		{ echo "$output"; return 1; }
+	local img
+	img=$VI_HOME/images/$(digest_of debian-12)
+	run -0 qemu-img check "$img/disk.qcow2"
+	# A bzImage: "HdrS" at 0x202 (the x86 boot protocol).
+	[ "$(od -An -c -j 514 -N 4 "$img/kernel" | tr -d ' ')" = HdrS ]
+	[ -s "$img/initrd" ]
+	[ "$(manifest_field "$img" marker)" = vi-guest-ready ]
+	LIBGUESTFS_BACKEND=nosuch run -0 vi template build debian-12
+	[[ $output == "template 'debian-12' is up to date: "* ]]
+}
+
+@test "debian-12 boots to its readiness marker: the SSH server runs" {
+	need_hv_qemu
+	local img
+	img=$VI_HOME/images/$(digest_of debian-12)
+	boot_image "$img" deb1
+	local log=$VI_HOME/vms/deb1/run/console.log
+	grep -q "vi-guest-ready" "$log"
+	# Gracefully: systemd-logind powers off on the ACPI button.
+	run -0 vi stop deb1
+	[ "$output" = "stopped VM 'deb1'" ]
+	run -0 vi destroy deb1
+}
+
+@test "debian-12-dev is an overlay on debian-12 with build-essential and git" {
+	run -0 vi template build debian-12-dev
+	[[ $output =~ ^built\ template\ \'debian-12-dev\'\ as\ sha256: ]]
+	local base dev
+	base=$(digest_of debian-12)
+	dev=$(digest_of debian-12-dev)
+	run -0 qemu-img info --output=json "$VI_HOME/images/$dev/disk.qcow2"
+	[ "$(jq -r '."backing-filename"' <<<"$output")" = "../$base/disk.qcow2" ]
+	run -0 qemu-img check "$VI_HOME/images/$dev/disk.qcow2"
+	export LIBGUESTFS_BACKEND=direct
+	[ -e /sys/module/kvm_intel ] || [ -e /sys/module/kvm_amd ] || export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+	run -0 guestfish --ro --format=qcow2 -a "$VI_HOME/images/$dev/disk.qcow2" -i <<-'EOF'
+		is-file /usr/bin/gcc followsymlinks:true
+		is-file /usr/bin/git
+		inspect-get-distro /dev/sda1
+	EOF
+	[ "$output" = "$(printf 'true\ntrue\ndebian')" ]
+}

@@ -1,0 +1,231 @@
+#!/usr/bin/env bats
+# Template builds for real: tiny and a template layered on it are built once
+# (one libguestfs appliance each) into a store shared by this file's tests,
+# then checked by qemu-img and libguestfs, booted through hv-qemu, rebuilt
+# from the cache, exported, imported, tampered with and removed.
+
+load lib/common
+load lib/template
+
+setup_file() {
+	export VI_HOME=$BATS_FILE_TMPDIR/home
+	export VI_TEMPLATE_PATH=$BATS_FILE_TMPDIR/t
+	mkdir -p "$VI_HOME" "$VI_TEMPLATE_PATH"
+	traversable "$VI_HOME"
+	cat >"$VI_TEMPLATE_PATH/tiny-app.yaml" <<-'EOF'
+		name: tiny-app
+		description: tiny with a user, files, a build step and a first-boot command
+		base: tiny
+		parameters:
+		  greeting: hello
+		hostname: app
+		users:
+		  - name: dev
+		    ssh_keys: ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly dev@example"]
+		files:
+		  - path: /etc/motd
+		    content: "${greeting} from tiny-app\n"
+		  - path: /home/dev/notes
+		    content: "private\n"
+		    owner: dev
+		    mode: "0600"
+		run:
+		  - echo built > /etc/built-by-run
+		first_boot:
+		  - echo first boot of tiny-app > /dev/console
+	EOF
+	vi template build tiny >"$BATS_FILE_TMPDIR/tiny.out" 2>&1 || true
+	vi template build tiny-app >"$BATS_FILE_TMPDIR/app.out" 2>&1 || true
+}
+
+setup() {
+	unset VI_PLUGIN_DIR VISUAL EDITOR
+}
+
+@test "tiny builds into images/<digest>/, printing one line when piped" {
+	run cat "$BATS_FILE_TMPDIR/tiny.out"
+	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
+	[[ $output =~ ^built\ template\ \'tiny\'\ as\ sha256:[0-9a-f]{12}\ in\ [0-9.]+\ s$ ]]
+	local d
+	d=$(digest_of tiny)
+	[ -d "$VI_HOME/images/$d" ]
+	for f in disk.qcow2 kernel initrd manifest.yaml; do
+		[ "$(stat -c %a "$VI_HOME/images/$d/$f")" = 644 ] || { echo "$f"; return 1; }
+	done
+	[ "$(stat -c %a "$VI_HOME/images/$d")" = 711 ]
+	run -0 vi template show tiny
+	[[ ${lines[1]} == *"(built)" ]]
+	run -0 vi template list
+	grep -Eq "^tiny +1 +${d:0:12} " <<<"$output"
+}
+
+@test "every disk the build wrote passes qemu-img check" {
+	local tiny app
+	tiny=$(digest_of tiny)
+	app=$(digest_of tiny-app)
+	run -0 qemu-img check "$VI_HOME/images/$tiny/disk.qcow2"
+	[[ $output == *"No errors were found on the image."* ]]
+	run -0 qemu-img check "$VI_HOME/images/$app/disk.qcow2"
+	[[ $output == *"No errors were found on the image."* ]]
+}
+
+@test "a second build is a cache hit and starts no appliance" {
+	local d
+	d=$(digest_of tiny)
+	local before
+	before=$(stat -c %Y "$VI_HOME/images/$d/disk.qcow2")
+	# A backend that cannot exist: any appliance launch would fail.
+	LIBGUESTFS_BACKEND=nosuch run -0 vi template build tiny
+	[ "$output" = "template 'tiny' is up to date: sha256:${d:0:12}" ]
+	run -0 vi template build --json tiny-app
+	[ "$(jq -r .built <<<"$output")" = false ]
+	[ "$(stat -c %Y "$VI_HOME/images/$d/disk.qcow2")" = "$before" ]
+}
+
+@test "a layered template is a qcow2 overlay on its base's image" {
+	run cat "$BATS_FILE_TMPDIR/app.out"
+	[[ $output =~ ^built\ template\ \'tiny-app\'\ as\ sha256:[0-9a-f]{12}\ in ]] ||
+		{ echo "$output"; return 1; }
+	local tiny app
+	tiny=$(digest_of tiny)
+	app=$(digest_of tiny-app)
+	run -0 qemu-img info --output=json "$VI_HOME/images/$app/disk.qcow2"
+	[ "$(jq -r .format <<<"$output")" = qcow2 ]
+	[ "$(jq -r '."backing-filename"' <<<"$output")" = "../$tiny/disk.qcow2" ]
+	grep -qx "  name: tiny" "$VI_HOME/images/$app/manifest.yaml"
+	grep -qx "  digest: $tiny" "$VI_HOME/images/$app/manifest.yaml"
+	# The base's kernel is shared, not copied.
+	[ "$(stat -c %i "$VI_HOME/images/$app/kernel")" = "$(stat -c %i "$VI_HOME/images/$tiny/kernel")" ]
+}
+
+@test "libguestfs inspects both images and finds the steps in the layered one" {
+	local tiny app
+	tiny=$(digest_of tiny)
+	app=$(digest_of tiny-app)
+	export LIBGUESTFS_BACKEND=direct
+	[ -e /sys/module/kvm_intel ] || [ -e /sys/module/kvm_amd ] || export LIBGUESTFS_BACKEND_SETTINGS=force_tcg
+	run -0 guestfish --ro --format=qcow2 -a "$VI_HOME/images/$tiny/disk.qcow2" \
+		-a "$VI_HOME/images/$app/disk.qcow2" <<-'EOF'
+		run
+		inspect-os
+		inspect-get-type /dev/sda1
+		inspect-get-hostname /dev/sda1
+		inspect-get-hostname /dev/sdb1
+		mount /dev/sdb1 /
+		cat /etc/motd
+		cat /etc/built-by-run
+		cat /home/dev/.ssh/authorized_keys
+		stat /home/dev/notes
+		is-file /usr/lib/vi/first-boot.d/20-tiny-app
+	EOF
+	[ "${lines[0]}" = /dev/sda1 ]
+	[ "${lines[1]}" = /dev/sdb1 ]
+	[ "${lines[2]}" = linux ]
+	[ "${lines[3]}" = tiny ]
+	[ "${lines[4]}" = app ]
+	[ "${lines[5]}" = "hello from tiny-app" ]
+	[ "${lines[6]}" = built ]
+	[ "${lines[7]}" = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAITestKeyOnly dev@example" ]
+	grep -qx "uid: 1000" <<<"$output"
+	grep -qx "mode: 33152" <<<"$output" # a regular file, 0600
+	[ "${lines[-1]}" = true ]
+}
+
+@test "tiny boots through hv-qemu to its readiness marker and stops on the power button" {
+	need_hv_qemu
+	local img
+	img=$VI_HOME/images/$(digest_of tiny)
+	[ "$(manifest_field "$img" marker)" = "login:" ]
+	boot_image "$img" tiny1
+	grep -q "tiny login:" "$VI_HOME/vms/tiny1/run/console.log"
+	run -0 vi stop tiny1
+	[ "$output" = "stopped VM 'tiny1'" ]
+	grep -q "reboot: Power down" "$VI_HOME/vms/tiny1/run/console.log"
+	run -0 vi destroy tiny1
+}
+
+@test "export and import carry the images and their sums to another store" {
+	local tiny app
+	tiny=$(digest_of tiny)
+	app=$(digest_of tiny-app)
+	run -0 vi template export tiny-app "$BATS_TEST_TMPDIR/app.tar.zst"
+	[ "$output" = "exported 'tiny-app' (sha256:${app:0:12}) to '$BATS_TEST_TMPDIR/app.tar.zst'" ]
+	# The sums are SHA-256 of the files, as sha256sum sees them.
+	mkdir "$BATS_TEST_TMPDIR/x"
+	tar --zstd -xf "$BATS_TEST_TMPDIR/app.tar.zst" -C "$BATS_TEST_TMPDIR/x"
+	(cd "$BATS_TEST_TMPDIR/x" && sha256sum --quiet -c SHA256SUMS)
+	[ "$(wc -l <"$BATS_TEST_TMPDIR/x/SHA256SUMS")" = 8 ]
+
+	local other=$BATS_TEST_TMPDIR/other
+	run -0 vi --home "$other" template import "$BATS_TEST_TMPDIR/app.tar.zst"
+	[ "${lines[0]}" = "imported 'tiny' (sha256:${tiny:0:12})" ]
+	[ "${lines[1]}" = "imported 'tiny-app' (sha256:${app:0:12})" ]
+	cmp "$VI_HOME/images/$app/disk.qcow2" "$other/images/$app/disk.qcow2"
+	run -0 qemu-img check "$other/images/$app/disk.qcow2"
+	run -0 qemu-img info --backing-chain "$other/images/$app/disk.qcow2"
+	[[ $output == *"image: $other/images/$app/../$tiny/disk.qcow2"* ]]
+	run -0 vi --home "$other" template list --images --json
+	[ "$(jq -r '[.images[].digest] | sort | join(" ")' <<<"$output")" = "$(printf '%s\n' "$tiny" "$app" | sort | tr '\n' ' ' | sed 's/ $//')" ]
+
+	# Where no template has the name, the stored image of that name serves.
+	VI_TEMPLATE_PATH=$BATS_TEST_TMPDIR/none run -0 vi --home "$other" template export \
+		--compress none tiny-app "$BATS_TEST_TMPDIR/again.tar"
+	[ "$output" = "exported 'tiny-app' (sha256:${app:0:12}) to '$BATS_TEST_TMPDIR/again.tar'" ]
+
+	# gzip works too, and an image already present is kept as it is.
+	run -0 vi template export --compress gzip tiny "$BATS_TEST_TMPDIR/tiny.tar.gz"
+	gzip -t "$BATS_TEST_TMPDIR/tiny.tar.gz"
+	run -0 vi --home "$other" template import "$BATS_TEST_TMPDIR/tiny.tar.gz"
+	[ "$output" = "imported 'tiny' (sha256:${tiny:0:12})" ]
+}
+
+@test "a tampered archive is refused and the store is left as it was" {
+	local app
+	app=$(digest_of tiny-app)
+	run -0 vi template export --compress none tiny-app "$BATS_TEST_TMPDIR/app.tar"
+	local x=$BATS_TEST_TMPDIR/x
+	mkdir "$x"
+	tar -xf "$BATS_TEST_TMPDIR/app.tar" -C "$x"
+	# Every file under its own name, as vi writes them: no directory entries.
+	local files
+	files=$(tar -tf "$BATS_TEST_TMPDIR/app.tar")
+	echo "extra" >>"$x/$app/kernel"
+	(cd "$x" && tar -cf "$BATS_TEST_TMPDIR/bad.tar" $files)
+
+	local other=$BATS_TEST_TMPDIR/other
+	run -1 vi --home "$other" template import "$BATS_TEST_TMPDIR/bad.tar"
+	[ "$output" = "vi: error: archive '$BATS_TEST_TMPDIR/bad.tar' is damaged or was altered: '$app/kernel' does not match its SHA-256 sum" ]
+	[ -z "$(ls -A "$other/images" | grep -vx .locks)" ]
+
+	# A file the sums do not list is refused as well.
+	grep -v "$app/kernel" "$x/SHA256SUMS" >"$x/sums" && mv "$x/sums" "$x/SHA256SUMS"
+	(cd "$x" && tar -cf "$BATS_TEST_TMPDIR/bad.tar" $files)
+	run -1 vi --home "$other" template import "$BATS_TEST_TMPDIR/bad.tar"
+	[ "$output" = "vi: error: archive '$BATS_TEST_TMPDIR/bad.tar' is damaged or was altered: '$app/kernel' is not in SHA256SUMS" ]
+	[ -z "$(ls -A "$other/images" | grep -vx .locks)" ]
+}
+
+@test "rm refuses while a layered image or a VM reads from an image" {
+	local tiny app
+	tiny=$(digest_of tiny)
+	app=$(digest_of tiny-app)
+	local other=$BATS_TEST_TMPDIR/other
+	vi template export tiny-app "$BATS_TEST_TMPDIR/app.tar.zst"
+	vi -q --home "$other" template import "$BATS_TEST_TMPDIR/app.tar.zst"
+
+	run -5 vi --home "$other" template rm tiny
+	[ "$output" = "vi: error: image sha256:${tiny:0:12} is the base of 'tiny-app' (sha256:${app:0:12})" ]
+
+	use_fixture_plugins
+	qemu-img create -q -f qcow2 -b "$other/images/$app/disk.qcow2" -F qcow2 "$BATS_TEST_TMPDIR/vm.qcow2"
+	vi -q --home "$other" create --hv fixture --disk "$BATS_TEST_TMPDIR/vm.qcow2" vm1
+	run -5 vi --home "$other" template rm tiny-app
+	[ "$output" = "vi: error: image sha256:${app:0:12} is in use by VM 'vm1'" ]
+	vi -q --home "$other" destroy vm1
+
+	run -0 vi --home "$other" template rm tiny-app
+	[ "$output" = "removed 1 image of 'tiny-app'" ]
+	run -0 vi --home "$other" template rm "sha256:${tiny:0:12}"
+	[ "$output" = "removed 1 image of 'sha256:${tiny:0:12}'" ]
+	[ -z "$(ls -A "$other/images" | grep -vx .locks)" ]
+}

@@ -1,0 +1,177 @@
+#!/usr/bin/env bats
+# vi template: the format's checks and messages, the search path, show, list
+# and completion. Nothing here builds an image (see template-build.bats).
+
+load lib/common
+
+setup() {
+	common_setup
+	export VI_TEMPLATE_PATH=$BATS_TEST_TMPDIR/t
+	mkdir -p "$VI_TEMPLATE_PATH"
+	echo "not really a kernel" >"$VI_TEMPLATE_PATH/vmlinuz"
+}
+
+# Writes a template file: tpl NAME [yaml lines...]; the default body is a
+# valid one-disk template.
+tpl() {
+	local name=$1
+	shift
+	if [ $# -eq 0 ]; then
+		set -- "kernel: vmlinuz" "disks:" "  - size: 64M" "    source: busybox"
+	fi
+	printf '%s\n' "name: $name" "$@" >"$VI_TEMPLATE_PATH/$name.yaml"
+}
+
+@test "the shipped templates are valid" {
+	unset VI_TEMPLATE_PATH
+	run -0 vi template validate tiny debian-12 debian-12-dev
+	[ "${#lines[@]}" -eq 3 ]
+	[[ ${lines[0]} =~ ^$VI_TOP/templates/tiny.yaml:\ template\ \'tiny\'\ is\ valid\ \(sha256:[0-9a-f]{12}\)$ ]]
+	[[ ${lines[2]} == *"template 'debian-12-dev' is valid"* ]]
+}
+
+@test "list shows templates by name, the first on the search path winning" {
+	tpl tiny "description: my own tiny" "kernel: vmlinuz" "disks:" "  - size: 8M" "    source: empty"
+	tpl web "description: a web server" "kernel: vmlinuz" "disks: [{size: 8M, source: empty}]"
+	run -0 vi template list
+	[ "${lines[0]}" = "NAME           VERSION  BUILT  DESCRIPTION" ]
+	grep -qx "tiny           1        -      my own tiny" <<<"$output"
+	grep -qx "web            1        -      a web server" <<<"$output"
+	grep -q "^debian-12-dev " <<<"$output"
+	run -0 vi template list --json
+	[ "$(jq -r '.templates[] | select(.name == "tiny") | .path' <<<"$output")" = "$VI_TEMPLATE_PATH/tiny.yaml" ]
+	[ "$(jq -r '.templates[] | select(.name == "web") | .built' <<<"$output")" = false ]
+}
+
+@test "templates in \$VI_HOME/templates are found too" {
+	unset VI_TEMPLATE_PATH
+	mkdir -p "$VI_HOME/templates"
+	echo "x" >"$VI_HOME/templates/vmlinuz"
+	printf '%s\n' "name: mine" "kernel: vmlinuz" "disks: [{size: 8M, source: empty}]" \
+		>"$VI_HOME/templates/mine.yaml"
+	run -0 vi template validate mine
+	[[ $output == "$VI_HOME/templates/mine.yaml: template 'mine' is valid"* ]]
+}
+
+@test "validation errors name file:line:column, with a did-you-mean for unknown keys" {
+	tpl bad "kernel: vmlinuz" "memroy: 1G" "disks: [{size: 8M, source: empty}]"
+	run -2 vi template validate bad
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/bad.yaml:3:1: unknown key 'memroy'; did you mean 'memory'?" ]
+
+	tpl bad "kernel: vmlinuz" "cpus: two" "disks: [{size: 8M, source: empty}]"
+	run -2 vi template validate bad
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/bad.yaml:3:7: invalid cpus 'two': expected a whole number" ]
+
+	tpl bad "kernel: vmlinuz" "disks:" "  - source: busybox"
+	run -2 vi template validate bad
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/bad.yaml:4:5: missing required key 'size'" ]
+
+	tpl bad "kernel: vmlinuz" "disks: {size: 8M}"
+	run -2 vi template validate bad
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/bad.yaml:3:8: 'disks' must be a list, not a mapping" ]
+
+	tpl bad "kernel: vmlinuz" "disks:" "  - size: 8M" "    source: {tarbal: x.tar}"
+	run -2 vi template validate bad
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/bad.yaml:5:14: unknown key 'tarbal'; did you mean 'tarball'?" ]
+
+	printf 'kernel: vmlinuz\ndisks: [{size: 8M, source: empty}]\n' >"$BATS_TEST_TMPDIR/anon.yaml"
+	run -2 vi template validate "$BATS_TEST_TMPDIR/anon.yaml"
+	[ "$output" = "vi: error: $BATS_TEST_TMPDIR/anon.yaml:1:1: missing required key 'name'" ]
+
+	printf 'name: [x\n' >"$BATS_TEST_TMPDIR/broken.yaml"
+	run -2 vi template validate "$BATS_TEST_TMPDIR/broken.yaml"
+	[[ $output == "vi: error: $BATS_TEST_TMPDIR/broken.yaml:2:1: "* ]]
+}
+
+@test "a missing input file is not found, exit 3, at its position" {
+	tpl bad "kernel: vmlinuz" "disks:" "  - size: 8M" "    source: {tarball: root.tar.gz}"
+	run -3 vi template validate bad
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/bad.yaml:5:23: tarball 'root.tar.gz': No such file or directory" ]
+}
+
+@test "a template given by path needs no search path" {
+	tpl web
+	mv "$VI_TEMPLATE_PATH/web.yaml" "$VI_TEMPLATE_PATH/vmlinuz" "$BATS_TEST_TMPDIR/"
+	run -0 vi template validate "$BATS_TEST_TMPDIR/web.yaml"
+	[[ $output == "$BATS_TEST_TMPDIR/web.yaml: template 'web' is valid (sha256:"* ]]
+}
+
+@test "an unknown template is not found, with a suggestion" {
+	run -3 vi template show tiy
+	[ "$output" = "vi: error: no template named 'tiy'; did you mean 'tiny'?" ]
+	run -3 vi template build zzzzzz
+	[ "$output" = "vi: error: no template named 'zzzzzz' (see 'vi template list')" ]
+	run -2 vi template lst
+	[ "$output" = "vi: error: unknown subcommand 'template lst'; did you mean 'list'?" ]
+}
+
+@test "show resolves parameters; --set changes them and the digest" {
+	tpl web "parameters:" "  host: {default: web, description: the host name}" \
+		"kernel: vmlinuz" "disks: [{size: 8M, source: busybox}]" 'hostname: ${host}-1'
+	run -0 vi template show web
+	[ "${lines[0]}" = "# $VI_TEMPLATE_PATH/web.yaml" ]
+	[[ ${lines[1]} =~ ^#\ sha256:[0-9a-f]{64}\ \(not\ built\)$ ]]
+	grep -qx "hostname: web-1" <<<"$output"
+	local digest=${lines[1]:9:64}
+	run -0 vi template show --json --set host=db web
+	[ "$(jq -r .template.hostname <<<"$output")" = db-1 ]
+	[ "$(jq -r .template.parameters.host <<<"$output")" = db ]
+	[ "$(jq -r .built <<<"$output")" = false ]
+	[ "$(jq -r .image <<<"$output")" = null ]
+	[ "$(jq -r .digest <<<"$output")" != "$digest" ]
+	run -2 vi template show --set hots=db web
+	[ "$output" = "vi: error: template 'web' has no parameter 'hots'; did you mean 'host'?" ]
+	run -2 vi template show --set host web
+	[ "$output" = "vi: error: invalid --set 'host': expected KEY=VALUE" ]
+}
+
+@test "a layered template inherits its base's settings" {
+	tpl base "kernel: vmlinuz" "cpus: 2" "memory: 1G" "disks: [{size: 8M, source: busybox}]"
+	tpl child "base: base" "memory: 2G" "packages: [git]"
+	run -0 vi template show --json child
+	[ "$(jq -r .template.base <<<"$output")" = base ]
+	[ "$(jq -r .template.cpus <<<"$output")" = 2 ]
+	[ "$(jq -r .template.memory <<<"$output")" = 2G ]
+	[ "$(jq -r '.template.disks[0].source' <<<"$output")" = base ]
+	tpl child "base: base" "disks: [{size: 8M, source: empty}]"
+	run -2 vi template validate child
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/child.yaml:3:8: 'disks' cannot be used with 'base': the disks are overlays on the base's" ]
+}
+
+@test "validate --json lists each template with its digest" {
+	tpl web
+	run -0 vi template validate --json web tiny
+	[ "$(jq -r '.templates | length' <<<"$output")" = 2 ]
+	[[ $(jq -r '.templates[0].digest' <<<"$output") =~ ^[0-9a-f]{64}$ ]]
+}
+
+@test "nothing built yet: export is not found, rm is not found, import wants an archive" {
+	run -3 vi template export tiny "$BATS_TEST_TMPDIR/t.tar"
+	[ "$output" = "vi: error: template 'tiny' is not built (see 'vi template build')" ]
+	[ ! -e "$BATS_TEST_TMPDIR/t.tar" ]
+	run -3 vi template rm tiny
+	[ "$output" = "vi: error: no image of template 'tiny' in the store" ]
+	run -3 vi template rm sha256:0123456789
+	[ "$output" = "vi: error: no image sha256:0123456789 in the store" ]
+	run -2 vi template rm sha256:xyz
+	[ "$output" = "vi: error: invalid image reference 'sha256:xyz': expected sha256: and 8 to 64 hex digits" ]
+	echo "not an archive" >"$BATS_TEST_TMPDIR/junk"
+	run -1 vi template import "$BATS_TEST_TMPDIR/junk"
+	[ "$output" = "vi: error: cannot read '$BATS_TEST_TMPDIR/junk': Unrecognized archive format" ]
+	run -2 vi template export --compress lz4 tiny "$BATS_TEST_TMPDIR/t.tar"
+	[ "$output" = "vi: error: invalid --compress 'lz4': expected zstd, gzip or none" ]
+	run -0 vi template list --images
+	[ "$output" = "" ]
+}
+
+@test "template names are completed where a verb takes one" {
+	tpl web
+	run -0 vi __complete template show ""
+	grep -qx web <<<"$output"
+	grep -qx tiny <<<"$output"
+	grep -qx debian-12 <<<"$output"
+	run -0 vi __complete template build deb
+	[ "$output" = "$(printf 'debian-12\ndebian-12-dev')" ]
+	run -0 vi __complete template ""
+	[ "$output" = "$(printf 'build\nexport\nimport\nlist\nrm\nshow\nvalidate')" ]
+}
