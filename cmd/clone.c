@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static int full, start;
 static uint64_t count;
@@ -147,6 +148,30 @@ cleanup:
 	return rc;
 }
 
+/* A running source keeps running: the backend moves its disks onto new
+ * overlays at one instant, and what they were becomes the layers. */
+static int freeze_live(struct vi_machine *src, char **layers)
+{
+	size_t n = src->def.ndisks;
+	char **overlays = xcalloc(n, sizeof(char *));
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = vi_layer_live(src->dir, &src->def.disks[i], &overlays[i], &layers[i]);
+	if (rc == 0 && (rc = vi_hv_switch_disks(src->hv, &src->view.vm,
+						(const char *const *)overlays)) < 0)
+		vi_error_wrap("cannot clone '%s' while it runs", src->def.name);
+	for (size_t i = 0; i < n; i++) {
+		if (overlays[i] && rc == 0)
+			vi_layer_live_done(&src->def.disks[i], overlays[i], layers[i]);
+		else if (overlays[i])
+			unlink(overlays[i]);
+		free(overlays[i]);
+	}
+	free(overlays);
+	return rc;
+}
+
 /* Removes clones made so far when a later one fails: all or nothing. */
 static void undo_clones(struct vi_machine *src, char **names, size_t n)
 {
@@ -199,19 +224,15 @@ int cmd_clone(int argc, char **argv)
 	}
 	vi_error_clear();
 	vi_machine_state(&src, &st);
-	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED ||
-	    st.state == VI_HV_SHUTTING_DOWN) {
-		rc = vi_error(VI_ESTATE,
-			      "VM '%s' is running: stop it before cloning (backend '%s' cannot freeze its disks live)",
-			      argv[0], src.def.hv);
-		goto cleanup;
-	}
 	/* Freeze every disk once, however many clones share the layers. */
 	layers = xcalloc(src.def.ndisks, sizeof(char *));
-	for (size_t i = 0; i < src.def.ndisks; i++)
-		if ((rc = vi_layer_freeze(src.dir, &src.def.disks[i], &layers[i])) < 0)
-			goto cleanup;
-	if ((rc = vi_store_save_vm(&ctx.store, &src.def)) < 0)
+	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED ||
+	    st.state == VI_HV_SHUTTING_DOWN)
+		rc = freeze_live(&src, layers);
+	else
+		for (size_t i = 0; rc == 0 && i < src.def.ndisks; i++)
+			rc = vi_layer_freeze(src.dir, &src.def.disks[i], &layers[i]);
+	if (rc < 0 || (rc = vi_store_save_vm(&ctx.store, &src.def)) < 0)
 		goto cleanup;
 	if (ctx.json)
 		list = json_object_new_array();

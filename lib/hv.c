@@ -348,6 +348,7 @@ size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max)
 		{ o->set_vcpus, "grow-cpus" },
 		{ o->set_memory, "grow-memory" },
 		{ o->resize_disk, "grow-disk" },
+		{ o->switch_disks, "live-clone" },
 	};
 	size_t n = 0;
 
@@ -481,6 +482,11 @@ int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes
 int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes)
 {
 	HV_CALL(hv, resize_disk, "resizing disks", vm, disk, bytes);
+}
+
+int vi_hv_switch_disks(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *const *overlays)
+{
+	HV_CALL(hv, switch_disks, "moving a running VM's disks onto new overlays", vm, overlays);
 }
 
 const char *vi_hv_state_name(int state)

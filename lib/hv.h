@@ -78,6 +78,7 @@ int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct
 int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n);
 int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes);
 int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes);
+int vi_hv_switch_disks(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *const *overlays);
 
 const char *vi_hv_state_name(int state);
 const char *vi_hv_probe_name(int probe);

@@ -183,7 +183,7 @@ static int open_layer(const char *path, int format, bool writable, unsigned flag
 	if (fd < 0)
 		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
 				      "cannot open '%s'", path);
-	if ((rc = lock_image(fd, path, writable)) < 0 ||
+	if ((!(flags & IMAGE_OPEN_SHARED) && (rc = lock_image(fd, path, writable)) < 0) ||
 	    (format == IMAGE_PROBE && (rc = probe(fd, path, &format)) < 0)) {
 		close(fd);
 		return rc;
@@ -228,6 +228,8 @@ int image_open(const char *path, int format, unsigned flags, struct image **out)
 	int rc;
 
 	*out = NULL;
+	if ((flags & IMAGE_OPEN_SHARED) && (flags & IMAGE_OPEN_WRITE))
+		return vi_error(VI_EUSAGE, "cannot open '%s' for writing without locking it", path);
 	rc = open_layer(path, format, flags & IMAGE_OPEN_WRITE, flags, &top);
 	if (rc < 0)
 		return rc;
@@ -247,7 +249,7 @@ int image_open(const char *path, int format, unsigned flags, struct image **out)
 		}
 		if ((rc = resolve_backing(cur->path, cur->backing_file, &name)) < 0)
 			goto fail;
-		rc = open_layer(name, cur->backing_format, false, 0, &b);
+		rc = open_layer(name, cur->backing_format, false, flags & IMAGE_OPEN_SHARED, &b);
 		if (rc < 0) {
 			vi_error_wrap("cannot open the backing file of '%s'", cur->path);
 			free(name);
@@ -452,7 +454,7 @@ int image_create(const char *path, const struct image_create_opts *opts)
 					"backing file", path);
 		if ((rc = resolve_backing(path, o.backing, &name)) < 0)
 			return rc;
-		rc = image_open(name, o.backing_format, 0, &backing);
+		rc = image_open(name, o.backing_format, IMAGE_OPEN_SHARED, &backing);
 		free(name);
 		if (rc < 0)
 			return vi_error_wrap("cannot create '%s'", path);
@@ -508,10 +510,11 @@ int image_create_overlay(const char *path, const char *backing, bool relative)
 	char *recorded = NULL, *dir_copy = NULL, dir[PATH_MAX], target[PATH_MAX];
 	int rc;
 
-	/* Open as the new overlay will: relative to its directory. */
+	/* Open as the new overlay will: relative to its directory; only its
+	 * header is read, so a backing file a running VM writes will do. */
 	if ((rc = resolve_backing(path, backing, &recorded)) < 0)
 		return rc;
-	rc = image_open(recorded, IMAGE_PROBE, 0, &b);
+	rc = image_open(recorded, IMAGE_PROBE, IMAGE_OPEN_SHARED, &b);
 	if (rc < 0) {
 		vi_error_wrap("cannot create '%s'", path);
 		goto cleanup;

@@ -56,6 +56,8 @@ struct image;
 #define IMAGE_OPEN_WRITE      (1u << 0) /* read-write; backing images stay read-only */
 #define IMAGE_OPEN_NO_BACKING (1u << 1) /* leave the backing chain closed: clusters not
 					   allocated in this image read as zeros */
+#define IMAGE_OPEN_SHARED     (1u << 2) /* read-only and unlocked, like qemu-img -U: for
+					   the metadata of images a running VM writes */
 
 /* Opens path as `format` (or IMAGE_PROBE) and, unless IMAGE_OPEN_NO_BACKING,
  * its whole backing chain. A relative backing name is resolved against the
@@ -121,7 +123,8 @@ struct image_create_opts {
 };
 
 /* Creates a new image file at path (-VI_ESTATE if it exists). The backing
- * image must open; creating with one only writes metadata, so it is instant
+ * image must open (only its metadata is read, unlocked: one a running VM
+ * writes will do); creating with one only writes metadata, so it is instant
  * whatever the size. A failed create removes what it made. */
 int image_create(const char *path, const struct image_create_opts *opts);
 /* A qcow2 version 3 overlay on backing, with backing's size and format: what

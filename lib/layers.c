@@ -42,6 +42,61 @@ int vi_layer_overlay(const char *path, const char *layer, bool relative)
 	return rc;
 }
 
+/* The new overlay's name for a disk at path: disks/<stem>.qcow2, where the stem
+ * drops the extension and any ".N" an earlier freeze added, or the first
+ * unused disks/<stem>.N.qcow2 when that is taken. */
+static char *overlay_name(const char *vm_dir, const char *path)
+{
+	char *base = xstrdup(path), *name = basename(base), *dot = strrchr(name, '.');
+
+	if (dot && dot != name)
+		*dot = '\0';
+	dot = strrchr(name, '.');
+	if (dot && dot != name && dot[1] && strspn(dot + 1, "0123456789") == strlen(dot + 1))
+		*dot = '\0';
+	char *candidate = xasprintf("%s/disks/%s.qcow2", vm_dir, name);
+	free(base);
+	if (!vi_file_exists(candidate))
+		return candidate;
+	char *fresh = frozen_name(candidate);
+	free(candidate);
+	return fresh;
+}
+
+int vi_layer_live(const char *vm_dir, const struct vi_vm_disk *d, char **overlay, char **layer)
+{
+	char *path = absolute(vm_dir, d->path), *next;
+	int rc;
+
+	*overlay = NULL;
+	*layer = path;
+	if (d->readonly)
+		return 0;
+	next = overlay_name(vm_dir, path);
+	/* Relative within the VM's own directory, so that it can move whole. */
+	if ((rc = vi_layer_overlay(next, path, !strncmp(d->path, "disks/", 6))) < 0) {
+		free(next);
+		free(path);
+		*layer = NULL;
+		return rc;
+	}
+	*overlay = next;
+	return 0;
+}
+
+void vi_layer_live_done(struct vi_vm_disk *d, const char *overlay, const char *layer)
+{
+	char *base = xstrdup(overlay);
+
+	/* Nothing writes the VM's own layer any more: keep it that way. */
+	if (!strncmp(d->path, "disks/", 6))
+		chmod(layer, 0444);
+	free(d->path);
+	d->path = xasprintf("disks/%s", basename(base));
+	d->format = VI_DISK_QCOW2;
+	free(base);
+}
+
 int vi_layer_freeze(const char *vm_dir, struct vi_vm_disk *d, char **layer)
 {
 	char *path = absolute(vm_dir, d->path), *frozen = NULL, *tmp = NULL;
@@ -130,7 +185,8 @@ static bool chain_under(const char *path, const char *prefix)
 	struct image *img;
 	bool found = false;
 
-	if (image_open(path, IMAGE_PROBE, 0, &img) < 0) {
+	/* Only metadata is read: a running VM's disk opens too. */
+	if (image_open(path, IMAGE_PROBE, IMAGE_OPEN_SHARED, &img) < 0) {
 		vi_error_clear();
 		return false;
 	}
@@ -188,7 +244,7 @@ cleanup:
 /* The fixes adopting a VM's layers needs: images whose backing lies under
  * from/, and the same backing's path under to/. */
 struct repoint {
-	char **image, **backing;
+	char **image, **backing, **was;
 	size_t n;
 };
 
@@ -196,7 +252,7 @@ static void repoint_find(const char *path, const char *from, const char *to, str
 {
 	struct image *img;
 
-	if (image_open(path, IMAGE_PROBE, 0, &img) < 0) {
+	if (image_open(path, IMAGE_PROBE, IMAGE_OPEN_SHARED, &img) < 0) {
 		vi_error_clear();
 		return;
 	}
@@ -205,7 +261,9 @@ static void repoint_find(const char *path, const char *from, const char *to, str
 		if (realpath(image_path(b), real) && !strncmp(real, from, strlen(from))) {
 			r->image = xrealloc(r->image, (r->n + 1) * sizeof(char *));
 			r->backing = xrealloc(r->backing, (r->n + 1) * sizeof(char *));
+			r->was = xrealloc(r->was, (r->n + 1) * sizeof(char *));
 			r->image[r->n] = xstrdup(image_path(up));
+			r->was[r->n] = xstrdup(real);
 			r->backing[r->n++] = xasprintf("%s%s", to, real + strlen(from));
 			break;
 		}
@@ -243,14 +301,33 @@ int vi_layer_adopt(const struct vi_store *s, const struct vi_vm *vm, char **user
 		free(dir);
 		vi_vm_release(&user);
 	}
-	if ((rc = vi_mkdir_p(parent, 0711)) < 0)
+	/* Every image to repoint must be writable now (no running VM holds
+	 * it), so that the move is not left half done. */
+	for (size_t i = 0; i < r.n && rc == 0; i++) {
+		struct image *img;
+		if ((rc = image_open(r.image[i], IMAGE_PROBE,
+				     IMAGE_OPEN_WRITE | IMAGE_OPEN_NO_BACKING, &img)) == 0)
+			image_close(img);
+		else
+			vi_error_wrap("cannot keep the layers of '%s' for the VMs that read them",
+				      vm->name);
+	}
+	if (rc < 0 || (rc = vi_mkdir_p(parent, 0711)) < 0)
 		goto cleanup;
 	if (rename(disks, dest) < 0) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot move '%s' to '%s'", disks, dest);
 		goto cleanup;
 	}
-	for (size_t i = 0; i < r.n && rc == 0; i++)
-		rc = image_set_backing(r.image[i], r.backing[i], IMAGE_QCOW2);
+	size_t done = 0;
+	for (; done < r.n && rc == 0; done++)
+		rc = image_set_backing(r.image[done], r.backing[done], IMAGE_QCOW2);
+	if (rc < 0) {
+		/* Put everything back where it was. */
+		for (size_t i = 0; i + 1 < done; i++)
+			image_set_backing(r.image[i], r.was[i], IMAGE_QCOW2);
+		rename(dest, disks);
+		goto cleanup;
+	}
 	/* The VM's own overlays are nobody's layer: only they go. */
 	for (size_t k = 0; k < vm->ndisks && rc == 0; k++) {
 		if (strncmp(vm->disks[k].path, "disks/", 6))
@@ -263,9 +340,11 @@ cleanup:
 	for (size_t i = 0; i < r.n; i++) {
 		free(r.image[i]);
 		free(r.backing[i]);
+		free(r.was[i]);
 	}
 	free(r.image);
 	free(r.backing);
+	free(r.was);
 	free(disks);
 	free(parent);
 	free(dest);

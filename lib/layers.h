@@ -23,6 +23,15 @@
  * layer. Read-only disks are their own layer. */
 int vi_layer_freeze(const char *vm_dir, struct vi_vm_disk *d, char **layer);
 
+/* For a running VM, whose image stays open in the hypervisor: makes the
+ * overlay disk d is to move onto, at a fresh name in the VM's disks/, backed by
+ * the image d uses now, which becomes the layer. *overlay and *layer get
+ * absolute paths; *overlay is NULL for a read-only disk (its own layer). Once
+ * the backend has moved the disk (vi_hv_switch_disks()), vi_layer_live_done()
+ * records the move in d; if it could not, the caller unlinks *overlay. */
+int vi_layer_live(const char *vm_dir, const struct vi_vm_disk *d, char **overlay, char **layer);
+void vi_layer_live_done(struct vi_vm_disk *d, const char *overlay, const char *layer);
+
 /* Creates a qcow2 overlay at path on layer (instant), readable by the
  * hypervisor's user; the layer is recorded relative to path's directory when
  * relative, else as given. */

@@ -647,27 +647,81 @@ static const char ready_unit[] = "[Unit]\n"
 				 "\n[Service]\nExecStart=/usr/lib/vi/ready\n"
 				 "\n[Install]\nWantedBy=multi-user.target\n";
 
-/* Runs script at boot: a systemd unit, or an /etc/init.d/S* script of the
- * busybox init that source: busybox sets up. */
-static int boot_hook(struct build *b, const char *name, const char *unit, const char *script,
-		     const char *order, bool background)
+static const char identity_script[] =
+	"#!/bin/sh\n"
+	"# Takes the identity vi hands the machine on the kernel command line. A\n"
+	"# machine ID not taken before means a new machine (or a clone): it gets the\n"
+	"# host name and machine ID, and new SSH host keys.\n"
+	"id= name= keys=\n"
+	"for arg in $(cat /proc/cmdline); do\n"
+	"\tcase $arg in\n"
+	"\tvi.machine_id=*) id=${arg#*=} ;;\n"
+	"\tvi.hostname=*) name=${arg#*=} ;;\n"
+	"\tesac\n"
+	"done\n"
+	"[ -n \"$id\" ] || exit 0\n"
+	"[ \"$(cat /var/lib/vi/identity 2>/dev/null)\" = \"$id\" ] && exit 0\n"
+	"echo \"$id\" >/etc/machine-id\n"
+	"if [ -n \"$name\" ]; then\n"
+	"\techo \"$name\" >/etc/hostname\n"
+	"\thostname \"$name\"\n"
+	"\tif [ -f /etc/hosts ]; then\n"
+	"\t\tsed -i '/^127\\.0\\.1\\.1[[:space:]]/d' /etc/hosts\n"
+	"\t\tprintf '127.0.1.1\\t%s\\n' \"$name\" >>/etc/hosts\n"
+	"\tfi\n"
+	"fi\n"
+	"if command -v ssh-keygen >/dev/null; then\n"
+	"\trm -f /etc/ssh/ssh_host_*\n"
+	"\tssh-keygen -A >/dev/null\n"
+	"\tkeys=$(for k in /etc/ssh/ssh_host_*_key.pub; do ssh-keygen -lf \"$k\"; done)\n"
+	"fi\n"
+	"mkdir -p /var/lib/vi\n"
+	"echo \"$id\" >/var/lib/vi/identity\n"
+	"sync\n"
+	"echo \"vi: this is ${name:-$(hostname)}, machine ID $id\" >/dev/console\n"
+	"[ -z \"$keys\" ] || echo \"$keys\" | sed 's/^/vi: SSH host key /' >/dev/console\n";
+
+static const char identity_unit[] =
+	"[Unit]\n"
+	"Description=Identity handed over by vi\n"
+	"DefaultDependencies=no\n"
+	"ConditionKernelCommandLine=vi.machine_id\n"
+	"After=local-fs.target\n"
+	"Before=sysinit.target ssh.service systemd-hostnamed.service vi-first-boot.service\n"
+	"\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/lib/vi/identity\n"
+	"\n[Install]\nWantedBy=sysinit.target\n";
+
+static bool has_systemd(struct build *b)
+{
+	return guestfs_is_file_opts(b->g, "/lib/systemd/systemd",
+				    GUESTFS_IS_FILE_OPTS_FOLLOWSYMLINKS, 1, -1) > 0;
+}
+
+static bool has_busybox_init(struct build *b)
+{
+	return guestfs_is_file(b->g, "/etc/init.d/rcS") > 0;
+}
+
+/* Runs script at boot: a systemd unit wanted by `target`, or an
+ * /etc/init.d/S* script of the busybox init that source: busybox sets up. */
+static int boot_hook(struct build *b, const char *name, const char *unit, const char *target,
+		     const char *script, const char *order, bool background)
 {
 	int rc;
 
-	if (guestfs_is_file_opts(b->g, "/lib/systemd/systemd", GUESTFS_IS_FILE_OPTS_FOLLOWSYMLINKS,
-				 1, -1) > 0) {
+	if (has_systemd(b)) {
 		char *path = xasprintf("/etc/systemd/system/%s.service", name);
-		char *link =
-			xasprintf("/etc/systemd/system/multi-user.target.wants/%s.service", name);
+		char *wants = xasprintf("/etc/systemd/system/%s.wants", target);
+		char *link = xasprintf("%s/%s.service", wants, name);
 		if ((rc = put_text(b, path, unit, 0644)) == 0 &&
-		    (guestfs_mkdir_p(b->g, "/etc/systemd/system/multi-user.target.wants") < 0 ||
-		     guestfs_ln_sf(b->g, path, link) < 0))
+		    (guestfs_mkdir_p(b->g, wants) < 0 || guestfs_ln_sf(b->g, path, link) < 0))
 			rc = gerr(b, "enable '%s'", path);
 		free(path);
+		free(wants);
 		free(link);
 		return rc;
 	}
-	if (guestfs_is_file(b->g, "/etc/init.d/rcS") <= 0)
+	if (!has_busybox_init(b))
 		return vi_error(
 			VI_EUSAGE,
 			"template '%s': boot commands need systemd or the busybox init in the image",
@@ -692,7 +746,7 @@ static int install_hooks(struct build *b)
 		progress(b, "installing the first-boot commands", -1);
 		if ((rc = write_lines(b, path, &t->first_boot, 0644)) == 0 &&
 		    (rc = put_text(b, "/usr/lib/vi/first-boot", first_boot_script, 0755)) == 0)
-			rc = boot_hook(b, "vi-first-boot", first_boot_unit,
+			rc = boot_hook(b, "vi-first-boot", first_boot_unit, "multi-user.target",
 				       "/usr/lib/vi/first-boot", "50", false);
 		free(path);
 	}
@@ -700,10 +754,29 @@ static int install_hooks(struct build *b)
 		char *probe = xasprintf("%s\n", t->ready_command);
 		if ((rc = put_text(b, "/usr/lib/vi/ready-probe", probe, 0644)) == 0 &&
 		    (rc = put_text(b, "/usr/lib/vi/ready", ready_script, 0755)) == 0)
-			rc = boot_hook(b, "vi-ready", ready_unit, "/usr/lib/vi/ready", "99", true);
+			rc = boot_hook(b, "vi-ready", ready_unit, "multi-user.target",
+				       "/usr/lib/vi/ready", "99", true);
 		free(probe);
 	}
 	return rc;
+}
+
+/* Every root vi makes takes the identity of each machine made from it, where
+ * its init can run the hook. */
+static int install_identity(struct build *b)
+{
+	int rc;
+
+	if (!has_systemd(b) && !has_busybox_init(b)) {
+		vi_warn("template '%s': no systemd or busybox init in the image: machines made "
+			"from it keep its host name and machine ID", b->t->name);
+		return 0;
+	}
+	progress(b, "installing the identity hook", -1);
+	if ((rc = put_text(b, "/usr/lib/vi/identity", identity_script, 0755)) < 0)
+		return rc;
+	return boot_hook(b, "vi-identity", identity_unit, "sysinit.target", "/usr/lib/vi/identity",
+			 "05", false);
 }
 
 /* Kernel modules of the host kernel that the template names, with their
@@ -954,7 +1027,8 @@ static int fill_disks(struct build *b, const char *rootfs_tar)
 			rc = gerr(b, "unpack the root file system");
 			goto cleanup;
 		}
-		if ((rc = write_fstab(b, root, t->disks[r].filesystem)) < 0)
+		if ((rc = write_fstab(b, root, t->disks[r].filesystem)) < 0 ||
+		    (rc = install_identity(b)) < 0)
 			goto cleanup;
 	}
 	rc = customise(b);

@@ -488,7 +488,7 @@ static int disk_uses(const char *path, const char *image_dir, bool *uses)
 	struct image *img;
 	char real[PATH_MAX];
 	size_t n = strlen(image_dir);
-	int rc = image_open(path, IMAGE_PROBE, 0, &img);
+	int rc = image_open(path, IMAGE_PROBE, IMAGE_OPEN_SHARED, &img);
 
 	*uses = false;
 	if (rc < 0)

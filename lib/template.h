@@ -22,7 +22,7 @@
 
 /* Bumped whenever the build steps change what an image holds: part of every
  * digest, so images built by an older recipe are rebuilt. */
-#define TEMPLATE_RECIPE 1
+#define TEMPLATE_RECIPE 2
 /* What the readiness hook of `ready: {command: ...}` prints on the console. */
 #define TEMPLATE_READY_MARKER "vi-guest-ready"
 

@@ -110,9 +110,31 @@ byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0
 	[ "$(vi list --json | jq -r '[.vms[].name] | join(",")')" = "src,taken-2" ]
 }
 
-@test "a running source is refused for now, and left untouched" {
+@test "a running source on a backend that cannot move its disks live: exit 4, nothing changed" {
 	mkdir -p "$VI_HOME/vms/src/run" && echo running >"$VI_HOME/vms/src/run/fixture-state"
-	run -5 vi clone src c1
-	[ "$output" = "vi: error: VM 'src' is running: stop it before cloning (backend 'fixture' cannot freeze its disks live)" ]
+	cp "$VI_HOME/vms/src/vm.yaml" before.yaml
+	ls "$VI_HOME/vms/src/disks" >before.list
+	run -4 vi clone src c1
+	[ "$output" = "vi: error: cannot clone 'src' while it runs: backend 'fixture' does not support moving a running VM's disks onto new overlays" ]
 	[ ! -e "$VI_HOME/vms/c1" ]
+	cmp before.yaml "$VI_HOME/vms/src/vm.yaml"
+	ls "$VI_HOME/vms/src/disks" | cmp before.list -
+}
+
+@test "destroy --force while a clone's disk is in use: refused, nothing moved" {
+	vi -q clone src mid
+	qemu-io -c 'write -P 0x22 0 64k' "$(disk mid)" >/dev/null
+	vi -q clone mid c1
+	# qemu-io holds the clone's disk as a running VM would.
+	qemu-io -c 'sleep 20000' "$(disk c1)" &
+	local holder=$!
+	sleep 1
+	kill -0 $holder
+	run -5 vi destroy --force mid
+	kill $holder
+	wait $holder || true
+	[ "$output" = "vi: error: cannot keep the layers of 'mid' for the VMs that read them: cannot open '$(disk c1)' for writing: another process is using it" ]
+	[ -d "$VI_HOME/vms/mid/disks" ]
+	run -0 qemu-img check "$(disk c1)"
+	[ "$(byte_at "$(disk c1)" 0)" = 22 ]
 }

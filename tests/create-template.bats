@@ -36,7 +36,7 @@ teardown() {
 	[ "$(qemu-img info -U --output=json "$disk" | jq -r '."backing-filename"')" = "$VI_HOME/images/$digest/disk.qcow2" ]
 	grep -q "login:" "$VI_HOME/vms/$name/run/console.log"
 	# The guest was told its identity on the kernel command line.
-	run -0 bash -c "{ sleep 1; printf 'root\r'; sleep 2; printf 'cat /proc/cmdline\r'; sleep 3; printf '\x1d'; } | vi console '$name'"
+	run -0 guest_sh "$name" 'cat /proc/cmdline'
 	[[ $output == *"vi.hostname=$name vi.machine_id=$(vi show --json "$name" | jq -r .vm.machine_id)"* ]]
 	run -0 vi stop --force "$name"
 	run -0 qemu-img check "$disk"
@@ -52,13 +52,38 @@ teardown() {
 	done
 	[ "$(jq -r .vm.template <<<"$b")" = tiny ]
 	for c in "$name-c-1" "$name-c-2"; do
-		for _ in $(seq 120); do
-			grep -q "login:" "$VI_HOME/vms/$c/run/console.log" 2>/dev/null && break
-			sleep 0.5
-		done
-		grep -q "login:" "$VI_HOME/vms/$c/run/console.log"
-		grep -q "vi.hostname=$c " /proc/$(pgrep -f "guest=$c," | head -1)/cmdline 2>/dev/null ||
-			[ "$(virsh -q dumpxml "$c" | grep -c "vi.hostname=$c ")" = 1 ]
+		wait_console "$c" "$c login:"
+		# The image's identity hook took what vi handed over.
+		grep -q "^vi: this is $c, machine ID $(vi show --json "$c" | jq -r .vm.machine_id)" \
+			"$VI_HOME/vms/$c/run/console.log"
+		run -0 guest_sh "$c" 'cat /etc/hostname /etc/machine-id'
+		[[ $output == *"$c"*"$(vi show --json "$c" | jq -r .vm.machine_id)"* ]]
+	done
+}
+
+@test "a running machine clones without stopping: the clone has its data, later writes stay apart" {
+	vi -q create --hv qemu --template tiny --wait-ready "$name"
+	run -0 guest_sh "$name" 'echo before >/root/mark; sync'
+	run -0 vi clone --start "$name" "$name-c"
+	[[ $output == "cloned '$name' to '$name-c' (linked, "* ]]
+	[ "$(vi show --json "$name" | jq -r .vm.state)" = running ]
+	run -0 guest_sh "$name" 'echo after >/root/mark; sync; echo "source says $(cat /root/mark)"'
+	[[ $output == *"source says after"* ]]
+	wait_console "$name-c" "$name-c login:"
+	run -0 guest_sh "$name-c" 'echo "clone says $(cat /root/mark) on $(hostname)"'
+	[[ $output == *"clone says before on $name-c"* ]]
+	# The source moved onto a new overlay on what it held at the clone.
+	local src clone layer
+	src=$(vi show --json "$name" | jq -r '.vm.disks[0].path')
+	clone=$(vi show --json "$name-c" | jq -r '.vm.disks[0].path')
+	layer=$(qemu-img info -U --output=json "$src" | jq -r '."full-backing-filename"')
+	[ "$(qemu-img info -U --output=json "$clone" | jq -r '."full-backing-filename"')" = "$layer" ]
+	[ "$layer" != "$src" ] && [ "$layer" != "$clone" ]
+	run -5 vi destroy "$name"
+	vi -q stop --force "$name"
+	vi -q stop --force "$name-c"
+	for f in "$src" "$clone" "$layer"; do
+		run -0 qemu-img check "$f"
 	done
 }
 

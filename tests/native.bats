@@ -32,6 +32,13 @@ wait_console() { # NAME TEXT [seconds]
 	return 1
 }
 
+# The file of a VM's first disk.
+disk_of() {
+	local p
+	p=$(vi show --json "$1" | jq -r '.vm.disks[0].path')
+	case $p in /*) echo "$p" ;; *) echo "$VI_HOME/vms/$1/$p" ;; esac
+}
+
 wait_stopped() { # NAME
 	for _ in $(seq 100); do
 		[ "$(vi show --json "$1" | jq -r .vm.state)" = stopped ] && return 0
@@ -158,8 +165,7 @@ wait_stopped() { # NAME
 	grep -q "rng: 64 random bytes" "$log"
 	grep -q "balloon: idle" "$log"
 	# The VM's disk is what vm.yaml names; qemu-img is the judge of what was written.
-	disk=$(vi show --json k1 | jq -r '.vm.disks[0].path')
-	case $disk in /*) ;; *) disk=$VI_HOME/vms/k1/$disk ;; esac
+	disk=$(disk_of k1)
 	run -0 qemu-img check "$disk"
 	# "written by the guest" and the disk's digit, at sector 1 and at 2 MiB.
 	run -0 qemu-io -r -c "read -P 0x77 512 1" -c "read -P 0x30 532 1" \
@@ -168,12 +174,36 @@ wait_stopped() { # NAME
 	cmp -s -n 512 "$d/ro.raw" /dev/zero -i 512:0
 }
 
+@test "a running VM clones live: its disk moves onto an overlay, the guest keeps writing" {
+	d=$BATS_TEST_TMPDIR
+	qemu-img create -q -f qcow2 "$d/data.qcow2" 8M
+	vi -q create --hv "$hv" --kernel "$guest/disk-writer.bzImage" --memory 64M \
+		--disk "$d/data.qcow2" --start w1
+	wait_console w1 "disk-writer: 64 writes"
+	run -0 vi clone w1 w1c
+	[[ $output == "cloned 'w1' to 'w1c' (linked, "* ]]
+	[ "$(vi show --json w1 | jq -r .vm.state)" = running ]
+	src=$(disk_of w1) clone=$(disk_of w1c)
+	layer=$(qemu-img info -U --output=json "$src" | jq -r '."full-backing-filename"')
+	[ "$(qemu-img info --output=json "$clone" | jq -r '."full-backing-filename"')" = "$layer" ]
+	run -0 bash -c "{ printf 'q'; sleep 1; printf '\x1d'; } | vi console w1"
+	wait_console w1 "disk-writer: ok" 60
+	wait_stopped w1
+	for f in "$src" "$clone" "$layer"; do
+		run -0 qemu-img check "$f"
+	done
+	# Phase 3's pattern went to the source's new overlay, not to the layer.
+	run -0 qemu-io -r -c "read -P 0x30 2097152 512" "$src"
+	[[ $output != *"Pattern verification failed"* ]]
+	run -0 qemu-io -r -c "read -P 0x00 2097152 512" "$clone"
+	[[ $output != *"Pattern verification failed"* ]]
+}
+
 @test "a disk that is not there is refused at start with its name" {
 	qemu-img create -q -f qcow2 "$BATS_TEST_TMPDIR/gone.qcow2" 1M
 	vi -q create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M \
 		--disk "$BATS_TEST_TMPDIR/gone.qcow2" g1
-	disk=$(vi show --json g1 | jq -r '.vm.disks[0].path')
-	case $disk in /*) ;; *) disk=$VI_HOME/vms/g1/$disk ;; esac
+	disk=$(disk_of g1)
 	rm "$disk"
 	run -1 vi start g1
 	[[ $output == *"disk 0: cannot open '$disk': No such file or directory"* ]]

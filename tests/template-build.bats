@@ -137,7 +137,8 @@ setup() {
 	img=$VI_HOME/images/$(digest_of tiny)
 	[ "$(manifest_field "$img" marker)" = "login:" ]
 	boot_image "$img" tiny1
-	grep -q "tiny login:" "$VI_HOME/vms/tiny1/run/console.log"
+	# The image took the name vi handed it on the kernel command line.
+	grep -q "tiny1 login:" "$VI_HOME/vms/tiny1/run/console.log"
 	run -0 vi stop tiny1
 	[ "$output" = "stopped VM 'tiny1'" ]
 	grep -q "reboot: Power down" "$VI_HOME/vms/tiny1/run/console.log"

@@ -229,6 +229,15 @@ struct vi_hv_ops {
 	int (*set_memory)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes);
 	int (*resize_disk)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk,
 			   uint64_t bytes);
+	/* Live layering: the running (or paused) VM moves each writable disk i
+	 * onto overlays[i], a qcow2 image the host made whose backing file is
+	 * the image disk i uses now; NULL leaves disk i alone. All disks move at
+	 * one instant of guest time and no write is lost; afterwards the old
+	 * images are only read, so the host may share them as the layers of
+	 * linked clones or keep them as a disk snapshot. On failure every disk
+	 * stays on its old image. */
+	int (*switch_disks)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+			    const char *const *overlays);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin

@@ -458,3 +458,30 @@ int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t b
 	virDomainFree(dom);
 	return rc;
 }
+
+int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+		      const char *const *overlays)
+{
+	const unsigned flags = VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY |
+			       VIR_DOMAIN_SNAPSHOT_CREATE_REUSE_EXT |
+			       VIR_DOMAIN_SNAPSHOT_CREATE_NO_METADATA |
+			       VIR_DOMAIN_SNAPSHOT_CREATE_ATOMIC;
+	virDomainSnapshotPtr snap;
+	virDomainPtr dom;
+	char *xml = NULL;
+	int rc = virt_lookup(ctx, vm, &dom);
+
+	if (rc)
+		return rc;
+	if ((rc = virt_switch_xml(ctx->host, vm, overlays, &xml)) == 0) {
+		snap = virDomainSnapshotCreateXML(dom, xml, flags);
+		if (snap)
+			virDomainSnapshotFree(snap);
+		else
+			rc = virt_error(ctx->host, "cannot move the disks of '%s' onto new overlays",
+					vm->name);
+	}
+	free(xml);
+	virDomainFree(dom);
+	return rc;
+}

@@ -90,6 +90,29 @@ struct writer {
 	bool failed;
 };
 
+/* A writer into a new buffer; false when there is no memory for one. */
+static bool writer_begin(struct writer *x, xmlBufferPtr *buf)
+{
+	*buf = xmlBufferCreate();
+	x->w = *buf ? xmlNewTextWriterMemory(*buf, 0) : NULL;
+	return x->w != NULL;
+}
+
+/* Frees the writer and its buffer, copying the text to *xml (the caller's)
+ * when all went well; false otherwise. */
+static bool writer_end(struct writer *x, xmlBufferPtr buf, char **xml)
+{
+	bool ok = x->w && xmlTextWriterFlush(x->w) >= 0 && !x->failed;
+
+	if (ok)
+		*xml = xstrdup((const char *)xmlBufferContent(buf));
+	if (x->w)
+		xmlFreeTextWriter(x->w);
+	if (buf)
+		xmlBufferFree(buf);
+	return ok;
+}
+
 static void open_el(struct writer *x, const char *name)
 {
 	if (xmlTextWriterStartElement(x->w, BAD_CAST name) < 0)
@@ -303,12 +326,8 @@ int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
 	rc = check_vm(host, g, vm);
 	if (rc)
 		return rc;
-	buf = xmlBufferCreate();
-	x.w = buf ? xmlNewTextWriterMemory(buf, 0) : NULL;
-	if (!x.w) {
-		rc = host->error(VI_EFAIL, "cannot write the domain XML of '%s'", vm->name);
-		goto cleanup;
-	}
+	if (!writer_begin(&x, &buf))
+		goto done;
 	xmlTextWriterSetIndent(x.w, 1);
 	xmlTextWriterSetIndentString(x.w, BAD_CAST "  ");
 
@@ -357,16 +376,39 @@ int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
 	empty_el(&x, "memballoon", "model", g->balloon);
 	close_el(&x); /* devices */
 	close_el(&x); /* domain */
-
-	if (xmlTextWriterFlush(x.w) < 0 || x.failed) {
+done:
+	if (!writer_end(&x, buf, xml))
 		rc = host->error(VI_EFAIL, "cannot write the domain XML of '%s'", vm->name);
-		goto cleanup;
-	}
-	*xml = xstrdup((const char *)xmlBufferContent(buf));
-cleanup:
-	if (x.w)
-		xmlFreeTextWriter(x.w);
-	if (buf)
-		xmlBufferFree(buf);
 	return rc;
+}
+
+/* A disk-only external snapshot onto overlays the host made: disks are named
+ * by their files, so no target names are needed. */
+int virt_switch_xml(const struct vi_host *host, const struct vi_hv_vm *vm,
+		    const char *const *overlays, char **xml)
+{
+	struct writer x = { 0 };
+	xmlBufferPtr buf;
+
+	if (!writer_begin(&x, &buf))
+		goto done;
+	open_el(&x, "domainsnapshot");
+	open_el(&x, "disks");
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		open_el(&x, "disk");
+		attr(&x, "name", vm->disks[i].path);
+		attr(&x, "snapshot", overlays[i] ? "external" : "no");
+		if (overlays[i]) {
+			attr(&x, "type", "file");
+			empty_el(&x, "driver", "type", "qcow2");
+			empty_el(&x, "source", "file", overlays[i]);
+		}
+		close_el(&x);
+	}
+	close_el(&x); /* disks */
+	close_el(&x); /* domainsnapshot */
+done:
+	if (!writer_end(&x, buf, xml))
+		return host->error(VI_EFAIL, "cannot write the snapshot XML of '%s'", vm->name);
+	return 0;
 }

@@ -48,6 +48,11 @@ const struct virt_guest *virt_guest_xen(const struct vi_host *host, const char *
 int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
 		    const struct vi_hv_vm *vm, char **xml);
 
+/* Snapshot XML moving vm's disk i onto overlays[i] (NULL: left alone); *xml
+ * as above. */
+int virt_switch_xml(const struct vi_host *host, const struct vi_hv_vm *vm,
+		    const char *const *overlays, char **xml);
+
 /* --- connections --------------------------------------------------------- */
 
 /* ctx->priv after virt_open(): the URI and a connection made on first use, so
@@ -122,5 +127,9 @@ int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
  * domain was defined with. */
 int virt_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n);
 int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes);
+/* The ABI's switch_disks: a disk-only external snapshot reusing the overlays,
+ * kept in the persistent definition too, with no snapshot left in libvirt. */
+int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+		      const char *const *overlays);
 
 #endif

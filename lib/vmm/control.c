@@ -174,6 +174,33 @@ static void control_add_state(struct vmm_control *ctl, struct json_object *o)
 			       json_object_new_string(vmm_paused(ctl->vm) ? "paused" : "running"));
 }
 
+/* {"overlays":[path or null, ...]}: one entry per disk. */
+static int control_switch_disks(struct vmm *vm, struct json_object *req)
+{
+	struct json_object *list;
+	const char **overlays;
+	size_t n;
+	int ret = 0;
+
+	if (!json_object_object_get_ex(req, "overlays", &list) ||
+	    !json_object_is_type(list, json_type_array))
+		return vi_error(VI_EUSAGE, "'switch_disks' needs an array of overlays");
+	n = json_object_array_length(list);
+	overlays = xcalloc(n + 1, sizeof(*overlays));
+	for (size_t i = 0; i < n && ret == 0; i++) {
+		struct json_object *v = json_object_array_get_idx(list, i);
+
+		if (v && !json_object_is_type(v, json_type_string))
+			ret = vi_error(VI_EUSAGE, "overlay %zu is neither a path nor null", i);
+		else if (v)
+			overlays[i] = json_object_get_string(v);
+	}
+	if (ret == 0)
+		ret = vmm_switch_disks(vm, overlays, n);
+	free(overlays);
+	return ret;
+}
+
 /* Handles one request; returns the reply (owned by the caller). */
 static struct json_object *control_handle(struct vmm_control *ctl, struct control_client *c,
 					  struct json_object *req)
@@ -181,7 +208,7 @@ static struct json_object *control_handle(struct vmm_control *ctl, struct contro
 	struct json_object *reply = json_object_new_object(), *v;
 	const char *cmd = json_object_object_get_ex(req, "cmd", &v) ? json_object_get_string(v)
 								     : "";
-	bool ok = true;
+	int ret = 0;
 
 	if (!strcmp(cmd, "status")) {
 		control_add_state(ctl, reply);
@@ -204,14 +231,14 @@ static struct json_object *control_handle(struct vmm_control *ctl, struct contro
 			vmm_request_shutdown(ctl->vm);
 	} else if (!strcmp(cmd, "console")) {
 		c->console = true;
+	} else if (!strcmp(cmd, "switch_disks")) {
+		ret = control_switch_disks(ctl->vm, req);
 	} else {
-		ok = false;
-		char *msg = xasprintf("unknown command '%s'", cmd);
-
-		json_object_object_add(reply, "error", json_object_new_string(msg));
-		free(msg);
+		ret = vi_error(VI_EUSAGE, "unknown command '%s'", cmd);
 	}
-	json_object_object_add(reply, "ok", json_object_new_boolean(ok));
+	if (ret < 0)
+		json_object_object_add(reply, "error", json_object_new_string(vi_error_message()));
+	json_object_object_add(reply, "ok", json_object_new_boolean(ret == 0));
 	return reply;
 }
 

@@ -10,6 +10,11 @@
  *                                   closes when the VMM is gone
  *   {"cmd":"console"}           -> {"ok":true}, then raw bytes: recent and new guest
  *                                   output one way, keyboard input to COM1 the other
+ *   {"cmd":"switch_disks","overlays":[P|null,...]}
+ *                               -> {"ok":true}; one entry per disk, in order: disk i moves
+ *                                   onto the qcow2 overlay at absolute path P, backed by
+ *                                   the image it uses now; null leaves it. All listed
+ *                                   disks move at one instant or none does.
  * Failures: {"ok":false,"error":"message"}.
  */
 #ifndef VI_VMM_CONTROL_H

@@ -310,6 +310,7 @@ struct vmm {
 	struct pci *pci;
 	struct acpi *acpi;
 	struct virtio_pci *balloon;
+	struct virtio_pci **blk; /* the disks' devices, in cfg.disks order */
 	struct vmm_console console;
 
 	struct vmm_vcpu *vcpus;

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -498,6 +499,32 @@ static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	return 0;
 }
 
+/* The VMM's working directory need not be ours: it is sent absolute paths. */
+static struct json_object *absolute_path_json(const char *path)
+{
+	char cwd[PATH_MAX], *abs;
+	struct json_object *o;
+
+	if (path[0] == '/' || !getcwd(cwd, sizeof(cwd)))
+		return json_object_new_string(path);
+	abs = xasprintf("%s/%s", cwd, path);
+	o = json_object_new_string(abs);
+	free(abs);
+	return o;
+}
+
+static int plugin_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+			       const char *const *overlays)
+{
+	struct json_object *args = json_object_new_object(), *list = json_object_new_array();
+
+	(void)ctx;
+	for (size_t i = 0; i < vm->ndisks; i++)
+		json_object_array_add(list, overlays[i] ? absolute_path_json(overlays[i]) : NULL);
+	json_object_object_add(args, "overlays", list);
+	return plugin_call(vm, "switch_disks", args, NULL);
+}
+
 static bool write_out(int fd, const char *buf, size_t len)
 {
 	while (len) {
@@ -593,6 +620,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.state = plugin_state,
 		.console = plugin_console,
 		.stats = plugin_stats,
+		.switch_disks = plugin_switch_disks,
 	};
 	return &ops;
 }

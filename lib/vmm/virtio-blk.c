@@ -1,8 +1,10 @@
 /* virtio-blk: one PCI device per disk, backed by lib/image (raw, or qcow2 with its
- * backing chain). Requests run on the disk's I/O thread. */
+ * backing chain). Requests run on the disk's I/O thread; a running disk can move onto
+ * an overlay of its image (live layering). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 
 #include "error.h"
@@ -37,7 +39,7 @@ struct virtio_blk_config {
 } __attribute__((packed));
 
 struct virtio_blk {
-	struct image *img;
+	struct image *img; /* NULL only when a failed switch could not restore it */
 	struct virtio_ops ops; /* features differ between read-only and writable disks */
 	struct virtio_blk_config config;
 	char id[VIRTIO_BLK_ID_BYTES];
@@ -93,12 +95,15 @@ static uint8_t virtio_blk_request(struct virtio_blk *blk, const struct virtio_ch
 				  size_t in_len, uint32_t *written)
 {
 	struct virtio_blk_req req;
-	uint64_t size = image_size(blk->img), offset;
+	uint64_t size, offset;
 	size_t len;
 
 	*written = 0;
+	if (!blk->img)
+		return VIRTIO_BLK_S_IOERR;
 	if (virtio_iov_read(c->out, c->nout, 0, &req, sizeof(req)) != sizeof(req))
 		return VIRTIO_BLK_S_IOERR;
+	size = image_size(blk->img);
 	offset = req.sector * SECTOR;
 	switch (req.type) {
 	case VIRTIO_BLK_T_IN:
@@ -192,6 +197,8 @@ static const struct virtio_ops virtio_blk_ops = {
 
 int virtio_blk_init(struct vmm *vm)
 {
+	if (vm->cfg.ndisks)
+		vm->blk = xcalloc(vm->cfg.ndisks, sizeof(*vm->blk));
 	for (size_t i = 0; i < vm->cfg.ndisks; i++) {
 		const struct vmm_disk *d = &vm->cfg.disks[i];
 		struct virtio_blk *blk = xcalloc(1, sizeof(*blk));
@@ -211,9 +218,163 @@ int virtio_blk_init(struct vmm *vm)
 		blk->config.blk_size = SECTOR;
 		snprintf(blk->id, sizeof(blk->id), "vi-disk%u", (unsigned)i % 1000);
 		snprintf(name, sizeof(name), "virtio-blk%zu", i);
-		ret = virtio_pci_add(vm, name, &blk->ops, blk, NULL);
+		ret = virtio_pci_add(vm, name, &blk->ops, blk, &vm->blk[i]);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
+}
+
+/* --- live layering --------------------------------------------------------------------- */
+
+static struct virtio_blk *blk_of(struct vmm *vm, size_t i)
+{
+	return virtio_pci_dev(vm->blk[i]);
+}
+
+/* Whether both paths name one file (b may be NULL). */
+static bool same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+
+	return b && stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev &&
+	       sa.st_ino == sb.st_ino;
+}
+
+/* Checks that disk i can move onto `path`: a qcow2 image of the disk's size whose backing
+ * file is the very file (by inode: the host may have linked it under a new name) that
+ * the disk has open, read in the disk's format. */
+static int switch_check(struct vmm *vm, size_t i, const char *path)
+{
+	const struct vmm_disk *d = &vm->cfg.disks[i];
+	const char *slash = strrchr(path, '/');
+	struct image_info info = { 0 };
+	struct image *img;
+	char *backing = NULL, want[32], got[32];
+	int ret;
+
+	if (d->readonly)
+		return vi_error(VI_EUSAGE, "disk %zu is read-only and takes no overlay", i);
+	if (same_file(d->path, path))
+		return vi_error(VI_EUSAGE, "disk %zu already uses '%s'", i, path);
+	/* The backing file is ours, open for writing: its lock keeps it closed here. */
+	ret = image_open(path, IMAGE_PROBE, IMAGE_OPEN_NO_BACKING, &img);
+	if (ret == 0)
+		ret = image_get_info(img, false, &info);
+	if (ret < 0) {
+		ret = vi_error_wrap("disk %zu", i);
+		goto out;
+	}
+	if (info.backing_file && info.backing_file[0] != '/' && slash)
+		backing = xasprintf("%.*s/%s", (int)(slash - path), path, info.backing_file);
+	else
+		backing = xstrdup(info.backing_file);
+	if (info.format != IMAGE_QCOW2)
+		ret = vi_error(VI_EUSAGE, "disk %zu: '%s' is a %s image, not a qcow2 overlay", i,
+			       path, image_format_name(info.format));
+	else if (info.virtual_size != image_size(blk_of(vm, i)->img))
+		ret = vi_error(VI_EUSAGE, "disk %zu: the overlay '%s' is %s but the disk is %s", i,
+			       path, vi_format_size(info.virtual_size, got, sizeof(got)),
+			       vi_format_size(image_size(blk_of(vm, i)->img), want, sizeof(want)));
+	else if (!same_file(d->path, backing))
+		ret = vi_error(VI_EUSAGE, "disk %zu: the overlay '%s' is not backed by '%s'", i,
+			       path, d->path);
+	else if (info.backing_format != IMAGE_PROBE && info.backing_format != d->format)
+		ret = vi_error(VI_EUSAGE, "disk %zu: the overlay '%s' reads '%s' as %s, not %s", i,
+			       path, d->path, image_format_name(info.backing_format),
+			       image_format_name(d->format));
+out:
+	free(backing);
+	image_info_release(&info);
+	if (image_close(img) < 0 && ret == 0)
+		ret = vi_error_wrap("disk %zu", i);
+	return ret;
+}
+
+/* Holds or lets go of every queue of disk i: while held, none of its requests runs, and
+ * the guest's notifications wait in the queues' eventfds. */
+static void blk_hold(struct vmm *vm, size_t i, bool hold)
+{
+	for (unsigned q = 0; q < blk_of(vm, i)->ops.nqueues; q++) {
+		struct virtio_queue *vq = virtio_pci_queue(vm->blk[i], q);
+
+		if (hold)
+			pthread_mutex_lock(&vq->lock);
+		else
+			pthread_mutex_unlock(&vq->lock);
+	}
+}
+
+/* Closes the disk's image and opens path in its place. The old image must be closed
+ * first: its write lock keeps an overlay that reads it from opening. On failure the
+ * disk has no image. */
+static int blk_move(struct virtio_blk *blk, const char *path, int format)
+{
+	int ret = image_close(blk->img);
+
+	blk->img = NULL;
+	return ret < 0 ? ret : image_open(path, format, IMAGE_OPEN_WRITE, &blk->img);
+}
+
+/* Puts the first n disks that were to move back on their old images after the move
+ * failed with `err`, whose message leads the one returned. Nothing ran on the overlays
+ * meanwhile, so nothing is lost. */
+static int switch_back(struct vmm *vm, const char *const *overlays, size_t n, int err)
+{
+	char *why = xstrdup(vi_error_message());
+
+	for (size_t i = 0; i < n; i++) {
+		const struct vmm_disk *d = &vm->cfg.disks[i];
+		char *more;
+
+		if (!overlays[i] || blk_move(blk_of(vm, i), d->path, d->format) == 0)
+			continue;
+		more = xasprintf("%s; disk %zu could not go back to '%s' and fails every "
+				 "request: %s", why, i, d->path, vi_error_message());
+		free(why);
+		why = more;
+	}
+	err = vi_error(-err, "%s", why);
+	free(why);
+	return err;
+}
+
+int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n)
+{
+	size_t i, moved;
+	int ret = 0;
+
+	if (n != vm->cfg.ndisks)
+		return vi_error(VI_EUSAGE, "%zu overlays given for %zu disks", n, vm->cfg.ndisks);
+	for (i = 0; i < n && ret == 0; i++)
+		if (overlays[i])
+			ret = switch_check(vm, i, overlays[i]);
+	if (ret < 0)
+		return ret;
+	/* Every disk held at once: for the guest they all move at one instant. */
+	for (i = 0; i < n; i++)
+		if (overlays[i])
+			blk_hold(vm, i, true);
+	/* A flush that fails leaves the old images in place and still open. */
+	for (i = 0; i < n && ret == 0; i++)
+		if (overlays[i] && image_flush(blk_of(vm, i)->img) < 0)
+			ret = vi_error_wrap("disk %zu", i);
+	for (moved = 0; moved < n && ret == 0; moved++)
+		if (overlays[moved] && blk_move(blk_of(vm, moved), overlays[moved], IMAGE_QCOW2) < 0)
+			ret = vi_error_wrap("disk %zu", moved);
+	if (ret < 0)
+		ret = switch_back(vm, overlays, moved, ret);
+	for (i = 0; i < n; i++) {
+		struct vmm_disk *d = (struct vmm_disk *)&vm->cfg.disks[i];
+
+		if (!overlays[i])
+			continue;
+		if (ret == 0) {
+			free((char *)d->path);
+			d->path = xstrdup(overlays[i]);
+			d->format = IMAGE_QCOW2;
+		}
+		blk_hold(vm, i, false);
+	}
+	return ret;
 }

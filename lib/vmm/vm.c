@@ -367,6 +367,7 @@ void vmm_free(struct vmm *vm)
 	for (size_t i = 0; i < vm->ndevices; i++)
 		vm->devices[i].free(vm->devices[i].dev);
 	free(vm->devices);
+	free(vm->blk);
 	for (size_t i = 0; i < ARRAY_SIZE(vm->buses); i++)
 		vmm_bus_release(&vm->buses[i]);
 	vmm_memory_release(vm);

@@ -115,6 +115,15 @@ void vmm_request_shutdown(struct vmm *vm);
  * balloon. *actual (may be NULL) gets what the driver reports it holds now. */
 int vmm_balloon_set(struct vmm *vm, uint32_t pages);
 int vmm_balloon_get(struct vmm *vm, uint32_t *target, uint32_t *actual);
+/* Live layering: moves each disk i with a non-NULL overlays[i] (n must be the number of
+ * disks) onto that qcow2 image, which must have the disk's virtual size and be backed by
+ * the file the disk uses now. Every overlay is checked before any disk moves; the disks'
+ * requests wait while they move, all together, so the old images keep exactly the writes
+ * made before that instant and are only read afterwards. On failure every disk stays on
+ * its old image (should one not even reopen, the message says so and that disk fails its
+ * requests). Paths are copied. Called from the thread that runs vmm_wait(), or before
+ * vmm_start(). */
+int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n);
 
 /* A host-side access to the device buses, as a vCPU would make it: for tests and
  * benchmarks that drive devices without a guest. */

@@ -120,6 +120,7 @@ static const struct vi_hv_ops qemu_ops = {
 	.stats = virt_stats,
 	.set_vcpus = virt_set_vcpus,
 	.set_memory = virt_set_memory,
+	.switch_disks = virt_switch_disks,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)

@@ -4,51 +4,10 @@
  * them, checks they come back zeroed, deflates) and virtio-net (ARP for 10.0.2.1 from
  * 10.0.2.15, waits for the reply).
  * Ends with "devices: ok" or "devices: FAIL ..." and resets. */
-#include "guest.h"
+#include "virtio.h"
 
 REALMODE_BANNER("devices: boot me through the 64-bit entry\n");
 
-#define WAIT_TSC 20000000000ull /* several seconds at any clock rate KVM shows */
-
-#define PCI_ADDR 0xcf8
-#define PCI_DATA 0xcfc
-
-/* The legacy virtio register block in BAR 0. */
-#define VP_FEATURES       0x00
-#define VP_GUEST_FEATURES 0x04
-#define VP_QUEUE_PFN      0x08
-#define VP_QUEUE_NUM      0x0c
-#define VP_QUEUE_SEL      0x0e
-#define VP_NOTIFY         0x10
-#define VP_STATUS         0x12
-#define VP_ISR            0x13
-#define VP_CONFIG         0x14
-
-#define STATUS_ACK       1
-#define STATUS_DRIVER    2
-#define STATUS_DRIVER_OK 4
-
-#define DESC_NEXT  1
-#define DESC_WRITE 2
-
-#define QSIZE 256
-#define MAX_QUEUES 12
-
-struct desc {
-	uint64_t addr;
-	uint32_t len;
-	uint16_t flags, next;
-};
-
-struct vq {
-	struct desc *desc;
-	volatile uint16_t *avail, *used;
-	uint16_t io, index, last_used;
-};
-
-/* desc (4 KiB), avail (one page), used (one page): the legacy layout for 256 entries. */
-static uint8_t rings[MAX_QUEUES][3 * 4096] __attribute__((aligned(4096)));
-static unsigned rings_used;
 static unsigned failures;
 
 static void check(bool ok, const char *what)
@@ -59,104 +18,9 @@ static void check(bool ok, const char *what)
 	}
 }
 
-static uint32_t pci_read(unsigned slot, unsigned reg)
-{
-	outl(PCI_ADDR, 0x80000000u | slot << 11 | reg);
-	return inl(PCI_DATA);
-}
-
-static void pci_write(unsigned slot, unsigned reg, uint32_t v)
-{
-	outl(PCI_ADDR, 0x80000000u | slot << 11 | reg);
-	outl(PCI_DATA, v);
-}
-
-/* Resets the device, accepts `features` and sets up `n` queues. */
-static void vp_setup(uint16_t io, uint32_t features, struct vq *qs, unsigned n)
-{
-	outb(io + VP_STATUS, 0);
-	outb(io + VP_STATUS, STATUS_ACK | STATUS_DRIVER);
-	outl(io + VP_GUEST_FEATURES, inl(io + VP_FEATURES) & features);
-	for (unsigned i = 0; i < n; i++) {
-		uint8_t *ring = rings[rings_used++];
-
-		memset(ring, 0, sizeof(rings[0]));
-		outw(io + VP_QUEUE_SEL, (uint16_t)i);
-		check(inw(io + VP_QUEUE_NUM) == QSIZE, "queue size is 256");
-		qs[i] = (struct vq){ (struct desc *)ring, (uint16_t *)(ring + 4096),
-				     (uint16_t *)(ring + 8192), io, (uint16_t)i, 0 };
-		outl(io + VP_QUEUE_PFN, (uint32_t)((uintptr_t)ring >> 12));
-	}
-	outb(io + VP_STATUS, STATUS_ACK | STATUS_DRIVER | STATUS_DRIVER_OK);
-}
-
-/* Makes a chain of `n` buffers available starting at descriptor `first`. */
-static void vq_add(struct vq *q, uint16_t first, unsigned n)
-{
-	uint16_t idx = q->avail[1];
-
-	for (unsigned i = 0; i < n; i++)
-		q->desc[first + i].next = (uint16_t)(first + i + 1);
-	q->desc[first + n - 1].flags &= (uint16_t)~DESC_NEXT;
-	q->avail[2 + idx % QSIZE] = first;
-	__atomic_store_n(&q->avail[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
-}
-
-static void vq_buf(struct vq *q, uint16_t i, const void *p, uint32_t len, bool write)
-{
-	q->desc[i] = (struct desc){ (uint64_t)(uintptr_t)p, len,
-				    (uint16_t)(DESC_NEXT | (write ? DESC_WRITE : 0)), 0 };
-}
-
-/* Waits for the device to use an entry; its length, or -1 on timeout. */
-static int64_t vq_wait(struct vq *q)
-{
-	uint64_t deadline = rdtsc() + WAIT_TSC;
-	int64_t len;
-
-	while (__atomic_load_n(&q->used[1], __ATOMIC_ACQUIRE) == q->last_used)
-		if (rdtsc() > deadline)
-			return -1;
-	len = *(volatile uint32_t *)((uint8_t *)q->used + 4 + 8 * (q->last_used % QSIZE) + 4);
-	q->last_used++;
-	return len;
-}
-
-static int64_t vq_kick_wait(struct vq *q)
-{
-	outw(q->io + VP_NOTIFY, q->index);
-	return vq_wait(q);
-}
-
 /* --- virtio-blk --------------------------------------------------------------------- */
 
-struct blk_req {
-	uint32_t type, reserved;
-	uint64_t sector;
-};
-
 static uint8_t sector_buf[512], id_buf[20];
-
-static uint8_t blk_rw(struct vq *q, uint32_t type, uint64_t sector, void *buf, uint32_t len)
-{
-	static struct blk_req req;
-	static volatile uint8_t status;
-
-	req = (struct blk_req){ type, 0, sector };
-	status = 0xff;
-	vq_buf(q, 0, &req, sizeof(req), false);
-	if (len) {
-		vq_buf(q, 1, buf, len, type != 1);
-		vq_buf(q, 2, (const void *)&status, 1, true);
-		vq_add(q, 0, 3);
-	} else {
-		vq_buf(q, 1, (const void *)&status, 1, true);
-		vq_add(q, 0, 2);
-	}
-	if (vq_kick_wait(q) < 0)
-		return 0xfe;
-	return status;
-}
 
 static void print_text(const char *prefix, const uint8_t *p, size_t max)
 {
@@ -174,7 +38,7 @@ static void blk_test(unsigned n, uint16_t io)
 	uint64_t sectors = inl(io + VP_CONFIG) | (uint64_t)inl(io + VP_CONFIG + 4) << 32;
 	static const char text[] = "written by the guest";
 
-	vp_setup(io, (1u << 5) | (1u << 9), &q, 1);
+	check(vp_setup(io, (1u << 5) | (1u << 9), &q, 1), "queue size is 256");
 	guest_printf("blk%u: %lu sectors%s\n", n, sectors, ro ? ", read-only" : "");
 	check(blk_rw(&q, 0, 0, sector_buf, sizeof(sector_buf)) == 0, "blk reads sector 0");
 	guest_printf("blk%u: ", n);
@@ -212,7 +76,7 @@ static void rng_test(uint16_t io)
 	unsigned nonzero = 0;
 	int64_t len;
 
-	vp_setup(io, 0, &q, 1);
+	check(vp_setup(io, 0, &q, 1), "queue size is 256");
 	vq_buf(&q, 0, buf, sizeof(buf), true);
 	vq_add(&q, 0, 1);
 	len = vq_kick_wait(&q);
@@ -239,7 +103,7 @@ static void balloon_test(uint16_t io)
 	unsigned zeroed = 0;
 	bool waited;
 
-	vp_setup(io, 0, q, 2);
+	check(vp_setup(io, 0, q, 2), "queue size is 256");
 	if (!balloon_wait) {
 		check(inl(io + VP_CONFIG) == 0, "an idle balloon holds nothing");
 		guest_printf("balloon: idle\n");
@@ -318,7 +182,7 @@ static void net_test(uint16_t io)
 
 	for (unsigned i = 0; i < 6; i++)
 		mac[i] = inb(io + VP_CONFIG + i);
-	vp_setup(io, 1u << 5, q, 2);
+	check(vp_setup(io, 1u << 5, q, 2), "queue size is 256");
 	for (uint16_t i = 0; i < RX_BUFS; i++) {
 		vq_buf(&q[0], i, rx_bufs[i], sizeof(rx_bufs[i]), true);
 		vq_add(&q[0], i, 1);

@@ -1,6 +1,6 @@
 # Test kernels: freestanding C and assembly linked by guest.ld into bzImage files in
 # $(B)/tests/guest/NAME.bzImage. Built with their own flags: never sanitized, no libc.
-GUEST_KERNELS := bootinfo smp reset hello devices acpi
+GUEST_KERNELS := bootinfo smp reset hello devices acpi disk-writer
 GUEST_DIR := $(B)/tests/guest
 GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
 	-fno-stack-protector -fno-asynchronous-unwind-tables -mno-red-zone \
@@ -22,14 +22,16 @@ $(GUEST_DIR)/%.o: tests/guest/%.S
 $(GUEST_DIR)/%.elf: $(GUEST_DIR)/%.o $(GUEST_COMMON) tests/guest/guest.ld
 	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)
 
-# The smp kernel carries its AP trampoline.
+# The smp kernel carries its AP trampoline; the kernels that drive virtio devices share
+# their driver.
 $(GUEST_DIR)/smp.elf: $(GUEST_DIR)/smp-ap.o
+$(GUEST_DIR)/devices.elf $(GUEST_DIR)/disk-writer.elf: $(GUEST_DIR)/virtio.o
 
 $(GUEST_DIR)/%.bzImage: $(GUEST_DIR)/%.elf
 	objcopy -O binary $< $@
 
 # Kept for the debugger and for incremental builds.
 .SECONDARY: $(patsubst %,$(GUEST_DIR)/%.elf,$(GUEST_KERNELS)) $(GUEST_COMMON) \
-	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS)) $(GUEST_DIR)/smp-ap.o
+	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS)) $(GUEST_DIR)/smp-ap.o $(GUEST_DIR)/virtio.o
 
 EXTRA_ALL += $(GUEST_IMAGES)

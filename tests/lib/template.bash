@@ -56,3 +56,30 @@ boot_image() {
 	vi destroy "$name" || true
 	return 1
 }
+
+# Waits until TEXT is on VM NAME's console, for up to SECONDS (120):
+# wait_console NAME TEXT [SECONDS]
+wait_console() {
+	local log=$VI_HOME/vms/$1/run/console.log
+	for _ in $(seq $((${3:-120} * 2))); do
+		grep -q "$2" "$log" 2>/dev/null && return 0
+		sleep 0.5
+	done
+	echo "no '$2' on the console of $1:"
+	tail -20 "$log"
+	return 1
+}
+
+# Runs a command line in a root shell on the serial console of VM NAME (a
+# busybox image that logs root in without a password) and prints what the
+# console showed: guest_sh NAME COMMAND
+guest_sh() {
+	{
+		sleep 1
+		printf 'root\r'
+		sleep 2
+		printf '%s\r' "$2"
+		sleep 3
+		printf '\x1d'
+	} | vi console "$1"
+}

@@ -49,6 +49,25 @@ setup() {
 	run -0 vi destroy deb1
 }
 
+@test "debian-12 machines: a clone of a running one gets its own name, machine ID and SSH host keys" {
+	need_hv_qemu
+	run -0 vi create --hv qemu --template debian-12 --wait-ready --timeout 900 deb2
+	run -0 vi clone --start deb2 deb2c
+	wait_console deb2c vi-guest-ready 900
+	local a=$VI_HOME/vms/deb2/run/console.log b=$VI_HOME/vms/deb2c/run/console.log
+	grep -q "^vi: this is deb2, machine ID $(vi show --json deb2 | jq -r .vm.machine_id)" "$a"
+	grep -q "^vi: this is deb2c, machine ID $(vi show --json deb2c | jq -r .vm.machine_id)" "$b"
+	# Each printed the fingerprints of the host keys it made; none is shared.
+	grep -a '^vi: SSH host key ' "$a" | tr -d '\r' | sort >keys.a
+	grep -a '^vi: SSH host key ' "$b" | tr -d '\r' | sort >keys.b
+	[ "$(wc -l <keys.a)" -ge 2 ] && [ "$(wc -l <keys.b)" -ge 2 ]
+	[ -z "$(comm -12 <(awk '{ print $6 }' keys.a) <(awk '{ print $6 }' keys.b))" ]
+	vi -q stop --force deb2c
+	vi -q stop --force deb2
+	vi -q destroy deb2c
+	vi -q destroy deb2
+}
+
 @test "debian-12-dev is an overlay on debian-12 with build-essential and git" {
 	run -0 vi template build debian-12-dev
 	[[ $output =~ ^built\ template\ \'debian-12-dev\'\ as\ sha256: ]]

@@ -47,8 +47,8 @@ static struct vi_hv_vm base_vm(void)
 	return vm;
 }
 
-/* virt-xml-validate's verdict on xml (its exit status). */
-static int validate(const char *xml)
+/* virt-xml-validate's verdict on xml against schema (its exit status). */
+static int validate(const char *xml, const char *schema)
 {
 	char path[] = "/tmp/vi-xml-XXXXXX";
 	char cmd[256];
@@ -57,7 +57,7 @@ static int validate(const char *xml)
 	if (fd < 0 || write(fd, xml, strlen(xml)) != (ssize_t)strlen(xml))
 		return -1;
 	close(fd);
-	snprintf(cmd, sizeof(cmd), "virt-xml-validate %s domain >/dev/null 2>&1", path);
+	snprintf(cmd, sizeof(cmd), "virt-xml-validate %s %s >/dev/null 2>&1", path, schema);
 	rc = system(cmd);
 	if (rc)
 		printf("# rejected XML:\n%s", xml);
@@ -107,7 +107,7 @@ static void check_guest(const struct virt_guest *g, const struct vi_hv_vm *vm, c
 	ok(xml != NULL, "%s: XML written", g->name);
 	if (!xml)
 		return;
-	is_int(validate(xml), 0, "%s: virt-xml-validate accepts it", g->name);
+	is_int(validate(xml, "domain"), 0, "%s: virt-xml-validate accepts it", g->name);
 	is_xpath(xml, "string(/domain/@type)", g->domain_type, "%s: domain type", g->name);
 	is_xpath(xml, "string(/domain/os/type)", g->os_type, "%s: os type", g->name);
 	is_xpath(xml, "string(/domain/os/kernel)", weird_kernel, "%s: kernel path intact",
@@ -166,7 +166,7 @@ static void test_qemu(void)
 	xml = xml_for(&virt_guest_qemu_tcg, &vm);
 	ok(xml != NULL, "firmware boot: XML written");
 	if (xml) {
-		is_int(validate(xml), 0, "firmware boot: virt-xml-validate accepts it");
+		is_int(validate(xml, "domain"), 0, "firmware boot: virt-xml-validate accepts it");
 		is_xpath(xml, "string(/domain/os/boot/@dev)", "hd", "firmware boot: from disk");
 		is_xpath(xml, "count(/domain/os/kernel)", "0", "firmware boot: no kernel");
 	}
@@ -207,10 +207,10 @@ static void test_xen(void)
 	vm.kernel = vm.initrd = vm.cmdline = NULL;
 	xml = xml_for(&virt_guest_xen_pv, &vm);
 	is_xpath(xml, "string(/domain/bootloader)", "pygrub", "pv firmware boot: pygrub");
-	is_int(xml ? validate(xml) : -1, 0, "pv firmware boot: virt-xml-validate accepts it");
+	is_int(xml ? validate(xml, "domain") : -1, 0, "pv firmware boot: virt-xml-validate accepts it");
 	free(xml);
 	xml = xml_for(&virt_guest_xen_hvm, &vm);
-	is_int(xml ? validate(xml) : -1, 0, "hvm firmware boot: virt-xml-validate accepts it");
+	is_int(xml ? validate(xml, "domain") : -1, 0, "hvm firmware boot: virt-xml-validate accepts it");
 	free(xml);
 	xml = NULL;
 	is_int(virt_domain_xml(&test_host, &virt_guest_xen_pvh, &vm, &xml), -VI_EUNSUPPORTED,
@@ -267,6 +267,29 @@ static void test_disk_names(void)
 	free(xml);
 }
 
+/* The snapshot that moves a running VM's disks onto overlays: disks named by
+ * their files, an overlay each where one is given. */
+static void test_switch_xml(void)
+{
+	struct vi_hv_vm vm = base_vm();
+	const char *overlays[] = { "/srv/vi/vms/xml-test/disks/d.1.qcow2", NULL };
+	char *xml = NULL;
+
+	is_int(virt_switch_xml(&test_host, &vm, overlays, &xml), 0, "switch XML is written");
+	is_int(validate(xml, "domainsnapshot"), 0, "virt-xml-validate accepts it");
+	is_xpath(xml, "string(/domainsnapshot/disks/disk[1]/@name)", weird_disk,
+		 "disk 1 is named by its file");
+	is_xpath(xml, "string(/domainsnapshot/disks/disk[1]/@snapshot)", "external",
+		 "disk 1 moves");
+	is_xpath(xml, "string(/domainsnapshot/disks/disk[1]/source/@file)", overlays[0],
+		 "onto its overlay");
+	is_xpath(xml, "string(/domainsnapshot/disks/disk[1]/driver/@type)", "qcow2",
+		 "which is qcow2");
+	is_xpath(xml, "string(/domainsnapshot/disks/disk[2]/@snapshot)", "no",
+		 "disk 2 stays");
+	free(xml);
+}
+
 int main(void)
 {
 	if (system("command -v virt-xml-validate >/dev/null") != 0) {
@@ -277,6 +300,7 @@ int main(void)
 	test_xen();
 	test_errors();
 	test_disk_names();
+	test_switch_xml();
 	xmlCleanupParser();
 	return done();
 }
