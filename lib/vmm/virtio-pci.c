@@ -58,10 +58,14 @@ struct virtio_pci {
 	const struct virtio_ops *ops;
 	void *dev;
 	struct iothread *io;
-	pthread_mutex_t lock; /* the registers below */
+	pthread_mutex_t lock; /* the registers below but isr */
 	uint32_t guest_features;
 	uint16_t queue_sel;
-	uint8_t status, isr;
+	uint8_t status;
+	/* The interrupt: I/O threads raise it holding a queue's lock, vCPUs take a
+	 * queue's lock under `lock`, so this one is taken last and on its own. */
+	pthread_mutex_t irq_lock;
+	uint8_t isr;
 	struct virtio_queue *queues;
 };
 
@@ -190,10 +194,10 @@ size_t virtio_iov_write(const struct iovec *iov, unsigned n, size_t skip, const 
 
 static void virtio_interrupt(struct virtio_pci *vp, uint8_t why)
 {
-	pthread_mutex_lock(&vp->lock);
+	pthread_mutex_lock(&vp->irq_lock);
 	vp->isr |= why;
 	pci_irq_set(vp->vm, &vp->pci, true);
-	pthread_mutex_unlock(&vp->lock);
+	pthread_mutex_unlock(&vp->irq_lock);
 }
 
 void virtio_queue_push(struct virtio_queue *q, uint16_t head, uint32_t len)
@@ -247,8 +251,10 @@ static void virtio_reset(struct virtio_pci *vp)
 	}
 	vp->guest_features = 0;
 	vp->queue_sel = 0;
+	pthread_mutex_lock(&vp->irq_lock);
 	vp->isr = 0;
 	pci_irq_set(vp->vm, &vp->pci, false);
+	pthread_mutex_unlock(&vp->irq_lock);
 }
 
 static void virtio_pci_read(void *opaque, uint64_t offset, uint8_t *data, unsigned len)
@@ -282,13 +288,15 @@ static void virtio_pci_read(void *opaque, uint64_t offset, uint8_t *data, unsign
 		memcpy(&regs[VIRTIO_PCI_QUEUE_NUM], &num, 2);
 		memcpy(&regs[VIRTIO_PCI_QUEUE_SEL], &vp->queue_sel, 2);
 		regs[VIRTIO_PCI_STATUS] = vp->status;
+		pthread_mutex_lock(&vp->irq_lock);
 		regs[VIRTIO_PCI_ISR] = vp->isr;
-		memcpy(data, &regs[offset], len);
 		/* Reading the ISR acknowledges the interrupt. */
 		if (offset <= VIRTIO_PCI_ISR && offset + len > VIRTIO_PCI_ISR) {
 			vp->isr = 0;
 			pci_irq_set(vp->vm, &vp->pci, false);
 		}
+		pthread_mutex_unlock(&vp->irq_lock);
+		memcpy(data, &regs[offset], len);
 	}
 	pthread_mutex_unlock(&vp->lock);
 }
@@ -343,7 +351,9 @@ static int virtio_pci_save(void *opaque, struct json_object **out)
 
 	pthread_mutex_lock(&vp->lock);
 	json_object_object_add(o, "status", json_object_new_int(vp->status));
+	pthread_mutex_lock(&vp->irq_lock);
 	json_object_object_add(o, "isr", json_object_new_int(vp->isr));
+	pthread_mutex_unlock(&vp->irq_lock);
 	json_object_object_add(o, "guest_features", json_object_new_int64(vp->guest_features));
 	json_object_object_add(o, "queue_sel", json_object_new_int(vp->queue_sel));
 	for (unsigned i = 0; i < vp->ops->nqueues; i++) {
@@ -391,7 +401,6 @@ static int virtio_pci_restore(void *opaque, struct json_object *state)
 		return vi_error(VI_EUSAGE, "saved state of '%s' has the wrong queues", vp->name);
 	pthread_mutex_lock(&vp->lock);
 	vp->status = (uint8_t)json_get(state, "status", &ok);
-	vp->isr = (uint8_t)json_get(state, "isr", &ok);
 	vp->guest_features = (uint32_t)json_get(state, "guest_features", &ok);
 	vp->queue_sel = (uint16_t)json_get(state, "queue_sel", &ok);
 	for (unsigned i = 0; i < vp->ops->nqueues; i++) {
@@ -405,7 +414,10 @@ static int virtio_pci_restore(void *opaque, struct json_object *state)
 	}
 	if (ok && vp->ops->restore)
 		ret = vp->ops->restore(vp->dev, state);
+	pthread_mutex_lock(&vp->irq_lock);
+	vp->isr = (uint8_t)json_get(state, "isr", &ok);
 	pci_irq_set(vp->vm, &vp->pci, vp->isr != 0);
+	pthread_mutex_unlock(&vp->irq_lock);
 	pthread_mutex_unlock(&vp->lock);
 	if (!ok)
 		return vi_error(VI_EUSAGE, "saved state of '%s' is incomplete", vp->name);
@@ -426,6 +438,7 @@ static void virtio_pci_free(void *opaque)
 	free(vp->queues);
 	vp->ops->free(vp->dev);
 	pthread_mutex_destroy(&vp->lock);
+	pthread_mutex_destroy(&vp->irq_lock);
 	free(vp->name);
 	free(vp);
 }
@@ -461,6 +474,7 @@ int virtio_pci_add(struct vmm *vm, const char *name, const struct virtio_ops *op
 	vp->ops = ops;
 	vp->dev = dev;
 	pthread_mutex_init(&vp->lock, NULL);
+	pthread_mutex_init(&vp->irq_lock, NULL);
 	vp->io = iothread_new(name);
 	vp->queues = xcalloc(ops->nqueues, sizeof(*vp->queues));
 	for (unsigned i = 0; i < ops->nqueues; i++) {
