@@ -9,7 +9,8 @@
 #   make SANITIZE=1 ...   the same with ASan and UBSan (in build-san/)
 #
 # New files need no edits here: lib/*.c join libvi, lib/vmm/*.c libvmm,
-# lib/virt/*.c libvirt-glue, cmd/*.c the vi binary, plugins/hv-NAME/*.c the
+# lib/virt/*.c libvirt-glue, lib/tools/*.c the image tools module vi-tools.so,
+# cmd/*.c the vi binary, plugins/hv-NAME/*.c the
 # plugin hv-NAME.so (extra libraries in plugins/hv-NAME/plugin.mk),
 # tests/unit/*.c one test program each, tests/plugins/*.c one fixture plugin
 # each, tests/fuzz/fuzz-*.c one libFuzzer target each.
@@ -22,6 +23,9 @@ LIBDIR ?= $(PREFIX)/lib
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
 PLUGINDIR := $(LIBDIR)/vi/plugins
+TOOLSDIR := $(LIBDIR)/vi
+# The same relative to BINDIR, so that a staged install (DESTDIR) finds it too.
+TOOLSDIR_FROM_BIN := $(shell realpath -m --relative-to=$(BINDIR) $(TOOLSDIR))
 TEMPLATEDIR := $(DATADIR)/vi/templates
 
 ifeq ($(SANITIZE),1)
@@ -43,13 +47,19 @@ endif
 
 CC ?= cc
 PKG_CONFIG ?= pkg-config
-PKGS := json-c yaml-0.1 zlib libguestfs libarchive
+PKGS := json-c yaml-0.1 zlib
 PKG_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
+# Only vi-tools.so links these: loading them costs every program ~18 ms.
+TOOLS_PKGS := libguestfs libarchive
+TOOLS_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(TOOLS_PKGS) 2>/dev/null)
+TOOLS_LIBS := $(shell $(PKG_CONFIG) --libs $(TOOLS_PKGS) 2>/dev/null)
 
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -iquote lib \
 	-DVI_VERSION='"$(VERSION)"' \
 	-DVI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR)"' \
+	-DVI_TOOLS_DIR_DEFAULT='"$(TOOLSDIR)"' \
+	-DVI_TOOLS_DIR_FROM_BIN='"$(TOOLSDIR_FROM_BIN)"' \
 	-DVI_MAN_DIR_DEFAULT='"$(MANDIR)"' \
 	-DVI_TEMPLATE_DIR_DEFAULT='"$(TEMPLATEDIR)"'
 CFLAGS ?= -g $(OPT)
@@ -61,6 +71,7 @@ LIB_SRC := $(wildcard lib/*.c)
 VMM_SRC := $(wildcard lib/vmm/*.c)
 VIRT_SRC := $(wildcard lib/virt/*.c)
 PLUGIN_HOST_SRC := $(wildcard lib/plugin/*.c)
+TOOLS_SRC := $(wildcard lib/tools/*.c)
 CMD_SRC := $(wildcard cmd/*.c)
 UNIT_SRC := $(wildcard tests/unit/*.c)
 FIXTURE_SRC := $(wildcard tests/plugins/*.c)
@@ -74,6 +85,7 @@ LIBVMM := $(B)/libvmm.a
 LIBVIRT_GLUE := $(B)/libvirt-glue.a
 LIBVI_PLUGIN := $(B)/libvi-plugin.a
 VI := $(B)/vi
+TOOLS := $(B)/vi-tools.so
 PLUGINS := $(patsubst plugins/%,$(B)/plugins/%.so,$(PLUGIN_DIRS))
 UNIT_TESTS := $(patsubst tests/unit/%.c,$(B)/tests/unit/%,$(UNIT_SRC))
 FIXTURES := $(patsubst tests/plugins/%.c,$(B)/tests/plugins/%.so,$(FIXTURE_SRC))
@@ -88,7 +100,7 @@ EXTRA_ALL :=
 -include $(wildcard plugins/*/plugin.mk)
 -include $(wildcard tests/*/*.mk bench/*/*.mk)
 
-all: $(VI) $(PLUGINS) $(UNIT_TESTS) $(FIXTURES) $(EXTRA_ALL)
+all: $(VI) $(TOOLS) $(PLUGINS) $(UNIT_TESTS) $(FIXTURES) $(EXTRA_ALL)
 
 # V=1 shows whole command lines.
 ifeq ($(V),1)
@@ -124,9 +136,19 @@ $(LIBVIRT_GLUE): $(call obj,$(VIRT_SRC))
 	$(say) AR $@
 	$(Q)rm -f $@ && $(AR) rcs $@ $^
 
+# vi exports all of libvi (-rdynamic, --whole-archive) for vi-tools.so.
 $(VI): $(call obj,$(CMD_SRC)) $(LIBVI)
 	$(say) LINK $@
-	$(Q)$(CC) $(LDFLAGS) -rdynamic -o $@ $^ $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -rdynamic -o $@ $(filter %.o,$^) \
+		-Wl,--whole-archive $(LIBVI) -Wl,--no-whole-archive $(LDLIBS)
+
+# The image tools module: libvi's symbols come from the vi that loads it, so
+# its error state is vi's; it exports one symbol (VI_TOOLS_SYMBOL).
+$(TOOLS): $(call obj,$(TOOLS_SRC))
+	$(say) LINK $@
+	$(Q)$(CC) $(LDFLAGS) -shared -o $@ $^ $(TOOLS_LIBS)
+
+$(B)/lib/tools/%.o: CFLAGS += $(TOOLS_CFLAGS) -fvisibility=hidden
 
 # Plugins: hidden visibility, one exported symbol (VI_HV_EXPORT). libvi's
 # error and log functions come from libvi-plugin.a, which forwards to the host.
@@ -192,6 +214,7 @@ install: all
 		$(DESTDIR)$(DATADIR)/bash-completion/completions \
 		$(DESTDIR)$(DATADIR)/zsh/vendor-completions
 	install -m 0755 $(VI) $(DESTDIR)$(BINDIR)/vi
+	install -m 0755 $(TOOLS) $(DESTDIR)$(TOOLSDIR)/
 	$(if $(PLUGINS),install -m 0755 $(PLUGINS) $(DESTDIR)$(PLUGINDIR)/)
 	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(MANDIR)/man1/
 	$(if $(wildcard man/*.5),install -m 0644 $(wildcard man/*.5) $(DESTDIR)$(MANDIR)/man5/)

@@ -1,5 +1,6 @@
-/* What the template modules (template.c, template-build.c, template-rootfs.c,
- * template-store.c, template-archive.c) share and nobody else needs. */
+/* What the template modules (template.c, template-store.c, and those of
+ * vi-tools.so: tools/template-build.c, template-rootfs.c, template-archive.c)
+ * share and nobody else needs. */
 #ifndef VI_TEMPLATE_INTERNAL_H
 #define VI_TEMPLATE_INTERNAL_H
 
@@ -30,20 +31,14 @@ int template_lock(const struct vi_store *s, const char *digest);
 int template_manifest_save(const char *dir, const struct template_image *img);
 int template_manifest_load(const char *path, const char *dir, struct template_image *img);
 
+/* Removes what interrupted work left in images/: every entry stale(name,
+ * arg) picks. Failing to remove one is no error (the next run tries again). */
+typedef bool (*template_stale_fn)(const char *name, const void *arg);
+void template_clear_staged(const struct vi_store *s, template_stale_fn stale, const void *arg);
+
 /* A staging directory images/<prefix>XXXXXX (mode 0711), at the same depth
  * as the images so relative backing names stay valid when it is renamed.
  * The caller frees the path. */
 int template_stage_dir(const struct vi_store *s, const char *prefix, char **dir);
-
-/* Runs argv (searched on PATH) with standard output and error into log
- * (NULL: discarded). Returns its exit status (128 + signal when killed), or a
- * negative code when it cannot run (-VI_ENOTFOUND: no such program). */
-int template_run(char *const argv[], const char *log);
-
-/* Writes the root file system of disk d (busybox, tarball or debootstrap)
- * as a plain tar file; stage is a scratch directory. extra_package, when not
- * NULL, joins a debootstrap's packages (the template's kernel package). */
-int template_rootfs(const struct template *t, const struct template_disk *d, const char *stage,
-		    const char *tar, const char *extra_package);
 
 #endif

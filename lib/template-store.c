@@ -1,10 +1,12 @@
 /* Golden images in the store: manifests, listing and lookup by digest or
- * name, the build lock, removal with its dependency checks, and the one call
- * that turns a template reference into a ready image. */
+ * name, the build cache and lock, removal with its dependency checks, and the
+ * one call that turns a template reference into a ready image. Building,
+ * export and import are done by vi-tools.so (tools.h), loaded only for them. */
 #include "error.h"
 #include "image.h"
 #include "log.h"
 #include "template-internal.h"
+#include "tools.h"
 #include "util.h"
 #include "yaml-doc.h"
 
@@ -429,6 +431,30 @@ int template_stage_dir(const struct vi_store *s, const char *prefix, char **dir)
 	return 0;
 }
 
+void template_clear_staged(const struct vi_store *s, template_stale_fn stale, const void *arg)
+{
+	char *dir = vi_store_path(s, "images");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		if (!stale(e->d_name, arg))
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		vi_rm_rf(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+	vi_error_clear();
+}
+
+static bool has_prefix(const char *name, const void *prefix)
+{
+	return !strncmp(name, prefix, strlen(prefix));
+}
+
 int template_lock(const struct vi_store *s, const char *digest)
 {
 	char *dir = vi_store_path(s, "images/.locks"), *path = xasprintf("%s/%s", dir, digest);
@@ -454,24 +480,11 @@ int template_lock(const struct vi_store *s, const char *digest)
 	}
 	/* Holding the lock, anything staged for this image is a leftover of
 	 * an interrupted run. */
-	free(dir);
-	dir = vi_store_path(s, "images");
-	DIR *d = opendir(dir);
-	struct dirent *e;
 	char *prefix = xasprintf(".new-%s-", digest);
-	while (d && (e = readdir(d))) {
-		if (strncmp(e->d_name, prefix, strlen(prefix)))
-			continue;
-		char *p = xasprintf("%s/%s", dir, e->d_name);
-		vi_rm_rf(p);
-		free(p);
-	}
-	if (d)
-		closedir(d);
+	template_clear_staged(s, has_prefix, prefix);
 	free(prefix);
 	free(dir);
 	free(path);
-	vi_error_clear();
 	return fd;
 fail:
 	if (fd >= 0)
@@ -638,6 +651,87 @@ cleanup:
 	template_image_list_free(imgs, n);
 	template_strv_release(&targets);
 	return rc;
+}
+
+static bool built_already(const struct vi_store *s, const char *digest)
+{
+	char *manifest = vi_store_path(s, "images/%s/manifest.yaml", digest);
+	bool exists = vi_file_exists(manifest);
+	free(manifest);
+	return exists;
+}
+
+/* Builds t's chain, bases first, each under its own lock. A cache hit leaves
+ * the image tools unloaded. */
+static int build_chain(struct vi_store *s, struct template *t,
+		       const struct template_build_opts *opts, bool *built)
+{
+	const struct vi_tools *tools;
+	int lock, rc = 0;
+
+	if (t->base && (rc = build_chain(s, t->base, opts, built)) < 0)
+		return rc;
+	if (built_already(s, t->digest))
+		return 0;
+	if (opts && opts->cached_only)
+		return vi_error(VI_ENOTFOUND,
+				"template '%s' is not built (see 'vi template build')", t->name);
+	if ((rc = vi_tools_load(&tools)) < 0)
+		return rc;
+	if ((lock = template_lock(s, t->digest)) < 0)
+		return lock;
+	/* Another command may have built it while we waited for the lock. */
+	if (!built_already(s, t->digest)) {
+		vi_debug("building template '%s' (sha256:%s)", t->name, t->digest);
+		if ((rc = tools->build_image(s, t, opts)) < 0)
+			vi_error_wrap("cannot build template '%s'", t->name);
+		else
+			*built = true;
+	}
+	vi_store_unlock(lock);
+	return rc;
+}
+
+int template_build(struct vi_store *s, struct template *t, const struct template_build_opts *opts,
+		   bool *built)
+{
+	char *ref;
+	int rc;
+
+	*built = false;
+	if ((rc = template_digest(t)) < 0)
+		return rc;
+	/* A forced rebuild goes through removal, which refuses while anything
+	 * (a VM, a layered image) reads from the old image. */
+	if (opts && opts->force && built_already(s, t->digest)) {
+		ref = xasprintf("sha256:%s", t->digest);
+		rc = template_image_remove(s, ref);
+		free(ref);
+		if (rc < 0)
+			return rc;
+	}
+	return build_chain(s, t, opts, built);
+}
+
+int template_export(const struct vi_store *s, const char *digest, const char *path,
+		    enum template_compression compression, template_progress_fn progress,
+		    void *opaque)
+{
+	const struct vi_tools *tools;
+	int rc = vi_tools_load(&tools);
+
+	return rc < 0 ? rc : tools->export_images(s, digest, path, compression, progress, opaque);
+}
+
+int template_import(struct vi_store *s, const char *path, struct template_strv *digests,
+		    template_progress_fn progress, void *opaque)
+{
+	const struct vi_tools *tools;
+	int rc;
+
+	memset(digests, 0, sizeof(*digests));
+	rc = vi_tools_load(&tools);
+	return rc < 0 ? rc : tools->import_images(s, path, digests, progress, opaque);
 }
 
 /* The newest stored image built from a template named name. */

@@ -2,7 +2,8 @@
  * substituted as ${name}, inheritance from a base template, the digest of a
  * template and of everything it reads, the cached build into the image store
  * ($VI_HOME/images/<digest>/: disk.qcow2, kernel, initrd, manifest.yaml), and
- * export/import of built images as one archive.
+ * export/import of built images as one archive. Building, export and import
+ * load the image tools module on first use (tools.h); nothing else does.
  *
  * Ownership: template_load() returns a template that the caller frees with
  * template_free(), which also frees its base. A struct template_image owns
@@ -193,7 +194,7 @@ struct template_build_opts {
 
 /* Builds t (and its base first) into the store unless an image of its
  * digest exists; *built says whether anything was built. One libguestfs
- * appliance launch per image built; none for a cache hit. */
+ * appliance launch per image built; a cache hit loads no image tools. */
 int template_build(struct vi_store *s, struct template *t, const struct template_build_opts *opts,
 		   bool *built);
 

@@ -20,4 +20,10 @@ setup() { common_setup; }
 	done
 	run -0 "$d/usr/bin/vi" version
 	[[ $output == "vi "* ]]
+	# The image tools module is loaded from beside the installed binary.
+	[ -f "$d/usr/lib/vi/vi-tools.so" ]
+	echo "not an archive" >"$BATS_TEST_TMPDIR/junk.tar"
+	VI_HOME=$BATS_TEST_TMPDIR/home run -1 "$d/usr/bin/vi" template import "$BATS_TEST_TMPDIR/junk.tar"
+	[[ $output == "vi: error: "* ]]
+	[[ $output != *"image tools module"* ]]
 }

@@ -5,12 +5,12 @@
 #include "error.h"
 #include "image.h"
 #include "template-internal.h"
+#include "tools-internal.h"
 #include "util.h"
 
 #include <archive.h>
 #include <archive_entry.h>
 #include <ctype.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -146,9 +146,9 @@ cleanup:
 	return rc;
 }
 
-int template_export(const struct vi_store *s, const char *digest, const char *path,
-		    enum template_compression compression, template_progress_fn progress,
-		    void *opaque)
+int template_export_archive(const struct vi_store *s, const char *digest, const char *path,
+			    enum template_compression compression, template_progress_fn progress,
+			    void *opaque)
 {
 	struct template_image *chain;
 	struct meter m = { .fn = progress, .opaque = opaque, .shown = -1 };
@@ -434,30 +434,18 @@ out:
 	return rc;
 }
 
-/* Staging directories of imports whose process is gone. */
-static void clear_dead_imports(const struct vi_store *s)
+/* The staging directory of an import whose process is gone. */
+static bool dead_import(const char *name, const void *arg)
 {
-	char *dir = vi_store_path(s, "images");
-	DIR *d = opendir(dir);
-	struct dirent *e;
+	int pid;
+	(void)arg;
 
-	while (d && (e = readdir(d))) {
-		int pid;
-		if (sscanf(e->d_name, ".import-%d-", &pid) != 1 || pid <= 0 || kill(pid, 0) == 0 ||
-		    errno != ESRCH)
-			continue;
-		char *p = xasprintf("%s/%s", dir, e->d_name);
-		vi_rm_rf(p);
-		free(p);
-	}
-	if (d)
-		closedir(d);
-	free(dir);
-	vi_error_clear();
+	return sscanf(name, ".import-%d-", &pid) == 1 && pid > 0 && kill(pid, 0) < 0 &&
+	       errno == ESRCH;
 }
 
-int template_import(struct vi_store *s, const char *path, struct template_strv *digests,
-		    template_progress_fn progress, void *opaque)
+int template_import_archive(struct vi_store *s, const char *path, struct template_strv *digests,
+			    template_progress_fn progress, void *opaque)
 {
 	struct import im = { .archive = path };
 	struct meter m = { .fn = progress, .opaque = opaque, .shown = -1 };
@@ -472,7 +460,7 @@ int template_import(struct vi_store *s, const char *path, struct template_strv *
 		m.total = (uint64_t)st.st_size * 2; /* a rough guess at the unpacked size */
 	archive_read_support_filter_all(a);
 	archive_read_support_format_tar(a);
-	clear_dead_imports(s);
+	template_clear_staged(s, dead_import, NULL);
 	prefix = xasprintf(".import-%d-", (int)getpid());
 	rc = template_stage_dir(s, prefix, &im.stage);
 	free(prefix);

@@ -5,6 +5,7 @@
 #include "error.h"
 #include "log.h"
 #include "template-internal.h"
+#include "tools-internal.h"
 #include "util.h"
 
 #include <archive.h>
@@ -45,11 +46,9 @@ static struct archive *tar_create(const char *path)
 	return a;
 }
 
-static int tar_finish(struct archive *a, const char *path)
+static int tar_close(struct archive *a, const char *path)
 {
-	int rc = archive_write_close(a) == ARCHIVE_OK ? 0 : tar_error(a, "write", path);
-	archive_write_free(a);
-	return rc;
+	return archive_write_close(a) == ARCHIVE_OK ? 0 : tar_error(a, "write", path);
 }
 
 /* Appends one entry made here: a directory, a symlink (target) or a file. */
@@ -88,6 +87,17 @@ static int tar_copy_data(struct archive *in, struct archive *out, const char *sr
 		if (archive_write_data(out, buf, (size_t)n) != n)
 			return tar_error(out, "write", tar);
 	return n < 0 ? tar_error(in, "read", src) : 0;
+}
+
+/* Copies entry e of in, its data included, to out; owners by number only. */
+static int tar_copy_entry(struct archive *in, struct archive *out, struct archive_entry *e,
+			  const char *src, const char *tar)
+{
+	archive_entry_set_uname(e, NULL);
+	archive_entry_set_gname(e, NULL);
+	if (archive_write_header(out, e) != ARCHIVE_OK)
+		return tar_error(out, "write", tar);
+	return archive_entry_size(e) > 0 ? tar_copy_data(in, out, src, tar) : 0;
 }
 
 int template_run(char *const argv[], const char *log)
@@ -255,10 +265,9 @@ static int busybox_rootfs(const struct template *t, const char *stage, const cha
 	free(hostname);
 	free(os);
 	if (rc == 0)
-		rc = tar_finish(a, tar);
-	else
-		archive_write_free(a);
+		rc = tar_close(a, tar);
 cleanup:
+	archive_write_free(a);
 	unlink(list_path);
 	free(list_path);
 	free(list);
@@ -300,24 +309,12 @@ static int tarball_rootfs(const char *src, const char *tar)
 				      name ? name : "");
 			goto cleanup;
 		}
-		archive_entry_set_uname(e, NULL);
-		archive_entry_set_gname(e, NULL);
-		if (archive_write_header(out, e) != ARCHIVE_OK) {
-			rc = tar_error(out, "write", tar);
-			goto cleanup;
-		}
-		if (archive_entry_size(e) > 0 && (rc = tar_copy_data(in, out, src, tar)) < 0)
+		if ((rc = tar_copy_entry(in, out, e, src, tar)) < 0)
 			goto cleanup;
 	}
-	if (r != ARCHIVE_EOF) {
-		rc = tar_error(in, "read tarball", src);
-		goto cleanup;
-	}
-	rc = tar_finish(out, tar);
-	out = NULL;
+	rc = r == ARCHIVE_EOF ? tar_close(out, tar) : tar_error(in, "read", src);
 cleanup:
-	if (out)
-		archive_write_free(out);
+	archive_write_free(out);
 	archive_read_free(in);
 	return rc;
 }
@@ -350,27 +347,15 @@ static int dir_rootfs(const char *dir, const char *tar)
 		archive_read_disk_descend(in);
 		archive_entry_set_pathname(e, rel);
 		free(rel);
-		archive_entry_set_uname(e, NULL);
-		archive_entry_set_gname(e, NULL);
 		/* The second and later names of a file become hard links to the first. */
 		archive_entry_linkify(links, &w, &spare);
-		if (w && archive_write_header(out, w) != ARCHIVE_OK) {
-			rc = tar_error(out, "write", tar);
-			goto cleanup;
-		}
-		if (w && archive_entry_size(w) > 0 && (rc = tar_copy_data(in, out, dir, tar)) < 0)
+		if (w && (rc = tar_copy_entry(in, out, w, dir, tar)) < 0)
 			goto cleanup;
 		archive_entry_clear(e);
 	}
-	if (r != ARCHIVE_EOF) {
-		rc = tar_error(in, "read", dir);
-		goto cleanup;
-	}
-	rc = tar_finish(out, tar);
-	out = NULL;
+	rc = r == ARCHIVE_EOF ? tar_close(out, tar) : tar_error(in, "read", dir);
 cleanup:
-	if (out)
-		archive_write_free(out);
+	archive_write_free(out);
 	archive_entry_linkresolver_free(links);
 	archive_entry_free(e);
 	archive_read_free(in);

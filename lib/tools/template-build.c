@@ -6,6 +6,7 @@
 #include "image.h"
 #include "log.h"
 #include "template-internal.h"
+#include "tools-internal.h"
 #include "util.h"
 
 #include <errno.h>
@@ -1258,59 +1259,9 @@ cleanup:
 	return rc;
 }
 
-static bool built_already(const struct vi_store *s, const char *digest)
-{
-	char *manifest = vi_store_path(s, "images/%s/manifest.yaml", digest);
-	bool exists = vi_file_exists(manifest);
-	free(manifest);
-	return exists;
-}
-
-/* Builds t's chain, bases first, each under its own lock. */
-static int build_chain(struct vi_store *s, struct template *t,
-		       const struct template_build_opts *opts, bool *built)
+int template_build_image(struct vi_store *s, struct template *t,
+			 const struct template_build_opts *opts)
 {
 	struct build b = { .s = s, .t = t, .o = opts };
-	int lock, rc = 0;
-
-	if (t->base && (rc = build_chain(s, t->base, opts, built)) < 0)
-		return rc;
-	if (built_already(s, t->digest))
-		return 0;
-	if (opts && opts->cached_only)
-		return vi_error(VI_ENOTFOUND,
-				"template '%s' is not built (see 'vi template build')", t->name);
-	if ((lock = template_lock(s, t->digest)) < 0)
-		return lock;
-	/* Another command may have built it while we waited for the lock. */
-	if (!built_already(s, t->digest)) {
-		vi_debug("building template '%s' (sha256:%s)", t->name, t->digest);
-		if ((rc = build_one(&b)) < 0)
-			vi_error_wrap("cannot build template '%s'", t->name);
-		else
-			*built = true;
-	}
-	vi_store_unlock(lock);
-	return rc;
-}
-
-int template_build(struct vi_store *s, struct template *t, const struct template_build_opts *opts,
-		   bool *built)
-{
-	char *ref;
-	int rc;
-
-	*built = false;
-	if ((rc = template_digest(t)) < 0)
-		return rc;
-	/* A forced rebuild goes through removal, which refuses while anything
-	 * (a VM, a layered image) reads from the old image. */
-	if (opts && opts->force && built_already(s, t->digest)) {
-		ref = xasprintf("sha256:%s", t->digest);
-		rc = template_image_remove(s, ref);
-		free(ref);
-		if (rc < 0)
-			return rc;
-	}
-	return build_chain(s, t, opts, built);
+	return build_one(&b);
 }
