@@ -2,10 +2,14 @@
  * fd, pumped by libvirt's event loop until the escape byte or the guest stops. */
 #include "virt.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -206,28 +210,122 @@ cleanup:
 	return rc;
 }
 
-/* The logger's process: its input is a pipe nobody writes to, so only the end
- * of the guest's stream ends it. */
-static void __attribute__((noreturn)) run_logger(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
-						 int log_fd, const int quiet[2])
+/* How the logger answers whoever started it: end of file once it holds the
+ * console, else this. */
+struct logger_failure {
+	int code;          /* VI_E* */
+	char message[500]; /* NUL-terminated */
+};
+
+/* Copies the guest's console to log_fd until the guest stops, closing
+ * *attached_fd (and setting it to -1) once it holds the console. Blocking
+ * stream calls, never the event loop: that still watches the connection
+ * inherited from the parent, and would read the replies meant for it. */
+static int logger_copy(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int log_fd,
+		       int *attached_fd)
 {
-	int null_fd = open("/dev/null", O_RDWR);
+	virStreamPtr st = NULL;
+	virDomainPtr dom;
+	char buf[4096];
+	int rc, n;
+
+	rc = virt_lookup(ctx, vm, &dom);
+	if (rc)
+		return rc;
+	st = virStreamNew(virDomainGetConnect(dom), 0);
+	if (!st || virDomainOpenConsole(dom, NULL, st, 0) < 0) {
+		rc = virt_error(ctx->host, "cannot attach to the console of '%s'", vm->name);
+		goto cleanup;
+	}
+	close(*attached_fd);
+	*attached_fd = -1;
+	while ((n = virStreamRecv(st, buf, sizeof(buf))) > 0)
+		if (write_all(log_fd, buf, (size_t)n) < 0)
+			break;
+	if (n == 0)
+		virStreamFinish(st);
+	else
+		virStreamAbort(st);
+cleanup:
+	if (st)
+		virStreamFree(st);
+	virDomainFree(dom);
+	return rc;
+}
+
+/* Inherited regular files may carry the command's locks (the store's VM lock
+ * is an flock, which lasts while any copy of its descriptor does). /dev/null
+ * takes their place rather than closing them: a number a library still holds
+ * must not come back as something else. */
+static void drop_inherited_files(int keep_fd, int null_fd)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	struct stat st;
+
+	while (dir && (e = readdir(dir))) {
+		int fd = atoi(e->d_name);
+		if (e->d_name[0] != '.' && fd != keep_fd && fd != dirfd(dir) && !fstat(fd, &st) &&
+		    S_ISREG(st.st_mode))
+			dup2(null_fd, fd);
+	}
+	if (dir)
+		closedir(dir);
+}
+
+/* The logger's process: detached, holding nothing of the command's but the
+ * log, with a connection of its own. */
+static void __attribute__((noreturn)) run_logger(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+						 int log_fd, int report_fd)
+{
+	int null_fd = open("/dev/null", O_RDWR), rc;
+	pid_t pid;
 
 	setsid();
-	if (fork() != 0)
-		_exit(0);
-	if (null_fd >= 0) {
+	pid = fork();
+	if (pid != 0)
+		_exit(pid < 0 ? 1 : 0);
+	if (null_fd < 0) {
+		rc = ctx->host->error(VI_EFAIL, "cannot open '/dev/null': %s", strerror(errno));
+	} else {
 		dup2(null_fd, STDIN_FILENO);
 		dup2(null_fd, STDOUT_FILENO);
 		dup2(null_fd, STDERR_FILENO);
+		drop_inherited_files(log_fd, null_fd);
+		virt_forget_connection(ctx);
+		rc = logger_copy(ctx, vm, log_fd, &report_fd);
 	}
-	virt_forget_connection(ctx);
-	_exit(virt_console(ctx, vm, quiet[0], log_fd, -1) ? 1 : 0);
+	if (rc && report_fd >= 0) {
+		struct logger_failure f = { .code = -rc };
+		snprintf(f.message, sizeof(f.message), "%s", ctx->host->error_message());
+		/* One write within PIPE_BUF: the starter reads all of it or nothing. */
+		if (write(report_fd, &f, sizeof(f)) < 0)
+			_exit(1);
+	}
+	_exit(rc ? 1 : 0);
+}
+
+/* The logger's answer on report_fd (see struct logger_failure). */
+static int logger_attached(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int report_fd)
+{
+	struct logger_failure f;
+	ssize_t n;
+
+	do
+		n = read(report_fd, &f, sizeof(f));
+	while (n < 0 && errno == EINTR);
+	if (n == 0)
+		return 0;
+	if (n != (ssize_t)sizeof(f))
+		return ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
+					n < 0 ? strerror(errno) : "its logger failed");
+	f.message[sizeof(f.message) - 1] = '\0';
+	return ctx->host->error(f.code, "cannot log the console of '%s': %s", vm->name, f.message);
 }
 
 int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
-	int quiet[2] = { -1, -1 }, log_fd, status, rc = 0;
+	int report[2] = { -1, -1 }, log_fd, status, rc = 0;
 	pid_t pid;
 
 	if (!vm->console_log || !virt_is_local(ctx))
@@ -236,23 +334,28 @@ int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	if (log_fd < 0)
 		return ctx->host->error(VI_EFAIL, "cannot open '%s': %s", vm->console_log,
 					strerror(errno));
-	if (pipe2(quiet, O_CLOEXEC) < 0) {
+	if (pipe2(report, O_CLOEXEC) < 0) {
 		rc = ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
 				      strerror(errno));
 		goto cleanup;
 	}
 	pid = fork();
-	if (pid == 0)
-		run_logger(ctx, vm, log_fd, quiet);
+	if (pid == 0) {
+		close(report[0]);
+		run_logger(ctx, vm, log_fd, report[1]);
+	}
+	/* Only the logger keeps the writing end: its answer ends when it closes it. */
+	close(report[1]);
+	report[1] = -1;
 	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
 	    WEXITSTATUS(status))
 		rc = ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
 				      pid < 0 ? strerror(errno) : "its logger did not start");
+	else
+		rc = logger_attached(ctx, vm, report[0]);
 cleanup:
-	if (quiet[0] >= 0) {
-		close(quiet[0]);
-		close(quiet[1]);
-	}
+	if (report[0] >= 0)
+		close(report[0]);
 	close(log_fd);
 	return rc;
 }

@@ -120,7 +120,9 @@ int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, in
 		 int escape);
 /* Copies the guest's first console to vm->console_log until the guest stops,
  * from a detached process with its own connection: for drivers that ignore
- * the console's <log> (libxl). Nothing for remote URIs or without a log. */
+ * the console's <log> (libxl). Returns once the logger holds the console, or
+ * with libvirt's reason when it cannot. Nothing for remote URIs or without a
+ * log. */
 int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
 /* Live (when running) and in the persistent definition; within the maxima the
