@@ -2,7 +2,6 @@
  * whole life of a VM (start, state, stats, pause, console, graceful and forced stop).
  * start() re-executes host->self_exe; here that is this program, which then plays
  * `vi __vmm-run` by calling the plugin's run(). */
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -16,65 +15,11 @@
 
 #include "error.h"
 #include "tap.h"
+#include "hv-virt-host.h"
 #include "util.h"
 #include "vmm/vmm.h"
 
-static char last_error[1024];
-static int last_code;
 static char home[] = "/tmp/hv-native-XXXXXX";
-
-static int host_error(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(last_error, sizeof(last_error), fmt, ap);
-	va_end(ap);
-	last_code = code;
-	return -code;
-}
-
-static void host_log(int level, const char *fmt, ...)
-{
-	(void)level;
-	(void)fmt;
-}
-
-static const char *host_error_message(void)
-{
-	return last_error;
-}
-
-static int host_error_code(void)
-{
-	return last_code ? last_code : VI_EFAIL;
-}
-
-static void host_error_clear(void)
-{
-	last_error[0] = '\0';
-	last_code = 0;
-}
-
-static struct vi_host host = {
-	.struct_size = sizeof(host), .abi_version = VI_HV_ABI_VERSION, .version = "test",
-	.error = host_error, .log = host_log, .error_message = host_error_message,
-	.error_code = host_error_code, .error_clear = host_error_clear,
-};
-
-static const struct vi_hv_ops *load(const char *name)
-{
-	const char *build = getenv("VI_BUILD");
-	char *path = xasprintf("%s/plugins/hv-%s.so", build ? build : "build", name);
-	void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	vi_hv_plugin_init_fn init = dl ? (vi_hv_plugin_init_fn)dlsym(dl, VI_HV_PLUGIN_INIT_SYMBOL)
-				       : NULL;
-
-	if (!init)
-		printf("# cannot load %s: %s\n", path, dlerror());
-	free(path);
-	return init ? init(&host) : NULL;
-}
 
 static char *guest(const char *name)
 {
@@ -115,15 +60,15 @@ static void vm_release(struct vm_paths *p)
 /* argv: self --home HOME __vmm-run --hv NAME VM */
 static int vmm_run_main(char **argv)
 {
-	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
 	struct vi_hv_vm vm;
 	struct vm_paths p;
 	const struct vi_hv_ops *ops;
 	int ret;
 
 	snprintf(home, sizeof(home), "%s", argv[2]);
-	host.home = home;
-	ops = load(argv[5]);
+	test_host.home = home;
+	ops = load_plugin(argv[5]);
 	if (!ops)
 		return 1;
 	vm_init(&vm, &p, argv[6]);
@@ -135,7 +80,7 @@ static int vmm_run_main(char **argv)
 static void test_probe(const struct vi_hv_ops *mine, const struct vi_hv_ops *other,
 		       const char *other_needs, const char *vendor)
 {
-	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
 	struct vmm_kvm_info info;
 	const char *reason = NULL;
 	char *want;
@@ -157,7 +102,7 @@ static void test_probe(const struct vi_hv_ops *mine, const struct vi_hv_ops *oth
 
 static void test_define(const struct vi_hv_ops *ops)
 {
-	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
 	struct vi_hv_disk disk = { .struct_size = sizeof(disk), .path = "/dev/null" };
 	struct vi_hv_nic nic = { .struct_size = sizeof(nic), .mac = "52:54:00:12:34:56",
 				 .mode = "bridge", .source = "br0" };
@@ -168,15 +113,15 @@ static void test_define(const struct vi_hv_ops *ops)
 	is_int(ops->define(&ctx, &vm), 0, "define accepts a test kernel");
 	vm.kernel = "/nonexistent";
 	is_int(ops->define(&ctx, &vm), -3, "define: a missing kernel is 'not found'");
-	is_str(last_error, "kernel '/nonexistent' not found", "and says so");
+	is_str(host_error_text, "kernel '/nonexistent' not found", "and says so");
 	vm.kernel = p.kernel;
 	vm.memory = 1 << 20;
 	is_int(ops->define(&ctx, &vm), -2, "define: too little memory is a usage error");
-	ok(strstr(last_error, "memory 1M is below the 2M kernel") != NULL, "%s", last_error);
+	ok(strstr(host_error_text, "memory 1M is below the 2M kernel") != NULL, "%s", host_error_text);
 	vm.memory = 64 << 20;
 	vm.cpus = 5000;
 	is_int(ops->define(&ctx, &vm), -2, "define: too many vCPUs is a usage error");
-	ok(strstr(last_error, "5000 vCPUs requested") != NULL, "%s", last_error);
+	ok(strstr(host_error_text, "5000 vCPUs requested") != NULL, "%s", host_error_text);
 	vm.cpus = 1;
 	vm.kernel = NULL;
 	is_int(ops->define(&ctx, &vm), -4, "define: no kernel is unsupported");
@@ -216,7 +161,7 @@ static void *console_thread(void *arg)
 
 static void test_lifecycle(const struct vi_hv_ops *ops)
 {
-	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &host };
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
 	struct vi_hv_state st = { .struct_size = sizeof(st) };
 	struct vi_hv_stats stats = { .struct_size = sizeof(stats) };
 	struct vi_hv_vm vm;
@@ -235,11 +180,11 @@ static void test_lifecycle(const struct vi_hv_ops *ops)
 	ops->state(&ctx, &vm, &st);
 	is_int(st.state, VI_HV_STOPPED, "a VM never started is stopped");
 	is_int(ops->stop(&ctx, &vm, 0, 1000), -5, "stopping it is a state error");
-	is_str(last_error, "VM 'life' is not running", "which says so");
+	is_str(host_error_text, "VM 'life' is not running", "which says so");
 
-	last_code = 0;
+	host_error_code = 0;
 	is_int(ops->start(&ctx, &vm), 0, "start returns once the guest runs%s%s",
-	       last_code ? ": " : "", last_code ? last_error : "");
+	       host_error_code ? ": " : "", host_error_code ? host_error_text : "");
 	ops->state(&ctx, &vm, &st);
 	is_int(st.state, VI_HV_RUNNING, "state: running");
 	ok(st.pid > 0 && st.pid != getpid() && st.started_at > 0, "with the VMM's pid %d",
@@ -326,13 +271,13 @@ int main(int argc, char **argv)
 		ok(0, "cannot make a temporary directory: %s", strerror(errno));
 		return done();
 	}
-	host.home = home;
-	host.self_exe = vi_self_exe();
+	test_host.home = home;
+	test_host.self_exe = vi_self_exe();
 	kernel = guest("reset");
 	setenv("HV_TEST_KERNEL", kernel, 1);
 	free(kernel);
-	svm = load("svm");
-	vtx = load("vtx");
+	svm = load_plugin("svm");
+	vtx = load_plugin("vtx");
 	ok(svm && vtx, "both plugins load");
 	if (!svm || !vtx)
 		return done();
