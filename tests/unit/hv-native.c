@@ -18,15 +18,9 @@
 #include "hv-virt-host.h"
 #include "util.h"
 #include "vmm/vmm.h"
+#include "vmm-test.h"
 
 static char home[] = "/tmp/hv-native-XXXXXX";
-
-static char *guest(const char *name)
-{
-	const char *build = getenv("VI_BUILD");
-
-	return xasprintf("%s/tests/guest/%s.bzImage", build ? build : "build", name);
-}
 
 struct vm_paths {
 	char *dir, *run_dir, *console_log, *kernel;

@@ -15,27 +15,11 @@
 #include "tap.h"
 #include "util.h"
 #include "vmm/vmm.h"
+#include "vmm-test.h"
 
 #define MiB (1024ull * 1024)
 
 static char tmpdir[] = "/tmp/vmm-boot-XXXXXX";
-
-static char *guest(const char *name)
-{
-	const char *build = getenv("VI_BUILD");
-
-	return xasprintf("%s/tests/guest/%s.bzImage", build ? build : "build", name);
-}
-
-static char *read_fd(int fd)
-{
-	off_t len = lseek(fd, 0, SEEK_END);
-	char *buf = xcalloc(1, (size_t)len + 1);
-
-	if (pread(fd, buf, (size_t)len, 0) != len)
-		buf[0] = '\0';
-	return buf;
-}
 
 struct run {
 	const char *kernel, *initrd, *cmdline;
@@ -106,16 +90,6 @@ out:
 	r->output = read_fd(cfg.console_fd);
 	close(cfg.console_fd);
 	return ret;
-}
-
-static bool has_line(const char *output, const char *line)
-{
-	size_t n = strlen(line);
-
-	for (const char *p = output; (p = strstr(p, line)); p += n)
-		if ((p == output || p[-1] == '\n') && (p[n] == '\r' || p[n] == '\n'))
-			return true;
-	return false;
 }
 
 static uint32_t fnv1a(const uint8_t *p, size_t n)

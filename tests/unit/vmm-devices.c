@@ -15,53 +15,11 @@
 #include "tap.h"
 #include "util.h"
 #include "vmm/vmm.h"
+#include "vmm-test.h"
 
 #define MiB (1024ull * 1024)
 
 static char tmpdir[] = "/tmp/vmm-devices-XXXXXX";
-
-static char *guest(const char *name)
-{
-	const char *build = getenv("VI_BUILD");
-
-	return xasprintf("%s/tests/guest/%s.bzImage", build ? build : "build", name);
-}
-
-static char *read_fd(int fd)
-{
-	off_t len = lseek(fd, 0, SEEK_END);
-	char *buf = xcalloc(1, (size_t)len + 1);
-
-	if (pread(fd, buf, (size_t)len, 0) != len)
-		buf[0] = '\0';
-	return buf;
-}
-
-static bool has_line(const char *output, const char *line)
-{
-	size_t n = strlen(line);
-
-	for (const char *p = output; (p = strstr(p, line)); p += n)
-		if ((p == output || p[-1] == '\n') && (p[n] == '\r' || p[n] == '\n'))
-			return true;
-	return false;
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	va_list ap;
-	char *cmd;
-	int ret;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	ret = system(cmd);
-	free(cmd);
-	return ret;
-}
 
 /* --- ACPI ---------------------------------------------------------------------------- */
 

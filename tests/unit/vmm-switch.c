@@ -20,6 +20,7 @@
 #include "util.h"
 #include "vmm/control.h"
 #include "vmm/vmm.h"
+#include "vmm-test.h"
 
 #define MiB (1024ull * 1024)
 
@@ -34,29 +35,6 @@
 #define PROGRESS 64
 
 static char tmpdir[] = "/tmp/vmm-switch-XXXXXX";
-
-static char *build_path(const char *rel)
-{
-	const char *build = getenv("VI_BUILD");
-
-	return xasprintf("%s/%s", build ? build : "build", rel);
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	va_list ap;
-	char *cmd;
-	int ret;
-
-	va_start(ap, fmt);
-	if (vasprintf(&cmd, fmt, ap) < 0)
-		abort();
-	va_end(ap);
-	ret = system(cmd);
-	free(cmd);
-	return ret;
-}
 
 static char *tmp(const char *name)
 {
@@ -421,7 +399,7 @@ static bool make_images(struct session *s)
 static void test_switch(const struct vi_hv_ops *ops)
 {
 	struct session s = { 0 };
-	char *kernel = build_path("tests/guest/disk-writer.bzImage"), *run_dir = tmp("run");
+	char *kernel = guest("disk-writer"), *run_dir = tmp("run");
 	struct vmm_disk disks[3];
 	struct vi_hv_vm hv_vm = { .struct_size = sizeof(hv_vm), .name = "switch", .dir = tmpdir,
 				  .run_dir = run_dir, .ndisks = 3 };

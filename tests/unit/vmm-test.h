@@ -1,0 +1,62 @@
+/* What the unit tests that boot the test kernels of tests/guest share: their
+ * paths, the console output they leave, and shell commands. Header-only,
+ * included once per test program. */
+#ifndef VI_TEST_VMM_TEST_H
+#define VI_TEST_VMM_TEST_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* $VI_BUILD/tests/guest/NAME.bzImage (the caller frees it). */
+static inline char *guest(const char *name)
+{
+	const char *build = getenv("VI_BUILD");
+
+	return xasprintf("%s/tests/guest/%s.bzImage", build ? build : "build", name);
+}
+
+/* All of the file behind fd, NUL-terminated (the caller frees it). */
+static inline char *read_fd(int fd)
+{
+	off_t len = lseek(fd, 0, SEEK_END);
+	char *buf = xcalloc(1, (size_t)len + 1);
+
+	if (pread(fd, buf, (size_t)len, 0) != len)
+		buf[0] = '\0';
+	return buf;
+}
+
+/* Is `line` a whole line of output (ended by CR or LF)? */
+static inline bool has_line(const char *output, const char *line)
+{
+	size_t n = strlen(line);
+
+	for (const char *p = output; (p = strstr(p, line)); p += n)
+		if ((p == output || p[-1] == '\n') && (p[n] == '\r' || p[n] == '\n'))
+			return true;
+	return false;
+}
+
+/* system() on a formatted command line. */
+static inline __attribute__((format(printf, 1, 2))) int sh(const char *fmt, ...)
+{
+	va_list ap;
+	char *cmd;
+	int ret;
+
+	va_start(ap, fmt);
+	if (vasprintf(&cmd, fmt, ap) < 0)
+		abort();
+	va_end(ap);
+	ret = system(cmd);
+	free(cmd);
+	return ret;
+}
+
+#endif
