@@ -73,17 +73,13 @@ static void clone_definition(const struct vi_vm *src, const char *name, struct v
 /* Makes one clone from the layers; on failure nothing of it remains. */
 static int make_clone(struct vi_machine *src, char **layers, const char *name, struct vi_vm *vm)
 {
-	char *staging = NULL, *final_dir = NULL;
+	char *staging = NULL;
 	struct vi_vm_hv view = { 0 };
 	int rc;
 
 	clone_definition(&src->def, name, vm);
 	if ((rc = vi_store_stage_vm(&ctx.store, name, &staging)) < 0)
 		return rc;
-	char *run = xasprintf("%s/run", staging), *dsk = xasprintf("%s/disks", staging);
-	rc = vi_mkdir_p(run, 0711) < 0 || vi_mkdir_p(dsk, 0711) < 0 ? -vi_error_code() : 0;
-	free(run);
-	free(dsk);
 	for (size_t i = 0; rc == 0 && i < vm->ndisks; i++) {
 		struct vi_vm_disk *d = &vm->disks[i];
 		const struct vi_vm_disk *s = &src->def.disks[i];
@@ -115,27 +111,10 @@ static int make_clone(struct vi_machine *src, char **layers, const char *name, s
 		}
 		free(dst);
 	}
-	char *def = xasprintf("%s/vm.yaml", staging);
-	if (rc == 0)
-		rc = vi_vm_save(def, vm);
-	free(def);
-	if (rc < 0)
-		goto cleanup;
-	/* The backend checks the disks where they will live: commit first, and
-	 * take the VM away again if the backend refuses it. */
-	if ((rc = vi_store_commit_vm(&ctx.store, name, staging)) < 0)
+	if (rc < 0 || (rc = vi_machine_add(&ctx.store, src->hv, vm, staging, &view)) < 0)
 		goto cleanup;
 	free(staging);
 	staging = NULL;
-	final_dir = vi_store_path(&ctx.store, "vms/%s", name);
-	vi_vm_hv_init(&view, vm, final_dir);
-	if (src->hv->ops.define && (rc = vi_hv_define(src->hv, &view.vm)) < 0) {
-		char why[1024];
-		snprintf(why, sizeof(why), "%s", vi_error_message());
-		vi_store_remove_vm(&ctx.store, name);
-		vi_error(-rc, "%s", why);
-		goto cleanup;
-	}
 	if (start && (rc = vi_hv_start(src->hv, &view.vm)) < 0)
 		vi_error_wrap("clone '%s' was made but did not start", name);
 cleanup:
@@ -144,7 +123,6 @@ cleanup:
 		free(staging);
 	}
 	vi_vm_hv_release(&view);
-	free(final_dir);
 	return rc;
 }
 

@@ -372,7 +372,7 @@ int cmd_create(int argc, char **argv)
 	struct vi_vm_hv view = { 0 };
 	struct template_image img = { 0 };
 	bool have_img = false, created = false;
-	char *staging = NULL, *final_dir = NULL, *def = NULL;
+	char *staging = NULL;
 	char **command = argc > 1 ? argv + 1 : NULL;
 	struct timespec t0;
 	int rc, status = 0;
@@ -407,30 +407,12 @@ int cmd_create(int argc, char **argv)
 		goto cleanup;
 	if ((rc = vi_store_stage_vm(&ctx.store, name, &staging)) < 0)
 		goto cleanup;
-	def = xasprintf("%s/vm.yaml", staging);
-	char *run = xasprintf("%s/run", staging), *dsk = xasprintf("%s/disks", staging);
-	rc = vi_mkdir_p(run, 0711) < 0 || vi_mkdir_p(dsk, 0711) < 0 ? -vi_error_code() : 0;
-	free(run);
-	free(dsk);
-	if (rc == 0 && have_img)
-		rc = make_template_disks(&img, staging, &vm);
-	if (rc < 0 || (rc = vi_vm_save(def, &vm)) < 0)
+	if (have_img && (rc = make_template_disks(&img, staging, &vm)) < 0)
 		goto cleanup;
-	/* The backend sees the VM where it will live: commit first, and take it
-	 * away again if the backend refuses it. */
-	if ((rc = vi_store_commit_vm(&ctx.store, name, staging)) < 0)
+	if ((rc = vi_machine_add(&ctx.store, hv, &vm, staging, &view)) < 0)
 		goto cleanup;
 	free(staging);
 	staging = NULL;
-	final_dir = vi_store_path(&ctx.store, "vms/%s", name);
-	vi_vm_hv_init(&view, &vm, final_dir);
-	if (hv->ops.define && (rc = vi_hv_define(hv, &view.vm)) < 0) {
-		char why[1024];
-		snprintf(why, sizeof(why), "%s", vi_error_message());
-		vi_store_remove_vm(&ctx.store, name);
-		vi_error(-rc, "%s", why);
-		goto cleanup;
-	}
 	created = true;
 	if (rm) {
 		signal(SIGINT, on_signal);
@@ -473,7 +455,5 @@ cleanup:
 	vi_strlist_release(&disks);
 	vi_strlist_release(&nics);
 	vi_strlist_release(&sets);
-	free(final_dir);
-	free(def);
 	return rc;
 }

@@ -208,14 +208,18 @@ int vi_store_stage_vm(const struct vi_store *s, const char *name, char **dir)
 	if (taken)
 		return vi_error(VI_ESTATE, "VM '%s' already exists", name);
 	char *d = vi_store_path(s, "vms/.staging/%s.%d", name, (int)getpid());
+	char *run = xasprintf("%s/run", d), *disks = xasprintf("%s/disks", d);
 	vi_rm_rf(d);
-	if (mkdir(d, DIR_MODE) < 0) {
+	if (mkdir(d, DIR_MODE) < 0 || mkdir(run, DIR_MODE) < 0 || mkdir(disks, DIR_MODE) < 0) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", d);
+		vi_rm_rf(d);
 		free(d);
-		return rc;
+	} else {
+		*dir = d;
 	}
-	*dir = d;
-	return 0;
+	free(run);
+	free(disks);
+	return rc;
 }
 
 int vi_store_commit_vm(const struct vi_store *s, const char *name, const char *dir)

@@ -40,9 +40,9 @@ int vi_store_save_vm(const struct vi_store *s, const struct vi_vm *vm);
 int vi_store_lock_vm(const struct vi_store *s, const char *name, unsigned timeout_ms);
 void vi_store_unlock(int fd);
 
-/* Staging for a new VM: *dir gets a fresh directory to fill in (caller frees
- * the string); commit renames it to vms/<name> (-VI_ESTATE if the name was
- * taken meanwhile); abort removes it. */
+/* Staging for a new VM: *dir gets a fresh directory to fill in, with its
+ * run/ and disks/ (caller frees the string); commit renames it to vms/<name>
+ * (-VI_ESTATE if the name was taken meanwhile); abort removes it. */
 int vi_store_stage_vm(const struct vi_store *s, const char *name, char **dir);
 int vi_store_commit_vm(const struct vi_store *s, const char *name, const char *dir);
 void vi_store_abort_vm(const char *dir);
