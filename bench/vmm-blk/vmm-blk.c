@@ -61,7 +61,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "vmm-blk: depth must be 1 to %d\n", QSIZE / 3);
 		return 2;
 	}
-	if (vmm_create(&cfg, &vm) < 0) {
+	if (vmm_new(&cfg, &vm) < 0) {
 		fprintf(stderr, "vmm-blk: %s\n", vi_error_message());
 		return 1;
 	}

@@ -44,7 +44,7 @@ int main(int argc, char **argv)
 	cfg.kernel = argv[1];
 	cfg.memory = strtoull(argv[2], NULL, 10) << 20;
 	cfg.cmdline = argc > 3 ? argv[3] : NULL;
-	if (vmm_create(&cfg, &vm) < 0 || vmm_start(vm) < 0) {
+	if (vmm_new(&cfg, &vm) < 0 || vmm_boot(vm) < 0 || vmm_start(vm) < 0) {
 		fprintf(stderr, "vmm-boot: %s\n", vi_error_message());
 		return 1;
 	}

@@ -1,7 +1,6 @@
 /* ACPI: the tables that describe the machine (RSDP, XSDT, FADT, FACS, MADT, and a DSDT
  * with the PCI root bridge, its _PRT and \_S5) and the fixed hardware they point to:
  * PM1 event and control registers with the power button, sleep to S5, the PM timer. */
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -95,7 +94,7 @@ static const struct vmm_io_ops acpi_pm_ops = { acpi_pm_read, acpi_pm_write };
 
 void vmm_press_power_button(struct vmm *vm)
 {
-	struct acpi *a = vm->acpi;
+	struct acpi *a = vmm_device_get(vm, "acpi", 0);
 
 	pthread_mutex_lock(&a->lock);
 	a->pm1_sts |= PM1_PWRBTN;
@@ -105,7 +104,7 @@ void vmm_press_power_button(struct vmm *vm)
 
 void vmm_request_shutdown(struct vmm *vm)
 {
-	struct acpi *a = vm->acpi;
+	struct acpi *a = vmm_device_get(vm, "acpi", 0);
 	bool armed;
 
 	pthread_mutex_lock(&a->lock);
@@ -117,37 +116,23 @@ void vmm_request_shutdown(struct vmm *vm)
 		vmm_inject_ctrl_alt_del(vm);
 }
 
-static int acpi_save(void *opaque, struct json_object **out)
+static int acpi_post_load(void *obj)
 {
-	struct acpi *a = opaque;
-	struct json_object *o = json_object_new_object();
-
-	pthread_mutex_lock(&a->lock);
-	json_object_object_add(o, "pm1_sts", json_object_new_int(a->pm1_sts));
-	json_object_object_add(o, "pm1_en", json_object_new_int(a->pm1_en));
-	json_object_object_add(o, "pm1_cnt", json_object_new_int(a->pm1_cnt));
-	pthread_mutex_unlock(&a->lock);
-	*out = o;
+	acpi_update_sci(obj);
 	return 0;
 }
 
-static int acpi_restore(void *opaque, struct json_object *state)
-{
-	struct acpi *a = opaque;
-	struct json_object *sts, *en, *cnt;
+static const struct vi_state_field acpi_fields[] = {
+	VI_STATE_FIELD(struct acpi, pm1_sts),
+	VI_STATE_FIELD(struct acpi, pm1_en),
+	VI_STATE_FIELD(struct acpi, pm1_cnt),
+	VI_STATE_FIELDS_END,
+};
 
-	if (!json_object_object_get_ex(state, "pm1_sts", &sts) ||
-	    !json_object_object_get_ex(state, "pm1_en", &en) ||
-	    !json_object_object_get_ex(state, "pm1_cnt", &cnt))
-		return vi_error(VI_EUSAGE, "saved ACPI state lacks the PM1 registers");
-	pthread_mutex_lock(&a->lock);
-	a->pm1_sts = (uint16_t)json_object_get_int(sts);
-	a->pm1_en = (uint16_t)json_object_get_int(en);
-	a->pm1_cnt = (uint16_t)json_object_get_int(cnt);
-	acpi_update_sci(a);
-	pthread_mutex_unlock(&a->lock);
-	return 0;
-}
+static const struct vi_state_desc acpi_state = {
+	.name = "acpi", .id = VMM_SECTION_ACPI, .version = 1, .oldest = 1, .fields = acpi_fields,
+	.post_load = acpi_post_load,
+};
 
 static void acpi_free(void *opaque)
 {
@@ -160,13 +145,13 @@ static void acpi_free(void *opaque)
 int acpi_init(struct vmm *vm)
 {
 	struct acpi *a = xcalloc(1, sizeof(*a));
-	struct vmm_device device = { "acpi", a, acpi_save, acpi_restore, acpi_free };
+	struct vmm_device device = { .kind = "acpi", .name = "acpi", .dev = a, .lock = &a->lock,
+				     .free = acpi_free, .sections = { { &acpi_state, a, 0 } } };
 
 	a->vm = vm;
 	pthread_mutex_init(&a->lock, NULL);
 	a->pm1_cnt = PM1_CNT_SCI_EN;
 	vmm_device_add(vm, &device);
-	vm->acpi = a;
 	return vmm_bus_register(vm, VMM_BUS_PIO, ACPI_PM_BASE, ACPI_PM_LEN, &acpi_pm_ops, a);
 }
 
@@ -241,6 +226,8 @@ struct acpi_facs {
 #define BOOT_NO_VGA        (1u << 2)
 #define BOOT_NO_CMOS_RTC   (1u << 5)
 #define GAS_IO             1
+#define MADT_ENABLED        (1u << 0)
+#define MADT_ONLINE_CAPABLE (1u << 1)
 
 static uint8_t acpi_checksum(const void *p, size_t len)
 {
@@ -440,15 +427,19 @@ static void dsdt_build(struct acpi_buf *b)
 	acpi_header_init((struct acpi_header *)b->p, "DSDT", (uint32_t)b->len, 2);
 }
 
-static void madt_build(struct acpi_buf *b, unsigned cpus)
+/* Every vCPU the VM may have gets a local APIC entry; those not present yet are
+ * disabled but online capable (ACPI 6.3, MADT revision 5), so the guest sizes its CPU
+ * masks for them and brings them up when they are plugged in. */
+static void madt_build(struct acpi_buf *b, unsigned cpus, unsigned max_cpus)
 {
 	struct acpi_header h = { 0 };
 
 	buf_put(b, &h, sizeof(h));
 	buf_le(b, LAPIC_ADDR, 4);
 	buf_le(b, 1, 4); /* PCAT_COMPAT: there are 8259s too */
-	for (unsigned i = 0; i < cpus; i++) {
-		uint8_t lapic[8] = { 0, 8, (uint8_t)i, (uint8_t)i, 1, 0, 0, 0 };
+	for (unsigned i = 0; i < max_cpus; i++) {
+		uint8_t flags = i < cpus ? MADT_ENABLED : MADT_ONLINE_CAPABLE;
+		uint8_t lapic[8] = { 0, 8, (uint8_t)i, (uint8_t)i, flags, 0, 0, 0 };
 
 		buf_put(b, lapic, sizeof(lapic));
 	}
@@ -459,7 +450,7 @@ static void madt_build(struct acpi_buf *b, unsigned cpus)
 	buf_put(b, "\x02\x0a\x00\x00\x02\x00\x00\x00\x00\x00", 10);
 	buf_put(b, "\x02\x0a\x00\x09\x09\x00\x00\x00\x0d\x00", 10);
 	buf_put(b, "\x04\x06\xff\x00\x00\x01", 6); /* LINT1 of every CPU is the NMI */
-	acpi_header_init((struct acpi_header *)b->p, "APIC", (uint32_t)b->len, 4);
+	acpi_header_init((struct acpi_header *)b->p, "APIC", (uint32_t)b->len, 5);
 }
 
 static void fadt_build(struct acpi_fadt *f, uint64_t facs, uint64_t dsdt)
@@ -523,7 +514,7 @@ int acpi_tables_write(struct vmm *vm, uint64_t *rsdp_addr)
 
 	dsdt_build(&dsdt);
 	((struct acpi_header *)dsdt.p)->checksum = acpi_checksum(dsdt.p, dsdt.len);
-	madt_build(&madt, vm->nvcpus ? vm->nvcpus : vm->cfg.cpus);
+	madt_build(&madt, vm->nvcpus, vm->cfg.max_cpus);
 	((struct acpi_header *)madt.p)->checksum = acpi_checksum(madt.p, madt.len);
 
 	ret = acpi_place(vm, &at, &facs, sizeof(facs), 64); /* the FACS must be aligned */

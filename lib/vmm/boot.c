@@ -216,9 +216,6 @@ int vmm_boot_check(const struct vmm_config *cfg, struct vmm_kernel *k)
 	ret = vmm_kernel_inspect(cfg->kernel, k);
 	if (ret < 0)
 		return ret;
-	if (cfg->memory % PAGE_SIZE)
-		return vi_error(VI_EUSAGE, "memory %llu is not a multiple of 4 KiB",
-				(unsigned long long)cfg->memory);
 	if (cfg->memory < k->min_memory)
 		return vi_error(VI_EUSAGE, "memory %s is below the %s kernel '%s' needs",
 				vi_format_size(cfg->memory, have, sizeof(have)),

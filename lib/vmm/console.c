@@ -97,5 +97,5 @@ void vmm_console_detach(struct vmm *vm, int fd)
 
 void vmm_console_input(struct vmm *vm, const uint8_t *buf, size_t len)
 {
-	serial_receive(vm->uart, buf, len);
+	serial_receive(vmm_device_get(vm, "serial", 0), buf, len);
 }

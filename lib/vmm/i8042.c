@@ -1,7 +1,6 @@
 /* An i8042 keyboard controller (ports 0x60 and 0x64, IRQ 1) with a keyboard and no
  * mouse: enough for a guest to reset the machine through it and for the host to press
  * Ctrl-Alt-Del, which Linux answers with a reboot. */
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,49 +218,32 @@ void i8042_press_ctrl_alt_del(struct i8042 *k)
 	pthread_mutex_unlock(&k->lock);
 }
 
-static int i8042_save(void *dev, struct json_object **out)
+static int i8042_post_load(void *obj)
 {
-	struct i8042 *k = dev;
-	struct json_object *o = json_object_new_object(), *q = json_object_new_array();
+	struct i8042 *k = obj;
 
-	pthread_mutex_lock(&k->lock);
-	json_object_object_add(o, "status", json_object_new_int(k->status));
-	json_object_object_add(o, "ctr", json_object_new_int(k->ctr));
-	json_object_object_add(o, "pending_cmd", json_object_new_int(k->pending_cmd));
-	json_object_object_add(o, "kbd_cmd", json_object_new_int(k->kbd_cmd));
-	for (unsigned i = 0; i < k->count; i++)
-		json_object_array_add(q,
-				      json_object_new_int(k->queue[(k->head + i) % I8042_QUEUE]));
-	pthread_mutex_unlock(&k->lock);
-	json_object_object_add(o, "queue", q);
-	*out = o;
-	return 0;
-}
-
-static int i8042_restore(void *dev, struct json_object *state)
-{
-	struct i8042 *k = dev;
-	struct json_object *status, *ctr, *pending, *kbd, *q;
-
-	if (!json_object_object_get_ex(state, "status", &status) ||
-	    !json_object_object_get_ex(state, "ctr", &ctr) ||
-	    !json_object_object_get_ex(state, "pending_cmd", &pending) ||
-	    !json_object_object_get_ex(state, "kbd_cmd", &kbd) ||
-	    !json_object_object_get_ex(state, "queue", &q) ||
-	    !json_object_is_type(q, json_type_array))
-		return vi_error(VI_EUSAGE, "i8042 state is incomplete");
-	pthread_mutex_lock(&k->lock);
-	k->status = (uint8_t)json_object_get_int(status);
-	k->ctr = (uint8_t)json_object_get_int(ctr);
-	k->pending_cmd = (uint8_t)json_object_get_int(pending);
-	k->kbd_cmd = (uint8_t)json_object_get_int(kbd);
-	k->head = k->count = 0;
-	for (size_t i = 0; i < json_object_array_length(q); i++)
-		i8042_queue1(k, (uint8_t)json_object_get_int(json_object_array_get_idx(q, i)));
+	if (k->head >= I8042_QUEUE || k->count > I8042_QUEUE)
+		return vi_error(VI_EUSAGE, "output queue at %u with %u bytes is impossible",
+				k->head, k->count);
 	i8042_update_irq(k);
-	pthread_mutex_unlock(&k->lock);
 	return 0;
 }
+
+static const struct vi_state_field i8042_fields[] = {
+	VI_STATE_FIELD(struct i8042, status),
+	VI_STATE_FIELD(struct i8042, ctr),
+	VI_STATE_FIELD(struct i8042, pending_cmd),
+	VI_STATE_FIELD(struct i8042, kbd_cmd),
+	VI_STATE_ARRAY(struct i8042, queue),
+	VI_STATE_FIELD(struct i8042, head),
+	VI_STATE_FIELD(struct i8042, count),
+	VI_STATE_FIELDS_END,
+};
+
+static const struct vi_state_desc i8042_state = {
+	.name = "i8042", .id = VMM_SECTION_I8042, .version = 1, .oldest = 1,
+	.fields = i8042_fields, .post_load = i8042_post_load,
+};
 
 static void i8042_free(void *dev)
 {
@@ -289,8 +271,8 @@ int i8042_init(struct vmm *vm)
 		i8042_free(k);
 		return ret;
 	}
-	vmm_device_add(vm, &(struct vmm_device){ "i8042", k, i8042_save, i8042_restore,
-						 i8042_free });
-	vm->kbd = k;
+	vmm_device_add(vm, &(struct vmm_device){ .kind = "i8042", .name = "i8042", .dev = k,
+						 .lock = &k->lock, .free = i8042_free,
+						 .sections = { { &i8042_state, k, 0 } } });
 	return 0;
 }

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "state.h"
 #include "vmm/vmm.h"
 
 /* Guest-physical layout below 4 GiB. The boot structures sit where Linux loaders put them,
@@ -37,6 +38,9 @@ int vmm_kvm_create_vm(struct vmm *vm);
  * memory slot change waits for an SRCU grace period (milliseconds each). */
 int vmm_kvm_create_irqchip(struct vmm *vm);
 void vmm_memory_release(struct vmm *vm);
+/* Maps [offset, offset+len) of the file fd privately over guest memory at gpa, which
+ * must lie in one region: the pages are the file's until the guest writes them. */
+int vmm_memory_map_file(struct vmm *vm, uint64_t gpa, uint64_t len, int fd, uint64_t offset);
 
 /* --- buses ---------------------------------------------------------------------- */
 
@@ -67,23 +71,54 @@ void vmm_bus_access(struct vmm_bus *bus, uint64_t addr, uint8_t *data, unsigned 
 		    bool write);
 void vmm_bus_release(struct vmm_bus *bus);
 
-/* --- devices -------------------------------------------------------------------- */
+/* --- devices: the registry ------------------------------------------------------ */
 
-/* A device with state to save: registered by the device's init function. */
-struct vmm_device {
-	const char *name;
-	void *dev;
-	int (*save)(void *dev, struct json_object **out);
-	int (*restore)(void *dev, struct json_object *state);
-	void (*free)(void *dev);
+/* Section ids of the VM state (lib/state.h): numbers in files, never to be reused. */
+enum vmm_section_id {
+	VMM_SECTION_VCPU = 0x100,
+	VMM_SECTION_KVM = 0x101,
+	VMM_SECTION_SERIAL = 0x102,
+	VMM_SECTION_I8042 = 0x103,
+	VMM_SECTION_PCI = 0x104,
+	VMM_SECTION_ACPI = 0x105,
+	VMM_SECTION_VIRTIO = 0x106,
+	VMM_SECTION_VIRTIO_BLK = 0x107,
+	VMM_SECTION_VIRTIO_BALLOON = 0x108,
 };
 
-void vmm_device_add(struct vmm *vm, const struct vmm_device *device);
+/* One section of a device's state: `desc` read from and written to `obj`. Its instance
+ * tells apart the sections of one id (a PCI slot, say). */
+struct vmm_section {
+	const struct vi_state_desc *desc;
+	void *obj;
+	uint32_t instance;
+};
+
+/* A device as its constructor registers it. Lookups go by kind and instance, the how-
+ * manieth device of that kind, in creation order. */
+struct vmm_device {
+	const char *kind;      /* "serial", "virtio-blk" */
+	const char *name;      /* in messages; NULL: kind and instance, "virtio-blk0" */
+	unsigned instance;     /* set by vmm_device_add() */
+	void *dev;
+	pthread_mutex_t *lock; /* held while its sections are read or written; may be NULL */
+	/* Stops (on) or lets go on the work the device does away from the vCPUs, while a
+	 * saved state must not change; may be NULL. */
+	void (*hold)(void *dev, bool on);
+	void (*free)(void *dev);
+	struct vmm_section sections[2]; /* unused ones have no desc */
+};
+
+/* Registers a device; the VM frees it with device->free. Returns its name (the VM's). */
+const char *vmm_device_add(struct vmm *vm, const struct vmm_device *device);
+/* The dev of instance `instance` of `kind`, or NULL. */
+void *vmm_device_get(struct vmm *vm, const char *kind, unsigned instance);
 /* Raises or lowers a GSI line of the in-kernel interrupt controllers. */
 void vmm_irq_line(struct vmm *vm, unsigned gsi, bool level);
 
-/* Device constructors: the table in vm.c calls each once in vmm_create(); each looks at
- * vm->cfg for what to make. */
+/* Device constructors: the table in vm.c calls each once in vmm_new(), in order; each
+ * looks at vm->cfg for what to make and registers what it made. */
+int vmm_kvm_state_init(struct vmm *vm); /* the in-kernel irqchip, PIT and clock */
 int serial_init(struct vmm *vm);
 int i8042_init(struct vmm *vm);
 int pci_init(struct vmm *vm);
@@ -111,12 +146,16 @@ struct pci_device {
 	uint32_t bar_size[6]; /* 0: no BAR; I/O BARs have bit 0 set in config first */
 	unsigned slot, gsi;
 	bool irq_level;
+	struct pci *bus;
 };
 
 int pci_device_add(struct vmm *vm, struct pci_device *dev);
 uint32_t pci_bar_address(const struct pci_device *dev, unsigned bar);
 /* INTA of dev: GSIs shared by several devices stay raised while any of them is. */
-void pci_irq_set(struct vmm *vm, struct pci_device *dev, bool level);
+void pci_irq_set(struct pci_device *dev, bool level);
+/* What the guest may change in a function's configuration space, for its device's
+ * section: a struct pci_device described. */
+extern const struct vi_state_desc pci_function_state;
 
 /* --- ACPI (acpi.c) ---------------------------------------------------------------- */
 
@@ -146,6 +185,7 @@ void iothread_free(struct iothread *t);
 /* --- virtio over PCI (virtio-pci.c) ----------------------------------------------- */
 
 #define VIRTIO_QUEUE_SIZE 256
+#define VIRTIO_MAX_QUEUES 2
 
 struct iovec;
 
@@ -168,10 +208,11 @@ struct virtio_chain {
 
 /* What a virtio device adds to the transport. */
 struct virtio_ops {
+	const char *kind;    /* in the device registry: "virtio-blk" */
 	uint16_t type;       /* virtio device ID: 1 net, 2 blk, 4 rng, 5 balloon */
 	uint16_t pci_id;     /* its legacy PCI device ID: 0x1000 net, 0x1001 blk... */
 	uint32_t pci_class;  /* class, subclass, interface */
-	unsigned nqueues;
+	unsigned nqueues;    /* at most VIRTIO_MAX_QUEUES */
 	uint32_t features;   /* offered to the guest */
 	unsigned config_size;
 	/* Device configuration space accesses, with the transport's lock held; NULL when
@@ -180,16 +221,19 @@ struct virtio_ops {
 	void (*config_write)(void *dev, unsigned offset, const uint8_t *data, unsigned len);
 	/* The guest notified queue q: runs on the device's I/O thread, q->lock held. */
 	void (*notify)(void *dev, struct virtio_queue *q);
-	/* Device state beyond the transport's (may be NULL). */
-	int (*save)(void *dev, struct json_object *into);
-	int (*restore)(void *dev, struct json_object *from);
+	/* Device state beyond the transport's, a section of dev under the transport's lock
+	 * (may be NULL). */
+	const struct vi_state_desc *state;
 	void (*free)(void *dev);
 };
 
-/* Puts a legacy virtio device on the PCI bus with its own I/O thread; dev belongs to
- * the transport from then on (ops->free frees it). `name` is copied. */
-int virtio_pci_add(struct vmm *vm, const char *name, const struct virtio_ops *ops, void *dev,
+/* Puts a legacy virtio device on the PCI bus with its own I/O thread and registers it
+ * as a device of kind ops->kind; dev belongs to the transport from then on (ops->free
+ * frees it). *out (may be NULL) gets the transport. */
+int virtio_pci_add(struct vmm *vm, const struct virtio_ops *ops, void *dev,
 		   struct virtio_pci **out);
+/* Holds (on) every queue of vp: none of its requests runs until it is let go. */
+void virtio_pci_hold(void *vp, bool on);
 struct iothread *virtio_pci_iothread(struct virtio_pci *vp);
 struct virtio_queue *virtio_pci_queue(struct virtio_pci *vp, unsigned index);
 struct vmm *virtio_pci_vm(struct virtio_pci *vp);
@@ -215,7 +259,6 @@ void virtio_pci_unlock(struct virtio_pci *vp);
 struct serial;
 struct i8042;
 struct pci;
-struct acpi;
 struct virtio_pci;
 void serial_receive(struct serial *uart, const uint8_t *buf, size_t len);
 void i8042_press_ctrl_alt_del(struct i8042 *kbd);
@@ -252,6 +295,9 @@ struct vmm_vcpu {
 	uint64_t cpu_time_ns; /* its last reading, once the thread has ended */
 };
 
+/* A struct vmm_vcpu_state described, for the vCPU sections. */
+extern const struct vi_state_desc vmm_vcpu_state_desc;
+
 int vmm_vcpus_create(struct vmm *vm);
 int vmm_vcpus_start(struct vmm *vm);
 /* Interrupts every vCPU's KVM_RUN so it looks at vm->pause and vm->stopping. */
@@ -277,7 +323,8 @@ struct vmm_kernel {
 };
 
 int vmm_kernel_inspect(const char *path, struct vmm_kernel *out);
-/* vmm_check_config() without the vCPU limit: kernel, memory, command line, initrd. */
+/* What vmm_check_config() checks of the boot image: kernel, memory it needs, command
+ * line, initrd. */
 int vmm_boot_check(const struct vmm_config *cfg, struct vmm_kernel *out);
 /* Loads kernel, initrd and command line into guest memory and sets the BSP up for the
  * 64-bit entry. */
@@ -303,18 +350,14 @@ struct vmm {
 	size_t nmem;
 
 	struct vmm_bus buses[2];
-	struct vmm_device *devices;
+	struct vmm_device *devices; /* the registry, in creation order */
 	size_t ndevices;
-	struct serial *uart;
-	struct i8042 *kbd;
-	struct pci *pci;
-	struct acpi *acpi;
-	struct virtio_pci *balloon;
-	struct virtio_pci **blk; /* the disks' devices, in cfg.disks order */
 	struct vmm_console console;
 
 	struct vmm_vcpu *vcpus;
 	unsigned nvcpus;
+
+	bool loaded; /* booted or restored: there is a guest to run */
 
 	struct vmm_watch *watches;
 	size_t nwatches;

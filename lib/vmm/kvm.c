@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -125,6 +126,76 @@ int vmm_kvm_create_irqchip(struct vmm *vm)
 		return vi_error_errno(VI_EFAIL, errno, "cannot create the in-kernel irqchip");
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot create the in-kernel PIT");
+	return 0;
+}
+
+/* The in-kernel devices' state: both PICs, the IOAPIC, the PIT and the clock. */
+struct kvm_chips {
+	struct vmm *vm;
+	struct kvm_irqchip chips[3]; /* KVM_IRQCHIP_PIC_MASTER, _PIC_SLAVE, _IOAPIC */
+	struct kvm_pit_state2 pit;
+	struct kvm_clock_data clock;
+};
+
+static int kvm_chips_get(void *obj)
+{
+	struct kvm_chips *k = obj;
+	int fd = k->vm->vm_fd;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(k->chips); i++) {
+		k->chips[i] = (struct kvm_irqchip){ .chip_id = i };
+		if (ioctl(fd, KVM_GET_IRQCHIP, &k->chips[i]) < 0)
+			return vi_error_errno(VI_EFAIL, errno, "cannot read interrupt chip %u", i);
+	}
+	if (ioctl(fd, KVM_GET_PIT2, &k->pit) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot read the PIT");
+	if (ioctl(fd, KVM_GET_CLOCK, &k->clock) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot read the VM's clock");
+	return 0;
+}
+
+static int kvm_chips_set(void *obj)
+{
+	struct kvm_chips *k = obj;
+	int fd = k->vm->vm_fd;
+
+	for (unsigned i = 0; i < ARRAY_SIZE(k->chips); i++) {
+		if (k->chips[i].chip_id != i)
+			return vi_error(VI_EUSAGE, "interrupt chip %u says it is chip %u", i,
+					k->chips[i].chip_id);
+		if (ioctl(fd, KVM_SET_IRQCHIP, &k->chips[i]) < 0)
+			return vi_error_errno(VI_EFAIL, errno, "cannot set interrupt chip %u", i);
+	}
+	if (ioctl(fd, KVM_SET_PIT2, &k->pit) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot set the PIT");
+	/* The guest's clock goes on from where it stood: no flags, so KVM adds neither the
+	 * real time nor the host TSC that passed while the VM was saved. */
+	k->clock.flags = 0;
+	if (ioctl(fd, KVM_SET_CLOCK, &k->clock) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot set the VM's clock");
+	return 0;
+}
+
+static const struct vi_state_field kvm_chips_fields[] = {
+	VI_STATE_ARRAY(struct kvm_chips, chips),
+	VI_STATE_FIELD(struct kvm_chips, pit),
+	VI_STATE_FIELD(struct kvm_chips, clock),
+	VI_STATE_FIELDS_END,
+};
+
+static const struct vi_state_desc kvm_chips_state = {
+	.name = "kvm", .id = VMM_SECTION_KVM, .version = 1, .oldest = 1,
+	.fields = kvm_chips_fields, .pre_save = kvm_chips_get, .post_load = kvm_chips_set,
+};
+
+int vmm_kvm_state_init(struct vmm *vm)
+{
+	struct kvm_chips *k = xcalloc(1, sizeof(*k));
+
+	k->vm = vm;
+	vmm_device_add(vm, &(struct vmm_device){ .kind = "kvm", .name = "kvm", .dev = k,
+						 .free = free,
+						 .sections = { { &kvm_chips_state, k, 0 } } });
 	return 0;
 }
 

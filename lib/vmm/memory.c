@@ -1,6 +1,6 @@
 /* Guest memory: a table of regions, each a host mapping registered as one KVM memory
- * slot. Anonymous now; file-backed and private mappings and dirty logging are here for
- * snapshots and migration. */
+ * slot: anonymous, with parts mapped privately from a state file on restore, and dirty
+ * logging for migration. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +105,22 @@ int vmm_memory_get_dirty(struct vmm *vm, size_t index, uint64_t *bitmap)
 	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot read the dirty log of region %zu",
 				      index);
+	return 0;
+}
+
+int vmm_memory_map_file(struct vmm *vm, uint64_t gpa, uint64_t len, int fd, uint64_t offset)
+{
+	uint8_t *hva = vmm_gpa_to_hva(vm, gpa, len);
+
+	if (!hva)
+		return vi_error(VI_EUSAGE, "0x%llx+0x%llx is not in guest memory",
+				(unsigned long long)gpa, (unsigned long long)len);
+	/* In place of the anonymous pages: KVM's slot follows the new mapping. */
+	if (mmap(hva, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED | MAP_NORESERVE, fd,
+		 (off_t)offset) == MAP_FAILED)
+		return vi_error_errno(VI_EFAIL, errno, "cannot map guest memory at 0x%llx",
+				      (unsigned long long)gpa);
+	madvise(hva, len, MADV_DONTDUMP);
 	return 0;
 }
 

@@ -1,6 +1,5 @@
 /* The PCI host bridge: configuration mechanism #1 (ports 0xcf8/0xcfc) on one bus, with
  * BARs and INTA lines assigned at creation as firmware would leave them. */
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -158,7 +157,7 @@ static const struct vmm_io_ops pci_data_ops = { pci_data_read, pci_data_write };
 
 int pci_device_add(struct vmm *vm, struct pci_device *dev)
 {
-	struct pci *pci = vm->pci;
+	struct pci *pci = vmm_device_get(vm, "pci", 0);
 	unsigned slot = 0;
 
 	while (slot < PCI_MAX_SLOTS && pci->slots[slot])
@@ -182,15 +181,16 @@ int pci_device_add(struct vmm *vm, struct pci_device *dev)
 		}
 	}
 	dev->slot = slot;
+	dev->bus = pci;
 	dev->gsi = PCI_GSI_BASE + slot % PCI_GSI_COUNT;
 	dev->config[PCI_INTERRUPT_LINE] = (uint8_t)dev->gsi;
 	pci->slots[slot] = dev;
 	return 0;
 }
 
-void pci_irq_set(struct vmm *vm, struct pci_device *dev, bool level)
+void pci_irq_set(struct pci_device *dev, bool level)
 {
-	struct pci *pci = vm->pci;
+	struct pci *pci = dev->bus;
 	unsigned *count = &pci->gsi_count[dev->gsi - PCI_GSI_BASE];
 
 	pthread_mutex_lock(&pci->lock);
@@ -198,71 +198,34 @@ void pci_irq_set(struct vmm *vm, struct pci_device *dev, bool level)
 		dev->irq_level = level;
 		*count += level ? 1 : (unsigned)-1;
 		if (*count == (level ? 1u : 0u))
-			vmm_irq_line(vm, dev->gsi, level);
+			vmm_irq_line(pci->vm, dev->gsi, level);
 	}
 	pthread_mutex_unlock(&pci->lock);
 }
 
-/* The guest may change the command registers and interrupt lines; the rest is fixed. */
-static int pci_save(void *opaque, struct json_object **out)
-{
-	struct pci *pci = opaque;
-	struct json_object *o = json_object_new_object(), *slots = json_object_new_array();
+/* The guest may change the command register and the interrupt line; the rest is fixed
+ * at creation, the same for the same configuration. */
+static const struct vi_state_field pci_function_fields[] = {
+	{ "command", offsetof(struct pci_device, config) + PCI_COMMAND, 2, 1, NULL, 0 },
+	{ "interrupt_line", offsetof(struct pci_device, config) + PCI_INTERRUPT_LINE, 1, 1, NULL,
+	  0 },
+	VI_STATE_FIELDS_END,
+};
 
-	pthread_mutex_lock(&pci->lock);
-	json_object_object_add(o, "address", json_object_new_int64(pci->address));
-	for (unsigned s = 0; s < PCI_MAX_SLOTS; s++) {
-		struct pci_device *dev = pci->slots[s];
+const struct vi_state_desc pci_function_state = {
+	.name = "pci-function", .fields = pci_function_fields,
+};
 
-		if (!dev)
-			continue;
-		struct json_object *d = json_object_new_object();
+static const struct vi_state_field pci_fields[] = {
+	VI_STATE_FIELD(struct pci, address),
+	VI_STATE_ARRAY(struct pci, bar_sizing),
+	VI_STATE_NESTED(struct pci, bridge, struct pci_device, pci_function_state),
+	VI_STATE_FIELDS_END,
+};
 
-		json_object_object_add(d, "slot", json_object_new_int((int)s));
-		json_object_object_add(d, "command",
-				       json_object_new_int(dev->config[PCI_COMMAND] |
-							   dev->config[PCI_COMMAND + 1] << 8));
-		json_object_object_add(d, "line",
-				       json_object_new_int(dev->config[PCI_INTERRUPT_LINE]));
-		json_object_array_add(slots, d);
-	}
-	pthread_mutex_unlock(&pci->lock);
-	json_object_object_add(o, "slots", slots);
-	*out = o;
-	return 0;
-}
-
-static int pci_restore(void *opaque, struct json_object *state)
-{
-	struct pci *pci = opaque;
-	struct json_object *v, *slots;
-
-	if (!json_object_object_get_ex(state, "slots", &slots) ||
-	    !json_object_is_type(slots, json_type_array))
-		return vi_error(VI_EUSAGE, "saved PCI state has no slots");
-	pthread_mutex_lock(&pci->lock);
-	if (json_object_object_get_ex(state, "address", &v))
-		pci->address = (uint32_t)json_object_get_int64(v);
-	for (size_t i = 0; i < json_object_array_length(slots); i++) {
-		struct json_object *d = json_object_array_get_idx(slots, i), *cmd, *line, *slot;
-		struct pci_device *dev;
-		int s;
-
-		if (!json_object_object_get_ex(d, "slot", &slot) ||
-		    !json_object_object_get_ex(d, "command", &cmd) ||
-		    !json_object_object_get_ex(d, "line", &line))
-			continue;
-		s = json_object_get_int(slot);
-		dev = s >= 0 && s < PCI_MAX_SLOTS ? pci->slots[s] : NULL;
-		if (!dev)
-			continue;
-		dev->config[PCI_COMMAND] = (uint8_t)json_object_get_int(cmd);
-		dev->config[PCI_COMMAND + 1] = (uint8_t)(json_object_get_int(cmd) >> 8);
-		dev->config[PCI_INTERRUPT_LINE] = (uint8_t)json_object_get_int(line);
-	}
-	pthread_mutex_unlock(&pci->lock);
-	return 0;
-}
+static const struct vi_state_desc pci_state = {
+	.name = "pci", .id = VMM_SECTION_PCI, .version = 1, .oldest = 1, .fields = pci_fields,
+};
 
 static void pci_free(void *opaque)
 {
@@ -275,7 +238,8 @@ static void pci_free(void *opaque)
 int pci_init(struct vmm *vm)
 {
 	struct pci *pci = xcalloc(1, sizeof(*pci));
-	struct vmm_device device = { "pci", pci, pci_save, pci_restore, pci_free };
+	struct vmm_device device = { .kind = "pci", .name = "pci", .dev = pci, .lock = &pci->lock,
+				     .free = pci_free, .sections = { { &pci_state, pci, 0 } } };
 	uint8_t *c = pci->bridge.config;
 	int ret;
 
@@ -284,7 +248,6 @@ int pci_init(struct vmm *vm)
 	pci->next_io = PCI_IO_BASE;
 	pci->next_mmio = PCI_MMIO_BASE;
 	vmm_device_add(vm, &device);
-	vm->pci = pci;
 	/* Slot 0: an Intel 440FX host bridge, which every PC operating system knows. */
 	pci_put32(c, 0x12378086);
 	c[0x0a] = 0x00; /* subclass: host bridge */

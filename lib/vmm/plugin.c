@@ -107,7 +107,8 @@ static int plugin_config(const struct vi_hv_vm *vm, struct vmm_config *cfg)
 	nics = xcalloc(vm->nnics + 1, sizeof(*nics));
 	*cfg = (struct vmm_config){
 		.kernel = vm->kernel, .initrd = vm->initrd, .cmdline = vm->cmdline,
-		.cpus = vm->cpus, .memory = vm->memory, .vendor = backend->vendor,
+		.uuid = vm->uuid, .cpus = vm->cpus, .max_cpus = vm->max_cpus,
+		.memory = vm->memory, .max_memory = vm->max_memory, .vendor = backend->vendor,
 		.console_fd = -1, .disks = disks, .ndisks = vm->ndisks, .nics = nics,
 		.nnics = vm->nnics, .rng = true, .balloon = true,
 	};
@@ -370,7 +371,9 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int noti
 	sigaddset(&stop_signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
-	ret = vmm_create(&cfg, &machine);
+	ret = vmm_new(&cfg, &machine);
+	if (ret == 0)
+		ret = vmm_boot(machine);
 	if (ret == 0)
 		ret = vmm_watch_fd(machine, sig_fd, run_signal, NULL);
 	if (ret == 0)

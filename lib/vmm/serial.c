@@ -1,7 +1,6 @@
 /* An 8250/16550A UART on COM1 (ports 0x3f8-0x3ff, IRQ 4): guest output goes to the
  * console, console input to its receive FIFO. Transmission is instant, so the
  * transmitter is always empty and THRE interrupts follow every write. */
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,54 +192,37 @@ void serial_receive(struct serial *s, const uint8_t *buf, size_t len)
 	pthread_mutex_unlock(&s->lock);
 }
 
-static const char *const serial_regs[] = { "dll", "dlm", "ier", "fcr", "lcr", "mcr", "scr" };
-
-static uint8_t *serial_reg(struct serial *s, size_t i)
+/* A restored FIFO must be one this UART could hold; the line follows the registers. */
+static int serial_post_load(void *obj)
 {
-	uint8_t *regs[] = { &s->dll, &s->dlm, &s->ier, &s->fcr, &s->lcr, &s->mcr, &s->scr };
+	struct serial *s = obj;
 
-	return regs[i];
-}
-
-static int serial_save(void *dev, struct json_object **out)
-{
-	struct serial *s = dev;
-	struct json_object *o = json_object_new_object(), *rx = json_object_new_array();
-
-	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < ARRAY_SIZE(serial_regs); i++)
-		json_object_object_add(o, serial_regs[i], json_object_new_int(*serial_reg(s, i)));
-	json_object_object_add(o, "thre_pending", json_object_new_boolean(s->thre_pending));
-	for (unsigned i = 0; i < s->rx_count; i++)
-		json_object_array_add(rx, json_object_new_int(s->rx[(s->rx_head + i) %
-								     SERIAL_RX_SIZE]));
-	pthread_mutex_unlock(&s->lock);
-	json_object_object_add(o, "rx", rx);
-	*out = o;
-	return 0;
-}
-
-static int serial_restore(void *dev, struct json_object *state)
-{
-	struct serial *s = dev;
-	struct json_object *v, *rx;
-
-	if (!json_object_object_get_ex(state, "rx", &rx) ||
-	    !json_object_is_type(rx, json_type_array))
-		return vi_error(VI_EUSAGE, "serial state has no 'rx' array");
-	pthread_mutex_lock(&s->lock);
-	for (size_t i = 0; i < ARRAY_SIZE(serial_regs); i++)
-		if (json_object_object_get_ex(state, serial_regs[i], &v))
-			*serial_reg(s, i) = (uint8_t)json_object_get_int(v);
-	s->thre_pending = json_object_object_get_ex(state, "thre_pending", &v) &&
-			  json_object_get_boolean(v);
-	s->rx_head = s->rx_count = 0;
-	for (size_t i = 0; i < json_object_array_length(rx); i++)
-		serial_rx_push(s, (uint8_t)json_object_get_int(json_object_array_get_idx(rx, i)));
+	if (s->rx_head >= SERIAL_RX_SIZE || s->rx_count > SERIAL_RX_SIZE)
+		return vi_error(VI_EUSAGE, "receive FIFO at %u with %u bytes is impossible",
+				s->rx_head, s->rx_count);
 	serial_update_irq(s);
-	pthread_mutex_unlock(&s->lock);
 	return 0;
 }
+
+static const struct vi_state_field serial_fields[] = {
+	VI_STATE_FIELD(struct serial, dll),
+	VI_STATE_FIELD(struct serial, dlm),
+	VI_STATE_FIELD(struct serial, ier),
+	VI_STATE_FIELD(struct serial, fcr),
+	VI_STATE_FIELD(struct serial, lcr),
+	VI_STATE_FIELD(struct serial, mcr),
+	VI_STATE_FIELD(struct serial, scr),
+	VI_STATE_FIELD(struct serial, thre_pending),
+	VI_STATE_ARRAY(struct serial, rx),
+	VI_STATE_FIELD(struct serial, rx_head),
+	VI_STATE_FIELD(struct serial, rx_count),
+	VI_STATE_FIELDS_END,
+};
+
+static const struct vi_state_desc serial_state = {
+	.name = "serial", .id = VMM_SECTION_SERIAL, .version = 1, .oldest = 1,
+	.fields = serial_fields, .post_load = serial_post_load,
+};
 
 static void serial_free(void *dev)
 {
@@ -263,8 +245,8 @@ int serial_init(struct vmm *vm)
 		serial_free(s);
 		return ret;
 	}
-	vmm_device_add(vm, &(struct vmm_device){ "com1", s, serial_save, serial_restore,
-						 serial_free });
-	vm->uart = s;
+	vmm_device_add(vm, &(struct vmm_device){ .kind = "serial", .name = "com1", .dev = s,
+						 .lock = &s->lock, .free = serial_free,
+						 .sections = { { &serial_state, s, 0 } } });
 	return 0;
 }

@@ -247,6 +247,26 @@ unsigned vmm_vcpu_count(const struct vmm *vm)
 	return vm->nvcpus;
 }
 
+static const struct vi_state_field vcpu_state_fields[] = {
+	VI_STATE_FIELD(struct vmm_vcpu_state, regs),
+	VI_STATE_FIELD(struct vmm_vcpu_state, sregs),
+	VI_STATE_FIELD(struct vmm_vcpu_state, fpu),
+	VI_STATE_FIELD(struct vmm_vcpu_state, xcrs),
+	VI_STATE_FIELD(struct vmm_vcpu_state, lapic),
+	VI_STATE_FIELD(struct vmm_vcpu_state, events),
+	VI_STATE_FIELD(struct vmm_vcpu_state, mp_state),
+	VI_STATE_FIELD(struct vmm_vcpu_state, debugregs),
+	VI_STATE_FIELD(struct vmm_vcpu_state, nmsrs),
+	VI_STATE_ARRAY(struct vmm_vcpu_state, msrs),
+	VI_STATE_FIELDS_END,
+};
+
+/* The KVM structures as the kernel's ABI lays them out: fixed, so copied whole. */
+const struct vi_state_desc vmm_vcpu_state_desc = {
+	.name = "vcpu", .id = VMM_SECTION_VCPU, .version = 1, .oldest = 1,
+	.fields = vcpu_state_fields,
+};
+
 /* The MSRs a saved vCPU carries: those Linux and our boot set-up touch. */
 static const uint32_t vcpu_state_msrs[] = {
 	0x174, 0x175, 0x176,                    /* SYSENTER_CS/ESP/EIP */

@@ -1,7 +1,6 @@
 /* virtio-balloon: the host asks the guest for pages (num_pages) and frees the memory
  * behind the ones the guest inflates; deflated pages come back, zeroed, on first touch.
  * The basis of growing and shrinking a running VM's memory. */
-#include <json-c/json.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,8 +40,10 @@ static void virtio_balloon_notify(void *dev, struct virtio_queue *q)
 				void *page = vmm_gpa_to_hva(vm, (uint64_t)pfns[k] * BALLOON_PAGE,
 							    BALLOON_PAGE);
 
-				/* Private anonymous memory: the host gets the page back and
-				 * the guest finds zeros there if it touches it again. */
+				/* Private memory: the host gets the page back and the guest
+				 * finds zeros there if it touches it again, or, for pages a
+				 * restore mapped from a state file, what was saved (virtio
+				 * promises nothing about a deflated page's contents). */
 				if (page)
 					madvise(page, BALLOON_PAGE, MADV_DONTNEED);
 			}
@@ -70,29 +71,19 @@ static void virtio_balloon_config_write(void *dev, unsigned offset, const uint8_
 			((uint8_t *)&b->config)[offset + i] = data[i];
 }
 
-static int virtio_balloon_save(void *dev, struct json_object *into)
-{
-	struct virtio_balloon *b = dev;
+static const struct vi_state_field virtio_balloon_fields[] = {
+	{ "num_pages", offsetof(struct virtio_balloon, config.num_pages), 4, 1, NULL, 0 },
+	{ "actual", offsetof(struct virtio_balloon, config.actual), 4, 1, NULL, 0 },
+	VI_STATE_FIELDS_END,
+};
 
-	json_object_object_add(into, "num_pages", json_object_new_int64(b->config.num_pages));
-	json_object_object_add(into, "actual", json_object_new_int64(b->config.actual));
-	return 0;
-}
-
-static int virtio_balloon_restore(void *dev, struct json_object *from)
-{
-	struct virtio_balloon *b = dev;
-	struct json_object *num, *actual;
-
-	if (!json_object_object_get_ex(from, "num_pages", &num) ||
-	    !json_object_object_get_ex(from, "actual", &actual))
-		return vi_error(VI_EUSAGE, "saved balloon state has no page counts");
-	b->config.num_pages = (uint32_t)json_object_get_int64(num);
-	b->config.actual = (uint32_t)json_object_get_int64(actual);
-	return 0;
-}
+static const struct vi_state_desc virtio_balloon_state = {
+	.name = "virtio-balloon", .id = VMM_SECTION_VIRTIO_BALLOON, .version = 1, .oldest = 1,
+	.fields = virtio_balloon_fields,
+};
 
 static const struct virtio_ops virtio_balloon_ops = {
+	.kind = "virtio-balloon",
 	.type = VIRTIO_ID_BALLOON,
 	.pci_id = 0x1002,
 	.pci_class = 0xff0000, /* unclassified */
@@ -101,8 +92,7 @@ static const struct virtio_ops virtio_balloon_ops = {
 	.config_read = virtio_balloon_config_read,
 	.config_write = virtio_balloon_config_write,
 	.notify = virtio_balloon_notify,
-	.save = virtio_balloon_save,
-	.restore = virtio_balloon_restore,
+	.state = &virtio_balloon_state,
 	.free = free,
 };
 
@@ -110,38 +100,43 @@ int virtio_balloon_init(struct vmm *vm)
 {
 	if (!vm->cfg.balloon)
 		return 0;
-	return virtio_pci_add(vm, "virtio-balloon", &virtio_balloon_ops,
-			      xcalloc(1, sizeof(struct virtio_balloon)), &vm->balloon);
+	return virtio_pci_add(vm, &virtio_balloon_ops, xcalloc(1, sizeof(struct virtio_balloon)),
+			      NULL);
 }
 
-/* The balloon behind vm->balloon, or NULL. */
-static struct virtio_balloon *balloon_of(struct vmm *vm)
+/* The VM's balloon transport, or an error. */
+static int balloon_find(struct vmm *vm, struct virtio_pci **vp)
 {
-	return vm->balloon ? virtio_pci_dev(vm->balloon) : NULL;
+	*vp = vmm_device_get(vm, "virtio-balloon", 0);
+	return *vp ? 0 : vi_error(VI_ENOTFOUND, "this VM has no balloon device");
 }
 
 int vmm_balloon_set(struct vmm *vm, uint32_t pages)
 {
-	struct virtio_balloon *b = balloon_of(vm);
+	struct virtio_pci *vp;
+	int ret = balloon_find(vm, &vp);
 
-	if (!b)
-		return vi_error(VI_ENOTFOUND, "this VM has no balloon device");
-	virtio_pci_lock(vm->balloon);
-	b->config.num_pages = pages;
-	virtio_pci_unlock(vm->balloon);
-	virtio_pci_config_changed(vm->balloon);
+	if (ret < 0)
+		return ret;
+	virtio_pci_lock(vp);
+	((struct virtio_balloon *)virtio_pci_dev(vp))->config.num_pages = pages;
+	virtio_pci_unlock(vp);
+	virtio_pci_config_changed(vp);
 	return 0;
 }
 
 int vmm_balloon_get(struct vmm *vm, uint32_t *target, uint32_t *actual)
 {
-	struct virtio_balloon *b = balloon_of(vm);
+	struct virtio_pci *vp;
+	struct virtio_balloon *b;
+	int ret = balloon_find(vm, &vp);
 
-	if (!b)
-		return vi_error(VI_ENOTFOUND, "this VM has no balloon device");
-	virtio_pci_lock(vm->balloon);
+	if (ret < 0)
+		return ret;
+	b = virtio_pci_dev(vp);
+	virtio_pci_lock(vp);
 	*target = b->config.num_pages;
 	*actual = b->config.actual;
-	virtio_pci_unlock(vm->balloon);
+	virtio_pci_unlock(vp);
 	return 0;
 }

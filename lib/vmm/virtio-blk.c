@@ -183,7 +183,31 @@ static void virtio_blk_free(void *dev)
 	free(blk);
 }
 
+/* The disk must be the size it was when the state was saved: the guest knows it. */
+static int virtio_blk_post_load(void *dev)
+{
+	struct virtio_blk *blk = dev;
+	uint64_t sectors = image_size(blk->img) / SECTOR;
+
+	if (blk->config.capacity != sectors)
+		return vi_error(VI_EUSAGE, "the disk has %llu sectors, the saved state %llu",
+				(unsigned long long)sectors,
+				(unsigned long long)blk->config.capacity);
+	return 0;
+}
+
+static const struct vi_state_field virtio_blk_fields[] = {
+	{ "capacity", offsetof(struct virtio_blk, config.capacity), 8, 1, NULL, 0 },
+	VI_STATE_FIELDS_END,
+};
+
+static const struct vi_state_desc virtio_blk_state = {
+	.name = "virtio-blk", .id = VMM_SECTION_VIRTIO_BLK, .version = 1, .oldest = 1,
+	.fields = virtio_blk_fields, .post_load = virtio_blk_post_load,
+};
+
 static const struct virtio_ops virtio_blk_ops = {
+	.kind = "virtio-blk",
 	.type = VIRTIO_ID_BLOCK,
 	.pci_id = 0x1001,
 	.pci_class = 0x018000, /* mass storage, other */
@@ -192,17 +216,15 @@ static const struct virtio_ops virtio_blk_ops = {
 	.config_size = sizeof(struct virtio_blk_config),
 	.config_read = virtio_blk_config_read,
 	.notify = virtio_blk_notify,
+	.state = &virtio_blk_state,
 	.free = virtio_blk_free,
 };
 
 int virtio_blk_init(struct vmm *vm)
 {
-	if (vm->cfg.ndisks)
-		vm->blk = xcalloc(vm->cfg.ndisks, sizeof(*vm->blk));
 	for (size_t i = 0; i < vm->cfg.ndisks; i++) {
 		const struct vmm_disk *d = &vm->cfg.disks[i];
 		struct virtio_blk *blk = xcalloc(1, sizeof(*blk));
-		char name[32];
 		int ret;
 
 		ret = image_open(d->path, d->format, d->readonly ? 0 : IMAGE_OPEN_WRITE, &blk->img);
@@ -217,8 +239,7 @@ int virtio_blk_init(struct vmm *vm)
 		blk->config.seg_max = VIRTIO_QUEUE_SIZE - 2;
 		blk->config.blk_size = SECTOR;
 		snprintf(blk->id, sizeof(blk->id), "vi-disk%u", (unsigned)i % 1000);
-		snprintf(name, sizeof(name), "virtio-blk%zu", i);
-		ret = virtio_pci_add(vm, name, &blk->ops, blk, &vm->blk[i]);
+		ret = virtio_pci_add(vm, &blk->ops, blk, NULL);
 		if (ret < 0)
 			return ret;
 	}
@@ -227,9 +248,15 @@ int virtio_blk_init(struct vmm *vm)
 
 /* --- live layering --------------------------------------------------------------------- */
 
+/* Disk i's transport and device: the i-th virtio-blk, as disks are made in order. */
+static struct virtio_pci *blk_pci(struct vmm *vm, size_t i)
+{
+	return vmm_device_get(vm, "virtio-blk", (unsigned)i);
+}
+
 static struct virtio_blk *blk_of(struct vmm *vm, size_t i)
 {
-	return virtio_pci_dev(vm->blk[i]);
+	return virtio_pci_dev(blk_pci(vm, i));
 }
 
 /* Whether both paths name one file (b may be NULL). */
@@ -291,20 +318,6 @@ out:
 	return ret;
 }
 
-/* Holds or lets go of every queue of disk i: while held, none of its requests runs, and
- * the guest's notifications wait in the queues' eventfds. */
-static void blk_hold(struct vmm *vm, size_t i, bool hold)
-{
-	for (unsigned q = 0; q < blk_of(vm, i)->ops.nqueues; q++) {
-		struct virtio_queue *vq = virtio_pci_queue(vm->blk[i], q);
-
-		if (hold)
-			pthread_mutex_lock(&vq->lock);
-		else
-			pthread_mutex_unlock(&vq->lock);
-	}
-}
-
 /* Closes the disk's image and opens path in its place. The old image must be closed
  * first: its write lock keeps an overlay that reads it from opening. On failure the
  * disk has no image. */
@@ -351,10 +364,12 @@ int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n)
 			ret = switch_check(vm, i, overlays[i]);
 	if (ret < 0)
 		return ret;
-	/* Every disk held at once: for the guest they all move at one instant. */
+	/* Every disk held at once: for the guest they all move at one instant. While held,
+	 * none of a disk's requests runs, and the guest's notifications wait in the queues'
+	 * eventfds. */
 	for (i = 0; i < n; i++)
 		if (overlays[i])
-			blk_hold(vm, i, true);
+			virtio_pci_hold(blk_pci(vm, i), true);
 	/* A flush that fails leaves the old images in place and still open. */
 	for (i = 0; i < n && ret == 0; i++)
 		if (overlays[i] && image_flush(blk_of(vm, i)->img) < 0)
@@ -374,7 +389,7 @@ int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n)
 			d->path = xstrdup(overlays[i]);
 			d->format = IMAGE_QCOW2;
 		}
-		blk_hold(vm, i, false);
+		virtio_pci_hold(blk_pci(vm, i), false);
 	}
 	return ret;
 }

@@ -11,7 +11,6 @@
  * alignment, and no VIRTIO_F_VERSION_1 features. The device IDs stay 0x1000-0x103f,
  * so a later transitional device can add the modern capabilities beside this BAR. */
 #include <errno.h>
-#include <json-c/json.h>
 #include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +52,7 @@ struct vring_desc {
 
 struct virtio_pci {
 	struct vmm *vm;
-	char *name;
+	const char *name; /* the registry's */
 	struct pci_device pci;
 	const struct virtio_ops *ops;
 	void *dev;
@@ -66,7 +65,7 @@ struct virtio_pci {
 	 * queue's lock under `lock`, so this one is taken last and on its own. */
 	pthread_mutex_t irq_lock;
 	uint8_t isr;
-	struct virtio_queue *queues;
+	struct virtio_queue queues[VIRTIO_MAX_QUEUES];
 };
 
 void virtio_pci_lock(struct virtio_pci *vp)
@@ -196,7 +195,7 @@ static void virtio_interrupt(struct virtio_pci *vp, uint8_t why)
 {
 	pthread_mutex_lock(&vp->irq_lock);
 	vp->isr |= why;
-	pci_irq_set(vp->vm, &vp->pci, true);
+	pci_irq_set(&vp->pci, true);
 	pthread_mutex_unlock(&vp->irq_lock);
 }
 
@@ -253,7 +252,7 @@ static void virtio_reset(struct virtio_pci *vp)
 	vp->queue_sel = 0;
 	pthread_mutex_lock(&vp->irq_lock);
 	vp->isr = 0;
-	pci_irq_set(vp->vm, &vp->pci, false);
+	pci_irq_set(&vp->pci, false);
 	pthread_mutex_unlock(&vp->irq_lock);
 }
 
@@ -293,7 +292,7 @@ static void virtio_pci_read(void *opaque, uint64_t offset, uint8_t *data, unsign
 		/* Reading the ISR acknowledges the interrupt. */
 		if (offset <= VIRTIO_PCI_ISR && offset + len > VIRTIO_PCI_ISR) {
 			vp->isr = 0;
-			pci_irq_set(vp->vm, &vp->pci, false);
+			pci_irq_set(&vp->pci, false);
 		}
 		pthread_mutex_unlock(&vp->irq_lock);
 		memcpy(data, &regs[offset], len);
@@ -343,86 +342,55 @@ static void virtio_pci_write(void *opaque, uint64_t offset, const uint8_t *data,
 
 static const struct vmm_io_ops virtio_pci_ops = { virtio_pci_read, virtio_pci_write };
 
-static int virtio_pci_save(void *opaque, struct json_object **out)
+void virtio_pci_hold(void *opaque, bool on)
 {
 	struct virtio_pci *vp = opaque;
-	struct json_object *o = json_object_new_object(), *queues = json_object_new_array();
-	int ret = 0;
 
-	pthread_mutex_lock(&vp->lock);
-	json_object_object_add(o, "status", json_object_new_int(vp->status));
-	pthread_mutex_lock(&vp->irq_lock);
-	json_object_object_add(o, "isr", json_object_new_int(vp->isr));
-	pthread_mutex_unlock(&vp->irq_lock);
-	json_object_object_add(o, "guest_features", json_object_new_int64(vp->guest_features));
-	json_object_object_add(o, "queue_sel", json_object_new_int(vp->queue_sel));
 	for (unsigned i = 0; i < vp->ops->nqueues; i++) {
-		struct virtio_queue *q = &vp->queues[i];
-		struct json_object *jq = json_object_new_object();
+		if (on)
+			pthread_mutex_lock(&vp->queues[i].lock);
+		else
+			pthread_mutex_unlock(&vp->queues[i].lock);
+	}
+}
 
-		pthread_mutex_lock(&q->lock);
-		json_object_object_add(jq, "pfn", json_object_new_int64(q->pfn));
-		json_object_object_add(jq, "last_avail", json_object_new_int(q->last_avail));
-		pthread_mutex_unlock(&q->lock);
-		json_object_array_add(queues, jq);
-	}
-	json_object_object_add(o, "queues", queues);
-	if (vp->ops->save)
-		ret = vp->ops->save(vp->dev, o);
-	pthread_mutex_unlock(&vp->lock);
-	if (ret < 0) {
-		json_object_put(o);
-		return ret;
-	}
-	*out = o;
+/* The interrupt follows the restored ISR. */
+static int virtio_pci_post_load(void *opaque)
+{
+	struct virtio_pci *vp = opaque;
+
+	pthread_mutex_lock(&vp->irq_lock);
+	pci_irq_set(&vp->pci, vp->isr != 0);
+	pthread_mutex_unlock(&vp->irq_lock);
 	return 0;
 }
 
-static int64_t json_get(struct json_object *o, const char *key, bool *ok)
-{
-	struct json_object *v;
+static const struct vi_state_field virtio_queue_fields[] = {
+	VI_STATE_FIELD(struct virtio_queue, pfn),
+	VI_STATE_FIELD(struct virtio_queue, last_avail),
+	VI_STATE_FIELDS_END,
+};
 
-	if (!json_object_object_get_ex(o, key, &v)) {
-		*ok = false;
-		return 0;
-	}
-	return json_object_get_int64(v);
-}
+static const struct vi_state_desc virtio_queue_state = {
+	.name = "virtqueue", .fields = virtio_queue_fields,
+};
 
-static int virtio_pci_restore(void *opaque, struct json_object *state)
-{
-	struct virtio_pci *vp = opaque;
-	struct json_object *queues;
-	bool ok = true;
-	int ret = 0;
+static const struct vi_state_field virtio_pci_fields[] = {
+	VI_STATE_FIELD(struct virtio_pci, guest_features),
+	VI_STATE_FIELD(struct virtio_pci, queue_sel),
+	VI_STATE_FIELD(struct virtio_pci, status),
+	VI_STATE_FIELD(struct virtio_pci, isr),
+	VI_STATE_NESTED(struct virtio_pci, pci, struct pci_device, pci_function_state),
+	VI_STATE_NESTED(struct virtio_pci, queues, struct virtio_queue, virtio_queue_state),
+	VI_STATE_FIELDS_END,
+};
 
-	if (!json_object_object_get_ex(state, "queues", &queues) ||
-	    json_object_array_length(queues) != vp->ops->nqueues)
-		return vi_error(VI_EUSAGE, "saved state of '%s' has the wrong queues", vp->name);
-	pthread_mutex_lock(&vp->lock);
-	vp->status = (uint8_t)json_get(state, "status", &ok);
-	vp->guest_features = (uint32_t)json_get(state, "guest_features", &ok);
-	vp->queue_sel = (uint16_t)json_get(state, "queue_sel", &ok);
-	for (unsigned i = 0; i < vp->ops->nqueues; i++) {
-		struct json_object *jq = json_object_array_get_idx(queues, i);
-		struct virtio_queue *q = &vp->queues[i];
-
-		pthread_mutex_lock(&q->lock);
-		q->pfn = (uint32_t)json_get(jq, "pfn", &ok);
-		q->last_avail = (uint16_t)json_get(jq, "last_avail", &ok);
-		pthread_mutex_unlock(&q->lock);
-	}
-	if (ok && vp->ops->restore)
-		ret = vp->ops->restore(vp->dev, state);
-	pthread_mutex_lock(&vp->irq_lock);
-	vp->isr = (uint8_t)json_get(state, "isr", &ok);
-	pci_irq_set(vp->vm, &vp->pci, vp->isr != 0);
-	pthread_mutex_unlock(&vp->irq_lock);
-	pthread_mutex_unlock(&vp->lock);
-	if (!ok)
-		return vi_error(VI_EUSAGE, "saved state of '%s' is incomplete", vp->name);
-	return ret;
-}
+/* The transport of any virtio device, one section per device (its instance is the
+ * device's PCI slot); what the device adds is a section of its own. */
+static const struct vi_state_desc virtio_pci_state = {
+	.name = "virtio-pci", .id = VMM_SECTION_VIRTIO, .version = 1, .oldest = 1,
+	.fields = virtio_pci_fields, .post_load = virtio_pci_post_load,
+};
 
 static void virtio_pci_free(void *opaque)
 {
@@ -430,16 +398,14 @@ static void virtio_pci_free(void *opaque)
 
 	/* The thread first: nothing may run on the queues while they go. */
 	iothread_free(vp->io);
-	for (unsigned i = 0; vp->queues && i < vp->ops->nqueues; i++) {
+	for (unsigned i = 0; i < vp->ops->nqueues; i++) {
 		if (vp->queues[i].notify_fd >= 0)
 			close(vp->queues[i].notify_fd);
 		pthread_mutex_destroy(&vp->queues[i].lock);
 	}
-	free(vp->queues);
 	vp->ops->free(vp->dev);
 	pthread_mutex_destroy(&vp->lock);
 	pthread_mutex_destroy(&vp->irq_lock);
-	free(vp->name);
 	free(vp);
 }
 
@@ -460,31 +426,23 @@ static void virtio_ioeventfd(struct virtio_pci *vp, struct virtio_queue *q)
 			 strerror(errno));
 }
 
-int virtio_pci_add(struct vmm *vm, const char *name, const struct virtio_ops *ops, void *dev,
+int virtio_pci_add(struct vmm *vm, const struct virtio_ops *ops, void *dev,
 		   struct virtio_pci **out)
 {
 	struct virtio_pci *vp = xcalloc(1, sizeof(*vp));
-	struct vmm_device device = { NULL, vp, virtio_pci_save, virtio_pci_restore,
-				     virtio_pci_free };
 	uint8_t *c = vp->pci.config;
 	int ret;
 
 	vp->vm = vm;
-	vp->name = xstrdup(name);
 	vp->ops = ops;
 	vp->dev = dev;
 	pthread_mutex_init(&vp->lock, NULL);
 	pthread_mutex_init(&vp->irq_lock, NULL);
-	vp->io = iothread_new(name);
-	vp->queues = xcalloc(ops->nqueues, sizeof(*vp->queues));
 	for (unsigned i = 0; i < ops->nqueues; i++) {
 		vp->queues[i] = (struct virtio_queue){ .vp = vp, .index = i };
 		pthread_mutex_init(&vp->queues[i].lock, NULL);
 		vp->queues[i].notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	}
-	device.name = vp->name;
-	vmm_device_add(vm, &device);
-
 	c[0] = 0xf4; /* vendor 0x1af4 */
 	c[1] = 0x1a;
 	c[2] = (uint8_t)ops->pci_id;
@@ -498,15 +456,26 @@ int virtio_pci_add(struct vmm *vm, const char *name, const struct virtio_ops *op
 	c[0x2e] = (uint8_t)ops->type;
 	c[0x3d] = 1; /* INTA */
 	vp->pci.bar_size[0] = VIRTIO_PCI_BAR_SIZE;
+	/* The slot names the device's sections: it must be known before registering. */
 	ret = pci_device_add(vm, &vp->pci);
-	if (ret == 0)
-		ret = vmm_bus_register(vm, VMM_BUS_PIO, pci_bar_address(&vp->pci, 0),
-				       VIRTIO_PCI_BAR_SIZE, &virtio_pci_ops, vp);
+	if (ret < 0) {
+		virtio_pci_free(vp);
+		return ret;
+	}
+	vp->name = vmm_device_add(vm, &(struct vmm_device){
+		.kind = ops->kind, .dev = vp, .lock = &vp->lock, .hold = virtio_pci_hold,
+		.free = virtio_pci_free,
+		.sections = { { &virtio_pci_state, vp, vp->pci.slot },
+			      { ops->state, dev, vp->pci.slot } } });
+	vp->io = iothread_new(vp->name);
+	ret = vmm_bus_register(vm, VMM_BUS_PIO, pci_bar_address(&vp->pci, 0), VIRTIO_PCI_BAR_SIZE,
+			       &virtio_pci_ops, vp);
 	for (unsigned i = 0; ret == 0 && i < ops->nqueues; i++) {
 		struct virtio_queue *q = &vp->queues[i];
 
 		if (q->notify_fd < 0)
-			ret = vi_error_errno(VI_EFAIL, errno, "%s: cannot make an eventfd", name);
+			ret = vi_error_errno(VI_EFAIL, errno, "%s: cannot make an eventfd",
+					     vp->name);
 		else
 			ret = iothread_watch(vp->io, q->notify_fd, virtio_queue_notified, q);
 		if (ret == 0)

@@ -33,7 +33,9 @@ static void virtio_rng_notify(void *dev, struct virtio_queue *q)
 	}
 }
 
+/* No section beyond the transport's: it keeps nothing between requests. */
 static const struct virtio_ops virtio_rng_ops = {
+	.kind = "virtio-rng",
 	.type = VIRTIO_ID_RNG,
 	.pci_id = 0x1005,
 	.pci_class = 0xff0000, /* unclassified */
@@ -46,6 +48,5 @@ int virtio_rng_init(struct vmm *vm)
 {
 	if (!vm->cfg.rng)
 		return 0;
-	return virtio_pci_add(vm, "virtio-rng", &virtio_rng_ops,
-			      xcalloc(1, sizeof(struct virtio_rng)), NULL);
+	return virtio_pci_add(vm, &virtio_rng_ops, xcalloc(1, sizeof(struct virtio_rng)), NULL);
 }

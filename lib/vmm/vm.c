@@ -1,7 +1,7 @@
-/* A VM's life: creation (KVM objects, memory, devices, vCPUs, boot image), the event
- * loop that runs beside the vCPU threads, pausing, stopping and statistics. */
+/* A VM's life: creation (KVM objects, memory, devices, vCPUs), boot, the device
+ * registry, the event loop that runs beside the vCPU threads, pausing, stopping and
+ * statistics. */
 #include <errno.h>
-#include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,9 +15,12 @@
 #include "util.h"
 #include "vmm/internal.h"
 
-/* The devices of a VM, in this order: the PCI bus before the devices on it, ACPI after
- * the CPUs are known. A new device adds its constructor here. */
+/* The devices of a VM, in this order: the in-kernel chips first (a restore sets them
+ * before the devices raise their lines again), the PCI bus before the devices on it. A
+ * new device adds its constructor here: an object file of a static library that nothing
+ * names would not even be linked in, so the list cannot be gathered at link time. */
 static int (*const vmm_device_inits[])(struct vmm *vm) = {
+	vmm_kvm_state_init,
 	serial_init,
 	i8042_init,
 	acpi_init,
@@ -41,13 +44,26 @@ const char *vmm_exit_reason_name(int reason)
 	return names[reason];
 }
 
-static int vmm_check_vcpus(const struct vmm_config *cfg, int kvm_fd)
+/* What the machine is, whatever runs in it: vCPUs and memory. */
+static int vmm_check_machine(const struct vmm_config *cfg, int kvm_fd)
 {
-	unsigned max = vmm_kvm_max_vcpus(kvm_fd);
+	unsigned max = vmm_kvm_max_vcpus(kvm_fd), max_cpus = cfg->max_cpus ? cfg->max_cpus
+									   : cfg->cpus;
+	char have[32], want[32];
 
 	if (cfg->cpus == 0 || cfg->cpus > max)
 		return vi_error(VI_EUSAGE, "%u vCPUs requested; this host allows 1 to %u",
 				cfg->cpus, max);
+	if (max_cpus < cfg->cpus || max_cpus > max)
+		return vi_error(VI_EUSAGE, "%u max vCPUs requested for %u vCPUs; this host allows "
+				"%u to %u", max_cpus, cfg->cpus, cfg->cpus, max);
+	if (cfg->memory == 0 || cfg->memory % VI_STATE_PAGE)
+		return vi_error(VI_EUSAGE, "memory %llu is not a multiple of 4 KiB",
+				(unsigned long long)cfg->memory);
+	if (cfg->max_memory && cfg->max_memory < cfg->memory)
+		return vi_error(VI_EUSAGE, "max memory %s is below the memory, %s",
+				vi_format_size(cfg->max_memory, have, sizeof(have)),
+				vi_format_size(cfg->memory, want, sizeof(want)));
 	return 0;
 }
 
@@ -62,15 +78,33 @@ int vmm_check_config(const struct vmm_config *cfg)
 	fd = vmm_kvm_open();
 	if (fd < 0)
 		return fd;
-	ret = vmm_check_vcpus(cfg, fd);
+	ret = vmm_check_machine(cfg, fd);
 	close(fd);
 	return ret;
 }
 
-void vmm_device_add(struct vmm *vm, const struct vmm_device *device)
+const char *vmm_device_add(struct vmm *vm, const struct vmm_device *device)
 {
+	struct vmm_device *d;
+	unsigned instance = 0;
+
+	for (size_t i = 0; i < vm->ndevices; i++)
+		instance += !strcmp(vm->devices[i].kind, device->kind);
 	vm->devices = xrealloc(vm->devices, (vm->ndevices + 1) * sizeof(*vm->devices));
-	vm->devices[vm->ndevices++] = *device;
+	d = &vm->devices[vm->ndevices++];
+	*d = *device;
+	d->instance = instance;
+	d->name = device->name ? xstrdup(device->name)
+			       : xasprintf("%s%u", device->kind, instance);
+	return d->name;
+}
+
+void *vmm_device_get(struct vmm *vm, const char *kind, unsigned instance)
+{
+	for (size_t i = 0; i < vm->ndevices; i++)
+		if (vm->devices[i].instance == instance && !strcmp(vm->devices[i].kind, kind))
+			return vm->devices[i].dev;
+	return NULL;
 }
 
 static int vmm_memory_setup(struct vmm *vm)
@@ -121,7 +155,7 @@ static struct vmm_nic *vmm_nics_copy(const struct vmm_nic *nics, size_t n)
 	return copy;
 }
 
-int vmm_create(const struct vmm_config *cfg, struct vmm **out)
+int vmm_new(const struct vmm_config *cfg, struct vmm **out)
 {
 	struct vmm *vm = xcalloc(1, sizeof(*vm));
 	char module[32];
@@ -131,6 +165,9 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out)
 	vm->cfg.kernel = xstrdup(cfg->kernel);
 	vm->cfg.initrd = xstrdup(cfg->initrd);
 	vm->cfg.cmdline = xstrdup(cfg->cmdline);
+	vm->cfg.uuid = xstrdup(cfg->uuid);
+	vm->cfg.max_cpus = cfg->max_cpus ? cfg->max_cpus : cfg->cpus;
+	vm->cfg.max_memory = cfg->max_memory ? cfg->max_memory : cfg->memory;
 	vm->cfg.disks = vmm_disks_copy(cfg->disks, cfg->ndisks);
 	vm->cfg.nics = vmm_nics_copy(cfg->nics, cfg->nnics);
 	vm->kvm_fd = vm->vm_fd = vm->epoll_fd = vm->event_fd = -1;
@@ -139,16 +176,13 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out)
 	pthread_cond_init(&vm->resume_cond, NULL);
 	vmm_console_init(&vm->console);
 
-	ret = vmm_boot_check(&vm->cfg, &vm->kernel);
-	if (ret < 0)
-		goto fail;
 	vm->kvm_fd = vmm_kvm_open();
 	if (vm->kvm_fd < 0) {
 		ret = vm->kvm_fd;
 		goto fail;
 	}
 	vm->emulated = !vmm_kvm_hardware(module, sizeof(module));
-	ret = vmm_check_vcpus(&vm->cfg, vm->kvm_fd);
+	ret = vmm_check_machine(&vm->cfg, vm->kvm_fd);
 	if (ret == 0)
 		ret = vmm_kvm_create_vm(vm);
 	if (ret == 0)
@@ -162,8 +196,6 @@ int vmm_create(const struct vmm_config *cfg, struct vmm **out)
 	if (ret == 0)
 		ret = vmm_vcpus_create(vm);
 	if (ret == 0)
-		ret = vmm_boot_setup(vm);
-	if (ret == 0)
 		ret = vmm_loop_setup(vm);
 	if (ret == 0 && cfg->console_fd >= 0)
 		ret = vmm_console_attach(vm, cfg->console_fd, false);
@@ -176,9 +208,26 @@ fail:
 	return ret;
 }
 
+int vmm_boot(struct vmm *vm)
+{
+	int ret;
+
+	if (vm->loaded)
+		return vi_error(VI_ESTATE, "the VM has been booted or restored already");
+	ret = vmm_boot_check(&vm->cfg, &vm->kernel);
+	if (ret == 0)
+		ret = vmm_boot_setup(vm);
+	vm->loaded = ret == 0;
+	return ret;
+}
+
 int vmm_start(struct vmm *vm)
 {
-	int ret = vmm_vcpus_start(vm);
+	int ret;
+
+	if (!vm->loaded)
+		return vi_error(VI_ESTATE, "the VM has neither been booted nor restored");
+	ret = vmm_vcpus_start(vm);
 
 	atomic_store(&vm->running, ret == 0);
 	return ret;
@@ -299,7 +348,7 @@ bool vmm_paused(const struct vmm *vm)
 
 void vmm_inject_ctrl_alt_del(struct vmm *vm)
 {
-	i8042_press_ctrl_alt_del(vm->kbd);
+	i8042_press_ctrl_alt_del(vmm_device_get(vm, "i8042", 0));
 }
 
 void vmm_io(struct vmm *vm, bool mmio, uint64_t addr, void *data, unsigned len, bool write)
@@ -325,49 +374,16 @@ void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
 	}
 }
 
-int vmm_devices_save(struct vmm *vm, struct json_object **out)
-{
-	struct json_object *all = json_object_new_object();
-
-	for (size_t i = 0; i < vm->ndevices; i++) {
-		struct json_object *state;
-		int ret = vm->devices[i].save(vm->devices[i].dev, &state);
-
-		if (ret < 0) {
-			json_object_put(all);
-			return ret;
-		}
-		json_object_object_add(all, vm->devices[i].name, state);
-	}
-	*out = all;
-	return 0;
-}
-
-int vmm_devices_restore(struct vmm *vm, struct json_object *state)
-{
-	for (size_t i = 0; i < vm->ndevices; i++) {
-		struct json_object *dev;
-		int ret;
-
-		if (!json_object_object_get_ex(state, vm->devices[i].name, &dev))
-			return vi_error(VI_EUSAGE, "saved state has no device '%s'",
-					vm->devices[i].name);
-		ret = vm->devices[i].restore(vm->devices[i].dev, dev);
-		if (ret < 0)
-			return vi_error_wrap("device '%s'", vm->devices[i].name);
-	}
-	return 0;
-}
-
 void vmm_free(struct vmm *vm)
 {
 	if (!vm)
 		return;
 	vmm_vcpus_release(vm);
-	for (size_t i = 0; i < vm->ndevices; i++)
+	for (size_t i = 0; i < vm->ndevices; i++) {
 		vm->devices[i].free(vm->devices[i].dev);
+		free((char *)vm->devices[i].name);
+	}
 	free(vm->devices);
-	free(vm->blk);
 	for (size_t i = 0; i < ARRAY_SIZE(vm->buses); i++)
 		vmm_bus_release(&vm->buses[i]);
 	vmm_memory_release(vm);
@@ -388,6 +404,7 @@ void vmm_free(struct vmm *vm)
 	free((char *)vm->cfg.kernel);
 	free((char *)vm->cfg.initrd);
 	free((char *)vm->cfg.cmdline);
+	free((char *)vm->cfg.uuid);
 	for (size_t i = 0; i < vm->cfg.ndisks; i++)
 		free((char *)vm->cfg.disks[i].path);
 	free((struct vmm_disk *)vm->cfg.disks);

@@ -1,12 +1,15 @@
 /* lib/vmm: the native VMM on the Linux KVM API, shared by the hv-vtx and hv-svm plugins.
  * One struct vmm is one virtual machine in this process: guest memory, vCPU threads, devices.
  *
- * Life of a VM: vmm_create() (KVM set-up, memory, devices, kernel loaded), vmm_start()
- * (vCPU threads run), vmm_wait() (the event loop, until the guest resets, shuts down,
- * triple-faults or vmm_request_exit() is called), vmm_free(). Between start and the end of
- * wait, vmm_pause()/vmm_resume()/vmm_inject_ctrl_alt_del() may be called from the thread
- * that runs vmm_wait() (the control socket's handlers do). Every function returns 0 or a
- * negative VI_E* code after vi_error().
+ * Life of a VM: vmm_new() (KVM set-up, memory, devices, vCPUs: nothing loaded), then
+ * either vmm_boot() (kernel, initrd, command line, ACPI tables, boot registers) or
+ * vmm_restore() (memory, vCPUs and devices from a saved state), vmm_start() (vCPU threads
+ * run), vmm_wait() (the event loop, until the guest resets, shuts down, triple-faults or
+ * vmm_request_exit() is called), vmm_free(). Between start and the end of wait,
+ * vmm_pause()/vmm_resume()/vmm_inject_ctrl_alt_del() may be called from the thread that
+ * runs vmm_wait() (the control socket's handlers do), and vmm_save() from one other thread
+ * while the VM is paused. Every function returns 0 or a negative VI_E* code after
+ * vi_error().
  */
 #ifndef VI_VMM_H
 #define VI_VMM_H
@@ -18,7 +21,7 @@
 #include <linux/kvm.h>
 
 struct vmm;
-struct json_object;
+struct vi_state_writer;
 
 /* The vendor layer (Intel or AMD), supplied by the plugin. Methods may be NULL. */
 struct vmm_vendor {
@@ -45,11 +48,14 @@ struct vmm_config {
 	const char *kernel;  /* bzImage (boot protocol >= 2.12, 64-bit entry) or ELF vmlinux */
 	const char *initrd;  /* may be NULL */
 	const char *cmdline; /* may be NULL */
+	const char *uuid;    /* the VM's, canonical form, for its saved state; may be NULL */
 	unsigned cpus;
+	unsigned max_cpus;   /* vCPUs the guest is told may come (ACPI MADT); 0: cpus */
 	uint64_t memory;     /* bytes of guest RAM */
+	uint64_t max_memory; /* what memory may grow to; 0: memory */
 	const struct vmm_vendor *vendor; /* NULL: no vendor adjustments */
 	int console_fd;      /* guest COM1 output is also written here; -1 for none */
-	const struct vmm_disk *disks; /* copied by vmm_create() */
+	const struct vmm_disk *disks; /* copied by vmm_new() */
 	size_t ndisks;
 	const struct vmm_nic *nics;
 	size_t nnics;
@@ -83,13 +89,27 @@ int vmm_kvm_probe(struct vmm_kvm_info *info);
 void vmm_cpu_vendor(char *buf);
 
 /* Checks a configuration without creating anything: the kernel is a bootable image, memory
- * covers what its header demands, the initrd exists and fits, the vCPU count is within what
- * KVM allows. Missing files: -VI_ENOTFOUND; bad values: -VI_EUSAGE; an image of a kind
- * this VMM cannot boot: -VI_EUNSUPPORTED. */
+ * covers what its header demands, the initrd exists and fits, the vCPU counts are within
+ * what KVM allows and max_memory is not below memory. Missing files: -VI_ENOTFOUND; bad
+ * values: -VI_EUSAGE; an image of a kind this VMM cannot boot: -VI_EUNSUPPORTED. */
 int vmm_check_config(const struct vmm_config *cfg);
 
-/* Creates the VM described by cfg (copied; the vendor table must outlive the VM). */
-int vmm_create(const struct vmm_config *cfg, struct vmm **out);
+/* Creates the VM described by cfg (copied; the vendor table must outlive the VM), with
+ * its memory, devices and vCPUs, and nothing in them yet. The caller owns *out. */
+int vmm_new(const struct vmm_config *cfg, struct vmm **out);
+/* Loads the kernel, initrd and command line, writes the ACPI tables and sets the boot
+ * vCPU up at the kernel's 64-bit entry. On failure the VM is only fit for vmm_free(). */
+int vmm_boot(struct vmm *vm);
+/* Makes the VM what a state vmm_save() wrote says (lib/state.h), read from fd: a regular
+ * file is mapped MAP_PRIVATE where its pages hold data, so it must stay unchanged while
+ * the VM lives (replace it by rename, never in place); a pipe or socket is read into
+ * memory. The configuration must match the saved VM's (memory, vCPUs, devices, disk
+ * sizes). On failure the VM is only fit for vmm_free(). */
+int vmm_restore(struct vmm *vm, int fd);
+/* Writes the paused VM's whole state to fd through w (zeroed by the caller, who may read
+ * its progress and cancel it from another thread): memory, vCPUs, devices. The devices'
+ * background work waits meanwhile. fd is not synced. */
+int vmm_save(struct vmm *vm, int fd, struct vi_state_writer *w);
 int vmm_start(struct vmm *vm);
 /* Runs the event loop until the VM stops; returns an enum vmm_exit_reason. */
 int vmm_wait(struct vmm *vm);
@@ -182,10 +202,6 @@ struct vmm_vcpu_state {
 unsigned vmm_vcpu_count(const struct vmm *vm);
 int vmm_vcpu_get_state(struct vmm *vm, unsigned index, struct vmm_vcpu_state *out);
 int vmm_vcpu_set_state(struct vmm *vm, unsigned index, const struct vmm_vcpu_state *state);
-
-/* Device state as JSON, one member per device by name; the caller owns *out. */
-int vmm_devices_save(struct vmm *vm, struct json_object **out);
-int vmm_devices_restore(struct vmm *vm, struct json_object *state);
 
 /* --- console ------------------------------------------------------------------------ */
 

@@ -3,7 +3,6 @@
  * trips, dirty logging, and every kind of bad input. */
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "state.h"
 #include "tap.h"
 #include "util.h"
 #include "vmm/vmm.h"
@@ -56,7 +56,7 @@ static int run_guest(struct run *r)
 	int timer = -1, ret;
 	struct vmm *vm;
 
-	ret = vmm_create(&cfg, &vm);
+	ret = boot_vm(&cfg, &vm);
 	if (ret < 0)
 		goto out;
 	if (r->dirty)
@@ -214,12 +214,16 @@ static void press_ctrl_alt_del(struct vmm *vm)
 	vmm_inject_ctrl_alt_del(vm);
 }
 
-/* Pauses, reads and writes back every vCPU and device state, resumes, then types. */
+/* Pauses, reads and writes back the vCPU state, saves the whole VM, resumes, types. */
 static void pause_roundtrip(struct vmm *vm)
 {
 	struct vmm_vcpu_state st;
-	struct json_object *devices = NULL;
-	int ret;
+	struct vi_state_writer w = { 0 };
+	struct vi_state_reader *r = NULL;
+	struct vi_state_section sec;
+	struct vi_state_header h;
+	int ret, fd = memfd_create("state", MFD_CLOEXEC);
+	uint64_t pages = 0;
 
 	is_int(vmm_pause(vm), 0, "the VM pauses");
 	ok(vmm_paused(vm), "and says so");
@@ -232,11 +236,22 @@ static void pause_roundtrip(struct vmm *vm)
 	ret = vmm_vcpu_set_state(vm, 0, &st);
 	is_int(ret, 0, "and writes back%s%s", ret ? ": " : "", vi_error_message());
 	is_int(vmm_vcpu_get_state(vm, 7, &st), -VI_EUSAGE, "there is no vCPU 7");
-	is_int(vmm_devices_save(vm, &devices), 0, "device state saves");
-	ok(json_object_object_get_ex(devices, "com1", NULL) &&
-	   json_object_object_get_ex(devices, "i8042", NULL), "with COM1 and the i8042");
-	is_int(vmm_devices_restore(vm, devices), 0, "and restores");
-	json_object_put(devices);
+	ret = vmm_save(vm, fd, &w);
+	is_int(ret, 0, "the paused VM saves%s%s", ret ? ": " : "", vi_error_message());
+	lseek(fd, 0, SEEK_SET);
+	/* Known to this reader: none; the sections of the VMM are not optional. */
+	ok(vi_state_reader_open(fd, NULL, 0, &h, &r) == 0 && h.cpus == 1 && h.max_cpus == 1 &&
+		   h.memory == 64 * MiB,
+	   "its state's header tells 1 vCPU and 64 MiB");
+	while (r && (ret = vi_state_next(r, &sec)) == 1)
+		pages += sec.pages;
+	ok(pages > 0 && pages < 64 * MiB / 4096, "%llu pages of memory come first, not the zero ones",
+	   (unsigned long long)pages);
+	ok(ret < 0 && strstr(vi_error_message(), "section 256 #0 (version 1)"),
+	   "then the vCPU, which a reader that knows no VMM section refuses: %s",
+	   vi_error_message());
+	vi_state_reader_free(r);
+	close(fd);
 	is_int(vmm_resume(vm), 0, "the VM resumes");
 	type_keys(vm);
 }
@@ -274,7 +289,7 @@ static void expect_error(struct vmm_config *cfg, int code, const char *msg, cons
 	is_int(ret, -code, "%s: checking fails with code %d", what, code);
 	if (msg)
 		is_str(vi_error_message(), msg, "%s: the message says why", what);
-	ret = vmm_create(cfg, &vm);
+	ret = boot_vm(cfg, &vm);
 	ok(ret == -code && vm == NULL, "%s: creating fails too", what);
 }
 
@@ -341,6 +356,19 @@ static void test_bad_input(void)
 	   "too many vCPUs: the message names the limit: %s", vi_error_message());
 	cfg.cpus = 0;
 	expect_error(&cfg, VI_EUSAGE, NULL, "no vCPUs");
+	cfg.cpus = 2;
+	cfg.max_cpus = 1;
+	expect_error(&cfg, VI_EUSAGE, NULL, "max vCPUs below vCPUs");
+	ok(strstr(vi_error_message(), "1 max vCPUs requested for 2 vCPUs; this host allows 2 to ") !=
+		   NULL,
+	   "max vCPUs below vCPUs: the message gives the range: %s", vi_error_message());
+	cfg.max_cpus = 100000;
+	expect_error(&cfg, VI_EUSAGE, NULL, "max vCPUs beyond KVM's limit");
+	cfg.max_cpus = 0;
+	cfg.max_memory = 32 * MiB;
+	expect_error(&cfg, VI_EUSAGE, "max memory 32M is below the memory, 64M",
+		     "max memory below memory");
+	cfg.max_memory = 0;
 
 	cfg.cpus = 1;
 	cfg.initrd = "/nonexistent/initrd";

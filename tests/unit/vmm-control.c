@@ -15,6 +15,7 @@
 #include "util.h"
 #include "vmm/control.h"
 #include "vmm/vmm.h"
+#include "vmm-test.h"
 
 static char tmpdir[] = "/tmp/vmm-control-XXXXXX";
 
@@ -137,19 +138,18 @@ static void session(const char *dir, bool force)
 {
 	struct vmm_config cfg = { .cpus = 1, .memory = 64 << 20, .console_fd = -1,
 				  .cmdline = "reset=wait" };
-	const char *build = getenv("VI_BUILD");
 	struct session s = { .force = force };
 	struct vmm_control *ctl = NULL;
 	struct vmm *vm = NULL;
 	struct stat st;
 	pthread_t thread;
-	char *kernel = xasprintf("%s/tests/guest/reset.bzImage", build ? build : "build");
+	char *kernel = guest("reset");
 	char *path = xasprintf("%s/control.sock", dir);
 	int ret;
 
 	cfg.kernel = kernel;
 	s.path = path;
-	ret = vmm_create(&cfg, &vm);
+	ret = boot_vm(&cfg, &vm);
 	is_int(ret, 0, "VM created%s%s", ret ? ": " : "", vi_error_message());
 	if (ret < 0)
 		goto out;

@@ -3,7 +3,6 @@
  * raw disk), virtio-rng and virtio-balloon; qemu-img then checks what the guest wrote. */
 #include <fcntl.h>
 #include <stdarg.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "state.h"
 #include "tap.h"
 #include "util.h"
 #include "vmm/vmm.h"
@@ -41,17 +41,17 @@ static uint64_t le64(const uint8_t *p)
 	return le32(p) | (uint64_t)le32(p + 4) << 32;
 }
 
-/* Dumps the tables of a 4-vCPU VM and has iasl disassemble each. */
+/* Dumps the tables of a VM of 2 vCPUs that may have 4 and has iasl disassemble each. */
 static void test_acpi_tables(void)
 {
 	char *kernel = guest("acpi");
-	struct vmm_config cfg = { .kernel = kernel, .cpus = 4, .memory = 64 * MiB,
+	struct vmm_config cfg = { .kernel = kernel, .cpus = 2, .max_cpus = 4, .memory = 64 * MiB,
 				  .console_fd = -1 };
 	const char *names[] = { "facp", "apic", "dsdt", "facs", "xsdt" };
 	struct vmm *vm;
 	uint8_t *mem, *rsdp, *xsdt, *fadt = NULL;
 
-	if (vmm_create(&cfg, &vm) < 0) {
+	if (boot_vm(&cfg, &vm) < 0) {
 		ok(false, "acpi: a VM: %s", vi_error_message());
 		free(kernel);
 		return;
@@ -93,8 +93,12 @@ static void test_acpi_tables(void)
 	      "grep -q '_S5' %s/dsdt.dsl",
 	      tmpdir, tmpdir, tmpdir) == 0,
 	   "acpi: the DSDT has the PCI root bridge, its _PRT and \\_S5");
-	ok(sh("test $(grep -c 'Processor Local APIC' %s/apic.dsl) -ge 4", tmpdir) == 0,
-	   "acpi: the MADT lists the four vCPUs");
+	ok(sh("test $(grep -c 'Processor Local APIC' %s/apic.dsl) -eq 4", tmpdir) == 0,
+	   "acpi: the MADT lists a local APIC for each of the four possible vCPUs");
+	ok(sh("test $(grep -c 'Processor Enabled : 1' %s/apic.dsl) -eq 2 && "
+	      "test $(grep -c 'Runtime Online Capable : 1' %s/apic.dsl) -eq 2",
+	      tmpdir, tmpdir) == 0,
+	   "acpi: two enabled, the two absent ones disabled but online capable");
 	free(kernel);
 }
 
@@ -130,14 +134,14 @@ static void test_devices(void)
 	char *kernel = guest("devices"), *base = make_base("base.raw", "vi-disk0 base sector"),
 	     *ro = make_base("ro.raw", "vi-disk1 read-only"), *overlay, *output = NULL;
 	struct itimerspec at = { .it_value.tv_nsec = 100 * 1000 * 1000 };
-	struct json_object *state = NULL, *blk;
+	struct vi_state_writer w = { 0 };
 	struct vmm_disk disks[2];
 	struct vmm_config cfg = { .kernel = kernel, .cmdline = "balloon=wait", .cpus = 1,
 				  .memory = 64 * MiB, .disks = disks, .ndisks = 2, .rng = true,
 				  .balloon = true };
 	uint32_t target = 0, actual = 1;
-	int timer, reason = 0, ret;
-	struct vmm *vm;
+	int timer, reason = 0, ret, state = memfd_create("state", MFD_CLOEXEC);
+	struct vmm *vm, *again = NULL;
 
 	overlay = xasprintf("%s/disk0.qcow2", tmpdir);
 	if (sh("cd %s && qemu-img create -q -f qcow2 -b base.raw -F raw disk0.qcow2 8M",
@@ -146,7 +150,7 @@ static void test_devices(void)
 	disks[0] = (struct vmm_disk){ overlay, VI_DISK_QCOW2, false };
 	disks[1] = (struct vmm_disk){ ro, VI_DISK_RAW, true };
 	cfg.console_fd = memfd_create("console", MFD_CLOEXEC);
-	if (vmm_create(&cfg, &vm) < 0) {
+	if (boot_vm(&cfg, &vm) < 0) {
 		ok(false, "devices: a VM: %s", vi_error_message());
 		goto out;
 	}
@@ -162,16 +166,24 @@ static void test_devices(void)
 	ok(ret == 0 && target == 16 && actual == 0,
 	   "devices: the balloon holds nothing once deflated (target %u, actual %u)", target,
 	   actual);
-	ok(vmm_devices_save(vm, &state) == 0 &&
-		   json_object_object_get_ex(state, "virtio-blk0", &blk) &&
-		   json_object_object_get_ex(state, "virtio-balloon", NULL) &&
-		   json_object_object_get_ex(state, "acpi", NULL) &&
-		   json_object_object_get_ex(state, "pci", NULL),
-	   "devices: every device's state is saved");
-	ok(vmm_devices_restore(vm, state) == 0, "devices: and restored");
-	json_object_put(state);
+	vmm_pause(vm);
+	ret = vmm_save(vm, state, &w);
+	is_int(ret, 0, "devices: every device's state is saved%s%s", ret ? ": " : "",
+	       vi_error_message());
 	close(timer);
 	vmm_free(vm);
+	/* A new VM of the same configuration takes it: the balloon's target comes back. */
+	lseek(state, 0, SEEK_SET);
+	ret = vmm_new(&cfg, &again);
+	if (ret == 0)
+		ret = vmm_restore(again, state);
+	is_int(ret, 0, "devices: and restored into a new VM%s%s", ret ? ": " : "",
+	       vi_error_message());
+	ok(ret == 0 && vmm_balloon_get(again, &target, &actual) == 0 && target == 16 &&
+		   actual == 0,
+	   "devices: with the balloon's target and size (%u, %u)", target, actual);
+	vmm_free(again);
+	close(state);
 	output = read_fd(cfg.console_fd);
 	printf("# %s", output);
 	ok(strstr(output, "class 060000") != NULL, "devices: the host bridge is in slot 0");
@@ -212,7 +224,7 @@ static void test_bad_disk(void)
 	struct vmm_config cfg = { .kernel = kernel, .cpus = 1, .memory = 64 * MiB,
 				  .console_fd = -1, .disks = &disk, .ndisks = 1 };
 	struct vmm *vm = NULL;
-	int ret = vmm_create(&cfg, &vm);
+	int ret = boot_vm(&cfg, &vm);
 
 	is_int(ret, -VI_ENOTFOUND, "a missing disk image fails the creation");
 	ok(strstr(vi_error_message(), "missing.qcow2") != NULL, "and the message names it: %s",

@@ -429,7 +429,7 @@ static void test_switch(const struct vi_hv_ops *ops)
 	disks[0] = (struct vmm_disk){ s.disk0, VI_DISK_QCOW2, false };
 	disks[1] = (struct vmm_disk){ s.disk1, VI_DISK_RAW, false };
 	disks[2] = (struct vmm_disk){ s.ro, VI_DISK_RAW, true };
-	ret = vmm_create(&cfg, &vm);
+	ret = boot_vm(&cfg, &vm);
 	if (ret == 0)
 		ret = vmm_control_open(vm, s.sock, "vtx", &ctl);
 	if (ret == 0)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "util.h"
+#include "vmm/vmm.h"
 
 /* $VI_BUILD/tests/guest/NAME.bzImage (the caller frees it). */
 static inline char *guest(const char *name)
@@ -41,6 +42,20 @@ static inline bool has_line(const char *output, const char *line)
 		if ((p == output || p[-1] == '\n') && (p[n] == '\r' || p[n] == '\n'))
 			return true;
 	return false;
+}
+
+/* A VM booted from cfg, as vi starts one: 0, or the error with no VM left. */
+static inline int boot_vm(const struct vmm_config *cfg, struct vmm **out)
+{
+	struct vmm *vm = NULL;
+	int ret = vmm_new(cfg, &vm);
+
+	if (ret == 0 && (ret = vmm_boot(vm)) < 0) {
+		vmm_free(vm);
+		vm = NULL;
+	}
+	*out = vm;
+	return ret;
 }
 
 /* system() on a formatted command line. */

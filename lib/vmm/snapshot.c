@@ -1,0 +1,206 @@
+/* The VMM's use of the state format (lib/state.h): a VM is its memory as page runs, one
+ * section per vCPU, then its devices' sections in registry order, the in-kernel chips
+ * first. A restore maps the saved pages privately into a VM that vmm_new() made. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "error.h"
+#include "util.h"
+#include "vmm/internal.h"
+
+#define SECTIONS_PER_DEVICE ARRAY_SIZE(((struct vmm_device *)0)->sections)
+
+static void devices_hold(struct vmm *vm, bool on)
+{
+	for (size_t i = 0; i < vm->ndevices; i++)
+		if (vm->devices[i].hold)
+			vm->devices[i].hold(vm->devices[i].dev, on);
+}
+
+/* Writes (w) or loads (sec) one section of device d under the device's lock. */
+static int device_section(struct vmm_device *d, const struct vmm_section *s,
+			  struct vi_state_writer *w, const struct vi_state_section *sec)
+{
+	int ret;
+
+	if (d->lock)
+		pthread_mutex_lock(d->lock);
+	ret = w ? vi_state_write(w, s->desc, s->instance, s->obj) : vi_state_load(sec, s->obj);
+	if (d->lock)
+		pthread_mutex_unlock(d->lock);
+	return ret < 0 ? vi_error_wrap("device '%s'", d->name) : 0;
+}
+
+int vmm_save(struct vmm *vm, int fd, struct vi_state_writer *w)
+{
+	struct vi_state_header h = { .memory = vm->cfg.memory, .max_memory = vm->cfg.max_memory,
+				     .cpus = vm->nvcpus, .max_cpus = vm->cfg.max_cpus };
+	int ret;
+
+	if (!vmm_paused(vm))
+		return vi_error(VI_ESTATE, "the VM must be paused while its state is saved");
+	snprintf(h.uuid, sizeof(h.uuid), "%s", vm->cfg.uuid ? vm->cfg.uuid : "");
+	/* The devices' I/O threads would write guest memory behind the saved pages. */
+	devices_hold(vm, true);
+	ret = vi_state_writer_init(w, fd, &h);
+	for (size_t i = 0; ret == 0 && i < vm->nmem; i++)
+		ret = vi_state_write_pages(w, vm->mem[i].gpa, vm->mem[i].hva,
+					   vm->mem[i].size / VI_STATE_PAGE);
+	for (unsigned i = 0; ret == 0 && i < vm->nvcpus; i++) {
+		struct vmm_vcpu_state st;
+
+		ret = vmm_vcpu_get_state(vm, i, &st);
+		if (ret == 0)
+			ret = vi_state_write(w, &vmm_vcpu_state_desc, i, &st);
+	}
+	for (size_t i = 0; ret == 0 && i < vm->ndevices; i++)
+		for (size_t j = 0; ret == 0 && j < SECTIONS_PER_DEVICE; j++)
+			if (vm->devices[i].sections[j].desc)
+				ret = device_section(&vm->devices[i], &vm->devices[i].sections[j],
+						     w, NULL);
+	if (ret == 0)
+		ret = vi_state_writer_finish(w);
+	devices_hold(vm, false);
+	return ret;
+}
+
+/* --- restore ------------------------------------------------------------------------- */
+
+struct restore {
+	struct vmm *vm;
+	struct vi_state_reader *reader;
+	int fd;
+	bool file;  /* a regular file: its pages are mapped, not read */
+	bool *done; /* device sections (SECTIONS_PER_DEVICE a device), then vCPUs */
+};
+
+static int restore_check_header(struct vmm *vm, const struct vi_state_header *h)
+{
+	char mem[32], max_mem[32], want_mem[32], want_max[32];
+
+	if (h->uuid[0] && vm->cfg.uuid && strcmp(h->uuid, vm->cfg.uuid))
+		return vi_error(VI_EUSAGE, "the state is of VM %s, not %s", h->uuid, vm->cfg.uuid);
+	if (h->cpus == vm->nvcpus && h->max_cpus == vm->cfg.max_cpus &&
+	    h->memory == vm->cfg.memory && h->max_memory == vm->cfg.max_memory)
+		return 0;
+	return vi_error(VI_EUSAGE,
+			"the state is of a VM with %u vCPUs (%u at most) and %s of memory (%s at "
+			"most); this one has %u (%u) and %s (%s)",
+			h->cpus, h->max_cpus, vi_format_size(h->memory, mem, sizeof(mem)),
+			vi_format_size(h->max_memory, max_mem, sizeof(max_mem)), vm->nvcpus,
+			vm->cfg.max_cpus, vi_format_size(vm->cfg.memory, want_mem, sizeof(want_mem)),
+			vi_format_size(vm->cfg.max_memory, want_max, sizeof(want_max)));
+}
+
+static int restore_memory(struct restore *r, const struct vi_state_section *sec)
+{
+	uint64_t len = sec->pages * VI_STATE_PAGE;
+	void *hva;
+
+	/* The reader checks the pages' checksum when it moves past them. */
+	if (r->file)
+		return vmm_memory_map_file(r->vm, sec->gpa, len, r->fd, sec->data_offset);
+	hva = vmm_gpa_to_hva(r->vm, sec->gpa, len);
+	if (!hva)
+		return vi_error(VI_EUSAGE, "page run 0x%llx+0x%llx is not in guest memory",
+				(unsigned long long)sec->gpa, (unsigned long long)len);
+	return vi_state_read_pages(r->reader, hva);
+}
+
+static int restore_vcpu(struct restore *r, const struct vi_state_section *sec)
+{
+	struct vmm_vcpu_state st = { 0 };
+	int ret;
+
+	if (sec->instance >= r->vm->nvcpus)
+		return vi_error(VI_EUSAGE, "the state has vCPU %u; this VM has %u", sec->instance,
+				r->vm->nvcpus);
+	ret = vi_state_load(sec, &st);
+	if (ret == 0)
+		ret = vmm_vcpu_set_state(r->vm, sec->instance, &st);
+	r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + sec->instance] = true;
+	return ret;
+}
+
+static int restore_device(struct restore *r, const struct vi_state_section *sec)
+{
+	for (size_t i = 0; i < r->vm->ndevices; i++) {
+		struct vmm_device *d = &r->vm->devices[i];
+
+		for (size_t j = 0; j < SECTIONS_PER_DEVICE; j++) {
+			const struct vmm_section *s = &d->sections[j];
+
+			if (!s->desc || s->desc->id != sec->id || s->instance != sec->instance)
+				continue;
+			r->done[i * SECTIONS_PER_DEVICE + j] = true;
+			return device_section(d, s, NULL, sec);
+		}
+	}
+	return vi_error(VI_EUSAGE, "the state has section %s; this VM has no such device",
+			vi_state_section_name(sec));
+}
+
+/* Every vCPU and every device section must have come. */
+static int restore_check_done(const struct restore *r)
+{
+	for (size_t i = 0; i < r->vm->ndevices; i++)
+		for (size_t j = 0; j < SECTIONS_PER_DEVICE; j++)
+			if (r->vm->devices[i].sections[j].desc &&
+			    !r->done[i * SECTIONS_PER_DEVICE + j])
+				return vi_error(VI_EUSAGE, "the state has no %s section for '%s'",
+						r->vm->devices[i].sections[j].desc->name,
+						r->vm->devices[i].name);
+	for (unsigned i = 0; i < r->vm->nvcpus; i++)
+		if (!r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + i])
+			return vi_error(VI_EUSAGE, "the state has no vCPU %u", i);
+	return 0;
+}
+
+int vmm_restore(struct vmm *vm, int fd)
+{
+	size_t nsections = vm->ndevices * SECTIONS_PER_DEVICE, nknown = 0;
+	const struct vi_state_desc **known = xcalloc(nsections + 1, sizeof(*known));
+	struct restore r = { .vm = vm, .fd = fd };
+	struct vi_state_section sec;
+	struct vi_state_header h;
+	struct stat st;
+	int ret;
+
+	if (vm->loaded)
+		return vi_error(VI_ESTATE, "the VM has been booted or restored already");
+	known[nknown++] = &vmm_vcpu_state_desc;
+	for (size_t i = 0; i < nsections; i++) {
+		const struct vi_state_desc *d = vm->devices[i / SECTIONS_PER_DEVICE]
+							.sections[i % SECTIONS_PER_DEVICE].desc;
+		size_t k = 0;
+
+		while (d && k < nknown && known[k] != d)
+			k++;
+		if (d && k == nknown)
+			known[nknown++] = d;
+	}
+	r.done = xcalloc(nsections + vm->nvcpus, sizeof(*r.done));
+	r.file = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+	ret = vi_state_reader_open(fd, known, nknown, &h, &r.reader);
+	if (ret < 0)
+		goto cleanup;
+	ret = restore_check_header(vm, &h);
+	while (ret == 0 && (ret = vi_state_next(r.reader, &sec)) == 1) {
+		if (sec.id == VI_STATE_MEMORY)
+			ret = restore_memory(&r, &sec);
+		else if (sec.id == VMM_SECTION_VCPU)
+			ret = restore_vcpu(&r, &sec);
+		else
+			ret = restore_device(&r, &sec);
+	}
+	if (ret == 0)
+		ret = restore_check_done(&r);
+	vm->loaded = ret == 0;
+cleanup:
+	vi_state_reader_free(r.reader);
+	free(r.done);
+	free(known);
+	return ret;
+}
