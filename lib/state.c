@@ -224,9 +224,6 @@ int vi_state_writer_init(struct vi_state_writer *w, int fd, const struct vi_stat
 	};
 
 	w->fd = fd;
-	atomic_store(&w->offset, 0);
-	atomic_store(&w->pages_done, 0);
-	atomic_store(&w->cancel, false);
 	uuid_parse(h->uuid, fh.uuid);
 	fh.crc = vi_crc32c(0, &fh, offsetof(struct state_file_header, crc));
 	return state_put(w, &fh, sizeof(fh));

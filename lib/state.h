@@ -104,7 +104,8 @@ struct vi_state_writer {
 };
 
 /* Writes the header to fd (a file, a pipe, a socket) at its current position, which
- * counts as offset 0 for alignment. */
+ * counts as offset 0 for alignment. w is zeroed by the caller, who may set cancel at any
+ * time from then on. */
 int vi_state_writer_init(struct vi_state_writer *w, int fd, const struct vi_state_header *h);
 /* One section of `desc` for obj: pre_save, then the fields. */
 int vi_state_write(struct vi_state_writer *w, const struct vi_state_desc *desc,

@@ -1,5 +1,6 @@
-/* The control socket, both ends: the server runs in the VMM's event loop; the client
- * is what `vi stop`, `vi console` and friends use through the plugin. */
+/* The control socket, both ends: the server runs in the VMM's event loop, with long
+ * jobs on a worker thread; the client is what `vi stop`, `vi console` and friends use
+ * through the plugin. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -7,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "state.h"
 #include "util.h"
 #include "vmm/control.h"
 #include "vmm/internal.h"
@@ -23,8 +26,24 @@
 struct control_client {
 	int fd;
 	bool console; /* raw console bytes from here on */
+	bool waiting; /* for its job's end: its next requests wait too */
 	uint8_t *buf;
 	size_t len;
+};
+
+/* A long job: it runs on its own thread while the event loop answers everyone else,
+ * and its client gets the reply when it ends. One at a time. */
+struct control_job {
+	const char *name;
+	char *path;
+	bool live;
+	int fd;
+	bool regular;           /* fd is a file: synced, and removed if the job fails */
+	struct vi_state_writer w;
+	pthread_t thread;
+	int client_fd;          /* who waits for the reply; -1 once it has gone */
+	int ret;                /* the outcome, and its message, set by the thread */
+	char *error;
 };
 
 struct vmm_control {
@@ -35,7 +54,13 @@ struct vmm_control {
 	int64_t started_at;
 	struct control_client clients[CONTROL_MAX_CLIENTS];
 	size_t nclients;
+	int job_done_fd;        /* the job's thread signals its end here */
+	bool job_running;
+	struct control_job job;
 };
+
+/* What a command handler returns when its reply comes later, at the end of its job. */
+#define CONTROL_DEFERRED 1
 
 /* sun_path holds 108 bytes; longer paths go through the directory's /proc/self/fd link. */
 static int control_address(const char *path, struct sockaddr_un *addr, int *dir_fd)
@@ -151,6 +176,8 @@ static void control_drop(struct vmm_control *ctl, size_t i)
 
 	if (c->console)
 		vmm_console_detach(ctl->vm, c->fd);
+	if (ctl->job_running && ctl->job.client_fd == c->fd)
+		ctl->job.client_fd = -1;
 	vmm_unwatch_fd(ctl->vm, c->fd);
 	close(c->fd);
 	free(c->buf);
@@ -174,14 +201,105 @@ static void control_add_state(struct vmm_control *ctl, struct json_object *o)
 			       json_object_new_string(vmm_paused(ctl->vm) ? "paused" : "running"));
 }
 
+/* The running job, for status: the guest memory looked at so far of all there is, and the
+ * bytes written. */
+static void control_add_job(struct vmm_control *ctl, struct json_object *o)
+{
+	struct json_object *job = json_object_new_object();
+	struct vmm_stats st;
+
+	vmm_get_stats(ctl->vm, &st);
+	json_object_object_add(job, "name", json_object_new_string(ctl->job.name));
+	json_object_object_add(job, "path", json_object_new_string(ctl->job.path));
+	json_object_object_add(
+		job, "done",
+		json_object_new_int64((int64_t)(atomic_load(&ctl->job.w.pages_done) *
+						VI_STATE_PAGE)));
+	json_object_object_add(job, "total", json_object_new_int64((int64_t)st.memory));
+	json_object_object_add(job, "written",
+			       json_object_new_int64((int64_t)atomic_load(&ctl->job.w.offset)));
+	json_object_object_add(o, "job", job);
+}
+
+static int control_status(struct vmm_control *ctl, struct control_client *c,
+			  struct json_object *req, struct json_object *reply)
+{
+	(void)c;
+	(void)req;
+	control_add_state(ctl, reply);
+	json_object_object_add(reply, "pid", json_object_new_int(getpid()));
+	json_object_object_add(reply, "started_at", json_object_new_int64(ctl->started_at));
+	json_object_object_add(reply, "backend", json_object_new_string(ctl->backend));
+	control_add_stats(ctl->vm, reply);
+	if (ctl->job_running)
+		control_add_job(ctl, reply);
+	return 0;
+}
+
+static int control_stats(struct vmm_control *ctl, struct control_client *c,
+			 struct json_object *req, struct json_object *reply)
+{
+	(void)c;
+	(void)req;
+	control_add_stats(ctl->vm, reply);
+	return 0;
+}
+
+static int control_pause(struct vmm_control *ctl, struct control_client *c,
+			 struct json_object *req, struct json_object *reply)
+{
+	(void)c;
+	(void)req;
+	vmm_pause(ctl->vm);
+	control_add_state(ctl, reply);
+	return 0;
+}
+
+static int control_resume(struct vmm_control *ctl, struct control_client *c,
+			  struct json_object *req, struct json_object *reply)
+{
+	(void)c;
+	(void)req;
+	vmm_resume(ctl->vm);
+	control_add_state(ctl, reply);
+	return 0;
+}
+
+static int control_stop(struct vmm_control *ctl, struct control_client *c,
+			struct json_object *req, struct json_object *reply)
+{
+	struct json_object *v;
+
+	(void)c;
+	(void)reply;
+	if (json_object_object_get_ex(req, "force", &v) && json_object_get_boolean(v))
+		vmm_request_exit(ctl->vm, VMM_EXIT_STOPPED);
+	else
+		vmm_request_shutdown(ctl->vm);
+	return 0;
+}
+
+static int control_console(struct vmm_control *ctl, struct control_client *c,
+			   struct json_object *req, struct json_object *reply)
+{
+	(void)ctl;
+	(void)req;
+	(void)reply;
+	c->console = true;
+	return 0;
+}
+
 /* {"overlays":[path or null, ...]}: one entry per disk. */
-static int control_switch_disks(struct vmm *vm, struct json_object *req)
+static int control_switch_disks(struct vmm_control *ctl, struct control_client *c,
+				struct json_object *req, struct json_object *reply)
 {
 	struct json_object *list;
 	const char **overlays;
 	size_t n;
 	int ret = 0;
 
+	(void)c;
+	(void)reply;
 	if (!json_object_object_get_ex(req, "overlays", &list) ||
 	    !json_object_is_type(list, json_type_array))
 		return vi_error(VI_EUSAGE, "'switch_disks' needs an array of overlays");
@@ -196,45 +314,121 @@ static int control_switch_disks(struct vmm *vm, struct json_object *req)
 			overlays[i] = json_object_get_string(v);
 	}
 	if (ret == 0)
-		ret = vmm_switch_disks(vm, overlays, n);
+		ret = vmm_switch_disks(ctl->vm, overlays, n);
 	free(overlays);
 	return ret;
 }
 
-/* Handles one request; returns the reply (owned by the caller). */
+/* --- the save job ----------------------------------------------------------------------- */
+
+/* On the job's thread: pause, write, sync; then the VM goes on if the save was live or
+ * failed (unless it was paused before), and the event loop hears of the end. */
+static void *control_save_thread(void *opaque)
+{
+	struct vmm_control *ctl = opaque;
+	struct control_job *job = &ctl->job;
+	bool was_paused = vmm_paused(ctl->vm);
+	int ret = vmm_pause(ctl->vm);
+
+	if (ret == 0)
+		ret = vmm_save(ctl->vm, job->fd, &job->w);
+	if (ret == 0 && job->regular && fsync(job->fd) < 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot sync '%s'", job->path);
+	if (close(job->fd) < 0 && ret == 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", job->path);
+	if (ret < 0) {
+		job->error = xasprintf("cannot save to '%s': %s", job->path, vi_error_message());
+		if (job->regular)
+			unlink(job->path);
+	}
+	if ((ret < 0 || job->live) && !was_paused)
+		vmm_resume(ctl->vm);
+	job->ret = ret;
+	if (eventfd_write(ctl->job_done_fd, 1) < 0)
+		abort(); /* a full eventfd counter: cannot happen with +1 steps */
+	return NULL;
+}
+
+/* {"path":P,"live":B}: the whole state into a new file at P. */
+static int control_save(struct vmm_control *ctl, struct control_client *c,
+			struct json_object *req, struct json_object *reply)
+{
+	struct control_job *job = &ctl->job;
+	struct json_object *v;
+	struct stat st;
+	const char *path;
+	int err;
+
+	(void)reply;
+	if (!json_object_object_get_ex(req, "path", &v) || !json_object_is_type(v, json_type_string))
+		return vi_error(VI_EUSAGE, "'save' needs the path of the file to write");
+	path = json_object_get_string(v);
+	*job = (struct control_job){ .name = "save", .client_fd = c->fd };
+	job->live = json_object_object_get_ex(req, "live", &v) && json_object_get_boolean(v);
+	/* Non-blocking: a pipe whose reader stalls must not keep the job from seeing that
+	 * it was cancelled. */
+	job->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (job->fd < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", path);
+	job->regular = fstat(job->fd, &st) == 0 && S_ISREG(st.st_mode);
+	job->path = xstrdup(path);
+	err = pthread_create(&job->thread, NULL, control_save_thread, ctl);
+	if (err) {
+		close(job->fd);
+		if (job->regular)
+			unlink(path);
+		free(job->path);
+		return vi_error_errno(VI_EFAIL, err, "cannot start the 'save' job");
+	}
+	ctl->job_running = true;
+	c->waiting = true;
+	return CONTROL_DEFERRED;
+}
+
+/* Flags of a command. */
+#define CONTROL_NO_JOB (1u << 0) /* refused while a job runs: it would change what the job
+				  * works on (or is a job itself) */
+
+static const struct control_command {
+	const char *name;
+	int (*run)(struct vmm_control *ctl, struct control_client *c, struct json_object *req,
+		   struct json_object *reply);
+	unsigned flags;
+} control_commands[] = {
+	{ "console", control_console, 0 },
+	{ "pause", control_pause, CONTROL_NO_JOB },
+	{ "resume", control_resume, CONTROL_NO_JOB },
+	{ "save", control_save, CONTROL_NO_JOB },
+	{ "stats", control_stats, 0 },
+	{ "status", control_status, 0 },
+	{ "stop", control_stop, 0 },
+	{ "switch_disks", control_switch_disks, CONTROL_NO_JOB },
+};
+
+/* Handles one request; returns the reply (owned by the caller), or NULL when it comes
+ * at the end of the job the request started. */
 static struct json_object *control_handle(struct vmm_control *ctl, struct control_client *c,
 					  struct json_object *req)
 {
 	struct json_object *reply = json_object_new_object(), *v;
 	const char *cmd = json_object_object_get_ex(req, "cmd", &v) ? json_object_get_string(v)
 								     : "";
-	int ret = 0;
+	const struct control_command *command = NULL;
+	int ret;
 
-	if (!strcmp(cmd, "status")) {
-		control_add_state(ctl, reply);
-		json_object_object_add(reply, "pid", json_object_new_int(getpid()));
-		json_object_object_add(reply, "started_at", json_object_new_int64(ctl->started_at));
-		json_object_object_add(reply, "backend", json_object_new_string(ctl->backend));
-		control_add_stats(ctl->vm, reply);
-	} else if (!strcmp(cmd, "stats")) {
-		control_add_stats(ctl->vm, reply);
-	} else if (!strcmp(cmd, "pause")) {
-		vmm_pause(ctl->vm);
-		control_add_state(ctl, reply);
-	} else if (!strcmp(cmd, "resume")) {
-		vmm_resume(ctl->vm);
-		control_add_state(ctl, reply);
-	} else if (!strcmp(cmd, "stop")) {
-		if (json_object_object_get_ex(req, "force", &v) && json_object_get_boolean(v))
-			vmm_request_exit(ctl->vm, VMM_EXIT_STOPPED);
-		else
-			vmm_request_shutdown(ctl->vm);
-	} else if (!strcmp(cmd, "console")) {
-		c->console = true;
-	} else if (!strcmp(cmd, "switch_disks")) {
-		ret = control_switch_disks(ctl->vm, req);
-	} else {
+	for (size_t i = 0; i < ARRAY_SIZE(control_commands) && !command; i++)
+		if (!strcmp(control_commands[i].name, cmd))
+			command = &control_commands[i];
+	if (!command)
 		ret = vi_error(VI_EUSAGE, "unknown command '%s'", cmd);
+	else if ((command->flags & CONTROL_NO_JOB) && ctl->job_running)
+		ret = vi_error(VI_ESTATE, "cannot '%s' while the '%s' job runs", cmd,
+			       ctl->job.name);
+	else
+		ret = command->run(ctl, c, req, reply);
+	if (ret == CONTROL_DEFERRED) {
+		json_object_put(reply);
+		return NULL;
 	}
 	if (ret < 0)
 		json_object_object_add(reply, "error", json_object_new_string(vi_error_message()));
@@ -245,7 +439,7 @@ static struct json_object *control_handle(struct vmm_control *ctl, struct contro
 /* Consumes complete frames from the client's buffer; false drops the client. */
 static bool control_process(struct vmm_control *ctl, struct control_client *c)
 {
-	while (!c->console && c->len >= 4) {
+	while (!c->console && !c->waiting && c->len >= 4) {
 		uint32_t be, len;
 		struct json_object *req, *reply;
 		int ret;
@@ -260,7 +454,7 @@ static bool control_process(struct vmm_control *ctl, struct control_client *c)
 			return false;
 		reply = control_handle(ctl, c, req);
 		json_object_put(req);
-		ret = vmm_control_send(c->fd, reply);
+		ret = reply ? vmm_control_send(c->fd, reply) : 0;
 		json_object_put(reply);
 		if (ret < 0)
 			return false;
@@ -307,6 +501,46 @@ static void control_client_ready(struct vmm *vm, int fd, void *opaque)
 		control_drop(ctl, i);
 }
 
+/* In the event loop: the job's thread has ended. Its client gets the reply; a save that
+ * was not live ends the VM, its state safely written. */
+static void control_job_done(struct vmm *vm, int fd, void *opaque)
+{
+	struct vmm_control *ctl = opaque;
+	struct control_job *job = &ctl->job;
+	struct json_object *reply;
+	eventfd_t n;
+	bool stop;
+
+	if (eventfd_read(fd, &n) < 0 || !ctl->job_running)
+		return;
+	pthread_join(job->thread, NULL);
+	reply = json_object_new_object();
+	if (job->ret < 0)
+		json_object_object_add(reply, "error", json_object_new_string(job->error));
+	else
+		json_object_object_add(reply, "written",
+				       json_object_new_int64((int64_t)atomic_load(&job->w.offset)));
+	json_object_object_add(reply, "ok", json_object_new_boolean(job->ret == 0));
+	stop = job->ret == 0 && !job->live;
+	free(job->path);
+	free(job->error);
+	ctl->job_running = false;
+	for (size_t i = 0; i < ctl->nclients; i++) {
+		struct control_client *c = &ctl->clients[i];
+
+		if (c->fd != job->client_fd)
+			continue;
+		/* Its requests sent meanwhile come next, and may start the next job. */
+		c->waiting = false;
+		if (vmm_control_send(c->fd, reply) < 0 || !control_process(ctl, c))
+			control_drop(ctl, i);
+		break;
+	}
+	json_object_put(reply);
+	if (stop)
+		vmm_request_exit(vm, VMM_EXIT_STOPPED);
+}
+
 static void control_accept(struct vmm *vm, int fd, void *opaque)
 {
 	struct vmm_control *ctl = opaque;
@@ -335,6 +569,14 @@ int vmm_control_open(struct vmm *vm, const char *path, const char *backend,
 	ctl->backend = xstrdup(backend);
 	ctl->started_at = time(NULL);
 	ctl->listen_fd = -1;
+	ctl->job_done_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (ctl->job_done_fd < 0) {
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot make an eventfd");
+		goto fail;
+	}
+	ret = vmm_watch_fd(vm, ctl->job_done_fd, control_job_done, ctl);
+	if (ret < 0)
+		goto fail;
 	ret = control_address(path, &addr, &dir_fd);
 	if (ret < 0)
 		goto fail;
@@ -367,6 +609,10 @@ fail_dir:
 fail:
 	if (ctl->listen_fd >= 0)
 		close(ctl->listen_fd);
+	if (ctl->job_done_fd >= 0) {
+		vmm_unwatch_fd(vm, ctl->job_done_fd);
+		close(ctl->job_done_fd);
+	}
 	free(ctl->path);
 	free(ctl->backend);
 	free(ctl);
@@ -382,6 +628,15 @@ void vmm_control_close(struct vmm_control *ctl)
 	close(ctl->listen_fd);
 	while (ctl->nclients)
 		control_drop(ctl, ctl->nclients - 1);
+	/* A job still running is cancelled: it fails soon and leaves no file behind. */
+	if (ctl->job_running) {
+		atomic_store(&ctl->job.w.cancel, true);
+		pthread_join(ctl->job.thread, NULL);
+		free(ctl->job.path);
+		free(ctl->job.error);
+	}
+	vmm_unwatch_fd(ctl->vm, ctl->job_done_fd);
+	close(ctl->job_done_fd);
 	free(ctl->path);
 	free(ctl->backend);
 	free(ctl);

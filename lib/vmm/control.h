@@ -15,6 +15,19 @@
  *                                   onto the qcow2 overlay at absolute path P, backed by
  *                                   the image it uses now; null leaves it. All listed
  *                                   disks move at one instant or none does.
+ *   {"cmd":"save","path":P,"live":B}
+ *                               -> {"ok":true,"written":N} once the job is done: the VM
+ *                                   paused, its whole state (lib/state.h) written to a new
+ *                                   file at absolute path P (or a FIFO there) and synced;
+ *                                   then the VM stops, or with live it goes on (a VM paused
+ *                                   before stays paused). On failure P is removed and the
+ *                                   VM goes on as it was.
+ * Commands run one after the other, but a long job (save) runs on a worker thread: its
+ * connection waits for the reply, the others are answered meanwhile, and status then
+ * adds "job":{"name":"save","path":P,"done":D,"total":T,"written":N} (guest memory bytes
+ * looked at of all there are, file bytes written). While a job runs, pause, resume,
+ * switch_disks and another save are refused ("cannot 'save' while the 'save' job runs");
+ * a forced stop or the end of the VM cancels it.
  * Failures: {"ok":false,"error":"message"}.
  */
 #ifndef VI_VMM_CONTROL_H

@@ -113,7 +113,7 @@ static struct thing sample(void)
 /* The whole stream: header, one thing (instance 3), an optional extra, memory, end. */
 static int write_stream(int fd, const struct vi_state_desc *extra)
 {
-	struct vi_state_writer w;
+	struct vi_state_writer w = { 0 };
 	struct thing t = sample();
 	uint8_t *mem = make_memory();
 	int ret = vi_state_writer_init(&w, fd, &header);
@@ -271,7 +271,7 @@ static void test_damage(void)
 	int fd = memfd(), sections;
 	uint8_t byte;
 	struct thing bad = sample();
-	struct vi_state_writer w;
+	struct vi_state_writer w = { 0 };
 
 	write_stream(fd, NULL);
 	/* The thing's payload starts after the header (64) and its section header (24). */
@@ -317,7 +317,7 @@ static void test_versions(void)
 	struct vi_state_section sec;
 	struct vi_state_header h;
 	struct vi_state_reader *r;
-	struct vi_state_writer w;
+	struct vi_state_writer w = { 0 };
 	struct thing t = sample(), got = { .added = 1234 };
 	int fd = memfd(), sections;
 	uint16_t major = VI_STATE_MAJOR + 1;

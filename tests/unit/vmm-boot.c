@@ -228,16 +228,16 @@ static void pause_roundtrip(struct vmm *vm)
 	is_int(vmm_pause(vm), 0, "the VM pauses");
 	ok(vmm_paused(vm), "and says so");
 	ret = vmm_vcpu_get_state(vm, 0, &st);
-	is_int(ret, 0, "vCPU 0 state reads back%s%s", ret ? ": " : "", vi_error_message());
+	is_int(ret, 0, "vCPU 0 state reads back%s%s", ret ? ": " : "", ret ? vi_error_message() : "");
 	ok(st.regs.rip >= 0x100000 && st.regs.rip < 0x200000 && (st.sregs.efer & 0x400),
 	   "the guest sits in its kernel in long mode (rip 0x%llx)",
 	   (unsigned long long)st.regs.rip);
 	ok(st.nmsrs >= 9, "%u MSRs saved", st.nmsrs);
 	ret = vmm_vcpu_set_state(vm, 0, &st);
-	is_int(ret, 0, "and writes back%s%s", ret ? ": " : "", vi_error_message());
+	is_int(ret, 0, "and writes back%s%s", ret ? ": " : "", ret ? vi_error_message() : "");
 	is_int(vmm_vcpu_get_state(vm, 7, &st), -VI_EUSAGE, "there is no vCPU 7");
 	ret = vmm_save(vm, fd, &w);
-	is_int(ret, 0, "the paused VM saves%s%s", ret ? ": " : "", vi_error_message());
+	is_int(ret, 0, "the paused VM saves%s%s", ret ? ": " : "", ret ? vi_error_message() : "");
 	lseek(fd, 0, SEEK_SET);
 	/* Known to this reader: none; the sections of the VMM are not optional. */
 	ok(vi_state_reader_open(fd, NULL, 0, &h, &r) == 0 && h.cpus == 1 && h.max_cpus == 1 &&

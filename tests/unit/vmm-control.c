@@ -19,31 +19,6 @@
 
 static char tmpdir[] = "/tmp/vmm-control-XXXXXX";
 
-static const char *str_member(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
-}
-
-static int64_t int_member(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
-}
-
-static int connect_to(const char *path)
-{
-	struct timeval tv = { .tv_sec = 20 };
-	int fd = -1;
-
-	if (vmm_control_connect(path, &fd) < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
 /* Reads from fd until `want` shows up in what came; false on EOF or timeout. */
 static bool read_until(int fd, const char *want)
 {

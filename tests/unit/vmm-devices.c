@@ -169,7 +169,7 @@ static void test_devices(void)
 	vmm_pause(vm);
 	ret = vmm_save(vm, state, &w);
 	is_int(ret, 0, "devices: every device's state is saved%s%s", ret ? ": " : "",
-	       vi_error_message());
+	       ret ? vi_error_message() : "");
 	close(timer);
 	vmm_free(vm);
 	/* A new VM of the same configuration takes it: the balloon's target comes back. */
@@ -178,7 +178,7 @@ static void test_devices(void)
 	if (ret == 0)
 		ret = vmm_restore(again, state);
 	is_int(ret, 0, "devices: and restored into a new VM%s%s", ret ? ": " : "",
-	       vi_error_message());
+	       ret ? vi_error_message() : "");
 	ok(ret == 0 && vmm_balloon_get(again, &target, &actual) == 0 && target == 16 &&
 		   actual == 0,
 	   "devices: with the balloon's target and size (%u, %u)", target, actual);

@@ -123,17 +123,6 @@ struct session {
 	unsigned mark; /* the guest's step count when it heard of the switch */
 };
 
-static int connect_to(const char *path)
-{
-	struct timeval tv = { .tv_sec = 60 };
-	int fd = -1;
-
-	if (vmm_control_connect(path, &fd) < 0)
-		return -1;
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	return fd;
-}
-
 /* switch_disks with a JSON array of paths (NULL entries as null), on its own connection. */
 static int switch_raw(struct session *s, struct json_object *overlays)
 {

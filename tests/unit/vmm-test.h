@@ -1,17 +1,20 @@
 /* What the unit tests that boot the test kernels of tests/guest share: their
- * paths, the console output they leave, and shell commands. Header-only,
- * included once per test program. */
+ * paths, the console output they leave, the control socket, and shell commands.
+ * Header-only, included once per test program. */
 #ifndef VI_TEST_VMM_TEST_H
 #define VI_TEST_VMM_TEST_H
 
+#include <json-c/json.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "util.h"
+#include "vmm/control.h"
 #include "vmm/vmm.h"
 
 /* $VI_BUILD/tests/guest/NAME.bzImage (the caller frees it). */
@@ -56,6 +59,33 @@ static inline int boot_vm(const struct vmm_config *cfg, struct vmm **out)
 	}
 	*out = vm;
 	return ret;
+}
+
+/* Members of a control reply: "" and -1 when absent. */
+static inline const char *str_member(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_string(v) : "";
+}
+
+static inline int64_t int_member(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : -1;
+}
+
+/* A connection to a control socket whose reads give up after a minute; -1 on failure. */
+static inline int connect_to(const char *path)
+{
+	struct timeval tv = { .tv_sec = 60 };
+	int fd = -1;
+
+	if (vmm_control_connect(path, &fd) < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	return fd;
 }
 
 /* system() on a formatted command line. */
