@@ -161,7 +161,7 @@ $(B)/plugins/%.so: $$(call obj,$$(wildcard plugins/%/*.c)) $$($$*_DEPS) $(LIBVI_
 
 $(B)/plugins/%.o: CFLAGS += -fvisibility=hidden
 
-$(B)/tests/plugins/%.so: tests/plugins/%.c include/vi/hv-plugin.h
+$(B)/tests/plugins/%.so: tests/plugins/%.c tests/plugins/fixture.h include/vi/hv-plugin.h
 	@mkdir -p $(@D)
 	$(say) CC $@
 	$(Q)$(CC) $(CPPFLAGS) $(CFLAGS) -fvisibility=hidden -shared $(LDFLAGS) -o $@ $<

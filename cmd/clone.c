@@ -70,8 +70,10 @@ static void clone_definition(const struct vi_vm *src, const char *name, struct v
 	vi_vm_new_identity(vm);
 }
 
-/* Makes one clone from the layers; on failure nothing of it remains. */
-static int make_clone(struct vi_machine *src, char **layers, const char *name, struct vi_vm *vm)
+/* Makes one clone from the layers (backing paths); on failure nothing of it
+ * remains. */
+static int make_clone(struct vi_machine *src, struct vi_layer_index *idx, char **layers,
+		      const char *name, struct vi_vm *vm)
 {
 	char *staging = NULL;
 	struct vi_vm_hv view = { 0 };
@@ -107,10 +109,15 @@ static int make_clone(struct vi_machine *src, char **layers, const char *name, s
 			if (rc == 0)
 				chmod(dst, 0644);
 		} else {
-			rc = vi_layer_overlay(dst, layers[i], false);
+			d->layer = vi_layer_id_of(&ctx.store, layers[i]);
+			rc = vi_layer_overlay(dst, layers[i]);
 		}
 		free(dst);
 	}
+	/* The index knows the clone reads its layers before it can. */
+	vi_layers_ref_vm(idx, vm);
+	if (rc == 0)
+		rc = vi_layers_write(&ctx.store, idx);
 	if (rc < 0 || (rc = vi_machine_add(&ctx.store, src->hv, vm, staging, &view)) < 0)
 		goto cleanup;
 	free(staging);
@@ -128,22 +135,24 @@ cleanup:
 
 /* A running source keeps running: the backend moves its disks onto new
  * overlays at one instant, and what they were becomes the layers. */
-static int freeze_live(struct vi_machine *src, char **layers)
+static int freeze_live(struct vi_machine *src, struct vi_layer_index *idx, char **layers)
 {
 	size_t n = src->def.ndisks;
 	char **overlays = xcalloc(n, sizeof(char *));
 	int rc = 0;
 
 	for (size_t i = 0; rc == 0 && i < n; i++)
-		rc = vi_layer_live(src->dir, &src->def.disks[i], &overlays[i], &layers[i]);
+		rc = vi_layer_live(&ctx.store, idx, &src->def, src->dir, &src->def.disks[i],
+				   &overlays[i], &layers[i]);
 	if (rc == 0 && (rc = vi_hv_switch_disks(src->hv, &src->view.vm,
 						(const char *const *)overlays)) < 0)
 		vi_error_wrap("cannot clone '%s' while it runs", src->def.name);
 	for (size_t i = 0; i < n; i++) {
-		if (overlays[i] && rc == 0)
-			vi_layer_live_done(&src->def.disks[i], overlays[i], layers[i]);
-		else if (overlays[i])
-			unlink(overlays[i]);
+		if (rc == 0 && overlays[i])
+			vi_layer_live_done(&ctx.store, idx, src->def.name, src->dir,
+					   &src->def.disks[i], overlays[i], layers[i]);
+		else if (rc < 0 && layers[i])
+			vi_layer_live_undo(&ctx.store, idx, overlays[i], layers[i]);
 		free(overlays[i]);
 	}
 	free(overlays);
@@ -151,7 +160,7 @@ static int freeze_live(struct vi_machine *src, char **layers)
 }
 
 /* Removes clones made so far when a later one fails: all or nothing. */
-static void undo_clones(struct vi_machine *src, char **names, size_t n)
+static void undo_clones(struct vi_layer_index *idx, char **names, size_t n)
 {
 	char why[1024];
 	int code = vi_error_code();
@@ -161,7 +170,7 @@ static void undo_clones(struct vi_machine *src, char **names, size_t n)
 		struct vi_machine m;
 		if (vi_machine_open(&ctx.store, &ctx.plugins, names[i], ctx.connect, false, &m) < 0)
 			continue;
-		if (m.hv && m.hv->ops.undefine) {
+		if (m.hv) {
 			struct vi_hv_state st;
 			if (vi_machine_state(&m, &st) == VI_HV_RUNNING)
 				vi_hv_stop(m.hv, &m.view.vm, VI_HV_STOP_FORCE, 0);
@@ -169,8 +178,8 @@ static void undo_clones(struct vi_machine *src, char **names, size_t n)
 		}
 		vi_machine_release(&m);
 		vi_store_remove_vm(&ctx.store, names[i]);
+		vi_layer_unref_vm(idx, names[i]);
 	}
-	(void)src;
 	vi_error(code, "%s", why);
 }
 
@@ -182,6 +191,7 @@ int cmd_clone(int argc, char **argv)
 	char **names = NULL, **layers = NULL;
 	size_t n = count ? count : 1, made = 0;
 	struct json_object *list = NULL;
+	struct vi_layer_index idx = { .lock_fd = -1 };
 	int rc;
 	(void)argc;
 
@@ -202,21 +212,24 @@ int cmd_clone(int argc, char **argv)
 	}
 	vi_error_clear();
 	vi_machine_state(&src, &st);
+	if ((rc = vi_layers_open(&ctx.store, &idx)) < 0)
+		goto cleanup;
 	/* Freeze every disk once, however many clones share the layers. */
 	layers = xcalloc(src.def.ndisks, sizeof(char *));
 	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED ||
 	    st.state == VI_HV_SHUTTING_DOWN)
-		rc = freeze_live(&src, layers);
+		rc = freeze_live(&src, &idx, layers);
 	else
 		for (size_t i = 0; rc == 0 && i < src.def.ndisks; i++)
-			rc = vi_layer_freeze(src.dir, &src.def.disks[i], &layers[i]);
+			rc = vi_layer_freeze(&ctx.store, &idx, &src.def, src.dir, &src.def.disks[i],
+					     &layers[i]);
 	if (rc < 0 || (rc = vi_store_save_vm(&ctx.store, &src.def)) < 0)
 		goto cleanup;
 	if (ctx.json)
 		list = json_object_new_array();
 	for (; made < n; made++) {
 		struct vi_vm vm;
-		rc = make_clone(&src, layers, names[made], &vm);
+		rc = make_clone(&src, &idx, layers, names[made], &vm);
 		if (rc == 0 && ctx.json) {
 			struct json_object *o = json_object_new_object();
 			json_object_object_add(o, "name", vi_json_str(vm.name));
@@ -227,7 +240,8 @@ int cmd_clone(int argc, char **argv)
 		}
 		vi_vm_release(&vm);
 		if (rc < 0) {
-			undo_clones(&src, names, made);
+			vi_layer_unref_vm(&idx, names[made]);
+			undo_clones(&idx, names, made);
 			goto cleanup;
 		}
 	}
@@ -247,6 +261,17 @@ int cmd_clone(int argc, char **argv)
 			names[n - 1], n, full ? "full" : "linked", ms_since(&t0));
 	}
 cleanup:
+	if (idx.lock_fd >= 0) {
+		/* Commit whatever happened: layers made for nothing go again. */
+		char why[1024];
+		int code = vi_error_code();
+		snprintf(why, sizeof(why), "%s", vi_error_message());
+		int crc = vi_layers_commit(&ctx.store, &idx);
+		if (rc == 0)
+			rc = crc;
+		else
+			vi_error(code, "%s", why);
+	}
 	if (list)
 		json_object_put(list);
 	for (size_t i = 0; i < n; i++)

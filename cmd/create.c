@@ -236,7 +236,7 @@ static int make_template_disks(const struct template_image *img, const char *sta
 
 	for (size_t i = 0; i < img->ndisks && rc == 0; i++) {
 		char *path = xasprintf("%s/%s", staging, vm->disks[i].path);
-		rc = vi_layer_overlay(path, img->disks[i].path, false);
+		rc = vi_layer_overlay(path, img->disks[i].path);
 		if (rc == 0 && i == 0 && disk_size) {
 			struct image *im;
 			if (disk_size < img->disks[0].size) {
@@ -358,8 +358,7 @@ static void remove_machine(struct vi_hv *hv, const struct vi_vm_hv *view, const 
 	if (vi_hv_state(hv, &view->vm, &st) == 0 &&
 	    (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED))
 		vi_hv_stop(hv, &view->vm, VI_HV_STOP_FORCE, 0);
-	if (hv->ops.undefine)
-		vi_hv_undefine(hv, &view->vm);
+	vi_hv_undefine(hv, &view->vm);
 	vi_store_remove_vm(&ctx.store, name);
 	vi_error(code, "%s", why);
 }

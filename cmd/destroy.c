@@ -14,7 +14,7 @@ static int force;
 
 const struct vi_option destroy_options[] = {
 	{ "force", 'f', VI_OPT_FLAG, &force, NULL,
-	  "destroy it even when clones read its disks or its backend is missing or fails" },
+	  "destroy it even when its backend is missing or fails" },
 	OPT_CONNECT,
 	OPT_JSON,
 	VI_OPT_TABLE_END,
@@ -24,39 +24,33 @@ int cmd_destroy(int argc, char **argv)
 {
 	struct vi_machine m;
 	struct vi_hv_state st;
-	char **users = NULL;
-	size_t nusers = 0;
+	struct vi_layer_index idx = { .lock_fd = -1 };
 	int rc;
 	(void)argc;
 
 	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, !force, &m)) < 0)
 		return rc;
-	if ((rc = vi_layer_users(&ctx.store, argv[0], &users, &nusers)) < 0)
+	/* Layers its clones and snapshots read stay in the layer store; only
+	 * older names of them inside its directory need care first. */
+	if ((rc = vi_layers_open(&ctx.store, &idx)) < 0 ||
+	    (rc = vi_layers_release_dir(&ctx.store, &idx, &m.def)) < 0)
 		goto cleanup;
-	if (nusers && !force) {
-		char list[512] = "";
-		for (size_t i = 0; i < nusers; i++)
-			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s'%s'",
-				 i ? ", " : "", users[i]);
-		rc = vi_error(VI_ESTATE, "VM '%s' has clones that read its disks: %s (destroy them first, or use --force to keep their data and destroy it)",
-			      argv[0], list);
-		goto cleanup;
-	}
 	if (m.hv) {
 		vi_machine_state(&m, &st);
 		if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED ||
 		    st.state == VI_HV_SHUTTING_DOWN)
 			rc = vi_hv_stop(m.hv, &m.view.vm, VI_HV_STOP_FORCE, 0);
-		if (rc == 0 && m.hv->ops.undefine)
+		if (rc == 0)
 			rc = vi_hv_undefine(m.hv, &m.view.vm);
 		if (rc < 0 && !force)
 			goto cleanup;
 		if (rc < 0)
 			vi_warn("%s; removing VM '%s' anyway", vi_error_message(), argv[0]);
 	}
-	if (nusers && (rc = vi_layer_adopt(&ctx.store, &m.def, users, nusers)) < 0)
-		goto cleanup;
 	if ((rc = vi_store_remove_vm(&ctx.store, argv[0])) < 0)
+		goto cleanup;
+	vi_layer_unref_vm(&idx, argv[0]);
+	if ((rc = vi_layers_commit(&ctx.store, &idx)) < 0)
 		goto cleanup;
 	if (ctx.json) {
 		struct json_object *doc = vi_json_doc();
@@ -67,7 +61,7 @@ int cmd_destroy(int argc, char **argv)
 		vi_info("destroyed VM '%s'", argv[0]);
 	}
 cleanup:
-	vi_store_names_free(users, nusers);
+	vi_layers_release(&idx);
 	vi_machine_release(&m);
 	return rc;
 }

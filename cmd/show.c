@@ -64,6 +64,7 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 		json_object_object_add(k, "path", vi_json_str(m->view.disks[i].path));
 		json_object_object_add(k, "format", vi_json_str(vi_disk_format_name(d->disks[i].format)));
 		json_object_object_add(k, "readonly", json_object_new_boolean(d->disks[i].readonly));
+		json_object_object_add(k, "layer", vi_json_str(d->disks[i].layer));
 		json_object_array_add(disks, k);
 	}
 	for (size_t i = 0; i < d->nnics; i++) {
@@ -119,7 +120,9 @@ int cmd_show(int argc, char **argv)
 	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED) {
 		if (st.started_at)
 			uptime = (int64_t)time(NULL) - st.started_at;
-		have_stats = m.hv && m.hv->ops.stats && vi_hv_stats(m.hv, &m.view.vm, &stats) == 0;
+		/* Figures are extra: a backend without them shows the rest. */
+		have_stats = m.hv && vi_hv_stats(m.hv, &m.view.vm, &stats) == 0;
+		vi_error_clear();
 	}
 	if (ctx.json) {
 		show_json(&m, &st, have_stats ? &stats : NULL, uptime);
@@ -143,8 +146,9 @@ int cmd_show(int argc, char **argv)
 	if (d->cmdline)
 		field("cmdline:", "%s", d->cmdline);
 	for (size_t i = 0; i < d->ndisks; i++)
-		field(i ? "" : "disks:", "%s (%s%s)", m.view.disks[i].path,
-		      vi_disk_format_name(d->disks[i].format), d->disks[i].readonly ? ", read-only" : "");
+		field(i ? "" : "disks:", "%s (%s%s%s%s)", m.view.disks[i].path,
+		      vi_disk_format_name(d->disks[i].format), d->disks[i].readonly ? ", read-only" : "",
+		      d->disks[i].layer ? ", on layer " : "", d->disks[i].layer ? d->disks[i].layer : "");
 	for (size_t i = 0; i < d->nnics; i++)
 		field(i ? "" : "nics:", "%s %s%s%s", d->nics[i].mac, d->nics[i].mode,
 		      d->nics[i].source ? " " : "", d->nics[i].source ? d->nics[i].source : "");

@@ -1,6 +1,7 @@
 /* vi: global options, the command table, dispatch and exit codes. */
 #include "cmd.h"
 #include "error.h"
+#include "layers.h"
 #include "log.h"
 #include "util.h"
 
@@ -340,7 +341,8 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (c->flags & (NEEDS_STORE | NEEDS_LOCK)) {
-		if ((rc = vi_store_open(&ctx.store, ctx.home)) < 0)
+		if ((rc = vi_store_open(&ctx.store, ctx.home)) < 0 ||
+		    (rc = vi_layers_upgrade(&ctx.store)) < 0)
 			goto out;
 		vi_hv_set_home(ctx.store.home);
 	}

@@ -1,6 +1,8 @@
 /* vi __vmm-run NAME: the process of a VM whose VMM is vi itself. 'vi start'
  * re-executes vi with this internal verb, detached, with fd 3 as the pipe on
- * which the backend says whether the guest started ("1", or "0" + message). */
+ * which the backend says whether the guest started ("1", or "0" + message).
+ * --restore FILE starts the guest from a saved state instead of booting it,
+ * --incoming FD from a migration stream; --paused leaves it paused. */
 #include "cmd.h"
 #include "error.h"
 #include "machine.h"
@@ -10,8 +12,17 @@
 #include <string.h>
 #include <unistd.h>
 
+static const char *restore_path;
+static uint64_t incoming_fd;
+static int paused;
+
 const struct vi_option vmm_run_options[] = {
 	OPT_HV,
+	{ "restore", 0, VI_OPT_STRING, &restore_path, "FILE", "start from this saved state",
+	  VI_COMPLETE_FILE },
+	{ "incoming", 0, VI_OPT_UINT, &incoming_fd, "FD", "start from a migration stream on FD",
+	  .min = 3, .max = 65535 },
+	{ "paused", 0, VI_OPT_FLAG, &paused, NULL, "leave a restored guest paused" },
 	VI_OPT_TABLE_END,
 };
 
@@ -36,7 +47,14 @@ int cmd_vmm_run(int argc, char **argv)
 		}
 		return rc;
 	}
-	rc = vi_hv_run(m.hv, &m.view.vm, notify);
+	struct vi_hv_run_opts opts = {
+		.struct_size = sizeof(opts),
+		.notify_fd = notify,
+		.state_path = restore_path,
+		.incoming_fd = incoming_fd ? (int)incoming_fd : -1,
+		.flags = paused ? VI_HV_RUN_PAUSED : 0,
+	};
+	rc = vi_hv_run(m.hv, &m.view.vm, &opts);
 	vi_machine_release(&m);
 	return rc;
 }

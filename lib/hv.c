@@ -122,6 +122,13 @@ static void load_one(struct vi_hv_set *set, const char *path, const char *stem)
 			   ops->abi_version, VI_HV_ABI_VERSION);
 		goto fail;
 	}
+	/* Each version changed signatures: an older table cannot be called. */
+	if (ops->abi_version < VI_HV_ABI_VERSION) {
+		load_error(set, path,
+			   "plugin ABI version %u is older than this vi supports (%u): rebuild the plugin",
+			   ops->abi_version, VI_HV_ABI_VERSION);
+		goto fail;
+	}
 	if (ops->struct_size < OPS_MIN_SIZE) {
 		load_error(set, path, "operations table too small (%zu bytes)", ops->struct_size);
 		goto fail;
@@ -275,6 +282,11 @@ int vi_hv_probe(struct vi_hv *hv, const char *uri)
 		return hv->probe;
 	}
 	hv->probe = hv->ops.probe(&hv->ctx, &reason);
+	if (hv->probe < VI_HV_PROBE_OK || hv->probe > VI_HV_PROBE_EXPLICIT) {
+		vi_error(VI_EFAIL, "plugin '%s' gave an unknown probe answer %d", hv->ops.name,
+			 hv->probe);
+		hv->probe = VI_HV_PROBE_ERROR;
+	}
 	if (hv->probe == VI_HV_PROBE_ERROR)
 		hv->reason = xstrdup(*vi_error_message() ? vi_error_message() : "probe failed");
 	else
@@ -284,9 +296,10 @@ int vi_hv_probe(struct vi_hv *hv, const char *uri)
 	return hv->probe;
 }
 
-/* Native backends on software KVM are usable when asked for by name, but are
- * not chosen automatically: their reason line starts with this. */
-#define SOFTWARE_KVM "software KVM"
+bool vi_hv_usable(const struct vi_hv *hv)
+{
+	return hv->probed && (hv->probe == VI_HV_PROBE_OK || hv->probe == VI_HV_PROBE_EXPLICIT);
+}
 
 int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struct vi_hv **out)
 {
@@ -296,6 +309,9 @@ int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struc
 		struct vi_hv *hv = vi_hv_find(set, name);
 		if (!hv)
 			return -vi_error_code();
+		if (uri && !(hv->ops.features & VI_HV_F_REMOTE))
+			return vi_error(VI_EUSAGE, "backend '%s' runs VMs on this host only: --connect '%s' means nothing to it",
+					name, uri);
 		int p = vi_hv_probe(hv, uri);
 		if (p == VI_HV_PROBE_ERROR)
 			return vi_error(VI_EFAIL, "backend '%s' failed its probe: %s", name,
@@ -316,14 +332,26 @@ int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struc
 		for (size_t j = 0; j < set->n; j++)
 			if (!strcmp(set->hv[j].ops.name, order[i]))
 				hv = &set->hv[j];
-		if (!hv || vi_hv_probe(hv, uri) != VI_HV_PROBE_OK)
+		if (!hv || (uri && !(hv->ops.features & VI_HV_F_REMOTE)))
 			continue;
-		if (i < 2 && hv->reason && !strncmp(hv->reason, SOFTWARE_KVM, strlen(SOFTWARE_KVM)))
+		if (vi_hv_probe(hv, uri) != VI_HV_PROBE_OK)
 			continue;
 		*out = hv;
 		return 0;
 	}
 	return vi_error(VI_EUNSUPPORTED, "no usable backend here (see 'vi caps')");
+}
+
+int vi_hv_check_boot(const struct vi_hv *hv, const struct vi_hv_vm *vm)
+{
+	if (vm->kernel && !(hv->ops.features & VI_HV_F_DIRECT_BOOT))
+		return vi_error(VI_EUNSUPPORTED,
+				"backend '%s' boots from disks through firmware: VM '%s' names a kernel",
+				hv->ops.name, vm->name);
+	if (!vm->kernel && !(hv->ops.features & VI_HV_F_FIRMWARE_BOOT))
+		return vi_error(VI_EUNSUPPORTED, "backend '%s' boots a kernel directly: VM '%s' has none",
+				hv->ops.name, vm->name);
+	return 0;
 }
 
 size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max)
@@ -340,11 +368,8 @@ size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max)
 		{ o->pause && o->resume, "pause" },
 		{ o->console, "console" },
 		{ o->stats, "stats" },
-		{ o->snapshot_create, "snapshot" },
-		{ o->features & VI_HV_F_MEM_SNAPSHOT, "memory-snapshot" },
 		{ o->save && o->restore, "save-restore" },
 		{ o->migrate_send && o->migrate_recv, "migrate" },
-		{ o->features & VI_HV_F_LIVE_MIGRATE, "live-migrate" },
 		{ o->set_vcpus, "grow-cpus" },
 		{ o->set_memory, "grow-memory" },
 		{ o->resize_disk, "grow-disk" },
@@ -377,13 +402,18 @@ static int unsupported(const struct vi_hv *hv, const char *what)
 		return (hv)->ops.method(&(hv)->ctx, __VA_ARGS__);                              \
 	} while (0)
 
+/* define and undefine may be NULL: the backend keeps no definition of its own. */
 int vi_hv_define(struct vi_hv *hv, const struct vi_hv_vm *vm)
 {
+	if (!hv->ops.define)
+		return 0;
 	HV_CALL(hv, define, "defining VMs", vm);
 }
 
 int vi_hv_undefine(struct vi_hv *hv, const struct vi_hv_vm *vm)
 {
+	if (!hv->ops.undefine)
+		return 0;
 	HV_CALL(hv, undefine, "undefining VMs", vm);
 }
 
@@ -392,9 +422,9 @@ int vi_hv_start(struct vi_hv *hv, const struct vi_hv_vm *vm)
 	HV_CALL(hv, start, "starting VMs", vm);
 }
 
-int vi_hv_run(struct vi_hv *hv, const struct vi_hv_vm *vm, int notify_fd)
+int vi_hv_run(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_run_opts *opts)
 {
-	HV_CALL(hv, run, "running VMs in-process", vm, notify_fd);
+	HV_CALL(hv, run, "running VMs in-process", vm, opts);
 }
 
 int vi_hv_stop(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned flags, unsigned timeout_ms)
@@ -431,32 +461,14 @@ int vi_hv_stats(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_stats 
 	HV_CALL(hv, stats, "statistics", vm, out);
 }
 
-int vi_hv_snapshot_create(struct vi_hv *hv, const struct vi_hv_vm *vm,
-			  const struct vi_hv_snapshot *snap)
+int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, unsigned flags)
 {
-	HV_CALL(hv, snapshot_create, "snapshots", vm, snap);
+	HV_CALL(hv, save, "saving VM state", vm, path, flags);
 }
 
-int vi_hv_snapshot_revert(struct vi_hv *hv, const struct vi_hv_vm *vm,
-			  const struct vi_hv_snapshot *snap)
+int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, unsigned flags)
 {
-	HV_CALL(hv, snapshot_revert, "reverting snapshots", vm, snap);
-}
-
-int vi_hv_snapshot_delete(struct vi_hv *hv, const struct vi_hv_vm *vm,
-			  const struct vi_hv_snapshot *snap)
-{
-	HV_CALL(hv, snapshot_delete, "deleting snapshots", vm, snap);
-}
-
-int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path)
-{
-	HV_CALL(hv, save, "saving VM state", vm, path);
-}
-
-int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path)
-{
-	HV_CALL(hv, restore, "restoring VM state", vm, path);
+	HV_CALL(hv, restore, "restoring VM state", vm, path, flags);
 }
 
 int vi_hv_migrate_send(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m)
@@ -511,5 +523,14 @@ const char *vi_hv_state_name(int state)
 
 const char *vi_hv_probe_name(int probe)
 {
-	return probe == VI_HV_PROBE_OK ? "ok" : probe == VI_HV_PROBE_DECLINED ? "declined" : "error";
+	switch (probe) {
+	case VI_HV_PROBE_OK:
+		return "ok";
+	case VI_HV_PROBE_EXPLICIT:
+		return "explicit";
+	case VI_HV_PROBE_DECLINED:
+		return "declined";
+	default:
+		return "error";
+	}
 }

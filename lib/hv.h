@@ -46,33 +46,36 @@ struct vi_hv *vi_hv_find(struct vi_hv_set *set, const char *name);
  * once per command; the answer stays in hv->probe and hv->reason. */
 int vi_hv_probe(struct vi_hv *hv, const char *uri);
 
-/* Picks the backend: `name` if given, else the first whose probe is OK in the
- * order vtx, svm (real hardware virtualization only), qemu, xen. */
+/* Picks the backend: `name` if given (a probe answer of OK or EXPLICIT will
+ * do), else the first whose probe is OK in the order vtx, svm, qemu, xen.
+ * With a uri, only backends with VI_HV_F_REMOTE qualify. */
 int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struct vi_hv **out);
+/* Probed, and usable when named: OK or EXPLICIT. */
+bool vi_hv_usable(const struct vi_hv *hv);
+
+/* Can hv boot vm the way it asks (a kernel, or firmware from its disks)?
+ * -VI_EUNSUPPORTED, saying why, when not. */
+int vi_hv_check_boot(const struct vi_hv *hv, const struct vi_hv_vm *vm);
 
 /* Capability names of a plugin (methods present and feature bits), for
  * `vi caps`: fills names (static strings) with at most max, returns how many. */
 size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max);
 
-/* The method wrappers. Each returns -VI_EUNSUPPORTED for a NULL method. */
+/* The method wrappers: the only way a method is called. Each returns
+ * -VI_EUNSUPPORTED for a NULL method, but for define and undefine, which
+ * succeed doing nothing (see the ABI). */
 int vi_hv_define(struct vi_hv *hv, const struct vi_hv_vm *vm);
 int vi_hv_undefine(struct vi_hv *hv, const struct vi_hv_vm *vm);
 int vi_hv_start(struct vi_hv *hv, const struct vi_hv_vm *vm);
-int vi_hv_run(struct vi_hv *hv, const struct vi_hv_vm *vm, int notify_fd);
+int vi_hv_run(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_run_opts *opts);
 int vi_hv_stop(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned flags, unsigned timeout_ms);
 int vi_hv_pause(struct vi_hv *hv, const struct vi_hv_vm *vm);
 int vi_hv_resume(struct vi_hv *hv, const struct vi_hv_vm *vm);
 int vi_hv_state(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_state *out);
 int vi_hv_console(struct vi_hv *hv, const struct vi_hv_vm *vm, int in_fd, int out_fd, int escape);
 int vi_hv_stats(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
-int vi_hv_snapshot_create(struct vi_hv *hv, const struct vi_hv_vm *vm,
-			  const struct vi_hv_snapshot *snap);
-int vi_hv_snapshot_revert(struct vi_hv *hv, const struct vi_hv_vm *vm,
-			  const struct vi_hv_snapshot *snap);
-int vi_hv_snapshot_delete(struct vi_hv *hv, const struct vi_hv_vm *vm,
-			  const struct vi_hv_snapshot *snap);
-int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path);
-int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path);
+int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, unsigned flags);
+int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, unsigned flags);
 int vi_hv_migrate_send(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
 int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
 int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n);

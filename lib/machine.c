@@ -20,7 +20,7 @@ int vi_machine_open(const struct vi_store *s, struct vi_hv_set *plugins, const c
 	if (!uri)
 		uri = m->def.connect;
 	m->hv = vi_hv_find(plugins, m->def.hv);
-	if (m->hv && vi_hv_probe(m->hv, uri) != VI_HV_PROBE_OK) {
+	if (m->hv && (vi_hv_probe(m->hv, uri), !vi_hv_usable(m->hv))) {
 		if (need_backend) {
 			rc = vi_error(VI_EFAIL, "backend '%s' of VM '%s' is not usable%s%s%s: %s",
 				      m->def.hv, name, uri ? " at '" : "", uri ? uri : "", uri ? "'" : "",
@@ -63,8 +63,13 @@ int vi_machine_add(const struct vi_store *s, struct vi_hv *hv, const struct vi_v
 		   const char *staging, struct vi_vm_hv *view)
 {
 	char *def = xasprintf("%s/vm.yaml", staging);
-	int rc = vi_vm_save(def, vm);
+	int rc;
 
+	vi_vm_hv_init(view, vm, staging);
+	rc = vi_hv_check_boot(hv, &view->vm);
+	vi_vm_hv_release(view);
+	if (rc == 0)
+		rc = vi_vm_save(def, vm);
 	free(def);
 	/* The backend checks the disks where they will live: commit first, and
 	 * take the VM away again if the backend refuses it. */
@@ -73,7 +78,7 @@ int vi_machine_add(const struct vi_store *s, struct vi_hv *hv, const struct vi_v
 	char *dir = vi_store_path(s, "vms/%s", vm->name);
 	vi_vm_hv_init(view, vm, dir);
 	free(dir);
-	if (hv->ops.define && (rc = vi_hv_define(hv, &view->vm)) < 0) {
+	if ((rc = vi_hv_define(hv, &view->vm)) < 0) {
 		char why[1024];
 		snprintf(why, sizeof(why), "%s", vi_error_message());
 		vi_store_remove_vm(s, vm->name);

@@ -38,7 +38,7 @@ static int get_string(struct vi_yaml *y, yaml_node_t *map, const char *key, bool
 
 static int load_disks(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 {
-	static const char *const keys[] = { "path", "format", "readonly" };
+	static const char *const keys[] = { "path", "format", "readonly", "layer" };
 	yaml_node_t *item;
 
 	if (seq->type != YAML_SEQUENCE_NODE)
@@ -57,6 +57,7 @@ static int load_disks(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 		d = &vm->disks[vm->ndisks++];
 		memset(d, 0, sizeof(*d));
 		if ((rc = get_string(y, item, "path", true, &d->path)) < 0 ||
+		    (rc = get_string(y, item, "layer", false, &d->layer)) < 0 ||
 		    (rc = vi_yaml_get_str(y, item, "format", false, &fmt)) < 0 ||
 		    (rc = vi_yaml_get_bool(y, item, "readonly", false, &ro)) < 0)
 			return rc;
@@ -105,7 +106,7 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 	};
 	struct vi_yaml y;
 	yaml_node_t *root, *n;
-	uint64_t u, schema;
+	uint64_t u;
 	int rc;
 
 	memset(vm, 0, sizeof(*vm));
@@ -115,14 +116,8 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 	if ((rc = vi_yaml_expect_map(&y, root, "a VM definition")) < 0 ||
 	    (rc = vi_yaml_check_keys(&y, root, keys, ARRAY_SIZE(keys))) < 0)
 		goto cleanup;
-	if ((rc = vi_yaml_get_uint(&y, root, "schema", true, 1, 1000, &schema)) < 0)
+	if ((rc = vi_yaml_check_schema(&y, root, VI_VM_SCHEMA)) < 0)
 		goto cleanup;
-	if (schema > VI_VM_SCHEMA) {
-		rc = vi_yaml_error(&y, vi_yaml_get(&y, root, "schema"), VI_EUNSUPPORTED,
-				   "schema %llu is newer than this vi understands (%d)",
-				   (unsigned long long)schema, VI_VM_SCHEMA);
-		goto cleanup;
-	}
 	if ((rc = get_string(&y, root, "name", true, &vm->name)) < 0 ||
 	    (rc = get_string(&y, root, "uuid", true, &vm->uuid)) < 0 ||
 	    (rc = get_string(&y, root, "hv", true, &vm->hv)) < 0 ||
@@ -173,9 +168,6 @@ cleanup:
 int vi_vm_save(const char *path, const struct vi_vm *vm)
 {
 	struct vi_yaml_out o;
-	char *text;
-	size_t len;
-	int rc;
 
 	vi_yaml_out_init(&o);
 	vi_yaml_out_map_start(&o);
@@ -201,6 +193,7 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 			vi_yaml_out_str(&o, "format", vi_disk_format_name(vm->disks[i].format));
 			if (vm->disks[i].readonly)
 				vi_yaml_out_bool(&o, "readonly", true);
+			vi_yaml_out_str(&o, "layer", vm->disks[i].layer);
 			vi_yaml_out_end(&o);
 		}
 		vi_yaml_out_end(&o);
@@ -225,17 +218,15 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 	if (vm->created)
 		vi_yaml_out_uint(&o, "created", (uint64_t)vm->created);
 	vi_yaml_out_end(&o);
-	if ((rc = vi_yaml_out_finish(&o, &text, &len)) < 0)
-		return rc;
-	rc = vi_write_file_atomic(path, text, len, 0644);
-	free(text);
-	return rc;
+	return vi_yaml_out_save(&o, path, 0644);
 }
 
 void vi_vm_release(struct vi_vm *vm)
 {
-	for (size_t i = 0; i < vm->ndisks; i++)
+	for (size_t i = 0; i < vm->ndisks; i++) {
 		free(vm->disks[i].path);
+		free(vm->disks[i].layer);
+	}
 	for (size_t i = 0; i < vm->nnics; i++) {
 		free(vm->nics[i].mac);
 		free(vm->nics[i].mode);
@@ -300,6 +291,8 @@ void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_di
 	h->disks = xcalloc(vm->ndisks, sizeof(*h->disks));
 	h->disk_paths = xcalloc(vm->ndisks, sizeof(*h->disk_paths));
 	h->nics = xcalloc(vm->nnics, sizeof(*h->nics));
+	h->disk_ptrs = xcalloc(vm->ndisks, sizeof(*h->disk_ptrs));
+	h->nic_ptrs = xcalloc(vm->nnics, sizeof(*h->nic_ptrs));
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		h->disk_paths[i] = resolve(vm_dir, vm->disks[i].path);
 		h->disks[i] = (struct vi_hv_disk){
@@ -308,14 +301,17 @@ void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_di
 			.format = vm->disks[i].format,
 			.readonly = vm->disks[i].readonly,
 		};
+		h->disk_ptrs[i] = &h->disks[i];
 	}
-	for (size_t i = 0; i < vm->nnics; i++)
+	for (size_t i = 0; i < vm->nnics; i++) {
 		h->nics[i] = (struct vi_hv_nic){
 			.struct_size = sizeof(struct vi_hv_nic),
 			.mac = vm->nics[i].mac,
 			.mode = vm->nics[i].mode,
 			.source = vm->nics[i].source,
 		};
+		h->nic_ptrs[i] = &h->nics[i];
+	}
 	*v = (struct vi_hv_vm){
 		.struct_size = sizeof(struct vi_hv_vm),
 		.name = vm->name,
@@ -330,9 +326,9 @@ void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_di
 		.kernel = vm->kernel,
 		.initrd = vm->initrd,
 		.cmdline = h->cmdline,
-		.disks = h->disks,
+		.disks = h->disk_ptrs,
 		.ndisks = vm->ndisks,
-		.nics = h->nics,
+		.nics = h->nic_ptrs,
 		.nnics = vm->nnics,
 		.hostname = vm->hostname,
 		.machine_id = vm->machine_id,
@@ -347,6 +343,8 @@ void vi_vm_hv_release(struct vi_vm_hv *h)
 	free(h->disk_paths);
 	free(h->disks);
 	free(h->nics);
+	free(h->disk_ptrs);
+	free(h->nic_ptrs);
 	free(h->dir);
 	free(h->run_dir);
 	free(h->console_log);

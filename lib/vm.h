@@ -15,6 +15,7 @@ struct vi_vm_disk {
 	char *path;   /* relative to the VM's directory, or absolute */
 	int format;   /* enum vi_disk_format */
 	bool readonly;
+	char *layer;  /* the layer (lib/layers.h) its overlay sits on, or NULL */
 };
 
 struct vi_vm_nic {
@@ -61,8 +62,10 @@ int vi_disk_format_parse(const char *s, int *format); /* -VI_EUSAGE on unknown *
  * struct owns. Valid while both live; release with vi_vm_hv_release(). */
 struct vi_vm_hv {
 	struct vi_hv_vm vm;
-	struct vi_hv_disk *disks;
+	struct vi_hv_disk *disks;  /* what vm.disks points at, one by one */
 	struct vi_hv_nic *nics;
+	const struct vi_hv_disk **disk_ptrs;
+	const struct vi_hv_nic **nic_ptrs;
 	char *dir, *run_dir, *console_log, *cmdline;
 	char **disk_paths;
 };

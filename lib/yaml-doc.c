@@ -357,3 +357,28 @@ int vi_yaml_out_finish(struct vi_yaml_out *o, char **text, size_t *len)
 		*len = o->len;
 	return 0;
 }
+
+int vi_yaml_out_save(struct vi_yaml_out *o, const char *path, unsigned mode)
+{
+	char *text;
+	size_t len;
+	int rc = vi_yaml_out_finish(o, &text, &len);
+
+	if (rc < 0)
+		return rc;
+	rc = vi_write_file_atomic(path, text, len, mode);
+	free(text);
+	return rc;
+}
+
+int vi_yaml_check_schema(struct vi_yaml *y, yaml_node_t *map, uint64_t max)
+{
+	uint64_t schema;
+	int rc = vi_yaml_get_uint(y, map, "schema", true, 1, 1000, &schema);
+
+	if (rc == 0 && schema > max)
+		rc = vi_yaml_error(y, vi_yaml_get(y, map, "schema"), VI_EUNSUPPORTED,
+				   "schema %llu is newer than this vi understands (%llu)",
+				   (unsigned long long)schema, (unsigned long long)max);
+	return rc;
+}

@@ -83,5 +83,10 @@ void vi_yaml_out_size(struct vi_yaml_out *o, const char *key, uint64_t bytes);
 void vi_yaml_out_bool(struct vi_yaml_out *o, const char *key, bool value);
 /* Ends the document; *text (NUL-terminated, caller frees) and *len. */
 int vi_yaml_out_finish(struct vi_yaml_out *o, char **text, size_t *len);
+/* Reads the document's required "schema" key: -VI_EUNSUPPORTED, at its line,
+ * when it is newer than max. */
+int vi_yaml_check_schema(struct vi_yaml *y, yaml_node_t *map, uint64_t max);
+/* Ends the document and writes it to path atomically with mode. */
+int vi_yaml_out_save(struct vi_yaml_out *o, const char *path, unsigned mode);
 
 #endif

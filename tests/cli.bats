@@ -19,7 +19,7 @@ setup() { common_setup; }
 
 @test "--version and version agree" {
 	run -0 vi --version
-	[[ $output =~ ^vi\ [0-9]+\.[0-9]+\.[0-9]+\ \(plugin\ ABI\ 1\)$ ]]
+	[[ $output =~ ^vi\ [0-9]+\.[0-9]+\.[0-9]+\ \(plugin\ ABI\ 2\)$ ]]
 	local v=$output
 	run -0 vi version
 	[ "$output" = "$v" ]
@@ -28,7 +28,7 @@ setup() { common_setup; }
 @test "version --json carries the schema version" {
 	run -0 vi version --json
 	[ "$(jq -r .vi <<<"$output")" = 1 ]
-	[ "$(jq -r .plugin_abi <<<"$output")" = 1 ]
+	[ "$(jq -r .plugin_abi <<<"$output")" = 2 ]
 }
 
 @test "an unknown verb close to a real one gets a suggestion, exit 2" {

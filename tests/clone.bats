@@ -8,12 +8,26 @@ setup() {
 	common_setup
 	use_fixture_plugins
 	cd "$BATS_TEST_TMPDIR"
-	qemu-img create -q -f qcow2 golden.qcow2 10G
-	qemu-io -c 'write -P 0x11 0 1M' golden.qcow2 >/dev/null
+	golden_image 10G
 	vi -q create --hv fixture --disk "$PWD/golden.qcow2" --nic user src
 }
 
 disk() { echo "$VI_HOME/vms/$1/disks/golden.qcow2"; }
+# The source's definition and disks, kept to compare after a refused clone.
+remember_src() {
+	cp "$VI_HOME/vms/src/vm.yaml" before.yaml
+	ls "$VI_HOME/vms/src/disks" >before.list
+}
+src_unchanged() {
+	[ ! -e "$VI_HOME/vms/c1" ]
+	cmp before.yaml "$VI_HOME/vms/src/vm.yaml"
+	ls "$VI_HOME/vms/src/disks" | cmp before.list -
+}
+# The references the layer index records for layer $1, sorted, on one line.
+yq_refs() {
+	awk -v id="  $1:" '$0 == id { on = 1; next } on && /^  [^ ]/ { on = 0 } on && /^ *- / { print $2 }' \
+		"$VI_HOME/images/layers/index.yaml" | sort | tr '\n' ' ' | sed 's/ $//'
+}
 byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0-9a-f]\).*/\1/p'; }
 
 @test "a linked clone is an overlay, with a new identity" {
@@ -43,8 +57,29 @@ byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0
 	[ "$(byte_at "$(disk c2)" 0)" = 33 ]
 	[ "$(byte_at "$(disk c2)" 65536)" = 11 ]
 	for vm in mid c1 c2; do run -0 qemu-img check "$(disk $vm)"; done
-	# The frozen layer is read-only.
-	[ "$(stat -c %a "$VI_HOME/vms/mid/disks/golden.0.qcow2")" = 444 ]
+	# The frozen layer is in the layer store, read-only, and the VM says so.
+	layer=$(vi show --json mid | jq -r '.vm.disks[0].layer')
+	[ "$(stat -c %a "$VI_HOME/images/layers/$layer.qcow2")" = 444 ]
+	[ "$(qemu-img info --output=json "$(disk c2)" | jq -r '."backing-filename"')" = "$VI_HOME/images/layers/$layer.qcow2" ]
+}
+
+@test "the layer index records each layer's parent and who reads it; the last reader takes it along" {
+	vi -q clone src mid
+	qemu-io -c 'write -P 0x22 0 64k' "$(disk mid)" >/dev/null
+	vi -q clone --count 2 mid c
+	layer=$(vi show --json mid | jq -r '.vm.disks[0].layer')
+	[ "$(vi show --json c-1 | jq -r '.vm.disks[0].layer')" = "$layer" ]
+	index=$VI_HOME/images/layers/index.yaml
+	[ "$(yq_refs "$layer")" = "vm:c-1 vm:c-2 vm:mid" ]
+	# mid's first overlay sat on nothing of the store's: the golden image is its backing.
+	grep -q "backing: $PWD/golden.qcow2" "$index"
+	vi -q destroy mid
+	vi -q destroy c-1
+	[ -f "$VI_HOME/images/layers/$layer.qcow2" ]
+	[ "$(byte_at "$(disk c-2)" 0)" = 22 ]
+	vi -q destroy c-2
+	[ ! -e "$VI_HOME/images/layers/$layer.qcow2" ]
+	! grep -q "$layer" "$index"
 }
 
 @test "--count makes NEW-1..NEW-N sharing one layer" {
@@ -75,13 +110,17 @@ byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0
 	[ "$(jq -r '.clones[1].name' <<<"$output")" = j-2 ]
 }
 
-@test "destroy refuses while clones read the VM's disks, and says which" {
+@test "destroying a VM its clones read leaves them their data" {
 	vi -q clone src mid
 	qemu-io -c 'write -P 0x22 0 64k' "$(disk mid)" >/dev/null
 	vi -q clone --count 2 mid c
-	run -5 vi destroy mid
-	[ "$output" = "vi: error: VM 'mid' has clones that read its disks: 'c-1', 'c-2' (destroy them first, or use --force to keep their data and destroy it)" ]
-	[ -d "$VI_HOME/vms/mid" ]
+	run -0 vi destroy mid
+	[ ! -d "$VI_HOME/vms/mid" ]
+	for vm in c-1 c-2; do
+		run -0 qemu-img check "$(disk $vm)"
+		[ "$(byte_at "$(disk $vm)" 0)" = 22 ]
+		[ "$(byte_at "$(disk $vm)" 65536)" = 11 ]
+	done
 }
 
 @test "destroy --force keeps the clones' data" {
@@ -111,30 +150,33 @@ byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0
 }
 
 @test "a running source on a backend that cannot move its disks live: exit 4, nothing changed" {
+	sed -i 's/^hv: fixture/hv: bare/' "$VI_HOME/vms/src/vm.yaml"
 	mkdir -p "$VI_HOME/vms/src/run" && echo running >"$VI_HOME/vms/src/run/fixture-state"
-	cp "$VI_HOME/vms/src/vm.yaml" before.yaml
-	ls "$VI_HOME/vms/src/disks" >before.list
+	remember_src
 	run -4 vi clone src c1
-	[ "$output" = "vi: error: cannot clone 'src' while it runs: backend 'fixture' does not support moving a running VM's disks onto new overlays" ]
-	[ ! -e "$VI_HOME/vms/c1" ]
-	cmp before.yaml "$VI_HOME/vms/src/vm.yaml"
-	ls "$VI_HOME/vms/src/disks" | cmp before.list -
+	[ "$output" = "vi: error: cannot clone 'src' while it runs: backend 'bare' does not support moving a running VM's disks onto new overlays" ]
+	src_unchanged
 }
 
-@test "destroy --force while a clone's disk is in use: refused, nothing moved" {
-	vi -q clone src mid
-	qemu-io -c 'write -P 0x22 0 64k' "$(disk mid)" >/dev/null
-	vi -q clone mid c1
-	# qemu-io holds the clone's disk as a running VM would.
-	qemu-io -c 'sleep 20000' "$(disk c1)" &
-	local holder=$!
-	sleep 1
-	kill -0 $holder
-	run -5 vi destroy --force mid
-	kill $holder
-	wait $holder || true
-	[ "$output" = "vi: error: cannot keep the layers of 'mid' for the VMs that read them: cannot open '$(disk c1)' for writing: another process is using it" ]
-	[ -d "$VI_HOME/vms/mid/disks" ]
+@test "a running source is cloned live: its disks move onto new overlays, the old ones become the layer" {
+	echo running >"$VI_HOME/vms/src/run/fixture-state"
+	run -0 vi clone src c1
+	# The backend was asked once, with an overlay backed by the disk in use.
+	[ "$(wc -l <"$VI_HOME/vms/src/run/fixture-disks")" -eq 1 ]
+	overlay=$(cat "$VI_HOME/vms/src/run/fixture-disks")
+	[ -f "$overlay" ]
+	[ "$(vi show --json src | jq -r '.vm.state')" = running ]
+	run -0 qemu-img check "$overlay"
 	run -0 qemu-img check "$(disk c1)"
-	[ "$(byte_at "$(disk c1)" 0)" = 22 ]
+	[ "$(qemu-img info --output=json "$(disk c1)" | jq -r '."backing-filename"')" = "$PWD/golden.qcow2" ]
+	[ "$(byte_at "$(disk c1)" 0)" = 11 ]
+}
+
+@test "a live move the backend refuses: exit 1, no clone, the source's definition and disks unchanged" {
+	echo running >"$VI_HOME/vms/src/run/fixture-state"
+	echo switch_disks >"$VI_HOME/vms/src/run/fixture-fail"
+	remember_src
+	run -1 vi clone src c1
+	[ "$output" = "vi: error: cannot clone 'src' while it runs: fixture was told to fail switch_disks" ]
+	src_unchanged
 }

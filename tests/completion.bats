@@ -67,7 +67,7 @@ complete_bash() {
 @test "backend names are completed after --hv" {
 	use_fixture_plugins
 	run -0 complete_bash caps --hv ""
-	[ "$(sort <<<"$output")" = "$(printf 'fixture\nolder')" ]
+	[ "$(sort <<<"$output")" = "$(printf 'bare\nfixture\nolder')" ]
 }
 
 @test "the zsh script parses and completes verbs" {

@@ -88,11 +88,25 @@ setup() {
 }
 
 @test "a backend without a method says so, exit 4" {
-	vi -q create --hv fixture --kernel "$kernel" web1
+	vi -q create --hv bare --kernel "$kernel" web1
 	run -4 vi start web1
-	[ "$output" = "vi: error: backend 'fixture' does not support starting VMs" ]
-	run -4 vi create --hv fixture --kernel "$kernel" --start web2
-	[ "$output" = "vi: error: VM 'web2' was created but did not start: backend 'fixture' does not support starting VMs" ]
+	[ "$output" = "vi: error: backend 'bare' does not support starting VMs" ]
+	run -4 vi create --hv bare --kernel "$kernel" --start web2
+	[ "$output" = "vi: error: VM 'web2' was created but did not start: backend 'bare' does not support starting VMs" ]
+}
+
+@test "a backend that cannot boot the way the VM asks: exit 4, nothing made" {
+	qemu-img create -q -f qcow2 "$BATS_TEST_TMPDIR/a.qcow2" 1G
+	run -4 vi create --hv bare --disk "$BATS_TEST_TMPDIR/a.qcow2" web1
+	[ "$output" = "vi: error: backend 'bare' boots a kernel directly: VM 'web1' has none" ]
+	[ -z "$(ls "$VI_HOME/vms")" ]
+	[ -z "$(ls "$VI_HOME/vms/.staging")" ]
+}
+
+@test "--connect with a backend that runs VMs on this host only: usage error, nothing made" {
+	run -2 vi create --hv fixture --kernel "$kernel" --connect test:///elsewhere web1
+	[ "$output" = "vi: error: backend 'fixture' runs VMs on this host only: --connect 'test:///elsewhere' means nothing to it" ]
+	[ -z "$(ls "$VI_HOME/vms")" ]
 }
 
 @test "stop and console of a stopped VM are wrong state, exit 5" {

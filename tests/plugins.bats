@@ -13,10 +13,11 @@ setup() {
 	run -0 --separate-stderr vi hv list
 	local dir=$VI_PLUGIN_DIR
 	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-badabi.so': invalid plugin ABI version 0"* ]]
-	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-newer.so': plugin ABI version 2 is newer than this vi supports (1)"* ]]
+	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-newer.so': plugin ABI version 3 is newer than this vi supports (2)"* ]]
+	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-abi1.so': plugin ABI version 1 is older than this vi supports (2): rebuild the plugin"* ]]
 	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-nosym.so': no symbol 'vi_hv_plugin_init'"* ]]
 	[[ $stderr == *"vi: warning: cannot load plugin '$dir/hv-failinit.so': initialisation failed: fixture refuses to initialise"* ]]
-	[ "$(grep -c . <<<"$stderr")" -eq 4 ]
+	[ "$(grep -c . <<<"$stderr")" -eq 5 ]
 }
 
 @test "the other plugins still load, each with its probe answer" {
@@ -34,14 +35,15 @@ setup() {
 @test "vi --json caps is one JSON document with the schema version" {
 	run -0 --separate-stderr vi --json caps
 	[ "$(jq -r .vi <<<"$output")" = 1 ]
-	[ "$(jq -r '[.backends[].name] | sort | join(",")' <<<"$output")" = "fixture,older" ]
+	[ "$(jq -r '[.backends[].name] | sort | join(",")' <<<"$output")" = "bare,fixture,older" ]
 	[ "$(jq -r '.backends[] | select(.name == "fixture") | .probe' <<<"$output")" = ok ]
-	[ "$(jq -r '.backends[] | select(.name == "fixture") | .capabilities | join(",")' <<<"$output")" = "direct-boot" ]
+	[ "$(jq -r '.backends[] | select(.name == "fixture") | .capabilities | join(",")' <<<"$output")" = "direct-boot,firmware-boot,lifecycle,pause,save-restore,live-clone" ]
+	[ "$(jq -r '.backends[] | select(.name == "bare") | .capabilities | join(",")' <<<"$output")" = "direct-boot" ]
 }
 
 @test "vi hv list --json lists load errors and the search path" {
 	run -0 --separate-stderr vi hv list --json
-	[ "$(jq -r '.load_errors | length' <<<"$output")" = 4 ]
+	[ "$(jq -r '.load_errors | length' <<<"$output")" = 5 ]
 	[ "$(jq -r '.search_path[0]' <<<"$output")" = "$VI_PLUGIN_DIR" ]
 }
 

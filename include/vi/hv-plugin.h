@@ -1,4 +1,4 @@
-/* The hypervisor plugin ABI: the one header a backend includes from the host.
+/* The hypervisor plugin ABI, version 2: the one header a backend includes from the host.
  *
  * A plugin is a shared object named hv-NAME.so that exports exactly one symbol,
  * vi_hv_plugin_init(). The host calls it once and gets back a table of
@@ -8,7 +8,19 @@
  * abi_version is newer than the host's is rejected.
  *
  * A NULL method means "this backend does not support that". The host reports it
- * with one typed error (exit code 4); plugins never carry stubs.
+ * with one typed error (exit code 4); plugins never carry stubs. Two exceptions,
+ * said where they are declared: define and undefine may be NULL for a backend
+ * that keeps no definition of its own (the VM is vi's alone).
+ *
+ * The snapshot DAG, the disk layers and the store are vi's, for every backend;
+ * a backend gives mechanisms only: moving disks onto overlays (switch_disks),
+ * saving and restoring RAM and device state, sending and receiving a running
+ * VM, and live capacity.
+ *
+ * Version 2 (no plugin outside vi's tree used version 1): snapshot methods gone,
+ * save() takes flags, run() takes a sized options struct, disks and NICs come as
+ * arrays of pointers, probe() may answer VI_HV_PROBE_EXPLICIT. The host refuses
+ * a plugin of another major version with one line naming the file and the version.
  *
  * Ownership: every pointer the host passes in stays valid for the duration of
  * the call only, unless said otherwise. Strings a plugin returns through
@@ -25,7 +37,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define VI_HV_ABI_VERSION 1
+#define VI_HV_ABI_VERSION 2
 
 #define VI_HV_EXPORT __attribute__((visibility("default")))
 
@@ -75,16 +87,14 @@ enum vi_hv_probe {
 	VI_HV_PROBE_OK,       /* usable here */
 	VI_HV_PROBE_DECLINED, /* not usable here; reason says why in one line */
 	VI_HV_PROBE_ERROR,    /* the probe itself failed; the error is recorded */
+	VI_HV_PROBE_EXPLICIT, /* usable when named (--hv, a VM's hv:), never picked
+			       * automatically: e.g. guest code emulated by software KVM */
 };
 
-/* Feature bits beyond the methods themselves. */
-#define VI_HV_F_DIRECT_BOOT   (1u << 0) /* kernel + initrd + cmdline */
-#define VI_HV_F_FIRMWARE_BOOT (1u << 1) /* whole-disk images through firmware */
-#define VI_HV_F_REMOTE        (1u << 2) /* reaches other hosts by URI */
-#define VI_HV_F_LIVE_MIGRATE  (1u << 3)
-#define VI_HV_F_CPU_HOTPLUG   (1u << 4)
-#define VI_HV_F_MEM_HOTPLUG   (1u << 5)
-#define VI_HV_F_MEM_SNAPSHOT  (1u << 6) /* snapshots that include RAM and devices */
+/* Feature bits: what the methods alone do not say. The host reads each one. */
+#define VI_HV_F_DIRECT_BOOT   (1u << 0) /* boots kernel + initrd + cmdline */
+#define VI_HV_F_FIRMWARE_BOOT (1u << 1) /* boots whole-disk images through firmware */
+#define VI_HV_F_REMOTE        (1u << 2) /* reaches other hosts by URI (--connect) */
 
 enum vi_disk_format {
 	VI_DISK_RAW,
@@ -119,9 +129,11 @@ struct vi_hv_vm {
 	const char *kernel;      /* NULL for firmware boot */
 	const char *initrd;      /* may be NULL */
 	const char *cmdline;     /* may be NULL */
-	const struct vi_hv_disk *disks;
+	/* Arrays of pointers, so that a field appended to a disk or NIC moves
+	 * nothing a plugin built earlier reads. */
+	const struct vi_hv_disk *const *disks;
 	size_t ndisks;
-	const struct vi_hv_nic *nics;
+	const struct vi_hv_nic *const *nics;
 	size_t nnics;
 	const char *hostname;
 	const char *machine_id;  /* 32 hex digits, handed to the guest */
@@ -158,12 +170,21 @@ struct vi_hv_stats {
 
 #define VI_HV_STOP_FORCE (1u << 0)
 
-struct vi_hv_snapshot {
+/* save(): keep the guest running once its state is written (a live snapshot:
+ * the state is that of one instant, the guest goes on from it). Without it the
+ * VM is stopped once its state is safely written. */
+#define VI_HV_SAVE_LIVE (1u << 0)
+
+/* How run() starts the VM: booted afresh, from a state file save() wrote, or
+ * from an incoming migration stream. */
+struct vi_hv_run_opts {
 	size_t struct_size;
-	const char *id;
-	const char *dir;        /* snapshots/<id>: where the backend keeps what it saves */
-	int with_memory;        /* save RAM and device state, not only disks */
+	int notify_fd;          /* see run(); -1 for none */
+	const char *state_path; /* restore this state instead of booting; NULL: boot */
+	int incoming_fd;        /* read the state from this stream instead; -1: none */
+	unsigned flags;         /* VI_HV_RUN_* */
 };
+#define VI_HV_RUN_PAUSED (1u << 0) /* restored or received: stay paused until resume() */
 
 struct vi_hv_migrate {
 	size_t struct_size;
@@ -187,16 +208,21 @@ struct vi_hv_ops {
 	/* Is this backend usable here? *reason gets one line either way (may be NULL on OK). */
 	int (*probe)(struct vi_hv_ctx *ctx, const char **reason);
 
+	/* Records the VM with the backend (and checks it can run it); forgets it.
+	 * NULL for a backend that keeps no definition: then defining checks
+	 * nothing and undefining has nothing to forget. */
 	int (*define)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 	int (*undefine)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 	int (*start)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 	/* For backends whose VMM is vi itself: run the VM in this process until it
 	 * stops. start() re-executes host->self_exe as
 	 *   vi --home HOME __vmm-run --hv NAME VMNAME   (with fd 3 = notify_fd)
-	 * and that internal verb calls run(). run() writes one byte '1' to notify_fd
-	 * (when >= 0) once the guest is running, or "0<message>" and returns an error
-	 * if it cannot start; then it closes notify_fd. */
-	int (*run)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int notify_fd);
+	 * and that internal verb calls run(). run() writes one byte '1' to
+	 * opts->notify_fd (when >= 0) once the guest is running, or "0<message>" and
+	 * returns an error if it cannot start; then it closes notify_fd. Fields of
+	 * opts beyond its struct_size read as zero (-1 for the fds). */
+	int (*run)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+		   const struct vi_hv_run_opts *opts);
 	/* Graceful unless VI_HV_STOP_FORCE; a graceful stop that has not finished
 	 * after timeout_ms is forced. */
 	int (*stop)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
@@ -210,15 +236,16 @@ struct vi_hv_ops {
 		       int escape);
 	int (*stats)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
 
-	int (*snapshot_create)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
-			       const struct vi_hv_snapshot *snap);
-	int (*snapshot_revert)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
-			       const struct vi_hv_snapshot *snap);
-	int (*snapshot_delete)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
-			       const struct vi_hv_snapshot *snap);
-	/* Save RAM and device state to path and stop; restore from it. */
-	int (*save)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path);
-	int (*restore)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path);
+	/* Writes the running or paused VM's RAM and device state to path (a new
+	 * file; the host renames it into place), then stops the VM, or with
+	 * VI_HV_SAVE_LIVE lets it go on. On failure the VM is as it was. */
+	int (*save)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
+		    unsigned flags);
+	/* Starts the stopped VM from a state save() wrote: it goes on from that
+	 * instant (paused with VI_HV_RUN_PAUSED in flags). Its disks must be as they
+	 * were at that instant: the host sees to it. */
+	int (*restore)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
+		       unsigned flags);
 	int (*migrate_send)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 			    const struct vi_hv_migrate *m);
 	int (*migrate_recv)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,

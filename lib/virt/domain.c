@@ -103,7 +103,7 @@ static int check_files(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	if (!rc)
 		rc = check_file(ctx, vm, "initrd", vm->initrd);
 	for (size_t i = 0; !rc && i < vm->ndisks; i++)
-		rc = check_file(ctx, vm, "disk", vm->disks[i].path);
+		rc = check_file(ctx, vm, "disk", vm->disks[i]->path);
 	return rc;
 }
 

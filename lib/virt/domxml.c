@@ -201,7 +201,7 @@ static void write_disks(struct writer *x, const struct virt_guest *g, const stru
 	char target[32];
 
 	for (size_t i = 0; i < vm->ndisks; i++) {
-		const struct vi_hv_disk *d = &vm->disks[i];
+		const struct vi_hv_disk *d = vm->disks[i];
 
 		open_el(x, "disk");
 		attr(x, "type", "file");
@@ -225,7 +225,7 @@ static void write_disks(struct writer *x, const struct virt_guest *g, const stru
 static void write_nics(struct writer *x, const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
 	for (size_t i = 0; i < vm->nnics; i++) {
-		const struct vi_hv_nic *n = &vm->nics[i];
+		const struct vi_hv_nic *n = vm->nics[i];
 		const struct nic_mode *m = nic_mode_find(n->mode);
 
 		open_el(x, "interface");
@@ -292,13 +292,13 @@ static int check_vm(const struct vi_host *host, const struct virt_guest *g,
 		return host->error(VI_EUSAGE, "'%s' has neither a kernel nor a disk to boot",
 				   vm->name);
 	for (size_t i = 0; i < vm->ndisks; i++) {
-		const struct vi_hv_disk *d = &vm->disks[i];
+		const struct vi_hv_disk *d = vm->disks[i];
 		if (!d->path || (d->format != VI_DISK_RAW && d->format != VI_DISK_QCOW2))
 			return host->error(VI_EUSAGE, "disk %zu of '%s' has no path or format",
 					   i, vm->name);
 	}
 	for (size_t i = 0; i < vm->nnics; i++) {
-		const struct vi_hv_nic *n = &vm->nics[i];
+		const struct vi_hv_nic *n = vm->nics[i];
 		const struct nic_mode *m = nic_mode_find(n->mode);
 
 		if (!m)
@@ -396,7 +396,7 @@ int virt_switch_xml(const struct vi_host *host, const struct vi_hv_vm *vm,
 	open_el(&x, "disks");
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		open_el(&x, "disk");
-		attr(&x, "name", vm->disks[i].path);
+		attr(&x, "name", vm->disks[i]->path);
 		attr(&x, "snapshot", overlays[i] ? "external" : "no");
 		if (overlays[i]) {
 			attr(&x, "type", "file");

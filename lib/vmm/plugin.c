@@ -54,11 +54,13 @@ static int plugin_probe(struct vi_hv_ctx *ctx, const char **reason)
 		snprintf(probe_reason, sizeof(probe_reason), "%s", vi_error_message());
 		return VI_HV_PROBE_DECLINED;
 	}
-	if (!info.hardware)
+	if (!info.hardware) {
+		/* Usable when asked for by name; too slow to be anybody's default. */
 		snprintf(probe_reason, sizeof(probe_reason),
 			 "software KVM: guest code is emulated (%s), up to %u vCPUs", info.module,
 			 info.max_vcpus);
-	else if (strcmp(info.module, backend->kvm_module)) {
+		return VI_HV_PROBE_EXPLICIT;
+	} else if (strcmp(info.module, backend->kvm_module)) {
 		snprintf(probe_reason, sizeof(probe_reason), "'/dev/kvm' is %s, not %s",
 			 info.module, backend->kvm_module);
 		return VI_HV_PROBE_DECLINED;
@@ -113,10 +115,10 @@ static int plugin_config(const struct vi_hv_vm *vm, struct vmm_config *cfg)
 		.nnics = vm->nnics, .rng = true, .balloon = true,
 	};
 	for (size_t i = 0; i < vm->ndisks; i++)
-		disks[i] = (struct vmm_disk){ vm->disks[i].path, vm->disks[i].format,
-					      vm->disks[i].readonly != 0 };
+		disks[i] = (struct vmm_disk){ vm->disks[i]->path, vm->disks[i]->format,
+					      vm->disks[i]->readonly != 0 };
 	for (size_t i = 0; i < vm->nnics; i++) {
-		int ret = plugin_nic(&vm->nics[i], &nics[i]);
+		int ret = plugin_nic(vm->nics[i], &nics[i]);
 
 		if (ret < 0) {
 			plugin_config_release(cfg);
@@ -337,8 +339,10 @@ static void run_notify(int fd, const char *msg)
 	close(fd);
 }
 
-static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int notify_fd)
+static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+		      const struct vi_hv_run_opts *opts)
 {
+	int notify_fd = opts->notify_fd;
 	char *pid_path = run_path(vm, "pid"), *sock = run_path(vm, "control.sock"), *pid = NULL;
 	struct vmm_control *ctl = NULL;
 	struct vmm *machine = NULL;
@@ -351,6 +355,11 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int noti
 	signal(SIGPIPE, SIG_IGN);
 	if (plugin_running(vm)) {
 		ret = vi_error(VI_ESTATE, "VM '%s' is already running", vm->name);
+		goto fail;
+	}
+	if (opts->state_path || opts->incoming_fd >= 0) {
+		ret = vi_error(VI_EUNSUPPORTED, "hv-%s cannot start VM '%s' from a saved state yet",
+			       backend->name, vm->name);
 		goto fail;
 	}
 	ret = plugin_config(vm, &cfg);

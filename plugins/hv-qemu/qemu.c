@@ -104,8 +104,7 @@ static const struct vi_hv_ops qemu_ops = {
 	.abi_version = VI_HV_ABI_VERSION,
 	.name = "qemu",
 	.description = "QEMU through libvirt: KVM, or TCG without hardware virtualization",
-	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE |
-		    VI_HV_F_CPU_HOTPLUG | VI_HV_F_MEM_HOTPLUG,
+	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE,
 	.open = qemu_open,
 	.close = virt_close,
 	.probe = qemu_probe,

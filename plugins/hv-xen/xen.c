@@ -41,8 +41,7 @@ static const struct vi_hv_ops xen_ops = {
 	.abi_version = VI_HV_ABI_VERSION,
 	.name = "xen",
 	.description = "Xen through libvirt's libxl driver: PV, PVH and HVM guests",
-	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE |
-		    VI_HV_F_CPU_HOTPLUG | VI_HV_F_MEM_HOTPLUG,
+	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE,
 	.open = xen_open,
 	.close = virt_close,
 	.probe = xen_probe,

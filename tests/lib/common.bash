@@ -25,7 +25,8 @@ use_fixture_plugins() {
 	isolate_plugins
 	export VI_PLUGIN_DIR=$BATS_TEST_TMPDIR/plugins
 	mkdir -p "$VI_PLUGIN_DIR"
-	ln -sf "$VI_BUILD/tests/plugins/hv-fixture.so" "$VI_BUILD/tests/plugins/hv-older.so" \
+	ln -sf "$VI_BUILD/tests/plugins/hv-fixture.so" "$VI_BUILD/tests/plugins/hv-bare.so" \
+		"$VI_BUILD/tests/plugins/hv-older.so" \
 		"$VI_PLUGIN_DIR/"
 }
 
@@ -49,4 +50,11 @@ define_vm() {
 		echo "memory: 512M"
 		printf '%s\n' "$@"
 	} >"$VI_HOME/vms/$name/vm.yaml"
+}
+
+# A qcow2 golden image in the current directory, its first MiB 0x11:
+# golden_image [SIZE]
+golden_image() {
+	qemu-img create -q -f qcow2 golden.qcow2 "${1:-1G}"
+	qemu-io -c 'write -P 0x11 0 1M' golden.qcow2 >/dev/null
 }

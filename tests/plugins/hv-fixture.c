@@ -1,40 +1,233 @@
-/* A test backend "fixture": loads and probes OK, keeps VM state in a file in
- * the VM's run directory, and leaves most methods NULL so the host's
- * "unsupported" path can be tested. */
-#include <vi/hv-plugin.h>
+/* A test backend "fixture" that plays a hypervisor's part without running
+ * anything, so that vi's orchestration (create, clone, snapshots, restore)
+ * can be tested without KVM or libvirt. State is one word in
+ * run/fixture-state (fixture.h). Mechanisms:
+ *   start/stop/pause/resume  change the word;
+ *   save                     writes a state file naming the VM, its state
+ *                            and its disks; stops the VM unless LIVE;
+ *   restore                  checks the file is this VM's and its disks are
+ *                            the ones saved, then runs (or pauses) the VM;
+ *   switch_disks             checks each overlay is a qcow2 image backed by
+ *                            the disk it replaces, and records the move in
+ *                            run/fixture-disks.
+ * A test makes a method fail by writing its name into run/fixture-fail. */
+#include "fixture.h"
 
-#include <fcntl.h>
-#include <stdio.h>
-#include <string.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <unistd.h>
 
-static int fixture_probe(struct vi_hv_ctx *ctx, const char **reason)
-{
-	*reason = ctx->uri ? ctx->uri : "fixture backend for tests";
-	return VI_HV_PROBE_OK;
-}
+#define STATE_MAGIC "vi-fixture-state 1"
 
-static int fixture_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_state *out)
+static const struct vi_host *host;
+
+static int set_state(const struct vi_hv_vm *vm, const char *word)
 {
-	char path[4096], word[32] = "";
+	char path[4096];
 	FILE *f;
 
-	snprintf(path, sizeof(path), "%s/fixture-state", vm->run_dir);
-	f = fopen(path, "r");
-	if (!f) {
-		out->state = VI_HV_STOPPED;
+	fixture_path(vm, "fixture-state", path, sizeof(path));
+	if (!(f = fopen(path, "w")) || fprintf(f, "%s\n", word) < 0 || fclose(f) != 0)
+		return host->error(VI_EFAIL, "cannot write '%s': %s", path, strerror(errno));
+	return 0;
+}
+
+/* Fails `method` when run/fixture-fail names it. */
+static int injected(const struct vi_hv_vm *vm, const char *method)
+{
+	char path[4096], word[64] = "";
+	FILE *f;
+
+	fixture_path(vm, "fixture-fail", path, sizeof(path));
+	if (!(f = fopen(path, "r")))
 		return 0;
-	}
 	if (!fgets(word, sizeof(word), f))
 		word[0] = '\0';
 	fclose(f);
-	if (!strncmp(word, "running", 7))
-		out->state = VI_HV_RUNNING;
-	else if (!strncmp(word, "error", 5))
-		return ctx->host->error(VI_EFAIL, "fixture state of '%s' is broken", vm->name);
-	else
-		out->state = VI_HV_STOPPED;
+	word[strcspn(word, "\n")] = '\0';
+	if (strcmp(word, method))
+		return 0;
+	return host->error(VI_EFAIL, "fixture was told to fail %s", method);
+}
+
+static int need_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool live)
+{
+	int state = fixture_get(ctx, vm);
+
+	if (state < 0)
+		return state;
+	if (live && state != VI_HV_RUNNING && state != VI_HV_PAUSED)
+		return host->error(VI_ESTATE, "VM '%s' is not running", vm->name);
+	if (!live && state != VI_HV_STOPPED)
+		return host->error(VI_ESTATE, "VM '%s' is already running", vm->name);
 	return 0;
+}
+
+static int fixture_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	int rc = need_state(ctx, vm, false);
+
+	if (rc == 0)
+		rc = injected(vm, "start");
+	return rc ? rc : set_state(vm, "running");
+}
+
+static int fixture_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
+			unsigned timeout_ms)
+{
+	int rc = need_state(ctx, vm, true);
+
+	(void)flags;
+	(void)timeout_ms;
+	if (rc == 0)
+		rc = injected(vm, "stop");
+	return rc ? rc : set_state(vm, "stopped");
+}
+
+static int fixture_pause(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	int rc = need_state(ctx, vm, true);
+
+	return rc ? rc : set_state(vm, "paused");
+}
+
+static int fixture_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	int rc = need_state(ctx, vm, true);
+
+	return rc ? rc : set_state(vm, "running");
+}
+
+static int fixture_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
+			unsigned flags)
+{
+	int state = fixture_get(ctx, vm), rc;
+	FILE *f;
+
+	if ((rc = need_state(ctx, vm, true)) < 0 || (rc = injected(vm, "save")) < 0)
+		return rc;
+	if (!(f = fopen(path, "wx")))
+		return host->error(VI_EFAIL, "cannot create '%s': %s", path, strerror(errno));
+	fprintf(f, "%s\n%s\n%s\n", STATE_MAGIC, vm->uuid,
+		state == VI_HV_PAUSED ? "paused" : "running");
+	for (size_t i = 0; i < vm->ndisks; i++)
+		fprintf(f, "%s\n", vm->disks[i]->path);
+	if (fclose(f) != 0) {
+		unlink(path);
+		return host->error(VI_EFAIL, "cannot write '%s'", path);
+	}
+	return flags & VI_HV_SAVE_LIVE ? 0 : set_state(vm, "stopped");
+}
+
+static int fixture_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
+			   unsigned flags)
+{
+	char line[4096];
+	size_t n = 0;
+	int rc;
+	FILE *f;
+
+	if ((rc = need_state(ctx, vm, false)) < 0 || (rc = injected(vm, "restore")) < 0)
+		return rc;
+	if (!(f = fopen(path, "r")))
+		return host->error(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, "cannot open '%s': %s",
+				   path, strerror(errno));
+	if (!fgets(line, sizeof(line), f) || strncmp(line, STATE_MAGIC "\n", sizeof(STATE_MAGIC)))
+		rc = host->error(VI_EFAIL, "'%s' is not a fixture state file", path);
+	else if (!fgets(line, sizeof(line), f) || strncmp(line, vm->uuid, strlen(vm->uuid)))
+		rc = host->error(VI_EFAIL, "'%s' holds the state of another VM", path);
+	else if (!fgets(line, sizeof(line), f))
+		rc = host->error(VI_EFAIL, "'%s' is truncated", path);
+	/* The disks must be the ones the state was saved with (by path; the
+	 * host gives the VM new overlays on the same layers, which is fine). */
+	while (rc == 0 && fgets(line, sizeof(line), f))
+		n++;
+	fclose(f);
+	if (rc == 0 && n != vm->ndisks)
+		rc = host->error(VI_EFAIL, "'%s' was saved with %zu disks, VM '%s' has %zu", path, n,
+				 vm->name, vm->ndisks);
+	if (rc < 0)
+		return rc;
+	return set_state(vm, flags & VI_HV_RUN_PAUSED ? "paused" : "running");
+}
+
+static uint64_t be64(const unsigned char *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* The backing file a qcow2 image names, resolved against its directory. */
+static int qcow2_backing(const char *path, char out[PATH_MAX])
+{
+	unsigned char h[72];
+	char name[1024], joined[PATH_MAX * 2];
+	FILE *f = fopen(path, "rb");
+	uint64_t off;
+	uint32_t size;
+
+	if (!f)
+		return host->error(VI_EFAIL, "cannot open overlay '%s': %s", path, strerror(errno));
+	if (fread(h, 1, sizeof(h), f) != sizeof(h) || memcmp(h, "QFI\xfb", 4)) {
+		fclose(f);
+		return host->error(VI_EFAIL, "overlay '%s' is not a qcow2 image", path);
+	}
+	off = be64(h + 8);
+	size = (uint32_t)h[16] << 24 | h[17] << 16 | h[18] << 8 | h[19];
+	if (!off || !size || size >= sizeof(name) || fseek(f, (long)off, SEEK_SET) ||
+	    fread(name, 1, size, f) != size) {
+		fclose(f);
+		return host->error(VI_EFAIL, "overlay '%s' has no backing file", path);
+	}
+	fclose(f);
+	name[size] = '\0';
+	if (name[0] == '/') {
+		snprintf(joined, sizeof(joined), "%s", name);
+	} else {
+		const char *slash = strrchr(path, '/');
+		snprintf(joined, sizeof(joined), "%.*s%s", slash ? (int)(slash - path + 1) : 0, path,
+			 name);
+	}
+	if (!realpath(joined, out))
+		return host->error(VI_EFAIL, "backing file '%s' of overlay '%s' is missing", name,
+				   path);
+	return 0;
+}
+
+static int fixture_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+				const char *const *overlays)
+{
+	char record[4096], backing[PATH_MAX], current[PATH_MAX];
+	int rc;
+	FILE *f;
+
+	if ((rc = need_state(ctx, vm, true)) < 0 || (rc = injected(vm, "switch_disks")) < 0)
+		return rc;
+	/* Every overlay is checked before any disk moves, as a real backend must. */
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		if (!overlays[i])
+			continue;
+		if (vm->disks[i]->readonly)
+			return host->error(VI_EUSAGE, "disk %zu of '%s' is read-only", i, vm->name);
+		if ((rc = qcow2_backing(overlays[i], backing)) < 0)
+			return rc;
+		if (!realpath(vm->disks[i]->path, current) || strcmp(current, backing))
+			return host->error(VI_EUSAGE, "overlay '%s' is not backed by disk '%s'",
+					   overlays[i], vm->disks[i]->path);
+	}
+	fixture_path(vm, "fixture-disks", record, sizeof(record));
+	if (!(f = fopen(record, "a")))
+		return host->error(VI_EFAIL, "cannot write '%s': %s", record, strerror(errno));
+	for (size_t i = 0; i < vm->ndisks; i++)
+		fprintf(f, "%s%s", i ? " " : "", overlays[i] ? overlays[i] : "-");
+	fprintf(f, "\n");
+	return fclose(f) ? host->error(VI_EFAIL, "cannot write '%s'", record) : 0;
 }
 
 static const struct vi_hv_ops ops = {
@@ -42,13 +235,20 @@ static const struct vi_hv_ops ops = {
 	.abi_version = VI_HV_ABI_VERSION,
 	.name = "fixture",
 	.description = "test fixture backend",
-	.features = VI_HV_F_DIRECT_BOOT,
+	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT,
 	.probe = fixture_probe,
+	.start = fixture_start,
+	.stop = fixture_stop,
+	.pause = fixture_pause,
+	.resume = fixture_resume,
 	.state = fixture_state,
+	.save = fixture_save,
+	.restore = fixture_restore,
+	.switch_disks = fixture_switch_disks,
 };
 
-VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)
+VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *h)
 {
-	(void)host;
+	host = h;
 	return &ops;
 }

@@ -1,6 +1,6 @@
-/* A test backend built against a shorter ops table, as a plugin from an
- * older vi would be: the host must load it and treat the missing methods as
- * unsupported. */
+/* A test backend built against a shorter ops table of the same ABI version,
+ * as a plugin built before methods were appended would be: the host must
+ * load it and treat the missing methods as unsupported. */
 #include <vi/hv-plugin.h>
 
 #include <stddef.h>

@@ -22,7 +22,8 @@ int main(void)
 	ok(vi_hv_find(&set, "older") != NULL, "a plugin with a shorter table loads");
 	ok(vi_hv_find(&set, "newer") == NULL, "a newer ABI is refused");
 	ok(vi_hv_find(&set, "badabi") == NULL, "ABI version 0 is refused");
-	is_int(set.nerrors, 4, "four load errors recorded");
+	ok(vi_hv_find(&set, "abi1") == NULL, "a plugin built against ABI 1 is refused");
+	is_int(set.nerrors, 5, "five load errors recorded");
 	bool named = true;
 	for (size_t i = 0; i < set.nerrors; i++)
 		named &= strstr(set.load_errors[i], dir) != NULL;
@@ -35,16 +36,25 @@ int main(void)
 	is_str(hv->reason, "test:///x", "the URI reaches the plugin");
 	is_int(vi_hv_state(hv, &vm, &st), 0, "state through the wrapper");
 	is_int(st.state, VI_HV_STOPPED, "fixture says stopped");
-	is_int(vi_hv_start(hv, &vm), -VI_EUNSUPPORTED, "a NULL method is unsupported");
-	is_str(vi_error_message(), "backend 'fixture' does not support starting VMs",
+	is_int(vi_hv_set_vcpus(hv, &vm, 2), -VI_EUNSUPPORTED, "a NULL method is unsupported");
+	is_str(vi_error_message(), "backend 'fixture' does not support changing the number of vCPUs",
 	       "one message for every NULL method");
-	is_int(vi_hv_set_vcpus(hv, &vm, 2), -VI_EUNSUPPORTED, "set_vcpus unsupported");
+	is_int(vi_hv_define(hv, &vm), 0,
+	       "a NULL define succeeds: the backend keeps no definition of its own");
+	is_int(vi_hv_undefine(hv, &vm), 0, "and so does a NULL undefine");
+
+	hv = vi_hv_find(&set, "bare");
+	is_int(vi_hv_start(hv, &vm), -VI_EUNSUPPORTED, "bare cannot start VMs");
+	is_str(vi_error_message(), "backend 'bare' does not support starting VMs", "and says so");
+	is_int(vi_hv_save(hv, &vm, "/nonexistent/state", VI_HV_SAVE_LIVE), -VI_EUNSUPPORTED,
+	       "nor save them");
+	is_str(vi_error_message(), "backend 'bare' does not support saving VM state", "and says so");
 
 	hv = vi_hv_find(&set, "older");
 	is_int(hv->ops.struct_size, sizeof(struct vi_hv_ops), "the host's copy is full size");
 	ok(hv->ops.define == NULL && hv->ops.start == NULL,
 	   "methods beyond the plugin's table read as NULL");
-	is_int(vi_hv_define(hv, &vm), -VI_EUNSUPPORTED, "so they are unsupported, never called");
+	is_int(vi_hv_start(hv, &vm), -VI_EUNSUPPORTED, "so they are unsupported, never called");
 	is_int(vi_hv_probe(hv, NULL), VI_HV_PROBE_DECLINED, "older declines");
 
 	struct vi_hv *chosen = NULL;
@@ -58,11 +68,29 @@ int main(void)
 	is_int(vi_hv_choose(&set, "fixture", NULL, &chosen), 0, "choose fixture by name");
 	is_int(vi_hv_choose(&set, NULL, NULL, &chosen), -VI_EUNSUPPORTED,
 	       "fixtures are never chosen automatically");
+	is_int(vi_hv_choose(&set, "fixture", "test:///x", &chosen), -VI_EUSAGE,
+	       "a URI means nothing to a backend without VI_HV_F_REMOTE");
+	is_str(vi_error_message(),
+	       "backend 'fixture' runs VMs on this host only: --connect 'test:///x' means nothing to it",
+	       "and says so");
+
+	/* An answer of "explicit": usable when named, never picked by itself. */
+	hv = vi_hv_find(&set, "fixture");
+	vi_hv_probe(hv, NULL);
+	hv->probe = VI_HV_PROBE_EXPLICIT;
+	ok(vi_hv_usable(hv), "an explicit backend is usable");
+	is_int(vi_hv_choose(&set, "fixture", NULL, &chosen), 0, "and chosen when named");
+	is_str(vi_hv_probe_name(VI_HV_PROBE_EXPLICIT), "explicit", "it is listed as explicit");
+	hv->probe = VI_HV_PROBE_OK;
 
 	const char *caps[32];
-	hv = vi_hv_find(&set, "fixture");
 	size_t n = vi_hv_caps(hv, caps, 32);
-	ok(n == 1 && !strcmp(caps[0], "direct-boot"), "capabilities follow methods and features");
+	char joined[256] = "";
+	for (size_t i = 0; i < n; i++)
+		snprintf(joined + strlen(joined), sizeof(joined) - strlen(joined), "%s%s",
+			 i ? "," : "", caps[i]);
+	is_str(joined, "direct-boot,firmware-boot,lifecycle,pause,save-restore,live-clone",
+	       "capabilities follow methods and features");
 
 	vi_hv_set_release(&set);
 	free(dir);

@@ -28,6 +28,8 @@ struct guest {
 	char name[64], uuid[40], run_dir[4200], log[4300], overlay[4300];
 	struct vi_hv_disk disk;
 	struct vi_hv_nic nic;
+	const struct vi_hv_disk *disk_ptr;
+	const struct vi_hv_nic *nic_ptr;
 	struct vi_hv_vm vm;
 };
 
@@ -118,6 +120,8 @@ static void guest_init(struct guest *g, const char *tag, const char *cmdline)
 	run("qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'", disk, g->overlay);
 	g->disk = (struct vi_hv_disk){ sizeof(g->disk), g->overlay, VI_DISK_QCOW2, 0, 0 };
 	g->nic = (struct vi_hv_nic){ sizeof(g->nic), NULL, "user", NULL };
+	g->disk_ptr = &g->disk;
+	g->nic_ptr = &g->nic;
 	g->vm = (struct vi_hv_vm){
 		.struct_size = sizeof(g->vm),
 		.name = g->name,
@@ -130,8 +134,8 @@ static void guest_init(struct guest *g, const char *tag, const char *cmdline)
 		.kernel = kernel,
 		.initrd = initrd,
 		.cmdline = cmdline,
-		.disks = &g->disk, .ndisks = 1,
-		.nics = &g->nic, .nnics = 1,
+		.disks = &g->disk_ptr, .ndisks = 1,
+		.nics = &g->nic_ptr, .nnics = 1,
 	};
 }
 

@@ -29,6 +29,9 @@ static struct vi_hv_nic nics[] = {
 	{ sizeof(struct vi_hv_nic), NULL, "tap", "vi-tap0" },
 };
 
+static const struct vi_hv_disk *const disk_ptrs[] = { &disks[0], &disks[1] };
+static const struct vi_hv_nic *const nic_ptrs[] = { &nics[0], &nics[1], &nics[2], &nics[3] };
+
 static struct vi_hv_vm base_vm(void)
 {
 	struct vi_hv_vm vm = {
@@ -41,8 +44,8 @@ static struct vi_hv_vm base_vm(void)
 		.kernel = weird_kernel,
 		.initrd = "/srv/vi/initrd.gz",
 		.cmdline = weird_cmdline,
-		.disks = disks, .ndisks = 2,
-		.nics = nics, .nnics = 4,
+		.disks = disk_ptrs, .ndisks = 2,
+		.nics = nic_ptrs, .nnics = 4,
 	};
 	return vm;
 }
@@ -178,7 +181,7 @@ static void test_xen(void)
 	struct vi_hv_vm vm = base_vm();
 	char *xml = NULL;
 
-	vm.nics = nics + 1;
+	vm.nics = nic_ptrs + 1;
 	vm.nnics = 3;
 	is_int(virt_guest_xen(&test_host, NULL) == &virt_guest_xen_pv, 1, "xen: pv by default");
 	is_int(virt_guest_xen(&test_host, "pvh") == &virt_guest_xen_pvh, 1, "xen: pvh");
@@ -234,12 +237,13 @@ static void test_errors(void)
 	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
 	       "no memory is a usage error");
 	vm = base_vm();
-	vm.nics = &bad_nic;
+	const struct vi_hv_nic *bad_nic_ptr = &bad_nic, *sourceless_ptr = &sourceless;
+	vm.nics = &bad_nic_ptr;
 	vm.nnics = 1;
 	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
 	       "unknown NIC mode is a usage error");
 	ok(error_has("unknown NIC mode 'carrier-pigeon' for 'xml-test'"), "... naming it");
-	vm.nics = &sourceless;
+	vm.nics = &sourceless_ptr;
 	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
 	       "a bridge NIC needs a bridge");
 	vm = base_vm();
@@ -253,12 +257,15 @@ static void test_errors(void)
 static void test_disk_names(void)
 {
 	struct vi_hv_disk many[28];
+	const struct vi_hv_disk *many_ptrs[ARRAY_SIZE(many)];
 	struct vi_hv_vm vm = base_vm();
 	char *xml;
 
-	for (size_t i = 0; i < ARRAY_SIZE(many); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(many); i++) {
 		many[i] = (struct vi_hv_disk){ sizeof(many[i]), "/srv/d.qcow2", VI_DISK_QCOW2 };
-	vm.disks = many;
+		many_ptrs[i] = &many[i];
+	}
+	vm.disks = many_ptrs;
 	vm.ndisks = ARRAY_SIZE(many);
 	xml = xml_for(&virt_guest_qemu_tcg, &vm);
 	is_xpath(xml, "string(/domain/devices/disk[26]/target/@dev)", "vdz", "26th disk is vdz");

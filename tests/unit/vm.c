@@ -63,9 +63,9 @@ int main(void)
 
 	struct vi_vm_hv view;
 	vi_vm_hv_init(&view, &back, "/store/vms/web1");
-	is_str(view.vm.disks[0].path, "/store/vms/web1/disks/root.qcow2",
+	is_str(view.vm.disks[0]->path, "/store/vms/web1/disks/root.qcow2",
 	       "relative disk paths resolve against the VM's directory");
-	is_str(view.vm.disks[1].path, "/images/data.raw", "absolute disk paths stay");
+	is_str(view.vm.disks[1]->path, "/images/data.raw", "absolute disk paths stay");
 	is_str(view.vm.console_log, "/store/vms/web1/run/console.log", "console log path");
 	is_int(view.vm.struct_size, sizeof(struct vi_hv_vm), "view carries its size");
 	vi_vm_hv_release(&view);
