@@ -281,15 +281,24 @@ static int start_wait(const struct vi_hv_vm *vm, int fd)
 	return vi_error(VI_EFAIL, "the VMM of '%s' ended before the guest started", vm->name);
 }
 
-static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+/* Starts the VM's process, booting it or, with `state`, restoring that state (paused
+ * when asked), and waits until its guest runs. */
+static int start_vmm(const struct vi_hv_vm *vm, const char *state, bool paused)
 {
-	char *argv[] = { (char *)host->self_exe, "--home", (char *)host->home, "__vmm-run",
-			 "--hv", (char *)backend->name, (char *)vm->name, NULL };
+	char *argv[12] = { (char *)host->self_exe, "--home", (char *)host->home, "__vmm-run",
+			   "--hv", (char *)backend->name };
+	size_t argc = 6;
 	struct vmm_config cfg;
 	int pipefd[2], ret, status;
 	pid_t child;
 
-	(void)ctx;
+	if (state) {
+		argv[argc++] = "--restore";
+		argv[argc++] = (char *)state;
+	}
+	if (paused)
+		argv[argc++] = "--paused";
+	argv[argc++] = (char *)vm->name;
 	if (plugin_running(vm))
 		return vi_error(VI_ESTATE, "VM '%s' is already running", vm->name);
 	/* The errors a user can fix, with their exit codes, before anything starts. */
@@ -318,6 +327,56 @@ static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 		ret = start_wait(vm, pipefd[0]);
 	}
 	close(pipefd[0]);
+	return ret;
+}
+
+static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	(void)ctx;
+	return start_vmm(vm, NULL, false);
+}
+
+static int plugin_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
+			  unsigned flags)
+{
+	(void)ctx;
+	if (access(path, R_OK) < 0)
+		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+				      "cannot read the state '%s'", path);
+	return start_vmm(vm, path, flags & VI_HV_RUN_PAUSED);
+}
+
+/* The machine of opts: booted, or restored from the state file (whose pages stay mapped:
+ * the fd may go once it is read). */
+static int run_machine(const struct vi_hv_vm *vm, const struct vi_hv_run_opts *opts,
+		       const struct vmm_config *cfg, struct vmm **out)
+{
+	int fd = -1, ret;
+
+	if (opts->incoming_fd >= 0)
+		return vi_error(VI_EUNSUPPORTED,
+				"hv-%s cannot start VM '%s' from a migration stream yet",
+				backend->name, vm->name);
+	if (opts->state_path) {
+		fd = open(opts->state_path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+					      "cannot open the state '%s'", opts->state_path);
+	}
+	ret = vmm_new(cfg, out);
+	if (ret == 0 && fd >= 0) {
+		ret = vmm_restore(*out, fd);
+		if (ret < 0)
+			vi_error_wrap("cannot restore VM '%s' from '%s'", vm->name,
+				      opts->state_path);
+	} else if (ret == 0) {
+		ret = vmm_boot(*out);
+	}
+	/* Before vmm_start() the pause holds the vCPUs back. */
+	if (ret == 0 && (opts->flags & VI_HV_RUN_PAUSED))
+		ret = vmm_pause(*out);
+	if (fd >= 0)
+		close(fd);
 	return ret;
 }
 
@@ -357,11 +416,6 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 		ret = vi_error(VI_ESTATE, "VM '%s' is already running", vm->name);
 		goto fail;
 	}
-	if (opts->state_path || opts->incoming_fd >= 0) {
-		ret = vi_error(VI_EUNSUPPORTED, "hv-%s cannot start VM '%s' from a saved state yet",
-			       backend->name, vm->name);
-		goto fail;
-	}
 	ret = plugin_config(vm, &cfg);
 	if (ret == 0)
 		ret = vi_mkdir_p(vm->run_dir, 0711);
@@ -380,9 +434,7 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	sigaddset(&stop_signals, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	sig_fd = signalfd(-1, &stop_signals, SFD_CLOEXEC);
-	ret = vmm_new(&cfg, &machine);
-	if (ret == 0)
-		ret = vmm_boot(machine);
+	ret = run_machine(vm, opts, &cfg, &machine);
 	if (ret == 0)
 		ret = vmm_watch_fd(machine, sig_fd, run_signal, NULL);
 	if (ret == 0)
@@ -449,22 +501,30 @@ static bool wait_gone(int fd, unsigned timeout_ms)
 	}
 }
 
-static int stop_request(const struct vi_hv_vm *vm, bool force, unsigned timeout_ms)
+/* A request after which the VMM ends: done once it has gone (args is consumed). */
+static int call_until_gone(const struct vi_hv_vm *vm, const char *cmd, struct json_object *args,
+			   unsigned timeout_ms)
 {
-	struct json_object *args = json_object_new_object();
 	int fd, ret = plugin_connect(vm, &fd);
 
-	json_object_object_add(args, "force", json_object_new_boolean(force));
 	if (ret < 0) {
 		json_object_put(args);
 		return ret;
 	}
-	ret = vmm_control_call(fd, "stop", args, NULL);
+	ret = vmm_control_call(fd, cmd, args, NULL);
 	if (ret == 0 && !wait_gone(fd, timeout_ms))
 		ret = vi_error(VI_ETIMEOUT, "VM '%s' did not stop within %u ms", vm->name,
 			       timeout_ms);
 	close(fd);
 	return ret;
+}
+
+static int stop_request(const struct vi_hv_vm *vm, bool force, unsigned timeout_ms)
+{
+	struct json_object *args = json_object_new_object();
+
+	json_object_object_add(args, "force", json_object_new_boolean(force));
+	return call_until_gone(vm, "stop", args, timeout_ms);
 }
 
 static int plugin_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
@@ -535,6 +595,21 @@ static int plugin_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 		json_object_array_add(list, overlays[i] ? absolute_path_json(overlays[i]) : NULL);
 	json_object_object_add(args, "overlays", list);
 	return plugin_call(vm, "switch_disks", args, NULL);
+}
+
+/* The VMM writes the state on its worker thread; the reply comes when it is written. */
+static int plugin_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
+		       unsigned flags)
+{
+	struct json_object *args = json_object_new_object();
+	bool live = flags & VI_HV_SAVE_LIVE;
+
+	(void)ctx;
+	json_object_object_add(args, "path", absolute_path_json(path));
+	json_object_object_add(args, "live", json_object_new_boolean(live));
+	if (live)
+		return plugin_call(vm, "save", args, NULL);
+	return call_until_gone(vm, "save", args, FORCE_TIMEOUT_MS);
 }
 
 static bool write_out(int fd, const char *buf, size_t len)
@@ -633,6 +708,8 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.console = plugin_console,
 		.stats = plugin_stats,
 		.switch_disks = plugin_switch_disks,
+		.save = plugin_save,
+		.restore = plugin_restore,
 	};
 	return &ops;
 }

@@ -1,5 +1,6 @@
 /* hv-svm and hv-vtx through the plugin ABI: probe on this CPU, define's checks, and the
- * whole life of a VM (start, state, stats, pause, console, graceful and forced stop).
+ * whole life of a VM (start, state, stats, pause, console, graceful and forced stop, save
+ * and restore).
  * start() re-executes host->self_exe; here that is this program, which then plays
  * `vi __vmm-run` by calling the plugin's run(). */
 #include <errno.h>
@@ -51,10 +52,12 @@ static void vm_release(struct vm_paths *p)
 	free(p->kernel);
 }
 
-/* argv: self --home HOME __vmm-run --hv NAME VM */
-static int vmm_run_main(char **argv)
+/* argv: self --home HOME __vmm-run --hv NAME [--restore FILE] [--paused] VM */
+static int vmm_run_main(int argc, char **argv)
 {
 	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
+	struct vi_hv_run_opts opts = { .struct_size = sizeof(opts), .notify_fd = 3,
+				       .incoming_fd = -1 };
 	struct vi_hv_vm vm;
 	struct vm_paths p;
 	const struct vi_hv_ops *ops;
@@ -65,9 +68,13 @@ static int vmm_run_main(char **argv)
 	ops = load_plugin(argv[5]);
 	if (!ops)
 		return 1;
-	vm_init(&vm, &p, argv[6]);
-	struct vi_hv_run_opts opts = { .struct_size = sizeof(opts), .notify_fd = 3,
-				       .incoming_fd = -1 };
+	for (int i = 6; i < argc - 1; i++) {
+		if (!strcmp(argv[i], "--restore") && i + 1 < argc - 1)
+			opts.state_path = argv[++i];
+		else if (!strcmp(argv[i], "--paused"))
+			opts.flags |= VI_HV_RUN_PAUSED;
+	}
+	vm_init(&vm, &p, argv[argc - 1]);
 	ret = ops->run(&ctx, &vm, &opts);
 	vm_release(&p);
 	return ret < 0 ? -ret : 0;
@@ -260,6 +267,71 @@ static void test_lifecycle(const struct vi_hv_ops *ops)
 	vm_release(&p);
 }
 
+/* Waits (up to 30 s) until the console log holds `text`. */
+static bool wait_log(const char *log, const char *text)
+{
+	for (int i = 0; i < 600; i++) {
+		char *got = slurp(log);
+		bool found = strstr(got, text) != NULL;
+
+		free(got);
+		if (found)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
+/* The counter kernel saved while it counts, then restored paused and resumed: it goes on
+ * from its count. */
+static void test_save_restore(const struct vi_hv_ops *ops)
+{
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
+	struct vi_hv_state st = { .struct_size = sizeof(st) };
+	char *kernel = guest("counter"), *old_kernel = xstrdup(getenv("HV_TEST_KERNEL")), *state,
+	     *before, *after;
+	struct vi_hv_vm vm;
+	struct vm_paths p;
+	int ret;
+
+	setenv("HV_TEST_KERNEL", kernel, 1);
+	setenv("HV_TEST_CMDLINE", "stop=60", 1);
+	vm_init(&vm, &p, "saved");
+	state = xasprintf("%s/state", p.dir);
+	ret = ops->start(&ctx, &vm);
+	is_int(ret, 0, "the counter kernel starts%s%s", ret ? ": " : "", ret ? host_error_text : "");
+	ok(wait_log(p.console_log, "count 5"), "and counts to 5");
+	ret = ops->save(&ctx, &vm, state, 0);
+	is_int(ret, 0, "save writes its state%s%s", ret ? ": " : "", ret ? host_error_text : "");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_STOPPED, "and the VM is stopped");
+	before = slurp(p.console_log);
+	ok(!strstr(before, "counter: done"), "before the guest's end");
+	ret = ops->restore(&ctx, &vm, state, VI_HV_RUN_PAUSED);
+	is_int(ret, 0, "restore starts it from the state%s%s", ret ? ": " : "",
+	       ret ? host_error_text : "");
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_PAUSED, "paused, as asked");
+	is_int(ops->resume(&ctx, &vm), 0, "resume");
+	ok(wait_log(p.console_log, "counter: done at 60"), "the guest counts to its end");
+	after = slurp(p.console_log);
+	ok(!strstr(after, "counter: start") && counts_in_order(before, after, 60),
+	   "from where it was saved: both logs together count 1 to 60, each once");
+	is_int(ops->restore(&ctx, &vm, "/nonexistent/state", 0), -VI_ENOTFOUND,
+	       "restoring a missing state: not found");
+	for (int i = 0; i < 100 && st.state != VI_HV_STOPPED; i++) {
+		usleep(50000);
+		ops->state(&ctx, &vm, &st);
+	}
+	setenv("HV_TEST_KERNEL", old_kernel, 1);
+	free(before);
+	free(after);
+	free(state);
+	free(kernel);
+	free(old_kernel);
+	vm_release(&p);
+}
+
 int main(int argc, char **argv)
 {
 	const struct vi_hv_ops *svm, *vtx, *mine, *other;
@@ -267,8 +339,8 @@ int main(int argc, char **argv)
 	char vendor[13], *kernel;
 	int amd;
 
-	if (argc == 7 && !strcmp(argv[3], "__vmm-run"))
-		return vmm_run_main(argv);
+	if (argc >= 7 && !strcmp(argv[3], "__vmm-run"))
+		return vmm_run_main(argc, argv);
 	if (!mkdtemp(home)) {
 		ok(0, "cannot make a temporary directory: %s", strerror(errno));
 		return done();
@@ -304,6 +376,7 @@ int main(int argc, char **argv)
 	test_probe(mine, other, amd ? "Intel VT-x" : "AMD SVM", vendor);
 	test_define(mine);
 	test_lifecycle(mine);
+	test_save_restore(mine);
 	vi_rm_rf(home);
 	return done();
 }

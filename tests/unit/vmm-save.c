@@ -119,19 +119,6 @@ static int restore_and_run(const struct vmm_config *base, int fd, char **output,
 	return ret;
 }
 
-/* Whether a then b show "count 1" to "count n", each once and in order. */
-static bool counts_in_order(const char *a, const char *b, unsigned n)
-{
-	char *all = xasprintf("%s%s", a, b), *p = all;
-	unsigned want = 1, got;
-	bool good = true;
-
-	while (good && (p = strstr(p, "count ")))
-		good = sscanf(p += 6, "%u", &got) == 1 && got == want++;
-	free(all);
-	return good && want == n + 1;
-}
-
 /* --- a save that stops the VM -------------------------------------------------------- */
 
 static void *save_client(void *arg)

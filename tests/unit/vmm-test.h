@@ -36,6 +36,21 @@ static inline char *read_fd(int fd)
 	return buf;
 }
 
+/* Whether the counter kernel's output a then b shows "count 1" to "count n", each once
+ * and in order: a guest saved while it printed a and restored to print b went on from
+ * where it was. */
+static inline bool counts_in_order(const char *a, const char *b, unsigned n)
+{
+	char *all = xasprintf("%s%s", a, b), *p = all;
+	unsigned want = 1, got;
+	bool good = true;
+
+	while (good && (p = strstr(p, "count ")))
+		good = sscanf(p += 6, "%u", &got) == 1 && got == want++;
+	free(all);
+	return good && want == n + 1;
+}
+
 /* Is `line` a whole line of output (ended by CR or LF)? */
 static inline bool has_line(const char *output, const char *line)
 {
