@@ -79,12 +79,16 @@ teardown() {
 	layer=$(qemu-img info -U --output=json "$src" | jq -r '."full-backing-filename"')
 	[ "$(qemu-img info -U --output=json "$clone" | jq -r '."full-backing-filename"')" = "$layer" ]
 	[ "$layer" != "$src" ] && [ "$layer" != "$clone" ]
-	run -5 vi destroy "$name"
+	[[ $layer == "$VI_HOME/images/layers/"*.qcow2 ]]
 	vi -q stop --force "$name"
 	vi -q stop --force "$name-c"
 	for f in "$src" "$clone" "$layer"; do
 		run -0 qemu-img check "$f"
 	done
+	# The clone outlives its source: the layer stays while it reads it.
+	run -0 vi destroy "$name"
+	run -0 qemu-img check "$clone"
+	[ -f "$layer" ]
 }
 
 @test "--rm with a command: the command runs against the ready machine, which then goes" {
