@@ -4,7 +4,7 @@
  * whatever the disks' size. --full copies into standalone images. */
 #include "cmd.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "layers.h"
 #include "log.h"
 #include "machine.h"

@@ -4,7 +4,7 @@
  * accepted it, so a failure leaves nothing behind. */
 #include "cmd.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "layers.h"
 #include "log.h"
 #include "machine.h"

@@ -2,7 +2,7 @@
  * lib/image, in the manner of qemu-img. */
 #include "cmd.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "log.h"
 #include "output.h"
 #include "progress.h"

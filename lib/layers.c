@@ -1,7 +1,7 @@
 /* Disk layers: freezing, overlays for clones, and who depends on whom. */
 #include "layers.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "util.h"
 
 #include <errno.h>

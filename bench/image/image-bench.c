@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "util.h"
 
 struct bench {

@@ -3,7 +3,7 @@
  * of every image it is layered on, base first, and a SHA256SUMS of them all.
  * Import unpacks aside and verifies everything before the store sees it. */
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "template-internal.h"
 #include "tools-internal.h"
 #include "util.h"

@@ -2,7 +2,7 @@
  * every cluster has from the header, the L1/L2 tables, snapshots and bitmaps,
  * compare with the refcount blocks, and repair by writing a fresh refcount
  * structure past the end of the file and switching the header to it. */
-#include "image-qcow2.h"
+#include "qcow2.h"
 
 #include <errno.h>
 #include <stdarg.h>

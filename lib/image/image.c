@@ -1,6 +1,6 @@
 /* The generic image layer: probing, backing chains, range checks, creation,
  * information, checking and conversion on top of the raw and qcow2 drivers. */
-#include "image-driver.h"
+#include "driver.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "image-qcow2.h"
+#include "qcow2.h"
 #include "util.h"
 
 /* Deeper chains are refused: reads recurse once per layer. */

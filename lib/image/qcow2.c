@@ -1,6 +1,6 @@
 /* qcow2 images: header parsing and validation, open and close, creation,
- * growing, header rewrites and information. Guest I/O is in image-qcow2-io.c. */
-#include "image-qcow2.h"
+ * growing, header rewrites and information. Guest I/O is in qcow2-io.c. */
+#include "qcow2.h"
 
 #include <errno.h>
 #include <stdio.h>
