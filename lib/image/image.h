@@ -49,6 +49,8 @@ enum image_format {
 	IMAGE_QCOW2 = VI_DISK_QCOW2,
 };
 
+/* The format of the file at path, as image_open() finds it for IMAGE_PROBE. */
+int image_probe(const char *path, int *format);
 /* "raw", "qcow2"; "probe" for IMAGE_PROBE. */
 const char *image_format_name(int format);
 /* The format named `name` ("raw", "qcow2"); -VI_EUSAGE for any other name. */

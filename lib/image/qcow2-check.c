@@ -394,8 +394,9 @@ static void result_reset(struct image_check_result *res)
 	*res = (struct image_check_result){0};
 }
 
-int qcow2_check(struct qcow2 *q, unsigned flags, struct image_check_result *res)
+int qcow2_check(struct image *img, unsigned flags, struct image_check_result *res)
 {
+	struct qcow2 *q = img->priv;
 	struct checker k = {.q = q, .res = res};
 	int rc;
 

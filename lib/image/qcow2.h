@@ -186,9 +186,6 @@ void qcow2_compressed_range(const struct qcow2 *q, uint64_t entry, uint64_t *off
 /* Whole-cluster pread of metadata at offset; short reads are corruption. */
 int qcow2_read_meta(struct qcow2 *q, void *buf, size_t len, uint64_t offset, const char *what);
 
-/* qcow2.c: header rewrites on an image opened for checking. */
-int qcow2_set_backing(struct image *img, const char *backing, int backing_format);
-
 /* qcow2-io.c: guest I/O and write-back. */
 int qcow2_read(struct image *img, void *buf, size_t len, uint64_t offset);
 int qcow2_write(struct image *img, const void *buf, size_t len, uint64_t offset);
@@ -201,7 +198,7 @@ int qcow2_metadata_write(struct qcow2 *q);
 
 /* qcow2-check.c: compare refcounts with the tables; rebuild them when asked.
  * Used by image_check() and to repair an image left dirty. */
-int qcow2_check(struct qcow2 *q, unsigned flags, struct image_check_result *res);
+int qcow2_check(struct image *img, unsigned flags, struct image_check_result *res);
 
 /* qcow2-alloc.c: refcounts and cluster allocation; q->lock held. */
 int qcow2_alloc_init(struct qcow2 *q);
