@@ -14,7 +14,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,19 +89,6 @@ static int existing_file(const char *path, const char *what, char **out)
 	return 0;
 }
 
-/* qcow2 starts with "QFI\xfb"; anything else is taken as raw. */
-static int sniff_format(const char *path)
-{
-	unsigned char magic[4] = { 0 };
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, magic, 4) != 4)
-			magic[0] = 0;
-		close(fd);
-	}
-	return memcmp(magic, "QFI\xfb", 4) ? VI_DISK_RAW : VI_DISK_QCOW2;
-}
-
 /* FILE[,ro][,format=qcow2|raw] */
 static int parse_disk(const char *spec, struct vi_vm_disk *d)
 {
@@ -128,12 +114,15 @@ static int parse_disk(const char *spec, struct vi_vm_disk *d)
 	}
 	if ((rc = existing_file(file, "disk", &d->path)) < 0)
 		goto cleanup;
-	if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
+	if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0)
 		rc = vi_error_errno(VI_EFAIL, errno, "disk '%s'", file);
+	else if (format < 0)
+		rc = image_probe(d->path, &format);
+	if (rc < 0) {
 		free(d->path);
 		goto cleanup;
 	}
-	d->format = format >= 0 ? format : sniff_format(d->path);
+	d->format = format;
 cleanup:
 	free(copy);
 	return rc;
