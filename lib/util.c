@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -305,17 +306,26 @@ int vi_read_file(const char *path, char **buf, size_t *len)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+int vi_write_all(int fd, const void *buf, size_t len)
 {
-	const char *p = data;
+	const char *p = buf;
+
 	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			poll(&pfd, 1, -1);
 			continue;
-		if (w < 0)
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
 			return -1;
-		p += w;
-		len -= w;
+		}
+		p += n;
+		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -332,7 +342,7 @@ int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigne
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", tmp);
 		goto cleanup;
 	}
-	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (vi_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", tmp);
 		close(fd);
 		unlink(tmp);

@@ -1,11 +1,11 @@
 /* Attaching a terminal to a domain's console: a libvirt stream and the input
  * fd, pumped by libvirt's event loop until the escape byte or the guest stops. */
 #include "virt.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,25 +32,6 @@ static void finish(struct pump *p, int rc)
 	p->done = true;
 	if (!p->rc)
 		p->rc = rc;
-}
-
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0 && errno == EAGAIN) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-			poll(&pfd, 1, -1);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
 }
 
 /* While input waits for the guest, watch for the stream to take more and stop
@@ -106,7 +87,7 @@ static void receive(struct pump *p)
 			finish(p, virt_error(host, "cannot read the console of '%s'", p->vm->name));
 			return;
 		}
-		if (write_all(p->out_fd, buf, (size_t)n) < 0) {
+		if (vi_write_all(p->out_fd, buf, (size_t)n) < 0) {
 			finish(p, host->error(VI_EFAIL, "cannot write the console of '%s': %s",
 					      p->vm->name, strerror(errno)));
 			return;
@@ -240,7 +221,7 @@ static int logger_copy(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int log
 	close(*attached_fd);
 	*attached_fd = -1;
 	while ((n = virStreamRecv(st, buf, sizeof(buf))) > 0)
-		if (write_all(log_fd, buf, (size_t)n) < 0)
+		if (vi_write_all(log_fd, buf, (size_t)n) < 0)
 			break;
 	if (n == 0)
 		virStreamFinish(st);

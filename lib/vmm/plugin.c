@@ -525,21 +525,6 @@ static int plugin_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	return plugin_call(vm, "switch_disks", args, NULL);
 }
 
-static bool write_out(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd,
 			  int out_fd, int escape)
 {
@@ -571,7 +556,7 @@ static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int 
 			n = read(fd, buf, sizeof(buf));
 			if (n <= 0)
 				break;
-			if (!write_out(out_fd, buf, (size_t)n)) {
+			if (vi_write_all(out_fd, buf, (size_t)n) < 0) {
 				ret = vi_error_errno(VI_EFAIL, errno, "cannot write the console");
 				break;
 			}
