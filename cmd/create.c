@@ -272,22 +272,15 @@ static void on_signal(int sig)
 	interrupted = sig;
 }
 
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
 /* Polls the console log for the readiness marker. */
 static int wait_for_ready(struct vi_hv *hv, const struct vi_vm *vm, const struct vi_vm_hv *view,
 			  unsigned seconds)
 {
-	struct timespec t0;
+	double t0;
 
 	if (!vm->ready_marker)
 		return vi_error(VI_EUSAGE, "VM '%s' has no readiness probe to wait for", vm->name);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = vi_now_ms();
 	for (;;) {
 		char *log = NULL;
 		size_t len;
@@ -299,7 +292,7 @@ static int wait_for_ready(struct vi_hv *hv, const struct vi_vm *vm, const struct
 			return 0;
 		if (interrupted)
 			return vi_error(VI_EFAIL, "interrupted while waiting for VM '%s'", vm->name);
-		if (ms_since(&t0) >= seconds * 1000.0)
+		if (vi_ms_since(t0) >= seconds * 1000.0)
 			return vi_error(VI_ETIMEOUT, "VM '%s' was not ready within %u s (no '%s' on its console)",
 					vm->name, seconds, vm->ready_marker);
 		struct vi_hv_state st;
@@ -363,10 +356,10 @@ int cmd_create(int argc, char **argv)
 	bool have_img = false, created = false;
 	char *staging = NULL;
 	char **command = argc > 1 ? argv + 1 : NULL;
-	struct timespec t0;
+	double t0;
 	int rc, status = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = vi_now_ms();
 	if (argc > 1 && vi_opt_dashdash != 1)
 		return vi_error(VI_EUSAGE, "unexpected argument '%s' (a command goes after --)", argv[1]);
 	if (command && !wait_ready)
@@ -422,7 +415,7 @@ int cmd_create(int argc, char **argv)
 		if ((rc = wait_for_ready(hv, &vm, &view, secs)) < 0)
 			goto cleanup;
 	}
-	report(&vm, start || wait_ready, ms_since(&t0));
+	report(&vm, start || wait_ready, vi_ms_since(t0));
 	if (command) {
 		if ((rc = run_command(command, name, &status)) < 0)
 			goto cleanup;

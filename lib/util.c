@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void *oom(size_t n)
@@ -304,6 +305,19 @@ int vi_read_file(const char *path, char **buf, size_t *len)
 	if (len)
 		*len = n;
 	return 0;
+}
+
+double vi_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double vi_ms_since(double start)
+{
+	return vi_now_ms() - start;
 }
 
 int vi_write_all(int fd, const void *buf, size_t len)

@@ -47,6 +47,11 @@ int vi_write_all(int fd, const void *buf, size_t len);
 int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 bool vi_file_exists(const char *path);
 
+/* Milliseconds on the monotonic clock, for measuring how long work takes. */
+double vi_now_ms(void);
+/* Milliseconds since `start`, a vi_now_ms() value. */
+double vi_ms_since(double start);
+
 /* The running binary's path, resolved once; never NULL. */
 const char *vi_self_exe(void);
 /* A random version-4 UUID in canonical form; buf >= 37 bytes. */

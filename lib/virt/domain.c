@@ -210,21 +210,13 @@ int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	return rc;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits up to timeout_ms for dom to stop: 1 stopped, 0 still running, or a
  * negative code. */
 static int wait_stopped(struct vi_hv_ctx *ctx, virDomainPtr dom, const struct vi_hv_vm *vm,
 			unsigned timeout_ms)
 {
 	const struct timespec poll = { 0, STOP_POLL_MS * 1000000L };
-	int64_t deadline = now_ms() + timeout_ms;
+	double start = vi_now_ms();
 
 	for (;;) {
 		int active = virDomainIsActive(dom);
@@ -232,7 +224,7 @@ static int wait_stopped(struct vi_hv_ctx *ctx, virDomainPtr dom, const struct vi
 			return virt_error(ctx->host, "cannot get the state of '%s'", vm->name);
 		if (!active)
 			return 1;
-		if (now_ms() >= deadline)
+		if (vi_ms_since(start) >= timeout_ms)
 			return 0;
 		nanosleep(&poll, NULL);
 	}
