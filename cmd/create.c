@@ -66,14 +66,6 @@ const struct vi_option create_options[] = {
 #define DEFAULT_MEMORY (512ull << 20)
 #define MIN_MEMORY (16ull << 20)
 
-static void build_progress(void *opaque, const char *what, int percent)
-{
-	struct vi_progress *p = opaque;
-	(void)percent;
-	if (what)
-		vi_progress_step(p, what);
-}
-
 /* An existing regular file, as an absolute path (caller frees). */
 static int existing_file(const char *path, const char *what, char **out)
 {
@@ -371,8 +363,8 @@ int cmd_create(int argc, char **argv)
 	vi_error_clear();
 	if (template_ref) {
 		struct vi_progress progress;
-		struct template_build_opts bo = { .progress = build_progress, .opaque = &progress };
-		vi_progress_start(&progress, "building", 0);
+		struct template_build_opts bo = { .progress = vi_progress_report, .opaque = &progress };
+		vi_progress_start(&progress, 0, "building");
 		rc = template_image_get(&ctx.store, template_ref, sets.items, sets.n, &bo, &img);
 		vi_progress_end(&progress);
 		if (rc < 0)
