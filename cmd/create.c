@@ -63,7 +63,6 @@ const struct vi_option create_options[] = {
 	VI_OPT_TABLE_END,
 };
 
-#define DEFAULT_MEMORY (512ull << 20)
 #define MIN_MEMORY (16ull << 20)
 
 /* An existing regular file, as an absolute path (caller frees). */
@@ -156,7 +155,7 @@ static int build_definition(const char *name, struct vi_hv *hv, const struct tem
 	vm->connect = xstrdup(ctx.connect);
 	vm->cpus = cpus ? cpus : img && img->cpus ? img->cpus : 1;
 	vm->max_cpus = max_cpus ? max_cpus : img && img->max_cpus > vm->cpus ? img->max_cpus : vm->cpus;
-	vm->memory = memory ? memory : img && img->memory ? img->memory : DEFAULT_MEMORY;
+	vm->memory = memory ? memory : img && img->memory ? img->memory : VI_VM_DEFAULT_MEMORY;
 	vm->max_memory = max_memory       ? max_memory
 			 : img && img->max_memory > vm->memory ? img->max_memory
 							       : vm->memory;

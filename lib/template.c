@@ -5,6 +5,7 @@
 #include "error.h"
 #include "template-internal.h"
 #include "util.h"
+#include "vm.h"
 #include "yaml-doc.h"
 
 #include <ctype.h>
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #define MAX_DEPTH 8
-#define DEFAULT_MEMORY (512ull << 20)
 #define DEFAULT_READY_TIMEOUT 120
 #define DEFAULT_CMDLINE "console=ttyS0 root=/dev/vda1 rw"
 #define DEFAULT_MIRROR "http://deb.debian.org/debian"
@@ -1256,7 +1256,7 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 	if (!t->max_cpus)
 		t->max_cpus = t->cpus;
 	if (!t->memory)
-		t->memory = DEFAULT_MEMORY;
+		t->memory = VI_VM_DEFAULT_MEMORY;
 	if (!t->max_memory)
 		t->max_memory = t->memory;
 	if (t->max_cpus < t->cpus)
