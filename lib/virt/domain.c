@@ -79,6 +79,29 @@ static bool is_active(int state)
 	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
 }
 
+/* vm's domain for a method that needs it active (running, paused or shutting
+ * down) or, when !active, stopped: 0 with *dom (the caller frees it) and, if
+ * state is not NULL, *state; in the other state VI_ESTATE with "'NAME'
+ * <refusal>". */
+static int lookup_guarded(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool active,
+			  const char *refusal, virDomainPtr *dom, int *state)
+{
+	int s, rc = virt_lookup(ctx, vm, dom);
+
+	if (rc)
+		return rc;
+	s = dom_state(ctx, *dom, vm);
+	if (s >= 0 && is_active(s) != active)
+		s = ctx->host->error(VI_ESTATE, "'%s' %s", vm->name, refusal);
+	if (s < 0) {
+		virDomainFree(*dom);
+		return s;
+	}
+	if (state)
+		*state = s;
+	return 0;
+}
+
 static int check_file(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *what,
 		      const char *path)
 {
@@ -169,16 +192,11 @@ cleanup:
 int virt_undefine_flags(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int rc = lookup_guarded(ctx, vm, false, "is running: stop it first", &dom, NULL);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0)
-		rc = state;
-	else if (is_active(state))
-		rc = ctx->host->error(VI_ESTATE, "'%s' is running: stop it first", vm->name);
-	else if (virDomainUndefineFlags(dom, flags) < 0)
+	if (virDomainUndefineFlags(dom, flags) < 0)
 		rc = virt_error(ctx->host, "cannot undefine '%s'", vm->name);
 	virDomainFree(dom);
 	return rc;
@@ -193,17 +211,11 @@ int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int rc = lookup_guarded(ctx, vm, false, "is already running", &dom, NULL);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0)
-		rc = state;
-	else if (is_active(state))
-		rc = ctx->host->error(VI_ESTATE, "'%s' is already running", vm->name);
-	else
-		rc = check_files(ctx, vm);
+	rc = check_files(ctx, vm);
 	if (!rc && virDomainCreate(dom) < 0)
 		rc = virt_error(ctx->host, "cannot start '%s'", vm->name);
 	virDomainFree(dom);
@@ -234,19 +246,10 @@ int virt_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
 	      unsigned timeout_ms)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int rc = lookup_guarded(ctx, vm, true, "is not running", &dom, NULL);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0) {
-		rc = state;
-		goto cleanup;
-	}
-	if (!is_active(state)) {
-		rc = ctx->host->error(VI_ESTATE, "'%s' is not running", vm->name);
-		goto cleanup;
-	}
 	if (!(flags & VI_HV_STOP_FORCE)) {
 		if (virDomainShutdown(dom) < 0) {
 			rc = virt_error(ctx->host, "cannot shut down '%s'", vm->name);
@@ -272,14 +275,12 @@ cleanup:
 static int pause_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool pause)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int state, rc = lookup_guarded(ctx, vm, true, pause ? "is not running" : "is not paused",
+				       &dom, &state);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0)
-		rc = state;
-	else if (pause && state != VI_HV_RUNNING)
+	if (pause && state != VI_HV_RUNNING)
 		rc = ctx->host->error(VI_ESTATE, "'%s' is %s", vm->name,
 				      state == VI_HV_PAUSED ? "already paused" : "not running");
 	else if (!pause && state != VI_HV_PAUSED)
