@@ -1,6 +1,7 @@
 /* Small helpers shared by every module. */
 #include "util.h"
 #include "error.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -19,7 +20,7 @@
 
 static void *oom(size_t n)
 {
-	fprintf(stderr, "vi: error: out of memory allocating %zu bytes\n", n);
+	vi_log(VI_LOG_ERROR, "out of memory allocating %zu bytes", n);
 	abort();
 }
 
@@ -408,7 +409,7 @@ static void random_bytes(unsigned char *buf, size_t n)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			perror("vi: getrandom");
+			vi_log(VI_LOG_ERROR, "cannot read random bytes: %s", strerror(errno));
 			abort();
 		}
 		buf += r;

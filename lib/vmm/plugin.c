@@ -30,8 +30,7 @@ static const struct vmm_backend *backend;
 static struct vi_hv_ops ops;
 static char probe_reason[256];
 
-/* Hands the recorded error to the host: the plugin has its own copy of libvi, so
- * everything below records with vi_error() and each method converts once, here. */
+/* A file in the VM's run directory (the caller frees the path). */
 static char *run_path(const struct vi_hv_vm *vm, const char *file)
 {
 	return xasprintf("%s/%s", vm->run_dir, file);
