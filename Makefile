@@ -8,9 +8,9 @@
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make SANITIZE=1 ...   the same with ASan and UBSan (in build-san/)
 #
-# New files need no edits here: lib/*.c join libvi, lib/vmm/*.c libvmm,
-# lib/virt/*.c libvirt-glue, lib/tools/*.c the image tools module vi-tools.so,
-# cmd/*.c the vi binary, plugins/hv-NAME/*.c the
+# New files need no edits here: lib/*.c and lib/image/*.c join libvi,
+# lib/vmm/*.c libvmm, lib/virt/*.c libvirt-glue, lib/tools/*.c the image
+# tools module vi-tools.so, cmd/*.c the vi binary, plugins/hv-NAME/*.c the
 # plugin hv-NAME.so (extra libraries in plugins/hv-NAME/plugin.mk),
 # tests/unit/*.c one test program each, tests/plugins/*.c one fixture plugin
 # each, tests/fuzz/fuzz-*.c one libFuzzer target each.
@@ -67,7 +67,7 @@ CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fPIC
 LDFLAGS += -pthread $(SAN)
 LDLIBS += $(PKG_LIBS) -ldl -lm $(SAN_LIBS)
 
-LIB_SRC := $(wildcard lib/*.c)
+LIB_SRC := $(wildcard lib/*.c lib/image/*.c)
 VMM_SRC := $(wildcard lib/vmm/*.c)
 VIRT_SRC := $(wildcard lib/virt/*.c)
 PLUGIN_HOST_SRC := $(wildcard lib/plugin/*.c)

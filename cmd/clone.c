@@ -4,7 +4,7 @@
  * whatever the disks' size. --full copies into standalone images. */
 #include "cmd.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "layers.h"
 #include "log.h"
 #include "machine.h"
@@ -30,13 +30,6 @@ const struct vi_option clone_options[] = {
 	OPT_JSON,
 	VI_OPT_TABLE_END,
 };
-
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
-}
 
 /* The clone's definition: the source's, with a new name and identity and its
  * own disks under disks/ (paths filled in by the caller). */
@@ -187,7 +180,7 @@ int cmd_clone(int argc, char **argv)
 {
 	struct vi_machine src;
 	struct vi_hv_state st;
-	struct timespec t0;
+	double t0;
 	char **names = NULL, **layers = NULL;
 	size_t n = count ? count : 1, made = 0;
 	struct json_object *list = NULL;
@@ -195,7 +188,7 @@ int cmd_clone(int argc, char **argv)
 	int rc;
 	(void)argc;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = vi_now_ms();
 	if ((rc = vi_check_name(argv[1], "VM")) < 0)
 		return rc;
 	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, true, &src)) < 0)
@@ -250,15 +243,15 @@ int cmd_clone(int argc, char **argv)
 		json_object_object_add(doc, "source", vi_json_str(argv[0]));
 		json_object_object_add(doc, "linked", json_object_new_boolean(!full));
 		json_object_object_add(doc, "clones", list);
-		json_object_object_add(doc, "milliseconds", json_object_new_double(ms_since(&t0)));
+		json_object_object_add(doc, "milliseconds", json_object_new_double(vi_ms_since(t0)));
 		list = NULL;
 		vi_json_print(doc);
 	} else if (n == 1) {
 		vi_info("cloned '%s' to '%s' (%s, %.0f ms)", argv[0], names[0],
-			full ? "full copy" : "linked", ms_since(&t0));
+			full ? "full copy" : "linked", vi_ms_since(t0));
 	} else {
 		vi_info("cloned '%s' to '%s' .. '%s' (%zu %s clones, %.0f ms)", argv[0], names[0],
-			names[n - 1], n, full ? "full" : "linked", ms_since(&t0));
+			names[n - 1], n, full ? "full" : "linked", vi_ms_since(t0));
 	}
 cleanup:
 	if (idx.lock_fd >= 0) {

@@ -6,7 +6,6 @@
 #include "template.h"
 #include "util.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,24 +38,20 @@ static void offer_options(const struct vi_option *opts, const struct vi_option *
 	}
 }
 
-/* The VMs defined under home/vms (the store is read, not created). */
-static void offer_vms(const char *home)
+/* The VMs defined in the store (read, not created: a missing one offers
+ * nothing). */
+static void offer_vms(void)
 {
-	char *dir = xasprintf("%s/vms", home);
-	DIR *d = opendir(dir);
-	struct dirent *e;
+	struct vi_store s = { .home = ctx.home ? xstrdup(ctx.home) : vi_store_default_home() };
+	char **names;
+	size_t n;
 
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		char *def = xasprintf("%s/%s/vm.yaml", dir, e->d_name);
-		if (vi_file_exists(def))
-			offer(e->d_name);
-		free(def);
+	if (vi_store_list_vms(&s, &names, &n) == 0) {
+		for (size_t i = 0; i < n; i++)
+			offer(names[i]);
+		vi_store_names_free(names, n);
 	}
-	if (d)
-		closedir(d);
-	free(dir);
+	vi_store_release(&s);
 }
 
 static void offer_kind(enum vi_complete kind)
@@ -68,12 +63,9 @@ static void offer_kind(enum vi_complete kind)
 	case VI_COMPLETE_DIR:
 		printf("__dirs__\n");
 		break;
-	case VI_COMPLETE_VM: {
-		char *home = ctx.home ? xstrdup(ctx.home) : vi_store_default_home();
-		offer_vms(home);
-		free(home);
+	case VI_COMPLETE_VM:
+		offer_vms();
 		break;
-	}
 	case VI_COMPLETE_HV: {
 		/* Only plugins that load; their warnings go to the shell's stderr,
 		 * which the completion scripts discard. */

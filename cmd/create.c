@@ -4,7 +4,7 @@
  * accepted it, so a failure leaves nothing behind. */
 #include "cmd.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "layers.h"
 #include "log.h"
 #include "machine.h"
@@ -14,7 +14,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,16 +63,7 @@ const struct vi_option create_options[] = {
 	VI_OPT_TABLE_END,
 };
 
-#define DEFAULT_MEMORY (512ull << 20)
 #define MIN_MEMORY (16ull << 20)
-
-static void build_progress(void *opaque, const char *what, int percent)
-{
-	struct vi_progress *p = opaque;
-	(void)percent;
-	if (what)
-		vi_progress_step(p, what);
-}
 
 /* An existing regular file, as an absolute path (caller frees). */
 static int existing_file(const char *path, const char *what, char **out)
@@ -88,19 +78,6 @@ static int existing_file(const char *path, const char *what, char **out)
 		return vi_error(VI_EUSAGE, "%s '%s' is not a file", what, path);
 	*out = xstrdup(buf);
 	return 0;
-}
-
-/* qcow2 starts with "QFI\xfb"; anything else is taken as raw. */
-static int sniff_format(const char *path)
-{
-	unsigned char magic[4] = { 0 };
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		if (read(fd, magic, 4) != 4)
-			magic[0] = 0;
-		close(fd);
-	}
-	return memcmp(magic, "QFI\xfb", 4) ? VI_DISK_RAW : VI_DISK_QCOW2;
 }
 
 /* FILE[,ro][,format=qcow2|raw] */
@@ -128,12 +105,15 @@ static int parse_disk(const char *spec, struct vi_vm_disk *d)
 	}
 	if ((rc = existing_file(file, "disk", &d->path)) < 0)
 		goto cleanup;
-	if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0) {
+	if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0)
 		rc = vi_error_errno(VI_EFAIL, errno, "disk '%s'", file);
+	else if (format < 0)
+		rc = image_probe(d->path, &format);
+	if (rc < 0) {
 		free(d->path);
 		goto cleanup;
 	}
-	d->format = format >= 0 ? format : sniff_format(d->path);
+	d->format = format;
 cleanup:
 	free(copy);
 	return rc;
@@ -175,7 +155,7 @@ static int build_definition(const char *name, struct vi_hv *hv, const struct tem
 	vm->connect = xstrdup(ctx.connect);
 	vm->cpus = cpus ? cpus : img && img->cpus ? img->cpus : 1;
 	vm->max_cpus = max_cpus ? max_cpus : img && img->max_cpus > vm->cpus ? img->max_cpus : vm->cpus;
-	vm->memory = memory ? memory : img && img->memory ? img->memory : DEFAULT_MEMORY;
+	vm->memory = memory ? memory : img && img->memory ? img->memory : VI_VM_DEFAULT_MEMORY;
 	vm->max_memory = max_memory       ? max_memory
 			 : img && img->max_memory > vm->memory ? img->max_memory
 							       : vm->memory;
@@ -283,22 +263,15 @@ static void on_signal(int sig)
 	interrupted = sig;
 }
 
-static double ms_since(const struct timespec *t0)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (t.tv_sec - t0->tv_sec) * 1e3 + (t.tv_nsec - t0->tv_nsec) / 1e6;
-}
-
 /* Polls the console log for the readiness marker. */
 static int wait_for_ready(struct vi_hv *hv, const struct vi_vm *vm, const struct vi_vm_hv *view,
 			  unsigned seconds)
 {
-	struct timespec t0;
+	double t0;
 
 	if (!vm->ready_marker)
 		return vi_error(VI_EUSAGE, "VM '%s' has no readiness probe to wait for", vm->name);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = vi_now_ms();
 	for (;;) {
 		char *log = NULL;
 		size_t len;
@@ -310,7 +283,7 @@ static int wait_for_ready(struct vi_hv *hv, const struct vi_vm *vm, const struct
 			return 0;
 		if (interrupted)
 			return vi_error(VI_EFAIL, "interrupted while waiting for VM '%s'", vm->name);
-		if (ms_since(&t0) >= seconds * 1000.0)
+		if (vi_ms_since(t0) >= seconds * 1000.0)
 			return vi_error(VI_ETIMEOUT, "VM '%s' was not ready within %u s (no '%s' on its console)",
 					vm->name, seconds, vm->ready_marker);
 		struct vi_hv_state st;
@@ -373,10 +346,10 @@ int cmd_create(int argc, char **argv)
 	bool have_img = false, created = false;
 	char *staging = NULL;
 	char **command = argc > 1 ? argv + 1 : NULL;
-	struct timespec t0;
+	double t0;
 	int rc, status = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = vi_now_ms();
 	if (argc > 1 && vi_opt_dashdash != 1)
 		return vi_error(VI_EUSAGE, "unexpected argument '%s' (a command goes after --)", argv[1]);
 	if (command && !wait_ready)
@@ -388,8 +361,8 @@ int cmd_create(int argc, char **argv)
 	vi_error_clear();
 	if (template_ref) {
 		struct vi_progress progress;
-		struct template_build_opts bo = { .progress = build_progress, .opaque = &progress };
-		vi_progress_start(&progress, "building", 0);
+		struct template_build_opts bo = { .progress = vi_progress_report, .opaque = &progress };
+		vi_progress_start(&progress, 0, "building");
 		rc = template_image_get(&ctx.store, template_ref, sets.items, sets.n, &bo, &img);
 		vi_progress_end(&progress);
 		if (rc < 0)
@@ -432,7 +405,7 @@ int cmd_create(int argc, char **argv)
 		if ((rc = wait_for_ready(hv, &vm, &view, secs)) < 0)
 			goto cleanup;
 	}
-	report(&vm, start || wait_ready, ms_since(&t0));
+	report(&vm, start || wait_ready, vi_ms_since(t0));
 	if (command) {
 		if ((rc = run_command(command, name, &status)) < 0)
 			goto cleanup;

@@ -2,7 +2,7 @@
  * lib/image, in the manner of qemu-img. */
 #include "cmd.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "log.h"
 #include "output.h"
 #include "progress.h"
@@ -274,7 +274,7 @@ int cmd_image_convert(int argc, char **argv)
 		return rc;
 	if ((rc = image_open(argv[0], IMAGE_PROBE, 0, &src)) < 0)
 		return rc;
-	vi_progress_start(&progress, "converting", image_size(src));
+	vi_progress_start(&progress, image_size(src), "converting");
 	o.progress = convert_progress;
 	o.opaque = &progress;
 	rc = image_convert(src, argv[1], &o);

@@ -4,6 +4,7 @@
 #include "error.h"
 #include "log.h"
 #include "output.h"
+#include "progress.h"
 #include "template.h"
 #include "util.h"
 #include "yaml-doc.h"
@@ -12,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 static struct vi_strlist sets;
 static int force, images;
@@ -82,48 +82,6 @@ const struct cmd template_commands[] = {
 	  "check templates for errors" },
 	{ NULL },
 };
-
-/* --- progress on a terminal --------------------------------------------- */
-
-struct meter {
-	char what[160];
-	double start;
-	bool shown;
-};
-
-static double now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void progress(void *opaque, const char *what, int percent)
-{
-	struct meter *m = opaque;
-
-	if (what)
-		snprintf(m->what, sizeof(m->what), "%s", what);
-	if (percent >= 0)
-		fprintf(stderr, "\r\033[K[%5.1fs] %s %d%%", now() - m->start, m->what, percent);
-	else
-		fprintf(stderr, "\r\033[K[%5.1fs] %s...", now() - m->start, m->what);
-	m->shown = true;
-}
-
-/* Progress goes to a terminal only; piped output stays clean. */
-static void meter_init(struct meter *m, template_progress_fn *fn)
-{
-	memset(m, 0, sizeof(*m));
-	m->start = now();
-	*fn = isatty(STDERR_FILENO) && !ctx.quiet ? progress : NULL;
-}
-
-static void meter_done(struct meter *m)
-{
-	if (m->shown)
-		fputs("\r\033[K", stderr);
-}
 
 /* --- helpers ------------------------------------------------------------ */
 
@@ -273,8 +231,9 @@ cleanup:
 static int template_build_cmd(int argc, char **argv)
 {
 	struct template *t;
-	struct meter m;
-	struct template_build_opts opts = { .force = force, .opaque = &m };
+	struct vi_progress progress;
+	struct template_build_opts opts = { .force = force, .progress = vi_progress_report,
+					    .opaque = &progress };
 	bool built = false;
 	int rc = load(argv[0], &t);
 	(void)argc;
@@ -282,12 +241,12 @@ static int template_build_cmd(int argc, char **argv)
 	vi_strlist_release(&sets);
 	if (rc < 0)
 		return rc;
-	meter_init(&m, &opts.progress);
+	vi_progress_start(&progress, 0, "building");
 	rc = template_build(&ctx.store, t, &opts, &built);
-	meter_done(&m);
+	vi_progress_end(&progress);
 	if (rc < 0)
 		goto cleanup;
-	double seconds = now() - m.start;
+	double seconds = vi_ms_since(progress.start) / 1e3;
 	if (ctx.json) {
 		struct json_object *doc = vi_json_doc();
 		char *dir = vi_store_path(&ctx.store, "images/%s", t->digest);
@@ -436,8 +395,7 @@ static int template_export_cmd(int argc, char **argv)
 	static const char *const names[] = { "zstd", "gzip", "none" };
 	struct template_image img;
 	struct template_build_opts opts = { .cached_only = true };
-	struct meter m;
-	template_progress_fn fn;
+	struct vi_progress progress;
 	size_t c;
 	int rc;
 	(void)argc;
@@ -453,10 +411,10 @@ static int template_export_cmd(int argc, char **argv)
 	vi_strlist_release(&sets);
 	if (rc < 0)
 		return rc;
-	meter_init(&m, &fn);
-	snprintf(m.what, sizeof(m.what), "writing %s", argv[1]);
-	rc = template_export(&ctx.store, img.digest, argv[1], (enum template_compression)c, fn, &m);
-	meter_done(&m);
+	vi_progress_start(&progress, 0, "writing %s", argv[1]);
+	rc = template_export(&ctx.store, img.digest, argv[1], (enum template_compression)c,
+			     vi_progress_report, &progress);
+	vi_progress_end(&progress);
 	if (rc == 0 && ctx.json) {
 		struct json_object *doc = vi_json_doc();
 		json_object_object_add(doc, "template", vi_json_str(img.name));
@@ -474,15 +432,13 @@ static int template_import_cmd(int argc, char **argv)
 {
 	struct template_strv digests;
 	struct json_object *doc = NULL, *arr = NULL;
-	struct meter m;
-	template_progress_fn fn;
+	struct vi_progress progress;
 	int rc;
 	(void)argc;
 
-	meter_init(&m, &fn);
-	snprintf(m.what, sizeof(m.what), "reading %s", argv[0]);
-	rc = template_import(&ctx.store, argv[0], &digests, fn, &m);
-	meter_done(&m);
+	vi_progress_start(&progress, 0, "reading %s", argv[0]);
+	rc = template_import(&ctx.store, argv[0], &digests, vi_progress_report, &progress);
+	vi_progress_end(&progress);
 	if (rc < 0)
 		return rc;
 	if (ctx.json) {

@@ -2,7 +2,7 @@
  * needs each one. */
 #include "layers.h"
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "log.h"
 #include "util.h"
 #include "yaml-doc.h"

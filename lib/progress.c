@@ -3,49 +3,61 @@
 #include "log.h"
 #include "util.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
-void vi_progress_start(struct vi_progress *p, const char *what, uint64_t total)
+#define REDRAW_MS 100
+
+void vi_progress_start(struct vi_progress *p, uint64_t total, const char *fmt, ...)
 {
+	va_list ap;
+
 	memset(p, 0, sizeof(*p));
-	snprintf(p->what, sizeof(p->what), "%s", what);
+	va_start(ap, fmt);
+	vsnprintf(p->what, sizeof(p->what), fmt, ap);
+	va_end(ap);
 	p->total = total;
+	p->percent = -1;
 	p->shown = vi_log_level >= VI_LOG_INFO && isatty(STDERR_FILENO);
+	p->start = vi_now_ms();
 }
 
-static void draw(struct vi_progress *p, const char *step)
+static void draw(struct vi_progress *p)
 {
 	char a[32], b[32];
 
+	p->last = vi_now_ms();
+	fprintf(stderr, "\r\033[K[%5.1fs] %s", (p->last - p->start) / 1e3, p->what);
 	if (p->total)
-		fprintf(stderr, "\r\033[K%s: %3u%% (%s of %s)", p->what,
-			(unsigned)(p->done * 100 / p->total), vi_format_size(p->done, a, sizeof(a)),
-			vi_format_size(p->total, b, sizeof(b)));
-	else
-		fprintf(stderr, "\r\033[K%s%s%s", p->what, step ? ": " : "", step ? step : "");
+		fprintf(stderr, ": %3u%% (%s of %s)", (unsigned)(p->done * 100 / p->total),
+			vi_format_size(p->done, a, sizeof(a)), vi_format_size(p->total, b, sizeof(b)));
+	if (p->step[0])
+		fprintf(stderr, ": %s", p->step);
+	if (p->percent >= 0)
+		fprintf(stderr, " %d%%", p->percent);
+	else if (!p->total)
+		fputs("...", stderr);
 	fflush(stderr);
-	clock_gettime(CLOCK_MONOTONIC, &p->last);
-}
-
-void vi_progress_step(struct vi_progress *p, const char *step)
-{
-	if (p->shown)
-		draw(p, step);
 }
 
 void vi_progress_update(struct vi_progress *p, uint64_t done)
 {
-	struct timespec now;
-
 	p->done = done;
-	if (!p->shown)
-		return;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	int64_t ms = (now.tv_sec - p->last.tv_sec) * 1000 + (now.tv_nsec - p->last.tv_nsec) / 1000000;
-	if (ms >= 100 || done == p->total)
-		draw(p, NULL);
+	if (p->shown && (vi_ms_since(p->last) >= REDRAW_MS || done == p->total))
+		draw(p);
+}
+
+void vi_progress_report(void *opaque, const char *step, int percent)
+{
+	struct vi_progress *p = opaque;
+
+	if (step)
+		snprintf(p->step, sizeof(p->step), "%s", step);
+	p->percent = percent;
+	if (p->shown && (step || percent == 100 || vi_ms_since(p->last) >= REDRAW_MS))
+		draw(p);
 }
 
 void vi_progress_end(struct vi_progress *p)

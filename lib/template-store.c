@@ -3,7 +3,7 @@
  * one call that turns a template reference into a ready image. Building,
  * export and import are done by vi-tools.so (tools.h), loaded only for them. */
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "log.h"
 #include "template-internal.h"
 #include "tools.h"

@@ -5,6 +5,7 @@
 #include "error.h"
 #include "template-internal.h"
 #include "util.h"
+#include "vm.h"
 #include "yaml-doc.h"
 
 #include <ctype.h>
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #define MAX_DEPTH 8
-#define DEFAULT_MEMORY (512ull << 20)
 #define DEFAULT_READY_TIMEOUT 120
 #define DEFAULT_CMDLINE "console=ttyS0 root=/dev/vda1 rw"
 #define DEFAULT_MIRROR "http://deb.debian.org/debian"
@@ -144,18 +144,6 @@ struct parser {
 	struct template_strv *chain; /* files being loaded, for base loops */
 };
 
-static const char *kind(const yaml_node_t *n)
-{
-	switch (n->type) {
-	case YAML_MAPPING_NODE:
-		return "a mapping";
-	case YAML_SEQUENCE_NODE:
-		return "a list";
-	default:
-		return "a scalar";
-	}
-}
-
 static struct template_param *find_param(struct template *t, const char *name)
 {
 	for (size_t i = 0; i < t->nparams; i++)
@@ -233,7 +221,7 @@ static int node_text(struct parser *p, yaml_node_t *node, const char *key, char 
 {
 	if (node->type != YAML_SCALAR_NODE)
 		return vi_yaml_error(&p->y, node, VI_EUSAGE, "'%s' must be a scalar, not %s", key,
-				     kind(node));
+				     vi_yaml_kind(node));
 	return substitute(p, node, vi_yaml_scalar(node), out);
 }
 
@@ -332,7 +320,7 @@ static int get_list(struct parser *p, yaml_node_t *map, const char *key, struct 
 		return 0;
 	if (v->type != YAML_SEQUENCE_NODE)
 		return vi_yaml_error(&p->y, v, VI_EUSAGE, "'%s' must be a list, not %s", key,
-				     kind(v));
+				     vi_yaml_kind(v));
 	vi_yaml_seq_foreach(&p->y, v, item)
 	{
 		char *s;
@@ -340,7 +328,7 @@ static int get_list(struct parser *p, yaml_node_t *map, const char *key, struct 
 		if (item->type != YAML_SCALAR_NODE)
 			return vi_yaml_error(&p->y, item, VI_EUSAGE,
 					     "items of '%s' must be scalars, not %s", key,
-					     kind(item));
+					     vi_yaml_kind(item));
 		if ((rc = substitute(p, item, vi_yaml_scalar(item), &s)) < 0)
 			return rc;
 		template_strv_push(l, s);
@@ -361,13 +349,13 @@ static int get_map_list(struct parser *p, yaml_node_t *map, const char *key,
 		return 1;
 	if (v->type != YAML_SEQUENCE_NODE)
 		return vi_yaml_error(&p->y, v, VI_EUSAGE, "'%s' must be a list, not %s", key,
-				     kind(v));
+				     vi_yaml_kind(v));
 	vi_yaml_seq_foreach(&p->y, v, item)
 	{
 		if (item->type != YAML_MAPPING_NODE)
 			return vi_yaml_error(&p->y, item, VI_EUSAGE,
 					     "items of '%s' must be mappings, not %s", key,
-					     kind(item));
+					     vi_yaml_kind(item));
 		if ((rc = vi_yaml_check_keys(&p->y, item, keys, nkeys)) < 0)
 			return rc;
 	}
@@ -460,7 +448,7 @@ static int parse_params(struct parser *p, yaml_node_t *root)
 			return vi_yaml_error(
 				&p->y, val, VI_EUSAGE,
 				"parameter '%s' must be a scalar default or a mapping, not %s",
-				name, kind(val));
+				name, vi_yaml_kind(val));
 		}
 		par.name = xstrdup(name);
 		t->params = xrealloc(t->params, (t->nparams + 1) * sizeof(*t->params));
@@ -1268,7 +1256,7 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 	if (!t->max_cpus)
 		t->max_cpus = t->cpus;
 	if (!t->memory)
-		t->memory = DEFAULT_MEMORY;
+		t->memory = VI_VM_DEFAULT_MEMORY;
 	if (!t->max_memory)
 		t->max_memory = t->memory;
 	if (t->max_cpus < t->cpus)

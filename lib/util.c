@@ -1,23 +1,26 @@
 /* Small helpers shared by every module. */
 #include "util.h"
 #include "error.h"
+#include "log.h"
 
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static void *oom(size_t n)
 {
-	fprintf(stderr, "vi: error: out of memory allocating %zu bytes\n", n);
+	vi_log(VI_LOG_ERROR, "out of memory allocating %zu bytes", n);
 	abort();
 }
 
@@ -305,17 +308,39 @@ int vi_read_file(const char *path, char **buf, size_t *len)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+double vi_now_ms(void)
 {
-	const char *p = data;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+double vi_ms_since(double start)
+{
+	return vi_now_ms() - start;
+}
+
+int vi_write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
 	while (len) {
-		ssize_t w = write(fd, p, len);
-		if (w < 0 && errno == EINTR)
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EAGAIN) {
+			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+			poll(&pfd, 1, -1);
 			continue;
-		if (w < 0)
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n == 0)
+				errno = EIO;
 			return -1;
-		p += w;
-		len -= w;
+		}
+		p += n;
+		len -= (size_t)n;
 	}
 	return 0;
 }
@@ -332,7 +357,7 @@ int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigne
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", tmp);
 		goto cleanup;
 	}
-	if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (vi_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", tmp);
 		close(fd);
 		unlink(tmp);
@@ -384,7 +409,7 @@ static void random_bytes(unsigned char *buf, size_t n)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			perror("vi: getrandom");
+			vi_log(VI_LOG_ERROR, "cannot read random bytes: %s", strerror(errno));
 			abort();
 		}
 		buf += r;

@@ -39,9 +39,18 @@ int vi_mkdir_p(const char *path, unsigned mode);
 int vi_rm_rf(const char *path);
 /* Reads a whole file; *buf is NUL-terminated and owned by the caller. */
 int vi_read_file(const char *path, char **buf, size_t *len);
+/* Writes all of buf to fd through short writes, EINTR and, on a non-blocking
+ * fd, EAGAIN (waiting for room). Returns 0, or -1 with errno set (EIO when
+ * the fd takes nothing), recording nothing: callers name what they write. */
+int vi_write_all(int fd, const void *buf, size_t len);
 /* Write temp, fsync, rename over path, fsync the directory. */
 int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 bool vi_file_exists(const char *path);
+
+/* Milliseconds on the monotonic clock, for measuring how long work takes. */
+double vi_now_ms(void);
+/* Milliseconds since `start`, a vi_now_ms() value. */
+double vi_ms_since(double start);
 
 /* The running binary's path, resolved once; never NULL. */
 const char *vi_self_exe(void);

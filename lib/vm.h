@@ -10,6 +10,8 @@
 #include <vi/hv-plugin.h>
 
 #define VI_VM_SCHEMA 1
+/* The memory of a VM whose definition (or template) names none. */
+#define VI_VM_DEFAULT_MEMORY (512ull << 20)
 
 struct vi_vm_disk {
 	char *path;   /* relative to the VM's directory, or absolute */

@@ -84,7 +84,7 @@ int vi_yaml_error(struct vi_yaml *y, const yaml_node_t *node, int code, const ch
 			node->start_mark.column + 1, msg);
 }
 
-static const char *node_kind(const yaml_node_t *n)
+const char *vi_yaml_kind(const yaml_node_t *n)
 {
 	switch (n->type) {
 	case YAML_MAPPING_NODE:
@@ -102,7 +102,7 @@ int vi_yaml_expect_map(struct vi_yaml *y, yaml_node_t *node, const char *what)
 		return vi_yaml_error(y, NULL, VI_EUSAGE, "%s is empty", what);
 	if (node->type != YAML_MAPPING_NODE)
 		return vi_yaml_error(y, node, VI_EUSAGE, "%s must be a mapping, not %s", what,
-				     node_kind(node));
+				     vi_yaml_kind(node));
 	return 0;
 }
 
@@ -165,7 +165,7 @@ static int get_scalar(struct vi_yaml *y, yaml_node_t *map, const char *key, bool
 	}
 	if (v->type != YAML_SCALAR_NODE)
 		return vi_yaml_error(y, v, VI_EUSAGE, "'%s' must be a scalar, not %s", key,
-				     node_kind(v));
+				     vi_yaml_kind(v));
 	*node = v;
 	*text = vi_yaml_scalar(v);
 	return 0;

@@ -37,6 +37,8 @@ int vi_yaml_check_keys(struct vi_yaml *y, yaml_node_t *map, const char *const *k
 yaml_node_t *vi_yaml_get(struct vi_yaml *y, yaml_node_t *map, const char *key);
 /* A scalar's text, or NULL for other nodes. */
 const char *vi_yaml_scalar(const yaml_node_t *node);
+/* What a node is, for messages: "a mapping", "a list" or "a scalar". */
+const char *vi_yaml_kind(const yaml_node_t *node);
 
 /* Typed getters: 0 when found, 1 when absent and not required (out untouched),
  * negative on error (wrong type, missing while required, out of range). */

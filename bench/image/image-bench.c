@@ -10,10 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "util.h"
 
 struct bench {
@@ -90,19 +89,17 @@ int main(int argc, char **argv)
 	}
 
 	pthread_t th[256];
-	struct timespec t0, t1;
+	double t0;
 	printf("Sending %llu %s requests, %llu bytes each, %llu threads (starting at offset %llu, "
 	       "step size %llu)\n", (unsigned long long)b.count, b.write ? "write" : "read",
 	       (unsigned long long)b.size, (unsigned long long)threads,
 	       (unsigned long long)b.offset, (unsigned long long)b.step);
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = vi_now_ms();
 	for (uint64_t i = 0; i < threads; i++)
 		pthread_create(&th[i], NULL, worker, &b);
 	for (uint64_t i = 0; i < threads; i++)
 		pthread_join(th[i], NULL);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	printf("Run completed in %.3f seconds.\n",
-	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	printf("Run completed in %.3f seconds.\n", vi_ms_since(t0) / 1e3);
 	if (image_close(b.img) < 0) {
 		fprintf(stderr, "image-bench: %s\n", vi_error_message());
 		return 1;

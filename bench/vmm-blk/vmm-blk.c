@@ -10,9 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "error.h"
+#include "util.h"
 #include "vmm/vmm.h"
 
 #define QSIZE     256
@@ -41,7 +41,7 @@ int main(int argc, char **argv)
 				  .disks = &disk, .ndisks = 1 };
 	uint64_t count, step, size, done = 0, issued = 0, pfn = RING_GPA >> 12;
 	unsigned depth;
-	struct timespec t0, t1;
+	double t0;
 	struct vmm *vm;
 	uint8_t *mem, status;
 	struct desc *desc;
@@ -78,7 +78,7 @@ int main(int argc, char **argv)
 	vmm_io(vm, false, BLK_IO + 0x14, &size, 8, false);
 	size *= SECTOR;
 
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	t0 = vi_now_ms();
 	while (done < count) {
 		unsigned batch = 0;
 
@@ -116,9 +116,7 @@ int main(int argc, char **argv)
 			done++;
 		}
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	printf("Run completed in %.3f seconds.\n",
-	       (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	printf("Run completed in %.3f seconds.\n", vi_ms_since(t0) / 1e3);
 	vmm_free(vm);
 	return 0;
 }

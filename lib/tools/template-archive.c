@@ -3,7 +3,7 @@
  * of every image it is layered on, base first, and a SHA256SUMS of them all.
  * Import unpacks aside and verifies everything before the store sees it. */
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "template-internal.h"
 #include "tools-internal.h"
 #include "util.h"
@@ -320,12 +320,8 @@ static int unpack_entry(struct import *im, struct archive *a, struct archive_ent
 	sha256_init(&h);
 	while (rc == 0 && (n = archive_read_data(a, buf, sizeof(buf))) > 0) {
 		sha256_update(&h, buf, (size_t)n);
-		for (la_ssize_t off = 0; off < n && rc == 0;) {
-			ssize_t w = write(fd, buf + off, (size_t)(n - off));
-			if (w < 0 && errno != EINTR)
-				rc = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", path);
-			off += w > 0 ? w : 0;
-		}
+		if (vi_write_all(fd, buf, (size_t)n) < 0)
+			rc = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", path);
 		meter_add(m, (uint64_t)n);
 	}
 	if (rc == 0 && n < 0)

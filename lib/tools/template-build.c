@@ -3,7 +3,7 @@
  * formats, unpacks the root file system and applies the customisation steps,
  * then the kernel, a manifest, and one rename into images/<digest>/. */
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "log.h"
 #include "template-internal.h"
 #include "tools-internal.h"

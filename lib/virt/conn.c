@@ -1,6 +1,7 @@
 /* libvirt connections for the plugins: one per context, opened on first use,
- * and libvirt's errors turned into the host's messages and exit codes. */
+ * and libvirt's errors turned into vi's messages and exit codes. */
 #include "virt.h"
+#include "error.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -79,7 +80,7 @@ static int error_code(void)
 	}
 }
 
-int virt_error(const struct vi_host *host, const char *fmt, ...)
+int virt_error(const char *fmt, ...)
 {
 	char what[512];
 	va_list ap;
@@ -88,7 +89,7 @@ int virt_error(const struct vi_host *host, const char *fmt, ...)
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
 	char *msg = last_message();
-	int rc = host->error(error_code(), "%s: %s", what, msg);
+	int rc = vi_error(error_code(), "%s: %s", what, msg);
 	free(msg);
 	virResetLastError();
 	return rc;
@@ -98,7 +99,7 @@ int virt_open(struct vi_hv_ctx *ctx, const char *default_uri)
 {
 	pthread_once(&init_once, init_libvirt);
 	if (init_rc < 0)
-		return ctx->host->error(VI_EFAIL, "cannot initialise libvirt");
+		return vi_error(VI_EFAIL, "cannot initialise libvirt");
 	struct virt_conn *c = xcalloc(1, sizeof(*c));
 	c->default_uri = default_uri;
 	ctx->priv = c;
@@ -171,7 +172,7 @@ int virt_connect(struct vi_hv_ctx *ctx, virConnectPtr *conn)
 	if (!c->conn) {
 		code = conn_open(c, virt_uri(ctx), &why);
 		if (code) {
-			ctx->host->error(code, "%s", why);
+			vi_error(code, "%s", why);
 			free(why);
 			return -code;
 		}
@@ -210,7 +211,7 @@ int virt_probe(struct vi_hv_ctx *ctx, const char *driver, const char **reason)
 	type = virConnectGetType(c->conn);
 	if (!type || virConnectGetLibVersion(c->conn, &lib) < 0 ||
 	    virConnectGetVersion(c->conn, &hv) < 0) {
-		virt_error(ctx->host, "cannot query '%s'", uri);
+		virt_error("cannot query '%s'", uri);
 		return VI_HV_PROBE_ERROR;
 	}
 	if (strcasecmp(type, driver)) {

@@ -1,11 +1,12 @@
 /* Attaching a terminal to a domain's console: a libvirt stream and the input
  * fd, pumped by libvirt's event loop until the escape byte or the guest stops. */
 #include "virt.h"
+#include "error.h"
+#include "util.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,25 +35,6 @@ static void finish(struct pump *p, int rc)
 		p->rc = rc;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-		if (n < 0 && errno == EAGAIN) {
-			struct pollfd pfd = { .fd = fd, .events = POLLOUT };
-			poll(&pfd, 1, -1);
-			continue;
-		}
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* While input waits for the guest, watch for the stream to take more and stop
  * reading the terminal; otherwise the reverse. */
 static void update_events(struct pump *p)
@@ -71,7 +53,7 @@ static void send_pending(struct pump *p)
 		if (n == -2)
 			break;
 		if (n < 0) {
-			finish(p, virt_error(p->ctx->host, "cannot write to the console of '%s'",
+			finish(p, virt_error("cannot write to the console of '%s'",
 					     p->vm->name));
 			return;
 		}
@@ -90,7 +72,6 @@ static void send_pending(struct pump *p)
 /* Guest output to out_fd, until the stream has no more for now. */
 static void receive(struct pump *p)
 {
-	const struct vi_host *host = p->ctx->host;
 	char buf[4096];
 
 	for (;;) {
@@ -103,12 +84,12 @@ static void receive(struct pump *p)
 			return;
 		}
 		if (n < 0) {
-			finish(p, virt_error(host, "cannot read the console of '%s'", p->vm->name));
+			finish(p, virt_error("cannot read the console of '%s'", p->vm->name));
 			return;
 		}
-		if (write_all(p->out_fd, buf, (size_t)n) < 0) {
-			finish(p, host->error(VI_EFAIL, "cannot write the console of '%s': %s",
-					      p->vm->name, strerror(errno)));
+		if (vi_write_all(p->out_fd, buf, (size_t)n) < 0) {
+			finish(p, vi_error_errno(VI_EFAIL, errno,
+						 "cannot write the console of '%s'", p->vm->name));
 			return;
 		}
 	}
@@ -146,8 +127,8 @@ static void on_input(int watch, int fd, int events, void *opaque)
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n < 0) {
-		finish(p, p->ctx->host->error(VI_EFAIL, "cannot read the terminal for '%s': %s",
-					      p->vm->name, strerror(errno)));
+		finish(p, vi_error_errno(VI_EFAIL, errno, "cannot read the terminal for '%s'",
+					 p->vm->name));
 		return;
 	}
 	char *esc = p->escape >= 0 ? memchr(p->pending, p->escape, (size_t)n) : NULL;
@@ -175,22 +156,22 @@ int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, in
 		return rc;
 	p.st = virStreamNew(virDomainGetConnect(dom), VIR_STREAM_NONBLOCK);
 	if (!p.st || virDomainOpenConsole(dom, NULL, p.st, 0) < 0) {
-		rc = virt_error(ctx->host, "cannot attach to the console of '%s'", vm->name);
+		rc = virt_error("cannot attach to the console of '%s'", vm->name);
 		goto cleanup;
 	}
 	p.watch = virEventAddHandle(in_fd, VIR_EVENT_HANDLE_READABLE, on_input, &p, NULL);
 	if (p.watch < 0) {
-		rc = virt_error(ctx->host, "cannot watch the terminal for '%s'", vm->name);
+		rc = virt_error("cannot watch the terminal for '%s'", vm->name);
 		goto cleanup;
 	}
 	if (virStreamEventAddCallback(p.st, VIR_STREAM_EVENT_READABLE, on_stream, &p, NULL) < 0) {
-		rc = virt_error(ctx->host, "cannot watch the console of '%s'", vm->name);
+		rc = virt_error("cannot watch the console of '%s'", vm->name);
 		goto cleanup;
 	}
 	stream_watched = true;
 	while (!p.done)
 		if (virEventRunDefaultImpl() < 0) {
-			finish(&p, virt_error(ctx->host, "cannot run the console of '%s'", vm->name));
+			finish(&p, virt_error("cannot run the console of '%s'", vm->name));
 			break;
 		}
 	rc = p.rc;
@@ -234,13 +215,13 @@ static int logger_copy(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int log
 		return rc;
 	st = virStreamNew(virDomainGetConnect(dom), 0);
 	if (!st || virDomainOpenConsole(dom, NULL, st, 0) < 0) {
-		rc = virt_error(ctx->host, "cannot attach to the console of '%s'", vm->name);
+		rc = virt_error("cannot attach to the console of '%s'", vm->name);
 		goto cleanup;
 	}
 	close(*attached_fd);
 	*attached_fd = -1;
 	while ((n = virStreamRecv(st, buf, sizeof(buf))) > 0)
-		if (write_all(log_fd, buf, (size_t)n) < 0)
+		if (vi_write_all(log_fd, buf, (size_t)n) < 0)
 			break;
 	if (n == 0)
 		virStreamFinish(st);
@@ -286,7 +267,7 @@ static void __attribute__((noreturn)) run_logger(struct vi_hv_ctx *ctx, const st
 	if (pid != 0)
 		_exit(pid < 0 ? 1 : 0);
 	if (null_fd < 0) {
-		rc = ctx->host->error(VI_EFAIL, "cannot open '/dev/null': %s", strerror(errno));
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot open '/dev/null'");
 	} else {
 		dup2(null_fd, STDIN_FILENO);
 		dup2(null_fd, STDOUT_FILENO);
@@ -297,7 +278,7 @@ static void __attribute__((noreturn)) run_logger(struct vi_hv_ctx *ctx, const st
 	}
 	if (rc && report_fd >= 0) {
 		struct logger_failure f = { .code = -rc };
-		snprintf(f.message, sizeof(f.message), "%s", ctx->host->error_message());
+		snprintf(f.message, sizeof(f.message), "%s", vi_error_message());
 		/* One write within PIPE_BUF: the starter reads all of it or nothing. */
 		if (write(report_fd, &f, sizeof(f)) < 0)
 			_exit(1);
@@ -306,7 +287,7 @@ static void __attribute__((noreturn)) run_logger(struct vi_hv_ctx *ctx, const st
 }
 
 /* The logger's answer on report_fd (see struct logger_failure). */
-static int logger_attached(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int report_fd)
+static int logger_attached(const struct vi_hv_vm *vm, int report_fd)
 {
 	struct logger_failure f;
 	ssize_t n;
@@ -317,10 +298,10 @@ static int logger_attached(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int
 	if (n == 0)
 		return 0;
 	if (n != (ssize_t)sizeof(f))
-		return ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
-					n < 0 ? strerror(errno) : "its logger failed");
+		return vi_error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
+				n < 0 ? strerror(errno) : "its logger failed");
 	f.message[sizeof(f.message) - 1] = '\0';
-	return ctx->host->error(f.code, "cannot log the console of '%s': %s", vm->name, f.message);
+	return vi_error(f.code, "cannot log the console of '%s': %s", vm->name, f.message);
 }
 
 int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
@@ -332,11 +313,9 @@ int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 		return 0;
 	log_fd = open(vm->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (log_fd < 0)
-		return ctx->host->error(VI_EFAIL, "cannot open '%s': %s", vm->console_log,
-					strerror(errno));
+		return vi_error_errno(VI_EFAIL, errno, "cannot open '%s'", vm->console_log);
 	if (pipe2(report, O_CLOEXEC) < 0) {
-		rc = ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
-				      strerror(errno));
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot log the console of '%s'", vm->name);
 		goto cleanup;
 	}
 	pid = fork();
@@ -349,10 +328,10 @@ int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	report[1] = -1;
 	if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
 	    WEXITSTATUS(status))
-		rc = ctx->host->error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
-				      pid < 0 ? strerror(errno) : "its logger did not start");
+		rc = vi_error(VI_EFAIL, "cannot log the console of '%s': %s", vm->name,
+			      pid < 0 ? strerror(errno) : "its logger did not start");
 	else
-		rc = logger_attached(ctx, vm, report[0]);
+		rc = logger_attached(vm, report[0]);
 cleanup:
 	if (report[0] >= 0)
 		close(report[0]);

@@ -1,6 +1,8 @@
 /* The lifecycle methods hv-qemu and hv-xen share: a vi VM is one persistent
  * libvirt domain, found by its UUID (by name when it has none). */
 #include "virt.h"
+#include "error.h"
+#include "log.h"
 #include "util.h"
 
 #include <errno.h>
@@ -31,7 +33,7 @@ static int find_domain(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDoma
 		virResetLastError();
 		return 1;
 	}
-	return virt_error(ctx->host, "cannot look up '%s' on '%s'", vm->name, virt_uri(ctx));
+	return virt_error("cannot look up '%s' on '%s'", vm->name, virt_uri(ctx));
 }
 
 int virt_lookup(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr *dom)
@@ -39,8 +41,7 @@ int virt_lookup(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr *
 	int rc = find_domain(ctx, vm, dom);
 
 	if (rc == 1)
-		return ctx->host->error(VI_ENOTFOUND, "no domain '%s' on '%s'", vm->name,
-					virt_uri(ctx));
+		return vi_error(VI_ENOTFOUND, "no domain '%s' on '%s'", vm->name, virt_uri(ctx));
 	return rc;
 }
 
@@ -65,12 +66,12 @@ static int map_state(int s)
 }
 
 /* Our state of dom (enum vi_hv_run_state), or a negative code. */
-static int dom_state(struct vi_hv_ctx *ctx, virDomainPtr dom, const struct vi_hv_vm *vm)
+static int dom_state(virDomainPtr dom, const struct vi_hv_vm *vm)
 {
 	int state, reason;
 
 	if (virDomainGetState(dom, &state, &reason, 0) < 0)
-		return virt_error(ctx->host, "cannot get the state of '%s'", vm->name);
+		return virt_error("cannot get the state of '%s'", vm->name);
 	return map_state(state);
 }
 
@@ -79,16 +80,37 @@ static bool is_active(int state)
 	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
 }
 
-static int check_file(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *what,
-		      const char *path)
+/* vm's domain for a method that needs it active (running, paused or shutting
+ * down) or, when !active, stopped: 0 with *dom (the caller frees it) and, if
+ * state is not NULL, *state; in the other state VI_ESTATE with "'NAME'
+ * <refusal>". */
+static int lookup_guarded(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool active,
+			  const char *refusal, virDomainPtr *dom, int *state)
+{
+	int s, rc = virt_lookup(ctx, vm, dom);
+
+	if (rc)
+		return rc;
+	s = dom_state(*dom, vm);
+	if (s >= 0 && is_active(s) != active)
+		s = vi_error(VI_ESTATE, "'%s' %s", vm->name, refusal);
+	if (s < 0) {
+		virDomainFree(*dom);
+		return s;
+	}
+	if (state)
+		*state = s;
+	return 0;
+}
+
+static int check_file(const struct vi_hv_vm *vm, const char *what, const char *path)
 {
 	struct stat st;
 
 	if (!path || !stat(path, &st))
 		return 0;
-	return ctx->host->error(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL,
-				"cannot find %s '%s' of '%s': %s", what, path, vm->name,
-				strerror(errno));
+	return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+			      "cannot find %s '%s' of '%s'", what, path, vm->name);
 }
 
 /* Local files libvirt would only find missing once QEMU starts, with a less
@@ -99,11 +121,11 @@ static int check_files(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 
 	if (!virt_is_local(ctx))
 		return 0;
-	rc = check_file(ctx, vm, "kernel", vm->kernel);
+	rc = check_file(vm, "kernel", vm->kernel);
 	if (!rc)
-		rc = check_file(ctx, vm, "initrd", vm->initrd);
+		rc = check_file(vm, "initrd", vm->initrd);
 	for (size_t i = 0; !rc && i < vm->ndisks; i++)
-		rc = check_file(ctx, vm, "disk", vm->disks[i]->path);
+		rc = check_file(vm, "disk", vm->disks[i]->path);
 	return rc;
 }
 
@@ -118,10 +140,10 @@ static int check_conflict(struct vi_hv_ctx *ctx, virConnectPtr conn, const struc
 	dom = virDomainLookupByName(conn, vm->name);
 	if (dom) {
 		if (virDomainGetUUIDString(dom, uuid) < 0)
-			rc = virt_error(ctx->host, "cannot query '%s'", vm->name);
+			rc = virt_error("cannot query '%s'", vm->name);
 		else if (vm->uuid && strcasecmp(uuid, vm->uuid))
-			rc = ctx->host->error(VI_ESTATE, "a domain named '%s' already exists on "
-					      "'%s' (uuid %s)", vm->name, virt_uri(ctx), uuid);
+			rc = vi_error(VI_ESTATE, "a domain named '%s' already exists on "
+				      "'%s' (uuid %s)", vm->name, virt_uri(ctx), uuid);
 		virDomainFree(dom);
 		return rc;
 	}
@@ -130,8 +152,8 @@ static int check_conflict(struct vi_hv_ctx *ctx, virConnectPtr conn, const struc
 	dom = virDomainLookupByUUIDString(conn, vm->uuid);
 	if (dom) {
 		const char *other = virDomainGetName(dom);
-		rc = ctx->host->error(VI_ESTATE, "uuid %s of '%s' is taken by domain '%s' on '%s'",
-				      vm->uuid, vm->name, other ? other : "?", virt_uri(ctx));
+		rc = vi_error(VI_ESTATE, "uuid %s of '%s' is taken by domain '%s' on '%s'",
+			      vm->uuid, vm->name, other ? other : "?", virt_uri(ctx));
 		virDomainFree(dom);
 	}
 	virResetLastError();
@@ -145,7 +167,7 @@ int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct 
 	char *xml = NULL;
 	int rc;
 
-	rc = virt_domain_xml(ctx->host, g, vm, &xml);
+	rc = virt_domain_xml(g, vm, &xml);
 	if (rc)
 		return rc;
 	rc = virt_connect(ctx, &conn);
@@ -157,7 +179,7 @@ int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct 
 		goto cleanup;
 	dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
 	if (!dom) {
-		rc = virt_error(ctx->host, "cannot define '%s' on '%s'", vm->name, virt_uri(ctx));
+		rc = virt_error("cannot define '%s' on '%s'", vm->name, virt_uri(ctx));
 		goto cleanup;
 	}
 	virDomainFree(dom);
@@ -169,17 +191,12 @@ cleanup:
 int virt_undefine_flags(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int rc = lookup_guarded(ctx, vm, false, "is running: stop it first", &dom, NULL);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0)
-		rc = state;
-	else if (is_active(state))
-		rc = ctx->host->error(VI_ESTATE, "'%s' is running: stop it first", vm->name);
-	else if (virDomainUndefineFlags(dom, flags) < 0)
-		rc = virt_error(ctx->host, "cannot undefine '%s'", vm->name);
+	if (virDomainUndefineFlags(dom, flags) < 0)
+		rc = virt_error("cannot undefine '%s'", vm->name);
 	virDomainFree(dom);
 	return rc;
 }
@@ -193,46 +210,31 @@ int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int rc = lookup_guarded(ctx, vm, false, "is already running", &dom, NULL);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0)
-		rc = state;
-	else if (is_active(state))
-		rc = ctx->host->error(VI_ESTATE, "'%s' is already running", vm->name);
-	else
-		rc = check_files(ctx, vm);
+	rc = check_files(ctx, vm);
 	if (!rc && virDomainCreate(dom) < 0)
-		rc = virt_error(ctx->host, "cannot start '%s'", vm->name);
+		rc = virt_error("cannot start '%s'", vm->name);
 	virDomainFree(dom);
 	return rc;
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits up to timeout_ms for dom to stop: 1 stopped, 0 still running, or a
  * negative code. */
-static int wait_stopped(struct vi_hv_ctx *ctx, virDomainPtr dom, const struct vi_hv_vm *vm,
-			unsigned timeout_ms)
+static int wait_stopped(virDomainPtr dom, const struct vi_hv_vm *vm, unsigned timeout_ms)
 {
 	const struct timespec poll = { 0, STOP_POLL_MS * 1000000L };
-	int64_t deadline = now_ms() + timeout_ms;
+	double start = vi_now_ms();
 
 	for (;;) {
 		int active = virDomainIsActive(dom);
 		if (active < 0)
-			return virt_error(ctx->host, "cannot get the state of '%s'", vm->name);
+			return virt_error("cannot get the state of '%s'", vm->name);
 		if (!active)
 			return 1;
-		if (now_ms() >= deadline)
+		if (vi_ms_since(start) >= timeout_ms)
 			return 0;
 		nanosleep(&poll, NULL);
 	}
@@ -242,35 +244,26 @@ int virt_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
 	      unsigned timeout_ms)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int rc = lookup_guarded(ctx, vm, true, "is not running", &dom, NULL);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0) {
-		rc = state;
-		goto cleanup;
-	}
-	if (!is_active(state)) {
-		rc = ctx->host->error(VI_ESTATE, "'%s' is not running", vm->name);
-		goto cleanup;
-	}
 	if (!(flags & VI_HV_STOP_FORCE)) {
 		if (virDomainShutdown(dom) < 0) {
-			rc = virt_error(ctx->host, "cannot shut down '%s'", vm->name);
+			rc = virt_error("cannot shut down '%s'", vm->name);
 			goto cleanup;
 		}
-		rc = wait_stopped(ctx, dom, vm, timeout_ms);
+		rc = wait_stopped(dom, vm, timeout_ms);
 		if (rc) {
 			rc = rc < 0 ? rc : 0;
 			goto cleanup;
 		}
-		ctx->host->log(VI_LOG_WARN, "'%s' did not shut down within %u ms: forcing it off",
-			       vm->name, timeout_ms);
+		vi_warn("'%s' did not shut down within %u ms: forcing it off", vm->name,
+			timeout_ms);
 	}
 	/* It may have stopped on its own since we looked. */
 	if (virDomainDestroy(dom) < 0 && virDomainIsActive(dom) != 0)
-		rc = virt_error(ctx->host, "cannot stop '%s'", vm->name);
+		rc = virt_error("cannot stop '%s'", vm->name);
 cleanup:
 	virDomainFree(dom);
 	return rc;
@@ -280,20 +273,18 @@ cleanup:
 static int pause_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool pause)
 {
 	virDomainPtr dom;
-	int state, rc = virt_lookup(ctx, vm, &dom);
+	int state, rc = lookup_guarded(ctx, vm, true, pause ? "is not running" : "is not paused",
+				       &dom, &state);
 
 	if (rc)
 		return rc;
-	state = dom_state(ctx, dom, vm);
-	if (state < 0)
-		rc = state;
-	else if (pause && state != VI_HV_RUNNING)
-		rc = ctx->host->error(VI_ESTATE, "'%s' is %s", vm->name,
-				      state == VI_HV_PAUSED ? "already paused" : "not running");
+	if (pause && state != VI_HV_RUNNING)
+		rc = vi_error(VI_ESTATE, "'%s' is %s", vm->name,
+			      state == VI_HV_PAUSED ? "already paused" : "not running");
 	else if (!pause && state != VI_HV_PAUSED)
-		rc = ctx->host->error(VI_ESTATE, "'%s' is not paused", vm->name);
+		rc = vi_error(VI_ESTATE, "'%s' is not paused", vm->name);
 	else if ((pause ? virDomainSuspend(dom) : virDomainResume(dom)) < 0)
-		rc = virt_error(ctx->host, "cannot %s '%s'", pause ? "pause" : "resume", vm->name);
+		rc = virt_error("cannot %s '%s'", pause ? "pause" : "resume", vm->name);
 	virDomainFree(dom);
 	return rc;
 }
@@ -320,7 +311,7 @@ int virt_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
 	out->state = VI_HV_UNDEFINED;
 	if (rc == 1)
 		return 0;
-	rc = dom_state(ctx, dom, vm);
+	rc = dom_state(dom, vm);
 	virDomainFree(dom);
 	if (rc < 0)
 		return rc;
@@ -390,7 +381,7 @@ int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
 	if (virDomainListGetStats(doms, VIR_DOMAIN_STATS_CPU_TOTAL | VIR_DOMAIN_STATS_BALLOON |
 					VIR_DOMAIN_STATS_VCPU | VIR_DOMAIN_STATS_INTERFACE |
 					VIR_DOMAIN_STATS_BLOCK, &recs, 0) < 1) {
-		rc = virt_error(ctx->host, "cannot get the statistics of '%s'", vm->name);
+		rc = virt_error("cannot get the statistics of '%s'", vm->name);
 		goto cleanup;
 	}
 	size_t size = out->struct_size ? out->struct_size : sizeof(*out);
@@ -439,7 +430,7 @@ int virt_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n)
 	if (rc)
 		return rc;
 	if (virDomainSetVcpusFlags(dom, n, affect_flags(dom)) < 0)
-		rc = virt_error(ctx->host, "cannot set '%s' to %u vCPUs", vm->name, n);
+		rc = virt_error("cannot set '%s' to %u vCPUs", vm->name, n);
 	virDomainFree(dom);
 	return rc;
 }
@@ -453,7 +444,7 @@ int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t b
 	if (rc)
 		return rc;
 	if (virDomainSetMemoryFlags(dom, (bytes + 1023) / 1024, affect_flags(dom)) < 0)
-		rc = virt_error(ctx->host, "cannot set the memory of '%s' to %s", vm->name,
+		rc = virt_error("cannot set the memory of '%s' to %s", vm->name,
 				vi_format_size(bytes, size, sizeof(size)));
 	virDomainFree(dom);
 	return rc;
@@ -473,12 +464,12 @@ int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 
 	if (rc)
 		return rc;
-	if ((rc = virt_switch_xml(ctx->host, vm, overlays, &xml)) == 0) {
+	if ((rc = virt_switch_xml(vm, overlays, &xml)) == 0) {
 		snap = virDomainSnapshotCreateXML(dom, xml, flags);
 		if (snap)
 			virDomainSnapshotFree(snap);
 		else
-			rc = virt_error(ctx->host, "cannot move the disks of '%s' onto new overlays",
+			rc = virt_error("cannot move the disks of '%s' onto new overlays",
 					vm->name);
 	}
 	free(xml);

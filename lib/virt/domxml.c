@@ -1,6 +1,7 @@
 /* Domain XML from a vi VM, written with libxml2's writer so that every name,
  * path and command line is escaped; and the kinds of guest we write it for. */
 #include "virt.h"
+#include "error.h"
 #include "util.h"
 
 #include <libxml/xmlwriter.h>
@@ -44,7 +45,7 @@ const struct virt_guest virt_guest_xen_hvm = {
 	.balloon = "xen", .serial_console = true, .disk_boot = true,
 };
 
-const struct virt_guest *virt_guest_xen(const struct vi_host *host, const char *type)
+const struct virt_guest *virt_guest_xen(const char *type)
 {
 	static const struct {
 		const char *type;
@@ -60,7 +61,7 @@ const struct virt_guest *virt_guest_xen(const struct vi_host *host, const char *
 	for (size_t i = 0; i < ARRAY_SIZE(types); i++)
 		if (!strcmp(type, types[i].type))
 			return types[i].guest;
-	host->error(VI_EUSAGE, "unknown Xen guest type '%s' (pv, pvh or hvm)", type);
+	vi_error(VI_EUSAGE, "unknown Xen guest type '%s' (pv, pvh or hvm)", type);
 	return NULL;
 }
 
@@ -277,53 +278,51 @@ static void write_console(struct writer *x, const struct virt_guest *g,
 }
 
 /* What the writer cannot be trusted to catch: a VM that makes no domain. */
-static int check_vm(const struct vi_host *host, const struct virt_guest *g,
-		    const struct vi_hv_vm *vm)
+static int check_vm(const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
 	if (!vm->name || !*vm->name)
-		return host->error(VI_EUSAGE, "a domain needs a name");
+		return vi_error(VI_EUSAGE, "a domain needs a name");
 	if (!vm->cpus || !vm->memory)
-		return host->error(VI_EUSAGE, "'%s' needs at least one vCPU and some memory",
-				   vm->name);
+		return vi_error(VI_EUSAGE, "'%s' needs at least one vCPU and some memory",
+				vm->name);
 	if (!vm->kernel && !g->disk_boot && !g->bootloader)
-		return host->error(VI_EUNSUPPORTED, "%s guests need a kernel: '%s' has none",
-				   g->name, vm->name);
+		return vi_error(VI_EUNSUPPORTED, "%s guests need a kernel: '%s' has none",
+				g->name, vm->name);
 	if (!vm->kernel && !vm->ndisks)
-		return host->error(VI_EUSAGE, "'%s' has neither a kernel nor a disk to boot",
-				   vm->name);
+		return vi_error(VI_EUSAGE, "'%s' has neither a kernel nor a disk to boot",
+				vm->name);
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		const struct vi_hv_disk *d = vm->disks[i];
 		if (!d->path || (d->format != VI_DISK_RAW && d->format != VI_DISK_QCOW2))
-			return host->error(VI_EUSAGE, "disk %zu of '%s' has no path or format",
-					   i, vm->name);
+			return vi_error(VI_EUSAGE, "disk %zu of '%s' has no path or format",
+					i, vm->name);
 	}
 	for (size_t i = 0; i < vm->nnics; i++) {
 		const struct vi_hv_nic *n = vm->nics[i];
 		const struct nic_mode *m = nic_mode_find(n->mode);
 
 		if (!m)
-			return host->error(VI_EUSAGE, "unknown NIC mode '%s' for '%s'",
-					   n->mode ? n->mode : "", vm->name);
+			return vi_error(VI_EUSAGE, "unknown NIC mode '%s' for '%s'",
+					n->mode ? n->mode : "", vm->name);
 		if (!strcmp(m->mode, "user") && !g->user_net)
-			return host->error(VI_EUNSUPPORTED,
-					   "%s guests have no user-mode networking ('%s')",
-					   g->name, vm->name);
+			return vi_error(VI_EUNSUPPORTED,
+					"%s guests have no user-mode networking ('%s')",
+					g->name, vm->name);
 		if (m->source_attr && !n->source)
-			return host->error(VI_EUSAGE, "NIC mode '%s' of '%s' needs a source",
-					   m->mode, vm->name);
+			return vi_error(VI_EUSAGE, "NIC mode '%s' of '%s' needs a source",
+					m->mode, vm->name);
 	}
 	return 0;
 }
 
-int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
-		    const struct vi_hv_vm *vm, char **xml)
+int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char **xml)
 {
 	struct writer x = { 0 };
 	xmlBufferPtr buf = NULL;
 	char num[32];
 	int rc;
 
-	rc = check_vm(host, g, vm);
+	rc = check_vm(g, vm);
 	if (rc)
 		return rc;
 	if (!writer_begin(&x, &buf))
@@ -378,14 +377,13 @@ int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
 	close_el(&x); /* domain */
 done:
 	if (!writer_end(&x, buf, xml))
-		rc = host->error(VI_EFAIL, "cannot write the domain XML of '%s'", vm->name);
+		rc = vi_error(VI_EFAIL, "cannot write the domain XML of '%s'", vm->name);
 	return rc;
 }
 
 /* A disk-only external snapshot onto overlays the host made: disks are named
  * by their files, so no target names are needed. */
-int virt_switch_xml(const struct vi_host *host, const struct vi_hv_vm *vm,
-		    const char *const *overlays, char **xml)
+int virt_switch_xml(const struct vi_hv_vm *vm, const char *const *overlays, char **xml)
 {
 	struct writer x = { 0 };
 	xmlBufferPtr buf;
@@ -409,6 +407,6 @@ int virt_switch_xml(const struct vi_host *host, const struct vi_hv_vm *vm,
 	close_el(&x); /* domainsnapshot */
 done:
 	if (!writer_end(&x, buf, xml))
-		return host->error(VI_EFAIL, "cannot write the snapshot XML of '%s'", vm->name);
+		return vi_error(VI_EFAIL, "cannot write the snapshot XML of '%s'", vm->name);
 	return 0;
 }

@@ -1,9 +1,9 @@
 /* libvirt glue shared by hv-qemu and hv-xen: connections, libvirt errors turned
  * into ours, domain XML, and the lifecycle methods both backends do alike.
  *
- * Errors: every function records its message through ctx->host->error() (or the
- * `host` it is given), never vi_error(): a plugin's copy of libvi is private
- * to it, so only the host's callback reaches the command's caller.
+ * Errors and logs: as everywhere in libvi, vi_error() and vi_warn()/vi_debug();
+ * inside a plugin they reach the host through lib/plugin/host.c. Functions
+ * returning int return 0 or a negative VI_E* code after recording a message.
  */
 #ifndef VI_VIRT_H
 #define VI_VIRT_H
@@ -38,20 +38,18 @@ extern const struct virt_guest virt_guest_qemu_kvm, virt_guest_qemu_tcg;
 extern const struct virt_guest virt_guest_xen_pv, virt_guest_xen_pvh, virt_guest_xen_hvm;
 
 /* The Xen guest for vm->guest_type ("pv" when NULL, "pvh", "hvm"); NULL after
- * host->error(VI_EUSAGE) for anything else. */
-const struct virt_guest *virt_guest_xen(const struct vi_host *host, const char *type);
+ * vi_error(VI_EUSAGE) for anything else. */
+const struct virt_guest *virt_guest_xen(const char *type);
 
 /* Domain XML for `vm` as guest `g`: *xml is NUL-terminated, owned by the caller
  * (free()). Returns 0 or a negative VI_E* code: VI_EUSAGE for a VM that cannot
  * be described (no name, no memory, an unknown disk format), VI_EUNSUPPORTED
  * for what this kind of guest cannot have (a NIC mode, firmware boot). */
-int virt_domain_xml(const struct vi_host *host, const struct virt_guest *g,
-		    const struct vi_hv_vm *vm, char **xml);
+int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char **xml);
 
 /* Snapshot XML moving vm's disk i onto overlays[i] (NULL: left alone); *xml
  * as above. */
-int virt_switch_xml(const struct vi_host *host, const struct vi_hv_vm *vm,
-		    const char *const *overlays, char **xml);
+int virt_switch_xml(const struct vi_hv_vm *vm, const char *const *overlays, char **xml);
 
 /* --- connections --------------------------------------------------------- */
 
@@ -85,8 +83,7 @@ const char *virt_set_reason(struct vi_hv_ctx *ctx, char *reason);
  * running) or existing domain VI_ESTATE; invalid argument VI_EUSAGE;
  * unsupported function or configuration VI_EUNSUPPORTED; timeout VI_ETIMEOUT;
  * everything else VI_EFAIL. Returns the negative code. */
-int virt_error(const struct vi_host *host, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+int virt_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* The domain of vm, by UUID (by name when it has none); the caller frees it.
  * VI_ENOTFOUND with "no domain 'NAME' on 'URI'" when there is none. */

@@ -30,8 +30,7 @@ static const struct vmm_backend *backend;
 static struct vi_hv_ops ops;
 static char probe_reason[256];
 
-/* Hands the recorded error to the host: the plugin has its own copy of libvi, so
- * everything below records with vi_error() and each method converts once, here. */
+/* A file in the VM's run directory (the caller frees the path). */
 static char *run_path(const struct vi_hv_vm *vm, const char *file)
 {
 	return xasprintf("%s/%s", vm->run_dir, file);
@@ -612,21 +611,6 @@ static int plugin_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const c
 	return call_until_gone(vm, "save", args, FORCE_TIMEOUT_MS);
 }
 
-static bool write_out(int fd, const char *buf, size_t len)
-{
-	while (len) {
-		ssize_t n = write(fd, buf, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return false;
-		buf += n;
-		len -= (size_t)n;
-	}
-	return true;
-}
-
 static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd,
 			  int out_fd, int escape)
 {
@@ -658,7 +642,7 @@ static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int 
 			n = read(fd, buf, sizeof(buf));
 			if (n <= 0)
 				break;
-			if (!write_out(out_fd, buf, (size_t)n)) {
+			if (vi_write_all(out_fd, buf, (size_t)n) < 0) {
 				ret = vi_error_errno(VI_EFAIL, errno, "cannot write the console");
 				break;
 			}

@@ -9,7 +9,7 @@
 
 #include "error.h"
 #include "log.h"
-#include "image.h"
+#include "image/image.h"
 #include "util.h"
 #include "vmm/internal.h"
 

@@ -2,6 +2,7 @@
  * domain type kvm where the host has hardware virtualization, else qemu (TCG). */
 #include <vi/hv-plugin.h>
 
+#include "error.h"
 #include "util.h"
 #include "plugin/host.h"
 #include "virt/virt.h"
@@ -34,14 +35,13 @@ static int remote_kvm(struct vi_hv_ctx *ctx, bool *kvm)
 		return rc;
 	caps = virConnectGetCapabilities(conn);
 	if (!caps)
-		return virt_error(ctx->host, "cannot get the capabilities of '%s'", virt_uri(ctx));
+		return virt_error("cannot get the capabilities of '%s'", virt_uri(ctx));
 	doc = xmlReadMemory(caps, (int)strlen(caps), "capabilities.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	xp = doc ? xmlXPathNewContext(doc) : NULL;
 	found = xp ? xmlXPathEvalExpression(BAD_CAST query, xp) : NULL;
 	if (!found) {
-		rc = ctx->host->error(VI_EFAIL, "cannot read the capabilities of '%s'",
-				      virt_uri(ctx));
+		rc = vi_error(VI_EFAIL, "cannot read the capabilities of '%s'", virt_uri(ctx));
 		goto cleanup;
 	}
 	*kvm = found->nodesetval && found->nodesetval->nodeNr > 0;

@@ -17,7 +17,7 @@ static int xen_probe(struct vi_hv_ctx *ctx, const char **reason)
 
 static int xen_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
-	const struct virt_guest *g = virt_guest_xen(ctx->host, vm->guest_type);
+	const struct virt_guest *g = virt_guest_xen(vm->guest_type);
 
 	return g ? virt_define(ctx, g, vm) : -VI_EUSAGE;
 }

@@ -7,7 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "image.h"
+#include "image/image.h"
 
 static void walk(const char *path)
 {

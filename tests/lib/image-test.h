@@ -17,7 +17,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "util.h"
 
 static char test_dir[64];

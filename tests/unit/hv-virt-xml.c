@@ -2,6 +2,7 @@
  * it, names and paths survive escaping, and what cannot be described fails. */
 #include "tap.h"
 #include "hv-virt-host.h"
+#include "error.h"
 #include "util.h"
 #include "virt/virt.h"
 
@@ -94,10 +95,10 @@ static char *xpath(const char *xml, const char *expr)
 static char *xml_for(const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
 	char *xml = NULL;
-	int rc = virt_domain_xml(&test_host, g, vm, &xml);
+	int rc = virt_domain_xml(g, vm, &xml);
 
 	if (rc)
-		printf("# %s: %s\n", g->name, host_error_text);
+		printf("# %s: %s\n", g->name, vi_error_message());
 	return xml;
 }
 
@@ -183,11 +184,11 @@ static void test_xen(void)
 
 	vm.nics = nic_ptrs + 1;
 	vm.nnics = 3;
-	is_int(virt_guest_xen(&test_host, NULL) == &virt_guest_xen_pv, 1, "xen: pv by default");
-	is_int(virt_guest_xen(&test_host, "pvh") == &virt_guest_xen_pvh, 1, "xen: pvh");
-	is_int(virt_guest_xen(&test_host, "hvm") == &virt_guest_xen_hvm, 1, "xen: hvm");
-	ok(virt_guest_xen(&test_host, "bogus") == NULL && host_error_code == VI_EUSAGE &&
-		   error_has("unknown Xen guest type 'bogus'"),
+	is_int(virt_guest_xen(NULL) == &virt_guest_xen_pv, 1, "xen: pv by default");
+	is_int(virt_guest_xen("pvh") == &virt_guest_xen_pvh, 1, "xen: pvh");
+	is_int(virt_guest_xen("hvm") == &virt_guest_xen_hvm, 1, "xen: hvm");
+	ok(virt_guest_xen("bogus") == NULL && vi_error_code() == VI_EUSAGE &&
+		   message_has(vi_error_message(), "unknown Xen guest type 'bogus'"),
 	   "xen: unknown guest type is a usage error");
 
 	check_guest(&virt_guest_xen_pv, &vm, "xen", "xvda");
@@ -216,14 +217,17 @@ static void test_xen(void)
 	is_int(xml ? validate(xml, "domain") : -1, 0, "hvm firmware boot: virt-xml-validate accepts it");
 	free(xml);
 	xml = NULL;
-	is_int(virt_domain_xml(&test_host, &virt_guest_xen_pvh, &vm, &xml), -VI_EUNSUPPORTED,
+	is_int(virt_domain_xml(&virt_guest_xen_pvh, &vm, &xml), -VI_EUNSUPPORTED,
 	       "pvh without a kernel is unsupported");
-	ok(error_has("xen-pvh guests need a kernel: 'xml-test' has none"), "... and says so");
+	ok(message_has(vi_error_message(), "xen-pvh guests need a kernel: 'xml-test' has none"),
+	   "... and says so");
 
 	vm = base_vm();
-	is_int(virt_domain_xml(&test_host, &virt_guest_xen_pv, &vm, &xml), -VI_EUNSUPPORTED,
+	is_int(virt_domain_xml(&virt_guest_xen_pv, &vm, &xml), -VI_EUNSUPPORTED,
 	       "xen has no user-mode networking");
-	ok(error_has("xen-pv guests have no user-mode networking ('xml-test')"), "... and says so");
+	ok(message_has(vi_error_message(),
+		       "xen-pv guests have no user-mode networking ('xml-test')"),
+	   "... and says so");
 }
 
 static void test_errors(void)
@@ -234,22 +238,23 @@ static void test_errors(void)
 	char *xml = NULL;
 
 	vm.memory = 0;
-	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	is_int(virt_domain_xml(&virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
 	       "no memory is a usage error");
 	vm = base_vm();
 	const struct vi_hv_nic *bad_nic_ptr = &bad_nic, *sourceless_ptr = &sourceless;
 	vm.nics = &bad_nic_ptr;
 	vm.nnics = 1;
-	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	is_int(virt_domain_xml(&virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
 	       "unknown NIC mode is a usage error");
-	ok(error_has("unknown NIC mode 'carrier-pigeon' for 'xml-test'"), "... naming it");
+	ok(message_has(vi_error_message(), "unknown NIC mode 'carrier-pigeon' for 'xml-test'"),
+	   "... naming it");
 	vm.nics = &sourceless_ptr;
-	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	is_int(virt_domain_xml(&virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
 	       "a bridge NIC needs a bridge");
 	vm = base_vm();
 	vm.kernel = NULL;
 	vm.ndisks = 0;
-	is_int(virt_domain_xml(&test_host, &virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	is_int(virt_domain_xml(&virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
 	       "nothing to boot is a usage error");
 	ok(xml == NULL, "no XML after errors");
 }
@@ -282,7 +287,7 @@ static void test_switch_xml(void)
 	const char *overlays[] = { "/srv/vi/vms/xml-test/disks/d.1.qcow2", NULL };
 	char *xml = NULL;
 
-	is_int(virt_switch_xml(&test_host, &vm, overlays, &xml), 0, "switch XML is written");
+	is_int(virt_switch_xml(&vm, overlays, &xml), 0, "switch XML is written");
 	is_int(validate(xml, "domainsnapshot"), 0, "virt-xml-validate accepts it");
 	is_xpath(xml, "string(/domainsnapshot/disks/disk[1]/@name)", weird_disk,
 		 "disk 1 is named by its file");

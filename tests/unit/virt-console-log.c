@@ -4,6 +4,7 @@
  * log fills up to the guest's marker and the logger goes when the guest does. */
 #include "tap.h"
 #include "hv-virt-host.h"
+#include "error.h"
 #include "util.h"
 #include "virt/virt.h"
 
@@ -130,7 +131,8 @@ static void test_console_taken(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	is_int(virt_console_log(ctx, logged), -VI_EFAIL, "logging it fails");
 	snprintf(want, sizeof(want), "cannot log the console of '%s': cannot attach to the console "
 		 "of '%s': ", vm->name, vm->name);
-	ok(error_has(want) && error_has("Active console session exists for this domain"),
+	ok(message_has(vi_error_message(), want) &&
+	   message_has(vi_error_message(), "Active console session exists for this domain"),
 	   "... saying why, in libvirt's words");
 	ok(wait_until(log_released, 30), "... and no logger is left holding the log");
 cleanup:
@@ -172,13 +174,13 @@ int main(void)
 	is_int(virt_open(&ctx, "qemu:///system"), 0, "open qemu:///system");
 	if (virt_probe(&ctx, "QEMU", &reason) != VI_HV_PROBE_OK) {
 		skip("libvirtd is not reachable (scripts/setup starts it): %s",
-		     reason ? reason : host_error_text);
+		     reason ? reason : vi_error_message());
 		goto cleanup;
 	}
 	if (!ok(prepare_artifacts() == 0, "test kernel and initramfs prepared"))
 		goto cleanup;
 	is_int(virt_define(&ctx, &virt_guest_qemu_tcg, &vm), 0, "define a guest");
-	if (!ok(virt_start(&ctx, &vm) == 0, "start it: %s", host_error_text))
+	if (!ok(virt_start(&ctx, &vm) == 0, "start it: %s", vi_error_message()))
 		goto undefine;
 
 	test_console_taken(&ctx, &vm, &logged);

@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "image.h"
+#include "image/image.h"
 #include "tap.h"
 #include "hv-virt-host.h"
 #include "util.h"

@@ -2,7 +2,7 @@
  * every cluster has from the header, the L1/L2 tables, snapshots and bitmaps,
  * compare with the refcount blocks, and repair by writing a fresh refcount
  * structure past the end of the file and switching the header to it. */
-#include "image-qcow2.h"
+#include "qcow2.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -394,8 +394,9 @@ static void result_reset(struct image_check_result *res)
 	*res = (struct image_check_result){0};
 }
 
-int qcow2_check(struct qcow2 *q, unsigned flags, struct image_check_result *res)
+int qcow2_check(struct image *img, unsigned flags, struct image_check_result *res)
 {
+	struct qcow2 *q = img->priv;
 	struct checker k = {.q = q, .res = res};
 	int rc;
 

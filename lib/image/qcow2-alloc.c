@@ -2,7 +2,7 @@
  * before the tables that use the clusters are written, and fall after the
  * tables that dropped them are durable, so a crash leaks clusters at worst.
  * Every function here runs with the metadata lock held. */
-#include "image-qcow2.h"
+#include "qcow2.h"
 
 #include <stdlib.h>
 

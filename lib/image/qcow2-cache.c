@@ -1,7 +1,7 @@
 /* The qcow2 metadata caches: cluster-sized tables (L2 tables, refcount
  * blocks) found by their index in the table above, evicted least recently
  * used first. The caller holds the image's metadata lock. */
-#include "image-qcow2.h"
+#include "qcow2.h"
 
 #include <stdlib.h>
 

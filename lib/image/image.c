@@ -1,6 +1,6 @@
 /* The generic image layer: probing, backing chains, range checks, creation,
  * information, checking and conversion on top of the raw and qcow2 drivers. */
-#include "image-driver.h"
+#include "driver.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "image-qcow2.h"
 #include "util.h"
 
 /* Deeper chains are refused: reads recurse once per layer. */
@@ -101,16 +100,31 @@ int image_file_sync(const struct image *img)
 
 static int probe(int fd, const char *path, int *format)
 {
-	unsigned char magic[4];
+	unsigned char head[IMAGE_PROBE_BYTES];
 	ssize_t n;
 
 	do
-		n = pread(fd, magic, sizeof(magic), 0);
+		n = pread(fd, head, sizeof(head), 0);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot read '%s'", path);
-	*format = n == 4 && qcow2_be32(magic) == QCOW2_MAGIC ? IMAGE_QCOW2 : IMAGE_RAW;
+	*format = IMAGE_RAW;
+	for (size_t i = 0; i < ARRAY_SIZE(drivers); i++)
+		if (drivers[i]->probe && drivers[i]->probe(head, (size_t)n))
+			*format = (int)i;
 	return 0;
+}
+
+int image_probe(const char *path, int *format)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+
+	if (fd < 0)
+		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+				      "cannot open '%s'", path);
+	rc = probe(fd, path, format);
+	close(fd);
+	return rc;
 }
 
 /* qemu's image locks, so that neither it nor we open an image another
@@ -552,9 +566,9 @@ int image_set_backing(const char *path, const char *backing, int backing_format)
 
 	if (rc < 0)
 		return rc;
-	if (img->format != IMAGE_QCOW2) {
-		rc = vi_error(VI_EUSAGE, "cannot change the backing file of '%s': it is a raw image",
-			      path);
+	if (!img->drv->set_backing) {
+		rc = vi_error(VI_EUSAGE, "cannot change the backing file of '%s': it is a %s image",
+			      path, image_format_name(img->format));
 		goto cleanup;
 	}
 	/* Record the format we find when none is given and the file opens. */
@@ -562,7 +576,7 @@ int image_set_backing(const char *path, const char *backing, int backing_format)
 	    resolve_backing(path, backing, &name) == 0 &&
 	    image_open(name, IMAGE_PROBE, IMAGE_OPEN_NO_BACKING, &b) == 0)
 		backing_format = b->format;
-	rc = qcow2_set_backing(img, backing, backing_format);
+	rc = img->drv->set_backing(img, backing, backing_format);
 cleanup:
 	image_close(b);
 	free(name);
@@ -624,11 +638,11 @@ int image_check(const char *path, int format, unsigned flags, struct image_check
 		open_flags |= IMAGE_OPEN_WRITE;
 	if ((rc = image_open(path, format, open_flags, &img)) < 0)
 		return rc;
-	if (img->format == IMAGE_QCOW2)
-		rc = qcow2_check(img->priv, flags, res);
+	if (img->drv->check)
+		rc = img->drv->check(img, flags, res);
 	else
-		rc = vi_error(VI_EUNSUPPORTED, "cannot check '%s': raw images have no metadata to "
-			      "check", path);
+		rc = vi_error(VI_EUNSUPPORTED, "cannot check '%s': %s images have no metadata to "
+			      "check", path, image_format_name(img->format));
 	image_close(img);
 	return rc;
 }
@@ -732,7 +746,7 @@ int image_rebase(struct image *img, const char *backing, int backing_format,
 	uint64_t n;
 	int rc;
 
-	if (img->format != IMAGE_QCOW2 || !img->writable)
+	if (!img->drv->set_backing || !img->writable)
 		return vi_error(VI_EUSAGE, "cannot rebase '%s': it is not a qcow2 image open for "
 				"writing", img->path);
 	if (backing) {
@@ -768,7 +782,7 @@ int image_rebase(struct image *img, const char *backing, int backing_format,
 			progress(offset + n, img->size, opaque);
 	}
 	if ((rc = image_flush(img)) < 0 ||
-	    (rc = qcow2_set_backing(img, backing, nb ? nb->format : IMAGE_PROBE)) < 0)
+	    (rc = img->drv->set_backing(img, backing, nb ? nb->format : IMAGE_PROBE)) < 0)
 		goto cleanup;
 	old = img->backing;
 	img->backing = nb;

@@ -1,6 +1,6 @@
-/* qcow2 internals shared by the driver (image-qcow2*.c) and the checker
- * (image-check.c): on-disk constants, the parsed header, the open state with
- * its metadata caches. */
+/* qcow2 internals shared by the driver (qcow2.c, qcow2-io.c, qcow2-alloc.c,
+ * qcow2-cache.c) and the checker (qcow2-check.c): on-disk constants, the
+ * parsed header, the open state with its metadata caches. */
 #ifndef VI_IMAGE_QCOW2_H
 #define VI_IMAGE_QCOW2_H
 
@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "image-driver.h"
+#include "driver.h"
 
 #define QCOW2_MAGIC 0x514649fbu
 #define QCOW2_V2_HEADER_LEN 72u
@@ -186,10 +186,7 @@ void qcow2_compressed_range(const struct qcow2 *q, uint64_t entry, uint64_t *off
 /* Whole-cluster pread of metadata at offset; short reads are corruption. */
 int qcow2_read_meta(struct qcow2 *q, void *buf, size_t len, uint64_t offset, const char *what);
 
-/* image-qcow2.c: header rewrites on an image opened for checking. */
-int qcow2_set_backing(struct image *img, const char *backing, int backing_format);
-
-/* image-qcow2-io.c: guest I/O and write-back. */
+/* qcow2-io.c: guest I/O and write-back. */
 int qcow2_read(struct image *img, void *buf, size_t len, uint64_t offset);
 int qcow2_write(struct image *img, const void *buf, size_t len, uint64_t offset);
 int qcow2_zero(struct image *img, uint64_t offset, uint64_t len, bool exact);
@@ -199,11 +196,11 @@ int qcow2_status(struct image *img, uint64_t offset, uint64_t len, int *status, 
  * barrier, L1 table) without the final barrier; q->lock held. */
 int qcow2_metadata_write(struct qcow2 *q);
 
-/* image-check.c: compare refcounts with the tables; rebuild them when asked.
+/* qcow2-check.c: compare refcounts with the tables; rebuild them when asked.
  * Used by image_check() and to repair an image left dirty. */
-int qcow2_check(struct qcow2 *q, unsigned flags, struct image_check_result *res);
+int qcow2_check(struct image *img, unsigned flags, struct image_check_result *res);
 
-/* image-qcow2-alloc.c: refcounts and cluster allocation; q->lock held. */
+/* qcow2-alloc.c: refcounts and cluster allocation; q->lock held. */
 int qcow2_alloc_init(struct qcow2 *q);
 /* Up to n contiguous clusters (exactly n when `exact`) with refcount 1:
  * *first is a cluster index, *got how many; *fresh says the clusters were
@@ -224,7 +221,7 @@ int qcow2_free_apply(struct qcow2 *q, size_t count);
  * table entries. */
 int qcow2_refcounts_write(struct qcow2 *q);
 
-/* image-qcow2-cache.c: caches of cluster-sized tables keyed by index. */
+/* qcow2-cache.c: caches of cluster-sized tables keyed by index. */
 void qcow2_cache_init(struct qcow2_cache *c, size_t max, uint64_t nslots);
 void qcow2_cache_release(struct qcow2_cache *c);
 void qcow2_cache_grow_slots(struct qcow2_cache *c, uint64_t nslots);

@@ -1,6 +1,6 @@
 /* qcow2 images: header parsing and validation, open and close, creation,
- * growing, header rewrites and information. Guest I/O is in image-qcow2-io.c. */
-#include "image-qcow2.h"
+ * growing, header rewrites and information. Guest I/O is in qcow2-io.c. */
+#include "qcow2.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -318,7 +318,7 @@ static int prepare_write(struct qcow2 *q)
 		return unsupported(img, "has persistent dirty bitmaps");
 	if (q->h.incompat & QCOW2_INCOMPAT_DIRTY) {
 		struct image_check_result res = {0};
-		rc = qcow2_check(q, IMAGE_CHECK_REPAIR_ALL, &res);
+		rc = qcow2_check(img, IMAGE_CHECK_REPAIR_ALL, &res);
 		if (rc == 0 && res.corruptions)
 			rc = vi_error(VI_EFAIL, "'%s' is corrupt: %llu errors remain after repair",
 				      img->path, (unsigned long long)res.corruptions);
@@ -654,7 +654,7 @@ cleanup:
 	return rc;
 }
 
-int qcow2_set_backing(struct image *img, const char *backing, int backing_format)
+static int qcow2_set_backing(struct image *img, const char *backing, int backing_format)
 {
 	struct qcow2 *q = img->priv;
 	const char *fmt = backing && backing_format != IMAGE_PROBE ? image_format_name(backing_format)
@@ -695,8 +695,14 @@ cleanup:
 	return rc;
 }
 
+static bool qcow2_probe(const unsigned char *head, size_t len)
+{
+	return len >= 4 && qcow2_be32(head) == QCOW2_MAGIC;
+}
+
 const struct image_driver image_qcow2_driver = {
 	.format = IMAGE_QCOW2,
+	.probe = qcow2_probe,
 	.open = qcow2_open,
 	.close = qcow2_close,
 	.read = qcow2_read,
@@ -708,4 +714,6 @@ const struct image_driver image_qcow2_driver = {
 	.set_cache = qcow2_set_cache,
 	.info = qcow2_info,
 	.create = qcow2_create,
+	.check = qcow2_check,
+	.set_backing = qcow2_set_backing,
 };

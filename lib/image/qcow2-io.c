@@ -3,7 +3,7 @@
  * ordered write-back of metadata. Data moves without the metadata lock held;
  * clusters being allocated are marked in flight so that a second writer to
  * the same clusters waits instead of allocating twice. */
-#include "image-qcow2.h"
+#include "qcow2.h"
 
 #include <stdlib.h>
 #include <sys/uio.h>

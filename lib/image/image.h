@@ -1,6 +1,10 @@
 /* Disk images: qcow2 (versions 2 and 3) and raw behind one interface, with
  * backing chains, so that clones are instant overlays that qemu-img accepts.
  *
+ * lib/image/ owns everything about image files: this interface (image.c, the
+ * format-independent layer), the driver table the formats fill in (driver.h),
+ * raw.c, and qcow2 in qcow2*.c. Other modules include only this header.
+ *
  * Ownership: image_open() returns an image that the caller frees with
  * image_close(), which also closes the backing chain the image opened.
  * image_backing() borrows: the backing image belongs to its overlay. Strings
@@ -45,6 +49,8 @@ enum image_format {
 	IMAGE_QCOW2 = VI_DISK_QCOW2,
 };
 
+/* The format of the file at path, as image_open() finds it for IMAGE_PROBE. */
+int image_probe(const char *path, int *format);
 /* "raw", "qcow2"; "probe" for IMAGE_PROBE. */
 const char *image_format_name(int format);
 /* The format named `name` ("raw", "qcow2"); -VI_EUSAGE for any other name. */

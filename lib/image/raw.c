@@ -1,6 +1,6 @@
 /* Raw images: the file is the disk. Zeroing punches holes; the status of a
  * range comes from the file system's holes. */
-#include "image-driver.h"
+#include "driver.h"
 
 #include <errno.h>
 #include <fcntl.h>

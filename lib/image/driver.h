@@ -21,8 +21,15 @@ enum image_status {
 	IMAGE_STATUS_UNALLOCATED, /* read from the backing chain */
 };
 
+/* How much of a file's start the drivers' probe() get to see. */
+#define IMAGE_PROBE_BYTES 512
+
 struct image_driver {
 	int format;
+	/* Does a file starting with head hold this format? len is less than
+	 * IMAGE_PROBE_BYTES only for a shorter file. NULL for raw, which takes
+	 * whatever no other driver claims. */
+	bool (*probe)(const unsigned char *head, size_t len);
 	/* Parses the already opened img->fd: sets img->size, img->cluster_size,
 	 * img->backing_file and img->backing_format, img->priv. */
 	int (*open)(struct image *img, unsigned flags);
@@ -45,6 +52,12 @@ struct image_driver {
 	/* Writes a new empty image of `size` into the empty file fd. */
 	int (*create)(const char *path, int fd, const struct image_create_opts *opts,
 		      uint64_t size);
+	/* image_check() on an image opened with IMAGE_OPEN_CHECK (and for
+	 * writing when repairing); NULL when the format has no metadata. */
+	int (*check)(struct image *img, unsigned flags, struct image_check_result *res);
+	/* Rewrites the backing file (NULL: none) recorded in a writable image's
+	 * header; NULL when the format cannot have one. */
+	int (*set_backing)(struct image *img, const char *backing, int backing_format);
 };
 
 struct image {
