@@ -68,6 +68,10 @@ extern const struct vi_option global_options[];
 	  VI_COMPLETE_NONE }
 #define OPT_HV { "hv", 0, VI_OPT_STRING, &ctx.hv, "NAME", "hypervisor backend", VI_COMPLETE_HV }
 
+/* What a lifecycle verb prints once done: with --json {"vi":1, "name", "state"},
+ * else "<done> VM '<name>'" (silenced by -q). */
+void cmd_report_state(const char *name, const char *state, const char *done);
+
 /* Prints "usage: vi VERB ..." (and one line per subcommand) to f. */
 void cmd_usage(FILE *f, const struct cmd *c, const char *path);
 /* The completion kind of a positional argument named in a synopsis token. */

@@ -52,14 +52,7 @@ int cmd_destroy(int argc, char **argv)
 	vi_layer_unref_vm(&idx, argv[0]);
 	if ((rc = vi_layers_commit(&ctx.store, &idx)) < 0)
 		goto cleanup;
-	if (ctx.json) {
-		struct json_object *doc = vi_json_doc();
-		json_object_object_add(doc, "name", vi_json_str(argv[0]));
-		json_object_object_add(doc, "state", vi_json_str("destroyed"));
-		vi_json_print(doc);
-	} else {
-		vi_info("destroyed VM '%s'", argv[0]);
-	}
+	cmd_report_state(argv[0], "destroyed", "destroyed");
 cleanup:
 	vi_layers_release(&idx);
 	vi_machine_release(&m);

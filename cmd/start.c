@@ -38,14 +38,7 @@ int cmd_start(int argc, char **argv)
 	}
 	if ((rc = vi_hv_start(m.hv, &m.view.vm)) < 0)
 		goto cleanup;
-	if (ctx.json) {
-		struct json_object *doc = vi_json_doc();
-		json_object_object_add(doc, "name", vi_json_str(argv[0]));
-		json_object_object_add(doc, "state", vi_json_str("running"));
-		vi_json_print(doc);
-	} else {
-		vi_info("started VM '%s'", argv[0]);
-	}
+	cmd_report_state(argv[0], "running", "started");
 cleanup:
 	vi_machine_release(&m);
 	return rc;

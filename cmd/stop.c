@@ -38,14 +38,7 @@ int cmd_stop(int argc, char **argv)
 	rc = vi_hv_stop(m.hv, &m.view.vm, force ? VI_HV_STOP_FORCE : 0, (unsigned)timeout * 1000);
 	if (rc < 0)
 		goto cleanup;
-	if (ctx.json) {
-		struct json_object *doc = vi_json_doc();
-		json_object_object_add(doc, "name", vi_json_str(argv[0]));
-		json_object_object_add(doc, "state", vi_json_str("stopped"));
-		vi_json_print(doc);
-	} else {
-		vi_info("stopped VM '%s'", argv[0]);
-	}
+	cmd_report_state(argv[0], "stopped", "stopped");
 cleanup:
 	vi_machine_release(&m);
 	return rc;

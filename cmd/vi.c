@@ -3,6 +3,7 @@
 #include "error.h"
 #include "layers.h"
 #include "log.h"
+#include "output.h"
 #include "util.h"
 
 #include <ctype.h>
@@ -64,6 +65,18 @@ const struct cmd commands[] = {
 	{ "version", cmd_version, 0, 0, 0, "", version_options, "print the version" },
 	{ NULL },
 };
+
+void cmd_report_state(const char *name, const char *state, const char *done)
+{
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "name", vi_json_str(name));
+		json_object_object_add(doc, "state", vi_json_str(state));
+		vi_json_print(doc);
+	} else {
+		vi_info("%s VM '%s'", done, name);
+	}
+}
 
 void cmd_usage(FILE *f, const struct cmd *c, const char *path)
 {
