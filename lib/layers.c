@@ -657,6 +657,14 @@ int vi_layers_upgrade(const struct vi_store *s)
 	int rc = 0;
 
 	free(path);
+	/* A store with no VM has nothing to move: leave it as it is. */
+	if (!done) {
+		char **names = NULL;
+		size_t n = 0;
+		done = vi_store_list_vms(s, &names, &n) < 0 || n == 0;
+		vi_store_names_free(names, n);
+		vi_error_clear();
+	}
 	if (!done && (rc = vi_layers_open(s, &idx)) == 0)
 		rc = vi_layers_commit(s, &idx);
 	return rc;
