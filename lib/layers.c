@@ -461,8 +461,9 @@ static int migrate(const struct vi_store *s, struct vi_layer_index *idx)
 		char *dir = vi_store_path(s, "vms/%s", names[i]);
 		for (size_t k = 0; k < vm.ndisks; k++) {
 			char *p = absolute(dir, vm.disks[k].path), *id = NULL;
-			for (size_t r = 0; r < m.nrw && !id; r++)
-				if (realpath(p, real) && !strcmp(m.rw[r].image, real))
+			bool resolved = realpath(p, real) != NULL;
+			for (size_t r = 0; r < m.nrw && resolved && !id; r++)
+				if (!strcmp(m.rw[r].image, real))
 					id = m.rw[r].layer;
 			if (id && (!vm.disks[k].layer || strcmp(vm.disks[k].layer, id))) {
 				free(vm.disks[k].layer);
@@ -472,11 +473,12 @@ static int migrate(const struct vi_store *s, struct vi_layer_index *idx)
 			free(p);
 		}
 		vi_layers_ref_vm(idx, &vm);
-		if (changed && (rc = vi_store_save_vm(s, &vm)) < 0)
-			vi_error_clear();
-		rc = 0;
+		if (changed)
+			rc = vi_store_save_vm(s, &vm);
 		free(dir);
 		vi_vm_release(&vm);
+		if (rc < 0)
+			goto cleanup;
 	}
 	vi_debug("moved %zu layers of the previous store layout to images/layers", m.nold);
 cleanup:
