@@ -4,10 +4,9 @@
  * accepted it, so a failure leaves nothing behind. */
 #include "cmd.h"
 #include "error.h"
-#include "image/image.h"
-#include "layers.h"
 #include "log.h"
 #include "machine.h"
+#include "ops.h"
 #include "output.h"
 #include "progress.h"
 #include "template.h"
@@ -62,177 +61,6 @@ const struct vi_option create_options[] = {
 	OPT_JSON,
 	VI_OPT_TABLE_END,
 };
-
-#define MIN_MEMORY (16ull << 20)
-
-/* An existing regular file, as an absolute path (caller frees). */
-static int existing_file(const char *path, const char *what, char **out)
-{
-	char buf[PATH_MAX];
-	struct stat st;
-
-	if (!realpath(path, buf) || stat(buf, &st) < 0)
-		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
-				      "%s '%s'", what, path);
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
-		return vi_error(VI_EUSAGE, "%s '%s' is not a file", what, path);
-	*out = xstrdup(buf);
-	return 0;
-}
-
-/* FILE[,ro][,format=qcow2|raw] */
-static int parse_disk(const char *spec, struct vi_vm_disk *d)
-{
-	char *copy = xstrdup(spec), *save = NULL;
-	char *file = strtok_r(copy, ",", &save);
-	int rc = 0, format = -1;
-
-	memset(d, 0, sizeof(*d));
-	if (!file) {
-		rc = vi_error(VI_EUSAGE, "invalid --disk '%s': no file", spec);
-		goto cleanup;
-	}
-	for (char *opt = strtok_r(NULL, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
-		if (!strcmp(opt, "ro") || !strcmp(opt, "readonly"))
-			d->readonly = true;
-		else if (!strncmp(opt, "format=", 7)) {
-			if ((rc = vi_disk_format_parse(opt + 7, &format)) < 0)
-				goto cleanup;
-		} else {
-			rc = vi_error(VI_EUSAGE, "invalid --disk '%s': unknown option '%s'", spec, opt);
-			goto cleanup;
-		}
-	}
-	if ((rc = existing_file(file, "disk", &d->path)) < 0)
-		goto cleanup;
-	if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0)
-		rc = vi_error_errno(VI_EFAIL, errno, "disk '%s'", file);
-	else if (format < 0)
-		rc = image_probe(d->path, &format);
-	if (rc < 0) {
-		free(d->path);
-		goto cleanup;
-	}
-	d->format = format;
-cleanup:
-	free(copy);
-	return rc;
-}
-
-/* MODE[:SOURCE] */
-static int parse_nic(const char *spec, struct vi_vm_nic *n)
-{
-	static const char *const modes[] = { "user", "tap", "bridge", "network" };
-	const char *colon = strchr(spec, ':');
-	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
-
-	memset(n, 0, sizeof(*n));
-	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
-		if (strlen(modes[i]) == len && !strncmp(spec, modes[i], len))
-			n->mode = xstrdup(modes[i]);
-	if (!n->mode)
-		return vi_error(VI_EUSAGE,
-				"invalid --nic '%s': the mode must be user, tap, bridge or network",
-				spec);
-	if (colon && colon[1])
-		n->source = xstrdup(colon + 1);
-	if (!n->source && (!strcmp(n->mode, "bridge") || !strcmp(n->mode, "network"))) {
-		free(n->mode);
-		return vi_error(VI_EUSAGE, "invalid --nic '%s': %s needs a name, as in %s:NAME", spec,
-				spec, spec);
-	}
-	return 0;
-}
-
-static int build_definition(const char *name, struct vi_hv *hv, const struct template_image *img,
-			    struct vi_vm *vm)
-{
-	int rc;
-
-	memset(vm, 0, sizeof(*vm));
-	vm->name = xstrdup(name);
-	vm->hv = xstrdup(hv->ops.name);
-	vm->connect = xstrdup(ctx.connect);
-	vm->cpus = cpus ? cpus : img && img->cpus ? img->cpus : 1;
-	vm->max_cpus = max_cpus ? max_cpus : img && img->max_cpus > vm->cpus ? img->max_cpus : vm->cpus;
-	vm->memory = memory ? memory : img && img->memory ? img->memory : VI_VM_DEFAULT_MEMORY;
-	vm->max_memory = max_memory       ? max_memory
-			 : img && img->max_memory > vm->memory ? img->max_memory
-							       : vm->memory;
-	vm->guest_type = xstrdup(guest_type);
-	vm->created = time(NULL);
-	if (vm->max_cpus < vm->cpus)
-		return vi_error(VI_EUSAGE, "--max-cpus %u is below --cpus %u", vm->max_cpus, vm->cpus);
-	if (vm->memory < MIN_MEMORY)
-		return vi_error(VI_EUSAGE, "--memory must be at least 16M");
-	if (vm->max_memory < vm->memory)
-		return vi_error(VI_EUSAGE, "--max-memory is below --memory");
-	if (img) {
-		if (kernel || initrd)
-			return vi_error(VI_EUSAGE, "--kernel and --initrd come from the template");
-		vm->kernel = xstrdup(img->kernel);
-		vm->initrd = xstrdup(img->initrd);
-		vm->cmdline = xstrdup(cmdline ? cmdline : img->cmdline);
-		vm->template = xstrdup(img->name);
-		vm->template_digest = xstrdup(img->digest);
-		vm->ready_marker = xstrdup(img->ready_marker);
-		/* The template's disks, as overlays made once the VM has a directory. */
-		vm->disks = xcalloc(img->ndisks + disks.n, sizeof(*vm->disks));
-		for (size_t i = 0; i < img->ndisks; i++, vm->ndisks++) {
-			vm->disks[i].path = xasprintf("disks/disk%zu.qcow2", i);
-			vm->disks[i].format = VI_DISK_QCOW2;
-		}
-	} else {
-		if (disk_size)
-			return vi_error(VI_EUSAGE, "--disk-size needs --template");
-		if (!kernel && (initrd || cmdline))
-			return vi_error(VI_EUSAGE, "--initrd and --cmdline need --kernel");
-		if (!kernel && !disks.n)
-			return vi_error(VI_EUSAGE, "nothing to boot: give --template, --kernel or --disk");
-		if (kernel && (rc = existing_file(kernel, "kernel", &vm->kernel)) < 0)
-			return rc;
-		if (initrd && (rc = existing_file(initrd, "initrd", &vm->initrd)) < 0)
-			return rc;
-		vm->cmdline = xstrdup(cmdline);
-		vm->disks = xcalloc(disks.n, sizeof(*vm->disks));
-	}
-	for (size_t i = 0; i < disks.n; i++, vm->ndisks++)
-		if ((rc = parse_disk(disks.items[i], &vm->disks[vm->ndisks])) < 0)
-			return rc;
-	vm->nics = xcalloc(nics.n, sizeof(*vm->nics));
-	for (size_t i = 0; i < nics.n; i++, vm->nnics++)
-		if ((rc = parse_nic(nics.items[i], &vm->nics[i])) < 0)
-			return rc;
-	vi_vm_new_identity(vm);
-	return 0;
-}
-
-/* The template's disks as overlays in the staging directory; the first one
- * grown to --disk-size. */
-static int make_template_disks(const struct template_image *img, const char *staging,
-			       struct vi_vm *vm)
-{
-	int rc = 0;
-
-	for (size_t i = 0; i < img->ndisks && rc == 0; i++) {
-		char *path = xasprintf("%s/%s", staging, vm->disks[i].path);
-		rc = vi_layer_overlay(path, img->disks[i].path);
-		if (rc == 0 && i == 0 && disk_size) {
-			struct image *im;
-			if (disk_size < img->disks[0].size) {
-				char a[32];
-				rc = vi_error(VI_EUSAGE, "--disk-size is below the template's %s",
-					      vi_format_size(img->disks[0].size, a, sizeof(a)));
-			} else if ((rc = image_open(path, IMAGE_QCOW2, IMAGE_OPEN_WRITE, &im)) == 0) {
-				rc = image_resize(im, disk_size);
-				int crc = image_close(im);
-				rc = rc ? rc : crc;
-			}
-		}
-		free(path);
-	}
-	return rc;
-}
 
 static void report(const struct vi_vm *vm, bool started, double ms)
 {
@@ -320,32 +148,37 @@ static int run_command(char **argv, const char *name, int *status)
 	return 0;
 }
 
-/* --rm: the machine goes, whatever happened. */
-static void remove_machine(struct vi_hv *hv, const struct vi_vm_hv *view, const char *name)
-{
-	char why[1024];
-	int code = vi_error_code();
-	struct vi_hv_state st;
-
-	snprintf(why, sizeof(why), "%s", vi_error_message());
-	if (vi_hv_state(hv, &view->vm, &st) == 0 &&
-	    (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED))
-		vi_hv_stop(hv, &view->vm, VI_HV_STOP_FORCE, 0);
-	vi_hv_undefine(hv, &view->vm);
-	vi_store_remove_vm(&ctx.store, name);
-	vi_error(code, "%s", why);
-}
-
 int cmd_create(int argc, char **argv)
 {
 	const char *name = argv[0];
-	struct vi_hv *hv;
-	struct vi_vm vm = { 0 };
-	struct vi_vm_hv view = { 0 };
-	struct template_image img = { 0 };
-	bool have_img = false, created = false;
-	char *staging = NULL;
+	struct vi_machine m = { 0 };
+	struct vi_progress progress;
+	struct template_build_opts bo = { .progress = vi_progress_report, .opaque = &progress };
+	struct vi_create_spec spec = {
+		.name = name,
+		.hv = ctx.hv,
+		.connect = ctx.connect,
+		.template_ref = template_ref,
+		.sets = (const char *const *)sets.items,
+		.nsets = sets.n,
+		.build = &bo,
+		.disk_size = disk_size,
+		.kernel = kernel,
+		.initrd = initrd,
+		.cmdline = cmdline,
+		.guest_type = guest_type,
+		.cpus = (unsigned)cpus,
+		.max_cpus = (unsigned)max_cpus,
+		.memory = memory,
+		.max_memory = max_memory,
+		.disks = (const char *const *)disks.items,
+		.ndisks = disks.n,
+		.nics = (const char *const *)nics.items,
+		.nnics = nics.n,
+		.start = start || wait_ready,
+	};
 	char **command = argc > 1 ? argv + 1 : NULL;
+	unsigned ready_timeout;
 	double t0;
 	int rc, status = 0;
 
@@ -354,58 +187,25 @@ int cmd_create(int argc, char **argv)
 		return vi_error(VI_EUSAGE, "unexpected argument '%s' (a command goes after --)", argv[1]);
 	if (command && !wait_ready)
 		return vi_error(VI_EUSAGE, "a command after -- needs --wait-ready");
-	if ((rc = vi_check_name(name, "VM")) < 0)
-		return rc;
-	if ((rc = vi_store_vm_exists(&ctx.store, name)) == 0)
-		return vi_error(VI_ESTATE, "VM '%s' already exists", name);
-	vi_error_clear();
-	if (template_ref) {
-		struct vi_progress progress;
-		struct template_build_opts bo = { .progress = vi_progress_report, .opaque = &progress };
+	if (template_ref)
 		vi_progress_start(&progress, 0, "building");
-		rc = template_image_get(&ctx.store, template_ref, sets.items, sets.n, &bo, &img);
+	rc = vi_op_create(&ctx.store, &ctx.plugins, &spec, &m, &ready_timeout);
+	if (template_ref)
 		vi_progress_end(&progress);
-		if (rc < 0)
-			goto cleanup;
-		have_img = true;
-	} else if (sets.n) {
-		rc = vi_error(VI_EUSAGE, "--set needs --template");
+	if (rc < 0)
 		goto cleanup;
-	}
-	if ((rc = vi_hv_choose(&ctx.plugins, ctx.hv ? ctx.hv : have_img ? img.hv : NULL,
-			       ctx.connect, &hv)) < 0)
-		goto cleanup;
-	if ((rc = build_definition(name, hv, have_img ? &img : NULL, &vm)) < 0)
-		goto cleanup;
-	if ((rc = vi_store_stage_vm(&ctx.store, name, &staging)) < 0)
-		goto cleanup;
-	if (have_img && (rc = make_template_disks(&img, staging, &vm)) < 0)
-		goto cleanup;
-	if ((rc = vi_machine_add(&ctx.store, hv, &vm, staging, &view)) < 0)
-		goto cleanup;
-	free(staging);
-	staging = NULL;
-	created = true;
 	if (rm) {
 		signal(SIGINT, on_signal);
 		signal(SIGTERM, on_signal);
 	}
-	if (start || wait_ready) {
-		rc = vi_hv_start(hv, &view.vm);
-		if (rc < 0) {
-			vi_error_wrap("VM '%s' was created but did not start", name);
-			goto cleanup;
-		}
-	}
 	/* Waiting and the command may take long: let other commands at the VM. */
 	vi_store_unlock(ctx.lock);
 	ctx.lock = -1;
-	if (wait_ready) {
-		unsigned secs = timeout ? timeout : have_img && img.ready_timeout ? img.ready_timeout : 300;
-		if ((rc = wait_for_ready(hv, &vm, &view, secs)) < 0)
-			goto cleanup;
-	}
-	report(&vm, start || wait_ready, vi_ms_since(t0));
+	if (wait_ready &&
+	    (rc = wait_for_ready(m.hv, &m.def, &m.view,
+				 timeout ? timeout : ready_timeout ? ready_timeout : 300)) < 0)
+		goto cleanup;
+	report(&m.def, spec.start, vi_ms_since(t0));
 	if (command) {
 		if ((rc = run_command(command, name, &status)) < 0)
 			goto cleanup;
@@ -414,16 +214,14 @@ int cmd_create(int argc, char **argv)
 	if (interrupted)
 		rc = vi_error(VI_EFAIL, "interrupted");
 cleanup:
-	if (staging) {
-		vi_store_abort_vm(staging);
-		free(staging);
+	/* --rm: the machine goes, whatever happened. */
+	if (m.dir && rm && (rc < 0 || command || interrupted)) {
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_op_destroy(&ctx.store, &m, VI_OP_FORCE);
+		vi_error_restore(&e);
 	}
-	if (created && rm && (rc < 0 || command || interrupted))
-		remove_machine(hv, &view, name);
-	if (have_img)
-		template_image_release(&img);
-	vi_vm_hv_release(&view);
-	vi_vm_release(&vm);
+	vi_machine_release(&m);
 	vi_strlist_release(&disks);
 	vi_strlist_release(&nics);
 	vi_strlist_release(&sets);

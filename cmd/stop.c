@@ -3,7 +3,7 @@
 #include "cmd.h"
 #include "error.h"
 #include "log.h"
-#include "machine.h"
+#include "ops.h"
 #include "output.h"
 
 #include <stdio.h>
@@ -23,23 +23,13 @@ const struct vi_option stop_options[] = {
 int cmd_stop(int argc, char **argv)
 {
 	struct vi_machine m;
-	struct vi_hv_state st;
 	int rc;
 	(void)argc;
 
 	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, true, &m)) < 0)
 		return rc;
-	vi_machine_state(&m, &st);
-	if (st.state != VI_HV_RUNNING && st.state != VI_HV_PAUSED &&
-	    st.state != VI_HV_SHUTTING_DOWN) {
-		rc = vi_error(VI_ESTATE, "VM '%s' is not running", argv[0]);
-		goto cleanup;
-	}
-	rc = vi_hv_stop(m.hv, &m.view.vm, force ? VI_HV_STOP_FORCE : 0, (unsigned)timeout * 1000);
-	if (rc < 0)
-		goto cleanup;
-	cmd_report_state(argv[0], "stopped", "stopped");
-cleanup:
+	if ((rc = vi_op_stop(&m, force, (unsigned)timeout * 1000)) == 0)
+		cmd_report_state(argv[0], "stopped", "stopped");
 	vi_machine_release(&m);
 	return rc;
 }

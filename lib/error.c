@@ -67,3 +67,16 @@ void vi_error_clear(void)
 	message[0] = '\0';
 	last_code = 0;
 }
+
+void vi_error_save(struct vi_error_saved *e)
+{
+	e->code = vi_error_code();
+	memcpy(e->message, message, sizeof(e->message));
+}
+
+int vi_error_restore(const struct vi_error_saved *e)
+{
+	memcpy(message, e->message, sizeof(message));
+	last_code = e->code;
+	return -last_code;
+}

@@ -19,4 +19,13 @@ const char *vi_error_message(void); /* "" when none */
 int vi_error_code(void);            /* VI_E* of the last error, VI_EFAIL if none */
 void vi_error_clear(void);
 
+/* Keeps the current error across clean-up that may record others:
+ * vi_error_save(&e); ...; return vi_error_restore(&e); */
+struct vi_error_saved {
+	int code;
+	char message[1024];
+};
+void vi_error_save(struct vi_error_saved *e);
+int vi_error_restore(const struct vi_error_saved *e); /* returns -code */
+
 #endif

@@ -261,10 +261,29 @@ static int index_save(const char *path, const struct vi_layer_index *idx)
 
 int vi_layers_write(const struct vi_store *s, const struct vi_layer_index *idx)
 {
-	char *path = vi_store_path(s, "images/layers/index.yaml");
-	int rc = index_save(path, idx);
+	char *dir = vi_store_path(s, "images/layers");
+	char *path = xasprintf("%s/index.yaml", dir);
+	int rc = vi_mkdir_p(dir, 0711);
+
+	if (rc == 0)
+		rc = index_save(path, idx);
+	free(dir);
 	free(path);
 	return rc;
+}
+
+/* An index with no layer in a store with no VM records nothing: it goes, and
+ * images/layers with it, so that removing the last VM and image leaves the
+ * store as a new one. */
+static bool index_useless(const struct vi_store *s, const struct vi_layer_index *idx)
+{
+	char **names = NULL;
+	size_t n = 0;
+	bool useless = idx->n == 0 && vi_store_list_vms(s, &names, &n) == 0 && n == 0;
+
+	vi_store_names_free(names, n);
+	vi_error_clear();
+	return useless;
 }
 
 /* A layer nothing references: the next commit removes it. */
@@ -612,15 +631,16 @@ static void drop_stale_refs(const struct vi_store *s, struct vi_layer_index *idx
 
 int vi_layers_open(const struct vi_store *s, struct vi_layer_index *idx)
 {
-	char *dir = vi_store_path(s, "images/layers"), *lock = NULL, *path = NULL;
+	char *dir = vi_store_path(s, "images/.locks"), *lock = NULL, *path = NULL;
 	int rc;
 
 	memset(idx, 0, sizeof(*idx));
 	idx->lock_fd = -1;
-	if ((rc = vi_mkdir_p(dir, 0711)) < 0)
+	/* The lock lives outside images/layers, which goes when it is empty. */
+	if ((rc = vi_mkdir_p(dir, 0700)) < 0)
 		goto cleanup;
-	lock = xasprintf("%s/.lock", dir);
-	path = xasprintf("%s/index.yaml", dir);
+	lock = xasprintf("%s/layers", dir);
+	path = vi_store_path(s, "images/layers/index.yaml");
 	idx->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (idx->lock_fd < 0) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot open lock '%s'", lock);
@@ -640,7 +660,7 @@ int vi_layers_open(const struct vi_store *s, struct vi_layer_index *idx)
 		}
 	} else if ((rc = migrate(s, idx)) == 0) {
 		settle_aliases(s, idx);
-		rc = index_save(path, idx);
+		rc = vi_layers_write(s, idx);
 	}
 cleanup:
 	if (rc < 0)
@@ -685,7 +705,8 @@ int vi_layers_commit(const struct vi_store *s, struct vi_layer_index *idx)
 	char *path = vi_store_path(s, "images/layers/index.yaml");
 	char **doomed = NULL;
 	size_t ndoomed = 0;
-	int rc;
+	bool useless;
+	int rc = 0;
 
 	/* Unreferenced layers nothing is backed by go, and then perhaps their
 	 * parents: the index forgets them first, their files go after. */
@@ -711,9 +732,18 @@ int vi_layers_commit(const struct vi_store *s, struct vi_layer_index *idx)
 			break;
 		}
 	}
-	rc = index_save(path, idx);
+	useless = index_useless(s, idx);
+	if (!useless)
+		rc = vi_layers_write(s, idx);
+	else if (unlink(path) < 0 && errno != ENOENT)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot remove '%s'", path);
 	for (size_t i = 0; rc == 0 && i < ndoomed; i++)
 		unlink(doomed[i]);
+	if (rc == 0 && useless) {
+		char *dir = vi_store_path(s, "images/layers");
+		rmdir(dir); /* kept if anything else is in it */
+		free(dir);
+	}
 	strv_free(doomed, ndoomed);
 	free(path);
 	vi_layers_release(idx);

@@ -58,31 +58,3 @@ int vi_machine_state(struct vi_machine *m, struct vi_hv_state *st)
 	}
 	return st->state;
 }
-
-int vi_machine_add(const struct vi_store *s, struct vi_hv *hv, const struct vi_vm *vm,
-		   const char *staging, struct vi_vm_hv *view)
-{
-	char *def = xasprintf("%s/vm.yaml", staging);
-	int rc;
-
-	vi_vm_hv_init(view, vm, staging);
-	rc = vi_hv_check_boot(hv, &view->vm);
-	vi_vm_hv_release(view);
-	if (rc == 0)
-		rc = vi_vm_save(def, vm);
-	free(def);
-	/* The backend checks the disks where they will live: commit first, and
-	 * take the VM away again if the backend refuses it. */
-	if (rc < 0 || (rc = vi_store_commit_vm(s, vm->name, staging)) < 0)
-		return rc;
-	char *dir = vi_store_path(s, "vms/%s", vm->name);
-	vi_vm_hv_init(view, vm, dir);
-	free(dir);
-	if ((rc = vi_hv_define(hv, &view->vm)) < 0) {
-		char why[1024];
-		snprintf(why, sizeof(why), "%s", vi_error_message());
-		vi_store_remove_vm(s, vm->name);
-		vi_error(-rc, "%s", why);
-	}
-	return rc;
-}

@@ -22,14 +22,6 @@ int vi_machine_open(const struct vi_store *s, struct vi_hv_set *plugins, const c
 		    const char *uri, bool need_backend, struct vi_machine *m);
 void vi_machine_release(struct vi_machine *m);
 
-/* Puts a new VM into the store and on its backend: writes vm as vm.yaml in
- * staging (from vi_store_stage_vm()), commits it, fills *view and defines it
- * on hv. If the backend refuses it, the VM is taken out of the store again
- * and the backend's error returned. On failure the caller aborts staging
- * (gone already if the commit took place); it releases *view either way. */
-int vi_machine_add(const struct vi_store *s, struct vi_hv *hv, const struct vi_vm *vm,
-		   const char *staging, struct vi_vm_hv *view);
-
 /* The backend's state; VI_HV_UNKNOWN without a backend or on error. */
 int vi_machine_state(struct vi_machine *m, struct vi_hv_state *st);
 

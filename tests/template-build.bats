@@ -136,13 +136,15 @@ setup() {
 	local img
 	img=$VI_HOME/images/$(digest_of tiny)
 	[ "$(manifest_field "$img" marker)" = "login:" ]
-	boot_image "$img" tiny1
+	# A name of its own: libvirt's system connection outlives the test.
+	local name=tiny-$$
+	boot_image "$img" "$name"
 	# The image took the name vi handed it on the kernel command line.
-	grep -q "tiny1 login:" "$VI_HOME/vms/tiny1/run/console.log"
-	run -0 vi stop tiny1
-	[ "$output" = "stopped VM 'tiny1'" ]
-	grep -q "reboot: Power down" "$VI_HOME/vms/tiny1/run/console.log"
-	run -0 vi destroy tiny1
+	grep -q "$name login:" "$VI_HOME/vms/$name/run/console.log"
+	run -0 vi stop "$name"
+	[ "$output" = "stopped VM '$name'" ]
+	grep -q "reboot: Power down" "$VI_HOME/vms/$name/run/console.log"
+	run -0 vi destroy "$name"
 }
 
 @test "export and import carry the images and their sums to another store" {

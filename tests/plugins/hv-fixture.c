@@ -35,12 +35,18 @@ static int set_state(const struct vi_hv_vm *vm, const char *word)
 	return 0;
 }
 
-/* Fails `method` when run/fixture-fail names it. */
+/* Fails `method` when run/fixture-fail names it, or VI_FIXTURE_FAIL says
+ * METHOD or METHOD:VM (for VMs that have no run directory yet). */
 static int injected(const struct vi_hv_vm *vm, const char *method)
 {
+	const char *env = getenv("VI_FIXTURE_FAIL");
 	char path[4096], word[64] = "";
+	size_t len = strlen(method);
 	FILE *f;
 
+	if (env && !strncmp(env, method, len) &&
+	    (!env[len] || (env[len] == ':' && !strcmp(env + len + 1, vm->name))))
+		return host->error(VI_EFAIL, "fixture was told to fail %s", method);
 	fixture_path(vm, "fixture-fail", path, sizeof(path));
 	if (!(f = fopen(path, "r")))
 		return 0;
@@ -51,6 +57,13 @@ static int injected(const struct vi_hv_vm *vm, const char *method)
 	if (strcmp(word, method))
 		return 0;
 	return host->error(VI_EFAIL, "fixture was told to fail %s", method);
+}
+
+/* The fixture keeps no definition of its own: define only answers. */
+static int fixture_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	(void)ctx;
+	return injected(vm, "define");
 }
 
 static int need_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool live)
@@ -237,6 +250,7 @@ static const struct vi_hv_ops ops = {
 	.description = "test fixture backend",
 	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT,
 	.probe = fixture_probe,
+	.define = fixture_define,
 	.start = fixture_start,
 	.stop = fixture_stop,
 	.pause = fixture_pause,

@@ -1,0 +1,591 @@
+/* Operations on machines: create, clone, destroy, start, stop (ops.h).
+ *
+ * A new machine is built in a staging directory (vi_store_stage_vm) and
+ * renamed into the store only when complete; until then a failure throws
+ * the staging directory away. Once in the store, the one way back out is
+ * destroy_in(), whichever step failed: the backend's definition, a start,
+ * the next of several clones. */
+#include "ops.h"
+#include "error.h"
+#include "image/image.h"
+#include "layers.h"
+#include "log.h"
+#include "util.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MIN_MEMORY (16ull << 20)
+
+static bool is_running(int state)
+{
+	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
+}
+
+/* --- destroy: also every rollback ----------------------------------------------- */
+
+static int destroy_in(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx,
+		      unsigned flags)
+{
+	struct vi_hv_state st;
+	int rc;
+
+	/* Layers its clones and snapshots read stay in the layer store; only
+	 * older names of them inside its directory need care first. */
+	if ((rc = vi_layers_release_dir(s, idx, &m->def)) < 0)
+		return rc;
+	if (m->hv) {
+		if (is_running(vi_machine_state(m, &st)))
+			rc = vi_hv_stop(m->hv, &m->view.vm, VI_HV_STOP_FORCE, 0);
+		if (rc == 0)
+			rc = vi_hv_undefine(m->hv, &m->view.vm);
+		if (rc < 0 && !(flags & VI_OP_FORCE))
+			return rc;
+		if (rc < 0)
+			vi_warn("%s; removing VM '%s' anyway", vi_error_message(), m->def.name);
+	}
+	if ((rc = vi_store_remove_vm(s, m->def.name)) < 0)
+		return rc;
+	vi_layer_unref_vm(idx, m->def.name);
+	return 0;
+}
+
+int vi_op_destroy(const struct vi_store *s, struct vi_machine *m, unsigned flags)
+{
+	struct vi_layer_index idx;
+	int rc;
+
+	if ((rc = vi_layers_open(s, &idx)) < 0)
+		return rc;
+	if ((rc = destroy_in(s, m, &idx, flags)) < 0) {
+		vi_layers_release(&idx);
+		return rc;
+	}
+	return vi_layers_commit(s, &idx);
+}
+
+/* Takes a machine that made it into the store out again, keeping the error
+ * that made it necessary. idx: the layer index when the caller holds it. */
+static void rollback(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx)
+{
+	struct vi_error_saved e;
+
+	vi_error_save(&e);
+	if (idx)
+		destroy_in(s, m, idx, VI_OP_FORCE);
+	else
+		vi_op_destroy(s, m, VI_OP_FORCE);
+	vi_error_restore(&e);
+}
+
+/* --- adding a machine ----------------------------------------------------------- */
+
+/* Puts vm, staged in staging, into the store and on hv; on success *m is
+ * the machine (it takes vm's strings: vm is emptied). On failure before the
+ * commit the caller aborts staging; after it, nothing of the VM remains and
+ * staging is gone. idx as for rollback(). */
+static int add_machine(const struct vi_store *s, struct vi_hv *hv, struct vi_vm *vm,
+		       const char *staging, struct vi_layer_index *idx, struct vi_machine *m)
+{
+	struct vi_vm_hv view;
+	char *def = xasprintf("%s/vm.yaml", staging);
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	vi_vm_hv_init(&view, vm, staging);
+	rc = vi_hv_check_boot(hv, &view.vm);
+	vi_vm_hv_release(&view);
+	if (rc == 0)
+		rc = vi_vm_save(def, vm);
+	free(def);
+	/* The backend checks the disks where they will live: commit first. */
+	if (rc < 0 || (rc = vi_store_commit_vm(s, vm->name, staging)) < 0)
+		return rc;
+	m->def = *vm;
+	memset(vm, 0, sizeof(*vm));
+	m->hv = hv;
+	m->dir = vi_store_path(s, "vms/%s", m->def.name);
+	vi_vm_hv_init(&m->view, &m->def, m->dir);
+	if ((rc = vi_hv_define(hv, &m->view.vm)) < 0) {
+		/* Nothing to undefine: only the store's copy goes. */
+		m->hv = NULL;
+		rollback(s, m, idx);
+		m->hv = hv;
+	}
+	return rc;
+}
+
+/* --- create --------------------------------------------------------------------- */
+
+/* An existing regular file or block device, as an absolute path. */
+static int existing_file(const char *path, const char *what, char **out)
+{
+	char buf[PATH_MAX];
+	struct stat st;
+
+	if (!realpath(path, buf) || stat(buf, &st) < 0)
+		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+				      "%s '%s'", what, path);
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		return vi_error(VI_EUSAGE, "%s '%s' is not a file", what, path);
+	*out = xstrdup(buf);
+	return 0;
+}
+
+/* FILE[,ro][,format=qcow2|raw] */
+static int parse_disk(const char *spec, struct vi_vm_disk *d)
+{
+	char *copy = xstrdup(spec), *save = NULL;
+	char *file = strtok_r(copy, ",", &save);
+	int rc = 0, format = -1;
+
+	memset(d, 0, sizeof(*d));
+	if (!file) {
+		rc = vi_error(VI_EUSAGE, "invalid --disk '%s': no file", spec);
+		goto cleanup;
+	}
+	for (char *opt = strtok_r(NULL, ",", &save); opt; opt = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(opt, "ro") || !strcmp(opt, "readonly"))
+			d->readonly = true;
+		else if (!strncmp(opt, "format=", 7)) {
+			if ((rc = vi_disk_format_parse(opt + 7, &format)) < 0)
+				goto cleanup;
+		} else {
+			rc = vi_error(VI_EUSAGE, "invalid --disk '%s': unknown option '%s'", spec, opt);
+			goto cleanup;
+		}
+	}
+	if ((rc = existing_file(file, "disk", &d->path)) < 0)
+		goto cleanup;
+	if (access(d->path, d->readonly ? R_OK : R_OK | W_OK) < 0)
+		rc = vi_error_errno(VI_EFAIL, errno, "disk '%s'", file);
+	else if (format < 0)
+		rc = image_probe(d->path, &format);
+	if (rc < 0) {
+		free(d->path);
+		d->path = NULL;
+		goto cleanup;
+	}
+	d->format = format;
+cleanup:
+	free(copy);
+	return rc;
+}
+
+/* MODE[:SOURCE] */
+static int parse_nic(const char *spec, struct vi_vm_nic *n)
+{
+	static const char *const modes[] = { "user", "tap", "bridge", "network" };
+	const char *colon = strchr(spec, ':');
+	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
+
+	memset(n, 0, sizeof(*n));
+	for (size_t i = 0; i < ARRAY_SIZE(modes); i++)
+		if (strlen(modes[i]) == len && !strncmp(spec, modes[i], len))
+			n->mode = xstrdup(modes[i]);
+	if (!n->mode)
+		return vi_error(VI_EUSAGE,
+				"invalid --nic '%s': the mode must be user, tap, bridge or network",
+				spec);
+	if (colon && colon[1])
+		n->source = xstrdup(colon + 1);
+	if (!n->source && (!strcmp(n->mode, "bridge") || !strcmp(n->mode, "network"))) {
+		free(n->mode);
+		n->mode = NULL;
+		return vi_error(VI_EUSAGE, "invalid --nic '%s': %s needs a name, as in %s:NAME", spec,
+				spec, spec);
+	}
+	return 0;
+}
+
+static int build_definition(const struct vi_create_spec *sp, const struct vi_hv *hv,
+			    const struct template_image *img, struct vi_vm *vm)
+{
+	int rc;
+
+	memset(vm, 0, sizeof(*vm));
+	vm->name = xstrdup(sp->name);
+	vm->hv = xstrdup(hv->ops.name);
+	vm->connect = xstrdup(sp->connect);
+	vm->cpus = sp->cpus ? sp->cpus : img && img->cpus ? img->cpus : 1;
+	vm->max_cpus = sp->max_cpus			 ? sp->max_cpus
+		       : img && img->max_cpus > vm->cpus ? img->max_cpus
+							 : vm->cpus;
+	vm->memory = sp->memory ? sp->memory : img && img->memory ? img->memory : VI_VM_DEFAULT_MEMORY;
+	vm->max_memory = sp->max_memory			     ? sp->max_memory
+			 : img && img->max_memory > vm->memory ? img->max_memory
+							       : vm->memory;
+	vm->guest_type = xstrdup(sp->guest_type);
+	vm->created = time(NULL);
+	if (vm->max_cpus < vm->cpus)
+		return vi_error(VI_EUSAGE, "--max-cpus %u is below --cpus %u", vm->max_cpus, vm->cpus);
+	if (vm->memory < MIN_MEMORY)
+		return vi_error(VI_EUSAGE, "--memory must be at least 16M");
+	if (vm->max_memory < vm->memory)
+		return vi_error(VI_EUSAGE, "--max-memory is below --memory");
+	if (img) {
+		if (sp->kernel || sp->initrd)
+			return vi_error(VI_EUSAGE, "--kernel and --initrd come from the template");
+		vm->kernel = xstrdup(img->kernel);
+		vm->initrd = xstrdup(img->initrd);
+		vm->cmdline = xstrdup(sp->cmdline ? sp->cmdline : img->cmdline);
+		vm->template = xstrdup(img->name);
+		vm->template_digest = xstrdup(img->digest);
+		vm->ready_marker = xstrdup(img->ready_marker);
+		/* The template's disks, as overlays made once the VM has a directory. */
+		vm->disks = xcalloc(img->ndisks + sp->ndisks, sizeof(*vm->disks));
+		for (size_t i = 0; i < img->ndisks; i++, vm->ndisks++) {
+			vm->disks[i].path = xasprintf("disks/disk%zu.qcow2", i);
+			vm->disks[i].format = VI_DISK_QCOW2;
+		}
+	} else {
+		if (sp->disk_size)
+			return vi_error(VI_EUSAGE, "--disk-size needs --template");
+		if (!sp->kernel && (sp->initrd || sp->cmdline))
+			return vi_error(VI_EUSAGE, "--initrd and --cmdline need --kernel");
+		if (!sp->kernel && !sp->ndisks)
+			return vi_error(VI_EUSAGE, "nothing to boot: give --template, --kernel or --disk");
+		if (sp->kernel && (rc = existing_file(sp->kernel, "kernel", &vm->kernel)) < 0)
+			return rc;
+		if (sp->initrd && (rc = existing_file(sp->initrd, "initrd", &vm->initrd)) < 0)
+			return rc;
+		vm->cmdline = xstrdup(sp->cmdline);
+		vm->disks = xcalloc(sp->ndisks, sizeof(*vm->disks));
+	}
+	for (size_t i = 0; i < sp->ndisks; i++, vm->ndisks++)
+		if ((rc = parse_disk(sp->disks[i], &vm->disks[vm->ndisks])) < 0)
+			return rc;
+	vm->nics = xcalloc(sp->nnics, sizeof(*vm->nics));
+	for (size_t i = 0; i < sp->nnics; i++, vm->nnics++)
+		if ((rc = parse_nic(sp->nics[i], &vm->nics[i])) < 0)
+			return rc;
+	vi_vm_new_identity(vm);
+	return 0;
+}
+
+/* The template's disks as overlays in the staging directory; the first one
+ * grown to disk_size. */
+static int make_template_disks(const struct template_image *img, uint64_t disk_size,
+			       const char *staging, struct vi_vm *vm)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < img->ndisks && rc == 0; i++) {
+		char *path = xasprintf("%s/%s", staging, vm->disks[i].path);
+		rc = vi_layer_overlay(path, img->disks[i].path);
+		if (rc == 0 && i == 0 && disk_size) {
+			struct image *im;
+			if (disk_size < img->disks[0].size) {
+				char a[32];
+				rc = vi_error(VI_EUSAGE, "--disk-size is below the template's %s",
+					      vi_format_size(img->disks[0].size, a, sizeof(a)));
+			} else if ((rc = image_open(path, IMAGE_QCOW2, IMAGE_OPEN_WRITE, &im)) == 0) {
+				rc = image_resize(im, disk_size);
+				int crc = image_close(im);
+				rc = rc ? rc : crc;
+			}
+		}
+		free(path);
+	}
+	return rc;
+}
+
+int vi_op_create(struct vi_store *s, struct vi_hv_set *plugins, const struct vi_create_spec *sp,
+		 struct vi_machine *m, unsigned *ready_timeout)
+{
+	struct vi_hv *hv;
+	struct vi_vm vm = { 0 };
+	struct template_image img = { 0 };
+	bool have_img = false;
+	char *staging = NULL;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	*ready_timeout = 0;
+	if ((rc = vi_check_name(sp->name, "VM")) < 0)
+		return rc;
+	if (vi_store_vm_exists(s, sp->name) == 0)
+		return vi_error(VI_ESTATE, "VM '%s' already exists", sp->name);
+	vi_error_clear();
+	if (sp->template_ref) {
+		rc = template_image_get(s, sp->template_ref, sp->sets, sp->nsets, sp->build, &img);
+		if (rc < 0)
+			goto cleanup;
+		have_img = true;
+		*ready_timeout = img.ready_timeout;
+	} else if (sp->nsets) {
+		rc = vi_error(VI_EUSAGE, "--set needs --template");
+		goto cleanup;
+	}
+	if ((rc = vi_hv_choose(plugins, sp->hv ? sp->hv : have_img ? img.hv : NULL, sp->connect,
+			       &hv)) < 0 ||
+	    (rc = build_definition(sp, hv, have_img ? &img : NULL, &vm)) < 0 ||
+	    (rc = vi_store_stage_vm(s, sp->name, &staging)) < 0)
+		goto cleanup;
+	if (have_img && (rc = make_template_disks(&img, sp->disk_size, staging, &vm)) < 0)
+		goto cleanup;
+	rc = add_machine(s, hv, &vm, staging, NULL, m);
+	if (m->dir) { /* committed: staging is gone */
+		free(staging);
+		staging = NULL;
+	}
+	if (rc < 0) {
+		vi_machine_release(m);
+		goto cleanup;
+	}
+	if (sp->start && (rc = vi_op_start(m)) < 0)
+		vi_error_wrap("VM '%s' was created but did not start", sp->name);
+cleanup:
+	if (staging) {
+		vi_store_abort_vm(staging);
+		free(staging);
+	}
+	if (have_img)
+		template_image_release(&img);
+	vi_vm_release(&vm);
+	return rc;
+}
+
+/* --- clone ---------------------------------------------------------------------- */
+
+/* The clone's definition: the source's, with a new name and identity and its
+ * own disks under disks/ (paths filled in by the caller). */
+static void clone_definition(const struct vi_vm *src, const char *name, struct vi_vm *vm)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->name = xstrdup(name);
+	vm->hv = xstrdup(src->hv);
+	vm->connect = xstrdup(src->connect);
+	vm->cpus = src->cpus;
+	vm->max_cpus = src->max_cpus;
+	vm->memory = src->memory;
+	vm->max_memory = src->max_memory;
+	vm->kernel = xstrdup(src->kernel);
+	vm->initrd = xstrdup(src->initrd);
+	vm->cmdline = xstrdup(src->cmdline);
+	vm->guest_type = xstrdup(src->guest_type);
+	vm->template = xstrdup(src->template);
+	vm->template_digest = xstrdup(src->template_digest);
+	vm->ready_marker = xstrdup(src->ready_marker);
+	vm->created = time(NULL);
+	vm->disks = xcalloc(src->ndisks, sizeof(*vm->disks));
+	vm->ndisks = src->ndisks;
+	vm->nics = xcalloc(src->nnics, sizeof(*vm->nics));
+	vm->nnics = src->nnics;
+	for (size_t i = 0; i < src->nnics; i++) {
+		vm->nics[i].mode = xstrdup(src->nics[i].mode);
+		vm->nics[i].source = xstrdup(src->nics[i].source);
+	}
+	/* uuid, machine_id, hostname and MACs are NULL: all new. */
+	vi_vm_new_identity(vm);
+}
+
+/* The clone's disks in staging, from the layers (backing paths). */
+static int make_clone_disks(const struct vi_store *s, const struct vi_vm *src, char **layers,
+			    bool full, const char *staging, struct vi_vm *vm)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < vm->ndisks; i++) {
+		struct vi_vm_disk *d = &vm->disks[i];
+		const struct vi_vm_disk *sd = &src->disks[i];
+		if (sd->readonly && !full) {
+			/* A read-only disk is shared as it is. */
+			d->path = xstrdup(layers[i]);
+			d->format = sd->format;
+			d->readonly = true;
+			continue;
+		}
+		char *base = xstrdup(sd->path);
+		d->path = xasprintf("disks/%s", basename(base));
+		free(base);
+		char *dst = xasprintf("%s/%s", staging, d->path);
+		d->format = VI_DISK_QCOW2;
+		d->readonly = sd->readonly;
+		if (full) {
+			struct image *img;
+			struct image_convert_opts o = { .create = { .format = IMAGE_QCOW2 } };
+			if ((rc = image_open(layers[i], IMAGE_PROBE, 0, &img)) == 0) {
+				rc = image_convert(img, dst, &o);
+				image_close(img);
+			}
+			if (rc == 0)
+				chmod(dst, 0644);
+		} else {
+			d->layer = vi_layer_id_of(s, layers[i]);
+			rc = vi_layer_overlay(dst, layers[i]);
+		}
+		free(dst);
+	}
+	return rc;
+}
+
+/* Makes one clone; on failure nothing of it remains. */
+static int make_clone(const struct vi_store *s, struct vi_machine *src, struct vi_layer_index *idx,
+		      char **layers, const struct vi_clone_spec *sp, const char *name,
+		      struct vi_machine *m)
+{
+	struct vi_vm vm;
+	char *staging = NULL;
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	clone_definition(&src->def, name, &vm);
+	if ((rc = vi_store_stage_vm(s, name, &staging)) < 0)
+		goto cleanup;
+	rc = make_clone_disks(s, &src->def, layers, sp->full, staging, &vm);
+	/* The index knows the clone reads its layers before it can. */
+	vi_layers_ref_vm(idx, &vm);
+	if (rc == 0)
+		rc = vi_layers_write(s, idx);
+	if (rc == 0)
+		rc = add_machine(s, src->hv, &vm, staging, idx, m);
+	if (m->dir) {
+		free(staging);
+		staging = NULL;
+	}
+	if (rc == 0 && sp->start && (rc = vi_op_start(m)) < 0) {
+		vi_error_wrap("clone '%s' did not start", name);
+		rollback(s, m, idx);
+	}
+cleanup:
+	if (staging) {
+		vi_store_abort_vm(staging);
+		free(staging);
+		vi_layer_unref_vm(idx, name);
+	}
+	if (rc < 0)
+		vi_machine_release(m);
+	vi_vm_release(&vm);
+	return rc;
+}
+
+/* A running source keeps running: the backend moves its disks onto new
+ * overlays at one instant, and what they were becomes the layers. */
+static int freeze_live(const struct vi_store *s, struct vi_machine *src, struct vi_layer_index *idx,
+		       char **layers)
+{
+	size_t n = src->def.ndisks;
+	char **overlays = xcalloc(n, sizeof(char *));
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		rc = vi_layer_live(s, idx, &src->def, src->dir, &src->def.disks[i], &overlays[i],
+				   &layers[i]);
+	if (rc == 0 && (rc = vi_hv_switch_disks(src->hv, &src->view.vm,
+						(const char *const *)overlays)) < 0)
+		vi_error_wrap("cannot clone '%s' while it runs", src->def.name);
+	for (size_t i = 0; i < n; i++) {
+		if (rc == 0 && overlays[i])
+			vi_layer_live_done(s, idx, src->def.name, src->dir, &src->def.disks[i],
+					   overlays[i], layers[i]);
+		else if (rc < 0 && layers[i])
+			vi_layer_live_undo(s, idx, overlays[i], layers[i]);
+		free(overlays[i]);
+	}
+	free(overlays);
+	return rc;
+}
+
+int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
+		const struct vi_clone_spec *sp, struct vi_vm *clones)
+{
+	struct vi_machine src, *made;
+	struct vi_hv_state st;
+	struct vi_layer_index idx;
+	char **layers = NULL;
+	size_t n = 0;
+	int rc;
+
+	for (size_t i = 0; i < sp->n; i++) {
+		if ((rc = vi_check_name(sp->names[i], "VM")) < 0)
+			return rc;
+		if (vi_store_vm_exists(s, sp->names[i]) == 0)
+			return vi_error(VI_ESTATE, "VM '%s' already exists", sp->names[i]);
+	}
+	vi_error_clear();
+	if ((rc = vi_machine_open(s, plugins, sp->source, sp->connect, true, &src)) < 0)
+		return rc;
+	if ((rc = vi_layers_open(s, &idx)) < 0) {
+		vi_machine_release(&src);
+		return rc;
+	}
+	made = xcalloc(sp->n, sizeof(*made));
+	/* Freeze every disk once, however many clones share the layers. */
+	layers = xcalloc(src.def.ndisks, sizeof(char *));
+	if (is_running(vi_machine_state(&src, &st)))
+		rc = freeze_live(s, &src, &idx, layers);
+	else
+		for (size_t i = 0; rc == 0 && i < src.def.ndisks; i++)
+			rc = vi_layer_freeze(s, &idx, &src.def, src.dir, &src.def.disks[i],
+					     &layers[i]);
+	if (rc == 0)
+		rc = vi_store_save_vm(s, &src.def);
+	for (; rc == 0 && n < sp->n; n++)
+		rc = make_clone(s, &src, &idx, layers, sp, sp->names[n], &made[n]);
+	if (rc < 0) {
+		/* All or nothing: the clones made so far go again. */
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		for (size_t i = n; i-- > 0;)
+			if (made[i].dir)
+				rollback(s, &made[i], &idx);
+		vi_error_restore(&e);
+	}
+	/* Commit whatever happened: layers made for nothing go again. */
+	if (rc == 0) {
+		rc = vi_layers_commit(s, &idx);
+	} else {
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_layers_commit(s, &idx);
+		vi_error_restore(&e);
+	}
+	for (size_t i = 0; i < sp->n; i++) {
+		if (rc == 0) {
+			clones[i] = made[i].def;
+			memset(&made[i].def, 0, sizeof(made[i].def));
+		}
+		vi_machine_release(&made[i]);
+	}
+	free(made);
+	for (size_t i = 0; i < src.def.ndisks; i++)
+		free(layers[i]);
+	free(layers);
+	vi_machine_release(&src);
+	return rc;
+}
+
+/* --- start and stop ------------------------------------------------------------- */
+
+int vi_op_start(struct vi_machine *m)
+{
+	struct vi_hv_state st;
+	int rc;
+
+	vi_machine_state(m, &st);
+	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED)
+		return vi_error(VI_ESTATE, "VM '%s' is already %s", m->def.name,
+				vi_hv_state_name(st.state));
+	if ((rc = vi_mkdir_p(m->view.run_dir, 0711)) < 0)
+		return rc;
+	if (unlink(m->view.console_log) < 0 && errno != ENOENT)
+		return vi_error_errno(VI_EFAIL, errno, "cannot reset '%s'", m->view.console_log);
+	return vi_hv_start(m->hv, &m->view.vm);
+}
+
+int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms)
+{
+	struct vi_hv_state st;
+
+	if (!is_running(vi_machine_state(m, &st)))
+		return vi_error(VI_ESTATE, "VM '%s' is not running", m->def.name);
+	return vi_hv_stop(m->hv, &m->view.vm, force ? VI_HV_STOP_FORCE : 0, timeout_ms);
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bats
+# create, clone and destroy are all or nothing: a backend that fails part way
+# leaves the store, the layers and the backend as they were (or, for a VM
+# that was made but did not start, exactly that VM).
+
+load lib/common
+
+setup() {
+	common_setup
+	use_fixture_plugins
+	cd "$BATS_TEST_TMPDIR"
+	golden_image
+}
+
+vms() { vi list --json | jq -r '[.vms[].name] | join(",")'; }
+staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
+
+@test "a definition the backend refuses leaves no VM and no staging behind" {
+	VI_FIXTURE_FAIL=define run -1 vi create --hv fixture --disk "$PWD/golden.qcow2" vm1
+	[ "$output" = "vi: error: fixture was told to fail define" ]
+	[ ! -e "$VI_HOME/vms/vm1" ]
+	staging_empty
+	[ "$(vms)" = "" ]
+	# The name is free again.
+	run -0 vi -q create --hv fixture --disk "$PWD/golden.qcow2" vm1
+}
+
+@test "a VM that was made but did not start is kept, stopped; with --rm it goes" {
+	VI_FIXTURE_FAIL=start run -1 vi create --hv fixture --disk "$PWD/golden.qcow2" --start vm1
+	[ "$output" = "vi: error: VM 'vm1' was created but did not start: fixture was told to fail start" ]
+	[ "$(vi show --json vm1 | jq -r .vm.state)" = stopped ]
+	run -0 vi start vm1
+
+	VI_FIXTURE_FAIL=start run -1 vi create --hv fixture --disk "$PWD/golden.qcow2" --rm \
+		--wait-ready vm2 -- true
+	[ "$output" = "vi: error: VM 'vm2' was created but did not start: fixture was told to fail start" ]
+	[ ! -e "$VI_HOME/vms/vm2" ]
+	[ "$(vms)" = vm1 ]
+}
+
+@test "a clone that fails to start takes the clones made before it along; the source keeps its layer" {
+	vi -q create --hv fixture --disk "$PWD/golden.qcow2" src
+	VI_FIXTURE_FAIL=start:c-2 run -1 vi clone --count 3 --start src c
+	[ "$output" = "vi: error: clone 'c-2' did not start: fixture was told to fail start" ]
+	[ "$(vms)" = src ]
+	staging_empty
+	# The source went on an overlay of its disk, which it keeps; no layer
+	# records a clone.
+	src=$VI_HOME/vms/src/disks/golden.qcow2
+	[ "$(qemu-img info --output=json "$src" | jq -r '."backing-filename"')" = "$PWD/golden.qcow2" ]
+	run -0 qemu-img check "$src"
+	! grep -q "vm:c-" "$VI_HOME/images/layers/index.yaml"
+	[ -z "$(ls "$VI_HOME/vms" | grep '^c-')" ]
+	# And cloning works once the backend does.
+	run -0 vi -q clone --count 3 src c
+	[ "$(vms)" = "c-1,c-2,c-3,src" ]
+}
+
+@test "a clone whose definition the backend refuses: none is made" {
+	vi -q create --hv fixture --disk "$PWD/golden.qcow2" src
+	VI_FIXTURE_FAIL=define:c-3 run -1 vi clone --count 3 src c
+	[ "$output" = "vi: error: fixture was told to fail define" ]
+	[ "$(vms)" = src ]
+	staging_empty
+	[ -z "$(ls "$VI_HOME/vms" | grep '^c-')" ]
+}
+
+@test "destroy of a VM whose backend fails keeps it unless --force" {
+	vi -q create --hv fixture --disk "$PWD/golden.qcow2" --start vm1
+	echo stop >"$VI_HOME/vms/vm1/run/fixture-fail"
+	run -1 vi destroy vm1
+	[ "$output" = "vi: error: fixture was told to fail stop" ]
+	[ "$(vms)" = vm1 ]
+	run -0 vi destroy --force vm1
+	[ "${lines[0]}" = "vi: warning: fixture was told to fail stop; removing VM 'vm1' anyway" ]
+	[ "$(vms)" = "" ]
+}
