@@ -80,6 +80,7 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 	json_object_object_add(o, "machine_id", vi_json_str(d->machine_id));
 	json_object_object_add(o, "template", vi_json_str(d->template));
 	json_object_object_add(o, "template_digest", vi_json_str(d->template_digest));
+	json_object_object_add(o, "origin", vi_json_str(d->origin));
 	json_object_object_add(o, "created", json_object_new_int64(d->created));
 	if (st->pid)
 		json_object_object_add(o, "pid", json_object_new_int(st->pid));
@@ -154,6 +155,8 @@ int cmd_show(int argc, char **argv)
 		      d->nics[i].source ? " " : "", d->nics[i].source ? d->nics[i].source : "");
 	if (d->hostname)
 		field("hostname:", "%s", d->hostname);
+	if (d->origin)
+		field("cloned from:", "%s", d->origin);
 	if (d->template)
 		field("template:", "%s%s%s", d->template, d->template_digest ? " @ " : "",
 		      d->template_digest ? d->template_digest : "");

@@ -3,6 +3,7 @@
 #include "error.h"
 #include "layers.h"
 #include "log.h"
+#include "ops.h"
 #include "output.h"
 #include "util.h"
 
@@ -367,6 +368,9 @@ int main(int argc, char **argv)
 	}
 	if (c->flags & NEEDS_PLUGINS)
 		vi_hv_load(&ctx.plugins, c->flags & ONE_PLUGIN ? ctx.hv : NULL);
+	/* What killed commands left is cleaned before anyone reads the store. */
+	if ((c->flags & NEEDS_PLUGINS) && ctx.store.home)
+		vi_ops_recover(&ctx.store, &ctx.plugins);
 	rc = c->fn(argc, argv);
 out:
 	vi_store_unlock(ctx.lock);

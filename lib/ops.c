@@ -12,7 +12,9 @@
 #include "log.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -44,8 +46,12 @@ static int destroy_in(const struct vi_store *s, struct vi_machine *m, struct vi_
 	if (m->hv) {
 		if (is_running(vi_machine_state(m, &st)))
 			rc = vi_hv_stop(m->hv, &m->view.vm, VI_HV_STOP_FORCE, 0);
-		if (rc == 0)
-			rc = vi_hv_undefine(m->hv, &m->view.vm);
+		/* A backend that lost the VM (a kill between its steps) has
+		 * nothing left to forget. */
+		if (rc == 0 && (rc = vi_hv_undefine(m->hv, &m->view.vm)) == -VI_ENOTFOUND) {
+			vi_error_clear();
+			rc = 0;
+		}
 		if (rc < 0 && !(flags & VI_OP_FORCE))
 			return rc;
 		if (rc < 0)
@@ -87,38 +93,40 @@ static void rollback(const struct vi_store *s, struct vi_machine *m, struct vi_l
 
 /* --- adding a machine ----------------------------------------------------------- */
 
-/* Puts vm, staged in staging, into the store and on hv; on success *m is
- * the machine (it takes vm's strings: vm is emptied). On failure before the
- * commit the caller aborts staging; after it, nothing of the VM remains and
- * staging is gone. idx as for rollback(). */
+/* Puts vm, staged in staging, on hv and into the store, in that order: a
+ * VM is in the store only once its backend has it. A kill in between leaves
+ * a definition that vi_ops_recover() finds through the staging directory.
+ * On success *m is the machine (it takes vm's strings: vm is emptied); on
+ * failure the caller aborts staging. */
 static int add_machine(const struct vi_store *s, struct vi_hv *hv, struct vi_vm *vm,
-		       const char *staging, struct vi_layer_index *idx, struct vi_machine *m)
+		       const char *staging, struct vi_machine *m)
 {
-	struct vi_vm_hv view;
 	char *def = xasprintf("%s/vm.yaml", staging);
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	vi_vm_hv_init(&view, vm, staging);
-	rc = vi_hv_check_boot(hv, &view.vm);
-	vi_vm_hv_release(&view);
-	if (rc == 0)
-		rc = vi_vm_save(def, vm);
+	m->dir = vi_store_path(s, "vms/%s", vm->name);
+	vi_vm_hv_init(&m->view, vm, m->dir);
+	if ((rc = vi_hv_check_boot(hv, &m->view.vm)) < 0 || (rc = vi_vm_save(def, vm)) < 0 ||
+	    (rc = vi_hv_define(hv, &m->view.vm)) < 0)
+		goto fail;
+	if ((rc = vi_store_commit_vm(s, vm->name, staging)) < 0) {
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_hv_undefine(hv, &m->view.vm);
+		vi_error_restore(&e);
+		goto fail;
+	}
 	free(def);
-	/* The backend checks the disks where they will live: commit first. */
-	if (rc < 0 || (rc = vi_store_commit_vm(s, vm->name, staging)) < 0)
-		return rc;
+	vi_vm_hv_release(&m->view);
 	m->def = *vm;
 	memset(vm, 0, sizeof(*vm));
 	m->hv = hv;
-	m->dir = vi_store_path(s, "vms/%s", m->def.name);
 	vi_vm_hv_init(&m->view, &m->def, m->dir);
-	if ((rc = vi_hv_define(hv, &m->view.vm)) < 0) {
-		/* Nothing to undefine: only the store's copy goes. */
-		m->hv = NULL;
-		rollback(s, m, idx);
-		m->hv = hv;
-	}
+	return 0;
+fail:
+	free(def);
+	vi_machine_release(m);
 	return rc;
 }
 
@@ -331,15 +339,10 @@ int vi_op_create(struct vi_store *s, struct vi_hv_set *plugins, const struct vi_
 		goto cleanup;
 	if (have_img && (rc = make_template_disks(&img, sp->disk_size, staging, &vm)) < 0)
 		goto cleanup;
-	rc = add_machine(s, hv, &vm, staging, NULL, m);
-	if (m->dir) { /* committed: staging is gone */
-		free(staging);
-		staging = NULL;
-	}
-	if (rc < 0) {
-		vi_machine_release(m);
+	if ((rc = add_machine(s, hv, &vm, staging, m)) < 0)
 		goto cleanup;
-	}
+	free(staging); /* committed: staging is gone */
+	staging = NULL;
 	if (sp->start && (rc = vi_op_start(m)) < 0)
 		vi_error_wrap("VM '%s' was created but did not start", sp->name);
 cleanup:
@@ -374,6 +377,7 @@ static void clone_definition(const struct vi_vm *src, const char *name, struct v
 	vm->template = xstrdup(src->template);
 	vm->template_digest = xstrdup(src->template_digest);
 	vm->ready_marker = xstrdup(src->ready_marker);
+	vm->origin = xstrdup(src->name);
 	vm->created = time(NULL);
 	vm->disks = xcalloc(src->ndisks, sizeof(*vm->disks));
 	vm->ndisks = src->ndisks;
@@ -427,10 +431,46 @@ static int make_clone_disks(const struct vi_store *s, const struct vi_vm *src, c
 	return rc;
 }
 
+/* A clone set's journal, vms/.staging/SRC.clones.PID: one line "NAME UUID"
+ * per clone, written before the clone can enter the store and removed once
+ * the set is complete or rolled back. A journal whose command died names
+ * the clones vi_ops_recover() takes out again, so that a killed
+ * `clone --count` leaves all or nothing after the next command. */
+struct journal {
+	char *path;
+	FILE *f;
+};
+
+static int journal_open(const struct vi_store *s, const char *source, struct journal *j)
+{
+	j->path = vi_store_path(s, "vms/.staging/%s.clones.%d", source, (int)getpid());
+	if (!(j->f = fopen(j->path, "we"))) {
+		int rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", j->path);
+		free(j->path);
+		return rc;
+	}
+	return 0;
+}
+
+static int journal_add(struct journal *j, const struct vi_vm *vm)
+{
+	if (fprintf(j->f, "%s %s\n", vm->name, vm->uuid) < 0 || fflush(j->f) != 0 ||
+	    fsync(fileno(j->f)) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", j->path);
+	return 0;
+}
+
+static void journal_close(struct journal *j)
+{
+	fclose(j->f);
+	unlink(j->path);
+	free(j->path);
+}
+
 /* Makes one clone; on failure nothing of it remains. */
 static int make_clone(const struct vi_store *s, struct vi_machine *src, struct vi_layer_index *idx,
 		      char **layers, const struct vi_clone_spec *sp, const char *name,
-		      struct vi_machine *m)
+		      struct journal *j, struct vi_machine *m)
 {
 	struct vi_vm vm;
 	char *staging = NULL;
@@ -446,9 +486,9 @@ static int make_clone(const struct vi_store *s, struct vi_machine *src, struct v
 	if (rc == 0)
 		rc = vi_layers_write(s, idx);
 	if (rc == 0)
-		rc = add_machine(s, src->hv, &vm, staging, idx, m);
-	if (m->dir) {
-		free(staging);
+		rc = journal_add(j, &vm);
+	if (rc == 0 && (rc = add_machine(s, src->hv, &vm, staging, m)) == 0) {
+		free(staging); /* committed: staging is gone */
 		staging = NULL;
 	}
 	if (rc == 0 && sp->start && (rc = vi_op_start(m)) < 0) {
@@ -500,7 +540,8 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 	struct vi_machine src, *made;
 	struct vi_hv_state st;
 	struct vi_layer_index idx;
-	char **layers = NULL;
+	struct journal j;
+	char **layers;
 	size_t n = 0;
 	int rc;
 
@@ -513,7 +554,12 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 	vi_error_clear();
 	if ((rc = vi_machine_open(s, plugins, sp->source, sp->connect, true, &src)) < 0)
 		return rc;
+	if ((rc = journal_open(s, sp->source, &j)) < 0) {
+		vi_machine_release(&src);
+		return rc;
+	}
 	if ((rc = vi_layers_open(s, &idx)) < 0) {
+		journal_close(&j);
 		vi_machine_release(&src);
 		return rc;
 	}
@@ -529,7 +575,7 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 	if (rc == 0)
 		rc = vi_store_save_vm(s, &src.def);
 	for (; rc == 0 && n < sp->n; n++)
-		rc = make_clone(s, &src, &idx, layers, sp, sp->names[n], &made[n]);
+		rc = make_clone(s, &src, &idx, layers, sp, sp->names[n], &j, &made[n]);
 	if (rc < 0) {
 		/* All or nothing: the clones made so far go again. */
 		struct vi_error_saved e;
@@ -548,6 +594,8 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 		vi_layers_commit(s, &idx);
 		vi_error_restore(&e);
 	}
+	/* The set is complete, or gone: nothing for recovery to undo. */
+	journal_close(&j);
 	for (size_t i = 0; i < sp->n; i++) {
 		if (rc == 0) {
 			clones[i] = made[i].def;
@@ -588,4 +636,103 @@ int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms)
 	if (!is_running(vi_machine_state(m, &st)))
 		return vi_error(VI_ESTATE, "VM '%s' is not running", m->def.name);
 	return vi_hv_stop(m->hv, &m->view.vm, force ? VI_HV_STOP_FORCE : 0, timeout_ms);
+}
+
+/* --- recovery ------------------------------------------------------------------- */
+
+/* The process that named a staging entry NAME.PID or NAME.removed.PID is gone. */
+static bool stale(const char *entry)
+{
+	const char *dot = strrchr(entry, '.');
+	char *end;
+	long pid;
+
+	if (!dot || !dot[1])
+		return false;
+	pid = strtol(dot + 1, &end, 10);
+	if (*end || pid <= 0)
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+/* A killed create or clone may have defined its VM on the backend before it
+ * could rename it into the store: forget that definition (found by the
+ * staged UUID, so never another machine's). */
+static void forget_staged(struct vi_hv_set *plugins, const char *dir)
+{
+	char *def = xasprintf("%s/vm.yaml", dir);
+	struct vi_vm vm;
+	struct vi_vm_hv view;
+	struct vi_hv *hv;
+
+	if (vi_vm_load(def, &vm) == 0) {
+		if (vm.uuid && (hv = vi_hv_find(plugins, vm.hv)) &&
+		    (vi_hv_probe(hv, vm.connect), vi_hv_usable(hv))) {
+			vi_vm_hv_init(&view, &vm, dir);
+			if (vi_hv_undefine(hv, &view.vm) == 0)
+				vi_debug("forgot VM '%s' that a killed command left on %s", vm.name,
+					 vm.hv);
+			vi_vm_hv_release(&view);
+		}
+		vi_vm_release(&vm);
+	}
+	vi_error_clear();
+	free(def);
+}
+
+/* Takes out the clones a killed clone set's journal names; false when one
+ * of them is busy (the journal is kept for a later command). */
+static bool undo_clone_set(const struct vi_store *s, struct vi_hv_set *plugins, const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char line[512], name[256], uuid[64];
+	bool done = true;
+
+	while (f && fgets(line, sizeof(line), f)) {
+		struct vi_machine m;
+		int lock;
+		if (sscanf(line, "%255s %63s", name, uuid) != 2)
+			continue;
+		if ((lock = vi_store_lock_vm(s, name, 0)) < 0) {
+			done = false;
+			continue;
+		}
+		if (vi_machine_open(s, plugins, name, NULL, false, &m) == 0) {
+			if (m.def.uuid && !strcmp(m.def.uuid, uuid) &&
+			    vi_op_destroy(s, &m, VI_OP_FORCE) == 0)
+				vi_debug("removed clone '%s' of a killed command", name);
+			vi_machine_release(&m);
+		}
+		vi_store_unlock(lock);
+	}
+	if (f)
+		fclose(f);
+	vi_error_clear();
+	return done;
+}
+
+void vi_ops_recover(const struct vi_store *s, struct vi_hv_set *plugins)
+{
+	char *path = vi_store_path(s, "vms/.staging");
+	DIR *d = opendir(path);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.' || !stale(e->d_name))
+			continue;
+		char *dir = xasprintf("%s/%s", path, e->d_name);
+		if (strstr(e->d_name, ".clones.")) {
+			if (undo_clone_set(s, plugins, dir))
+				unlink(dir);
+		} else {
+			if (!strstr(e->d_name, ".removed."))
+				forget_staged(plugins, dir);
+			vi_rm_rf(dir);
+		}
+		vi_error_clear();
+		free(dir);
+	}
+	if (d)
+		closedir(d);
+	free(path);
 }

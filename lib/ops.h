@@ -61,7 +61,8 @@ struct vi_clone_spec {
 /* Makes spec->n clones of spec->source, all or none: the source's disks are
  * frozen once (while it runs, if it runs) and each clone gets overlays on
  * them, or copies. On success clones[0..n) are their definitions (release
- * each with vi_vm_release()). */
+ * each with vi_vm_release()). Killed part way, the clones made so far are
+ * taken out again by the next command's vi_ops_recover(). */
 int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 		const struct vi_clone_spec *spec, struct vi_vm *clones);
 
@@ -78,5 +79,10 @@ int vi_op_start(struct vi_machine *m);
 /* Stops m, which must be running: gracefully, pulling the plug after
  * timeout_ms, or at once with force. */
 int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms);
+
+/* Cleans what killed commands left in the store's staging area: a VM
+ * half-made (and its backend's definition of it) or half-removed. Entries of
+ * commands still running are left alone. */
+void vi_ops_recover(const struct vi_store *s, struct vi_hv_set *plugins);
 
 #endif

@@ -102,7 +102,8 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 	static const char *const keys[] = {
 		"schema", "name", "uuid", "hv", "connect", "cpus", "max_cpus", "memory",
 		"max_memory", "kernel", "initrd", "cmdline", "guest_type", "disks", "nics",
-		"hostname", "machine_id", "template", "template_digest", "ready_marker", "created",
+		"hostname", "machine_id", "template", "template_digest", "ready_marker", "origin",
+		"created",
 	};
 	struct vi_yaml y;
 	yaml_node_t *root, *n;
@@ -130,7 +131,8 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 	    (rc = get_string(&y, root, "machine_id", false, &vm->machine_id)) < 0 ||
 	    (rc = get_string(&y, root, "template", false, &vm->template)) < 0 ||
 	    (rc = get_string(&y, root, "template_digest", false, &vm->template_digest)) < 0 ||
-	    (rc = get_string(&y, root, "ready_marker", false, &vm->ready_marker)) < 0)
+	    (rc = get_string(&y, root, "ready_marker", false, &vm->ready_marker)) < 0 ||
+	    (rc = get_string(&y, root, "origin", false, &vm->origin)) < 0)
 		goto cleanup;
 	if ((rc = vi_yaml_get_uint(&y, root, "cpus", true, 1, 4096, &u)) < 0)
 		goto cleanup;
@@ -215,6 +217,7 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 	vi_yaml_out_str(&o, "template", vm->template);
 	vi_yaml_out_str(&o, "template_digest", vm->template_digest);
 	vi_yaml_out_str(&o, "ready_marker", vm->ready_marker);
+	vi_yaml_out_str(&o, "origin", vm->origin);
 	if (vm->created)
 		vi_yaml_out_uint(&o, "created", (uint64_t)vm->created);
 	vi_yaml_out_end(&o);
@@ -238,7 +241,7 @@ void vi_vm_release(struct vi_vm *vm)
 		&vm->name,	&vm->uuid,	 &vm->hv,	  &vm->connect,
 		&vm->kernel,	&vm->initrd,	 &vm->cmdline,	  &vm->guest_type,
 		&vm->hostname,	&vm->machine_id, &vm->template,	  &vm->template_digest,
-		&vm->ready_marker,
+		&vm->ready_marker, &vm->origin,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
 		free(*strings[i]);

@@ -44,6 +44,7 @@ struct vi_vm {
 	char *template;        /* the template it came from, or NULL */
 	char *template_digest; /* its golden image's digest */
 	char *ready_marker;    /* console line that means "ready", or NULL */
+	char *origin;          /* the VM it was cloned from, or NULL */
 	time_t created;
 };
 

@@ -75,3 +75,33 @@ staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
 	[ "${lines[0]}" = "vi: warning: fixture was told to fail stop; removing VM 'vm1' anyway" ]
 	[ "$(vms)" = "" ]
 }
+
+@test "clone --count killed part way: after the next command, all or nothing, nothing staged" {
+	vi -q create --hv fixture --disk "$PWD/golden.qcow2" src
+	VI_FIXTURE_DEFINE_MS=100 vi -q clone --count 20 src c &
+	pid=$!
+	sleep 0.7
+	kill -9 "$pid"
+	wait "$pid" || true
+	# Some clones made it into the store before the kill.
+	[ -n "$(ls "$VI_HOME/vms" | grep '^c-')" ] || [ -n "$(ls -A "$VI_HOME/vms/.staging")" ]
+	run -0 vi list
+	[ "$(vms)" = src ]
+	staging_empty
+	! grep -q "vm:c-" "$VI_HOME/images/layers/index.yaml" 2>/dev/null
+	# A retry makes the whole set, and each clone starts and goes.
+	run -0 vi -q clone --count 20 src c
+	for c in $(seq 20); do
+		run -0 qemu-img check "$VI_HOME/vms/c-$c/disks/golden.qcow2"
+		run -0 vi -q start "c-$c"
+		run -0 vi -q destroy "c-$c"
+	done
+	[ "$(vms)" = src ]
+}
+
+@test "a half-removed VM a killed destroy left is cleaned by the next command" {
+	vi -q create --hv fixture --disk "$PWD/golden.qcow2" vm1
+	mv "$VI_HOME/vms/vm1" "$VI_HOME/vms/.staging/vm1.removed.99999999"
+	run -0 vi list
+	staging_empty
+}

@@ -129,6 +129,28 @@ wait_marker() { # NAME [timeout]
 	[ "$status" -ne 0 ]
 }
 
+@test "a definition a killed create left on libvirt is forgotten by the next command" {
+	create "$name"
+	# As a kill between the definition and the rename into the store leaves it.
+	mv "$VI_HOME/vms/$name" "$VI_HOME/vms/.staging/$name.99999999"
+	virsh -q dominfo "$name" >/dev/null
+	run -0 vi list
+	run virsh -q dominfo "$name"
+	[ "$status" -ne 0 ]
+	[ -z "$(ls -A "$VI_HOME/vms/.staging")" ]
+	# The name is free again.
+	run -0 create "$name"
+	run -0 vi destroy "$name"
+}
+
+@test "a VM its backend lost is destroyed without --force" {
+	create "$name"
+	virsh -q undefine "$name" >/dev/null
+	run -0 vi destroy "$name"
+	[ "$output" = "destroyed VM '$name'" ]
+	[ ! -e "$VI_HOME/vms/$name" ]
+}
+
 @test "the VM's recorded connection is used by later verbs, --connect overrides it" {
 	create "$name" --connect qemu:///system
 	[ "$(vi show --json "$name" | jq -r .vm.connect)" = qemu:///system ]

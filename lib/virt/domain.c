@@ -170,9 +170,8 @@ int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct 
 	rc = virt_domain_xml(g, vm, &xml);
 	if (rc)
 		return rc;
+	/* The files are checked at start: a new VM's are still being staged. */
 	rc = virt_connect(ctx, &conn);
-	if (!rc)
-		rc = check_files(ctx, vm);
 	if (!rc)
 		rc = check_conflict(ctx, conn, vm);
 	if (rc)

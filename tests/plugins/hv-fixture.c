@@ -59,10 +59,16 @@ static int injected(const struct vi_hv_vm *vm, const char *method)
 	return host->error(VI_EFAIL, "fixture was told to fail %s", method);
 }
 
-/* The fixture keeps no definition of its own: define only answers. */
+/* The fixture keeps no definition of its own: define only answers, after
+ * VI_FIXTURE_DEFINE_MS milliseconds (a slow backend, for tests that kill vi
+ * part way). */
 static int fixture_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
+	const char *ms = getenv("VI_FIXTURE_DEFINE_MS");
+
 	(void)ctx;
+	if (ms)
+		usleep((useconds_t)atoi(ms) * 1000);
 	return injected(vm, "define");
 }
 
