@@ -151,6 +151,23 @@ wait_marker() { # NAME [timeout]
 	[ ! -e "$VI_HOME/vms/$name" ]
 }
 
+@test "a libvirt network must exist at create; an inactive one is started with the VM" {
+	local net=vitn$$
+	run -3 create "$name" --nic network:nosuch-$$
+	[ "$output" = "vi: error: no libvirt network 'nosuch-$$' on 'qemu:///system' for '$name'" ]
+	[ -z "$(ls "$VI_HOME/vms")" ]
+	run virsh -q dominfo "$name"
+	[ "$status" -ne 0 ]
+	# An isolated network: a bridge with no address, nothing routed.
+	virsh -q net-define <(echo "<network><name>$net</name><bridge name='$net'/></network>") >/dev/null
+	run -0 create "$name" --nic "network:$net" --start
+	[ "${lines[0]}" = "started libvirt network '$net'" ]
+	[ "$(virsh -q net-info "$net" | awk '/^Active:/ { print $2 }')" = yes ]
+	run -0 vi destroy "$name"
+	virsh -q net-destroy "$net" >/dev/null
+	virsh -q net-undefine "$net" >/dev/null
+}
+
 @test "the VM's recorded connection is used by later verbs, --connect overrides it" {
 	create "$name" --connect qemu:///system
 	[ "$(vi show --json "$name" | jq -r .vm.connect)" = qemu:///system ]

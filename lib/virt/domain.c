@@ -160,6 +160,35 @@ static int check_conflict(struct vi_hv_ctx *ctx, virConnectPtr conn, const struc
 	return rc;
 }
 
+/* The libvirt networks vm's NICs name must exist; with start, inactive ones
+ * are started, as a guest on them cannot start otherwise. */
+static int check_networks(struct vi_hv_ctx *ctx, virConnectPtr conn, const struct vi_hv_vm *vm,
+			  bool start)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < vm->nnics; i++) {
+		const struct vi_hv_nic *n = vm->nics[i];
+		virNetworkPtr net;
+		if (strcmp(n->mode, "network") || !n->source)
+			continue;
+		if (!(net = virNetworkLookupByName(conn, n->source))) {
+			virResetLastError();
+			return vi_error(VI_ENOTFOUND, "no libvirt network '%s' on '%s' for '%s'",
+					n->source, virt_uri(ctx), vm->name);
+		}
+		if (start && virNetworkIsActive(net) == 0) {
+			if (virNetworkCreate(net) < 0)
+				rc = virt_error("cannot start network '%s' for '%s'", n->source,
+						vm->name);
+			else
+				vi_info("started libvirt network '%s'", n->source);
+		}
+		virNetworkFree(net);
+	}
+	return rc;
+}
+
 int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
 	virConnectPtr conn;
@@ -174,6 +203,8 @@ int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct 
 	rc = virt_connect(ctx, &conn);
 	if (!rc)
 		rc = check_conflict(ctx, conn, vm);
+	if (!rc)
+		rc = check_networks(ctx, conn, vm, false);
 	if (rc)
 		goto cleanup;
 	dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
@@ -208,12 +239,15 @@ int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 
 int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
+	virConnectPtr conn;
 	virDomainPtr dom;
 	int rc = lookup_guarded(ctx, vm, false, "is already running", &dom, NULL);
 
 	if (rc)
 		return rc;
 	rc = check_files(ctx, vm);
+	if (!rc && (rc = virt_connect(ctx, &conn)) == 0)
+		rc = check_networks(ctx, conn, vm, true);
 	if (!rc && virDomainCreate(dom) < 0)
 		rc = virt_error("cannot start '%s'", vm->name);
 	virDomainFree(dom);
