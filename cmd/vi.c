@@ -271,6 +271,8 @@ int main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_DFL);
 	ctx.lock = -1;
+	/* The store is private: what must be shared is shared explicitly. */
+	umask(077);
 	argc--, argv++;
 	g = global_prefix(argc, argv);
 	{
@@ -356,6 +358,7 @@ int main(int argc, char **argv)
 	}
 	if (c->flags & (NEEDS_STORE | NEEDS_LOCK)) {
 		if ((rc = vi_store_open(&ctx.store, ctx.home)) < 0 ||
+		    (rc = vi_store_upgrade_modes(&ctx.store)) < 0 ||
 		    (rc = vi_layers_upgrade(&ctx.store)) < 0)
 			goto out;
 		vi_hv_set_home(ctx.store.home);

@@ -256,7 +256,7 @@ static int index_save(const char *path, const struct vi_layer_index *idx)
 	}
 	vi_yaml_out_end(&o);
 	vi_yaml_out_end(&o);
-	return vi_yaml_out_save(&o, path, 0644);
+	return vi_yaml_out_save(&o, path, 0600);
 }
 
 int vi_layers_write(const struct vi_store *s, const struct vi_layer_index *idx)
@@ -754,11 +754,8 @@ int vi_layers_commit(const struct vi_store *s, struct vi_layer_index *idx)
 
 int vi_layer_overlay(const char *path, const char *backing)
 {
-	int rc = image_create_overlay(path, backing, false);
-	/* QEMU under libvirt runs as its own user and must read the file. */
-	if (rc == 0 && chmod(path, 0644) < 0)
-		rc = vi_error_errno(VI_EFAIL, errno, "cannot make '%s' readable", path);
-	return rc;
+	/* Private: libvirt hands it to QEMU while the guest runs. */
+	return image_create_overlay(path, backing, false);
 }
 
 /* A new layer in the index (before its file exists: a crash leaves an entry
@@ -916,7 +913,7 @@ int vi_layer_freeze(const struct vi_store *s, struct vi_layer_index *idx, const 
 		unlink(layer);
 		goto cleanup;
 	}
-	chmod(layer, 0444);
+	vi_share_ro(layer); /* frozen: no guest writes it again */
 	d->format = VI_DISK_QCOW2;
 	moved_to(idx, vm->name, d, id);
 	*backing = layer;
@@ -993,7 +990,7 @@ void vi_layer_live_done(const struct vi_store *s, struct vi_layer_index *idx, co
 		char *old = absolute(vm_dir, d->path);
 		unlink(old);
 		free(old);
-		chmod(backing, 0444);
+		vi_share_ro(backing);
 		moved_to(idx, vm_name, d, id);
 	}
 	free(d->path);

@@ -420,8 +420,6 @@ static int make_clone_disks(const struct vi_store *s, const struct vi_vm *src, c
 				rc = image_convert(img, dst, &o);
 				image_close(img);
 			}
-			if (rc == 0)
-				chmod(dst, 0644);
 		} else {
 			d->layer = vi_layer_id_of(s, layers[i]);
 			rc = vi_layer_overlay(dst, layers[i]);
@@ -622,7 +620,7 @@ int vi_op_start(struct vi_machine *m)
 	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED)
 		return vi_error(VI_ESTATE, "VM '%s' is already %s", m->def.name,
 				vi_hv_state_name(st.state));
-	if ((rc = vi_mkdir_p(m->view.run_dir, 0711)) < 0)
+	if ((rc = vi_mkdir_p(m->view.run_dir, 0700)) < 0)
 		return rc;
 	if (unlink(m->view.console_log) < 0 && errno != ENOENT)
 		return vi_error_errno(VI_EFAIL, errno, "cannot reset '%s'", m->view.console_log);

@@ -36,17 +36,22 @@ char *vi_store_default_home(void)
 
 int vi_store_open(struct vi_store *s, const char *home)
 {
-	static const char *const dirs[] = { "images", "vms", "vms/.locks", "vms/.staging",
-					    "policies" };
+	/* Guests pass through to their disks; what vi keeps for itself is closed. */
+	static const struct {
+		const char *path;
+		unsigned mode;
+	} dirs[] = {
+		{ "images", DIR_MODE },	      { "vms", DIR_MODE },	 { "vms/.locks", 0700 },
+		{ "vms/.staging", 0700 }, { "policies", 0700 },
+	};
 	int rc;
 
 	s->home = home ? xstrdup(home) : vi_store_default_home();
 	if ((rc = vi_mkdir_p(s->home, DIR_MODE)) < 0)
 		goto fail;
 	for (size_t i = 0; i < ARRAY_SIZE(dirs); i++) {
-		char *p = vi_store_path(s, "%s", dirs[i]);
-		if (mkdir(p, DIR_MODE) < 0 && errno != EEXIST)
-			rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", p);
+		char *p = vi_store_path(s, "%s", dirs[i].path);
+		rc = vi_mkdir_p(p, dirs[i].mode);
 		free(p);
 		if (rc < 0)
 			goto fail;
@@ -210,7 +215,8 @@ int vi_store_stage_vm(const struct vi_store *s, const char *name, char **dir)
 	char *d = vi_store_path(s, "vms/.staging/%s.%d", name, (int)getpid());
 	char *run = xasprintf("%s/run", d), *disks = xasprintf("%s/disks", d);
 	vi_rm_rf(d);
-	if (mkdir(d, DIR_MODE) < 0 || mkdir(run, DIR_MODE) < 0 || mkdir(disks, DIR_MODE) < 0) {
+	if (vi_mkdir_p(d, DIR_MODE) < 0 || vi_mkdir_p(run, 0700) < 0 ||
+	    vi_mkdir_p(disks, DIR_MODE) < 0) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", d);
 		vi_rm_rf(d);
 		free(d);
@@ -256,5 +262,63 @@ int vi_store_remove_vm(const struct vi_store *s, const char *name)
 		rc = vi_rm_rf(trash);
 	free(dir);
 	free(trash);
+	return rc;
+}
+
+/* Files of VMs go private; directories keep what lets guests through. */
+static void make_private(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0 || S_ISLNK(st.st_mode))
+		return;
+	if (!S_ISDIR(st.st_mode)) {
+		if (st.st_mode & 077)
+			chmod(path, st.st_mode & 0700);
+		return;
+	}
+	DIR *d = opendir(path);
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			char *sub = xasprintf("%s/%s", path, e->d_name);
+			make_private(sub);
+			free(sub);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+int vi_store_upgrade_modes(const struct vi_store *s)
+{
+	char *mark = vi_store_path(s, ".private"), *images = vi_store_path(s, "images");
+	DIR *d;
+	struct dirent *e;
+	int rc = 0;
+
+	if (vi_file_exists(mark))
+		goto out;
+	make_private(s->home);
+	/* What guests read is shared again, read-only. */
+	if ((d = opendir(images))) {
+		while ((e = readdir(d))) {
+			if (e->d_name[0] == '.')
+				continue;
+			char *sub = xasprintf("%s/%s", images, e->d_name);
+			vi_share_ro(sub);
+			free(sub);
+		}
+		closedir(d);
+	}
+	char *index = vi_store_path(s, "images/layers/index.yaml");
+	if (vi_file_exists(index))
+		chmod(index, 0600);
+	free(index);
+	vi_error_clear();
+	rc = vi_write_file_atomic(mark, "", 0, 0600);
+out:
+	free(mark);
+	free(images);
 	return rc;
 }

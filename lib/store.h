@@ -46,6 +46,10 @@ void vi_store_unlock(int fd);
 int vi_store_stage_vm(const struct vi_store *s, const char *name, char **dir);
 int vi_store_commit_vm(const struct vi_store *s, const char *name, const char *dir);
 void vi_store_abort_vm(const char *dir);
+/* A store written before it was private (files 0644) is made so once: VM
+ * files 0600, golden images and layers shared read-only (util.h); the file
+ * .private records that it was done. */
+int vi_store_upgrade_modes(const struct vi_store *s);
 /* Removes vms/<name> entirely. */
 int vi_store_remove_vm(const struct vi_store *s, const char *name);
 

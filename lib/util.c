@@ -7,6 +7,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -231,7 +232,12 @@ int vi_mkdir_p(const char *path, unsigned mode)
 			continue;
 		char c = *s;
 		*s = '\0';
-		if (mkdir(p, mode) < 0 && errno != EEXIST) {
+		if (mkdir(p, mode) == 0) {
+			if (chmod(p, mode) < 0) {
+				rc = vi_error_errno(VI_EFAIL, errno, "cannot set the mode of '%s'", p);
+				break;
+			}
+		} else if (errno != EEXIST) {
 			rc = vi_error_errno(VI_EFAIL, errno, "cannot create directory '%s'", p);
 			break;
 		}
@@ -442,4 +448,79 @@ void vi_random_hex(char *buf, size_t nbytes)
 		nbytes -= n;
 	}
 	*buf = '\0';
+}
+
+/* qemu.conf's `group = "NAME"`, else libvirt's default for Debian. */
+static char *guest_group_name(void)
+{
+	char *text = NULL, *name = NULL;
+	size_t len;
+
+	if (vi_read_file("/etc/libvirt/qemu.conf", &text, &len) == 0) {
+		char *save = NULL;
+		for (char *line = strtok_r(text, "\n", &save); line;
+		     line = strtok_r(NULL, "\n", &save)) {
+			char value[256];
+			if (sscanf(line, " group = \"%255[^\"]\"", value) == 1) {
+				free(name);
+				name = xstrdup(value);
+			}
+		}
+	}
+	vi_error_clear();
+	free(text);
+	return name ? name : xstrdup("libvirt-qemu");
+}
+
+long vi_guest_gid(void)
+{
+	static long gid = -2;
+
+	if (gid == -2) {
+		char *name = guest_group_name();
+		struct group *g = name[0] == '+' ? NULL : getgrnam(name);
+		gid = g ? (long)g->gr_gid : name[0] == '+' ? strtol(name + 1, NULL, 10) : -1;
+		free(name);
+	}
+	return gid;
+}
+
+static int share_one(const char *path, const struct stat *st)
+{
+	long gid = vi_guest_gid();
+	bool dir = S_ISDIR(st->st_mode);
+	mode_t mode = dir ? 0711 : gid >= 0 ? 0440 : 0400;
+
+	if ((st->st_uid != 0 || (gid >= 0 && st->st_gid != (gid_t)gid)) &&
+	    lchown(path, 0, gid >= 0 ? (gid_t)gid : (gid_t)-1) < 0 && geteuid() == 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot give '%s' to root", path);
+	if ((st->st_mode & 07777) != mode && chmod(path, mode) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot set the mode of '%s'", path);
+	return 0;
+}
+
+int vi_share_ro(const char *path)
+{
+	struct stat st;
+	int rc;
+
+	if (lstat(path, &st) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot share '%s'", path);
+	if (S_ISLNK(st.st_mode))
+		return 0;
+	if ((rc = share_one(path, &st)) < 0 || !S_ISDIR(st.st_mode))
+		return rc;
+	DIR *d = opendir(path);
+	struct dirent *e;
+	if (!d)
+		return vi_error_errno(VI_EFAIL, errno, "cannot read '%s'", path);
+	while (rc == 0 && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char *sub = xasprintf("%s/%s", path, e->d_name);
+		rc = vi_share_ro(sub);
+		free(sub);
+	}
+	closedir(d);
+	return rc;
 }

@@ -35,8 +35,23 @@ const char *vi_suggest(const char *word, const char *const *candidates, size_t n
 int vi_check_name(const char *name, const char *what);
 
 /* Files. All return 0 or a negative VI_E* code with a message. */
+/* Creates path and its missing parents with mode (exactly: vi runs with
+ * umask 077, so the mode is set explicitly where it must let others in). */
 int vi_mkdir_p(const char *path, unsigned mode);
 int vi_rm_rf(const char *path);
+
+/* Guests' access to the store. Everything vi writes is private to root
+ * (umask 077); directories on the way to disks are 0711. Golden images and
+ * frozen layers are shared: read-only for the group the hypervisor runs
+ * guests as (QEMU under libvirt: qemu.conf's group, libvirt-qemu by
+ * default), writable by no one but root. A VM's own overlays stay private:
+ * libvirt hands them to QEMU while the guest runs and back when it stops.
+ * vi_guest_gid() is that group, or -1 where there is none. */
+long vi_guest_gid(void);
+/* Makes the file at path root's, the guest group's to read, mode 0440 (0400
+ * with no guest group); a directory tree gets it for every file and 0711
+ * for every directory. */
+int vi_share_ro(const char *path);
 /* Reads a whole file; *buf is NUL-terminated and owned by the caller. */
 int vi_read_file(const char *path, char **buf, size_t *len);
 /* Writes all of buf to fd through short writes, EINTR and, on a non-blocking

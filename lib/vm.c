@@ -221,7 +221,7 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 	if (vm->created)
 		vi_yaml_out_uint(&o, "created", (uint64_t)vm->created);
 	vi_yaml_out_end(&o);
-	return vi_yaml_out_save(&o, path, 0644);
+	return vi_yaml_out_save(&o, path, 0600);
 }
 
 void vi_vm_release(struct vi_vm *vm)

@@ -59,7 +59,7 @@ byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0
 	for vm in mid c1 c2; do run -0 qemu-img check "$(disk $vm)"; done
 	# The frozen layer is in the layer store, read-only, and the VM says so.
 	layer=$(vi show --json mid | jq -r '.vm.disks[0].layer')
-	[ "$(stat -c %a "$VI_HOME/images/layers/$layer.qcow2")" = 444 ]
+	[ "$(stat -c %a "$VI_HOME/images/layers/$layer.qcow2")" = 440 ]
 	[ "$(qemu-img info --output=json "$(disk c2)" | jq -r '."backing-filename"')" = "$VI_HOME/images/layers/$layer.qcow2" ]
 }
 

@@ -13,6 +13,14 @@ setup() {
 }
 
 vms() { vi list --json | jq -r '[.vms[].name] | join(",")'; }
+# src, its linked clone c1 with data of its own, and c1's clone c2: a store
+# with a frozen layer.
+clone_chain() {
+	vi -q create --hv fixture --disk "$PWD/golden.qcow2" src
+	vi -q clone src c1
+	qemu-io -c 'write -P 0x22 0 64k' "$VI_HOME/vms/c1/disks/golden.qcow2" >/dev/null
+	vi -q clone c1 c2
+}
 staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
 
 @test "a definition the backend refuses leaves no VM and no staging behind" {
@@ -104,4 +112,33 @@ staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
 	mv "$VI_HOME/vms/vm1" "$VI_HOME/vms/.staging/vm1.removed.99999999"
 	run -0 vi list
 	staging_empty
+}
+
+@test "another user reads nothing of a VM, its clones or their layers" {
+	clone_chain
+	chmod o+x "$BATS_TEST_TMPDIR"
+	[ -n "$(ls "$VI_HOME/images/layers/"*.qcow2)" ]
+	nothing_readable_by_others "$VI_HOME"
+	# The directories let guests through to their disks, and list nothing.
+	[ "$(stat -c %a "$VI_HOME/vms/c1/disks")" = 711 ]
+	! setpriv --reuid=65534 --regid=65534 --clear-groups -- ls "$VI_HOME/vms" >/dev/null 2>&1
+	# Frozen layers: root's, read-only, for the guests' group to read.
+	for f in "$VI_HOME/images/layers/"*.qcow2; do
+		[ "$(stat -c '%a %U' "$f")" = "440 root" ]
+	done
+}
+
+@test "a store written before it was private is made so once" {
+	clone_chain
+	# As the previous release left it.
+	find "$VI_HOME" -type f -exec chmod 0644 {} +
+	rm "$VI_HOME/.private"
+	run -0 vi list
+	[ -f "$VI_HOME/.private" ]
+	[ "$(stat -c %a "$VI_HOME/vms/c1/vm.yaml")" = 600 ]
+	[ "$(stat -c %a "$VI_HOME/vms/c2/disks/golden.qcow2")" = 600 ]
+	for f in "$VI_HOME/images/layers/"*.qcow2; do
+		[ "$(stat -c '%a %U' "$f")" = "440 root" ]
+	done
+	run -0 vi start c2
 }

@@ -49,8 +49,10 @@ setup() {
 	local d
 	d=$(digest_of tiny)
 	[ -d "$VI_HOME/images/$d" ]
+	# Root's, for guests (QEMU's group) to read, for no one to write.
 	for f in disk.qcow2 kernel initrd manifest.yaml; do
-		[ "$(stat -c %a "$VI_HOME/images/$d/$f")" = 644 ] || { echo "$f"; return 1; }
+		[ "$(stat -c '%a %U %G' "$VI_HOME/images/$d/$f")" = "440 root libvirt-qemu" ] ||
+			{ echo "$f"; return 1; }
 	done
 	[ "$(stat -c %a "$VI_HOME/images/$d")" = 711 ]
 	run -0 vi template show tiny
@@ -145,6 +147,32 @@ setup() {
 	[ "$output" = "stopped VM '$name'" ]
 	grep -q "reboot: Power down" "$VI_HOME/vms/$name/run/console.log"
 	run -0 vi destroy "$name"
+}
+
+@test "the store is private: another user reads nothing; guests read golden images and layers, write neither" {
+	need_hv_qemu
+	local name=priv-$$ img f
+	img=$VI_HOME/images/$(digest_of tiny-app)
+	vi -q create --template tiny-app --hv qemu --start "$name"
+	sleep 2
+	# A live clone freezes the running disk into a layer.
+	vi -q clone "$name" "$name-c"
+	local layer=$VI_HOME/images/layers/$(vi show --json "$name-c" | jq -r '.vm.disks[0].layer').qcow2
+	[ -f "$layer" ]
+	for f in "$img/disk.qcow2" "$img/kernel" "$layer"; do
+		setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups -- test -r "$f"
+		! setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups -- test -w "$f"
+	done
+	vi -q stop --force "$name"
+	# libvirt gave nothing of the chain to QEMU's user for good.
+	[ "$(stat -c %u "$img/disk.qcow2")" = 0 ]
+	[ "$(stat -c %u "$layer")" = 0 ]
+	[ "$(stat -c %u "$img/kernel")" = 0 ]
+	# A user with no part in it reads no file of the store (the golden
+	# image holds /home/dev/notes, mode 0600 in the guest).
+	nothing_readable_by_others "$VI_HOME"
+	vi -q destroy "$name-c"
+	vi -q destroy "$name"
 }
 
 @test "export and import carry the images and their sums to another store" {

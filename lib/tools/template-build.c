@@ -1052,10 +1052,8 @@ static int copy_file(const char *src, const char *dst)
 
 	if (rc < 0)
 		return rc;
-	rc = vi_write_file_atomic(dst, data, len, 0644);
+	rc = vi_write_file_atomic(dst, data, len, 0600);
 	free(data);
-	if (rc == 0 && chmod(dst, 0644) < 0)
-		rc = vi_error_errno(VI_EFAIL, errno, "cannot change the mode of '%s'", dst);
 	return rc;
 }
 
@@ -1109,9 +1107,6 @@ static int make_disks(struct build *b)
 			struct image_create_opts co = { .format = IMAGE_QCOW2, .size = d->size };
 			rc = image_create(out->path, &co);
 		}
-		if (rc == 0 && chmod(out->path, 0644) < 0)
-			rc = vi_error_errno(VI_EFAIL, errno, "cannot change the mode of '%s'",
-					    out->path);
 		if (rc < 0)
 			return rc;
 	}
@@ -1241,6 +1236,9 @@ static int build_one(struct build *b)
 	if ((rc = template_manifest_save(b->stage, &b->img)) < 0)
 		goto cleanup;
 	progress(b, "saving the image", -1);
+	/* Guests read it; none may write it. */
+	if ((rc = vi_share_ro(b->stage)) < 0)
+		goto cleanup;
 	if (rename(b->stage, final) < 0) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot move the image into '%s'", final);
 		goto cleanup;

@@ -2,6 +2,7 @@
  * path and command line is escaped; and the kinds of guest we write it for. */
 #include "virt.h"
 #include "error.h"
+#include "image/image.h"
 #include "util.h"
 
 #include <libxml/xmlwriter.h>
@@ -17,7 +18,7 @@ static const char *const xen_hvm_features[] = { "acpi", "apic", "pae", NULL };
 #define QEMU_GUEST .os_type = "hvm", .machine = "q35", .features = qemu_features, \
 	.disk_bus = "virtio", .disk_prefix = "vd", .nic_model = "virtio",        \
 	.balloon = "virtio", .serial_console = true, .no_usb = true,              \
-	.user_net = true, .disk_boot = true
+	.user_net = true, .disk_boot = true, .dac_chain = true
 
 const struct virt_guest virt_guest_qemu_kvm = {
 	.name = "qemu-kvm", .domain_type = "kvm", .cpu_mode = "host-passthrough", QEMU_GUEST,
@@ -197,6 +198,39 @@ static void write_os(struct writer *x, const struct virt_guest *g, const struct 
 	close_el(x);
 }
 
+/* A disk's backing chain, spelled out so that libvirt takes it as given and
+ * leaves the images' owners alone (relabel='no'): a golden image or a frozen
+ * layer stays root's, readable by QEMU through its group (lib/util.h), and
+ * no guest can write it. Without it libvirt gives the whole chain to QEMU's
+ * user at start and never takes the backing images back. A chain that
+ * cannot be read here (a remote host's files) is left for libvirt to find. */
+static void write_backing_chain(struct writer *x, const char *path)
+{
+	struct image *img;
+	size_t depth = 0;
+
+	if (image_open(path, IMAGE_PROBE, IMAGE_OPEN_SHARED, &img) < 0) {
+		vi_error_clear();
+		return;
+	}
+	for (struct image *b = image_backing(img); b; b = image_backing(b), depth++) {
+		open_el(x, "backingStore");
+		attr(x, "type", "file");
+		empty_el(x, "format", "type", image_format(b) == IMAGE_QCOW2 ? "qcow2" : "raw");
+		open_el(x, "source");
+		attr(x, "file", image_path(b));
+		open_el(x, "seclabel");
+		attr(x, "model", "dac");
+		attr(x, "relabel", "no");
+		close_el(x);
+		close_el(x); /* source */
+	}
+	empty_el(x, "backingStore", NULL, NULL);
+	while (depth--)
+		close_el(x);
+	image_close(img);
+}
+
 static void write_disks(struct writer *x, const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
 	char target[32];
@@ -212,6 +246,8 @@ static void write_disks(struct writer *x, const struct virt_guest *g, const stru
 		attr(x, "type", d->format == VI_DISK_QCOW2 ? "qcow2" : "raw");
 		close_el(x);
 		empty_el(x, "source", "file", d->path);
+		if (g->dac_chain)
+			write_backing_chain(x, d->path);
 		disk_target(target, sizeof(target), g->disk_prefix, i);
 		open_el(x, "target");
 		attr(x, "dev", target);

@@ -28,6 +28,7 @@ struct virt_guest {
 	bool serial_console;     /* console on an emulated 16550 (else the Xen PV console) */
 	bool no_usb;             /* no USB controller: fewer devices, faster boot */
 	bool user_net;           /* supports NIC mode "user" */
+	bool dac_chain;          /* write disks' backing chains, kept from libvirt's relabelling */
 	/* Firmware boot: from the first disk, or through this bootloader program;
 	 * NULL for both means the guest cannot boot without a kernel. */
 	bool disk_boot;

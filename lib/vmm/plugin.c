@@ -417,7 +417,7 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	}
 	ret = plugin_config(vm, &cfg);
 	if (ret == 0)
-		ret = vi_mkdir_p(vm->run_dir, 0711);
+		ret = vi_mkdir_p(vm->run_dir, 0700);
 	if (ret < 0)
 		goto fail;
 	log_fd = open(vm->console_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);

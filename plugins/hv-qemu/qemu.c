@@ -99,6 +99,16 @@ static int qemu_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	return rc ? rc : virt_define(ctx, g, vm);
 }
 
+/* The definition is written afresh at each start: the disks' backing chains
+ * in it (lib/virt/domxml.c) are the ones on disk now, after any clone froze
+ * a disk into a layer. */
+static int qemu_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
+	int rc = qemu_define(ctx, vm);
+
+	return rc ? rc : virt_start(ctx, vm);
+}
+
 static const struct vi_hv_ops qemu_ops = {
 	.struct_size = sizeof(struct vi_hv_ops),
 	.abi_version = VI_HV_ABI_VERSION,
@@ -110,7 +120,7 @@ static const struct vi_hv_ops qemu_ops = {
 	.probe = qemu_probe,
 	.define = qemu_define,
 	.undefine = virt_undefine,
-	.start = virt_start,
+	.start = qemu_start,
 	.stop = virt_stop,
 	.pause = virt_pause,
 	.resume = virt_resume,

@@ -58,3 +58,15 @@ golden_image() {
 	qemu-img create -q -f qcow2 golden.qcow2 "${1:-1G}"
 	qemu-io -c 'write -P 0x11 0 1M' golden.qcow2 >/dev/null
 }
+
+# Fails naming the first file under DIR that a user with no part in it
+# (nobody, no groups) can read: nothing_readable_by_others DIR
+nothing_readable_by_others() {
+	local f
+	while IFS= read -r f; do
+		if setpriv --reuid=65534 --regid=65534 --clear-groups -- cat "$f" >/dev/null 2>&1; then
+			echo "readable by another user: $f"
+			return 1
+		fi
+	done < <(find "$1" -type f)
+}
