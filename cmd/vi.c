@@ -254,6 +254,20 @@ static int global_prefix(int argc, char **argv)
 	return i < argc ? i : argc;
 }
 
+/* An empty store directory is a mistake (an unset variable in a script),
+ * never a request for the default store: refused from either source. */
+static int check_home(void)
+{
+	const char *env = getenv("VI_HOME");
+
+	if (ctx.home && !*ctx.home)
+		return vi_error(VI_EUSAGE, "--home is empty: name the store directory");
+	if (!ctx.home && env && !*env)
+		return vi_error(VI_EUSAGE,
+				"VI_HOME is empty: name the store directory, or unset it for the default");
+	return 0;
+}
+
 static bool wants_help(int argc, char **argv)
 {
 	for (int i = 0; i < argc && strcmp(argv[i], "--"); i++)
@@ -354,7 +368,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (c->flags & (NEEDS_STORE | NEEDS_LOCK)) {
-		if ((rc = vi_store_open(&ctx.store, ctx.home)) < 0 ||
+		if ((rc = check_home()) < 0 || (rc = vi_store_open(&ctx.store, ctx.home)) < 0 ||
 		    (rc = vi_layers_upgrade(&ctx.store)) < 0)
 			goto out;
 		vi_hv_set_home(ctx.store.home);

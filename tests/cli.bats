@@ -54,6 +54,13 @@ setup() { common_setup; }
 	[[ $output != *"$VI_BUILD/vi"* ]]
 }
 
+@test "an empty VI_HOME is refused like an empty --home, exit 2" {
+	VI_HOME= run -2 vi list
+	[ "$output" = "vi: error: VI_HOME is empty: name the store directory, or unset it for the default" ]
+	run -2 vi --home "" list
+	[ "$output" = "vi: error: --home is empty: name the store directory" ]
+}
+
 @test "an unknown option gets a suggestion, exit 2" {
 	run -2 vi list --jsno
 	[ "$output" = "vi: error: unknown option '--jsno'; did you mean '--json'?" ]
