@@ -74,7 +74,7 @@ static void report(const struct vi_vm *vm, bool started, double ms)
 		json_object_object_add(o, "template", vi_json_str(vm->template));
 		json_object_object_add(o, "state", vi_json_str(started ? "running" : "stopped"));
 		json_object_object_add(doc, "vm", o);
-		json_object_object_add(doc, "milliseconds", json_object_new_double(ms));
+		json_object_object_add(doc, "milliseconds", vi_json_ms(ms));
 		vi_json_print(doc);
 		return;
 	}

@@ -268,6 +268,19 @@ static int check_home(void)
 	return 0;
 }
 
+/* With --json an error is a document on stdout too, for programs that read
+ * only stdout: {"vi": 1, "error": {"code": EXIT, "message": "..."}}. */
+static void print_json_error(int code)
+{
+	struct json_object *doc = vi_json_doc(), *e = json_object_new_object();
+
+	json_object_object_add(e, "code", json_object_new_int(code));
+	json_object_object_add(e, "message", vi_json_str(vi_error_message()));
+	json_object_object_add(doc, "error", e);
+	vi_json_print(doc);
+	fflush(stdout);
+}
+
 static bool wants_help(int argc, char **argv)
 {
 	for (int i = 0; i < argc && strcmp(argv[i], "--"); i++)
@@ -393,6 +406,8 @@ out:
 	}
 	if (rc < 0) {
 		fprintf(stderr, "vi: error: %s\n", vi_error_message());
+		if (ctx.json)
+			print_json_error(-rc);
 		return -rc;
 	}
 	return ctx.exit_status;

@@ -61,6 +61,14 @@ setup() { common_setup; }
 	[ "$output" = "vi: error: --home is empty: name the store directory" ]
 }
 
+@test "with --json an error is a document on stdout and a line on stderr" {
+	run -3 --separate-stderr vi --json show nosuch
+	[ "$stderr" = "vi: error: no VM named 'nosuch'" ]
+	[ "$(jq -c . <<<"$output")" = '{"vi":1,"error":{"code":3,"message":"no VM named '"'nosuch'"'"}}' ]
+	run -2 --separate-stderr vi list --json --jsno
+	[ "$(jq -c .error <<<"$output")" = '{"code":2,"message":"unknown option '"'--jsno'"'; did you mean '"'--json'"'?"}' ]
+}
+
 @test "an unknown option gets a suggestion, exit 2" {
 	run -2 vi list --jsno
 	[ "$output" = "vi: error: unknown option '--jsno'; did you mean '--json'?" ]
