@@ -9,6 +9,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -281,6 +282,15 @@ static void print_json_error(int code)
 	fflush(stdout);
 }
 
+/* Whether stdout is a pipe or socket nobody reads any more (an earlier
+ * write may have failed with EPIPE, its errno long gone). */
+static bool stdout_reader_gone(void)
+{
+	struct pollfd p = { .fd = STDOUT_FILENO };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
 static bool wants_help(int argc, char **argv)
 {
 	for (int i = 0; i < argc && strcmp(argv[i], "--"); i++)
@@ -294,8 +304,11 @@ int main(int argc, char **argv)
 	const struct cmd *c;
 	char path[128] = "vi";
 	int rc = 0, g;
+	bool stdout_closed = false;
 
-	signal(SIGPIPE, SIG_DFL);
+	/* A closed socket or pipe is an error to report (EPIPE), not a death
+	 * that would leave a machine --rm promised to destroy. */
+	signal(SIGPIPE, SIG_IGN);
 	ctx.lock = -1;
 	argc--, argv++;
 	g = global_prefix(argc, argv);
@@ -399,9 +412,13 @@ out:
 	vi_store_unlock(ctx.lock);
 	vi_hv_set_release(&ctx.plugins);
 	vi_store_release(&ctx.store);
-	/* A full disk or a closed pipe on stdout is an error too. */
+	/* A full disk on stdout is an error too. A reader that went away ends
+	 * vi as SIGPIPE would have, silently, but only now that everything is
+	 * cleaned up (a --rm machine destroyed). */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		if (errno != EPIPE && rc >= 0)
+		if (errno == EPIPE || stdout_reader_gone())
+			stdout_closed = true;
+		else if (rc >= 0)
 			rc = vi_error_errno(VI_EFAIL, errno, "cannot write to standard output");
 	}
 	if (rc < 0) {
@@ -409,6 +426,10 @@ out:
 		if (ctx.json)
 			print_json_error(-rc);
 		return -rc;
+	}
+	if (stdout_closed) {
+		signal(SIGPIPE, SIG_DFL);
+		raise(SIGPIPE);
 	}
 	return ctx.exit_status;
 }
