@@ -130,3 +130,27 @@ setup() { common_setup; }
 	[[ $stderr == *"vi: debug: probe of 'fixture': ok, fixture backend for tests"* ]]
 	[[ $output != *debug* ]]
 }
+
+# Runs vi as user nobody, with a store of its own.
+as_nobody() {
+	setpriv --reuid=65534 --regid=65534 --clear-groups env VI_HOME="$BATS_TEST_TMPDIR/nobody" "$@"
+}
+
+@test "--connect to an unreachable libvirt: create gives libvirt's reason, list warns" {
+	[ -e "$VI_BUILD/plugins/hv-qemu.so" ] || skip "no hv-qemu plugin"
+	local uri='qemu+unix:///system?socket=/nonexistent'
+	local why="no QEMU host: cannot connect to '$uri': failed to connect socket to '/nonexistent': No such file or directory"
+	echo kernel >"$BATS_TEST_TMPDIR/vmlinuz"
+	run -1 vi create --connect "$uri" --kernel "$BATS_TEST_TMPDIR/vmlinuz" web1
+	[ "$output" = "vi: error: backend 'qemu' at '$uri': $why" ]
+	[ -z "$(ls "$VI_HOME/vms")" ]
+	define_vm web1 "connect: $uri"
+	sed -i "s/^hv: fixture/hv: qemu/" "$VI_HOME/vms/web1/vm.yaml"
+	run -0 --separate-stderr vi list
+	[[ ${lines[1]} =~ ^web1\ +qemu\ +unknown ]]
+	[ "$stderr" = "vi: warning: state unknown: backend 'qemu' is not usable at '$uri': $why" ]
+	run -2 vi create --hv svm --connect "$uri" --kernel "$BATS_TEST_TMPDIR/vmlinuz" web2
+	[ "$output" = "vi: error: backend 'svm' runs VMs on this host only: --connect '$uri' means nothing to it" ]
+	run -2 vi caps --hv svm --connect "$uri"
+	[ "$output" = "vi: error: backend 'svm' runs VMs on this host only: --connect '$uri' means nothing to it" ]
+}
