@@ -136,6 +136,29 @@ as_nobody() {
 	setpriv --reuid=65534 --regid=65534 --clear-groups env VI_HOME="$BATS_TEST_TMPDIR/nobody" "$@"
 }
 
+@test "a user kept from /dev/kvm is told so, with the fix, not that the backend is missing" {
+	[ "$(id -u)" = 0 ] && [ -c /dev/kvm ] || skip "needs root and /dev/kvm"
+	! as_nobody test -r /dev/kvm -a -w /dev/kvm || skip "/dev/kvm is open to everybody"
+	local hv=svm
+	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
+	[ -e "$VI_BUILD/plugins/hv-$hv.so" ] || skip "no hv-$hv plugin"
+	# Bats keeps its files in a private directory: let nobody through to its own.
+	chmod o+x "$BATS_RUN_TMPDIR" "$BATS_RUN_TMPDIR/test" "$BATS_TEST_TMPDIR"
+	install -d -o 65534 -g 65534 "$BATS_TEST_TMPDIR/nobody"
+	local why="'/dev/kvm' is not open to user 'nobody' (mode $(stat -c %04a /dev/kvm), group '$(stat -c %G /dev/kvm)'): add the user to group '$(stat -c %G /dev/kvm)' and log in again"
+	echo kernel >"$BATS_TEST_TMPDIR/vmlinuz"
+	run -4 as_nobody vi create --hv $hv --kernel "$BATS_TEST_TMPDIR/vmlinuz" web1
+	[ "$output" = "vi: error: backend '$hv' is not usable here: $why" ]
+	# Without --hv, each candidate's reason is given.
+	run -4 as_nobody vi create --kernel "$BATS_TEST_TMPDIR/vmlinuz" web1
+	[[ $output == "vi: error: no usable backend here ("*"$hv: $why"*"; see 'vi caps')" ]]
+	VI_HOME=$BATS_TEST_TMPDIR/nobody define_vm web1
+	sed -i "s/^hv: fixture/hv: $hv/" "$BATS_TEST_TMPDIR/nobody/vms/web1/vm.yaml"
+	chown -R 65534:65534 "$BATS_TEST_TMPDIR/nobody"
+	run -0 --separate-stderr as_nobody vi show web1
+	[[ $output == *"state:       unknown (backend '$hv' is not usable: $why)"* ]]
+}
+
 @test "--connect to an unreachable libvirt: create gives libvirt's reason, list warns" {
 	[ -e "$VI_BUILD/plugins/hv-qemu.so" ] || skip "no hv-qemu plugin"
 	local uri='qemu+unix:///system?socket=/nonexistent'
