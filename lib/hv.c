@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -18,6 +17,9 @@
 #endif
 #ifndef VI_PLUGIN_DIR_DEFAULT
 #define VI_PLUGIN_DIR_DEFAULT "/usr/local/lib/vi/plugins"
+#endif
+#ifndef VI_PLUGIN_DIR_FROM_BIN
+#define VI_PLUGIN_DIR_FROM_BIN "../lib/vi/plugins"
 #endif
 
 static struct vi_host host = {
@@ -57,9 +59,11 @@ const char *const *vi_hv_search_path(void)
 		for (char *d = strtok_r(copy, ":", &save); d && n < 60; d = strtok_r(NULL, ":", &save))
 			dirs[n++] = d;
 	}
-	char *exe = xstrdup(vi_self_exe());
-	owned[n] = xasprintf("%s/plugins", dirname(exe));
-	free(exe);
+	/* A build tree's plugins/, then an install's, staged or not. */
+	owned[n] = vi_self_relative("plugins");
+	dirs[n] = owned[n];
+	n++;
+	owned[n] = vi_self_relative(VI_PLUGIN_DIR_FROM_BIN);
 	dirs[n] = owned[n];
 	n++;
 	dirs[n++] = VI_PLUGIN_DIR_DEFAULT;
