@@ -5,6 +5,11 @@ load lib/common
 
 setup() { common_setup; }
 
+# A test that reaches the system's libvirt leaves nothing there, pass or fail.
+teardown() {
+	[ -z "${libvirt_name:-}" ] || virsh -q -c qemu:///system undefine "$libvirt_name" >/dev/null 2>&1 || true
+}
+
 @test "no verb prints usage on stderr and exits 2" {
 	run -2 vi
 	[[ $output == usage:* ]]
@@ -143,7 +148,8 @@ as_nobody() {
 	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
 	[ -e "$VI_BUILD/plugins/hv-$hv.so" ] || skip "no hv-$hv plugin"
 	# Bats keeps its files in a private directory: let nobody through to its own.
-	chmod o+x "$BATS_RUN_TMPDIR" "$BATS_RUN_TMPDIR/test" "$BATS_TEST_TMPDIR"
+	load lib/template
+	traversable "$BATS_TEST_TMPDIR"
 	install -d -o 65534 -g 65534 "$BATS_TEST_TMPDIR/nobody"
 	local why="'/dev/kvm' is not open to user 'nobody' (mode $(stat -c %04a /dev/kvm), group '$(stat -c %G /dev/kvm)'): add the user to group '$(stat -c %G /dev/kvm)' and log in again"
 	echo kernel >"$BATS_TEST_TMPDIR/vmlinuz"
@@ -176,4 +182,23 @@ as_nobody() {
 	[ "$output" = "vi: error: backend 'svm' runs VMs on this host only: --connect '$uri' means nothing to it" ]
 	run -2 vi caps --hv svm --connect "$uri"
 	[ "$output" = "vi: error: backend 'svm' runs VMs on this host only: --connect '$uri' means nothing to it" ]
+}
+
+@test "a store QEMU cannot reach is refused at create, naming the directory and the fix" {
+	[ "$(id -u)" = 0 ] || skip "needs root"
+	[ -e "$VI_BUILD/plugins/hv-qemu.so" ] || skip "no hv-qemu plugin"
+	[ "$(vi caps --json --hv qemu | jq -r '.backends[0].probe')" = ok ] || skip "no libvirt here"
+	load lib/template
+	local closed=$BATS_TEST_TMPDIR/closed user
+	libvirt_name=vi-test-$$-closed
+	traversable "$BATS_TEST_TMPDIR"
+	mkdir -m 0700 "$closed"
+	qemu-img create -q -f qcow2 "$BATS_TEST_TMPDIR/disk.qcow2" 1M
+	user=$(virsh -c qemu:///system capabilities | sed -n "s/.*<baselabel type='qemu'>+\([0-9]*\):.*/\1/p")
+	user=$(id -nu "$user")
+	run -1 vi --home "$closed/home" create --hv qemu --disk "$BATS_TEST_TMPDIR/disk.qcow2" "$libvirt_name"
+	[ "$output" = "vi: error: QEMU runs as '$user', which cannot search '$closed' (mode 0700) to reach VM '$libvirt_name': run 'chmod o+x $closed' or 'setfacl -m u:$user:x $closed', or keep VMs elsewhere" ]
+	[ -z "$(ls "$closed/home/vms")" ]
+	run virsh -c qemu:///system dominfo "$libvirt_name"
+	[ "$status" -ne 0 ]
 }
