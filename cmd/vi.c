@@ -164,60 +164,92 @@ enum vi_complete cmd_arg_complete(const struct cmd *c, int index)
 	return VI_COMPLETE_NONE;
 }
 
-/* The system editor's path, for `vi FILE`: $VISUAL, $EDITOR, Debian's
- * alternatives, then the first vi/vim/nano on PATH that is not this program. */
-static const char *system_editor(void)
+/* Whether path is this very program, however it is reached. */
+static bool is_self(const char *path)
 {
-	static char found[PATH_MAX];
-	const char *env[] = { getenv("VISUAL"), getenv("EDITOR") };
-	const char *links[] = { "/usr/bin/editor", "/etc/alternatives/vi" };
-	char self[PATH_MAX];
+	struct stat a, b;
 
-	for (size_t i = 0; i < ARRAY_SIZE(env); i++)
-		if (env[i] && *env[i])
-			return env[i];
-	if (!realpath(vi_self_exe(), self))
-		self[0] = '\0';
-	for (size_t i = 0; i < ARRAY_SIZE(links); i++)
-		if (realpath(links[i], found) && strcmp(found, self))
-			return found;
-	const char *path = getenv("PATH");
-	char *copy = xstrdup(path ? path : "/usr/bin:/bin"), *save = NULL;
-	const char *names[] = { "vi", "vim", "nano" };
-	for (size_t n = 0; n < ARRAY_SIZE(names); n++) {
-		strcpy(copy, path ? path : "/usr/bin:/bin");
-		for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-			char *cand = xasprintf("%s/%s", d, names[n]);
-			bool ok = access(cand, X_OK) == 0 && realpath(cand, found) &&
-				  strcmp(found, self);
-			free(cand);
-			if (ok) {
-				free(copy);
-				return found;
-			}
-		}
-	}
-	free(copy);
-	return NULL;
+	return stat(path, &a) == 0 && stat(vi_self_exe(), &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
 }
 
-static int unknown_verb(const char *verb)
+/* The program a command word names: the word itself when it has a '/', else
+ * the first on PATH that is not this program. The caller frees it; NULL if
+ * there is none. */
+static char *find_program(const char *word)
 {
-	const char *names[64];
+	const char *path = getenv("PATH");
+	char *copy, *save = NULL, *found = NULL;
+
+	if (strchr(word, '/'))
+		return access(word, X_OK) == 0 && !is_self(word) ? xstrdup(word) : NULL;
+	copy = xstrdup(path && *path ? path : "/usr/bin:/bin");
+	for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+		char *cand = xasprintf("%s/%s", d, word);
+		if (access(cand, X_OK) == 0 && !is_self(cand))
+			found = cand;
+		else
+			free(cand);
+	}
+	free(copy);
+	return found;
+}
+
+/* Opens the system editor on args, in place of this process: $VISUAL or
+ * $EDITOR (split at blanks), else editor (Debian's alternative), vi, vim or
+ * nano from PATH; any of them that is this program is passed over. Returns
+ * only on failure. */
+static int run_editor(int argc, char **args)
+{
+	const char *fallback[] = { "editor", "vi", "vim", "nano" };
+	const char *env[] = { getenv("VISUAL"), getenv("EDITOR") };
+	char **argv = xcalloc(argc + 64, sizeof(char *)), *words = NULL, *program = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(env) && !program; i++) {
+		char *save = NULL, *first;
+		if (!env[i] || !(words = xstrdup(env[i])) || !(first = strtok_r(words, " \t", &save)) ||
+		    !(program = find_program(first))) {
+			free(words);
+			words = NULL;
+			continue;
+		}
+		argv[n++] = program;
+		for (char *w = strtok_r(NULL, " \t", &save); w && n < 62; w = strtok_r(NULL, " \t", &save))
+			argv[n++] = w;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fallback) && !program; i++)
+		if ((program = find_program(fallback[i])))
+			argv[n++] = program;
+	if (!program) {
+		free(argv);
+		return vi_error(VI_ENOTFOUND,
+				"'%s' is not a verb, and there is no editor but this vi to open it: set EDITOR",
+				args[0]);
+	}
+	memcpy(argv + n, args, argc * sizeof(char *));
+	fflush(stdout);
+	signal(SIGPIPE, SIG_DFL);
+	execv(program, argv);
+	int rc = vi_error_errno(VI_EFAIL, errno, "cannot run the editor '%s'", program);
+	free(program);
+	free(words);
+	free(argv);
+	return rc;
+}
+
+/* An admin's `vi FILE` opens the system editor: a first word that is not a
+ * verb but an existing file or directory, a path or a file name with a '.',
+ * with no global option before it. Anything else is a mistyped verb. */
+static int unknown_verb(int argc, char **argv, bool after_options)
+{
+	const char *verb = argv[0], *names[64];
 	size_t n = 0;
 	struct stat st;
 
-	if (stat(verb, &st) == 0) {
-		const char *editor = system_editor();
-		const char *kind = S_ISDIR(st.st_mode) ? "a directory" : "a file";
-		if (editor)
-			return vi_error(VI_EUSAGE,
-					"'%s' is %s: this vi manages virtual machines; the system editor is %s",
-					verb, kind, editor);
-		return vi_error(VI_EUSAGE,
-				"'%s' is %s: this vi manages virtual machines, and no system editor was found",
-				verb, kind);
-	}
+	if (!after_options &&
+	    (stat(verb, &st) == 0 || strchr(verb, '/') || strchr(verb, '.')))
+		return run_editor(argc, argv);
 	for (const struct cmd *c = commands; c->name && n < ARRAY_SIZE(names); c++)
 		if (!(c->flags & HIDDEN))
 			names[n++] = c->name;
@@ -342,7 +374,7 @@ int main(int argc, char **argv)
 
 	c = find_cmd(commands, argv[0]);
 	if (!c) {
-		rc = unknown_verb(argv[0]);
+		rc = unknown_verb(argc, argv, g > 0);
 		goto out;
 	}
 	snprintf(path, sizeof(path), "vi %s", c->name);

@@ -46,17 +46,45 @@ teardown() {
 	[ "$output" = "vi: error: unknown verb 'frobnicate' (see 'vi --help')" ]
 }
 
-@test "vi FILE explains what this vi is and names the editor" {
-	echo text >"$BATS_TEST_TMPDIR/notes.txt"
-	EDITOR=/usr/bin/nano run -2 vi "$BATS_TEST_TMPDIR/notes.txt"
-	[ "$output" = "vi: error: '$BATS_TEST_TMPDIR/notes.txt' is a file: this vi manages virtual machines; the system editor is /usr/bin/nano" ]
+# A stand-in editor in its own directory: it records how it was called.
+fake_editor() { # NAME
+	mkdir -p "$BATS_TEST_TMPDIR/editors"
+	printf '#!/bin/sh\necho "$0 $*" >"%s/edited"\nexit 7\n' "$BATS_TEST_TMPDIR" \
+		>"$BATS_TEST_TMPDIR/editors/$1"
+	chmod +x "$BATS_TEST_TMPDIR/editors/$1"
 }
 
-@test "vi FILE without EDITOR names an installed editor that is not vi itself" {
-	echo text >"$BATS_TEST_TMPDIR/notes.txt"
-	run -2 vi "$BATS_TEST_TMPDIR/notes.txt"
-	[[ $output == "vi: error: '$BATS_TEST_TMPDIR/notes.txt' is a file: this vi manages virtual machines"* ]]
-	[[ $output != *"$VI_BUILD/vi"* ]]
+@test "vi FILE opens the system editor on it, with its exit status" {
+	fake_editor ed1
+	cd "$BATS_TEST_TMPDIR"
+	echo text >notes.txt
+	EDITOR="$BATS_TEST_TMPDIR/editors/ed1 -n" run -7 vi notes.txt
+	[ "$(cat edited)" = "$BATS_TEST_TMPDIR/editors/ed1 -n notes.txt" ]
+	# A new file, a path, a directory: the editor too.
+	EDITOR=$BATS_TEST_TMPDIR/editors/ed1 run -7 vi new.conf +3
+	[ "$(cat edited)" = "$BATS_TEST_TMPDIR/editors/ed1 new.conf +3" ]
+	EDITOR=$BATS_TEST_TMPDIR/editors/ed1 run -7 vi sub/new
+	[ "$(cat edited)" = "$BATS_TEST_TMPDIR/editors/ed1 sub/new" ]
+}
+
+@test "vi FILE never finds itself as the editor: EDITOR=vi means the next vi on PATH" {
+	fake_editor vi
+	cd "$BATS_TEST_TMPDIR"
+	PATH=$VI_BUILD:$BATS_TEST_TMPDIR/editors EDITOR=vi run -7 vi notes.txt
+	[ "$(cat edited)" = "$BATS_TEST_TMPDIR/editors/vi notes.txt" ]
+	# No editor but this vi: say so.
+	PATH=$VI_BUILD run -3 vi notes.txt
+	[ "$output" = "vi: error: 'notes.txt' is not a verb, and there is no editor but this vi to open it: set EDITOR" ]
+}
+
+@test "a mistyped verb is not a file to edit" {
+	fake_editor ed1
+	export EDITOR=$BATS_TEST_TMPDIR/editors/ed1
+	run -2 vi lsit
+	[ "$output" = "vi: error: unknown verb 'lsit'; did you mean 'list'?" ]
+	run -2 --separate-stderr vi --json notes.txt
+	[ "$(jq -r .error.message <<<"$output")" = "unknown verb 'notes.txt' (see 'vi --help')" ]
+	[ ! -e "$BATS_TEST_TMPDIR/edited" ]
 }
 
 @test "an empty VI_HOME is refused like an empty --home, exit 2" {
