@@ -24,9 +24,10 @@ DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
 PLUGINDIR := $(LIBDIR)/vi/plugins
 TOOLSDIR := $(LIBDIR)/vi
-# The same relative to BINDIR, so that a staged install (DESTDIR) finds it too.
-TOOLSDIR_FROM_BIN := $(shell realpath -m --relative-to=$(BINDIR) $(TOOLSDIR))
 TEMPLATEDIR := $(DATADIR)/vi/templates
+# Each also relative to BINDIR, so that a staged install (DESTDIR) finds its
+# own files before the installed ones.
+from_bin = $(shell realpath -m --relative-to=$(BINDIR) $(1))
 
 ifeq ($(SANITIZE),1)
 B ?= build-san
@@ -58,10 +59,13 @@ TOOLS_LIBS := $(shell $(PKG_CONFIG) --libs $(TOOLS_PKGS) 2>/dev/null)
 CPPFLAGS += -D_GNU_SOURCE -Iinclude -iquote lib \
 	-DVI_VERSION='"$(VERSION)"' \
 	-DVI_PLUGIN_DIR_DEFAULT='"$(PLUGINDIR)"' \
+	-DVI_PLUGIN_DIR_FROM_BIN='"$(call from_bin,$(PLUGINDIR))"' \
 	-DVI_TOOLS_DIR_DEFAULT='"$(TOOLSDIR)"' \
-	-DVI_TOOLS_DIR_FROM_BIN='"$(TOOLSDIR_FROM_BIN)"' \
+	-DVI_TOOLS_DIR_FROM_BIN='"$(call from_bin,$(TOOLSDIR))"' \
 	-DVI_MAN_DIR_DEFAULT='"$(MANDIR)"' \
-	-DVI_TEMPLATE_DIR_DEFAULT='"$(TEMPLATEDIR)"'
+	-DVI_MAN_DIR_FROM_BIN='"$(call from_bin,$(MANDIR))"' \
+	-DVI_TEMPLATE_DIR_DEFAULT='"$(TEMPLATEDIR)"' \
+	-DVI_TEMPLATE_DIR_FROM_BIN='"$(call from_bin,$(TEMPLATEDIR))"'
 CFLAGS ?= -g $(OPT)
 CFLAGS += -std=gnu11 -Wall -Wextra -Werror -Wno-missing-field-initializers -fPIC -pthread $(SAN) $(PKG_CFLAGS)
 LDFLAGS += -pthread $(SAN)

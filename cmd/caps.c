@@ -22,6 +22,8 @@ int cmd_caps(int argc, char **argv)
 
 	if (ctx.hv && !(only = vi_hv_find(set, ctx.hv)))
 		return -vi_error_code();
+	if (only && vi_hv_check_uri(only, ctx.connect) < 0)
+		return -vi_error_code();
 	struct json_object *doc = ctx.json ? vi_json_doc() : NULL;
 	struct json_object *list = ctx.json ? json_object_new_array() : NULL;
 	struct vi_table t;

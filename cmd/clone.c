@@ -60,7 +60,7 @@ int cmd_clone(int argc, char **argv)
 		json_object_object_add(doc, "source", vi_json_str(argv[0]));
 		json_object_object_add(doc, "linked", json_object_new_boolean(!full));
 		json_object_object_add(doc, "clones", list);
-		json_object_object_add(doc, "milliseconds", json_object_new_double(vi_ms_since(t0)));
+		json_object_object_add(doc, "milliseconds", vi_json_ms(vi_ms_since(t0)));
 		vi_json_print(doc);
 	} else if (n == 1) {
 		vi_info("cloned '%s' to '%s' (%s, %.0f ms)", argv[0], names[0],

@@ -10,6 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The completion scripts look for this in the binary before they ask it
+ * anything: another vi on PATH (the editor) must never be run by a Tab. */
+__attribute__((used)) static const char completion_signature[] = "vi-complete-protocol 1";
+
 static const char *cur = "";
 
 static void offer(const char *word)

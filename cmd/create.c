@@ -74,7 +74,7 @@ static void report(const struct vi_vm *vm, bool started, double ms)
 		json_object_object_add(o, "template", vi_json_str(vm->template));
 		json_object_object_add(o, "state", vi_json_str(started ? "running" : "stopped"));
 		json_object_object_add(doc, "vm", o);
-		json_object_object_add(doc, "milliseconds", json_object_new_double(ms));
+		json_object_object_add(doc, "milliseconds", vi_json_ms(ms));
 		vi_json_print(doc);
 		return;
 	}
@@ -85,10 +85,32 @@ static void report(const struct vi_vm *vm, bool started, double ms)
 }
 
 static volatile sig_atomic_t interrupted;
+static volatile pid_t command_pid;
 
-static void on_signal(int sig)
+/* With --rm, SIGINT and SIGTERM are remembered, so that the machine is
+ * destroyed before vi exits, and passed on to the command: a signal sent to
+ * vi alone (by kill or a CI runner's timeout) must end the command too. One
+ * typed at the terminal reached the command already. */
+static void on_signal(int sig, siginfo_t *info, void *uctx)
 {
+	(void)uctx;
 	interrupted = sig;
+	if (command_pid > 0 && info->si_code != SI_KERNEL)
+		kill(command_pid, sig);
+}
+
+static void catch_signals(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_signal, .sa_flags = SA_SIGINFO };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+}
+
+static int interrupted_error(void)
+{
+	return vi_error(VI_EFAIL, "interrupted by SIG%s", sigabbrev_np(interrupted));
 }
 
 /* Polls the console log for the readiness marker. */
@@ -110,7 +132,7 @@ static int wait_for_ready(struct vi_hv *hv, const struct vi_vm *vm, const struct
 		if (ready)
 			return 0;
 		if (interrupted)
-			return vi_error(VI_EFAIL, "interrupted while waiting for VM '%s'", vm->name);
+			return interrupted_error();
 		if (vi_ms_since(t0) >= seconds * 1000.0)
 			return vi_error(VI_ETIMEOUT, "VM '%s' was not ready within %u s (no '%s' on its console)",
 					vm->name, seconds, vm->ready_marker);
@@ -136,14 +158,19 @@ static int run_command(char **argv, const char *name, int *status)
 	if (pid == 0) {
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL);
 		setenv("VI_VM", name, 1);
 		execvp(argv[0], argv);
 		fprintf(stderr, "vi: error: cannot run '%s': %s\n", argv[0], strerror(errno));
 		_exit(127);
 	}
+	command_pid = pid;
+	if (interrupted) /* before command_pid was set: not passed on yet */
+		kill(pid, interrupted);
 	while (waitpid(pid, &st, 0) < 0)
 		if (errno != EINTR)
 			return vi_error_errno(VI_EFAIL, errno, "cannot wait for '%s'", argv[0]);
+	command_pid = 0;
 	*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 	return 0;
 }
@@ -185,8 +212,12 @@ int cmd_create(int argc, char **argv)
 	t0 = vi_now_ms();
 	if (argc > 1 && vi_opt_dashdash != 1)
 		return vi_error(VI_EUSAGE, "unexpected argument '%s' (a command goes after --)", argv[1]);
-	if (command && !wait_ready)
-		return vi_error(VI_EUSAGE, "a command after -- needs --wait-ready");
+	if (command && !spec.start)
+		return vi_error(VI_EUSAGE, "a command after -- needs --start or --wait-ready");
+	/* From before the machine exists: a signal during its creation must not
+	 * leave it behind either. */
+	if (rm)
+		catch_signals();
 	if (template_ref)
 		vi_progress_start(&progress, 0, "building");
 	rc = vi_op_create(&ctx.store, &ctx.plugins, &spec, &m, &ready_timeout);
@@ -194,9 +225,9 @@ int cmd_create(int argc, char **argv)
 		vi_progress_end(&progress);
 	if (rc < 0)
 		goto cleanup;
-	if (rm) {
-		signal(SIGINT, on_signal);
-		signal(SIGTERM, on_signal);
+	if (interrupted) {
+		rc = interrupted_error();
+		goto cleanup;
 	}
 	/* Waiting and the command may take long: let other commands at the VM. */
 	vi_store_unlock(ctx.lock);
@@ -212,7 +243,7 @@ int cmd_create(int argc, char **argv)
 		ctx.exit_status = status;
 	}
 	if (interrupted)
-		rc = vi_error(VI_EFAIL, "interrupted");
+		rc = interrupted_error();
 cleanup:
 	/* --rm: the machine goes, whatever happened. */
 	if (m.dir && rm && (rc < 0 || command || interrupted)) {

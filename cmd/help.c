@@ -5,7 +5,6 @@
 #include "util.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,9 @@
 #ifndef VI_MAN_DIR_DEFAULT
 #define VI_MAN_DIR_DEFAULT "/usr/local/share/man"
 #endif
+#ifndef VI_MAN_DIR_FROM_BIN
+#define VI_MAN_DIR_FROM_BIN "../share/man"
+#endif
 
 const struct vi_option help_options[] = {
 	VI_OPT_TABLE_END,
@@ -21,9 +23,12 @@ const struct vi_option help_options[] = {
 
 static char *find_page(const char *page)
 {
-	char *exe = xstrdup(vi_self_exe());
+	/* The source tree's man/, then an install's, staged or not. */
+	char *in_tree = xasprintf("../man/%s.1", page);
+	char *installed = xasprintf("%s/man1/%s.1", VI_MAN_DIR_FROM_BIN, page);
 	char *candidates[] = {
-		xasprintf("%s/../man/%s.1", dirname(exe), page),
+		vi_self_relative(in_tree),
+		vi_self_relative(installed),
 		xasprintf("%s/man1/%s.1", VI_MAN_DIR_DEFAULT, page),
 	};
 	char *found = NULL;
@@ -34,7 +39,8 @@ static char *find_page(const char *page)
 		else
 			free(candidates[i]);
 	}
-	free(exe);
+	free(in_tree);
+	free(installed);
 	return found;
 }
 

@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 const struct vi_option list_options[] = {
 	OPT_JSON,
@@ -15,10 +16,22 @@ const struct vi_option list_options[] = {
 	VI_OPT_TABLE_END,
 };
 
+/* A backend that cannot be reached leaves its VMs' state unknown: say why,
+ * once for each backend and connection. warned holds the problems told. */
+static void warn_unknown_state(const char *problem, char ***warned, size_t *n)
+{
+	for (size_t i = 0; i < *n; i++)
+		if (!strcmp((*warned)[i], problem))
+			return;
+	vi_warn("state unknown: %s", problem);
+	*warned = xrealloc(*warned, (*n + 1) * sizeof(**warned));
+	(*warned)[(*n)++] = xstrdup(problem);
+}
+
 int cmd_list(int argc, char **argv)
 {
-	char **names;
-	size_t n;
+	char **names, **warned = NULL;
+	size_t n, nwarned = 0;
 	int rc;
 	struct json_object *doc = NULL, *arr = NULL;
 	struct vi_table t;
@@ -53,6 +66,8 @@ int cmd_list(int argc, char **argv)
 			continue;
 		}
 		vi_machine_state(&m, &st);
+		if (m.hv_problem)
+			warn_unknown_state(m.hv_problem, &warned, &nwarned);
 		if (ctx.json) {
 			struct json_object *o = json_object_new_object();
 			json_object_object_add(o, "name", vi_json_str(m.def.name));
@@ -72,6 +87,7 @@ int cmd_list(int argc, char **argv)
 		vi_machine_release(&m);
 	}
 	vi_store_names_free(names, n);
+	vi_store_names_free(warned, nwarned);
 	if (ctx.json) {
 		json_object_object_add(doc, "vms", arr);
 		vi_json_print(doc);

@@ -135,8 +135,8 @@ int cmd_show(int argc, char **argv)
 	field("uuid:", "%s", d->uuid);
 	field("backend:", "%s%s%s%s", d->hv, d->connect ? " (" : "", d->connect ? d->connect : "",
 	      d->connect ? ")" : "");
-	field("state:", "%s%s", vi_hv_state_name(st.state),
-	      m.hv ? "" : " (backend not installed)");
+	field("state:", "%s%s%s%s", vi_hv_state_name(st.state), m.hv ? "" : " (",
+	      m.hv ? "" : m.hv_problem, m.hv ? "" : ")");
 	field("cpus:", "%u (max %u)", d->cpus, m.view.vm.max_cpus);
 	field("memory:", "%s (max %s)", vi_format_size(d->memory, a, sizeof(a)),
 	      vi_format_size(m.view.vm.max_memory, b, sizeof(b)));

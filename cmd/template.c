@@ -246,7 +246,7 @@ static int template_build_cmd(int argc, char **argv)
 	vi_progress_end(&progress);
 	if (rc < 0)
 		goto cleanup;
-	double seconds = vi_ms_since(progress.start) / 1e3;
+	double ms = vi_ms_since(progress.start);
 	if (ctx.json) {
 		struct json_object *doc = vi_json_doc();
 		char *dir = vi_store_path(&ctx.store, "images/%s", t->digest);
@@ -254,12 +254,12 @@ static int template_build_cmd(int argc, char **argv)
 		json_object_object_add(doc, "digest", vi_json_str(t->digest));
 		json_object_object_add(doc, "image", vi_json_str(dir));
 		json_object_object_add(doc, "built", json_object_new_boolean(built));
-		json_object_object_add(doc, "seconds", json_object_new_double(seconds));
+		json_object_object_add(doc, "milliseconds", vi_json_ms(ms));
 		vi_json_print(doc);
 		free(dir);
 	} else if (built) {
 		printf("built template '%s' as sha256:%.12s in %.1f s\n", t->name, t->digest,
-		       seconds);
+		       ms / 1e3);
 	} else {
 		printf("template '%s' is up to date: sha256:%.12s\n", t->name, t->digest);
 	}

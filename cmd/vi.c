@@ -10,6 +10,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -164,60 +165,92 @@ enum vi_complete cmd_arg_complete(const struct cmd *c, int index)
 	return VI_COMPLETE_NONE;
 }
 
-/* The system editor's path, for `vi FILE`: $VISUAL, $EDITOR, Debian's
- * alternatives, then the first vi/vim/nano on PATH that is not this program. */
-static const char *system_editor(void)
+/* Whether path is this very program, however it is reached. */
+static bool is_self(const char *path)
 {
-	static char found[PATH_MAX];
-	const char *env[] = { getenv("VISUAL"), getenv("EDITOR") };
-	const char *links[] = { "/usr/bin/editor", "/etc/alternatives/vi" };
-	char self[PATH_MAX];
+	struct stat a, b;
 
-	for (size_t i = 0; i < ARRAY_SIZE(env); i++)
-		if (env[i] && *env[i])
-			return env[i];
-	if (!realpath(vi_self_exe(), self))
-		self[0] = '\0';
-	for (size_t i = 0; i < ARRAY_SIZE(links); i++)
-		if (realpath(links[i], found) && strcmp(found, self))
-			return found;
-	const char *path = getenv("PATH");
-	char *copy = xstrdup(path ? path : "/usr/bin:/bin"), *save = NULL;
-	const char *names[] = { "vi", "vim", "nano" };
-	for (size_t n = 0; n < ARRAY_SIZE(names); n++) {
-		strcpy(copy, path ? path : "/usr/bin:/bin");
-		for (char *d = strtok_r(copy, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
-			char *cand = xasprintf("%s/%s", d, names[n]);
-			bool ok = access(cand, X_OK) == 0 && realpath(cand, found) &&
-				  strcmp(found, self);
-			free(cand);
-			if (ok) {
-				free(copy);
-				return found;
-			}
-		}
-	}
-	free(copy);
-	return NULL;
+	return stat(path, &a) == 0 && stat(vi_self_exe(), &b) == 0 && a.st_dev == b.st_dev &&
+	       a.st_ino == b.st_ino;
 }
 
-static int unknown_verb(const char *verb)
+/* The program a command word names: the word itself when it has a '/', else
+ * the first on PATH that is not this program. The caller frees it; NULL if
+ * there is none. */
+static char *find_program(const char *word)
 {
-	const char *names[64];
+	const char *path = getenv("PATH");
+	char *copy, *save = NULL, *found = NULL;
+
+	if (strchr(word, '/'))
+		return access(word, X_OK) == 0 && !is_self(word) ? xstrdup(word) : NULL;
+	copy = xstrdup(path && *path ? path : "/usr/bin:/bin");
+	for (char *d = strtok_r(copy, ":", &save); d && !found; d = strtok_r(NULL, ":", &save)) {
+		char *cand = xasprintf("%s/%s", d, word);
+		if (access(cand, X_OK) == 0 && !is_self(cand))
+			found = cand;
+		else
+			free(cand);
+	}
+	free(copy);
+	return found;
+}
+
+/* Opens the system editor on args, in place of this process: $VISUAL or
+ * $EDITOR (split at blanks), else editor (Debian's alternative), vi, vim or
+ * nano from PATH; any of them that is this program is passed over. Returns
+ * only on failure. */
+static int run_editor(int argc, char **args)
+{
+	const char *fallback[] = { "editor", "vi", "vim", "nano" };
+	const char *env[] = { getenv("VISUAL"), getenv("EDITOR") };
+	char **argv = xcalloc(argc + 64, sizeof(char *)), *words = NULL, *program = NULL;
+	size_t n = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(env) && !program; i++) {
+		char *save = NULL, *first;
+		if (!env[i] || !(words = xstrdup(env[i])) || !(first = strtok_r(words, " \t", &save)) ||
+		    !(program = find_program(first))) {
+			free(words);
+			words = NULL;
+			continue;
+		}
+		argv[n++] = program;
+		for (char *w = strtok_r(NULL, " \t", &save); w && n < 62; w = strtok_r(NULL, " \t", &save))
+			argv[n++] = w;
+	}
+	for (size_t i = 0; i < ARRAY_SIZE(fallback) && !program; i++)
+		if ((program = find_program(fallback[i])))
+			argv[n++] = program;
+	if (!program) {
+		free(argv);
+		return vi_error(VI_ENOTFOUND,
+				"'%s' is not a verb, and there is no editor but this vi to open it: set EDITOR",
+				args[0]);
+	}
+	memcpy(argv + n, args, argc * sizeof(char *));
+	fflush(stdout);
+	signal(SIGPIPE, SIG_DFL);
+	execv(program, argv);
+	int rc = vi_error_errno(VI_EFAIL, errno, "cannot run the editor '%s'", program);
+	free(program);
+	free(words);
+	free(argv);
+	return rc;
+}
+
+/* An admin's `vi FILE` opens the system editor: a first word that is not a
+ * verb but an existing file or directory, a path or a file name with a '.',
+ * with no global option before it. Anything else is a mistyped verb. */
+static int unknown_verb(int argc, char **argv, bool after_options)
+{
+	const char *verb = argv[0], *names[64];
 	size_t n = 0;
 	struct stat st;
 
-	if (stat(verb, &st) == 0) {
-		const char *editor = system_editor();
-		const char *kind = S_ISDIR(st.st_mode) ? "a directory" : "a file";
-		if (editor)
-			return vi_error(VI_EUSAGE,
-					"'%s' is %s: this vi manages virtual machines; the system editor is %s",
-					verb, kind, editor);
-		return vi_error(VI_EUSAGE,
-				"'%s' is %s: this vi manages virtual machines, and no system editor was found",
-				verb, kind);
-	}
+	if (!after_options &&
+	    (stat(verb, &st) == 0 || strchr(verb, '/') || strchr(verb, '.')))
+		return run_editor(argc, argv);
 	for (const struct cmd *c = commands; c->name && n < ARRAY_SIZE(names); c++)
 		if (!(c->flags & HIDDEN))
 			names[n++] = c->name;
@@ -255,6 +288,42 @@ static int global_prefix(int argc, char **argv)
 	return i < argc ? i : argc;
 }
 
+/* An empty store directory is a mistake (an unset variable in a script),
+ * never a request for the default store: refused from either source. */
+static int check_home(void)
+{
+	const char *env = getenv("VI_HOME");
+
+	if (ctx.home && !*ctx.home)
+		return vi_error(VI_EUSAGE, "--home is empty: name the store directory");
+	if (!ctx.home && env && !*env)
+		return vi_error(VI_EUSAGE,
+				"VI_HOME is empty: name the store directory, or unset it for the default");
+	return 0;
+}
+
+/* With --json an error is a document on stdout too, for programs that read
+ * only stdout: {"vi": 1, "error": {"code": EXIT, "message": "..."}}. */
+static void print_json_error(int code)
+{
+	struct json_object *doc = vi_json_doc(), *e = json_object_new_object();
+
+	json_object_object_add(e, "code", json_object_new_int(code));
+	json_object_object_add(e, "message", vi_json_str(vi_error_message()));
+	json_object_object_add(doc, "error", e);
+	vi_json_print(doc);
+	fflush(stdout);
+}
+
+/* Whether stdout is a pipe or socket nobody reads any more (an earlier
+ * write may have failed with EPIPE, its errno long gone). */
+static bool stdout_reader_gone(void)
+{
+	struct pollfd p = { .fd = STDOUT_FILENO };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLERR);
+}
+
 static bool wants_help(int argc, char **argv)
 {
 	for (int i = 0; i < argc && strcmp(argv[i], "--"); i++)
@@ -268,8 +337,11 @@ int main(int argc, char **argv)
 	const struct cmd *c;
 	char path[128] = "vi";
 	int rc = 0, g;
+	bool stdout_closed = false;
 
-	signal(SIGPIPE, SIG_DFL);
+	/* A closed socket or pipe is an error to report (EPIPE), not a death
+	 * that would leave a machine --rm promised to destroy. */
+	signal(SIGPIPE, SIG_IGN);
 	ctx.lock = -1;
 	/* The store is private: what must be shared is shared explicitly. */
 	umask(077);
@@ -305,7 +377,7 @@ int main(int argc, char **argv)
 
 	c = find_cmd(commands, argv[0]);
 	if (!c) {
-		rc = unknown_verb(argv[0]);
+		rc = unknown_verb(argc, argv, g > 0);
 		goto out;
 	}
 	snprintf(path, sizeof(path), "vi %s", c->name);
@@ -357,7 +429,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (c->flags & (NEEDS_STORE | NEEDS_LOCK)) {
-		if ((rc = vi_store_open(&ctx.store, ctx.home)) < 0 ||
+		if ((rc = check_home()) < 0 || (rc = vi_store_open(&ctx.store, ctx.home)) < 0 ||
 		    (rc = vi_store_upgrade_modes(&ctx.store)) < 0 ||
 		    (rc = vi_layers_upgrade(&ctx.store)) < 0)
 			goto out;
@@ -379,14 +451,24 @@ out:
 	vi_store_unlock(ctx.lock);
 	vi_hv_set_release(&ctx.plugins);
 	vi_store_release(&ctx.store);
-	/* A full disk or a closed pipe on stdout is an error too. */
+	/* A full disk on stdout is an error too. A reader that went away ends
+	 * vi as SIGPIPE would have, silently, but only now that everything is
+	 * cleaned up (a --rm machine destroyed). */
 	if (fflush(stdout) != 0 || ferror(stdout)) {
-		if (errno != EPIPE && rc >= 0)
+		if (errno == EPIPE || stdout_reader_gone())
+			stdout_closed = true;
+		else if (rc >= 0)
 			rc = vi_error_errno(VI_EFAIL, errno, "cannot write to standard output");
 	}
 	if (rc < 0) {
 		fprintf(stderr, "vi: error: %s\n", vi_error_message());
+		if (ctx.json)
+			print_json_error(-rc);
 		return -rc;
+	}
+	if (stdout_closed) {
+		signal(SIGPIPE, SIG_DFL);
+		raise(SIGPIPE);
 	}
 	return ctx.exit_status;
 }

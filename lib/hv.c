@@ -6,7 +6,6 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -18,6 +17,9 @@
 #endif
 #ifndef VI_PLUGIN_DIR_DEFAULT
 #define VI_PLUGIN_DIR_DEFAULT "/usr/local/lib/vi/plugins"
+#endif
+#ifndef VI_PLUGIN_DIR_FROM_BIN
+#define VI_PLUGIN_DIR_FROM_BIN "../lib/vi/plugins"
 #endif
 
 static struct vi_host host = {
@@ -57,9 +59,11 @@ const char *const *vi_hv_search_path(void)
 		for (char *d = strtok_r(copy, ":", &save); d && n < 60; d = strtok_r(NULL, ":", &save))
 			dirs[n++] = d;
 	}
-	char *exe = xstrdup(vi_self_exe());
-	owned[n] = xasprintf("%s/plugins", dirname(exe));
-	free(exe);
+	/* A build tree's plugins/, then an install's, staged or not. */
+	owned[n] = vi_self_relative("plugins");
+	dirs[n] = owned[n];
+	n++;
+	owned[n] = vi_self_relative(VI_PLUGIN_DIR_FROM_BIN);
 	dirs[n] = owned[n];
 	n++;
 	dirs[n++] = VI_PLUGIN_DIR_DEFAULT;
@@ -260,6 +264,15 @@ static int open_ctx(struct vi_hv *hv, const char *uri)
 	return 0;
 }
 
+int vi_hv_check_uri(const struct vi_hv *hv, const char *uri)
+{
+	if (uri && !(hv->ops.features & VI_HV_F_REMOTE))
+		return vi_error(VI_EUSAGE,
+				"backend '%s' runs VMs on this host only: --connect '%s' means nothing to it",
+				hv->ops.name, uri);
+	return 0;
+}
+
 int vi_hv_probe(struct vi_hv *hv, const char *uri)
 {
 	const char *reason = NULL;
@@ -272,6 +285,11 @@ int vi_hv_probe(struct vi_hv *hv, const char *uri)
 	hv->reason = NULL;
 	hv->probed = true;
 	vi_error_clear();
+	if (uri && !(hv->ops.features & VI_HV_F_REMOTE)) {
+		hv->probe = VI_HV_PROBE_DECLINED;
+		hv->reason = xstrdup("runs VMs on this host only: a connection means nothing to it");
+		return hv->probe;
+	}
 	if ((rc = open_ctx(hv, uri)) < 0) {
 		hv->probe = VI_HV_PROBE_ERROR;
 		hv->reason = xstrdup(vi_error_message());
@@ -301,18 +319,32 @@ bool vi_hv_usable(const struct vi_hv *hv)
 	return hv->probed && (hv->probe == VI_HV_PROBE_OK || hv->probe == VI_HV_PROBE_EXPLICIT);
 }
 
+/* Whether a connection URI names the backend by its scheme, as
+ * "qemu+ssh://host/system" names qemu. */
+static bool uri_names(const char *uri, const char *name)
+{
+	size_t n = strlen(name);
+
+	return !strncmp(uri, name, n) && (uri[n] == '+' || uri[n] == ':');
+}
+
 int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struct vi_hv **out)
 {
 	static const char *const order[] = { "vtx", "svm", "qemu", "xen" };
+	char *why = NULL;
 
+	if (!name && uri)
+		for (size_t i = 0; i < set->n && !name; i++)
+			if (uri_names(uri, set->hv[i].ops.name))
+				name = set->hv[i].ops.name;
 	if (name) {
 		struct vi_hv *hv = vi_hv_find(set, name);
 		if (!hv)
 			return -vi_error_code();
-		if (uri && !(hv->ops.features & VI_HV_F_REMOTE))
-			return vi_error(VI_EUSAGE, "backend '%s' runs VMs on this host only: --connect '%s' means nothing to it",
-					name, uri);
-		int p = vi_hv_probe(hv, uri);
+		int p = vi_hv_check_uri(hv, uri);
+		if (p < 0)
+			return p;
+		p = vi_hv_probe(hv, uri);
 		if (p == VI_HV_PROBE_ERROR)
 			return vi_error(VI_EFAIL, "backend '%s' failed its probe: %s", name,
 					hv->reason ? hv->reason : "unknown error");
@@ -327,6 +359,7 @@ int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struc
 		*out = hv;
 		return 0;
 	}
+	/* None will do: each candidate's answer is the reason. */
 	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
 		struct vi_hv *hv = NULL;
 		for (size_t j = 0; j < set->n; j++)
@@ -334,12 +367,24 @@ int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struc
 				hv = &set->hv[j];
 		if (!hv || (uri && !(hv->ops.features & VI_HV_F_REMOTE)))
 			continue;
-		if (vi_hv_probe(hv, uri) != VI_HV_PROBE_OK)
-			continue;
-		*out = hv;
-		return 0;
+		if (vi_hv_probe(hv, uri) == VI_HV_PROBE_OK) {
+			free(why);
+			*out = hv;
+			return 0;
+		}
+		bool explicit = hv->probe == VI_HV_PROBE_EXPLICIT;
+		char *more = xasprintf("%s%s%s: %s%s%s%s", why ? why : "", why ? "; " : "",
+				       hv->ops.name, explicit ? "only with --hv " : "",
+				       explicit ? hv->ops.name : "", explicit && hv->reason ? ", " : "",
+				       hv->reason ? hv->reason : explicit ? "" : "declined");
+		free(why);
+		why = more;
 	}
-	return vi_error(VI_EUNSUPPORTED, "no usable backend here (see 'vi caps')");
+	int rc = vi_error(VI_EUNSUPPORTED, "no usable backend %s%s%s (%s; see 'vi caps')",
+			  uri ? "at '" : "here", uri ? uri : "", uri ? "'" : "",
+			  why ? why : "none of vtx, svm, qemu and xen is installed");
+	free(why);
+	return rc;
 }
 
 int vi_hv_check_boot(const struct vi_hv *hv, const struct vi_hv_vm *vm)

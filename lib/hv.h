@@ -43,12 +43,18 @@ void vi_hv_set_release(struct vi_hv_set *set);
 struct vi_hv *vi_hv_find(struct vi_hv_set *set, const char *name);
 
 /* Opens the plugin's context for uri (NULL: its default) and probes it,
- * once per command; the answer stays in hv->probe and hv->reason. */
+ * once per command; the answer stays in hv->probe and hv->reason. A backend
+ * without VI_HV_F_REMOTE declines any uri. */
 int vi_hv_probe(struct vi_hv *hv, const char *uri);
+
+/* -VI_EUSAGE when uri is given to a backend that runs VMs on this host only. */
+int vi_hv_check_uri(const struct vi_hv *hv, const char *uri);
 
 /* Picks the backend: `name` if given (a probe answer of OK or EXPLICIT will
  * do), else the first whose probe is OK in the order vtx, svm, qemu, xen.
- * With a uri, only backends with VI_HV_F_REMOTE qualify. */
+ * With a uri, only backends with VI_HV_F_REMOTE qualify, and a backend its
+ * scheme names ("qemu+ssh://...") is the one chosen. When none will do, the
+ * error gives each candidate's reason. */
 int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struct vi_hv **out);
 /* Probed, and usable when named: OK or EXPLICIT. */
 bool vi_hv_usable(const struct vi_hv *hv);

@@ -20,19 +20,24 @@ int vi_machine_open(const struct vi_store *s, struct vi_hv_set *plugins, const c
 	if (!uri)
 		uri = m->def.connect;
 	m->hv = vi_hv_find(plugins, m->def.hv);
-	if (m->hv && (vi_hv_probe(m->hv, uri), !vi_hv_usable(m->hv))) {
+	if (!m->hv) {
+		m->hv_problem = xasprintf("backend '%s' is not installed", m->def.hv);
 		if (need_backend) {
-			rc = vi_error(VI_EFAIL, "backend '%s' of VM '%s' is not usable%s%s%s: %s",
-				      m->def.hv, name, uri ? " at '" : "", uri ? uri : "", uri ? "'" : "",
-				      m->hv->reason ? m->hv->reason : "declined");
+			rc = vi_error(VI_EUNSUPPORTED, "VM '%s' uses backend '%s', which is not installed",
+				      name, m->def.hv);
 			goto fail;
 		}
+	} else if (vi_hv_probe(m->hv, uri), !vi_hv_usable(m->hv)) {
+		char *where = uri ? xasprintf(" at '%s'", uri) : xstrdup("");
+		const char *why = m->hv->reason ? m->hv->reason : "declined";
+		m->hv_problem = xasprintf("backend '%s' is not usable%s: %s", m->def.hv, where, why);
+		if (need_backend)
+			rc = vi_error(VI_EFAIL, "backend '%s' of VM '%s' is not usable%s: %s",
+				      m->def.hv, name, where, why);
+		free(where);
 		m->hv = NULL;
-	}
-	if (!m->hv && need_backend) {
-		rc = vi_error(VI_EUNSUPPORTED, "VM '%s' uses backend '%s', which is not installed",
-			      name, m->def.hv);
-		goto fail;
+		if (need_backend)
+			goto fail;
 	}
 	vi_error_clear();
 	return 0;
@@ -45,6 +50,7 @@ void vi_machine_release(struct vi_machine *m)
 {
 	vi_vm_hv_release(&m->view);
 	vi_vm_release(&m->def);
+	free(m->hv_problem);
 	free(m->dir);
 	memset(m, 0, sizeof(*m));
 }

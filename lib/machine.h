@@ -11,13 +11,15 @@
 struct vi_machine {
 	struct vi_vm def;
 	struct vi_vm_hv view;
-	struct vi_hv *hv; /* NULL when its backend is not installed */
+	struct vi_hv *hv; /* NULL when its backend is not installed or not usable */
+	char *hv_problem; /* why hv is NULL: "backend 'x' is not installed" or
+			     "backend 'x' is not usable[ at 'URI']: REASON" */
 	char *dir;
 };
 
 /* Loads VM name. uri overrides the VM's recorded connection. When
  * need_backend, a missing or unusable backend is an error; otherwise
- * m->hv is left NULL in that case. */
+ * m->hv is left NULL in that case, and m->hv_problem says why. */
 int vi_machine_open(const struct vi_store *s, struct vi_hv_set *plugins, const char *name,
 		    const char *uri, bool need_backend, struct vi_machine *m);
 void vi_machine_release(struct vi_machine *m);

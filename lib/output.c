@@ -21,6 +21,11 @@ void vi_json_print(struct json_object *doc)
 	json_object_put(doc);
 }
 
+struct json_object *vi_json_ms(double ms)
+{
+	return json_object_new_int64((int64_t)(ms + 0.5));
+}
+
 struct json_object *vi_json_str(const char *s)
 {
 	return s ? json_object_new_string(s) : NULL;

@@ -12,6 +12,8 @@
 struct json_object *vi_json_doc(void);
 /* Prints doc (pretty) to stdout with a newline and drops the reference. */
 void vi_json_print(struct json_object *doc);
+/* A duration in whole milliseconds: times in JSON are integers. */
+struct json_object *vi_json_ms(double ms);
 /* json_object_new_string() that maps NULL to JSON null. */
 struct json_object *vi_json_str(const char *s);
 

@@ -60,14 +60,17 @@ bool template_strv_has(const struct template_strv *l, const char *s)
 static void push_dir(struct template_strv *dirs, const char *dir)
 {
 	char real[PATH_MAX];
-	template_strv_push(dirs, realpath(dir, real) ? real : dir);
+	const char *d = realpath(dir, real) ? real : dir;
+
+	if (!template_strv_has(dirs, d))
+		template_strv_push(dirs, d);
 }
 
 void template_search_path(const char *home, struct template_strv *dirs)
 {
 	const char *env = getenv("VI_TEMPLATE_PATH");
 	char *owned_home = home ? NULL : vi_store_default_home();
-	char *exe = xstrdup(vi_self_exe()), *p;
+	char *p;
 
 	memset(dirs, 0, sizeof(*dirs));
 	if (env && *env) {
@@ -79,12 +82,15 @@ void template_search_path(const char *home, struct template_strv *dirs)
 	p = xasprintf("%s/templates", home ? home : owned_home);
 	push_dir(dirs, p);
 	free(p);
-	/* build/vi runs from the source tree: its templates/ is one level up. */
-	p = xasprintf("%s/../templates", dirname(exe));
+	/* build/vi runs from the source tree: its templates/ is one level up;
+	 * then an install's, staged or not. */
+	p = vi_self_relative("../templates");
+	push_dir(dirs, p);
+	free(p);
+	p = vi_self_relative(VI_TEMPLATE_DIR_FROM_BIN);
 	push_dir(dirs, p);
 	free(p);
 	push_dir(dirs, VI_TEMPLATE_DIR_DEFAULT);
-	free(exe);
 	free(owned_home);
 }
 

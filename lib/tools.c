@@ -6,7 +6,6 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,7 +19,7 @@
 #define VI_TOOLS_DIR_FROM_BIN "../lib/vi"
 #endif
 #ifndef VI_TOOLS_DIR_DEFAULT
-#define VI_TOOLS_DIR_DEFAULT "https://rp2.alfred511.top/hf/usr/local/lib/vi"
+#define VI_TOOLS_DIR_DEFAULT "/usr/local/lib/vi"
 #endif
 
 #define LOAD_ERROR "cannot load the image tools module '%s'"
@@ -28,11 +27,9 @@
 /* The first candidate that exists, as a canonical path the caller frees. */
 static int tools_find(char **path)
 {
-	char *exe = xstrdup(vi_self_exe());
-	const char *dir = dirname(exe);
 	char *candidates[] = {
-		xasprintf("%s/%s", dir, VI_TOOLS_FILE),
-		xasprintf("%s/%s/%s", dir, VI_TOOLS_DIR_FROM_BIN, VI_TOOLS_FILE),
+		vi_self_relative(VI_TOOLS_FILE),
+		vi_self_relative(VI_TOOLS_DIR_FROM_BIN "/" VI_TOOLS_FILE),
 		xstrdup(VI_TOOLS_DIR_DEFAULT "/" VI_TOOLS_FILE),
 	};
 
@@ -42,7 +39,6 @@ static int tools_find(char **path)
 			*path = realpath(candidates[i], NULL);
 		free(candidates[i]);
 	}
-	free(exe);
 	if (!*path)
 		return vi_error_errno(VI_EFAIL, ENOENT, LOAD_ERROR,
 				      VI_TOOLS_DIR_DEFAULT "/" VI_TOOLS_FILE);

@@ -408,6 +408,18 @@ const char *vi_self_exe(void)
 	return path;
 }
 
+char *vi_self_relative(const char *rel)
+{
+	const char *exe = vi_self_exe(), *slash = strrchr(exe, '/');
+	char *joined = xasprintf("%.*s/%s", slash ? (int)(slash - exe) : 1, slash ? exe : ".", rel);
+	char *real = realpath(joined, NULL); /* plain paths in messages, where it exists */
+
+	if (!real)
+		return joined;
+	free(joined);
+	return real;
+}
+
 static void random_bytes(unsigned char *buf, size_t n)
 {
 	while (n) {

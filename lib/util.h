@@ -69,6 +69,10 @@ double vi_ms_since(double start);
 
 /* The running binary's path, resolved once; never NULL. */
 const char *vi_self_exe(void);
+/* rel (such as "../lib/vi/plugins") joined to the binary's directory, and
+ * resolved when it exists: where a build tree or an install, staged or not,
+ * keeps vi's files. The caller frees it. */
+char *vi_self_relative(const char *rel);
 /* A random version-4 UUID in canonical form; buf >= 37 bytes. */
 void vi_uuid_generate(char *buf);
 /* Random hex digits; buf >= 2*nbytes + 1. */

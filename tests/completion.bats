@@ -78,3 +78,20 @@ complete_bash() {
 		source $VI_TOP/completion/_vi"
 	[ "$output" = "$(printf 'help\nhv')" ]
 }
+
+@test "another vi first in PATH, such as the editor, is never run by completion" {
+	mkdir -p "$BATS_TEST_TMPDIR/editor"
+	printf '#!/bin/sh\necho "$*" >>"%s/ran"\n' "$BATS_TEST_TMPDIR" >"$BATS_TEST_TMPDIR/editor/vi"
+	chmod +x "$BATS_TEST_TMPDIR/editor/vi"
+	PATH=$BATS_TEST_TMPDIR/editor:$PATH run -0 complete_bash ""
+	[ "$output" = "" ]
+	run -1 env PATH="$BATS_TEST_TMPDIR/editor:$PATH" zsh -fc "
+		compadd() { shift \$((\$# - 1)); print -l -- \${(P)1}; }
+		words=(vi h); CURRENT=2
+		source $VI_TOP/completion/_vi"
+	[ "$output" = "" ]
+	[ ! -e "$BATS_TEST_TMPDIR/ran" ]
+	# This vi, found again, completes as before.
+	run -0 complete_bash "h"
+	[ "$output" = "$(printf 'help\nhv')" ]
+}

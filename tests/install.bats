@@ -27,3 +27,16 @@ setup() { common_setup; }
 	[[ $output == "vi: error: "* ]]
 	[[ $output != *"image tools module"* ]]
 }
+
+@test "a staged install finds its own plugins, templates and manual pages" {
+	local d=$BATS_TEST_TMPDIR/root
+	run -0 make -s -C "$VI_TOP" B="$VI_BUILD" install DESTDIR="$d" PREFIX=/usr
+	[ -e "$d/usr/lib/vi/plugins/hv-qemu.so" ] || skip "no plugins built"
+	run -0 "$d/usr/bin/vi" hv list --json
+	[ "$(jq -r '.backends | length' <<<"$output")" -gt 0 ]
+	[ "$(jq -r '[.backends[].path | startswith("'"$d"'/usr/lib/vi/plugins/")] | all' <<<"$output")" = true ]
+	run -0 "$d/usr/bin/vi" template show --json tiny
+	[ "$(jq -r .path <<<"$output")" = "$d/usr/share/vi/templates/tiny.yaml" ]
+	run -0 "$d/usr/bin/vi" help list
+	[[ $output == *"list virtual machines and their state"* ]]
+}

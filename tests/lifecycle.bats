@@ -29,10 +29,13 @@ setup() {
 	[ "$(vi show --json a | jq -r .vm.nics[0].mac)" != "$(vi show --json b | jq -r .vm.nics[0].mac)" ]
 }
 
-@test "create --json" {
+@test "create --json, and clone --json; times are whole milliseconds" {
 	run -0 vi create --json --hv fixture --kernel "$kernel" web1
 	[ "$(jq -r .vm.name <<<"$output")" = web1 ]
 	[ "$(jq -r .vm.state <<<"$output")" = stopped ]
+	[[ $(jq -r .milliseconds <<<"$output") =~ ^[0-9]+$ ]]
+	run -0 vi clone --json web1 web2
+	[[ $(jq -r .milliseconds <<<"$output") =~ ^[0-9]+$ ]]
 }
 
 @test "create of an existing name is a conflict and changes nothing" {

@@ -142,3 +142,38 @@ staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
 	done
 	run -0 vi start c2
 }
+
+@test "create --rm --start NAME -- CMD runs CMD against the machine, then destroys it" {
+	run -3 vi create --hv fixture --disk "$PWD/golden.qcow2" --rm --start vm1 -- \
+		sh -c 'vi show --json "$VI_VM" | jq -r .vm.state; exit 3'
+	[ "${lines[0]}" = "created VM 'vm1' on fixture: 1 vCPU, 512M, running" ]
+	[ "${lines[1]}" = running ]
+	[ "$(vms)" = "" ]
+	run -2 vi create --hv fixture --disk "$PWD/golden.qcow2" --rm vm1 -- true
+	[ "$output" = "vi: error: a command after -- needs --start or --wait-ready" ]
+}
+
+@test "create --rm: SIGTERM to vi alone ends the command too, and the machine goes" {
+	vi create --hv fixture --disk "$PWD/golden.qcow2" --rm --start vm1 -- \
+		sh -c 'trap "echo TERM >got; exit 143" TERM; : >ran; for i in $(seq 100); do sleep 0.1; done' \
+		2>err &
+	local pid=$! status=0
+	for i in $(seq 100); do [ -e ran ] && break; sleep 0.1; done
+	kill -TERM "$pid"
+	wait "$pid" || status=$?
+	[ "$status" = 1 ]
+	[ "$(tail -n 1 err)" = "vi: error: interrupted by SIGTERM" ]
+	[ "$(cat got)" = TERM ]
+	[ "$(vms)" = "" ]
+}
+
+@test "create --rm: a reader gone from stdout does not leave the machine behind" {
+	# fd 6: a pipe whose reader has closed it.
+	mkfifo fifo
+	exec 5<>fifo 6>fifo 5<&-
+	run -141 bash -c 'exec vi create --json --hv fixture --disk "$PWD/golden.qcow2" --rm --start vm1 -- true >&6'
+	[ "$output" = "" ]
+	exec 6>&-
+	[ "$(vms)" = "" ]
+	staging_empty
+}

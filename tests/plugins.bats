@@ -55,9 +55,11 @@ setup() {
 	[[ $stderr == *"vi: error: no backend named 'fixtur'; did you mean 'fixture'?" ]]
 }
 
-@test "--connect reaches the probe" {
-	run -0 --separate-stderr vi caps --hv fixture --connect test:///elsewhere
-	[[ $output == *"test:///elsewhere"* ]]
+@test "--connect means nothing to a backend that runs VMs on this host only" {
+	run -2 --separate-stderr vi caps --hv fixture --connect test:///elsewhere
+	[ "${stderr_lines[-1]}" = "vi: error: backend 'fixture' runs VMs on this host only: --connect 'test:///elsewhere' means nothing to it" ]
+	run -0 --separate-stderr vi caps --json --connect test:///elsewhere
+	[ "$(jq -r '.backends[] | select(.name == "fixture") | .probe + ": " + .reason' <<<"$output")" = "declined: runs VMs on this host only: a connection means nothing to it" ]
 }
 
 @test "with no plugins at all, caps honestly lists none" {

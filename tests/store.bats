@@ -44,8 +44,9 @@ setup() {
 	sed -i 's/^hv: fixture/hv: vanished/' "$VI_HOME/vms/old/vm.yaml"
 	run -0 --separate-stderr vi list
 	[[ ${lines[1]} =~ ^old\ +vanished\ +unknown ]]
+	[ "$stderr" = "vi: warning: state unknown: backend 'vanished' is not installed" ]
 	run -0 --separate-stderr vi show old
-	[[ $output == *"state:       unknown (backend not installed)"* ]]
+	[[ $output == *"state:       unknown (backend 'vanished' is not installed)"* ]]
 }
 
 @test "one broken definition does not hide the others" {

@@ -13,6 +13,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,16 +104,25 @@ static int tar_copy_entry(struct archive *in, struct archive *out, struct archiv
 int template_run(char *const argv[], const char *log)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t pipe_default;
 	pid_t pid;
 	int status, err;
 
+	/* vi ignores SIGPIPE; the tools it runs expect the default. */
+	sigemptyset(&pipe_default);
+	sigaddset(&pipe_default, SIGPIPE);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigdefault(&attr, &pipe_default);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_addopen(&fa, 1, log ? log : "/dev/null",
 					 O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	err = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	err = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
 	if (err)
 		return vi_error_errno(err == ENOENT ? VI_ENOTFOUND : VI_EFAIL, err,
 				      "cannot run '%s'", argv[0]);

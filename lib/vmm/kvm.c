@@ -3,10 +3,13 @@
 #include <cpuid.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -42,6 +45,20 @@ static void kvm_module(char *buf, size_t len)
 	snprintf(buf, len, "kvm");
 }
 
+/* /dev/kvm is there but not for this user: say whose it is and the fix. */
+static int kvm_denied(int err)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	struct group *gr;
+	struct stat st;
+
+	if (stat("/dev/kvm", &st) < 0 || !(gr = getgrgid(st.st_gid)) || !pw)
+		return vi_error_errno(VI_EFAIL, err, "cannot open '/dev/kvm'");
+	return vi_error(VI_EFAIL,
+			"'/dev/kvm' is not open to user '%s' (mode %04o, group '%s'): add the user to group '%s' and log in again",
+			pw->pw_name, st.st_mode & 07777, gr->gr_name, gr->gr_name);
+}
+
 /* Opens /dev/kvm and checks the API version; returns the fd or a negative VI_E*. */
 int vmm_kvm_open(void)
 {
@@ -52,6 +69,8 @@ int vmm_kvm_open(void)
 		if (errno == ENOENT)
 			return vi_error(VI_EUNSUPPORTED,
 					"'/dev/kvm' does not exist: no KVM on this host");
+		if (errno == EACCES || errno == EPERM)
+			return kvm_denied(errno);
 		return vi_error_errno(VI_EFAIL, errno, "cannot open '/dev/kvm'");
 	}
 	version = ioctl(fd, KVM_GET_API_VERSION, 0);

@@ -7,10 +7,18 @@
 #include "plugin/host.h"
 #include "virt/virt.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
 #include <libxml/parser.h>
 #include <libxml/xpath.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int qemu_open(struct vi_hv_ctx *ctx)
@@ -18,11 +26,10 @@ static int qemu_open(struct vi_hv_ctx *ctx)
 	return virt_open(ctx, "qemu:///system");
 }
 
-/* Is KVM there for x86_64 guests, by the capabilities of a remote host? */
-static int remote_kvm(struct vi_hv_ctx *ctx, bool *kvm)
+/* The string value of an XPath expression over the connection's
+ * capabilities XML; *value is the caller's to free. */
+static int caps_string(struct vi_hv_ctx *ctx, const char *expr, char **value)
 {
-	static const char query[] =
-		"/capabilities/guest[arch/@name='x86_64']/arch/domain[@type='kvm']";
 	xmlXPathContextPtr xp = NULL;
 	xmlXPathObjectPtr found = NULL;
 	xmlDocPtr doc = NULL;
@@ -39,17 +46,32 @@ static int remote_kvm(struct vi_hv_ctx *ctx, bool *kvm)
 	doc = xmlReadMemory(caps, (int)strlen(caps), "capabilities.xml", NULL,
 			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
 	xp = doc ? xmlXPathNewContext(doc) : NULL;
-	found = xp ? xmlXPathEvalExpression(BAD_CAST query, xp) : NULL;
-	if (!found) {
+	found = xp ? xmlXPathEvalExpression(BAD_CAST expr, xp) : NULL;
+	if (!found || found->type != XPATH_STRING) {
 		rc = vi_error(VI_EFAIL, "cannot read the capabilities of '%s'", virt_uri(ctx));
 		goto cleanup;
 	}
-	*kvm = found->nodesetval && found->nodesetval->nodeNr > 0;
+	*value = xstrdup((const char *)found->stringval);
 cleanup:
 	xmlXPathFreeObject(found);
 	xmlXPathFreeContext(xp);
 	xmlFreeDoc(doc);
 	free(caps);
+	return rc;
+}
+
+/* Is KVM there for x86_64 guests, by the capabilities of a remote host? */
+static int remote_kvm(struct vi_hv_ctx *ctx, bool *kvm)
+{
+	char *v = NULL;
+	int rc = caps_string(ctx,
+			     "string(boolean(/capabilities/guest[arch/@name='x86_64']"
+			     "/arch/domain[@type='kvm']))",
+			     &v);
+
+	if (rc == 0)
+		*kvm = !strcmp(v, "true");
+	free(v);
 	return rc;
 }
 
@@ -90,12 +112,107 @@ static int qemu_probe(struct vi_hv_ctx *ctx, const char **reason)
 	return VI_HV_PROBE_OK;
 }
 
+/* In a child that has become the QEMU user: the first directory above one of
+ * paths that it may not search, written to fd; exits 0 when there is none.
+ * Directories not made yet end the walk: the store makes them searchable. */
+static void __attribute__((noreturn)) find_closed_dir(const char *const *paths, size_t n, int fd)
+{
+	char dir[PATH_MAX];
+
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(paths[i]);
+		if (paths[i][0] != '/' || len >= sizeof(dir))
+			continue;
+		memcpy(dir, paths[i], len + 1);
+		for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+			*slash = '\0';
+			int ok = access(dir, X_OK) == 0, err = errno;
+			*slash = '/';
+			if (!ok && err == ENOENT)
+				break;
+			if (!ok && err == EACCES) {
+				*slash = '\0';
+				if (write(fd, dir, strlen(dir)) < 0)
+					_exit(2);
+				_exit(1);
+			}
+		}
+	}
+	_exit(0);
+}
+
+/* QEMU runs as the user of libvirt's DAC label (libvirt-qemu on Debian) and
+ * must search every directory above the VM's disks and kernel, and above the
+ * VM's directory in the store, where its overlays go: a store in a 0700
+ * directory would fail only at start, with QEMU's "Permission denied".
+ * Checked on this host, by becoming that user in a child (root only). */
+static int check_reach(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	char *expr = xasprintf("string(/capabilities/host/secmodel[model='dac']/baselabel[@type='%s'])",
+			       g->domain_type);
+	const char *paths[67];
+	char *label = NULL, closed[PATH_MAX] = "", user[64];
+	gid_t groups[64];
+	int ngroups = ARRAY_SIZE(groups), pipefd[2], status, rc;
+	unsigned uid, gid;
+	size_t n = 0;
+	ssize_t got;
+	pid_t pid;
+
+	rc = geteuid() == 0 && virt_is_local(ctx) ? caps_string(ctx, expr, &label) : 0;
+	free(expr);
+	if (rc || !label || sscanf(label, "+%u:+%u", &uid, &gid) != 2 || uid == 0) {
+		free(label);
+		return rc;
+	}
+	free(label);
+	struct passwd *pw = getpwuid(uid);
+	if (pw)
+		snprintf(user, sizeof(user), "%s", pw->pw_name);
+	else
+		snprintf(user, sizeof(user), "%u", uid);
+	if (!pw || getgrouplist(pw->pw_name, gid, groups, &ngroups) < 0)
+		ngroups = 0;
+	paths[n++] = vm->dir; /* where its overlays, clones and snapshots go */
+	for (size_t i = 0; i < vm->ndisks && n < ARRAY_SIZE(paths) - 2; i++)
+		paths[n++] = vm->disks[i]->path;
+	if (vm->kernel)
+		paths[n++] = vm->kernel;
+	if (vm->initrd)
+		paths[n++] = vm->initrd;
+	if (pipe2(pipefd, O_CLOEXEC) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot check what QEMU can reach");
+	pid = fork();
+	if (pid == 0) {
+		close(pipefd[0]);
+		if (setgroups(ngroups, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+			_exit(2);
+		find_closed_dir(paths, n, pipefd[1]);
+	}
+	close(pipefd[1]);
+	got = pid < 0 ? -1 : read(pipefd[0], closed, sizeof(closed) - 1);
+	close(pipefd[0]);
+	if (pid < 0 || waitpid(pid, &status, 0) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot check what QEMU can reach");
+	if (got <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 1)
+		return 0;
+	closed[got] = '\0';
+	struct stat st;
+	unsigned mode = stat(closed, &st) == 0 ? st.st_mode & 07777 : 0;
+	return vi_error(VI_EFAIL,
+			"QEMU runs as '%s', which cannot search '%s' (mode %04o) to reach VM '%s': "
+			"run 'chmod o+x %s' or 'setfacl -m u:%s:x %s', or keep VMs elsewhere",
+			user, closed, mode, vm->name, closed, user, closed);
+}
+
 static int qemu_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	const struct virt_guest *g;
 	const char *why;
 	int rc = qemu_guest(ctx, &g, &why);
 
+	if (rc == 0)
+		rc = check_reach(ctx, g, vm);
 	return rc ? rc : virt_define(ctx, g, vm);
 }
 
