@@ -8,6 +8,30 @@ setup() {
 	cd "$BATS_TEST_TMPDIR"
 }
 
+# The big-endian 64-bit number at offset $2 of file $1.
+be64() {
+	od -An -tu8 --endian=big -j"$2" -N8 "$1" | tr -d ' '
+}
+
+# A 1G qcow2 image with one data cluster, damaged in a way check finds:
+# corrupt_image refcount|overlap FILE
+corrupt_image() {
+	local how=$1 f=$2 mask=$((0x00fffffffffffe00)) l1 l2 data rb
+	qemu-img create -q -f qcow2 "$f" 1G
+	qemu-io -c 'write -P 0x5a 0 64k' "$f" >/dev/null
+	l1=$(be64 "$f" 40)
+	l2=$(($(be64 "$f" "$l1") & mask))
+	data=$(($(be64 "$f" "$l2") & mask))
+	case $how in
+	refcount) # the data cluster counts as free: the next allocation would take it
+		rb=$(be64 "$f" "$(be64 "$f" 48)")
+		dd if=/dev/zero of="$f" bs=1 seek=$((rb + 2 * data / 65536)) count=2 conv=notrunc \
+			status=none ;;
+	overlap) # the second L1 entry shares the first one's L2 table
+		dd if="$f" of="$f" bs=1 skip="$l1" seek=$((l1 + 8)) count=8 conv=notrunc status=none ;;
+	esac
+}
+
 @test "create a qcow2 image that qemu-img accepts" {
 	run -0 vi image create disk.qcow2 1G
 	[ "$output" = "created qcow2 image 'disk.qcow2'" ]
@@ -118,4 +142,25 @@ setup() {
 	qemu-img rebase -q -u -b b.qcow2 -F qcow2 a.qcow2
 	run -1 vi image info --chain b.qcow2
 	[ "$output" = "vi: error: cannot open 'b.qcow2': its backing chain loops back to 'b.qcow2'" ]
+}
+
+@test "an image check calls corrupt is refused before anything is written" {
+	corrupt_image refcount refcount.qcow2
+	corrupt_image overlap overlap.qcow2
+	for f in refcount.qcow2 overlap.qcow2; do
+		run -1 vi image check "$f"
+		[ "${lines[-1]}" = "vi: error: '$f' has 2 corruptions" ]
+		sum=$(sha256sum <"$f")
+		run -1 vi image resize "$f" +1G
+		[ "$output" = "vi: error: '$f' is corrupt: vi image check finds 2 errors" ]
+		run -1 vi image convert "$f" copy.qcow2
+		[ "$output" = "vi: error: '$f' is corrupt: vi image check finds 2 errors" ]
+		[ ! -e copy.qcow2 ]
+		[ "$(sha256sum <"$f")" = "$sum" ]
+	done
+	# A damaged layer anywhere in the chain that a copy reads.
+	qemu-img create -q -f qcow2 -b refcount.qcow2 -F qcow2 top.qcow2
+	run -1 vi image convert top.qcow2 copy.qcow2
+	[ "$output" = "vi: error: 'refcount.qcow2' is corrupt: vi image check finds 2 errors" ]
+	[ ! -e copy.qcow2 ]
 }

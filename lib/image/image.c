@@ -647,6 +647,23 @@ int image_check(const char *path, int format, unsigned flags, struct image_check
 	return rc;
 }
 
+int image_refuse_corrupt(struct image *img, unsigned flags)
+{
+	struct image_check_result res;
+	int rc;
+
+	if (!img->drv->check)
+		return 0;
+	if ((rc = img->drv->check(img, flags, &res)) < 0)
+		return rc;
+	if (res.corruptions)
+		rc = vi_error(VI_EFAIL, "'%s' is corrupt: vi image check finds %llu error%s",
+			      img->path, (unsigned long long)res.corruptions,
+			      res.corruptions == 1 ? "" : "s");
+	image_check_result_release(&res);
+	return rc;
+}
+
 static bool all_zero(const unsigned char *p, size_t len)
 {
 	return !len || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
@@ -695,6 +712,10 @@ int image_convert(struct image *src, const char *dst, const struct image_convert
 	uint64_t size = src->size, n, piece;
 	int rc;
 
+	/* A copy would pass off what a damaged image reads as sound data. */
+	for (struct image *layer = src; layer; layer = layer->backing)
+		if ((rc = image_refuse_corrupt(layer, 0)) < 0)
+			return rc;
 	c.size = c.format == IMAGE_QCOW2 ? (size + 511) & ~511ull : size;
 	if ((rc = image_create(dst, &c)) < 0)
 		return rc;

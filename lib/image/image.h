@@ -70,7 +70,9 @@ struct image;
  * directory of the image that records it. Refuses loops in the chain,
  * encryption, external data files, unknown incompatible features, absurd
  * sizes and tables past the end of the file. Opening a qcow2 image for
- * writing repairs it first if another program left it dirty. */
+ * writing repairs it first if another program left it dirty, then checks it
+ * as image_check() does and refuses it (-VI_EFAIL) when marked or found
+ * corrupt, before writing anything. */
 int image_open(const char *path, int format, unsigned flags, struct image **img);
 /* Flushes (when writable) and frees img and its backing chain. The image is
  * freed even when the flush fails, whose error is returned. NULL is a no-op. */
@@ -139,7 +141,8 @@ int image_create(const char *path, const struct image_create_opts *opts);
 int image_create_overlay(const char *path, const char *backing, bool relative);
 /* Records another backing file (NULL for none) in a qcow2 image's header
  * without copying data, for when the backing file moved or was renamed; the
- * new backing must hold the same data. Like `qemu-img rebase -u`. */
+ * new backing must hold the same data. Like `qemu-img rebase -u`. Refuses an
+ * image marked or found corrupt, as image_open() does for writing. */
 int image_set_backing(const char *path, const char *backing, int backing_format);
 
 /* Makes a writable qcow2 image read the same over another backing file
@@ -212,7 +215,8 @@ struct image_convert_opts {
 
 /* Copies what src reads (through its chain) into a new image at dst. With a
  * target backing file only what differs from it is written; without one,
- * zeros are left unallocated. A failed convert removes dst. */
+ * zeros are left unallocated. A source any layer of which the check finds
+ * corrupt is refused (-VI_EFAIL). A failed convert removes dst. */
 int image_convert(struct image *src, const char *dst, const struct image_convert_opts *opts);
 
 #endif
