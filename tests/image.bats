@@ -164,3 +164,43 @@ corrupt_image() {
 	[ "$output" = "vi: error: 'refcount.qcow2' is corrupt: vi image check finds 2 errors" ]
 	[ ! -e copy.qcow2 ]
 }
+
+@test "a backing file that is a FIFO is refused, not waited on" {
+	mkfifo fifo
+	qemu-img create -q -f qcow2 -u -b fifo -F raw top.qcow2 1G
+	local why="cannot open 'fifo': it is not a regular file or block device"
+	# timeout only guards against the hang this test is about.
+	run -2 timeout 10 vi image info --chain top.qcow2
+	[ "$output" = "vi: error: cannot open the backing file of 'top.qcow2': $why" ]
+	run -2 timeout 10 vi image convert top.qcow2 flat.qcow2
+	[ "$output" = "vi: error: cannot open the backing file of 'top.qcow2': $why" ]
+	[ ! -e flat.qcow2 ]
+	run -2 timeout 10 vi image resize top.qcow2 +1G
+	[ "$output" = "vi: error: cannot open the backing file of 'top.qcow2': $why" ]
+	run -2 timeout 10 vi image create --backing fifo overlay.qcow2
+	[ "$output" = "vi: error: cannot create 'overlay.qcow2': $why" ]
+	run -2 timeout 10 vi image info fifo
+	[ "$output" = "vi: error: $why" ]
+}
+
+@test "a backing chain may be 256 images deep, and no deeper" {
+	# l001 to l256 on l000, made by copying one overlay and patching the
+	# backing name in its header.
+	qemu-img create -q -f qcow2 l000.qcow2 1M
+	qemu-img create -q -f qcow2 -u -b l000.qcow2 -F qcow2 layer 1M
+	local at i
+	at=$(be64 layer 8)
+	for i in $(seq 1 256); do
+		cp layer "$(printf l%03d.qcow2 "$i")"
+		printf l%03d $((i - 1)) |
+			dd of="$(printf l%03d.qcow2 "$i")" bs=1 seek="$at" conv=notrunc status=none
+	done
+	run -0 vi image info --chain --json l255.qcow2
+	[ "$(jq -r '.images | length' <<<"$output")" = 256 ]
+	[ "$(jq -r '.images[255].path' <<<"$output")" = l000.qcow2 ]
+	run -4 vi image create --backing l255.qcow2 top.qcow2
+	[ "$output" = "vi: error: cannot create 'top.qcow2': its backing chain would be deeper than 256 images" ]
+	[ ! -e top.qcow2 ]
+	run -4 vi image info --chain l256.qcow2
+	[ "$output" = "vi: error: cannot open 'l256.qcow2': its backing chain is deeper than 256 images" ]
+}

@@ -14,9 +14,6 @@
 #include "error.h"
 #include "util.h"
 
-/* Deeper chains are refused: reads recurse once per layer. */
-#define IMAGE_MAX_CHAIN 256
-
 static const struct image_driver *const drivers[] = {
 	[IMAGE_RAW] = &image_raw_driver,
 	[IMAGE_QCOW2] = &image_qcow2_driver,
@@ -115,13 +112,33 @@ static int probe(int fd, const char *path, int *format)
 	return 0;
 }
 
-int image_probe(const char *path, int *format)
+/* Opens path (O_RDONLY or O_RDWR) if it is a regular file or a block device:
+ * a FIFO would block the open, or the first read, for ever. Returns the fd. */
+static int open_file(const char *path, int mode)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	struct stat st;
+	int fd = open(path, mode | O_NONBLOCK | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
 				      "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || fcntl(fd, F_SETFL, 0) < 0)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot open '%s'", path);
+	else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		rc = vi_error(VI_EUSAGE, "cannot open '%s': it is not a regular file or block "
+			      "device", path);
+	else
+		return fd;
+	close(fd);
+	return rc;
+}
+
+int image_probe(const char *path, int *format)
+{
+	int fd = open_file(path, O_RDONLY), rc;
+
+	if (fd < 0)
+		return fd;
 	rc = probe(fd, path, format);
 	close(fd);
 	return rc;
@@ -193,10 +210,8 @@ static int open_layer(const char *path, int format, bool writable, unsigned flag
 	*out = NULL;
 	if (format != IMAGE_PROBE && (format < 0 || (size_t)format >= ARRAY_SIZE(drivers)))
 		return vi_error(VI_EUSAGE, "cannot open '%s': unknown format %d", path, format);
-	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	if (fd < 0)
-		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
-				      "cannot open '%s'", path);
+	if ((fd = open_file(path, writable ? O_RDWR : O_RDONLY)) < 0)
+		return fd;
 	if ((!(flags & IMAGE_OPEN_SHARED) && (rc = lock_image(fd, path, writable)) < 0) ||
 	    (format == IMAGE_PROBE && (rc = probe(fd, path, &format)) < 0)) {
 		close(fd);
@@ -453,6 +468,20 @@ int image_block_status(struct image *img, uint64_t offset, uint64_t len,
 	return 0;
 }
 
+/* Refuses to `verb` path over `below` when that would make a chain deeper
+ * than image_open() accepts. */
+static int refuse_deeper(const char *verb, const char *path, const struct image *below)
+{
+	size_t depth = 1;
+
+	for (const struct image *b = below; b; b = b->backing)
+		depth++;
+	if (depth > IMAGE_MAX_CHAIN)
+		return vi_error(VI_EUNSUPPORTED, "cannot %s '%s': its backing chain would be "
+				"deeper than %d images", verb, path, IMAGE_MAX_CHAIN);
+	return 0;
+}
+
 int image_create(const char *path, const struct image_create_opts *opts)
 {
 	struct image_create_opts o = *opts;
@@ -475,7 +504,10 @@ int image_create(const char *path, const struct image_create_opts *opts)
 		o.backing_format = backing->format;
 		if (!o.size)
 			o.size = (backing->size + 511) & ~511ull;
+		rc = refuse_deeper("create", path, backing);
 		image_close(backing);
+		if (rc < 0)
+			return rc;
 	}
 	if (o.format == IMAGE_QCOW2 && o.size % 512)
 		return vi_error(VI_EUSAGE, "cannot create '%s': the size must be a multiple of 512 "
@@ -777,6 +809,8 @@ int image_rebase(struct image *img, const char *backing, int backing_format,
 			vi_error_wrap("cannot rebase '%s'", img->path);
 			goto cleanup;
 		}
+		if ((rc = refuse_deeper("rebase", img->path, nb)) < 0)
+			goto cleanup;
 	}
 	mine = xmalloc(chunk);
 	theirs = xmalloc(chunk);

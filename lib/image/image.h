@@ -58,6 +58,10 @@ int image_format_parse(const char *name, int *format);
 
 struct image;
 
+/* The deepest backing chain, counting the top image: reads recurse once per
+ * layer. image_create() and image_rebase() refuse to make a deeper one. */
+#define IMAGE_MAX_CHAIN 256
+
 /* image_open() flags. */
 #define IMAGE_OPEN_WRITE      (1u << 0) /* read-write; backing images stay read-only */
 #define IMAGE_OPEN_NO_BACKING (1u << 1) /* leave the backing chain closed: clusters not
@@ -66,13 +70,14 @@ struct image;
 					   the metadata of images a running VM writes */
 
 /* Opens path as `format` (or IMAGE_PROBE) and, unless IMAGE_OPEN_NO_BACKING,
- * its whole backing chain. A relative backing name is resolved against the
- * directory of the image that records it. Refuses loops in the chain,
- * encryption, external data files, unknown incompatible features, absurd
- * sizes and tables past the end of the file. Opening a qcow2 image for
- * writing repairs it first if another program left it dirty, then checks it
- * as image_check() does and refuses it (-VI_EFAIL) when marked or found
- * corrupt, before writing anything. */
+ * its whole backing chain, of at most IMAGE_MAX_CHAIN images. A relative
+ * backing name is resolved against the directory of the image that records
+ * it. Opens regular files and block devices only (a FIFO would block).
+ * Refuses loops in the chain, encryption, external data files, unknown
+ * incompatible features, absurd sizes and tables past the end of the file.
+ * Opening a qcow2 image for writing repairs it first if another program left
+ * it dirty, then checks it as image_check() does and refuses it (-VI_EFAIL)
+ * when marked or found corrupt, before writing anything. */
 int image_open(const char *path, int format, unsigned flags, struct image **img);
 /* Flushes (when writable) and frees img and its backing chain. The image is
  * freed even when the flush fails, whose error is returned. NULL is a no-op. */
