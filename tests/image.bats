@@ -32,6 +32,28 @@ corrupt_image() {
 	esac
 }
 
+# A qcow2 image with 2M clusters whose first N clusters all map one data
+# cluster, with the refcount to match: a large image that takes no room.
+# shared_image FILE N (N a power of two)
+shared_image() {
+	local f=$1 n=$2 l2 data i
+	qemu-img create -q -f qcow2 -o cluster_size=2M "$f" $((n * 2))M
+	qemu-io -c 'write -P 0x5a 0 2M' "$f" >/dev/null
+	l2=$(($(be64 "$f" "$(be64 "$f" 40)") & 0x00fffffffffffe00))
+	data=$(($(be64 "$f" "$l2") & 0x00fffffffffffe00))
+	# The L2 entry without the copied flag, which says refcount 1.
+	printf "$(printf %016x "$data" | sed 's/../\\x&/g')" >entry
+	for ((i = 1; i < n; i *= 2)); do
+		cat entry entry >entries
+		mv entries entry
+	done
+	dd if=entry of="$f" bs=8 seek=$((l2 / 8)) conv=notrunc status=none
+	rm entry
+	printf "$(printf '\\x%02x\\x%02x' $((n >> 8)) $((n & 255)))" |
+		dd of="$f" bs=1 seek=$(($(be64 "$f" "$(be64 "$f" 48)") + 2 * (data >> 21))) \
+			conv=notrunc status=none
+}
+
 @test "create a qcow2 image that qemu-img accepts" {
 	run -0 vi image create disk.qcow2 1G
 	[ "$output" = "created qcow2 image 'disk.qcow2'" ]
@@ -203,4 +225,25 @@ corrupt_image() {
 	[ ! -e top.qcow2 ]
 	run -4 vi image info --chain l256.qcow2
 	[ "$output" = "vi: error: cannot open 'l256.qcow2': its backing chain is deeper than 256 images" ]
+}
+
+@test "a killed convert leaves nothing under the new name, and the retry works" {
+	shared_image big.qcow2 8192
+	run -0 qemu-img check big.qcow2
+	# Against itself as backing nothing is written: the copy only reads,
+	# 16G twice, and is killed on the way.
+	vi image convert --backing big.qcow2 big.qcow2 copy.qcow2 3>&- &
+	local pid=$! i
+	for ((i = 0; i < 1000; i++)); do
+		compgen -G '.copy.qcow2.*' >/dev/null || [ -e copy.qcow2 ] && break
+		sleep 0.01
+	done
+	kill -9 "$pid"
+	wait "$pid" || true
+	[ ! -e copy.qcow2 ]
+	run -0 vi image convert --backing big.qcow2 big.qcow2 copy.qcow2
+	[ "$output" = "converted 'big.qcow2' to qcow2 image 'copy.qcow2'" ]
+	run -0 qemu-img check copy.qcow2
+	# What the killed one left aside is gone too.
+	[ "$(ls -A)" = "$(printf '%s\n' big.qcow2 copy.qcow2)" ]
 }

@@ -138,7 +138,10 @@ struct image_create_opts {
 /* Creates a new image file at path (-VI_ESTATE if it exists). The backing
  * image must open (only its metadata is read, unlocked: one a running VM
  * writes will do); creating with one only writes metadata, so it is instant
- * whatever the size. A failed create removes what it made. */
+ * whatever the size. The image is made under a hidden name in path's
+ * directory, ".NAME.PID.N", and renamed to path, never over another file,
+ * once complete and durable: a failed create leaves nothing, a killed one
+ * only that hidden file, which the next create of path removes. */
 int image_create(const char *path, const struct image_create_opts *opts);
 /* A qcow2 version 3 overlay on backing, with backing's size and format: what
  * a clone or a snapshot freezes its disk with. The backing name is recorded
@@ -221,7 +224,8 @@ struct image_convert_opts {
 /* Copies what src reads (through its chain) into a new image at dst. With a
  * target backing file only what differs from it is written; without one,
  * zeros are left unallocated. A source any layer of which the check finds
- * corrupt is refused (-VI_EFAIL). A failed convert removes dst. */
+ * corrupt is refused (-VI_EFAIL). dst appears only once complete, as
+ * image_create() makes it: a failed or killed convert leaves nothing there. */
 int image_convert(struct image *src, const char *dst, const struct image_convert_opts *opts);
 
 #endif

@@ -645,11 +645,8 @@ static int qcow2_create(const char *path, int fd, const struct image_create_opts
 		qcow2_put_be64(buf + i * 8, rb_offset + i * cs);
 	for (uint64_t c = 0; c < total; c++)
 		qcow2_refcount_set(buf + rtc * cs, c, 4, 1);
-	if ((rc = image_file_write(&file, buf, (rtc + nrb) * cs, rt_offset)) < 0)
-		goto cleanup;
 	/* The L1 table is the zeros between the header and the refcount table. */
-	if (fsync(fd) < 0)
-		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", path);
+	rc = image_file_write(&file, buf, (rtc + nrb) * cs, rt_offset);
 cleanup:
 	free(buf);
 	return rc;
