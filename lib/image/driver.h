@@ -84,6 +84,11 @@ int image_read_below(struct image *img, void *buf, size_t len, uint64_t offset);
  * having to look: no backing image, or offset is past its end. */
 bool image_below_is_zero(const struct image *img, uint64_t offset);
 
+/* Runs image_check()'s check on img (repairing as flags ask, then img must
+ * be open for writing) and refuses img, as corrupt, when corruptions remain.
+ * Formats without metadata always pass. */
+int image_refuse_corrupt(struct image *img, unsigned flags);
+
 /* pread/pwrite until done, retrying on EINTR. image_file_read() returns the
  * bytes read (fewer only at the end of the file) or a negative code after
  * recording "cannot read 'path'". */

@@ -2,10 +2,13 @@
  * information, checking and conversion on top of the raw and qcow2 drivers. */
 #include "driver.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,9 +16,6 @@
 
 #include "error.h"
 #include "util.h"
-
-/* Deeper chains are refused: reads recurse once per layer. */
-#define IMAGE_MAX_CHAIN 256
 
 static const struct image_driver *const drivers[] = {
 	[IMAGE_RAW] = &image_raw_driver,
@@ -115,13 +115,33 @@ static int probe(int fd, const char *path, int *format)
 	return 0;
 }
 
-int image_probe(const char *path, int *format)
+/* Opens path (O_RDONLY or O_RDWR) if it is a regular file or a block device:
+ * a FIFO would block the open, or the first read, for ever. Returns the fd. */
+static int open_file(const char *path, int mode)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+	struct stat st;
+	int fd = open(path, mode | O_NONBLOCK | O_CLOEXEC), rc;
 
 	if (fd < 0)
 		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
 				      "cannot open '%s'", path);
+	if (fstat(fd, &st) < 0 || fcntl(fd, F_SETFL, 0) < 0)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot open '%s'", path);
+	else if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
+		rc = vi_error(VI_EUSAGE, "cannot open '%s': it is not a regular file or block "
+			      "device", path);
+	else
+		return fd;
+	close(fd);
+	return rc;
+}
+
+int image_probe(const char *path, int *format)
+{
+	int fd = open_file(path, O_RDONLY), rc;
+
+	if (fd < 0)
+		return fd;
 	rc = probe(fd, path, format);
 	close(fd);
 	return rc;
@@ -193,10 +213,8 @@ static int open_layer(const char *path, int format, bool writable, unsigned flag
 	*out = NULL;
 	if (format != IMAGE_PROBE && (format < 0 || (size_t)format >= ARRAY_SIZE(drivers)))
 		return vi_error(VI_EUSAGE, "cannot open '%s': unknown format %d", path, format);
-	fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC);
-	if (fd < 0)
-		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
-				      "cannot open '%s'", path);
+	if ((fd = open_file(path, writable ? O_RDWR : O_RDONLY)) < 0)
+		return fd;
 	if ((!(flags & IMAGE_OPEN_SHARED) && (rc = lock_image(fd, path, writable)) < 0) ||
 	    (format == IMAGE_PROBE && (rc = probe(fd, path, &format)) < 0)) {
 		close(fd);
@@ -453,13 +471,94 @@ int image_block_status(struct image *img, uint64_t offset, uint64_t len,
 	return 0;
 }
 
-int image_create(const char *path, const struct image_create_opts *opts)
+/* Refuses to `verb` path over `below` when that would make a chain deeper
+ * than image_open() accepts. */
+static int refuse_deeper(const char *verb, const char *path, const struct image *below)
+{
+	size_t depth = 1;
+
+	for (const struct image *b = below; b; b = b->backing)
+		depth++;
+	if (depth > IMAGE_MAX_CHAIN)
+		return vi_error(VI_EUNSUPPORTED, "cannot %s '%s': its backing chain would be "
+				"deeper than %d images", verb, path, IMAGE_MAX_CHAIN);
+	return 0;
+}
+
+/* path's directory and last component, as dirname(3) and basename(3) see
+ * them; the caller frees both. */
+static void split_path(const char *path, char **dir, char **base)
+{
+	char *copy = xstrdup(path);
+
+	*base = xstrdup(basename(copy));
+	strcpy(copy, path);
+	*dir = xstrdup(dirname(copy));
+	free(copy);
+}
+
+/* Images are made under a hidden name beside their own, ".NAME.PID.N", and
+ * renamed into place once complete and durable: a process killed meanwhile
+ * leaves no half-made image under the name, only a hidden file, which the
+ * next image made under that name removes. */
+static char *aside_name(const char *dir, const char *base, long pid, unsigned n)
+{
+	return xasprintf("%s/.%s.%ld.%u", dir, base, pid, n);
+}
+
+/* Is `name` in dir what a process, now dead, left making an image named
+ * base? Its write lock is free too: a process in another PID namespace may
+ * only look dead. */
+static bool left_by_dead(const char *dir, const char *base, const char *name)
+{
+	size_t len = strlen(base);
+	long pid;
+	unsigned n;
+	bool dead;
+	int fd;
+
+	if (name[0] != '.' || strncmp(name + 1, base, len) || name[len + 1] != '.' ||
+	    sscanf(name + len + 2, "%ld.%u", &pid, &n) != 2 || pid <= 0 || pid > INT_MAX ||
+	    pid == getpid())
+		return false;
+	char *full = aside_name(dir, base, pid, n);
+	dead = !strcmp(strrchr(full, '/') + 1, name) && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+	if (dead && (fd = open(full, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) >= 0) {
+		dead = !byte_locked(fd, LOCK_PERM + 1);
+		close(fd);
+	}
+	free(full);
+	return dead;
+}
+
+static void remove_left_by_dead(const char *dir, const char *base)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		if (left_by_dead(dir, base, e->d_name)) {
+			char *full = xasprintf("%s/%s", dir, e->d_name);
+			unlink(full);
+			free(full);
+		}
+	}
+	if (d)
+		closedir(d);
+}
+
+/* Makes the image image_create() makes at path, but under a hidden name
+ * beside it, returned in *aside (the caller's to free, and to rename with
+ * put_in_place() or unlink). */
+static int create_aside(const char *path, const struct image_create_opts *opts, char **aside)
 {
 	struct image_create_opts o = *opts;
 	struct image *backing = NULL;
-	char *name = NULL;
-	int fd, rc;
+	char *name = NULL, *dir, *base;
+	struct stat st;
+	int fd = -1, rc;
 
+	*aside = NULL;
 	if (o.format != IMAGE_RAW && o.format != IMAGE_QCOW2)
 		return vi_error(VI_EUSAGE, "cannot create '%s': unknown format %d", path, o.format);
 	if (o.backing) {
@@ -475,19 +574,77 @@ int image_create(const char *path, const struct image_create_opts *opts)
 		o.backing_format = backing->format;
 		if (!o.size)
 			o.size = (backing->size + 511) & ~511ull;
+		rc = refuse_deeper("create", path, backing);
 		image_close(backing);
+		if (rc < 0)
+			return rc;
 	}
 	if (o.format == IMAGE_QCOW2 && o.size % 512)
 		return vi_error(VI_EUSAGE, "cannot create '%s': the size must be a multiple of 512 "
 				"bytes", path);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return vi_error_errno(errno == EEXIST ? VI_ESTATE : VI_EFAIL, errno,
-				      "cannot create '%s'", path);
-	rc = drivers[o.format]->create(path, fd, &o, o.size);
-	close(fd);
-	if (rc < 0)
-		unlink(path);
+	if (lstat(path, &st) == 0)
+		return vi_error_errno(VI_ESTATE, EEXIST, "cannot create '%s'", path);
+	split_path(path, &dir, &base);
+	remove_left_by_dead(dir, base);
+	for (unsigned n = 0; fd < 0 && n < 100; n++) {
+		free(*aside);
+		*aside = aside_name(dir, base, (long)getpid(), n);
+		fd = open(*aside, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+		if (fd < 0 && errno != EEXIST)
+			break;
+	}
+	if (fd < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", path);
+	} else {
+		rc = drivers[o.format]->create(path, fd, &o, o.size);
+		if (rc == 0 && fsync(fd) < 0)
+			rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", path);
+		close(fd);
+		if (rc < 0)
+			unlink(*aside);
+	}
+	if (rc < 0) {
+		free(*aside);
+		*aside = NULL;
+	}
+	free(dir);
+	free(base);
+	return rc;
+}
+
+/* Renames the complete image aside to path, which must not exist, and
+ * makes that durable; aside is gone afterwards either way. */
+static int put_in_place(const char *aside, const char *path)
+{
+	char *dir, *base;
+	int rc = 0, fd;
+
+	if (renameat2(AT_FDCWD, aside, AT_FDCWD, path, RENAME_NOREPLACE) < 0) {
+		/* Without RENAME_NOREPLACE in the file system, link() does not
+		 * replace either. */
+		if ((errno != EINVAL && errno != ENOSYS) || link(aside, path) < 0)
+			rc = vi_error_errno(errno == EEXIST ? VI_ESTATE : VI_EFAIL, errno,
+					    "cannot create '%s'", path);
+		unlink(aside);
+	}
+	split_path(path, &dir, &base);
+	if (rc == 0 && (fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	free(dir);
+	free(base);
+	return rc;
+}
+
+int image_create(const char *path, const struct image_create_opts *opts)
+{
+	char *aside;
+	int rc = create_aside(path, opts, &aside);
+
+	if (rc == 0)
+		rc = put_in_place(aside, path);
+	free(aside);
 	return rc;
 }
 
@@ -647,6 +804,23 @@ int image_check(const char *path, int format, unsigned flags, struct image_check
 	return rc;
 }
 
+int image_refuse_corrupt(struct image *img, unsigned flags)
+{
+	struct image_check_result res;
+	int rc;
+
+	if (!img->drv->check)
+		return 0;
+	if ((rc = img->drv->check(img, flags, &res)) < 0)
+		return rc;
+	if (res.corruptions)
+		rc = vi_error(VI_EFAIL, "'%s' is corrupt: vi image check finds %llu error%s",
+			      img->path, (unsigned long long)res.corruptions,
+			      res.corruptions == 1 ? "" : "s");
+	image_check_result_release(&res);
+	return rc;
+}
+
 static bool all_zero(const unsigned char *p, size_t len)
 {
 	return !len || (p[0] == 0 && !memcmp(p, p + 1, len - 1));
@@ -692,14 +866,23 @@ int image_convert(struct image *src, const char *dst, const struct image_convert
 	const uint64_t chunk = 2u << 20;
 	unsigned char *buf = NULL, *below = NULL;
 	struct image *out = NULL;
+	char *aside = NULL;
 	uint64_t size = src->size, n, piece;
 	int rc;
 
+	/* A copy would pass off what a damaged image reads as sound data. */
+	for (struct image *layer = src; layer; layer = layer->backing)
+		if ((rc = image_refuse_corrupt(layer, 0)) < 0)
+			return rc;
 	c.size = c.format == IMAGE_QCOW2 ? (size + 511) & ~511ull : size;
-	if ((rc = image_create(dst, &c)) < 0)
+	if ((rc = create_aside(dst, &c, &aside)) < 0)
 		return rc;
-	if ((rc = image_open(dst, c.format, IMAGE_OPEN_WRITE, &out)) < 0)
+	if ((rc = image_open(aside, c.format, IMAGE_OPEN_WRITE, &out)) < 0)
 		goto cleanup;
+	/* Named as it will be: from the same directory, relative backing names
+	 * resolve the same, and messages name what the user asked for. */
+	free(out->path);
+	out->path = xstrdup(dst);
 	piece = out->cluster_size ? out->cluster_size : 65536;
 	buf = xmalloc(chunk);
 	below = xmalloc(chunk);
@@ -731,8 +914,11 @@ cleanup:
 		if (rc == 0)
 			rc = crc;
 	}
-	if (rc < 0)
-		unlink(dst);
+	if (rc == 0)
+		rc = put_in_place(aside, dst);
+	else
+		unlink(aside);
+	free(aside);
 	return rc;
 }
 
@@ -756,6 +942,8 @@ int image_rebase(struct image *img, const char *backing, int backing_format,
 			vi_error_wrap("cannot rebase '%s'", img->path);
 			goto cleanup;
 		}
+		if ((rc = refuse_deeper("rebase", img->path, nb)) < 0)
+			goto cleanup;
 	}
 	mine = xmalloc(chunk);
 	theirs = xmalloc(chunk);

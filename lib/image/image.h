@@ -58,6 +58,10 @@ int image_format_parse(const char *name, int *format);
 
 struct image;
 
+/* The deepest backing chain, counting the top image: reads recurse once per
+ * layer. image_create() and image_rebase() refuse to make a deeper one. */
+#define IMAGE_MAX_CHAIN 256
+
 /* image_open() flags. */
 #define IMAGE_OPEN_WRITE      (1u << 0) /* read-write; backing images stay read-only */
 #define IMAGE_OPEN_NO_BACKING (1u << 1) /* leave the backing chain closed: clusters not
@@ -66,11 +70,14 @@ struct image;
 					   the metadata of images a running VM writes */
 
 /* Opens path as `format` (or IMAGE_PROBE) and, unless IMAGE_OPEN_NO_BACKING,
- * its whole backing chain. A relative backing name is resolved against the
- * directory of the image that records it. Refuses loops in the chain,
- * encryption, external data files, unknown incompatible features, absurd
- * sizes and tables past the end of the file. Opening a qcow2 image for
- * writing repairs it first if another program left it dirty. */
+ * its whole backing chain, of at most IMAGE_MAX_CHAIN images. A relative
+ * backing name is resolved against the directory of the image that records
+ * it. Opens regular files and block devices only (a FIFO would block).
+ * Refuses loops in the chain, encryption, external data files, unknown
+ * incompatible features, absurd sizes and tables past the end of the file.
+ * Opening a qcow2 image for writing repairs it first if another program left
+ * it dirty, then checks it as image_check() does and refuses it (-VI_EFAIL)
+ * when marked or found corrupt, before writing anything. */
 int image_open(const char *path, int format, unsigned flags, struct image **img);
 /* Flushes (when writable) and frees img and its backing chain. The image is
  * freed even when the flush fails, whose error is returned. NULL is a no-op. */
@@ -131,7 +138,10 @@ struct image_create_opts {
 /* Creates a new image file at path (-VI_ESTATE if it exists). The backing
  * image must open (only its metadata is read, unlocked: one a running VM
  * writes will do); creating with one only writes metadata, so it is instant
- * whatever the size. A failed create removes what it made. */
+ * whatever the size. The image is made under a hidden name in path's
+ * directory, ".NAME.PID.N", and renamed to path, never over another file,
+ * once complete and durable: a failed create leaves nothing, a killed one
+ * only that hidden file, which the next create of path removes. */
 int image_create(const char *path, const struct image_create_opts *opts);
 /* A qcow2 version 3 overlay on backing, with backing's size and format: what
  * a clone or a snapshot freezes its disk with. The backing name is recorded
@@ -139,7 +149,8 @@ int image_create(const char *path, const struct image_create_opts *opts);
 int image_create_overlay(const char *path, const char *backing, bool relative);
 /* Records another backing file (NULL for none) in a qcow2 image's header
  * without copying data, for when the backing file moved or was renamed; the
- * new backing must hold the same data. Like `qemu-img rebase -u`. */
+ * new backing must hold the same data. Like `qemu-img rebase -u`. Refuses an
+ * image marked or found corrupt, as image_open() does for writing. */
 int image_set_backing(const char *path, const char *backing, int backing_format);
 
 /* Makes a writable qcow2 image read the same over another backing file
@@ -212,7 +223,9 @@ struct image_convert_opts {
 
 /* Copies what src reads (through its chain) into a new image at dst. With a
  * target backing file only what differs from it is written; without one,
- * zeros are left unallocated. A failed convert removes dst. */
+ * zeros are left unallocated. A source any layer of which the check finds
+ * corrupt is refused (-VI_EFAIL). dst appears only once complete, as
+ * image_create() makes it: a failed or killed convert leaves nothing there. */
 int image_convert(struct image *src, const char *dst, const struct image_convert_opts *opts);
 
 #endif

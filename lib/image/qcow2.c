@@ -302,30 +302,31 @@ static int load_l1(struct qcow2 *q)
 	return 0;
 }
 
-/* Opening for writing: refuse what writing would spoil, repair refcounts
- * that another program left dirty (the repair clears the dirty bit), drop
- * auto-clear features we do not keep. */
+/* Before changing an image's metadata: refuse one marked corrupt or that
+ * the check finds corrupt (changing it would spread the damage, say by
+ * allocating a cluster in use), repairing first the refcounts of one
+ * another program left dirty (the repair clears the dirty bit). */
+static int refuse_damaged(struct qcow2 *q)
+{
+	if (q->h.incompat & QCOW2_INCOMPAT_CORRUPT)
+		return vi_error(VI_EFAIL, "'%s' is marked corrupt: check and repair it first",
+				q->img->path);
+	return image_refuse_corrupt(q->img, q->h.incompat & QCOW2_INCOMPAT_DIRTY
+						    ? IMAGE_CHECK_REPAIR_ALL : 0);
+}
+
+/* Opening for writing: refuse what writing would spoil, drop auto-clear
+ * features we do not keep. */
 static int prepare_write(struct qcow2 *q)
 {
 	struct image *img = q->img;
 	unsigned char be[8] = {0};
 	int rc;
 
-	if (q->h.incompat & QCOW2_INCOMPAT_CORRUPT)
-		return vi_error(VI_EFAIL, "'%s' is marked corrupt: check and repair it first",
-				img->path);
 	if (q->h.has_bitmaps)
 		return unsupported(img, "has persistent dirty bitmaps");
-	if (q->h.incompat & QCOW2_INCOMPAT_DIRTY) {
-		struct image_check_result res = {0};
-		rc = qcow2_check(img, IMAGE_CHECK_REPAIR_ALL, &res);
-		if (rc == 0 && res.corruptions)
-			rc = vi_error(VI_EFAIL, "'%s' is corrupt: %llu errors remain after repair",
-				      img->path, (unsigned long long)res.corruptions);
-		image_check_result_release(&res);
-		if (rc < 0)
-			return rc;
-	}
+	if ((rc = refuse_damaged(q)) < 0)
+		return rc;
 	if (q->h.autoclear) {
 		if ((rc = qcow2_header_update(q, QCOW2_HDR_AUTOCLEAR, be, sizeof(be))) < 0)
 			return rc;
@@ -644,11 +645,8 @@ static int qcow2_create(const char *path, int fd, const struct image_create_opts
 		qcow2_put_be64(buf + i * 8, rb_offset + i * cs);
 	for (uint64_t c = 0; c < total; c++)
 		qcow2_refcount_set(buf + rtc * cs, c, 4, 1);
-	if ((rc = image_file_write(&file, buf, (rtc + nrb) * cs, rt_offset)) < 0)
-		goto cleanup;
 	/* The L1 table is the zeros between the header and the refcount table. */
-	if (fsync(fd) < 0)
-		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", path);
+	rc = image_file_write(&file, buf, (rtc + nrb) * cs, rt_offset);
 cleanup:
 	free(buf);
 	return rc;
@@ -661,9 +659,9 @@ static int qcow2_set_backing(struct image *img, const char *backing, int backing
 								   : NULL;
 	unsigned char *c0 = xmalloc(q->cs), *out = xcalloc(1, q->cs);
 	size_t off = q->h.version == 2 ? QCOW2_V2_HEADER_LEN : q->h.header_length, w = off;
-	int rc = qcow2_read_meta(q, c0, q->cs, 0, "header");
+	int rc;
 
-	if (rc < 0)
+	if ((rc = refuse_damaged(q)) < 0 || (rc = qcow2_read_meta(q, c0, q->cs, 0, "header")) < 0)
 		goto cleanup;
 	/* Keep the header and every extension but the backing format (their
 	 * bounds were checked when the image was opened). */

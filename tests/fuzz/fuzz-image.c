@@ -1,6 +1,7 @@
 /* libFuzzer target for lib/image: an image file from arbitrary bytes is
  * opened (probed, without its backing chain), its tables walked by reads,
- * block status and info, checked, and written to, flushed and grown. */
+ * block status and info, checked, repaired, and written to, flushed and
+ * grown. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -67,8 +68,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	walk(path);
 	if (image_check(path, IMAGE_PROBE, 0, &res) == 0)
 		image_check_result_release(&res);
-	scribble(path);
+	/* Writes refuse what the check finds corrupt: repair first, so that
+	 * they get to run on more inputs. */
 	if (image_check(path, IMAGE_PROBE, IMAGE_CHECK_REPAIR_ALL, &res) == 0)
+		image_check_result_release(&res);
+	scribble(path);
+	if (image_check(path, IMAGE_PROBE, 0, &res) == 0)
 		image_check_result_release(&res);
 	walk(path);
 	close(fd);

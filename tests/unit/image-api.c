@@ -336,6 +336,48 @@ static void test_convert(void)
 	is_int(last_progress, 32 << 20, "raw to qcow2: progress reached the end");
 }
 
+/* Images are made under a hidden name and renamed into place; what dead
+ * processes left aside is removed, and nothing else. */
+static void test_made_aside(void)
+{
+	struct image_create_opts o = {.format = IMAGE_QCOW2, .size = 1 << 20};
+	struct image *img;
+	pid_t dead = fork();
+	char *stale, *locked, *left;
+
+	if (dead == 0)
+		_exit(0);
+	waitpid(dead, NULL, 0);
+	must("mkdir '%s'", tpath("aside"));
+	stale = xasprintf("%s/.a.qcow2.%d.0", tpath("aside"), (int)dead);
+	locked = xasprintf("%s/.a.qcow2.%d.1", tpath("aside"), (int)dead);
+	must("touch '%s' '%s/.a.qcow2.1.0' '%s/.a.qcow2.x.0' '%s/.b.qcow2.%d.0'", stale,
+	     tpath("aside"), tpath("aside"), tpath("aside"), (int)dead);
+	/* A writer in another PID namespace: the pid looks dead, the lock is held. */
+	image_create(tpath("aside/locked.qcow2"), &o);
+	must("mv '%s' '%s'", tpath("aside/locked.qcow2"), locked);
+	image_open(locked, IMAGE_QCOW2, IMAGE_OPEN_WRITE, &img);
+
+	ok(image_create(tpath("aside/a.qcow2"), &o) == 0, "create beside what others left");
+	ok(qemu_clean(tpath("aside/a.qcow2")), "the image is in place, and clean");
+	ok(access(stale, F_OK) < 0, "what a dead process left is removed");
+	ok(access(locked, F_OK) == 0, "what a process holding the lock has is kept");
+	char *want = xasprintf(".a.qcow2.1.0 .a.qcow2.%d.1 .a.qcow2.x.0 .b.qcow2.%d.0 a.qcow2 ",
+			       (int)dead, (int)dead);
+	sh(&left, "LC_ALL=C ls -A '%s' | tr '\\n' ' '", tpath("aside"));
+	is_str(left, want, "a live process's, other shapes and other names are kept");
+	free(left);
+	image_close(img);
+	is_int(image_create(tpath("aside/a.qcow2"), &o), -VI_ESTATE,
+	       "an existing image is not replaced");
+	sh(&left, "LC_ALL=C ls -A '%s' | tr '\\n' ' '", tpath("aside"));
+	is_str(left, want, "and nothing is left aside");
+	free(left);
+	free(want);
+	free(stale);
+	free(locked);
+}
+
 /* Images whose refcount table must grow: 512-byte clusters and 64-bit
  * refcounts map only 2 MiB of file per table cluster. */
 static void test_refcount_growth(void)
@@ -404,6 +446,7 @@ int main(void)
 	test_huge_l1();
 	test_zero_discard();
 	test_convert();
+	test_made_aside();
 	test_refcount_growth();
 	test_raw();
 	return done();

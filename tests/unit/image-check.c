@@ -93,6 +93,21 @@ int main(void)
 	image_check_result_release(&res);
 	repaired(p, IMAGE_CHECK_REPAIR_ALL, "error repair", 0, 2);
 
+	/* Nothing changes the metadata of an image the check finds corrupt. */
+	p = fresh("refused", "");
+	bump_refcount(p, 6, -1);
+	must("cp '%s' '%s'", p, tpath("refused.orig"));
+	struct image *img = NULL;
+	char *want = xasprintf("'%s' is corrupt: vi image check finds 2 errors", p);
+	is_int(image_open(p, IMAGE_QCOW2, IMAGE_OPEN_WRITE, &img), -VI_EFAIL,
+	       "opening a corrupt image for writing is refused");
+	is_str(vi_error_message(), want, "because it is corrupt");
+	is_int(image_set_backing(p, "other.qcow2", IMAGE_QCOW2), -VI_EFAIL,
+	       "recording another backing file in it is refused");
+	is_str(vi_error_message(), want, "because it is corrupt");
+	ok(!must("cmp '%s' '%s'", p, tpath("refused.orig")), "the image is unchanged");
+	free(want);
+
 	p = fresh("snapshot", "");
 	must("qemu-img snapshot -c s1 '%s' && qemu-io -c 'write -P 9 100k 200k' '%s' >/dev/null", p,
 	     p);
@@ -111,7 +126,6 @@ int main(void)
 	must("qemu-img create -q -f qcow2 -o lazy_refcounts=on '%s' 8M", p);
 	sh(NULL, "qemu-io -c 'write -P 3 0 300k' -c 'sigraise 9' '%s'", p);
 	agree(p, "left dirty by a killed qemu", 0, 10);
-	struct image *img;
 	struct image_info info;
 	image_open(p, IMAGE_QCOW2, 0, &img);
 	image_get_info(img, false, &info);
