@@ -236,18 +236,25 @@ struct vi_hv *vi_hv_find(struct vi_hv_set *set, const char *name)
 	return NULL;
 }
 
+static void close_ctx(struct vi_hv *hv)
+{
+	if (!hv->opened)
+		return;
+	if (hv->ops.close)
+		hv->ops.close(&hv->ctx);
+	hv->opened = false;
+	hv->probed = false;
+	free(hv->uri);
+	hv->uri = NULL;
+}
+
 static int open_ctx(struct vi_hv *hv, const char *uri)
 {
 	if (hv->opened) {
 		bool same = (!uri && !hv->uri) || (uri && hv->uri && !strcmp(uri, hv->uri));
 		if (same)
 			return 0;
-		if (hv->ops.close)
-			hv->ops.close(&hv->ctx);
-		hv->opened = false;
-		hv->probed = false;
-		free(hv->uri);
-		hv->uri = NULL;
+		close_ctx(hv);
 	}
 	hv->uri = xstrdup(uri);
 	hv->ctx = (struct vi_hv_ctx){
@@ -286,6 +293,9 @@ int vi_hv_probe(struct vi_hv *hv, const char *uri)
 	hv->probed = true;
 	vi_error_clear();
 	if (uri && !(hv->ops.features & VI_HV_F_REMOTE)) {
+		/* No context answers for this URI: the next probe starts afresh. */
+		close_ctx(hv);
+		hv->probed = true;
 		hv->probe = VI_HV_PROBE_DECLINED;
 		hv->reason = xstrdup("runs VMs on this host only: a connection means nothing to it");
 		return hv->probe;

@@ -32,16 +32,21 @@ int main(void)
 	hv = vi_hv_find(&set, "fixture");
 	is_int(vi_hv_probe(hv, NULL), VI_HV_PROBE_OK, "fixture probes ok");
 	is_str(hv->reason, "fixture backend for tests", "probe reason kept");
-	is_int(vi_hv_probe(hv, "test:///x"), VI_HV_PROBE_OK, "probe again with a URI");
-	is_str(hv->reason, "test:///x", "the URI reaches the plugin");
+	is_int(vi_hv_probe(hv, "test:///x"), VI_HV_PROBE_DECLINED,
+	       "a local-only backend declines a URI");
+	is_str(hv->reason, "runs VMs on this host only: a connection means nothing to it",
+	       "and says why");
+	is_int(vi_hv_probe(hv, NULL), VI_HV_PROBE_OK, "and is usable again without one");
 	is_int(vi_hv_state(hv, &vm, &st), 0, "state through the wrapper");
 	is_int(st.state, VI_HV_STOPPED, "fixture says stopped");
 	is_int(vi_hv_set_vcpus(hv, &vm, 2), -VI_EUNSUPPORTED, "a NULL method is unsupported");
 	is_str(vi_error_message(), "backend 'fixture' does not support changing the number of vCPUs",
 	       "one message for every NULL method");
-	is_int(vi_hv_define(hv, &vm), 0,
+	struct vi_hv *bare = vi_hv_find(&set, "bare");
+	ok(bare != NULL, "the bare plugin loads");
+	is_int(vi_hv_define(bare, &vm), 0,
 	       "a NULL define succeeds: the backend keeps no definition of its own");
-	is_int(vi_hv_undefine(hv, &vm), 0, "and so does a NULL undefine");
+	is_int(vi_hv_undefine(bare, &vm), 0, "and so does a NULL undefine");
 
 	hv = vi_hv_find(&set, "bare");
 	is_int(vi_hv_start(hv, &vm), -VI_EUNSUPPORTED, "bare cannot start VMs");

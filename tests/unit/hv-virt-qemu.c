@@ -221,14 +221,16 @@ static void test_define_errors(struct guest *a)
 	char missing[4200];
 	snprintf(missing, sizeof(missing), "%s/no-such-vmlinuz", work);
 	nokernel.vm.kernel = missing;
-	is_int(ops->define(&ctx, &nokernel.vm), -VI_ENOTFOUND, "missing kernel: not found");
+	/* A new VM's files are still being staged when it is defined: they are
+	 * checked when it starts. Start writes the definition afresh, so a VM
+	 * libvirt lost is defined again. */
+	is_int(ops->define(&ctx, &nokernel.vm), 0, "a missing kernel is defined");
+	is_int(ops->undefine(&ctx, &nokernel.vm), 0, "... and undefined");
+	is_int(ops->start(&ctx, &nokernel.vm), -VI_ENOTFOUND, "... and does not start: not found");
 	ok(error_has("cannot find kernel '") && error_has("/no-such-vmlinuz' of 'vi-test-") &&
 		   error_has("No such file or directory"),
 	   "... naming the kernel and the VM");
-	is_int(state_of(&nokernel), VI_HV_UNDEFINED, "... and leaves no domain behind");
-	is_int(ops->start(&ctx, &nokernel.vm), -VI_ENOTFOUND, "starting an unknown VM: not found");
-	ok(error_has("no domain 'vi-test-") && error_has("-nokernel' on 'qemu:///system'"),
-	   "... naming it and the URI");
+	is_int(state_of(&nokernel), VI_HV_STOPPED, "... and it stays stopped");
 	/* Not `taken`: its UUID finds a. */
 	forget(&dup);
 	forget(&nokernel);
