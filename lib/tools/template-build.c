@@ -25,7 +25,7 @@ struct build {
 	struct vi_store *s;
 	struct template *t;
 	const struct template_build_opts *o;
-	char *stage; /* images/.new-<digest>-XXXXXX */
+	char *stage; /* images/.new-<template digest>-XXXXXX */
 	guestfs_h *g;
 	char **devices; /* the appliance's names of our disks, in order */
 	struct template_image img;
@@ -1170,13 +1170,14 @@ static void describe(struct build *b)
 	const struct template *t = b->t;
 	struct template_image *img = &b->img;
 
-	img->digest = xstrdup(t->digest);
+	img->dir = xstrdup(b->stage);
+	img->template_digest = xstrdup(t->digest);
 	img->name = xstrdup(t->name);
 	img->version = xstrdup(t->version);
 	img->description = xstrdup(t->description);
 	if (t->base) {
 		img->base_name = xstrdup(t->base->name);
-		img->base_digest = xstrdup(t->base->digest);
+		img->base_digest = xstrdup(b->base.digest);
 	}
 	img->hv = xstrdup(t->hv);
 	img->cpus = t->cpus;
@@ -1197,15 +1198,21 @@ static void describe(struct build *b)
 	img->built = time(NULL);
 }
 
-static int build_one(struct build *b)
+static int build_one(struct build *b, char digest[SHA256_HEX_SIZE])
 {
 	const struct template *t = b->t;
-	char *rootfs_tar = NULL, *final = NULL, *prefix;
+	char *rootfs_tar = NULL, *base, *prefix;
 	bool appliance = has_steps(t);
 	int r = rootfs_disk(t), rc;
 
-	if (t->base && (rc = template_image_load(b->s, t->base->digest, &b->base)) < 0)
-		return rc;
+	if (t->base) {
+		if (!(base = template_built_image(b->s, t->base->digest)))
+			return vi_error(VI_ENOTFOUND, "the base of '%s' is not built", t->name);
+		rc = template_image_load(b->s, base, &b->base);
+		free(base);
+		if (rc < 0)
+			return rc;
+	}
 	prefix = xasprintf(".new-%s-", t->digest);
 	rc = template_stage_dir(b->s, prefix, &b->stage);
 	free(prefix);
@@ -1236,15 +1243,14 @@ static int build_one(struct build *b)
 		unlink(rootfs_tar);
 	if ((rc = copy_kernel(b)) < 0 || (rc = check_disks(b)) < 0)
 		goto cleanup;
-	/* The manifest names files as they will be, in images/<digest>/. */
-	final = vi_store_path(b->s, "images/%s", t->digest);
+	/* The manifest names files as they will be, in images/<digest>/; the
+	 * digest is of them all, the manifest with them. */
 	if ((rc = template_manifest_save(b->stage, &b->img)) < 0)
 		goto cleanup;
 	progress(b, "saving the image", -1);
-	if (rename(b->stage, final) < 0) {
-		rc = vi_error_errno(VI_EFAIL, errno, "cannot move the image into '%s'", final);
+	if ((rc = template_content_digest(&b->img, digest)) < 0 ||
+	    (rc = template_land(b->s, b->stage, digest)) < 0)
 		goto cleanup;
-	}
 	free(b->stage);
 	b->stage = NULL;
 cleanup:
@@ -1253,15 +1259,14 @@ cleanup:
 	free(b->stage);
 	b->stage = NULL;
 	free(rootfs_tar);
-	free(final);
 	template_image_release(&b->img);
 	template_image_release(&b->base);
 	return rc;
 }
 
 int template_build_image(struct vi_store *s, struct template *t,
-			 const struct template_build_opts *opts)
+			 const struct template_build_opts *opts, char digest[SHA256_HEX_SIZE])
 {
 	struct build b = { .s = s, .t = t, .o = opts };
-	return build_one(&b);
+	return build_one(&b, digest);
 }
