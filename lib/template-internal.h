@@ -57,11 +57,12 @@ int template_manifest_load(const char *path, const char *dir, struct template_im
 
 /* A staging directory images/<prefix>XXXXXX (mode 0711), at the same depth
  * as the images so relative backing names stay valid when it is renamed.
- * Builds stage in .new-<template digest>-, imports in .import-<pid>-.
+ * Builds stage in .new-<template digest>-<pid>-, imports in .import-<pid>-.
  * The caller frees the path. */
 int template_stage_dir(const struct vi_store *s, const char *prefix, char **dir);
 
-/* Removes the staging directories of imports whose process is gone. Failing to remove one is no error (the
+/* Removes the staging directories (with their temporary files) of builds
+ * and imports whose process is gone. Failing to remove one is no error (the
  * next run tries again). */
 void template_clear_dead(const struct vi_store *s);
 

@@ -518,7 +518,8 @@ static bool dead_stage(const char *name, const void *arg)
 	int pid = 0, n = 0;
 	(void)arg;
 
-	if (sscanf(name, ".import-%d-%n", &pid, &n) < 1)
+	if (sscanf(name, ".import-%d-%n", &pid, &n) < 1 &&
+	    sscanf(name, ".new-%*64[0-9a-f]-%d-%n", &pid, &n) < 1)
 		return false;
 	return n > 0 && pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
 }
@@ -913,6 +914,8 @@ int template_build(struct vi_store *s, struct template *t, const struct template
 	*built = false;
 	if ((rc = template_digest(t)) < 0)
 		return rc;
+	/* What killed builds and imports left behind goes first. */
+	template_clear_dead(s);
 	/* A forced rebuild goes through removal, which refuses while anything
 	 * (a VM, a layered image) reads from the old image. */
 	if (opts && opts->force && (image = template_built_image(s, t->digest))) {

@@ -268,3 +268,21 @@ setup() {
 	run -0 vi template rm "sha256:$altered"
 	[ "$output" = "removed 1 image of 'sha256:$altered'" ]
 }
+
+@test "a killed build leaves its temporary files in the store, and the next build clears them" {
+	printf '%s\n' "name: tiny-stuck" "base: tiny" "run: [sleep 3600]" \
+		>"$VI_TEMPLATE_PATH/tiny-stuck.yaml"
+	vi template build tiny-stuck >/dev/null 2>&1 &
+	local pid=$! tmp
+	# libguestfs makes its directory when the appliance starts.
+	for _ in $(seq 600); do
+		tmp=$(compgen -G "$VI_HOME/images/.new-*-$pid-*/.tmp/libguestfs*") && break
+		sleep 0.5
+	done
+	kill -9 "$pid"
+	wait "$pid" || true
+	rm "$VI_TEMPLATE_PATH/tiny-stuck.yaml"
+	[ -d "$tmp" ] || { echo "no temporary directory of the build in the store"; return 1; }
+	LIBGUESTFS_BACKEND=nosuch run -0 vi template build tiny
+	[ -z "$(compgen -G "$VI_HOME/images/.new-*")" ]
+}

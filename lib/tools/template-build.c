@@ -25,7 +25,8 @@ struct build {
 	struct vi_store *s;
 	struct template *t;
 	const struct template_build_opts *o;
-	char *stage; /* images/.new-<template digest>-XXXXXX */
+	char *stage; /* images/.new-<template digest>-<pid>-XXXXXX */
+	char *tmp;   /* stage/.tmp: scratch space, ours and libguestfs's */
 	guestfs_h *g;
 	char **devices; /* the appliance's names of our disks, in order */
 	struct template_image img;
@@ -99,6 +100,10 @@ static int appliance_start(struct build *b)
 		return vi_error(VI_EFAIL, "template '%s': cannot create a libguestfs handle",
 				t->name);
 	guestfs_set_error_handler(b->g, NULL, NULL);
+	/* Its temporary files stay in the store, where the next build clears
+	 * what a killed one left (not in /tmp, where nothing would). */
+	if (guestfs_set_tmpdir(b->g, b->tmp) < 0)
+		return gerr(b, "use '%s' for temporary files", b->tmp);
 	/* The user's settings win; otherwise direct QEMU, and TCG unless the
 	 * host has real VT-x or SVM (a software /dev/kvm is slower than TCG). */
 	if (!getenv("LIBGUESTFS_BACKEND"))
@@ -1213,11 +1218,16 @@ static int build_one(struct build *b, char digest[SHA256_HEX_SIZE])
 		if (rc < 0)
 			return rc;
 	}
-	prefix = xasprintf(".new-%s-", t->digest);
+	prefix = xasprintf(".new-%s-%d-", t->digest, (int)getpid());
 	rc = template_stage_dir(b->s, prefix, &b->stage);
 	free(prefix);
 	if (rc < 0)
 		goto cleanup;
+	b->tmp = xasprintf("%s/.tmp", b->stage);
+	if (mkdir(b->tmp, 0700) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", b->tmp);
+		goto cleanup;
+	}
 	describe(b);
 	if ((rc = make_disks(b)) < 0)
 		goto cleanup;
@@ -1230,8 +1240,8 @@ static int build_one(struct build *b, char digest[SHA256_HEX_SIZE])
 				     : xstrdup("packing the root file system");
 		progress(b, what, -1);
 		free(what);
-		rootfs_tar = xasprintf("%s/rootfs.tar", b->stage);
-		rc = template_rootfs(t, d, b->stage, rootfs_tar,
+		rootfs_tar = xasprintf("%s/rootfs.tar", b->tmp);
+		rc = template_rootfs(t, d, b->tmp, rootfs_tar,
 				     t->kernel == TEMPLATE_KERNEL_PACKAGE ? t->kernel_package
 									  : NULL);
 		if (rc < 0)
@@ -1239,9 +1249,8 @@ static int build_one(struct build *b, char digest[SHA256_HEX_SIZE])
 	}
 	if (appliance && (rc = fill_disks(b, rootfs_tar)) < 0)
 		goto cleanup;
-	if (rootfs_tar)
-		unlink(rootfs_tar);
-	if ((rc = copy_kernel(b)) < 0 || (rc = check_disks(b)) < 0)
+	if ((rc = vi_rm_rf(b->tmp)) < 0 || (rc = copy_kernel(b)) < 0 ||
+	    (rc = check_disks(b)) < 0)
 		goto cleanup;
 	/* The manifest names files as they will be, in images/<digest>/; the
 	 * digest is of them all, the manifest with them. */
@@ -1258,6 +1267,8 @@ cleanup:
 		vi_rm_rf(b->stage);
 	free(b->stage);
 	b->stage = NULL;
+	free(b->tmp);
+	b->tmp = NULL;
 	free(rootfs_tar);
 	template_image_release(&b->img);
 	template_image_release(&b->base);
