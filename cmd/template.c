@@ -16,7 +16,7 @@
 
 static struct vi_strlist sets;
 static int force, images;
-static const char *compress = "zstd";
+static const char *compress = "zstd", *expect;
 
 #define OPT_SET                                             \
 	{                                                   \
@@ -36,6 +36,14 @@ static const struct vi_option template_export_options[] = {
 	OPT_SET,
 	{ "compress", 0, VI_OPT_STRING, &compress, "zstd|gzip|none",
 	  "compression of the archive (default zstd)" },
+	OPT_JSON,
+	VI_OPT_TABLE_END,
+};
+
+static const struct vi_option template_import_options[] = {
+	{ "expect", 0, VI_OPT_STRING, &expect, "sha256:HEX",
+	  "refuse the archive unless it holds this image" },
+	{ "force", 0, VI_OPT_FLAG, &force, NULL, "take names that other stored images have" },
 	OPT_JSON,
 	VI_OPT_TABLE_END,
 };
@@ -70,7 +78,7 @@ const struct cmd template_commands[] = {
 	  "build a template's golden image, unless it is built" },
 	{ "export", template_export_cmd, 2, 2, NEEDS_STORE, "TEMPLATE FILE",
 	  template_export_options, "write a built image and its bases to one archive" },
-	{ "import", template_import_cmd, 1, 1, NEEDS_STORE, "FILE", template_json_options,
+	{ "import", template_import_cmd, 1, 1, NEEDS_STORE, "FILE", template_import_options,
 	  "add the images in an archive to the store" },
 	{ "list", template_list_cmd, 0, 0, NEEDS_STORE, "", template_list_options,
 	  "list the templates and whether they are built" },
@@ -92,14 +100,6 @@ static int load(const char *ref, struct template **t)
 	int rc = template_load(home, ref, sets.items, sets.n, t);
 
 	return rc < 0 ? rc : template_digest(*t);
-}
-
-static bool is_built(const char *digest)
-{
-	char *m = vi_store_path(&ctx.store, "images/%s/manifest.yaml", digest);
-	bool built = vi_file_exists(m);
-	free(m);
-	return built;
 }
 
 /* A YAML document as JSON: numbers and booleans typed, the rest strings. */
@@ -189,7 +189,7 @@ static int template_validate_cmd(int argc, char **argv)
 static int template_show_cmd(int argc, char **argv)
 {
 	struct template *t;
-	char *text = NULL;
+	char *text = NULL, *image = NULL;
 	int rc = load(argv[0], &t);
 	(void)argc;
 
@@ -198,11 +198,11 @@ static int template_show_cmd(int argc, char **argv)
 		return rc;
 	if ((rc = template_to_yaml(t, &text)) < 0)
 		goto cleanup;
-	bool built = is_built(t->digest);
+	image = template_built_image(&ctx.store, t->digest);
 	if (ctx.json) {
 		struct vi_yaml y;
 		struct json_object *doc = vi_json_doc();
-		char *dir = built ? vi_store_path(&ctx.store, "images/%s", t->digest) : NULL;
+		char *dir = image ? vi_store_path(&ctx.store, "images/%s", image) : NULL;
 		if ((rc = vi_yaml_load_string(&y, "template", text, strlen(text))) < 0) {
 			json_object_put(doc);
 			free(dir);
@@ -211,18 +211,20 @@ static int template_show_cmd(int argc, char **argv)
 		json_object_object_add(doc, "template", yaml_json(&y, vi_yaml_root(&y)));
 		json_object_object_add(doc, "path", vi_json_str(t->path));
 		json_object_object_add(doc, "digest", vi_json_str(t->digest));
-		json_object_object_add(doc, "built", json_object_new_boolean(built));
+		json_object_object_add(doc, "built", json_object_new_boolean(image != NULL));
 		json_object_object_add(doc, "image", vi_json_str(dir));
+		json_object_object_add(doc, "image_digest", vi_json_str(image));
 		vi_yaml_release(&y);
 		vi_json_print(doc);
 		free(dir);
 	} else {
-		printf("# %s\n# sha256:%s (%s)\n", t->path, t->digest,
-		       built ? "built" : "not built");
+		printf("# %s\n# sha256:%s (%s%.12s)\n", t->path, t->digest,
+		       image ? "built as sha256:" : "not built", image ? image : "");
 		/* Drop libyaml's "---" document start: the text reads as a file. */
 		fputs(strncmp(text, "---\n", 4) ? text : text + 4, stdout);
 	}
 cleanup:
+	free(image);
 	free(text);
 	template_free(t);
 	return rc;
@@ -247,22 +249,26 @@ static int template_build_cmd(int argc, char **argv)
 	if (rc < 0)
 		goto cleanup;
 	double ms = vi_ms_since(progress.start);
-	if (ctx.json) {
+	char *image = template_built_image(&ctx.store, t->digest);
+	if (!image) {
+		rc = vi_error(VI_ENOTFOUND, "template '%s' is not built", t->name);
+	} else if (ctx.json) {
 		struct json_object *doc = vi_json_doc();
-		char *dir = vi_store_path(&ctx.store, "images/%s", t->digest);
+		char *dir = vi_store_path(&ctx.store, "images/%s", image);
 		json_object_object_add(doc, "template", vi_json_str(t->name));
-		json_object_object_add(doc, "digest", vi_json_str(t->digest));
+		json_object_object_add(doc, "template_digest", vi_json_str(t->digest));
+		json_object_object_add(doc, "digest", vi_json_str(image));
 		json_object_object_add(doc, "image", vi_json_str(dir));
 		json_object_object_add(doc, "built", json_object_new_boolean(built));
 		json_object_object_add(doc, "milliseconds", vi_json_ms(ms));
 		vi_json_print(doc);
 		free(dir);
 	} else if (built) {
-		printf("built template '%s' as sha256:%.12s in %.1f s\n", t->name, t->digest,
-		       ms / 1e3);
+		printf("built template '%s' as sha256:%.12s in %.1f s\n", t->name, image, ms / 1e3);
 	} else {
-		printf("template '%s' is up to date: sha256:%.12s\n", t->name, t->digest);
+		printf("template '%s' is up to date: sha256:%.12s\n", t->name, image);
 	}
+	free(image);
 cleanup:
 	template_free(t);
 	return rc;
@@ -302,9 +308,11 @@ static int list_templates(void)
 			}
 			continue;
 		}
-		bool is = is_built(t->digest);
+		char *image = template_built_image(&ctx.store, t->digest);
+		bool is = image != NULL;
 		if (is)
-			snprintf(built, sizeof(built), "%.12s", t->digest);
+			snprintf(built, sizeof(built), "%.12s", image);
+		free(image);
 		if (ctx.json) {
 			struct json_object *o = json_object_new_object();
 			json_object_object_add(o, "name", vi_json_str(t->name));
@@ -433,11 +441,15 @@ static int template_import_cmd(int argc, char **argv)
 	struct template_strv digests;
 	struct json_object *doc = NULL, *arr = NULL;
 	struct vi_progress progress;
+	struct template_import_opts opts = { .expect = expect,
+					     .force = force,
+					     .progress = vi_progress_report,
+					     .opaque = &progress };
 	int rc;
 	(void)argc;
 
 	vi_progress_start(&progress, 0, "reading %s", argv[0]);
-	rc = template_import(&ctx.store, argv[0], &digests, vi_progress_report, &progress);
+	rc = template_import(&ctx.store, argv[0], &opts, &digests);
 	vi_progress_end(&progress);
 	if (rc < 0)
 		return rc;

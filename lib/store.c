@@ -300,10 +300,12 @@ int vi_store_upgrade_modes(const struct vi_store *s)
 	if (vi_file_exists(mark))
 		goto out;
 	make_private(s->home);
-	/* What guests read is shared again, read-only. */
+	/* What guests read is shared again, read-only: golden images (named by
+	 * 64 hex digits) and layers. */
 	if ((d = opendir(images))) {
 		while ((e = readdir(d))) {
-			if (e->d_name[0] == '.')
+			bool layers = !strcmp(e->d_name, "layers");
+			if (strspn(e->d_name, "0123456789abcdef") != 64 && !layers)
 				continue;
 			char *sub = xasprintf("%s/%s", images, e->d_name);
 			vi_share_ro(sub);
@@ -311,6 +313,7 @@ int vi_store_upgrade_modes(const struct vi_store *s)
 		}
 		closedir(d);
 	}
+	/* The layer index is vi's own. */
 	char *index = vi_store_path(s, "images/layers/index.yaml");
 	if (vi_file_exists(index))
 		chmod(index, 0600);

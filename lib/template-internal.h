@@ -20,25 +20,50 @@ bool template_exists(const char *home, const char *ref);
  * The caller frees it. */
 char *template_disk_file(size_t i);
 
-/* Serialises the commands that make or remove the image `digest`: an
- * exclusive flock on images/.locks/<digest>, so builds of different images
- * run side by side. Whoever holds it first clears what an interrupted run
+/* Serialises the commands that make or remove the image `digest` (or build
+ * the template of that digest): an exclusive flock on
+ * images/.locks/<digest>, so builds of different images run side by side. Whoever holds it first clears what an interrupted run
  * left behind (images/.new-<digest>-*). Returns a descriptor for
  * vi_store_unlock(). */
 int template_lock(const struct vi_store *s, const char *digest);
+
+/* The files of an image: its manifest, disks, kernel and initrd, as paths
+ * in img->dir (the caller releases them). */
+void template_image_files(const struct template_image *img, struct template_strv *files);
+
+/* An image's name: the SHA-256 of the lines "HEX  FILE\n" (sha256sum's), one
+ * for each of its files, sorted by file name. The lines are sorted in
+ * place. */
+void template_sums_digest(struct template_strv *lines, char hex[SHA256_HEX_SIZE]);
+/* The same from the files themselves (img->dir and the paths in img). */
+int template_content_digest(const struct template_image *img, char hex[SHA256_HEX_SIZE]);
+
+/* Moves a finished image directory into the store as images/<digest>,
+ * under the image's lock; an image of that digest already there is the
+ * same content, and the staged copy is dropped. */
+int template_land(const struct vi_store *s, const char *stage, const char *digest);
+
+/* The indexes beside the images: images/recipes/<template digest> (written
+ * by builds) and images/names/<name> (by builds and imports), each holding
+ * an image digest, replaced atomically. */
+int template_index_set(const struct vi_store *s, const char *index, const char *key,
+		       const char *digest);
+/* The image an index entry names, or NULL when none or that image is gone. */
+char *template_index_get(const struct vi_store *s, const char *index, const char *key);
 
 /* manifest.yaml: written atomically into dir, and read back. */
 int template_manifest_save(const char *dir, const struct template_image *img);
 int template_manifest_load(const char *path, const char *dir, struct template_image *img);
 
-/* Removes what interrupted work left in images/: every entry stale(name,
- * arg) picks. Failing to remove one is no error (the next run tries again). */
-typedef bool (*template_stale_fn)(const char *name, const void *arg);
-void template_clear_staged(const struct vi_store *s, template_stale_fn stale, const void *arg);
-
 /* A staging directory images/<prefix>XXXXXX (mode 0711), at the same depth
  * as the images so relative backing names stay valid when it is renamed.
+ * Builds stage in .new-<template digest>-<pid>-, imports in .import-<pid>-.
  * The caller frees the path. */
 int template_stage_dir(const struct vi_store *s, const char *prefix, char **dir);
+
+/* Removes the staging directories (with their temporary files) of builds
+ * and imports whose process is gone. Failing to remove one is no error (the
+ * next run tries again). */
+void template_clear_dead(const struct vi_store *s);
 
 #endif

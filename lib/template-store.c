@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +23,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MANIFEST_SCHEMA 1
+/* Schema 1 (earlier versions) named the image by its template digest, as
+ * the directory was; schema 2 records the template digest it was built from
+ * and leaves the image's name to its content (template_content_digest). */
+#define MANIFEST_SCHEMA 2
 
 static bool is_digest(const char *s)
 {
@@ -32,6 +36,7 @@ static bool is_digest(const char *s)
 void template_image_release(struct template_image *img)
 {
 	free(img->digest);
+	free(img->template_digest);
 	free(img->dir);
 	free(img->name);
 	free(img->version);
@@ -71,7 +76,7 @@ int template_manifest_save(const char *dir, const struct template_image *img)
 	vi_yaml_out_init(&o);
 	vi_yaml_out_map_start(&o);
 	vi_yaml_out_uint(&o, "schema", MANIFEST_SCHEMA);
-	vi_yaml_out_str(&o, "digest", img->digest);
+	vi_yaml_out_str(&o, "template_digest", img->template_digest);
 	vi_yaml_out_str(&o, "name", img->name);
 	vi_yaml_out_str(&o, "version", img->version);
 	vi_yaml_out_str(&o, "description", img->description);
@@ -160,24 +165,68 @@ static int manifest_strdup(struct vi_yaml *y, yaml_node_t *map, const char *key,
 	return rc < 0 ? rc : 0;
 }
 
+/* Text a manifest carries to the terminal and the hypervisor has no control
+ * characters (a description may have lines and tabs). */
+static bool has_control(const char *s, bool lines)
+{
+	for (const unsigned char *c = (const unsigned char *)s; s && *c; c++)
+		if ((*c < 0x20 && !(lines && (*c == '\n' || *c == '\t'))) || *c == 0x7f)
+			return true;
+	return false;
+}
+
+static int manifest_text(struct vi_yaml *y, yaml_node_t *map, const char *key, const char *s,
+			 bool lines)
+{
+	if (has_control(s, lines))
+		return vi_yaml_error(y, vi_yaml_get(y, map, key), VI_EUSAGE,
+				     "'%s' has a control character", key);
+	return 0;
+}
+
+/* A name the manifest gives: checked as a template's or a backend's is. */
+static int manifest_name(struct vi_yaml *y, yaml_node_t *map, const char *key, const char *s,
+			 const char *what)
+{
+	if (s && vi_check_name(s, what) < 0)
+		return vi_yaml_error(y, vi_yaml_get(y, map, key), VI_EUSAGE, "%s",
+				     vi_error_message());
+	return 0;
+}
+
 static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_image *img)
 {
+	/* Schema 1 has "digest" where schema 2 has "template_digest". */
 	static const char *const keys[] = {
-		"schema", "digest", "name",    "version", "description", "built",  "vi_version",
-		"recipe", "base",   "hv",      "cpus",	  "max_cpus",	 "memory", "max_memory",
-		"kernel", "initrd", "cmdline", "root",	  "disks",	 "ready",  "parameters",
+		"template_digest", "schema",   "name",	  "version", "description", "built",
+		"vi_version",	   "recipe",   "base",	  "hv",	     "cpus",	    "max_cpus",
+		"memory",	   "max_memory", "kernel", "initrd", "cmdline",	    "root",
+		"disks",	   "ready",    "parameters",
 	};
 	static const char *const disk_keys[] = { "file", "size" };
+	const char *known[ARRAY_SIZE(keys)];
 	yaml_node_t *root = vi_yaml_root(y), *v, *item, *k;
 	const char *built = NULL;
-	uint64_t u;
+	uint64_t schema, u;
 	int rc;
 
 	if ((rc = vi_yaml_expect_map(y, root, "a manifest")) < 0 ||
-	    (rc = vi_yaml_check_keys(y, root, keys, ARRAY_SIZE(keys))) < 0 ||
-	    (rc = vi_yaml_get_uint(y, root, "schema", true, 1, MANIFEST_SCHEMA, &u)) < 0 ||
-	    (rc = manifest_strdup(y, root, "digest", true, &img->digest)) < 0 ||
-	    (rc = manifest_strdup(y, root, "name", true, &img->name)) < 0 ||
+	    (rc = vi_yaml_get_uint(y, root, "schema", true, 1, MANIFEST_SCHEMA, &schema)) < 0)
+		return rc;
+	img->schema = (unsigned)schema;
+	memcpy(known, keys, sizeof(keys));
+	known[0] = schema == 1 ? "digest" : "template_digest";
+	if ((rc = vi_yaml_check_keys(y, root, known, ARRAY_SIZE(known))) < 0 ||
+	    (rc = manifest_strdup(y, root, known[0], true, &img->template_digest)) < 0)
+		return rc;
+	if (!is_digest(img->template_digest))
+		return vi_yaml_error(y, vi_yaml_get(y, root, known[0]), VI_EUSAGE,
+				     "invalid digest '%s'", img->template_digest);
+	/* An image is named by its directory: the digest of its content, or
+	 * for images stored by an earlier version their template digest. */
+	const char *slash = strrchr(dir, '/');
+	img->digest = xstrdup(slash ? slash + 1 : dir);
+	if ((rc = manifest_strdup(y, root, "name", true, &img->name)) < 0 ||
 	    (rc = manifest_strdup(y, root, "version", false, &img->version)) < 0 ||
 	    (rc = manifest_strdup(y, root, "description", false, &img->description)) < 0 ||
 	    (rc = manifest_strdup(y, root, "hv", false, &img->hv)) < 0 ||
@@ -185,11 +234,14 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 	    (rc = manifest_strdup(y, root, "root", false, &img->root)) < 0 ||
 	    (rc = vi_yaml_get_str(y, root, "built", false, &built)) < 0 ||
 	    (rc = manifest_file(y, root, "kernel", dir, &img->kernel)) < 0 ||
-	    (rc = manifest_file(y, root, "initrd", dir, &img->initrd)) < 0)
+	    (rc = manifest_file(y, root, "initrd", dir, &img->initrd)) < 0 ||
+	    (rc = manifest_name(y, root, "name", img->name, "template")) < 0 ||
+	    (rc = manifest_name(y, root, "hv", img->hv, "backend")) < 0 ||
+	    (rc = manifest_text(y, root, "version", img->version, false)) < 0 ||
+	    (rc = manifest_text(y, root, "description", img->description, true)) < 0 ||
+	    (rc = manifest_text(y, root, "cmdline", img->cmdline, false)) < 0 ||
+	    (rc = manifest_text(y, root, "root", img->root, false)) < 0)
 		return rc;
-	if (!is_digest(img->digest))
-		return vi_yaml_error(y, vi_yaml_get(y, root, "digest"), VI_EUSAGE,
-				     "invalid digest '%s'", img->digest);
 	if (built) {
 		struct tm tm = { 0 };
 		const char *end = strptime(built, "%Y-%m-%dT%H:%M:%SZ", &tm);
@@ -212,7 +264,8 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 		if ((rc = vi_yaml_expect_map(y, v, "'base'")) < 0 ||
 		    (rc = vi_yaml_check_keys(y, v, base_keys, 2)) < 0 ||
 		    (rc = manifest_strdup(y, v, "name", false, &img->base_name)) < 0 ||
-		    (rc = manifest_strdup(y, v, "digest", true, &img->base_digest)) < 0)
+		    (rc = manifest_strdup(y, v, "digest", true, &img->base_digest)) < 0 ||
+		    (rc = manifest_name(y, v, "name", img->base_name, "template")) < 0)
 			return rc;
 		if (!is_digest(img->base_digest))
 			return vi_yaml_error(y, v, VI_EUSAGE, "invalid base digest '%s'",
@@ -241,6 +294,7 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 		if ((rc = vi_yaml_expect_map(y, v, "'ready'")) < 0 ||
 		    (rc = vi_yaml_check_keys(y, v, ready_keys, 2)) < 0 ||
 		    (rc = manifest_strdup(y, v, "marker", true, &img->ready_marker)) < 0 ||
+		    (rc = manifest_text(y, v, "marker", img->ready_marker, false)) < 0 ||
 		    (rc = vi_yaml_get_uint(y, v, "timeout", true, 1, 86400, &u)) < 0)
 			return rc;
 		img->ready_timeout = (unsigned)u;
@@ -253,6 +307,10 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 		{
 			if (!vi_yaml_scalar(k) || !vi_yaml_scalar(val))
 				return vi_yaml_error(y, k, VI_EUSAGE, "parameters must be scalars");
+			if (has_control(vi_yaml_scalar(k), false) ||
+			    has_control(vi_yaml_scalar(val), true))
+				return vi_yaml_error(y, k, VI_EUSAGE,
+						     "a parameter has a control character");
 			char *kv = xasprintf("%s=%s", vi_yaml_scalar(k), vi_yaml_scalar(val));
 			template_strv_push(&img->params, kv);
 			free(kv);
@@ -310,12 +368,8 @@ int template_image_load(const struct vi_store *s, const char *digest, struct tem
 		rc = vi_error(VI_EUSAGE, "invalid image digest '%s'", digest);
 	else if (!vi_file_exists(path))
 		rc = vi_error(VI_ENOTFOUND, "no image sha256:%s in the store", digest);
-	else if ((rc = template_manifest_load(path, dir, img)) == 0 &&
-		 strcmp(img->digest, digest)) {
-		rc = vi_error(VI_EFAIL, "the manifest of image sha256:%s names another image",
-			      digest);
-		template_image_release(img);
-	}
+	else
+		rc = template_manifest_load(path, dir, img);
 	free(path);
 	free(dir);
 	return rc;
@@ -431,7 +485,10 @@ int template_stage_dir(const struct vi_store *s, const char *prefix, char **dir)
 	return 0;
 }
 
-void template_clear_staged(const struct vi_store *s, template_stale_fn stale, const void *arg)
+/* Removes what interrupted work left in images/: every entry stale(name,
+ * arg) picks. */
+static void clear_staged(const struct vi_store *s, bool (*stale)(const char *, const void *),
+			 const void *arg)
 {
 	char *dir = vi_store_path(s, "images");
 	DIR *d = opendir(dir);
@@ -453,6 +510,23 @@ void template_clear_staged(const struct vi_store *s, template_stale_fn stale, co
 static bool has_prefix(const char *name, const void *prefix)
 {
 	return !strncmp(name, prefix, strlen(prefix));
+}
+
+/* A staging directory whose process is gone. */
+static bool dead_stage(const char *name, const void *arg)
+{
+	int pid = 0, n = 0;
+	(void)arg;
+
+	if (sscanf(name, ".import-%d-%n", &pid, &n) < 1 &&
+	    sscanf(name, ".new-%*64[0-9a-f]-%d-%n", &pid, &n) < 1)
+		return false;
+	return n > 0 && pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+void template_clear_dead(const struct vi_store *s)
+{
+	clear_staged(s, dead_stage, NULL);
 }
 
 int template_lock(const struct vi_store *s, const char *digest)
@@ -481,7 +555,7 @@ int template_lock(const struct vi_store *s, const char *digest)
 	/* Holding the lock, anything staged for this image is a leftover of
 	 * an interrupted run. */
 	char *prefix = xasprintf(".new-%s-", digest);
-	template_clear_staged(s, has_prefix, prefix);
+	clear_staged(s, has_prefix, prefix);
 	free(prefix);
 	free(dir);
 	free(path);
@@ -492,6 +566,149 @@ fail:
 	free(dir);
 	free(path);
 	return rc;
+}
+
+void template_image_files(const struct template_image *img, struct template_strv *files)
+{
+	char *manifest = xasprintf("%s/manifest.yaml", img->dir);
+
+	memset(files, 0, sizeof(*files));
+	template_strv_push(files, manifest);
+	free(manifest);
+	for (size_t i = 0; i < img->ndisks; i++)
+		template_strv_push(files, img->disks[i].path);
+	if (img->kernel)
+		template_strv_push(files, img->kernel);
+	if (img->initrd)
+		template_strv_push(files, img->initrd);
+}
+
+static int cmp_sum_line(const void *a, const void *b)
+{
+	/* "HEX  FILE": by the file name */
+	return strcmp(*(char *const *)a + 66, *(char *const *)b + 66);
+}
+
+void template_sums_digest(struct template_strv *lines, char hex[SHA256_HEX_SIZE])
+{
+	struct sha256 h;
+
+	qsort(lines->v, lines->n, sizeof(*lines->v), cmp_sum_line);
+	sha256_init(&h);
+	for (size_t i = 0; i < lines->n; i++) {
+		sha256_update(&h, lines->v[i], strlen(lines->v[i]));
+		sha256_update(&h, "\n", 1);
+	}
+	sha256_final_hex(&h, hex);
+}
+
+int template_content_digest(const struct template_image *img, char hex[SHA256_HEX_SIZE])
+{
+	struct template_strv files, lines = { 0 };
+	int rc = 0;
+
+	template_image_files(img, &files);
+	for (size_t i = 0; i < files.n && rc == 0; i++) {
+		char file_hex[SHA256_HEX_SIZE];
+		if ((rc = sha256_file(files.v[i], file_hex)) == 0) {
+			char *line = xasprintf("%s  %s", file_hex, leaf(files.v[i]));
+			template_strv_push(&lines, line);
+			free(line);
+		}
+	}
+	if (rc == 0)
+		template_sums_digest(&lines, hex);
+	template_strv_release(&files);
+	template_strv_release(&lines);
+	return rc;
+}
+
+int template_land(const struct vi_store *s, const char *stage, const char *digest)
+{
+	char *to = vi_store_path(s, "images/%s", digest);
+	int lock = template_lock(s, digest), rc = 0;
+
+	if (lock < 0)
+		rc = lock;
+	else if (vi_file_exists(to))
+		vi_rm_rf(stage);
+	/* Guests read it; none may write it. */
+	else if ((rc = vi_share_ro(stage)) < 0)
+		;
+	else if (rename(stage, to) < 0)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot move an image into '%s'", to);
+	vi_store_unlock(lock);
+	free(to);
+	return rc;
+}
+
+int template_index_set(const struct vi_store *s, const char *index, const char *key,
+		       const char *digest)
+{
+	char *dir = vi_store_path(s, "images/%s", index), *path = xasprintf("%s/%s", dir, key);
+	char *line = xasprintf("%s\n", digest);
+	int rc = 0;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", dir);
+	if (rc == 0)
+		rc = vi_write_file_atomic(path, line, strlen(line), 0600);
+	free(dir);
+	free(path);
+	free(line);
+	return rc;
+}
+
+char *template_index_get(const struct vi_store *s, const char *index, const char *key)
+{
+	char *path, *text = NULL, *digest = NULL;
+	size_t len;
+
+	if (!*key || key[0] == '.' || strchr(key, '/'))
+		return NULL;
+	path = vi_store_path(s, "images/%s/%s", index, key);
+	if (vi_file_exists(path) && vi_read_file(path, &text, &len) == 0 && len == 65 &&
+	    text[64] == '\n') {
+		text[64] = '\0';
+		char *manifest = vi_store_path(s, "images/%s/manifest.yaml", text);
+		if (is_digest(text) && vi_file_exists(manifest))
+			digest = xstrdup(text);
+		free(manifest);
+	}
+	vi_error_clear();
+	free(text);
+	free(path);
+	return digest;
+}
+
+/* Drops the index entries that name the image digest. */
+static void index_drop(const struct vi_store *s, const char *digest)
+{
+	static const char *const indexes[] = { "recipes", "names" };
+
+	for (size_t i = 0; i < ARRAY_SIZE(indexes); i++) {
+		char *dir = vi_store_path(s, "images/%s", indexes[i]);
+		DIR *d = opendir(dir);
+		struct dirent *e;
+		while (d && (e = readdir(d))) {
+			char *path = xasprintf("%s/%s", dir, e->d_name), *text = NULL;
+			size_t len;
+			if (e->d_name[0] != '.' && vi_read_file(path, &text, &len) == 0 &&
+			    !strncmp(text, digest, 64))
+				unlink(path);
+			free(text);
+			free(path);
+		}
+		if (d)
+			closedir(d);
+		free(dir);
+	}
+	vi_error_clear();
+}
+
+char *template_built_image(const struct vi_store *s, const char *template_digest)
+{
+	return template_index_get(s, "recipes", template_digest);
 }
 
 /* Does any layer of the disk at path (through its backing chain) live in
@@ -565,6 +782,8 @@ static int remove_image(const struct vi_store *s, const char *digest)
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot remove '%s'", dir);
 	else
 		rc = vi_rm_rf(trash);
+	if (rc == 0)
+		index_drop(s, digest);
 	vi_store_unlock(lock);
 	free(dir);
 	free(trash);
@@ -653,26 +872,21 @@ cleanup:
 	return rc;
 }
 
-static bool built_already(const struct vi_store *s, const char *digest)
-{
-	char *manifest = vi_store_path(s, "images/%s/manifest.yaml", digest);
-	bool exists = vi_file_exists(manifest);
-	free(manifest);
-	return exists;
-}
-
-/* Builds t's chain, bases first, each under its own lock. A cache hit leaves
- * the image tools unloaded. */
+/* Builds t's chain, bases first, each under the lock of its template
+ * digest. A cache hit leaves the image tools unloaded. */
 static int build_chain(struct vi_store *s, struct template *t,
 		       const struct template_build_opts *opts, bool *built)
 {
 	const struct vi_tools *tools;
+	char digest[SHA256_HEX_SIZE], *image;
 	int lock, rc = 0;
 
 	if (t->base && (rc = build_chain(s, t->base, opts, built)) < 0)
 		return rc;
-	if (built_already(s, t->digest))
+	if ((image = template_built_image(s, t->digest))) {
+		free(image);
 		return 0;
+	}
 	if (opts && opts->cached_only)
 		return vi_error(VI_ENOTFOUND,
 				"template '%s' is not built (see 'vi template build')", t->name);
@@ -681,13 +895,15 @@ static int build_chain(struct vi_store *s, struct template *t,
 	if ((lock = template_lock(s, t->digest)) < 0)
 		return lock;
 	/* Another command may have built it while we waited for the lock. */
-	if (!built_already(s, t->digest)) {
+	if (!(image = template_built_image(s, t->digest))) {
 		vi_debug("building template '%s' (sha256:%s)", t->name, t->digest);
-		if ((rc = tools->build_image(s, t, opts)) < 0)
+		if ((rc = tools->build_image(s, t, opts, digest)) < 0)
 			vi_error_wrap("cannot build template '%s'", t->name);
-		else
+		else if ((rc = template_index_set(s, "recipes", t->digest, digest)) == 0 &&
+			 (rc = template_index_set(s, "names", t->name, digest)) == 0)
 			*built = true;
 	}
+	free(image);
 	vi_store_unlock(lock);
 	return rc;
 }
@@ -695,18 +911,21 @@ static int build_chain(struct vi_store *s, struct template *t,
 int template_build(struct vi_store *s, struct template *t, const struct template_build_opts *opts,
 		   bool *built)
 {
-	char *ref;
+	char *image, *ref;
 	int rc;
 
 	*built = false;
 	if ((rc = template_digest(t)) < 0)
 		return rc;
+	/* What killed builds and imports left behind goes first. */
+	template_clear_dead(s);
 	/* A forced rebuild goes through removal, which refuses while anything
 	 * (a VM, a layered image) reads from the old image. */
-	if (opts && opts->force && built_already(s, t->digest)) {
-		ref = xasprintf("sha256:%s", t->digest);
+	if (opts && opts->force && (image = template_built_image(s, t->digest))) {
+		ref = xasprintf("sha256:%s", image);
 		rc = template_image_remove(s, ref);
 		free(ref);
+		free(image);
 		if (rc < 0)
 			return rc;
 	}
@@ -723,26 +942,34 @@ int template_export(const struct vi_store *s, const char *digest, const char *pa
 	return rc < 0 ? rc : tools->export_images(s, digest, path, compression, progress, opaque);
 }
 
-int template_import(struct vi_store *s, const char *path, struct template_strv *digests,
-		    template_progress_fn progress, void *opaque)
+int template_import(struct vi_store *s, const char *path, const struct template_import_opts *opts,
+		    struct template_strv *digests)
 {
 	const struct vi_tools *tools;
+	const char *hex = opts->expect ? opts->expect + 7 : NULL;
 	int rc;
 
 	memset(digests, 0, sizeof(*digests));
+	if (hex && (strncmp(opts->expect, "sha256:", 7) || !is_digest(hex)))
+		return vi_error(VI_EUSAGE,
+				"invalid --expect '%s': expected sha256: and 64 hex digits",
+				opts->expect);
 	rc = vi_tools_load(&tools);
-	return rc < 0 ? rc : tools->import_images(s, path, digests, progress, opaque);
+	return rc < 0 ? rc : tools->import_images(s, path, opts, digests);
 }
 
-/* The newest stored image built from a template named name. */
-static int newest_by_name(const struct vi_store *s, const char *name, char **digest)
+/* The image a name no template has means: the one that last took the name,
+ * or in a store of an earlier version the newest built from a template of
+ * that name. */
+static int image_by_name(const struct vi_store *s, const char *name, char **digest)
 {
 	struct template_image *imgs;
 	size_t n;
-	int rc = template_image_list(s, &imgs, &n);
+	int rc;
 
-	*digest = NULL;
-	if (rc < 0)
+	if ((*digest = template_index_get(s, "names", name)))
+		return 0;
+	if ((rc = template_image_list(s, &imgs, &n)) < 0)
 		return rc;
 	/* The list is sorted by build time within a name: the last one wins. */
 	for (size_t i = 0; i < n; i++)
@@ -765,7 +992,7 @@ int template_image_get(struct vi_store *s, const char *ref, const char *const *s
 	if (!strncmp(ref, "sha256:", 7))
 		rc = template_image_find(s, ref, &digest);
 	else if (!template_exists(s->home, ref))
-		rc = newest_by_name(s, ref, &digest);
+		rc = image_by_name(s, ref, &digest);
 	else
 		rc = 0;
 	if (rc < 0)
@@ -780,8 +1007,13 @@ int template_image_get(struct vi_store *s, const char *ref, const char *const *s
 	/* A template, or nothing of that name: the loader says which. */
 	if ((rc = template_load(s->home, ref, sets, nsets, &t)) < 0)
 		return rc;
-	if ((rc = template_build(s, t, opts, &built)) == 0)
-		rc = template_image_load(s, t->digest, img);
+	if ((rc = template_build(s, t, opts, &built)) == 0) {
+		/* Just built or found: gone only if removed meanwhile. */
+		digest = template_built_image(s, t->digest);
+		rc = digest ? template_image_load(s, digest, img)
+			    : vi_error(VI_ENOTFOUND, "template '%s' is not built", t->name);
+		free(digest);
+	}
 	template_free(t);
 	return rc;
 }

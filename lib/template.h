@@ -1,8 +1,9 @@
 /* Golden-image templates: the YAML format of vi-template(5), parameters
  * substituted as ${name}, inheritance from a base template, the digest of a
  * template and of everything it reads, the cached build into the image store
- * ($VI_HOME/images/<digest>/: disk.qcow2, kernel, initrd, manifest.yaml), and
- * export/import of built images as one archive. Building, export and import
+ * ($VI_HOME/images/<digest>/: disk.qcow2, kernel, initrd, manifest.yaml, named
+ * by the digest of that content, with images/recipes/<template digest> naming
+ * the image a build made), and export/import of built images as one archive. Building, export and import
  * load the image tools module on first use (tools.h); nothing else does.
  *
  * Ownership: template_load() returns a template that the caller frees with
@@ -148,8 +149,11 @@ struct template_image_disk {
 };
 
 struct template_image {
-	char *digest; /* 64 hex digits */
-	char *dir;    /* absolute: HOME/images/<digest> */
+	char *digest;	       /* its name in the store: 64 hex digits, its content digest */
+	char *template_digest; /* the template digest it was built from */
+	unsigned schema;       /* of its manifest: 1 from an earlier version, named by
+				* its template digest */
+	char *dir;	       /* absolute: HOME/images/<digest> */
 	char *name, *version, *description;
 	char *base_name, *base_digest; /* the image this one is an overlay on, or NULL */
 	char *hv;		       /* preferred backend, or NULL */
@@ -192,16 +196,22 @@ struct template_build_opts {
 	void *opaque;
 };
 
-/* Builds t (and its base first) into the store unless an image of its
- * digest exists; *built says whether anything was built. One libguestfs
+/* The image that a build of the template digest `template_digest` made, or
+ * NULL when none is stored (the caller frees it). Only builds are found:
+ * imported images never stand in for one. */
+char *template_built_image(const struct vi_store *s, const char *template_digest);
+
+/* Builds t (and its base first) into the store unless a build of its digest
+ * is stored; *built says whether anything was built. One libguestfs
  * appliance launch per image built; a cache hit loads no image tools. */
 int template_build(struct vi_store *s, struct template *t, const struct template_build_opts *opts,
 		   bool *built);
 
 /* What `vi create --template REF --set K=V` needs: the golden image for REF
  * (a template name or path, or "sha256:HEX" of a stored image), built on
- * demand. A name no template has falls back to the newest stored image built
- * from a template of that name (as imported). */
+ * demand. A name no template has means the stored image that last took that
+ * name (by a build or an import), or in a store of an earlier version the
+ * newest image built from a template of that name. */
 int template_image_get(struct vi_store *s, const char *ref, const char *const *sets, size_t nsets,
 		       const struct template_build_opts *opts, struct template_image *img);
 
@@ -222,11 +232,20 @@ int template_export(const struct vi_store *s, const char *digest, const char *pa
 		    enum template_compression compression, template_progress_fn progress,
 		    void *opaque);
 
+struct template_import_opts {
+	const char *expect; /* "sha256:HEX": the image the archive must hold, or NULL */
+	bool force;	    /* take a name another stored image has */
+	template_progress_fn progress; /* may be NULL */
+	void *opaque;
+};
+
 /* Reads an archive written by template_export(); verifies every file against
- * SHA256SUMS and the layout before anything enters the store. *digests gets
- * the images it holds, base first (the caller frees them). */
-int template_import(struct vi_store *s, const char *path, struct template_strv *digests,
-		    template_progress_fn progress, void *opaque);
+ * SHA256SUMS, names each image by the digest of its content, and checks the
+ * layout and manifests before anything enters the store. Refuses (-VI_ESTATE)
+ * an image whose name another stored image has, unless opts->force. *digests
+ * gets the images it holds, base first (the caller frees them). */
+int template_import(struct vi_store *s, const char *path, const struct template_import_opts *opts,
+		    struct template_strv *digests);
 
 void template_strv_push(struct template_strv *l, const char *s);
 bool template_strv_has(const struct template_strv *l, const char *s);

@@ -17,16 +17,18 @@
  * VI_E* code with a message). */
 struct vi_tools {
 	const char *version; /* VI_VERSION of its build */
-	/* Builds t into images/<t->digest>/; its base is built already and the
-	 * caller holds the image's template_lock(). */
+	/* Builds t into images/<digest>/, digest (the content's) going to the
+	 * caller; its base is built already and the caller holds
+	 * template_lock() of t->digest. */
 	int (*build_image)(struct vi_store *s, struct template *t,
-			   const struct template_build_opts *opts);
+			   const struct template_build_opts *opts, char digest[SHA256_HEX_SIZE]);
 	/* template_export() and template_import(). */
 	int (*export_images)(const struct vi_store *s, const char *digest, const char *path,
 			     enum template_compression compression, template_progress_fn progress,
 			     void *opaque);
-	int (*import_images)(struct vi_store *s, const char *path, struct template_strv *digests,
-			     template_progress_fn progress, void *opaque);
+	int (*import_images)(struct vi_store *s, const char *path,
+			     const struct template_import_opts *opts,
+			     struct template_strv *digests);
 };
 
 /* The module's table in *tools, loaded on the first call and kept loaded.

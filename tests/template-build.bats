@@ -42,13 +42,15 @@ setup() {
 	unset VI_PLUGIN_DIR VISUAL EDITOR
 }
 
-@test "tiny builds into images/<digest>/, printing one line when piped" {
+@test "tiny builds into images/<digest of its content>/, printing one line when piped" {
 	run cat "$BATS_FILE_TMPDIR/tiny.out"
 	[ "${#lines[@]}" -eq 1 ] || { echo "$output"; return 1; }
-	[[ $output =~ ^built\ template\ \'tiny\'\ as\ sha256:[0-9a-f]{12}\ in\ [0-9.]+\ s$ ]]
 	local d
 	d=$(digest_of tiny)
-	[ -d "$VI_HOME/images/$d" ]
+	[ "$output" = "built template 'tiny' as sha256:${d:0:12} in ${output##* in }" ]
+	[ "$(content_digest "$VI_HOME/images/$d")" = "$d" ]
+	grep -qx "template_digest: $(vi template show --json tiny | jq -r .digest)" \
+		"$VI_HOME/images/$d/manifest.yaml"
 	# Root's, for guests (QEMU's group) to read, for no one to write.
 	for f in disk.qcow2 kernel initrd manifest.yaml; do
 		[ "$(stat -c '%a %U %G' "$VI_HOME/images/$d/$f")" = "440 root libvirt-qemu" ] ||
@@ -56,7 +58,7 @@ setup() {
 	done
 	[ "$(stat -c %a "$VI_HOME/images/$d")" = 711 ]
 	run -0 vi template show tiny
-	[[ ${lines[1]} == *"(built)" ]]
+	[[ ${lines[1]} == *" (built as sha256:${d:0:12})" ]]
 	run -0 vi template list
 	grep -Eq "^tiny +1 +${d:0:12} " <<<"$output"
 }
@@ -258,5 +260,57 @@ setup() {
 	[ "$output" = "removed 1 image of 'tiny-app'" ]
 	run -0 vi --home "$other" template rm "sha256:${tiny:0:12}"
 	[ "$output" = "removed 1 image of 'sha256:${tiny:0:12}'" ]
-	[ -z "$(ls -A "$other/images" | grep -vx .locks)" ]
+	[ -z "$(ls -A "$other/images" | grep -vxE '\.locks|names')" ]
+	[ -z "$(ls -A "$other/images/names")" ]
+}
+
+@test "an altered archive lands only under its own digest and never stands in for the build" {
+	local tiny altered x=$BATS_TEST_TMPDIR/x a=$BATS_TEST_TMPDIR/altered.tar
+	tiny=$(digest_of tiny)
+	vi template export --compress none tiny "$BATS_TEST_TMPDIR/tiny.tar"
+	mkdir "$x"
+	tar -xf "$BATS_TEST_TMPDIR/tiny.tar" -C "$x"
+	sed -i 's|quiet|quiet init=/bin/sh|' "$x/$tiny/manifest.yaml"
+	altered=$(content_digest "$x/$tiny")
+	(cd "$x" && sha256sum "$tiny"/* >SHA256SUMS && tar -cf "$a" "$tiny"/* SHA256SUMS)
+	run -1 vi template import "$a"
+	[ "$output" = "vi: error: archive '$a' is damaged or was altered: image ${tiny:0:12} is not named by its content (sha256:${altered:0:12})" ]
+
+	# Named by its new content it is another image, which takes the name
+	# only with --force; the template's build still is what 'tiny' means.
+	mv "$x/$tiny" "$x/$altered"
+	(cd "$x" && sha256sum "$altered"/* >SHA256SUMS && tar -cf "$a" "$altered"/* SHA256SUMS)
+	run -1 vi template import --expect "sha256:$tiny" "$a"
+	[ "$output" = "vi: error: archive '$a' is damaged or was altered: it holds sha256:$altered, not the expected sha256:$tiny" ]
+	run -5 vi template import "$a"
+	[ "$output" = "vi: error: archive '$a': the store has another image of 'tiny' (sha256:${tiny:0:12}); --force imports this one in its place" ]
+	run -0 vi template import --force "$a"
+	[ "$output" = "imported 'tiny' (sha256:${altered:0:12})" ]
+	LIBGUESTFS_BACKEND=nosuch run -0 vi template build tiny
+	[ "$output" = "template 'tiny' is up to date: sha256:${tiny:0:12}" ]
+	use_fixture_plugins # a copy of vi away from the source tree's templates
+	VI_TEMPLATE_PATH=$VI_TOP/templates vi -q create --hv fixture --template tiny vm1
+	run -0 vi show --json vm1
+	[ "$(jq -r .vm.template_digest <<<"$output")" = "$tiny" ]
+	vi -q destroy vm1
+	run -0 vi template rm "sha256:$altered"
+	[ "$output" = "removed 1 image of 'sha256:$altered'" ]
+}
+
+@test "a killed build leaves its temporary files in the store, and the next build clears them" {
+	printf '%s\n' "name: tiny-stuck" "base: tiny" "run: [sleep 3600]" \
+		>"$VI_TEMPLATE_PATH/tiny-stuck.yaml"
+	vi template build tiny-stuck >/dev/null 2>&1 &
+	local pid=$! tmp
+	# libguestfs makes its directory when the appliance starts.
+	for _ in $(seq 600); do
+		tmp=$(compgen -G "$VI_HOME/images/.new-*-$pid-*/.tmp/libguestfs*") && break
+		sleep 0.5
+	done
+	kill -9 "$pid"
+	wait "$pid" || true
+	rm "$VI_TEMPLATE_PATH/tiny-stuck.yaml"
+	[ -d "$tmp" ] || { echo "no temporary directory of the build in the store"; return 1; }
+	LIBGUESTFS_BACKEND=nosuch run -0 vi template build tiny
+	[ -z "$(compgen -G "$VI_HOME/images/.new-*")" ]
 }

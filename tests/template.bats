@@ -175,3 +175,107 @@ tpl() {
 	run -0 vi __complete template ""
 	[ "$output" = "$(printf 'build\nexport\nimport\nlist\nrm\nshow\nvalidate')" ]
 }
+
+# Writes an archive of one image made by hand: handmade ARCHIVE NAME
+# [manifest lines...]. Its directory is named by the digest of its content
+# (sha256sum's lines for its files, sorted by name), or $LABEL.
+handmade() {
+	local archive=$1 name=$2 d=$BATS_TEST_TMPDIR/handmade label
+	shift 2
+	rm -rf "$d" && mkdir -p "$d/img"
+	qemu-img create -q -f qcow2 "$d/img/disk.qcow2" 8M
+	printf '%s\n' "schema: ${SCHEMA:-2}" "${DIGEST_KEY:-template_digest}: $(printf '%064d' 1)" \
+		"name: $name" "cpus: 1" "max_cpus: 1" "memory: 64M" "max_memory: 64M" \
+		"disks: [{file: disk.qcow2, size: 8M}]" "$@" >"$d/img/manifest.yaml"
+	label=${LABEL:-$(cd "$d/img" && sha256sum -- * | sort -k2 | sha256sum | cut -c1-64)}
+	mv "$d/img" "$d/$label"
+	(cd "$d" && sha256sum "$label"/* >SHA256SUMS && tar -cf "$archive" "$label"/* SHA256SUMS)
+	echo "$label"
+}
+
+# The images in the store, by digest.
+stored() {
+	vi template list --images --json | jq -r '[.images[].digest] | sort | join(" ")'
+}
+
+@test "an imported image is named by its content, and a name no template has finds it" {
+	local web
+	web=$(handmade "$BATS_TEST_TMPDIR/web.tar" web)
+	run -0 vi template import "$BATS_TEST_TMPDIR/web.tar"
+	[ "$output" = "imported 'web' (sha256:${web:0:12})" ]
+	[ "$(stored)" = "$web" ]
+	run -0 vi template export --compress none web "$BATS_TEST_TMPDIR/again.tar"
+	[ "$output" = "exported 'web' (sha256:${web:0:12}) to '$BATS_TEST_TMPDIR/again.tar'" ]
+	run -0 vi template import "$BATS_TEST_TMPDIR/again.tar"
+	[ "$output" = "imported 'web' (sha256:${web:0:12})" ]
+}
+
+@test "an image not named by its content is refused; --expect pins what the archive holds" {
+	local web other
+	other=$(printf '%064d' 7)
+	web=$(handmade "$BATS_TEST_TMPDIR/web.tar" web)
+	LABEL=$other handmade "$BATS_TEST_TMPDIR/bad.tar" web >/dev/null
+	run -1 vi template import "$BATS_TEST_TMPDIR/bad.tar"
+	[ "$output" = "vi: error: archive '$BATS_TEST_TMPDIR/bad.tar' is damaged or was altered: image ${other:0:12} is not named by its content (sha256:${web:0:12})" ]
+	[ "$(stored)" = "" ]
+
+	run -1 vi template import --expect "sha256:$other" "$BATS_TEST_TMPDIR/web.tar"
+	[ "$output" = "vi: error: archive '$BATS_TEST_TMPDIR/web.tar' is damaged or was altered: it holds sha256:$web, not the expected sha256:$other" ]
+	[ "$(stored)" = "" ]
+	run -2 vi template import --expect "sha256:${web:0:12}" "$BATS_TEST_TMPDIR/web.tar"
+	[ "$output" = "vi: error: invalid --expect 'sha256:${web:0:12}': expected sha256: and 64 hex digits" ]
+	run -0 vi template import --expect "sha256:$web" "$BATS_TEST_TMPDIR/web.tar"
+	[ "$output" = "imported 'web' (sha256:${web:0:12})" ]
+}
+
+@test "an imported manifest is checked like a template, and errors name the archive" {
+	local a=$BATS_TEST_TMPDIR/bad.tar label
+	label=$(handmade "$a" web "hv: ../../x")
+	run -1 vi template import "$a"
+	[ "$output" = "vi: error: archive '$a' is damaged or was altered: $label/manifest.yaml:9:5: invalid backend name '../../x': it must start with a letter or digit" ]
+	label=$(handmade "$a" ../web)
+	run -1 vi template import "$a"
+	[ "$output" = "vi: error: archive '$a' is damaged or was altered: $label/manifest.yaml:3:7: invalid template name '../web': it must start with a letter or digit" ]
+	label=$(handmade "$a" web 'description: "x\e]0;PWNED\a"')
+	run -1 vi template import "$a"
+	[ "$output" = "vi: error: archive '$a' is damaged or was altered: $label/manifest.yaml:9:14: 'description' has a control character" ]
+	label=$(handmade "$a" web "memroy: 1G")
+	run -1 vi template import "$a"
+	[ "$output" = "vi: error: archive '$a' is damaged or was altered: $label/manifest.yaml:9:1: unknown key 'memroy'; did you mean 'memory'?" ]
+	[ "$(stored)" = "" ]
+	[ -z "$(ls -A "$VI_HOME/images" | grep -vx .locks)" ]
+}
+
+@test "an import takes no name another stored image has without --force" {
+	local v1 v2
+	v1=$(handmade "$BATS_TEST_TMPDIR/v1.tar" web "version: '1'")
+	v2=$(handmade "$BATS_TEST_TMPDIR/v2.tar" web "version: '2'")
+	vi -q template import "$BATS_TEST_TMPDIR/v1.tar"
+	run -5 vi template import "$BATS_TEST_TMPDIR/v2.tar"
+	[ "$output" = "vi: error: archive '$BATS_TEST_TMPDIR/v2.tar': the store has another image of 'web' (sha256:${v1:0:12}); --force imports this one in its place" ]
+	[ "$(stored)" = "$v1" ]
+	run -0 vi template import --force "$BATS_TEST_TMPDIR/v2.tar"
+	[ "$output" = "imported 'web' (sha256:${v2:0:12})" ]
+	run -0 vi template export web "$BATS_TEST_TMPDIR/out.tar"
+	[ "$output" = "exported 'web' (sha256:${v2:0:12}) to '$BATS_TEST_TMPDIR/out.tar'" ]
+	run -0 vi template rm web
+	[ "$output" = "removed 2 images of 'web'" ]
+}
+
+@test "images of an earlier version: a store keeps them, an archive lands by content" {
+	local old
+	old=$(printf '%064d' 1)
+	LABEL=$old SCHEMA=1 DIGEST_KEY=digest handmade "$BATS_TEST_TMPDIR/old.tar" web >/dev/null
+	mkdir -p "$VI_HOME/images"
+	cp -r "$BATS_TEST_TMPDIR/handmade/$old" "$VI_HOME/images/"
+	run -0 vi template export --compress none web "$BATS_TEST_TMPDIR/out.tar"
+	[ "$output" = "exported 'web' (sha256:${old:0:12}) to '$BATS_TEST_TMPDIR/out.tar'" ]
+	run -0 vi template rm web
+	[ "$output" = "removed 1 image of 'web'" ]
+
+	local content
+	content=$(cd "$BATS_TEST_TMPDIR/handmade/$old" && sha256sum -- * | sort -k2 | sha256sum | cut -c1-64)
+	run -0 vi template import "$BATS_TEST_TMPDIR/old.tar"
+	[ "$output" = "imported 'web' (sha256:${content:0:12})" ]
+	[ "$(stored)" = "$content" ]
+}

@@ -23,7 +23,7 @@
 #include <unistd.h>
 
 #define SUMS "SHA256SUMS"
-#define MAX_SUMS_SIZE (1 << 20)
+#define MAX_TEXT_SIZE (1 << 20) /* of SHA256SUMS and a manifest */
 
 struct meter {
 	template_progress_fn fn;
@@ -82,22 +82,6 @@ static int load_chain(const struct vi_store *s, const char *digest, struct templ
 	*chain = v;
 	*n = count;
 	return 0;
-}
-
-/* The files of an image, as they sit in its directory. */
-static void image_files(const struct template_image *img, struct template_strv *files)
-{
-	char *manifest = xasprintf("%s/manifest.yaml", img->dir);
-
-	memset(files, 0, sizeof(*files));
-	template_strv_push(files, manifest);
-	free(manifest);
-	for (size_t i = 0; i < img->ndisks; i++)
-		template_strv_push(files, img->disks[i].path);
-	if (img->kernel)
-		template_strv_push(files, img->kernel);
-	if (img->initrd)
-		template_strv_push(files, img->initrd);
 }
 
 static int add_file(struct archive *a, const char *src, const char *name, const char *dst,
@@ -164,7 +148,7 @@ int template_export_archive(const struct vi_store *s, const char *digest, const 
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct template_strv files;
-		image_files(&chain[i], &files);
+		template_image_files(&chain[i], &files);
 		for (size_t k = 0; k < files.n; k++) {
 			struct stat st;
 			if (stat(files.v[k], &st) == 0)
@@ -184,7 +168,7 @@ int template_export_archive(const struct vi_store *s, const char *digest, const 
 	}
 	for (size_t i = 0; i < n && rc == 0; i++) {
 		struct template_strv files;
-		image_files(&chain[i], &files);
+		template_image_files(&chain[i], &files);
 		for (size_t k = 0; k < files.n && rc == 0; k++) {
 			char hex[SHA256_HEX_SIZE];
 			char *name =
@@ -285,7 +269,7 @@ static int unpack_entry(struct import *im, struct archive *a, struct archive_ent
 	if (name && !strcmp(name, SUMS)) {
 		if (im->sums)
 			return damaged(im, "two %s", SUMS);
-		if (archive_entry_size(e) > MAX_SUMS_SIZE)
+		if (archive_entry_size(e) > MAX_TEXT_SIZE)
 			return damaged(im, "%s is too large", SUMS);
 		im->sums = xcalloc(1, (size_t)archive_entry_size(e) + 1);
 		if (archive_read_data(a, im->sums, (size_t)archive_entry_size(e)) !=
@@ -296,6 +280,8 @@ static int unpack_entry(struct import *im, struct archive *a, struct archive_ent
 	if (!slash || slash - name != 64 || !allowed_file(slash + 1) ||
 	    name[strspn(name, "0123456789abcdef")] != '/')
 		return damaged(im, "unexpected file '%s'", name ? name : "");
+	if (!strcmp(slash + 1, "manifest.yaml") && archive_entry_size(e) > MAX_TEXT_SIZE)
+		return damaged(im, "'%s' is too large", name);
 	for (size_t i = 0; i < im->nfiles; i++)
 		if (!strcmp(im->files[i].name, name))
 			return damaged(im, "'%s' appears twice", name);
@@ -369,84 +355,162 @@ static int verify_sums(struct import *im)
 	return 0;
 }
 
-/* A staged image is whole: a manifest that names this digest, its files,
- * and disks that are qcow2 with no backing file but their base's. */
-static int verify_image(struct import *im, const struct vi_store *s, const char *digest)
+/* The digest of a staged image's content, from the sums of its files. */
+static void staged_digest(const struct import *im, const char *label, char hex[SHA256_HEX_SIZE])
 {
-	char *dir = xasprintf("%s/%s", im->stage, digest);
-	char *manifest = xasprintf("%s/manifest.yaml", dir);
-	struct template_image img;
+	struct template_strv lines = { 0 };
+
+	for (size_t i = 0; i < im->nfiles; i++)
+		if (!strncmp(im->files[i].name, label, 64)) {
+			char *line = xasprintf("%s  %s", im->files[i].hex, im->files[i].name + 65);
+			template_strv_push(&lines, line);
+			free(line);
+		}
+	template_sums_digest(&lines, hex);
+	template_strv_release(&lines);
+}
+
+/* A message that named a file in the staging directory names it as the
+ * archive does ("<digest>/manifest.yaml"): the directory is gone by the
+ * time anyone reads it. */
+static const char *as_in_archive(const struct import *im, const char *msg, char *buf, size_t len)
+{
+	size_t n = strlen(im->stage), used = 0;
+	const char *at;
+
+	while ((at = strstr(msg, im->stage)) && at[n] == '/' && used < len) {
+		used += (size_t)snprintf(buf + used, len - used, "%.*s", (int)(at - msg), msg);
+		msg = at + n + 1;
+	}
+	if (used < len)
+		snprintf(buf + used, len - used, "%s", msg);
+	return buf;
+}
+
+/* A staged image is whole: a manifest that passes the checks any manifest
+ * does, its files, and disks that are qcow2 with no backing file but their
+ * base's, the image before it in the archive (or one in the store). */
+static int verify_image(struct import *im, const struct vi_store *s, size_t i,
+			struct template_image *img)
+{
+	const char *label = im->dirs.v[i];
+	char *dir = xasprintf("%s/%s", im->stage, label);
+	char *manifest = xasprintf("%s/manifest.yaml", dir), buf[1024];
 	int rc;
 
+	memset(img, 0, sizeof(*img));
 	if (!vi_file_exists(manifest)) {
-		rc = damaged(im, "image %.12s has no manifest", digest);
+		rc = damaged(im, "image %.12s has no manifest", label);
 		goto out;
 	}
-	if ((rc = template_manifest_load(manifest, dir, &img)) < 0)
+	if (template_manifest_load(manifest, dir, img) < 0) {
+		rc = damaged(im, "%s", as_in_archive(im, vi_error_message(), buf, sizeof(buf)));
 		goto out;
-	if (strcmp(img.digest, digest))
-		rc = damaged(im, "the manifest in %.12s names image %.12s", digest, img.digest);
-	if (rc == 0 && img.base_digest && !template_strv_has(&im->dirs, img.base_digest)) {
-		char *base = vi_store_path(s, "images/%s/manifest.yaml", img.base_digest);
+	}
+	if (img->schema == 1 && strcmp(img->template_digest, label)) {
+		rc = damaged(im, "the manifest in %.12s names image %.12s", label,
+			     img->template_digest);
+		goto out;
+	}
+	rc = 0;
+	if (i > 0 && (!img->base_digest || strcmp(img->base_digest, im->dirs.v[i - 1])))
+		rc = damaged(im, "image %.12s is not layered on the image before it", label);
+	if (rc == 0 && i == 0 && img->base_digest) {
+		char *base = vi_store_path(s, "images/%s/manifest.yaml", img->base_digest);
 		if (!vi_file_exists(base))
 			rc = vi_error(
 				VI_ENOTFOUND,
 				"archive '%s': image %.12s needs its base sha256:%s, which is neither in the archive nor in the store",
-				im->archive, digest, img.base_digest);
+				im->archive, label, img->base_digest);
 		free(base);
 	}
-	const char *files[] = { img.kernel, img.initrd };
-	for (size_t i = 0; i < ARRAY_SIZE(files) && rc == 0; i++)
-		if (files[i] && !vi_file_exists(files[i]))
-			rc = damaged(im, "image %.12s lacks '%s'", digest,
-				     strrchr(files[i], '/') + 1);
-	for (size_t i = 0; i < img.ndisks && rc == 0; i++) {
+	const char *files[] = { img->kernel, img->initrd };
+	for (size_t f = 0; f < ARRAY_SIZE(files) && rc == 0; f++)
+		if (files[f] && !vi_file_exists(files[f]))
+			rc = damaged(im, "image %.12s lacks '%s'", label,
+				     strrchr(files[f], '/') + 1);
+	for (size_t k = 0; k < img->ndisks && rc == 0; k++) {
 		struct image *disk;
 		struct image_info info = { 0 };
 		char *want = NULL;
-		if (image_open(img.disks[i].path, IMAGE_QCOW2, IMAGE_OPEN_NO_BACKING, &disk) < 0) {
-			rc = damaged(im, "disk %zu of %.12s: %s", i + 1, digest,
-				     vi_error_message());
+		if (image_open(img->disks[k].path, IMAGE_QCOW2, IMAGE_OPEN_NO_BACKING, &disk) < 0) {
+			rc = damaged(im, "disk %zu of %.12s: %s", k + 1, label,
+				     as_in_archive(im, vi_error_message(), buf, sizeof(buf)));
 			break;
 		}
 		if ((rc = image_get_info(disk, false, &info)) == 0) {
-			if (img.base_digest)
-				want = xasprintf("../%s/%s", img.base_digest,
-						 strrchr(img.disks[i].path, '/') + 1);
+			if (img->base_digest)
+				want = xasprintf("../%s/%s", img->base_digest,
+						 strrchr(img->disks[k].path, '/') + 1);
 			if (want ? !info.backing_file || strcmp(info.backing_file, want)
 				 : info.backing_file != NULL)
 				rc = damaged(
 					im, "disk %zu of %.12s has an unexpected backing file '%s'",
-					i + 1, digest, info.backing_file ? info.backing_file : "");
+					k + 1, label, info.backing_file ? info.backing_file : "");
 		}
 		image_info_release(&info);
 		image_close(disk);
 		free(want);
 	}
-	template_image_release(&img);
 out:
+	if (rc < 0)
+		template_image_release(img);
 	free(dir);
 	free(manifest);
 	return rc;
 }
 
-/* The staging directory of an import whose process is gone. */
-static bool dead_import(const char *name, const void *arg)
+/* The name each staged image lands under: the digest of its content. An
+ * archive names its images so (an earlier version named them by their
+ * template digest: such an image lands under its content digest too, unless
+ * another in the archive is layered on it by the old name). */
+static int name_images(struct import *im, const struct template_image *imgs,
+		       struct template_strv *digests)
 {
-	int pid;
-	(void)arg;
-
-	return sscanf(name, ".import-%d-", &pid) == 1 && pid > 0 && kill(pid, 0) < 0 &&
-	       errno == ESRCH;
+	for (size_t i = 0; i < im->dirs.n; i++) {
+		char hex[SHA256_HEX_SIZE];
+		staged_digest(im, im->dirs.v[i], hex);
+		if (strcmp(hex, im->dirs.v[i]) && (imgs[i].schema != 1 || i + 1 < im->dirs.n))
+			return damaged(im, "image %.12s is not named by its content (sha256:%.12s)",
+				       im->dirs.v[i], hex);
+		template_strv_push(digests, hex);
+	}
+	return 0;
 }
 
-int template_import_archive(struct vi_store *s, const char *path, struct template_strv *digests,
-			    template_progress_fn progress, void *opaque)
+/* An image taking a name that another stored image has would change what
+ * that name means: only with --force. */
+static int check_names(struct import *im, const struct vi_store *s,
+		       const struct template_image *imgs, const struct template_strv *digests,
+		       bool force)
+{
+	struct template_image *stored;
+	size_t n;
+	int rc = force ? 0 : template_image_list(s, &stored, &n);
+
+	if (force || rc < 0)
+		return rc;
+	for (size_t i = 0; i < digests->n && rc == 0; i++)
+		for (size_t k = 0; k < n && rc == 0; k++)
+			if (!strcmp(stored[k].name, imgs[i].name) &&
+			    !template_strv_has(digests, stored[k].digest))
+				rc = vi_error(
+					VI_ESTATE,
+					"archive '%s': the store has another image of '%s' (sha256:%.12s); --force imports this one in its place",
+					im->archive, imgs[i].name, stored[k].digest);
+	template_image_list_free(stored, n);
+	return rc;
+}
+
+int template_import_archive(struct vi_store *s, const char *path,
+			    const struct template_import_opts *opts, struct template_strv *digests)
 {
 	struct import im = { .archive = path };
-	struct meter m = { .fn = progress, .opaque = opaque, .shown = -1 };
+	struct meter m = { .fn = opts->progress, .opaque = opts->opaque, .shown = -1 };
 	struct archive *a = archive_read_new();
 	struct archive_entry *e;
+	struct template_image *imgs = NULL;
+	size_t nimgs = 0;
 	struct stat st;
 	char *prefix;
 	int rc = 0, r;
@@ -456,7 +520,7 @@ int template_import_archive(struct vi_store *s, const char *path, struct templat
 		m.total = (uint64_t)st.st_size * 2; /* a rough guess at the unpacked size */
 	archive_read_support_filter_all(a);
 	archive_read_support_format_tar(a);
-	template_clear_staged(s, dead_import, NULL);
+	template_clear_dead(s);
 	prefix = xasprintf(".import-%d-", (int)getpid());
 	rc = template_stage_dir(s, prefix, &im.stage);
 	free(prefix);
@@ -482,28 +546,37 @@ int template_import_archive(struct vi_store *s, const char *path, struct templat
 		rc = damaged(&im, "it holds no image");
 		goto cleanup;
 	}
-	for (size_t i = 0; i < im.dirs.n; i++)
-		if ((rc = verify_image(&im, s, im.dirs.v[i])) < 0)
+	imgs = xcalloc(im.dirs.n, sizeof(*imgs));
+	for (nimgs = 0; nimgs < im.dirs.n; nimgs++)
+		if ((rc = verify_image(&im, s, nimgs, &imgs[nimgs])) < 0)
 			goto cleanup;
+	if ((rc = name_images(&im, imgs, digests)) < 0)
+		goto cleanup;
+	if (opts->expect && strcmp(opts->expect + 7, digests->v[digests->n - 1])) {
+		rc = damaged(&im, "it holds sha256:%s, not the expected %s",
+			     digests->v[digests->n - 1], opts->expect);
+		goto cleanup;
+	}
+	if ((rc = check_names(&im, s, imgs, digests, opts->force)) < 0)
+		goto cleanup;
 	/* Bases came first in the archive: each image lands after its base. */
-	for (size_t i = 0; i < im.dirs.n; i++) {
+	for (size_t i = 0; i < im.dirs.n && rc == 0; i++) {
 		char *from = xasprintf("%s/%s", im.stage, im.dirs.v[i]);
-		char *to = vi_store_path(s, "images/%s", im.dirs.v[i]);
-		int lock = template_lock(s, im.dirs.v[i]);
-		if (lock < 0)
-			rc = lock;
-		else if (!vi_file_exists(to) && rename(from, to) < 0)
-			rc = vi_error_errno(VI_EFAIL, errno, "cannot move '%s' into the store",
-					    from);
-		vi_store_unlock(lock);
+		if ((rc = template_land(s, from, digests->v[i])) == 0)
+			rc = template_index_set(s, "names", imgs[i].name, digests->v[i]);
 		free(from);
-		free(to);
-		if (rc < 0)
-			goto cleanup;
-		template_strv_push(digests, im.dirs.v[i]);
 	}
 cleanup:
 	archive_read_free(a);
+	if (rc < 0 && im.stage) {
+		char buf[1024];
+		/* Failures inside the staging directory name the file in the
+		 * archive, and the archive. */
+		if (strstr(vi_error_message(), im.stage)) {
+			as_in_archive(&im, vi_error_message(), buf, sizeof(buf));
+			vi_error(vi_error_code(), "archive '%s': %s", path, buf);
+		}
+	}
 	if (im.stage)
 		vi_rm_rf(im.stage);
 	free(im.stage);
@@ -512,6 +585,7 @@ cleanup:
 	free(im.files);
 	free(im.sums);
 	template_strv_release(&im.dirs);
+	template_image_list_free(imgs, nimgs);
 	if (rc < 0)
 		template_strv_release(digests);
 	return rc;

@@ -25,7 +25,8 @@ struct build {
 	struct vi_store *s;
 	struct template *t;
 	const struct template_build_opts *o;
-	char *stage; /* images/.new-<digest>-XXXXXX */
+	char *stage; /* images/.new-<template digest>-<pid>-XXXXXX */
+	char *tmp;   /* stage/.tmp: scratch space, ours and libguestfs's */
 	guestfs_h *g;
 	char **devices; /* the appliance's names of our disks, in order */
 	struct template_image img;
@@ -99,6 +100,10 @@ static int appliance_start(struct build *b)
 		return vi_error(VI_EFAIL, "template '%s': cannot create a libguestfs handle",
 				t->name);
 	guestfs_set_error_handler(b->g, NULL, NULL);
+	/* Its temporary files stay in the store, where the next build clears
+	 * what a killed one left (not in /tmp, where nothing would). */
+	if (guestfs_set_tmpdir(b->g, b->tmp) < 0)
+		return gerr(b, "use '%s' for temporary files", b->tmp);
 	/* The user's settings win; otherwise direct QEMU, and TCG unless the
 	 * host has real VT-x or SVM (a software /dev/kvm is slower than TCG). */
 	if (!getenv("LIBGUESTFS_BACKEND"))
@@ -1165,13 +1170,14 @@ static void describe(struct build *b)
 	const struct template *t = b->t;
 	struct template_image *img = &b->img;
 
-	img->digest = xstrdup(t->digest);
+	img->dir = xstrdup(b->stage);
+	img->template_digest = xstrdup(t->digest);
 	img->name = xstrdup(t->name);
 	img->version = xstrdup(t->version);
 	img->description = xstrdup(t->description);
 	if (t->base) {
 		img->base_name = xstrdup(t->base->name);
-		img->base_digest = xstrdup(t->base->digest);
+		img->base_digest = xstrdup(b->base.digest);
 	}
 	img->hv = xstrdup(t->hv);
 	img->cpus = t->cpus;
@@ -1192,20 +1198,31 @@ static void describe(struct build *b)
 	img->built = time(NULL);
 }
 
-static int build_one(struct build *b)
+static int build_one(struct build *b, char digest[SHA256_HEX_SIZE])
 {
 	const struct template *t = b->t;
-	char *rootfs_tar = NULL, *final = NULL, *prefix;
+	char *rootfs_tar = NULL, *base, *prefix;
 	bool appliance = has_steps(t);
 	int r = rootfs_disk(t), rc;
 
-	if (t->base && (rc = template_image_load(b->s, t->base->digest, &b->base)) < 0)
-		return rc;
-	prefix = xasprintf(".new-%s-", t->digest);
+	if (t->base) {
+		if (!(base = template_built_image(b->s, t->base->digest)))
+			return vi_error(VI_ENOTFOUND, "the base of '%s' is not built", t->name);
+		rc = template_image_load(b->s, base, &b->base);
+		free(base);
+		if (rc < 0)
+			return rc;
+	}
+	prefix = xasprintf(".new-%s-%d-", t->digest, (int)getpid());
 	rc = template_stage_dir(b->s, prefix, &b->stage);
 	free(prefix);
 	if (rc < 0)
 		goto cleanup;
+	b->tmp = xasprintf("%s/.tmp", b->stage);
+	if (mkdir(b->tmp, 0700) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", b->tmp);
+		goto cleanup;
+	}
 	describe(b);
 	if ((rc = make_disks(b)) < 0)
 		goto cleanup;
@@ -1218,8 +1235,8 @@ static int build_one(struct build *b)
 				     : xstrdup("packing the root file system");
 		progress(b, what, -1);
 		free(what);
-		rootfs_tar = xasprintf("%s/rootfs.tar", b->stage);
-		rc = template_rootfs(t, d, b->stage, rootfs_tar,
+		rootfs_tar = xasprintf("%s/rootfs.tar", b->tmp);
+		rc = template_rootfs(t, d, b->tmp, rootfs_tar,
 				     t->kernel == TEMPLATE_KERNEL_PACKAGE ? t->kernel_package
 									  : NULL);
 		if (rc < 0)
@@ -1227,22 +1244,17 @@ static int build_one(struct build *b)
 	}
 	if (appliance && (rc = fill_disks(b, rootfs_tar)) < 0)
 		goto cleanup;
-	if (rootfs_tar)
-		unlink(rootfs_tar);
-	if ((rc = copy_kernel(b)) < 0 || (rc = check_disks(b)) < 0)
+	if ((rc = vi_rm_rf(b->tmp)) < 0 || (rc = copy_kernel(b)) < 0 ||
+	    (rc = check_disks(b)) < 0)
 		goto cleanup;
-	/* The manifest names files as they will be, in images/<digest>/. */
-	final = vi_store_path(b->s, "images/%s", t->digest);
+	/* The manifest names files as they will be, in images/<digest>/; the
+	 * digest is of them all, the manifest with them. */
 	if ((rc = template_manifest_save(b->stage, &b->img)) < 0)
 		goto cleanup;
 	progress(b, "saving the image", -1);
-	/* Guests read it; none may write it. */
-	if ((rc = vi_share_ro(b->stage)) < 0)
+	if ((rc = template_content_digest(&b->img, digest)) < 0 ||
+	    (rc = template_land(b->s, b->stage, digest)) < 0)
 		goto cleanup;
-	if (rename(b->stage, final) < 0) {
-		rc = vi_error_errno(VI_EFAIL, errno, "cannot move the image into '%s'", final);
-		goto cleanup;
-	}
 	free(b->stage);
 	b->stage = NULL;
 cleanup:
@@ -1250,16 +1262,17 @@ cleanup:
 		vi_rm_rf(b->stage);
 	free(b->stage);
 	b->stage = NULL;
+	free(b->tmp);
+	b->tmp = NULL;
 	free(rootfs_tar);
-	free(final);
 	template_image_release(&b->img);
 	template_image_release(&b->base);
 	return rc;
 }
 
 int template_build_image(struct vi_store *s, struct template *t,
-			 const struct template_build_opts *opts)
+			 const struct template_build_opts *opts, char digest[SHA256_HEX_SIZE])
 {
 	struct build b = { .s = s, .t = t, .o = opts };
-	return build_one(&b);
+	return build_one(&b, digest);
 }

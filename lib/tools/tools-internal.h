@@ -7,12 +7,12 @@
 
 /* The methods of struct vi_tools, documented there. */
 int template_build_image(struct vi_store *s, struct template *t,
-			 const struct template_build_opts *opts);
+			 const struct template_build_opts *opts, char digest[SHA256_HEX_SIZE]);
 int template_export_archive(const struct vi_store *s, const char *digest, const char *path,
 			    enum template_compression compression, template_progress_fn progress,
 			    void *opaque);
-int template_import_archive(struct vi_store *s, const char *path, struct template_strv *digests,
-			    template_progress_fn progress, void *opaque);
+int template_import_archive(struct vi_store *s, const char *path,
+			    const struct template_import_opts *opts, struct template_strv *digests);
 
 /* Runs argv (searched on PATH) with standard output and error into log
  * (NULL: discarded). Returns its exit status (128 + signal when killed), or a

@@ -11,8 +11,15 @@ traversable() {
 	done
 }
 
+# The image a build of template NAME made: digest_of NAME
 digest_of() {
-	vi template show --json "$1" | jq -r .digest
+	vi template show --json "$1" | jq -r .image_digest
+}
+
+# The digest an image directory is named by: sha256sum's lines for its
+# files, sorted by file name, hashed again.
+content_digest() {
+	(cd "$1" && sha256sum -- * | sort -k2 | sha256sum | cut -c1-64)
 }
 
 # A field of an image's manifest.yaml, unquoted: manifest_field DIR KEY
