@@ -135,6 +135,6 @@ teardown() {
 	run -2 vi create --hv qemu --template tiny "$name" extra
 	[ "$output" = "vi: error: unexpected argument 'extra' (a command goes after --)" ]
 	run -2 vi create --hv qemu --template tiny "$name" -- true
-	[ "$output" = "vi: error: a command after -- needs --wait-ready" ]
+	[ "$output" = "vi: error: a command after -- needs --start or --wait-ready" ]
 	[ -z "$(ls "$VI_HOME/vms")" ]
 }
