@@ -733,4 +733,5 @@ void vi_ops_recover(const struct vi_store *s, struct vi_hv_set *plugins)
 	if (d)
 		closedir(d);
 	free(path);
+	template_clear_dead(s);
 }

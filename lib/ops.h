@@ -80,9 +80,10 @@ int vi_op_start(struct vi_machine *m);
  * timeout_ms, or at once with force. */
 int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms);
 
-/* Cleans what killed commands left in the store's staging area: a VM
- * half-made (and its backend's definition of it) or half-removed. Entries of
- * commands still running are left alone. */
+/* Cleans what killed commands left in the store's staging areas: a VM
+ * half-made (and its backend's definition of it) or half-removed, a clone
+ * set, an image half-built or half-imported. Entries of commands still
+ * running are left alone. */
 void vi_ops_recover(const struct vi_store *s, struct vi_hv_set *plugins);
 
 #endif

@@ -61,9 +61,5 @@ int template_manifest_load(const char *path, const char *dir, struct template_im
  * The caller frees the path. */
 int template_stage_dir(const struct vi_store *s, const char *prefix, char **dir);
 
-/* Removes the staging directories (with their temporary files) of builds
- * and imports whose process is gone. Failing to remove one is no error (the
- * next run tries again). */
-void template_clear_dead(const struct vi_store *s);
 
 #endif

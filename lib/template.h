@@ -173,6 +173,11 @@ struct template_image {
 
 void template_image_release(struct template_image *img);
 
+/* Removes the staging directories (with their temporary files) of builds
+ * and imports whose process is gone. Failing to remove one is no error (the
+ * next run tries again). */
+void template_clear_dead(const struct vi_store *s);
+
 /* Reads images/<digest>/manifest.yaml; -VI_ENOTFOUND when not built. */
 int template_image_load(const struct vi_store *s, const char *digest, struct template_image *img);
 

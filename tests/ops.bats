@@ -110,8 +110,12 @@ staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
 @test "a half-removed VM a killed destroy left is cleaned by the next command" {
 	vi -q create --hv fixture --disk "$PWD/golden.qcow2" vm1
 	mv "$VI_HOME/vms/vm1" "$VI_HOME/vms/.staging/vm1.removed.99999999"
+	# And an image build a kill stopped, with libguestfs's files in it.
+	local build=$VI_HOME/images/.new-$(printf '%064d' 0)-99999999-aBcDeF
+	mkdir -p "$build/.tmp/libguestfsXYZ"
 	run -0 vi list
 	staging_empty
+	[ ! -e "$build" ]
 }
 
 @test "another user reads nothing of a VM, its clones or their layers" {
