@@ -107,6 +107,20 @@ staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
 	[ "$(vms)" = src ]
 }
 
+@test "create killed while its backend defines it: after the next command, no VM, nothing staged" {
+	VI_FIXTURE_DEFINE_MS=2000 vi -q create --hv fixture --disk "$PWD/golden.qcow2" vm1 &
+	pid=$!
+	for _ in $(seq 50); do [ -n "$(ls -A "$VI_HOME/vms/.staging" 2>/dev/null)" ] && break; sleep 0.1; done
+	kill -9 "$pid"
+	wait "$pid" || true
+	run -0 vi list
+	[ "$(vms)" = "" ]
+	staging_empty
+	run -0 vi -q create --hv fixture --disk "$PWD/golden.qcow2" vm1
+	run -0 vi -q start vm1
+	run -0 vi -q destroy vm1
+}
+
 @test "a half-removed VM a killed destroy left is cleaned by the next command" {
 	vi -q create --hv fixture --disk "$PWD/golden.qcow2" vm1
 	mv "$VI_HOME/vms/vm1" "$VI_HOME/vms/.staging/vm1.removed.99999999"
