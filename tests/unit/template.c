@@ -261,7 +261,8 @@ static void manifests(void)
 	struct template_image img = { 0 }, back;
 	char *path = xasprintf("%s/manifest.yaml", dir);
 
-	img.digest = xstrdup("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+	img.template_digest =
+		xstrdup("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
 	img.name = xstrdup("t");
 	img.version = xstrdup("2");
 	img.base_name = xstrdup("b");
@@ -284,7 +285,7 @@ static void manifests(void)
 	template_strv_push(&img.params, "h=web");
 	is_int(template_manifest_save(dir, &img), 0, "a manifest is written");
 	is_int(template_manifest_load(path, dir, &back), 0, "and read back");
-	is_str(back.digest, img.digest, "digest");
+	is_str(back.template_digest, img.template_digest, "the template digest it was built from");
 	is_str(back.base_digest, img.base_digest, "base digest");
 	is_int(back.max_cpus, 4, "max_cpus");
 	is_int(back.max_memory, 2ull << 30, "max_memory");
