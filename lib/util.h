@@ -39,6 +39,9 @@ int vi_mkdir_p(const char *path, unsigned mode);
 int vi_rm_rf(const char *path);
 /* Reads a whole file; *buf is NUL-terminated and owned by the caller. */
 int vi_read_file(const char *path, char **buf, size_t *len);
+/* The same for a regular file of at most max bytes; anything else (a device,
+ * a FIFO, a larger file) is -VI_EUSAGE, without reading past max. */
+int vi_read_regular_file(const char *path, size_t max, char **buf, size_t *len);
 /* Writes all of buf to fd through short writes, EINTR and, on a non-blocking
  * fd, EAGAIN (waiting for room). Returns 0, or -1 with errno set (EIO when
  * the fd takes nothing), recording nothing: callers name what they write. */
