@@ -292,20 +292,15 @@ static int get_uint(struct parser *p, yaml_node_t *map, const char *key, uint64_
 }
 
 static int get_size(struct parser *p, yaml_node_t *map, const char *key, uint64_t min,
-		    uint64_t *out, yaml_node_t **at)
+		    uint64_t max, uint64_t *out, yaml_node_t **at)
 {
 	char *s;
 	int rc = get_text(p, map, key, false, &s, at);
 
 	if (rc)
 		return rc;
-	if (vi_parse_size(s, key, out) < 0)
+	if (vi_parse_size_in(s, key, min, max, out) < 0)
 		rc = vi_yaml_error(&p->y, *at, VI_EUSAGE, "%s", vi_error_message());
-	else if (*out < min) {
-		char buf[32];
-		rc = vi_yaml_error(&p->y, *at, VI_EUSAGE, "invalid %s '%s': must be at least %s",
-				   key, s, vi_format_size(min, buf, sizeof(buf)));
-	}
 	free(s);
 	return rc;
 }
@@ -911,13 +906,11 @@ static int parse_disks(struct parser *p, yaml_node_t *root)
 		memset(d, 0, sizeof(*d));
 		if (src && (rc = parse_source(p, src, d)) < 0)
 			return rc;
-		if ((rc = get_size(p, item, "size", 1 << 20, &d->size, &size_at)) < 0)
+		if ((rc = get_size(p, item, "size", 1 << 20, TEMPLATE_MAX_DISK_SIZE, &d->size,
+				   &size_at)) < 0)
 			return rc;
 		if (rc == 1 && d->source != TEMPLATE_SOURCE_IMAGE)
 			return vi_yaml_error(&p->y, item, VI_EUSAGE, "missing required key 'size'");
-		if (d->size > (64ull << 40))
-			return vi_yaml_error(&p->y, size_at, VI_EUSAGE,
-					     "invalid size: at most 64T");
 		if (rootfs_source(d->source)) {
 			if (have_rootfs)
 				return vi_yaml_error(
@@ -1266,13 +1259,14 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 		return rc;
 	if (rc == 0)
 		t->max_cpus = (unsigned)v;
-	if ((rc = get_size(p, root, "memory", 16 << 20, &v, &mem_at)) < 0)
+	if ((rc = get_size(p, root, "memory", VI_VM_MIN_MEMORY, VI_VM_MAX_MEMORY, &v, &mem_at)) < 0)
 		return rc;
 	if (rc == 0) {
 		t->memory = v;
 		t->max_memory = t->max_memory > v ? t->max_memory : v;
 	}
-	if ((rc = get_size(p, root, "max_memory", 16 << 20, &v, &maxm_at)) < 0)
+	if ((rc = get_size(p, root, "max_memory", VI_VM_MIN_MEMORY, VI_VM_MAX_MEMORY, &v,
+			    &maxm_at)) < 0)
 		return rc;
 	if (rc == 0)
 		t->max_memory = v;

@@ -102,6 +102,18 @@ bad:
 			s ? s : "");
 }
 
+int vi_parse_size_in(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char lo[32], hi[32];
+	int rc = vi_parse_size(s, what, out);
+
+	if (rc == 0 && (*out < min || *out > max))
+		return vi_error(VI_EUSAGE, "invalid %s '%s': must be from %s to %s", what, s,
+				vi_format_size(min, lo, sizeof(lo)),
+				vi_format_size(max, hi, sizeof(hi)));
+	return rc;
+}
+
 int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;

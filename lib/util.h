@@ -20,6 +20,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "512M", "2G", "1048576", "1.5G": binary units (K, M, G, T, with optional
  * "iB"/"B"). Returns 0 or -VI_EUSAGE with a message naming `what`. */
 int vi_parse_size(const char *s, const char *what, uint64_t *out);
+/* The same within [min, max]. */
+int vi_parse_size_in(const char *s, const char *what, uint64_t min, uint64_t max,
+		     uint64_t *out);
 /* Decimal unsigned integer in [min, max]; -VI_EUSAGE on anything else. */
 int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out);
 /* "256M", "1.5G", "4096": the shortest exact-ish binary form; buf >= 32 bytes. */

@@ -503,7 +503,7 @@ int vi_yaml_get_uint(struct vi_yaml *y, yaml_node_t *map, const char *key, bool 
 }
 
 int vi_yaml_get_size(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
-		     uint64_t *out)
+		     uint64_t min, uint64_t max, uint64_t *out)
 {
 	yaml_node_t *n = NULL;
 	const char *s = NULL;
@@ -511,7 +511,7 @@ int vi_yaml_get_size(struct vi_yaml *y, yaml_node_t *map, const char *key, bool 
 
 	if (rc)
 		return rc;
-	if (vi_parse_size(s, key, out) < 0)
+	if (vi_parse_size_in(s, key, min, max, out) < 0)
 		return vi_yaml_error(y, n, VI_EUSAGE, "%s", vi_error_message());
 	return 0;
 }

@@ -57,7 +57,7 @@ int vi_yaml_get_str(struct vi_yaml *y, yaml_node_t *map, const char *key, bool r
 int vi_yaml_get_uint(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
 		     uint64_t min, uint64_t max, uint64_t *out);
 int vi_yaml_get_size(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
-		     uint64_t *out);
+		     uint64_t min, uint64_t max, uint64_t *out);
 int vi_yaml_get_bool(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
 		     bool *out);
 

@@ -119,3 +119,31 @@ repeat() {
 	run -2 vi show web2
 	[ "$output" = "vi: error: $VI_HOME/vms/web2/vm.yaml:7:1: a second YAML document is not allowed" ]
 }
+
+@test "memory beyond 64T is out of range, in templates and VM definitions" {
+	tpl huge "memory: 1E"
+	run -2 vi template validate huge
+	[ "$output" = "vi: error: $T/huge.yaml:4:9: invalid memory '1E': must be from 16M to 64T" ]
+	tpl huge "max_memory: 65T"
+	run -2 vi template validate huge
+	[ "$output" = "vi: error: $T/huge.yaml:4:13: invalid max_memory '65T': must be from 16M to 64T" ]
+	tpl disk
+	sed -i 's/size: 8M/size: 1E/' "$T/disk.yaml"
+	run -2 vi template validate disk
+	[ "$output" = "vi: error: $T/disk.yaml:3:16: invalid size '1E': must be from 1M to 64T" ]
+	use_fixture_plugins
+	define_vm web1
+	sed -i 's/^memory: 512M/memory: 1E/' "$VI_HOME/vms/web1/vm.yaml"
+	run -2 vi show web1
+	[ "$output" = "vi: error: $VI_HOME/vms/web1/vm.yaml:6:9: invalid memory '1E': must be from 1 to 64T" ]
+}
+
+@test "--memory beyond 64T is refused" {
+	use_fixture_plugins
+	run -2 vi create --hv fixture --memory 1E web1
+	[ "$output" = "vi: error: --memory must be at most 64T" ]
+	run -2 vi create --hv fixture --memory 1G --max-memory 65T web1
+	[ "$output" = "vi: error: --max-memory must be at most 64T" ]
+	run -0 vi list
+	[ "$output" = "" ]
+}
