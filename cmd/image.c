@@ -151,9 +151,11 @@ static struct json_object *info_json(const struct image_info *i)
 
 static void info_text(const struct image_info *i)
 {
-	char a[32], b[32];
+	char a[32], b[32], *path = vi_escape_controls(i->path);
 
-	printf("image:          %s\n", i->path);
+	/* The path and the backing file name come from images, not the user. */
+	printf("image:          %s\n", path);
+	free(path);
 	printf("format:         %s\n", image_format_name(i->format));
 	printf("virtual size:   %s (%" PRIu64 " bytes)\n", vi_format_size(i->virtual_size, a, sizeof(a)),
 	       i->virtual_size);
@@ -163,10 +165,13 @@ static void info_text(const struct image_info *i)
 	printf("allocated:      %s\n", vi_format_size(i->allocated, a, sizeof(a)));
 	printf("cluster size:   %s\n", vi_format_size(i->cluster_size, a, sizeof(a)));
 	printf("version:        %u (refcount bits %u)\n", i->version, i->refcount_bits);
-	if (i->backing_file)
-		printf("backing file:   %s%s%s%s\n", i->backing_file, i->backing_format >= 0 ? " (" : "",
+	if (i->backing_file) {
+		char *backing = vi_escape_controls(i->backing_file);
+		printf("backing file:   %s%s%s%s\n", backing, i->backing_format >= 0 ? " (" : "",
 		       i->backing_format >= 0 ? image_format_name(i->backing_format) : "",
 		       i->backing_format >= 0 ? ")" : "");
+		free(backing);
+	}
 	if (i->snapshots)
 		printf("snapshots:      %u\n", i->snapshots);
 	if (i->dirty)

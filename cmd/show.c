@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -21,11 +22,16 @@ static void field(const char *key, const char *fmt, ...) __attribute__((format(p
 static void field(const char *key, const char *fmt, ...)
 {
 	va_list ap;
-	printf("%-12s ", key);
+	char *value, *text;
+
 	va_start(ap, fmt);
-	vprintf(fmt, ap);
+	if (vasprintf(&value, fmt, ap) < 0)
+		value = NULL;
 	va_end(ap);
-	putchar('\n');
+	text = vi_escape_controls(value ? value : "");
+	printf("%-12s %s\n", key, text);
+	free(text);
+	free(value);
 }
 
 static void format_duration(int64_t s, char *buf, size_t len)

@@ -461,7 +461,7 @@ out:
 			rc = vi_error_errno(VI_EFAIL, errno, "cannot write to standard output");
 	}
 	if (rc < 0) {
-		fprintf(stderr, "vi: error: %s\n", vi_error_message());
+		vi_log(VI_LOG_ERROR, "%s", vi_error_message());
 		if (ctx.json)
 			print_json_error(-rc);
 		return -rc;

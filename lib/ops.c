@@ -24,8 +24,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MIN_MEMORY (16ull << 20)
-
 static bool is_running(int state)
 {
 	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
@@ -234,8 +232,11 @@ static int build_definition(const struct vi_create_spec *sp, const struct vi_hv 
 	vm->created = time(NULL);
 	if (vm->max_cpus < vm->cpus)
 		return vi_error(VI_EUSAGE, "--max-cpus %u is below --cpus %u", vm->max_cpus, vm->cpus);
-	if (vm->memory < MIN_MEMORY)
+	if (vm->memory < VI_VM_MIN_MEMORY)
 		return vi_error(VI_EUSAGE, "--memory must be at least 16M");
+	if (vm->memory > VI_VM_MAX_MEMORY || vm->max_memory > VI_VM_MAX_MEMORY)
+		return vi_error(VI_EUSAGE, "--%smemory must be at most 64T",
+				vm->memory > VI_VM_MAX_MEMORY ? "" : "max-");
 	if (vm->max_memory < vm->memory)
 		return vi_error(VI_EUSAGE, "--max-memory is below --memory");
 	if (img) {

@@ -1,7 +1,8 @@
-/* Tables and JSON documents on stdout. */
+/* Tables and JSON documents on stdout, and the escaping of all text. */
 #include "output.h"
 #include "util.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,24 @@ struct json_object *vi_json_str(const char *s)
 	return s ? json_object_new_string(s) : NULL;
 }
 
+char *vi_escape_controls(const char *s)
+{
+	char *out = xmalloc(4 * strlen(s) + 1), *o = out;
+
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
+		bool c1 = c[0] == 0xc2 && c[1] >= 0x80 && c[1] <= 0x9f;
+		if (*c < 0x20 || *c == 0x7f || c1) {
+			o += sprintf(o, "\\x%02x", *c);
+			if (c1)
+				o += sprintf(o, "\\x%02x", *++c);
+		} else {
+			*o++ = (char)*c;
+		}
+	}
+	*o = '\0';
+	return out;
+}
+
 void vi_table_init(struct vi_table *t, size_t ncols, const char *const *header)
 {
 	memset(t, 0, sizeof(*t));
@@ -42,7 +61,7 @@ void vi_table_add(struct vi_table *t, const char *const *row)
 {
 	t->cells = xrealloc(t->cells, (t->nrows + 1) * t->ncols * sizeof(char *));
 	for (size_t c = 0; c < t->ncols; c++)
-		t->cells[t->nrows * t->ncols + c] = xstrdup(row[c] ? row[c] : "-");
+		t->cells[t->nrows * t->ncols + c] = vi_escape_controls(row[c] ? row[c] : "-");
 	t->nrows++;
 }
 

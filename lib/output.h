@@ -17,6 +17,12 @@ struct json_object *vi_json_ms(double ms);
 /* json_object_new_string() that maps NULL to JSON null. */
 struct json_object *vi_json_str(const char *s);
 
+/* Text for a terminal: control characters (C0, DEL and C1 as UTF-8 encodes
+ * it) become \xHH, so that no name or message read from elsewhere can drive
+ * the terminal. Everything vi prints as text passes through it. The result
+ * is the caller's. */
+char *vi_escape_controls(const char *s);
+
 /* A table of text cells, printed with columns aligned. Owns its cells. */
 struct vi_table {
 	size_t ncols, nrows;
@@ -24,7 +30,7 @@ struct vi_table {
 };
 
 void vi_table_init(struct vi_table *t, size_t ncols, const char *const *header);
-/* Appends a row of ncols strings (copied; NULL prints as "-"). */
+/* Appends a row of ncols strings (copied, escaped; NULL prints as "-"). */
 void vi_table_add(struct vi_table *t, const char *const *row);
 void vi_table_print(const struct vi_table *t);
 void vi_table_release(struct vi_table *t);

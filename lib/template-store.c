@@ -256,8 +256,10 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 	if ((rc = vi_yaml_get_uint(y, root, "max_cpus", true, 1, 4096, &u)) < 0)
 		return rc;
 	img->max_cpus = (unsigned)u;
-	if ((rc = vi_yaml_get_size(y, root, "memory", true, &img->memory)) < 0 ||
-	    (rc = vi_yaml_get_size(y, root, "max_memory", true, &img->max_memory)) < 0)
+	if ((rc = vi_yaml_get_size(y, root, "memory", true, VI_VM_MIN_MEMORY, VI_VM_MAX_MEMORY,
+				   &img->memory)) < 0 ||
+	    (rc = vi_yaml_get_size(y, root, "max_memory", true, VI_VM_MIN_MEMORY,
+				   VI_VM_MAX_MEMORY, &img->max_memory)) < 0)
 		return rc;
 	if ((v = vi_yaml_get(y, root, "base"))) {
 		static const char *const base_keys[] = { "name", "digest" };
@@ -283,7 +285,7 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 		img->disks = xrealloc(img->disks, (img->ndisks + 1) * sizeof(*img->disks));
 		d = &img->disks[img->ndisks++];
 		memset(d, 0, sizeof(*d));
-		if ((rc = vi_yaml_get_size(y, item, "size", true, &d->size)) < 0 ||
+		if ((rc = vi_yaml_get_size(y, item, "size", true, 1, TEMPLATE_MAX_DISK_SIZE, &d->size)) < 0 ||
 		    (rc = manifest_file(y, item, "file", dir, &d->path)) < 0)
 			return rc;
 		if (!d->path)

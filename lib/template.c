@@ -23,6 +23,9 @@
 #define DEFAULT_READY_TIMEOUT 120
 #define DEFAULT_CMDLINE "console=ttyS0 root=/dev/vda1 rw"
 #define DEFAULT_MIRROR "http://deb.debian.org/debian"
+/* How much text ${parameters} may add in all: as for YAML aliases, a few
+ * references to a long value must not exhaust memory. */
+#define MAX_SUBSTITUTED (4u << 20)
 
 void template_strv_push(struct template_strv *l, const char *s)
 {
@@ -148,14 +151,24 @@ struct parser {
 	struct template *t;
 	const char *home;
 	struct template_strv *chain; /* files being loaded, for base loops */
+	struct template_param **by_name; /* t->params sorted, for lookups */
+	size_t substituted;               /* what ${parameters} added so far */
 };
 
-static struct template_param *find_param(struct template *t, const char *name)
+static int cmp_param(const void *a, const void *b)
 {
-	for (size_t i = 0; i < t->nparams; i++)
-		if (!strcmp(t->params[i].name, name))
-			return &t->params[i];
-	return NULL;
+	return strcmp((*(struct template_param *const *)a)->name,
+		      (*(struct template_param *const *)b)->name);
+}
+
+static struct template_param *find_param(struct parser *p, const char *name)
+{
+	struct template_param key = { .name = (char *)name }, *k = &key, **found;
+
+	found = p->t->nparams ? bsearch(&k, p->by_name, p->t->nparams, sizeof(*p->by_name),
+					cmp_param)
+			      : NULL;
+	return found ? *found : NULL;
 }
 
 static const char *suggest_param(struct template *t, const char *name)
@@ -190,7 +203,7 @@ static int substitute(struct parser *p, yaml_node_t *node, const char *text, cha
 						     "unterminated '${' in '%s'", text);
 			}
 			char *name = xstrndup(s + 2, end - s - 2);
-			struct template_param *par = find_param(p->t, name);
+			struct template_param *par = find_param(p, name);
 			if (!par) {
 				const char *sug = suggest_param(p->t, name);
 				int rc = sug ? vi_yaml_error(
@@ -207,6 +220,14 @@ static int substitute(struct parser *p, yaml_node_t *node, const char *text, cha
 			add = par->value;
 			n = strlen(add);
 			s = end + 1;
+			if ((p->substituted += n) > MAX_SUBSTITUTED) {
+				char max[32];
+				free(buf);
+				return vi_yaml_error(&p->y, node, VI_EUSAGE,
+						     "parameters add more than %s of text",
+						     vi_format_size(MAX_SUBSTITUTED, max,
+								    sizeof(max)));
+			}
 		} else {
 			s++;
 		}
@@ -277,20 +298,15 @@ static int get_uint(struct parser *p, yaml_node_t *map, const char *key, uint64_
 }
 
 static int get_size(struct parser *p, yaml_node_t *map, const char *key, uint64_t min,
-		    uint64_t *out, yaml_node_t **at)
+		    uint64_t max, uint64_t *out, yaml_node_t **at)
 {
 	char *s;
 	int rc = get_text(p, map, key, false, &s, at);
 
 	if (rc)
 		return rc;
-	if (vi_parse_size(s, key, out) < 0)
+	if (vi_parse_size_in(s, key, min, max, out) < 0)
 		rc = vi_yaml_error(&p->y, *at, VI_EUSAGE, "%s", vi_error_message());
-	else if (*out < min) {
-		char buf[32];
-		rc = vi_yaml_error(&p->y, *at, VI_EUSAGE, "invalid %s '%s': must be at least %s",
-				   key, s, vi_format_size(min, buf, sizeof(buf)));
-	}
 	free(s);
 	return rc;
 }
@@ -425,6 +441,8 @@ static int parse_params(struct parser *p, yaml_node_t *root)
 		return 0;
 	if ((rc = vi_yaml_expect_map(&p->y, v, "'parameters'")) < 0)
 		return rc;
+	t->params = xcalloc(v->data.mapping.pairs.top - v->data.mapping.pairs.start,
+			    sizeof(*t->params));
 	vi_yaml_map_foreach(&p->y, v, k, val)
 	{
 		const char *name = vi_yaml_scalar(k);
@@ -437,9 +455,6 @@ static int parse_params(struct parser *p, yaml_node_t *root)
 				&p->y, k, VI_EUSAGE,
 				"invalid parameter name '%s': use letters, digits and '_'",
 				name ? name : "");
-		if (find_param(t, name))
-			return vi_yaml_error(&p->y, k, VI_EUSAGE, "parameter '%s' is given twice",
-					     name);
 		if (val->type == YAML_MAPPING_NODE) {
 			const char *def = NULL, *desc = NULL;
 			if ((rc = vi_yaml_check_keys(&p->y, val, keys, ARRAY_SIZE(keys))) < 0 ||
@@ -457,21 +472,26 @@ static int parse_params(struct parser *p, yaml_node_t *root)
 				name, vi_yaml_kind(val));
 		}
 		par.name = xstrdup(name);
-		t->params = xrealloc(t->params, (t->nparams + 1) * sizeof(*t->params));
 		t->params[t->nparams++] = par;
 	}
+	p->by_name = xcalloc(t->nparams, sizeof(*p->by_name));
+	for (size_t i = 0; i < t->nparams; i++)
+		p->by_name[i] = &t->params[i];
+	qsort(p->by_name, t->nparams, sizeof(*p->by_name), cmp_param);
 	return 0;
 }
 
-static int apply_sets(struct template *t, const char *const *sets, size_t nsets)
+static int apply_sets(struct parser *p, const char *const *sets, size_t nsets)
 {
+	struct template *t = p->t;
+
 	for (size_t i = 0; i < nsets; i++) {
 		const char *eq = strchr(sets[i], '=');
 		if (!eq || eq == sets[i])
 			return vi_error(VI_EUSAGE, "invalid --set '%s': expected KEY=VALUE",
 					sets[i]);
 		char *key = xstrndup(sets[i], eq - sets[i]);
-		struct template_param *par = find_param(t, key);
+		struct template_param *par = find_param(p, key);
 		if (!par) {
 			const char *sug = suggest_param(t, key);
 			int rc =
@@ -892,13 +912,11 @@ static int parse_disks(struct parser *p, yaml_node_t *root)
 		memset(d, 0, sizeof(*d));
 		if (src && (rc = parse_source(p, src, d)) < 0)
 			return rc;
-		if ((rc = get_size(p, item, "size", 1 << 20, &d->size, &size_at)) < 0)
+		if ((rc = get_size(p, item, "size", 1 << 20, TEMPLATE_MAX_DISK_SIZE, &d->size,
+				   &size_at)) < 0)
 			return rc;
 		if (rc == 1 && d->source != TEMPLATE_SOURCE_IMAGE)
 			return vi_yaml_error(&p->y, item, VI_EUSAGE, "missing required key 'size'");
-		if (d->size > (64ull << 40))
-			return vi_yaml_error(&p->y, size_at, VI_EUSAGE,
-					     "invalid size: at most 64T");
 		if (rootfs_source(d->source)) {
 			if (have_rootfs)
 				return vi_yaml_error(
@@ -1247,13 +1265,14 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 		return rc;
 	if (rc == 0)
 		t->max_cpus = (unsigned)v;
-	if ((rc = get_size(p, root, "memory", 16 << 20, &v, &mem_at)) < 0)
+	if ((rc = get_size(p, root, "memory", VI_VM_MIN_MEMORY, VI_VM_MAX_MEMORY, &v, &mem_at)) < 0)
 		return rc;
 	if (rc == 0) {
 		t->memory = v;
 		t->max_memory = t->max_memory > v ? t->max_memory : v;
 	}
-	if ((rc = get_size(p, root, "max_memory", 16 << 20, &v, &maxm_at)) < 0)
+	if ((rc = get_size(p, root, "max_memory", VI_VM_MIN_MEMORY, VI_VM_MAX_MEMORY, &v,
+			    &maxm_at)) < 0)
 		return rc;
 	if (rc == 0)
 		t->max_memory = v;
@@ -1327,7 +1346,7 @@ static int parse(struct parser *p, yaml_node_t *root, const char *want_name,
 				     "the template in '%s.yaml' must be named '%s', not '%s'",
 				     want_name, want_name, name);
 	t->name = xstrdup(name);
-	if ((rc = apply_sets(t, sets, nsets)) < 0 ||
+	if ((rc = apply_sets(p, sets, nsets)) < 0 ||
 	    (rc = set_text(p, root, "version", false, &t->version)) < 0 ||
 	    (rc = set_text(p, root, "description", false, &t->description)) < 0 ||
 	    (rc = parse_base(p, root)) < 0 || (rc = parse_machine(p, root)) < 0 ||
@@ -1388,6 +1407,7 @@ static int load_parsed(const char *home, const char *path, const char *want_name
 	rc = parse(&p, vi_yaml_root(&p.y), want_name, sets, nsets);
 	free(chain->v[--chain->n]);
 	chain->v[chain->n] = NULL;
+	free(p.by_name);
 	vi_yaml_release(&p.y);
 	if (rc < 0) {
 		template_free(t);

@@ -27,6 +27,8 @@
 #define TEMPLATE_RECIPE 2
 /* What the readiness hook of `ready: {command: ...}` prints on the console. */
 #define TEMPLATE_READY_MARKER "vi-guest-ready"
+/* The largest disk a template may ask for. */
+#define TEMPLATE_MAX_DISK_SIZE (64ull << 40)
 
 struct template_strv {
 	char **v;

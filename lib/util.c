@@ -103,6 +103,18 @@ bad:
 			s ? s : "");
 }
 
+int vi_parse_size_in(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out)
+{
+	char lo[32], hi[32];
+	int rc = vi_parse_size(s, what, out);
+
+	if (rc == 0 && (*out < min || *out > max))
+		return vi_error(VI_EUSAGE, "invalid %s '%s': must be from %s to %s", what, s,
+				vi_format_size(min, lo, sizeof(lo)),
+				vi_format_size(max, hi, sizeof(hi)));
+	return rc;
+}
+
 int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out)
 {
 	char *end;
@@ -280,16 +292,12 @@ int vi_rm_rf(const char *path)
 	return 0;
 }
 
-int vi_read_file(const char *path, char **buf, size_t *len)
+/* Reads fd to its end, at most max bytes (0: no limit). */
+static int read_fd(int fd, const char *path, size_t max, char **buf, size_t *len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	size_t cap = 4096, n = 0;
-	char *b;
+	char *b = xmalloc(cap);
 
-	if (fd < 0)
-		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
-				      "cannot open '%s'", path);
-	b = xmalloc(cap);
 	for (;;) {
 		if (n + 1 >= cap)
 			b = xrealloc(b, cap *= 2);
@@ -299,19 +307,62 @@ int vi_read_file(const char *path, char **buf, size_t *len)
 		if (r < 0) {
 			int e = errno;
 			free(b);
-			close(fd);
 			return vi_error_errno(VI_EFAIL, e, "cannot read '%s'", path);
 		}
 		if (r == 0)
 			break;
 		n += r;
+		if (max && n > max) {
+			char size[32];
+			free(b);
+			return vi_error(VI_EUSAGE, "cannot read '%s': larger than %s", path,
+					vi_format_size(max, size, sizeof(size)));
+		}
 	}
-	close(fd);
 	b[n] = '\0';
 	*buf = b;
 	if (len)
 		*len = n;
 	return 0;
+}
+
+static int open_file(const char *path, int flags)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | flags);
+
+	if (fd < 0)
+		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+				      "cannot open '%s'", path);
+	return fd;
+}
+
+int vi_read_file(const char *path, char **buf, size_t *len)
+{
+	int fd = open_file(path, 0), rc;
+
+	if (fd < 0)
+		return fd;
+	rc = read_fd(fd, path, 0, buf, len);
+	close(fd);
+	return rc;
+}
+
+int vi_read_regular_file(const char *path, size_t max, char **buf, size_t *len)
+{
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+	int fd = open_file(path, O_NONBLOCK), rc;
+	struct stat st;
+
+	if (fd < 0)
+		return fd;
+	if (fstat(fd, &st) < 0)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot read '%s'", path);
+	else if (!S_ISREG(st.st_mode))
+		rc = vi_error(VI_EUSAGE, "cannot read '%s': not a regular file", path);
+	else
+		rc = read_fd(fd, path, max, buf, len);
+	close(fd);
+	return rc;
 }
 
 double vi_now_ms(void)

@@ -20,6 +20,9 @@ char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* "512M", "2G", "1048576", "1.5G": binary units (K, M, G, T, with optional
  * "iB"/"B"). Returns 0 or -VI_EUSAGE with a message naming `what`. */
 int vi_parse_size(const char *s, const char *what, uint64_t *out);
+/* The same within [min, max]. */
+int vi_parse_size_in(const char *s, const char *what, uint64_t min, uint64_t max,
+		     uint64_t *out);
 /* Decimal unsigned integer in [min, max]; -VI_EUSAGE on anything else. */
 int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out);
 /* "256M", "1.5G", "4096": the shortest exact-ish binary form; buf >= 32 bytes. */
@@ -54,6 +57,9 @@ long vi_guest_gid(void);
 int vi_share_ro(const char *path);
 /* Reads a whole file; *buf is NUL-terminated and owned by the caller. */
 int vi_read_file(const char *path, char **buf, size_t *len);
+/* The same for a regular file of at most max bytes; anything else (a device,
+ * a FIFO, a larger file) is -VI_EUSAGE, without reading past max. */
+int vi_read_regular_file(const char *path, size_t max, char **buf, size_t *len);
 /* Writes all of buf to fd through short writes, EINTR and, on a non-blocking
  * fd, EAGAIN (waiting for room). Returns 0, or -1 with errno set (EIO when
  * the fd takes nothing), recording nothing: callers name what they write. */

@@ -141,10 +141,12 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 	if ((rc = vi_yaml_get_uint(&y, root, "max_cpus", false, vm->cpus, 4096, &u)) < 0)
 		goto cleanup;
 	vm->max_cpus = u;
-	if ((rc = vi_yaml_get_size(&y, root, "memory", true, &vm->memory)) < 0)
+	if ((rc = vi_yaml_get_size(&y, root, "memory", true, 1, VI_VM_MAX_MEMORY,
+				    &vm->memory)) < 0)
 		goto cleanup;
 	vm->max_memory = vm->memory;
-	if ((rc = vi_yaml_get_size(&y, root, "max_memory", false, &vm->max_memory)) < 0)
+	if ((rc = vi_yaml_get_size(&y, root, "max_memory", false, 1, VI_VM_MAX_MEMORY,
+				    &vm->max_memory)) < 0)
 		goto cleanup;
 	if (vm->max_memory < vm->memory) {
 		rc = vi_yaml_error(&y, vi_yaml_get(&y, root, "max_memory"), VI_EUSAGE,

@@ -12,6 +12,10 @@
 #define VI_VM_SCHEMA 1
 /* The memory of a VM whose definition (or template) names none. */
 #define VI_VM_DEFAULT_MEMORY (512ull << 20)
+/* The range of memory a VM may have: the top is what x86-64's 4-level page
+ * tables address, 64 TiB, so that a typo such as 1E is refused. */
+#define VI_VM_MIN_MEMORY (16ull << 20)
+#define VI_VM_MAX_MEMORY (64ull << 40)
 
 struct vi_vm_disk {
 	char *path;   /* relative to the VM's directory, or absolute */

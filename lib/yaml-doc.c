@@ -9,27 +9,335 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Documents are composed from libyaml's events rather than by
+ * yaml_parser_load(), which nests to any depth (slowly, in libyaml's
+ * scanner), keeps both of two equal keys (every lookup then finds the first)
+ * and leaves aliases for each reader to expand, however large they make the
+ * document. Here each is refused where it stands, before the rest is read. */
+
+struct key_seen {
+	const char *text;  /* the key's scalar, owned by the document */
+	yaml_mark_t mark;  /* where the key stands (an alias's own place) */
+	size_t order;
+};
+
+struct open_collection {
+	int node;
+	int key;                /* a mapping's key still waiting for its value */
+	struct key_seen *keys;  /* a mapping's scalar keys, for duplicates */
+	size_t nkeys, keys_cap;
+	size_t start;           /* the expanded size where it began */
+	char *anchor;
+};
+
+struct anchor {
+	char *name;
+	int node;
+	size_t size; /* its expanded size, what each alias to it adds */
+};
+
+struct composer {
+	struct vi_yaml *y;
+	struct open_collection open[VI_YAML_MAX_DEPTH];
+	int depth;
+	struct anchor *anchors;
+	size_t nanchors, anchors_cap;
+	size_t *slots; /* a hash table of anchors: index + 1, 0 for free */
+	size_t nslots;
+	size_t size;    /* the document's size, aliases expanded */
+	size_t aliased; /* the part of it aliases repeat */
+	int documents;
+};
+
+static int verror_at(struct vi_yaml *y, const yaml_mark_t *mark, int code, const char *fmt,
+		     va_list ap)
+{
+	char msg[768];
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (!mark)
+		return vi_error(code, "%s: %s", y->name, msg);
+	return vi_error(code, "%s:%zu:%zu: %s", y->name, mark->line + 1, mark->column + 1, msg);
+}
+
+__attribute__((format(printf, 3, 4))) static int error_at(struct vi_yaml *y,
+							   const yaml_mark_t *mark,
+							   const char *fmt, ...)
+{
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	rc = verror_at(y, mark, VI_EUSAGE, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+static int no_memory(void)
+{
+	return vi_error(VI_EFAIL, "out of memory composing a YAML document");
+}
+
+static size_t *anchor_slot(struct composer *c, const char *name)
+{
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+	size_t i;
+
+	for (const unsigned char *s = (const unsigned char *)name; *s; s++)
+		h = (h ^ *s) * 1099511628211ull;
+	for (i = h & (c->nslots - 1); c->slots[i]; i = (i + 1) & (c->nslots - 1))
+		if (!strcmp(c->anchors[c->slots[i] - 1].name, name))
+			break;
+	return &c->slots[i];
+}
+
+static const struct anchor *anchor_find(struct composer *c, const char *name)
+{
+	size_t *slot = c->nslots ? anchor_slot(c, name) : NULL;
+	return slot && *slot ? &c->anchors[*slot - 1] : NULL;
+}
+
+static int anchor_add(struct composer *c, const char *name, int node, size_t size,
+		      const yaml_mark_t *mark)
+{
+	if (anchor_find(c, name))
+		return error_at(c->y, mark, "anchor '&%s' is defined twice", name);
+	if (2 * (c->nanchors + 1) > c->nslots) {
+		free(c->slots);
+		c->nslots = c->nslots ? 2 * c->nslots : 64;
+		c->slots = xcalloc(c->nslots, sizeof(*c->slots));
+		for (size_t i = 0; i < c->nanchors; i++)
+			*anchor_slot(c, c->anchors[i].name) = i + 1;
+	}
+	if (c->nanchors == c->anchors_cap) {
+		c->anchors_cap = 2 * c->anchors_cap + 8;
+		c->anchors = xrealloc(c->anchors, c->anchors_cap * sizeof(*c->anchors));
+	}
+	c->anchors[c->nanchors] = (struct anchor){ xstrdup(name), node, size };
+	*anchor_slot(c, name) = ++c->nanchors;
+	return 0;
+}
+
+/* Puts node where the document stands: the root, an item, a key or a value. */
+static int place(struct composer *c, int node, const yaml_mark_t *mark)
+{
+	yaml_document_t *doc = &c->y->doc;
+	struct open_collection *o;
+	int ok;
+
+	if (!c->depth)
+		return 0; /* the root, the document's first node */
+	o = &c->open[c->depth - 1];
+	if (yaml_document_get_node(doc, o->node)->type == YAML_SEQUENCE_NODE) {
+		ok = yaml_document_append_sequence_item(doc, o->node, node);
+	} else if (!o->key) {
+		const char *text = vi_yaml_scalar(yaml_document_get_node(doc, node));
+		o->key = node;
+		if (text) {
+			if (o->nkeys == o->keys_cap) {
+				o->keys_cap = 2 * o->keys_cap + 8;
+				o->keys = xrealloc(o->keys, o->keys_cap * sizeof(*o->keys));
+			}
+			o->keys[o->nkeys] = (struct key_seen){ text, *mark, o->nkeys };
+			o->nkeys++;
+		}
+		ok = 1;
+	} else {
+		ok = yaml_document_append_mapping_pair(doc, o->node, o->key, node);
+		o->key = 0;
+	}
+	return ok ? 0 : no_memory();
+}
+
+static int add_scalar(struct composer *c, yaml_event_t *e)
+{
+	yaml_document_t *doc = &c->y->doc;
+	int node = yaml_document_add_scalar(doc, e->data.scalar.tag, e->data.scalar.value,
+					    (int)e->data.scalar.length, e->data.scalar.style);
+
+	if (!node)
+		return no_memory();
+	yaml_document_get_node(doc, node)->start_mark = e->start_mark;
+	yaml_document_get_node(doc, node)->end_mark = e->end_mark;
+	c->size += e->data.scalar.length + 1;
+	if (e->data.scalar.anchor) {
+		int rc = anchor_add(c, (char *)e->data.scalar.anchor, node,
+				    e->data.scalar.length + 1, &e->start_mark);
+		if (rc < 0)
+			return rc;
+	}
+	return place(c, node, &e->start_mark);
+}
+
+static int add_alias(struct composer *c, yaml_event_t *e)
+{
+	const char *name = (const char *)e->data.alias.anchor;
+	const struct anchor *a = anchor_find(c, name);
+
+	if (!a) {
+		for (int i = 0; i < c->depth; i++)
+			if (c->open[i].anchor && !strcmp(c->open[i].anchor, name))
+				return error_at(c->y, &e->start_mark,
+						"alias '*%s' stands inside what it names", name);
+		return error_at(c->y, &e->start_mark, "unknown alias '*%s'", name);
+	}
+	c->size += a->size;
+	c->aliased += a->size;
+	if (c->aliased > VI_YAML_MAX_ALIASED) {
+		char max[32];
+		return error_at(c->y, &e->start_mark, "aliases repeat more than %s of text",
+				vi_format_size(VI_YAML_MAX_ALIASED, max, sizeof(max)));
+	}
+	return place(c, a->node, &e->start_mark);
+}
+
+static int open_collection(struct composer *c, yaml_event_t *e)
+{
+	yaml_document_t *doc = &c->y->doc;
+	bool map = e->type == YAML_MAPPING_START_EVENT;
+	yaml_char_t *anchor = map ? e->data.mapping_start.anchor : e->data.sequence_start.anchor;
+	int node, rc;
+
+	if (c->depth == VI_YAML_MAX_DEPTH)
+		return error_at(c->y, &e->start_mark, "more than %d levels of nesting",
+				VI_YAML_MAX_DEPTH);
+	node = map ? yaml_document_add_mapping(doc, e->data.mapping_start.tag,
+					       e->data.mapping_start.style)
+		   : yaml_document_add_sequence(doc, e->data.sequence_start.tag,
+						e->data.sequence_start.style);
+	if (!node)
+		return no_memory();
+	yaml_document_get_node(doc, node)->start_mark = e->start_mark;
+	if ((rc = place(c, node, &e->start_mark)) < 0)
+		return rc;
+	c->open[c->depth++] = (struct open_collection){
+		.node = node,
+		.start = c->size++,
+		.anchor = anchor ? xstrdup((char *)anchor) : NULL,
+	};
+	return 0;
+}
+
+static int cmp_key(const void *a, const void *b)
+{
+	const struct key_seen *x = a, *y = b;
+	int d = strcmp(x->text, y->text);
+	return d ? d : x->order < y->order ? -1 : 1;
+}
+
+/* Refuses the first key, in the mapping's order, that an earlier one repeats. */
+static int check_duplicates(struct composer *c, struct open_collection *o)
+{
+	const struct key_seen *dup = NULL, *first = NULL;
+
+	qsort(o->keys, o->nkeys, sizeof(*o->keys), cmp_key);
+	for (size_t i = 1; i < o->nkeys; i++)
+		if (!strcmp(o->keys[i - 1].text, o->keys[i].text) &&
+		    (i < 2 || strcmp(o->keys[i - 2].text, o->keys[i].text)) &&
+		    (!dup || o->keys[i].order < dup->order)) {
+			dup = &o->keys[i];
+			first = &o->keys[i - 1];
+		}
+	if (!dup)
+		return 0;
+	return error_at(c->y, &dup->mark, "key '%s' is given twice (first at line %zu)", dup->text,
+			first->mark.line + 1);
+}
+
+static void collection_release(struct open_collection *o)
+{
+	free(o->keys);
+	free(o->anchor);
+}
+
+static int close_collection(struct composer *c, yaml_event_t *e)
+{
+	struct open_collection *o = &c->open[--c->depth];
+	yaml_node_t *node = yaml_document_get_node(&c->y->doc, o->node);
+	int rc = 0;
+
+	node->end_mark = e->end_mark;
+	if (node->type == YAML_MAPPING_NODE)
+		rc = check_duplicates(c, o);
+	if (rc == 0 && o->anchor)
+		rc = anchor_add(c, o->anchor, o->node, c->size - o->start, &node->start_mark);
+	collection_release(o);
+	return rc;
+}
+
+static int parse_error(struct vi_yaml *y, const yaml_parser_t *parser)
+{
+	return vi_error(VI_EUSAGE, "%s:%zu:%zu: %s%s%s", y->name, parser->problem_mark.line + 1,
+			parser->problem_mark.column + 1,
+			parser->problem ? parser->problem : "invalid YAML",
+			parser->context ? " " : "", parser->context ? parser->context : "");
+}
+
+static int compose(struct composer *c, yaml_parser_t *parser)
+{
+	yaml_event_t e;
+	int rc = 0;
+
+	for (bool end = false; !end && rc == 0; yaml_event_delete(&e)) {
+		if (!yaml_parser_parse(parser, &e))
+			return parse_error(c->y, parser);
+		switch (e.type) {
+		case YAML_DOCUMENT_START_EVENT:
+			if (c->documents++)
+				rc = error_at(c->y, &e.start_mark,
+					      "a second YAML document is not allowed");
+			break;
+		case YAML_SCALAR_EVENT:
+			rc = add_scalar(c, &e);
+			break;
+		case YAML_ALIAS_EVENT:
+			rc = add_alias(c, &e);
+			break;
+		case YAML_SEQUENCE_START_EVENT:
+		case YAML_MAPPING_START_EVENT:
+			rc = open_collection(c, &e);
+			break;
+		case YAML_SEQUENCE_END_EVENT:
+		case YAML_MAPPING_END_EVENT:
+			rc = close_collection(c, &e);
+			break;
+		case YAML_STREAM_END_EVENT:
+			end = true;
+			break;
+		default:
+			break;
+		}
+	}
+	return rc;
+}
+
 int vi_yaml_load_string(struct vi_yaml *y, const char *name, const char *text, size_t len)
 {
+	struct composer c = { .y = y };
 	yaml_parser_t parser;
-	int rc = 0;
+	int rc;
 
 	memset(y, 0, sizeof(*y));
 	y->name = xstrdup(name);
-	if (!yaml_parser_initialize(&parser))
-		return vi_error(VI_EFAIL, "cannot initialise the YAML parser");
-	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	if (!yaml_parser_load(&parser, &y->doc)) {
-		rc = vi_error(VI_EUSAGE, "%s:%zu:%zu: %s%s%s", name, parser.problem_mark.line + 1,
-			      parser.problem_mark.column + 1,
-			      parser.problem ? parser.problem : "invalid YAML",
-			      parser.context ? " " : "", parser.context ? parser.context : "");
+	if (!yaml_parser_initialize(&parser) ||
+	    !yaml_document_initialize(&y->doc, NULL, NULL, NULL, 1, 1)) {
+		yaml_parser_delete(&parser);
 		free(y->name);
 		y->name = NULL;
-	} else {
-		y->loaded = true;
+		return vi_error(VI_EFAIL, "cannot initialise the YAML parser");
 	}
+	y->loaded = true;
+	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	rc = compose(&c, &parser);
+	while (c.depth)
+		collection_release(&c.open[--c.depth]);
+	for (size_t i = 0; i < c.nanchors; i++)
+		free(c.anchors[i].name);
+	free(c.anchors);
+	free(c.slots);
 	yaml_parser_delete(&parser);
+	if (rc < 0)
+		vi_yaml_release(y);
 	return rc;
 }
 
@@ -37,7 +345,7 @@ int vi_yaml_load_file(struct vi_yaml *y, const char *path)
 {
 	char *text;
 	size_t len;
-	int rc = vi_read_file(path, &text, &len);
+	int rc = vi_read_regular_file(path, VI_YAML_MAX_SIZE, &text, &len);
 
 	if (rc < 0) {
 		memset(y, 0, sizeof(*y));
@@ -72,16 +380,13 @@ yaml_node_t *vi_yaml_node(struct vi_yaml *y, int index)
 
 int vi_yaml_error(struct vi_yaml *y, const yaml_node_t *node, int code, const char *fmt, ...)
 {
-	char msg[768];
 	va_list ap;
+	int rc;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	rc = verror_at(y, node ? &node->start_mark : NULL, code, fmt, ap);
 	va_end(ap);
-	if (!node)
-		return vi_error(code, "%s: %s", y->name, msg);
-	return vi_error(code, "%s:%zu:%zu: %s", y->name, node->start_mark.line + 1,
-			node->start_mark.column + 1, msg);
+	return rc;
 }
 
 const char *vi_yaml_kind(const yaml_node_t *n)
@@ -198,7 +503,7 @@ int vi_yaml_get_uint(struct vi_yaml *y, yaml_node_t *map, const char *key, bool 
 }
 
 int vi_yaml_get_size(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
-		     uint64_t *out)
+		     uint64_t min, uint64_t max, uint64_t *out)
 {
 	yaml_node_t *n = NULL;
 	const char *s = NULL;
@@ -206,7 +511,7 @@ int vi_yaml_get_size(struct vi_yaml *y, yaml_node_t *map, const char *key, bool 
 
 	if (rc)
 		return rc;
-	if (vi_parse_size(s, key, out) < 0)
+	if (vi_parse_size_in(s, key, min, max, out) < 0)
 		return vi_yaml_error(y, n, VI_EUSAGE, "%s", vi_error_message());
 	return 0;
 }

@@ -15,8 +15,18 @@ struct vi_yaml {
 	bool loaded;
 };
 
-/* Loads one document. Errors: "NAME:LINE:COL: what", -VI_EUSAGE for bad
- * YAML, -VI_ENOTFOUND for a missing file. Release with vi_yaml_release(). */
+/* What reading one YAML file may cost, so that hostile text fails at once
+ * (man/vi-template.5 states them): the file's size, how deep mappings and
+ * lists nest, and how much aliases may repeat in all, each alias counting
+ * the text it stands for (one byte more for each node in it). */
+#define VI_YAML_MAX_SIZE (4u << 20)
+#define VI_YAML_MAX_DEPTH 64
+#define VI_YAML_MAX_ALIASED (4u << 20)
+
+/* Loads one document (a regular file for vi_yaml_load_file). Errors:
+ * "NAME:LINE:COL: what" and -VI_EUSAGE for bad YAML, a second document, a
+ * key given twice in a mapping or a limit above crossed; -VI_ENOTFOUND for a
+ * missing file. Release with vi_yaml_release(). */
 int vi_yaml_load_file(struct vi_yaml *y, const char *path);
 int vi_yaml_load_string(struct vi_yaml *y, const char *name, const char *text, size_t len);
 void vi_yaml_release(struct vi_yaml *y);
@@ -47,7 +57,7 @@ int vi_yaml_get_str(struct vi_yaml *y, yaml_node_t *map, const char *key, bool r
 int vi_yaml_get_uint(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
 		     uint64_t min, uint64_t max, uint64_t *out);
 int vi_yaml_get_size(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
-		     uint64_t *out);
+		     uint64_t min, uint64_t max, uint64_t *out);
 int vi_yaml_get_bool(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
 		     bool *out);
 

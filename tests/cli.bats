@@ -230,3 +230,17 @@ as_nobody() {
 	run virsh -c qemu:///system dominfo "$libvirt_name"
 	[ "$status" -ne 0 ]
 }
+
+@test "control characters in names, errors and listings are printed escaped" {
+	use_fixture_plugins
+	run -2 vi show $'x\e]0;PWNED\a'
+	[ "$output" = "vi: error: invalid VM name 'x\\x1b]0;PWNED\\x07': only letters, digits, '.', '_' and '-' are allowed" ]
+	define_vm web1 'template: "t\e]0;PWNED\a"' 'hostname: "h\u009b1m"'
+	run -0 vi show web1
+	[[ $output == *$'\nhostname:    h\\xc2\\x9b1m\ntemplate:    t\\x1b]0;PWNED\\x07'* ]]
+	run -0 vi list
+	[ "${lines[1]}" = 'web1  fixture  stopped  2     512M    t\x1b]0;PWNED\x07' ]
+	define_vm bad $'"k\\t\\r": 1'
+	run -0 --separate-stderr vi list
+	[ "$stderr" = "vi: warning: $VI_HOME/vms/bad/vm.yaml:7:1: unknown key 'k\\x09\\x0d'" ]
+}

@@ -93,6 +93,12 @@ shared_image() {
 	[ "$(jq -r '.images[1].path' <<<"$output")" = base.qcow2 ]
 }
 
+@test "info prints a backing file name's control characters escaped" {
+	qemu-img create -q -f qcow2 -b $'x\e]0;PWNED\a' -F raw -u top.qcow2 1M
+	run -0 vi image info top.qcow2
+	[ "${lines[7]}" = 'backing file:   x\x1b]0;PWNED\x07 (raw)' ]
+}
+
 @test "check finds the leaks qemu-img finds, and repairs them" {
 	qemu-img create -q -f qcow2 leaky.qcow2 64M
 	qemu-io -c 'write -P 0x5a 0 64k' leaky.qcow2 >/dev/null

@@ -6,9 +6,7 @@ load lib/common
 
 setup() {
 	common_setup
-	export VI_TEMPLATE_PATH=$BATS_TEST_TMPDIR/t
-	mkdir -p "$VI_TEMPLATE_PATH"
-	echo "not really a kernel" >"$VI_TEMPLATE_PATH/vmlinuz"
+	template_path_setup
 }
 
 # Writes a template file: tpl NAME [yaml lines...]; the default body is a

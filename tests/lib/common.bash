@@ -36,6 +36,13 @@ use_all_fixture_plugins() {
 	export VI_PLUGIN_DIR=$VI_BUILD/tests/plugins
 }
 
+# A private template search path, $VI_TEMPLATE_PATH, with a stand-in kernel.
+template_path_setup() {
+	export VI_TEMPLATE_PATH=$BATS_TEST_TMPDIR/t
+	mkdir -p "$VI_TEMPLATE_PATH"
+	echo "not really a kernel" >"$VI_TEMPLATE_PATH/vmlinuz"
+}
+
 # Writes a minimal VM definition: define_vm NAME [extra yaml lines...]
 define_vm() {
 	local name=$1

@@ -100,8 +100,10 @@ static void messages(void)
 	       "3:7: invalid cpus 'many': expected a whole number", "wrong type for cpus");
 	is_str(error_of(HEAD "cpus: 0\n" DISK), "3:7: invalid cpus '0': must be from 1 to 4096",
 	       "cpus out of range");
-	is_str(error_of(HEAD "memory: 1M\n" DISK), "3:9: invalid memory '1M': must be at least 16M",
-	       "too little memory");
+	is_str(error_of(HEAD "memory: 1M\n" DISK),
+	       "3:9: invalid memory '1M': must be from 16M to 64T", "too little memory");
+	is_str(error_of(HEAD "memory: 1E\n" DISK),
+	       "3:9: invalid memory '1E': must be from 16M to 64T", "too much memory");
 	is_str(error_of(HEAD "cpus: 4\nmax_cpus: 2\n" DISK), "4:11: max_cpus 2 is below cpus 4",
 	       "max_cpus below cpus");
 	is_str(error_of(HEAD), "1:1: missing required key 'disks'", "no disks");

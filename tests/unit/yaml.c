@@ -38,7 +38,7 @@ static void getters(void)
 	is_str(s, "web", "string value");
 	is_int(vi_yaml_get_uint(&y, root, "cpus", true, 1, 8, &u), 0, "uint");
 	is_int(u, 4, "uint value");
-	is_int(vi_yaml_get_size(&y, root, "memory", true, &u), 0, "size");
+	is_int(vi_yaml_get_size(&y, root, "memory", true, 1, UINT64_MAX, &u), 0, "size");
 	is_int(u, 1 << 30, "size value");
 	is_int(vi_yaml_get_bool(&y, root, "flag", true, &b), 0, "bool");
 	ok(b, "bool value");
