@@ -170,8 +170,10 @@ static int template_validate_cmd(int argc, char **argv)
 			json_object_object_add(o, "digest", vi_json_str(t->digest));
 			json_object_array_add(arr, o);
 		} else {
-			printf("%s: template '%s' is valid (sha256:%.12s)\n", t->path, t->name,
+			char *path = vi_escape_controls(t->path);
+			printf("%s: template '%s' is valid (sha256:%.12s)\n", path, t->name,
 			       t->digest);
+			free(path);
 		}
 		template_free(t);
 	}
@@ -218,8 +220,10 @@ static int template_show_cmd(int argc, char **argv)
 		vi_json_print(doc);
 		free(dir);
 	} else {
-		printf("# %s\n# sha256:%s (%s%.12s)\n", t->path, t->digest,
+		char *path = vi_escape_controls(t->path);
+		printf("# %s\n# sha256:%s (%s%.12s)\n", path, t->digest,
 		       image ? "built as sha256:" : "not built", image ? image : "");
+		free(path);
 		/* Drop libyaml's "---" document start: the text reads as a file. */
 		fputs(strncmp(text, "---\n", 4) ? text : text + 4, stdout);
 	}
