@@ -487,6 +487,22 @@ int template_stage_dir(const struct vi_store *s, const char *prefix, char **dir)
 	return 0;
 }
 
+/* The directory of libguestfs's sockets a killed build noted in its
+ * staging directory (lib/tools/template-build.c) goes with it: only a
+ * /tmp/libguestfsXXXXXX, never what else a file there might name. */
+static void forget_sockdir(const char *stage)
+{
+	char *note = xasprintf("%s/.tmp/sockdir", stage), *path = NULL;
+	size_t len;
+
+	if (vi_read_file(note, &path, &len) == 0 && !strncmp(path, "/tmp/libguestfs", 15) &&
+	    !strchr(path, '\n') && !strstr(path + 15, "/"))
+		vi_rm_rf(path);
+	vi_error_clear();
+	free(path);
+	free(note);
+}
+
 /* Removes what interrupted work left in images/: every entry stale(name,
  * arg) picks. */
 static void clear_staged(const struct vi_store *s, bool (*stale)(const char *, const void *),
@@ -500,6 +516,7 @@ static void clear_staged(const struct vi_store *s, bool (*stale)(const char *, c
 		if (!stale(e->d_name, arg))
 			continue;
 		char *p = xasprintf("%s/%s", dir, e->d_name);
+		forget_sockdir(p);
 		vi_rm_rf(p);
 		free(p);
 	}

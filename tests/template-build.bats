@@ -302,15 +302,22 @@ setup() {
 		>"$VI_TEMPLATE_PATH/tiny-stuck.yaml"
 	vi template build tiny-stuck >/dev/null 2>&1 &
 	local pid=$! tmp
-	# libguestfs makes its directory when the appliance starts.
+	# libguestfs makes its directory when the appliance starts; the build
+	# notes where its sockets went once it runs.
 	for _ in $(seq 600); do
-		tmp=$(compgen -G "$VI_HOME/images/.new-*-$pid-*/.tmp/libguestfs*") && break
+		tmp=$(compgen -G "$VI_HOME/images/.new-*-$pid-*/.tmp/libguestfs*") &&
+			[ -e "${tmp%/libguestfs*}/sockdir" ] && break
 		sleep 0.5
 	done
 	kill -9 "$pid"
 	wait "$pid" || true
 	rm "$VI_TEMPLATE_PATH/tiny-stuck.yaml"
 	[ -d "$tmp" ] || { echo "no temporary directory of the build in the store"; return 1; }
+	# libguestfs's sockets are in /tmp whatever one says; the build noted where.
+	local sock
+	sock=$(cat "${tmp%/libguestfs*}/sockdir")
+	[[ $sock == /tmp/libguestfs* ]]
 	LIBGUESTFS_BACKEND=nosuch run -0 vi template build tiny
 	[ -z "$(compgen -G "$VI_HOME/images/.new-*")" ]
+	[ ! -e "$sock" ]
 }

@@ -92,6 +92,45 @@ static bool needs_network(const struct template *t)
 	return t->packages.n || t->run.n || apt_kernel(t);
 }
 
+/* libguestfs puts its socket in a /tmp/libguestfsXXXXXX of its own when
+ * run by root, whatever the temporary directory, and says not which: find
+ * it among this process's sockets (/proc/net/unix names each one's path)
+ * and note it in the staging directory, so that the next build removes it
+ * too if this one is killed. */
+static void note_sockdir(struct build *b)
+{
+	char line[4096], path[4096], link[64];
+	unsigned long inode;
+	FILE *f = fopen("/proc/net/unix", "re");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%*s %*s %*s %*s %*s %*s %lu %4095s", &inode, path) != 2 ||
+		    strncmp(path, "/tmp/libguestfs", 15))
+			continue;
+		/* Ours when one of our descriptors is that socket. */
+		char want[64];
+		bool ours = false;
+		snprintf(want, sizeof(want), "socket:[%lu]", inode);
+		for (int fd = 0; fd < 1024 && !ours; fd++) {
+			char fdpath[64];
+			ssize_t n;
+			snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", fd);
+			n = readlink(fdpath, link, sizeof(link) - 1);
+			ours = n > 0 && (link[n] = '\0', !strcmp(link, want));
+		}
+		if (!ours)
+			continue;
+		*strrchr(path, '/') = '\0';
+		char *note = xasprintf("%s/sockdir", b->tmp);
+		vi_write_file_atomic(note, path, strlen(path), 0600);
+		vi_error_clear();
+		free(note);
+		break;
+	}
+	if (f)
+		fclose(f);
+}
+
 static int appliance_start(struct build *b)
 {
 	const struct template *t = b->t;
@@ -122,6 +161,7 @@ static int appliance_start(struct build *b)
 	progress(b, "starting the appliance", -1);
 	if (guestfs_launch(b->g) < 0)
 		return gerr(b, "start the libguestfs appliance");
+	note_sockdir(b);
 	if (!(b->devices = guestfs_list_devices(b->g)))
 		return gerr(b, "list the disks");
 	return 0;
