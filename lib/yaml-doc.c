@@ -230,6 +230,8 @@ static int check_duplicates(struct composer *c, struct open_collection *o)
 {
 	const struct key_seen *dup = NULL, *first = NULL;
 
+	if (o->nkeys < 2) /* nothing to compare: keys may even be NULL */
+		return 0;
 	qsort(o->keys, o->nkeys, sizeof(*o->keys), cmp_key);
 	for (size_t i = 1; i < o->nkeys; i++)
 		if (!strcmp(o->keys[i - 1].text, o->keys[i].text) &&
