@@ -12,7 +12,6 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #define STOP_POLL_MS 50
 
@@ -238,35 +237,8 @@ int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 					    VIR_DOMAIN_UNDEFINE_NVRAM);
 }
 
-/* libvirt gives a directly booted kernel and initrd to QEMU's user for as
- * long as the guest runs, with no way to leave them alone, and they may be
- * a golden image's, shared by every VM made from it. QEMU reads both once,
- * as it starts: their owner is given back as soon as it runs. */
-struct boot_file {
-	const char *path;
-	struct stat st;
-	bool known;
-};
-
-static void note_owner(struct boot_file *f, const char *path)
-{
-	f->path = path;
-	f->known = path && stat(path, &f->st) == 0;
-}
-
-static void give_back(const struct boot_file *f)
-{
-	struct stat now;
-
-	if (f->known && stat(f->path, &now) == 0 &&
-	    (now.st_uid != f->st.st_uid || now.st_gid != f->st.st_gid))
-		if (chown(f->path, f->st.st_uid, f->st.st_gid) < 0)
-			vi_warn("cannot give '%s' back to its owner: %s", f->path, strerror(errno));
-}
-
 int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
-	struct boot_file kernel = { 0 }, initrd = { 0 };
 	virConnectPtr conn;
 	virDomainPtr dom;
 	int rc = lookup_guarded(ctx, vm, false, "is already running", &dom, NULL);
@@ -276,16 +248,8 @@ int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	rc = check_files(ctx, vm);
 	if (!rc && (rc = virt_connect(ctx, &conn)) == 0)
 		rc = check_networks(ctx, conn, vm, true);
-	if (!rc && virt_is_local(ctx) && geteuid() == 0) {
-		note_owner(&kernel, vm->kernel);
-		note_owner(&initrd, vm->initrd);
-	}
 	if (!rc && virDomainCreate(dom) < 0)
 		rc = virt_error("cannot start '%s'", vm->name);
-	if (!rc) {
-		give_back(&kernel);
-		give_back(&initrd);
-	}
 	virDomainFree(dom);
 	return rc;
 }
