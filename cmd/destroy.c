@@ -25,8 +25,15 @@ int cmd_destroy(int argc, char **argv)
 	int rc;
 	(void)argc;
 
-	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, !force, &m)) < 0)
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], ctx.connect, !force, &m)) < 0) {
+		/* A definition nobody can read still goes with --force. */
+		if (!force || rc == -VI_ENOTFOUND || vi_store_vm_exists(&ctx.store, argv[0]) < 0)
+			return rc;
+		vi_warn("%s; removing VM '%s' anyway", vi_error_message(), argv[0]);
+		if ((rc = vi_op_forget(&ctx.store, argv[0])) == 0)
+			cmd_report_state(argv[0], "destroyed", "destroyed");
 		return rc;
+	}
 	if ((rc = vi_op_destroy(&ctx.store, &m, force ? VI_OP_FORCE : 0)) == 0)
 		cmd_report_state(argv[0], "destroyed", "destroyed");
 	vi_machine_release(&m);

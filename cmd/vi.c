@@ -462,7 +462,9 @@ out:
 	}
 	if (rc < 0) {
 		vi_log(VI_LOG_ERROR, "%s", vi_error_message());
-		if (ctx.json)
+		/* A verb that reported its result (a check that found errors)
+		 * has printed its one document already. */
+		if (ctx.json && !vi_json_printed)
 			print_json_error(-rc);
 		return -rc;
 	}

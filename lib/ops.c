@@ -14,7 +14,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
@@ -72,6 +71,21 @@ int vi_op_destroy(const struct vi_store *s, struct vi_machine *m, unsigned flags
 		vi_layers_release(&idx);
 		return rc;
 	}
+	return vi_layers_commit(s, &idx);
+}
+
+int vi_op_forget(const struct vi_store *s, const char *name)
+{
+	struct vi_layer_index idx;
+	int rc;
+
+	if ((rc = vi_layers_open(s, &idx)) < 0)
+		return rc;
+	if ((rc = vi_store_remove_vm(s, name)) < 0) {
+		vi_layers_release(&idx);
+		return rc;
+	}
+	vi_layer_unref_vm(&idx, name);
 	return vi_layers_commit(s, &idx);
 }
 
@@ -639,21 +653,6 @@ int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms)
 
 /* --- recovery ------------------------------------------------------------------- */
 
-/* The process that named a staging entry NAME.PID or NAME.removed.PID is gone. */
-static bool stale(const char *entry)
-{
-	const char *dot = strrchr(entry, '.');
-	char *end;
-	long pid;
-
-	if (!dot || !dot[1])
-		return false;
-	pid = strtol(dot + 1, &end, 10);
-	if (*end || pid <= 0)
-		return false;
-	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
-}
-
 /* A killed create or clone may have defined its VM on the backend before it
  * could rename it into the store: forget that definition (found by the
  * staged UUID, so never another machine's). */
@@ -717,7 +716,7 @@ void vi_ops_recover(const struct vi_store *s, struct vi_hv_set *plugins)
 	struct dirent *e;
 
 	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.' || !stale(e->d_name))
+		if (e->d_name[0] == '.' || !vi_pid_suffix_gone(e->d_name))
 			continue;
 		char *dir = xasprintf("%s/%s", path, e->d_name);
 		if (strstr(e->d_name, ".clones.")) {

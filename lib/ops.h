@@ -74,6 +74,11 @@ enum {
  * store; layers only it read go. m stays the caller's to release. */
 int vi_op_destroy(const struct vi_store *s, struct vi_machine *m, unsigned flags);
 
+/* Removes VM name from the store when its definition cannot even be read
+ * (destroy --force): its directory, and its references to layers. Its
+ * backend, unknown, is not asked. */
+int vi_op_forget(const struct vi_store *s, const char *name);
+
 /* Boots m, which must not be running; its console log starts afresh. */
 int vi_op_start(struct vi_machine *m);
 /* Stops m, which must be running: gracefully, pulling the plug after

@@ -14,8 +14,11 @@ struct json_object *vi_json_doc(void)
 	return o;
 }
 
+bool vi_json_printed;
+
 void vi_json_print(struct json_object *doc)
 {
+	vi_json_printed = true;
 	puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PRETTY |
 							 JSON_C_TO_STRING_SPACED |
 							 JSON_C_TO_STRING_NOSLASHESCAPE));

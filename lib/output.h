@@ -4,12 +4,15 @@
 #define VI_OUTPUT_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define VI_JSON_SCHEMA 1
 
 /* A new JSON object {"vi": 1}; the caller owns the reference. */
 struct json_object *vi_json_doc(void);
+/* Set once a document was printed: a command prints one at the most. */
+extern bool vi_json_printed;
 /* Prints doc (pretty) to stdout with a newline and drops the reference. */
 void vi_json_print(struct json_object *doc);
 /* A duration in whole milliseconds: times in JSON are integers. */

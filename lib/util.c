@@ -10,6 +10,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -586,4 +587,18 @@ int vi_share_ro(const char *path)
 	}
 	closedir(d);
 	return rc;
+}
+
+bool vi_pid_suffix_gone(const char *name)
+{
+	const char *dot = strrchr(name, '.');
+	char *end;
+	long pid;
+
+	if (!dot || !dot[1])
+		return false;
+	pid = strtol(dot + 1, &end, 10);
+	if (*end || pid <= 0)
+		return false;
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }

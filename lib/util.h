@@ -42,6 +42,9 @@ int vi_check_name(const char *name, const char *what);
  * umask 077, so the mode is set explicitly where it must let others in). */
 int vi_mkdir_p(const char *path, unsigned mode);
 int vi_rm_rf(const char *path);
+/* For files named after the process that made them: true when the number
+ * after the last '.' of name is a process that no longer exists. */
+bool vi_pid_suffix_gone(const char *name);
 
 /* Guests' access to the store. Everything vi writes is private to root
  * (umask 077); directories on the way to disks are 0711. Golden images and

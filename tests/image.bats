@@ -178,6 +178,10 @@ shared_image() {
 	for f in refcount.qcow2 overlap.qcow2; do
 		run -1 vi image check "$f"
 		[ "${lines[-1]}" = "vi: error: '$f' has 2 corruptions" ]
+		# --json: the report is the one document, its exit status the verdict.
+		run -1 --separate-stderr vi --json image check "$f"
+		[ "$(jq -s 'length' <<<"$output")" = 1 ]
+		[ "$(jq -r .corruptions <<<"$output")" = 2 ]
 		sum=$(sha256sum <"$f")
 		run -1 vi image resize "$f" +1G
 		[ "$output" = "vi: error: '$f' is corrupt: vi image check finds 2 errors" ]

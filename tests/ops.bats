@@ -195,3 +195,23 @@ staging_empty() { [ -z "$(ls -A "$VI_HOME/vms/.staging")" ]; }
 	[ "$(vms)" = "" ]
 	staging_empty
 }
+
+@test "destroy --force takes a VM whose definition cannot be read" {
+	mkdir -p "$VI_HOME/vms/broken"
+	mkfifo "$VI_HOME/vms/broken/vm.yaml"
+	run -2 vi destroy broken
+	[ "$output" = "vi: error: cannot read '$VI_HOME/vms/broken/vm.yaml': not a regular file" ]
+	run -0 vi destroy --force broken
+	[ "${lines[0]}" = "vi: warning: cannot read '$VI_HOME/vms/broken/vm.yaml': not a regular file; removing VM 'broken' anyway" ]
+	[ "${lines[1]}" = "destroyed VM 'broken'" ]
+	[ ! -e "$VI_HOME/vms/broken" ]
+}
+
+@test "an index write a kill cut short is cleared; the last VM takes the layer store along" {
+	clone_chain
+	echo 'half' >"$VI_HOME/images/layers/index.yaml.tmp.99999999"
+	for vm in c2 c1 src; do
+		run -0 vi -q destroy "$vm"
+	done
+	[ ! -e "$VI_HOME/images/layers" ]
+}
