@@ -267,22 +267,36 @@ static int close_collection(struct composer *c, yaml_event_t *e)
 	return rc;
 }
 
-static int parse_error(struct vi_yaml *y, const yaml_parser_t *parser)
+static int parse_error(struct vi_yaml *y, const yaml_parser_t *parser, const char *text,
+		       size_t len)
 {
-	return vi_error(VI_EUSAGE, "%s:%zu:%zu: %s%s%s", y->name, parser->problem_mark.line + 1,
-			parser->problem_mark.column + 1,
+	yaml_mark_t mark = parser->problem_mark;
+
+	/* The reader (bad UTF-8, a control character) gives a byte offset only. */
+	if (parser->error == YAML_READER_ERROR) {
+		memset(&mark, 0, sizeof(mark));
+		for (size_t i = 0; i < parser->problem_offset && i < len; i++) {
+			if (text[i] == '\n') {
+				mark.line++;
+				mark.column = 0;
+			} else if (((unsigned char)text[i] & 0xc0) != 0x80) {
+				mark.column++;
+			}
+		}
+	}
+	return vi_error(VI_EUSAGE, "%s:%zu:%zu: %s%s%s", y->name, mark.line + 1, mark.column + 1,
 			parser->problem ? parser->problem : "invalid YAML",
 			parser->context ? " " : "", parser->context ? parser->context : "");
 }
 
-static int compose(struct composer *c, yaml_parser_t *parser)
+static int compose(struct composer *c, yaml_parser_t *parser, const char *text, size_t len)
 {
 	yaml_event_t e;
 	int rc = 0;
 
 	for (bool end = false; !end && rc == 0; yaml_event_delete(&e)) {
 		if (!yaml_parser_parse(parser, &e))
-			return parse_error(c->y, parser);
+			return parse_error(c->y, parser, text, len);
 		switch (e.type) {
 		case YAML_DOCUMENT_START_EVENT:
 			if (c->documents++)
@@ -330,7 +344,7 @@ int vi_yaml_load_string(struct vi_yaml *y, const char *name, const char *text, s
 	}
 	y->loaded = true;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	rc = compose(&c, &parser);
+	rc = compose(&c, &parser, text, len);
 	while (c.depth)
 		collection_release(&c.open[--c.depth]);
 	for (size_t i = 0; i < c.nanchors; i++)

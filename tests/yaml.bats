@@ -147,3 +147,12 @@ repeat() {
 	run -0 vi list
 	[ "$output" = "" ]
 }
+
+@test "a control character or bad UTF-8 is an error at its line and column" {
+	tpl esc "description: a$(printf '\033')b"
+	run -2 vi template validate esc
+	[ "$output" = "vi: error: $T/esc.yaml:4:15: control characters are not allowed" ]
+	tpl utf "description: $(printf '\303\251\377')"
+	run -2 vi template validate utf
+	[ "$output" = "vi: error: $T/utf.yaml:4:15: invalid leading UTF-8 octet" ]
+}
