@@ -23,11 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-static bool is_running(int state)
-{
-	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
-}
-
 /* --- destroy: also every rollback ----------------------------------------------- */
 
 static int destroy_in(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx,
@@ -41,7 +36,7 @@ static int destroy_in(const struct vi_store *s, struct vi_machine *m, struct vi_
 	if ((rc = vi_layers_release_dir(s, idx, &m->def)) < 0)
 		return rc;
 	if (m->hv) {
-		if (is_running(vi_machine_state(m, &st)))
+		if (vi_hv_state_active(vi_machine_state(m, &st)))
 			rc = vi_hv_stop(m->hv, &m->view.vm, VI_HV_STOP_FORCE, 0);
 		/* A backend that lost the VM (a kill between its steps) has
 		 * nothing left to forget. */
@@ -90,16 +85,13 @@ int vi_op_forget(const struct vi_store *s, const char *name)
 }
 
 /* Takes a machine that made it into the store out again, keeping the error
- * that made it necessary. idx: the layer index when the caller holds it. */
+ * that made it necessary; idx is the layer index the caller holds. */
 static void rollback(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx)
 {
 	struct vi_error_saved e;
 
 	vi_error_save(&e);
-	if (idx)
-		destroy_in(s, m, idx, VI_OP_FORCE);
-	else
-		vi_op_destroy(s, m, VI_OP_FORCE);
+	destroy_in(s, m, idx, VI_OP_FORCE);
 	vi_error_restore(&e);
 }
 
@@ -108,8 +100,8 @@ static void rollback(const struct vi_store *s, struct vi_machine *m, struct vi_l
 /* Puts vm, staged in staging, on hv and into the store, in that order: a
  * VM is in the store only once its backend has it. A kill in between leaves
  * a definition that vi_ops_recover() finds through the staging directory.
- * On success *m is the machine (it takes vm's strings: vm is emptied); on
- * failure the caller aborts staging. */
+ * *m takes vm's strings (vm is emptied) and is the machine on success; on
+ * failure it is released and the caller aborts staging. */
 static int add_machine(const struct vi_store *s, struct vi_hv *hv, struct vi_vm *vm,
 		       const char *staging, struct vi_machine *m)
 {
@@ -117,12 +109,15 @@ static int add_machine(const struct vi_store *s, struct vi_hv *hv, struct vi_vm 
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	m->dir = vi_store_path(s, "vms/%s", vm->name);
-	vi_vm_hv_init(&m->view, vm, m->dir);
-	if ((rc = vi_hv_check_boot(hv, &m->view.vm)) < 0 || (rc = vi_vm_save(def, vm)) < 0 ||
-	    (rc = vi_hv_define(hv, &m->view.vm)) < 0)
+	m->def = *vm;
+	memset(vm, 0, sizeof(*vm));
+	m->hv = hv;
+	m->dir = vi_store_path(s, "vms/%s", m->def.name);
+	vi_vm_hv_init(&m->view, &m->def, m->dir);
+	if ((rc = vi_hv_check_boot(hv, &m->view.vm)) < 0 ||
+	    (rc = vi_vm_save(def, &m->def)) < 0 || (rc = vi_hv_define(hv, &m->view.vm)) < 0)
 		goto fail;
-	if ((rc = vi_store_commit_vm(s, vm->name, staging)) < 0) {
+	if ((rc = vi_store_commit_vm(s, m->def.name, staging)) < 0) {
 		struct vi_error_saved e;
 		vi_error_save(&e);
 		vi_hv_undefine(hv, &m->view.vm);
@@ -130,11 +125,6 @@ static int add_machine(const struct vi_store *s, struct vi_hv *hv, struct vi_vm 
 		goto fail;
 	}
 	free(def);
-	vi_vm_hv_release(&m->view);
-	m->def = *vm;
-	memset(vm, 0, sizeof(*vm));
-	m->hv = hv;
-	vi_vm_hv_init(&m->view, &m->def, m->dir);
 	return 0;
 fail:
 	free(def);
@@ -579,7 +569,7 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 	made = xcalloc(sp->n, sizeof(*made));
 	/* Freeze every disk once, however many clones share the layers. */
 	layers = xcalloc(src.def.ndisks, sizeof(char *));
-	if (is_running(vi_machine_state(&src, &st)))
+	if (vi_hv_state_active(vi_machine_state(&src, &st)))
 		rc = freeze_live(s, &src, &idx, layers);
 	else
 		for (size_t i = 0; rc == 0 && i < src.def.ndisks; i++)
@@ -646,7 +636,7 @@ int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms)
 {
 	struct vi_hv_state st;
 
-	if (!is_running(vi_machine_state(m, &st)))
+	if (!vi_hv_state_active(vi_machine_state(m, &st)))
 		return vi_error(VI_ESTATE, "VM '%s' is not running", m->def.name);
 	return vi_hv_stop(m->hv, &m->view.vm, force ? VI_HV_STOP_FORCE : 0, timeout_ms);
 }

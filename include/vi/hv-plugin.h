@@ -33,6 +33,7 @@
 #ifndef VI_HV_PLUGIN_H
 #define VI_HV_PLUGIN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -149,6 +150,13 @@ enum vi_hv_run_state {
 	VI_HV_CRASHED,
 	VI_HV_UNDEFINED, /* the backend does not know this VM */
 };
+
+/* Whether a VM in `state` has a process (or a domain) running it: what must
+ * be stopped before it is undefined, and cannot be started again. */
+static inline bool vi_hv_state_active(int state)
+{
+	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
+}
 
 struct vi_hv_state {
 	size_t struct_size;

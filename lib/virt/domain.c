@@ -75,11 +75,6 @@ static int dom_state(virDomainPtr dom, const struct vi_hv_vm *vm)
 	return map_state(state);
 }
 
-static bool is_active(int state)
-{
-	return state == VI_HV_RUNNING || state == VI_HV_PAUSED || state == VI_HV_SHUTTING_DOWN;
-}
-
 /* vm's domain for a method that needs it active (running, paused or shutting
  * down) or, when !active, stopped: 0 with *dom (the caller frees it) and, if
  * state is not NULL, *state; in the other state VI_ESTATE with "'NAME'
@@ -92,7 +87,7 @@ static int lookup_guarded(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool
 	if (rc)
 		return rc;
 	s = dom_state(*dom, vm);
-	if (s >= 0 && is_active(s) != active)
+	if (s >= 0 && vi_hv_state_active(s) != active)
 		s = vi_error(VI_ESTATE, "'%s' %s", vm->name, refusal);
 	if (s < 0) {
 		virDomainFree(*dom);

@@ -220,8 +220,7 @@ static bool plugin_running(const struct vi_hv_vm *vm)
 	struct vi_hv_state st;
 
 	plugin_state(NULL, vm, &st);
-	return st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED ||
-	       st.state == VI_HV_SHUTTING_DOWN;
+	return vi_hv_state_active(st.state);
 }
 
 /* In the grandchild between fork and exec: async-signal-safe calls only. */
