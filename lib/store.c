@@ -266,28 +266,12 @@ int vi_store_remove_vm(const struct vi_store *s, const char *name)
 }
 
 /* Files of VMs go private; directories keep what lets guests through. */
-static void make_private(const char *path)
+static int make_private(const char *path, const struct stat *st, void *arg)
 {
-	struct stat st;
-
-	if (lstat(path, &st) < 0 || S_ISLNK(st.st_mode))
-		return;
-	if (!S_ISDIR(st.st_mode)) {
-		if (st.st_mode & 077)
-			chmod(path, st.st_mode & 0700);
-		return;
-	}
-	DIR *d = opendir(path);
-	struct dirent *e;
-	while (d && (e = readdir(d))) {
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			char *sub = xasprintf("%s/%s", path, e->d_name);
-			make_private(sub);
-			free(sub);
-		}
-	}
-	if (d)
-		closedir(d);
+	(void)arg;
+	if (!S_ISDIR(st->st_mode) && (st->st_mode & 077))
+		chmod(path, st->st_mode & 0700);
+	return 0;
 }
 
 int vi_store_upgrade_modes(const struct vi_store *s)
@@ -299,7 +283,7 @@ int vi_store_upgrade_modes(const struct vi_store *s)
 
 	if (vi_file_exists(mark))
 		goto out;
-	make_private(s->home);
+	vi_walk(s->home, make_private, NULL);
 	/* What guests read is shared again, read-only: golden images (named by
 	 * 64 hex digits) and layers. */
 	if ((d = opendir(images))) {

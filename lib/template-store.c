@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,7 +539,7 @@ static bool dead_stage(const char *name, const void *arg)
 	if (sscanf(name, ".import-%d-%n", &pid, &n) < 1 &&
 	    sscanf(name, ".new-%*64[0-9a-f]-%d-%n", &pid, &n) < 1)
 		return false;
-	return n > 0 && pid > 0 && kill(pid, 0) < 0 && errno == ESRCH;
+	return n > 0 && vi_pid_gone(pid);
 }
 
 void template_clear_dead(const struct vi_store *s)

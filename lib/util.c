@@ -549,8 +549,36 @@ long vi_guest_gid(void)
 	return gid;
 }
 
-static int share_one(const char *path, const struct stat *st)
+int vi_walk(const char *path, int (*fn)(const char *path, const struct stat *st, void *arg),
+	    void *arg)
 {
+	struct stat st;
+	int rc;
+
+	if (lstat(path, &st) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot read '%s'", path);
+	if (S_ISLNK(st.st_mode))
+		return 0;
+	if ((rc = fn(path, &st, arg)) < 0 || !S_ISDIR(st.st_mode))
+		return rc;
+	DIR *d = opendir(path);
+	struct dirent *e;
+	if (!d)
+		return vi_error_errno(VI_EFAIL, errno, "cannot read '%s'", path);
+	while (rc == 0 && (e = readdir(d))) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char *sub = xasprintf("%s/%s", path, e->d_name);
+		rc = vi_walk(sub, fn, arg);
+		free(sub);
+	}
+	closedir(d);
+	return rc;
+}
+
+static int share_one(const char *path, const struct stat *st, void *arg)
+{
+	(void)arg;
 	long gid = vi_guest_gid();
 	bool dir = S_ISDIR(st->st_mode);
 	mode_t mode = dir ? 0711 : gid >= 0 ? 0440 : 0400;
@@ -565,28 +593,12 @@ static int share_one(const char *path, const struct stat *st)
 
 int vi_share_ro(const char *path)
 {
-	struct stat st;
-	int rc;
+	return vi_walk(path, share_one, NULL);
+}
 
-	if (lstat(path, &st) < 0)
-		return vi_error_errno(VI_EFAIL, errno, "cannot share '%s'", path);
-	if (S_ISLNK(st.st_mode))
-		return 0;
-	if ((rc = share_one(path, &st)) < 0 || !S_ISDIR(st.st_mode))
-		return rc;
-	DIR *d = opendir(path);
-	struct dirent *e;
-	if (!d)
-		return vi_error_errno(VI_EFAIL, errno, "cannot read '%s'", path);
-	while (rc == 0 && (e = readdir(d))) {
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		char *sub = xasprintf("%s/%s", path, e->d_name);
-		rc = vi_share_ro(sub);
-		free(sub);
-	}
-	closedir(d);
-	return rc;
+bool vi_pid_gone(long pid)
+{
+	return pid > 0 && pid <= INT_MAX && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
 bool vi_pid_suffix_gone(const char *name)
@@ -598,7 +610,5 @@ bool vi_pid_suffix_gone(const char *name)
 	if (!dot || !dot[1])
 		return false;
 	pid = strtol(dot + 1, &end, 10);
-	if (*end || pid <= 0)
-		return false;
-	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+	return !*end && vi_pid_gone(pid);
 }

@@ -42,6 +42,8 @@ int vi_check_name(const char *name, const char *what);
  * umask 077, so the mode is set explicitly where it must let others in). */
 int vi_mkdir_p(const char *path, unsigned mode);
 int vi_rm_rf(const char *path);
+/* Whether process pid no longer exists (what it left may be cleared). */
+bool vi_pid_gone(long pid);
 /* For files named after the process that made them: true when the number
  * after the last '.' of name is a process that no longer exists. */
 bool vi_pid_suffix_gone(const char *name);
@@ -54,6 +56,12 @@ bool vi_pid_suffix_gone(const char *name);
  * libvirt hands them to QEMU while the guest runs and back when it stops.
  * vi_guest_gid() is that group, or -1 where there is none. */
 long vi_guest_gid(void);
+/* Calls fn for path and, in a directory, for everything below it (each
+ * directory before what it holds; symbolic links are not followed nor
+ * passed), stopping at the first negative return. */
+struct stat;
+int vi_walk(const char *path, int (*fn)(const char *path, const struct stat *st, void *arg),
+	    void *arg);
 /* Makes the file at path root's, the guest group's to read, mode 0440 (0400
  * with no guest group); a directory tree gets it for every file and 0711
  * for every directory. */

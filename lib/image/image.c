@@ -7,7 +7,6 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -522,7 +521,7 @@ static bool left_by_dead(const char *dir, const char *base, const char *name)
 	    pid == getpid())
 		return false;
 	char *full = aside_name(dir, base, pid, n);
-	dead = !strcmp(strrchr(full, '/') + 1, name) && kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+	dead = !strcmp(strrchr(full, '/') + 1, name) && vi_pid_gone(pid);
 	if (dead && (fd = open(full, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) >= 0) {
 		dead = !byte_locked(fd, LOCK_PERM + 1);
 		close(fd);

@@ -162,8 +162,8 @@ static int l2_for_write(struct qcow2 *q, uint64_t i, struct qcow2_cached **out)
 }
 
 /* How the run from guest offset `offset` (at most len bytes, within one L2
- * table) is mapped. */
-static int map_range(struct qcow2 *q, uint64_t offset, uint64_t len, struct mapping *m)
+ * table) is mapped; q->lock held. */
+static int map_range_held(struct qcow2 *q, uint64_t offset, uint64_t len, struct mapping *m)
 {
 	uint64_t g = offset >> q->cbits, l2i = g & (q->l2_entries - 1);
 	uint64_t inoff = offset & (q->cs - 1), n = q->cs - inoff, host, host2;
@@ -193,6 +193,15 @@ static int map_range(struct qcow2 *q, uint64_t offset, uint64_t len, struct mapp
 	}
 	m->len = n < avail ? n : avail;
 	return 0;
+}
+
+/* map_range_held(), taking q->lock for it. */
+static int map_range(struct qcow2 *q, uint64_t offset, uint64_t len, struct mapping *m)
+{
+	pthread_mutex_lock(&q->lock);
+	int rc = map_range_held(q, offset, len, m);
+	pthread_mutex_unlock(&q->lock);
+	return rc;
 }
 
 static int read_compressed(struct qcow2 *q, uint64_t entry, uint64_t inoff, void *buf,
@@ -279,9 +288,7 @@ int qcow2_read(struct image *img, void *buf, size_t len, uint64_t offset)
 	pthread_rwlock_rdlock(&q->io_lock);
 	while (len) {
 		struct mapping m;
-		pthread_mutex_lock(&q->lock);
 		rc = map_range(q, offset, len, &m);
-		pthread_mutex_unlock(&q->lock);
 		if (rc < 0 || (rc = read_mapped(q, &m, offset, p)) < 0)
 			break;
 		p += m.len;
@@ -497,9 +504,7 @@ static int zero_partial(struct qcow2 *q, uint64_t offset, uint64_t len)
 	struct mapping m;
 	int rc;
 
-	pthread_mutex_lock(&q->lock);
 	rc = map_range(q, offset, len, &m);
-	pthread_mutex_unlock(&q->lock);
 	if (rc < 0)
 		return rc;
 	if (m.kind == K_ZERO ||
@@ -677,9 +682,7 @@ int qcow2_status(struct image *img, uint64_t offset, uint64_t len, int *status, 
 	struct mapping m;
 	int rc;
 
-	pthread_mutex_lock(&q->lock);
 	rc = map_range(q, offset, len, &m);
-	pthread_mutex_unlock(&q->lock);
 	if (rc < 0)
 		return rc;
 	*run = m.len;
