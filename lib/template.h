@@ -106,7 +106,10 @@ struct template
 	size_t nfiles;
 	struct template_strv packages, run, first_boot;
 	char *ready_console, *ready_command;
+	bool ready_ssh;			/* `ready: ssh` (or `ready: {ssh: true}`) */
 	unsigned ready_timeout;
+	struct template_strv network;	/* `network:` NIC specs, as --nic takes them */
+	struct template_strv forwards;	/* `forward:` specs, as --forward takes them */
 	struct template_param *params;
 	size_t nparams;
 	int depth;		      /* 0 for a template without a base */
@@ -167,7 +170,12 @@ struct template_image {
 	size_t ndisks;
 	char *root;	    /* the root file system's device as the build saw it ("/dev/sda1") */
 	char *ready_marker; /* the console text that means ready, or NULL */
+	bool ready_ssh;	    /* ready means SSH answers */
 	unsigned ready_timeout;	     /* seconds */
+	struct template_strv network;	/* NIC specs machines get, or none: the default */
+	struct template_strv forwards;	/* forward specs machines get */
+	char *user;	    /* the login account: the template's first user, else root */
+	bool cloud_init;    /* the image runs cloud-init (it takes the seed whole) */
 	struct template_strv params; /* "KEY=VALUE" as built */
 	time_t built;
 	uint64_t bytes; /* space its files take */

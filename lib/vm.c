@@ -4,6 +4,9 @@
 #include "util.h"
 #include "yaml-doc.h"
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,9 +72,115 @@ static int load_disks(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 	return 0;
 }
 
+int vi_vm_forward_parse(const char *spec, struct vi_vm_forward *f)
+{
+	char *s = xstrdup(spec), *proto = strchr(s, '/'), *parts[3] = { NULL }, *p = s;
+	unsigned long ports[2];
+	size_t n = 0;
+	int rc = 0;
+
+	memset(f, 0, sizeof(*f));
+	if (proto)
+		*proto++ = 0;
+	while (n < 3 && (parts[n++] = strsep(&p, ":")))
+		;
+	if (parts[n - 1] == NULL)
+		n--;
+	if (p || n < 2) {
+		rc = vi_error(VI_EUSAGE, "invalid forward '%s': expected [ADDR:]HOST:GUEST[/tcp|/udp]",
+			      spec);
+		goto out;
+	}
+	for (size_t i = 0; i < 2; i++) {
+		const char *t = parts[n - 2 + i];
+		char *end;
+		errno = 0;
+		ports[i] = strtoul(t, &end, 10);
+		if (!*t || *end || errno || ports[i] > 65535 || (i == 1 && ports[i] == 0)) {
+			rc = vi_error(VI_EUSAGE, "invalid forward '%s': '%s' is not a port (1-65535)",
+				      spec, t);
+			goto out;
+		}
+	}
+	if (n == 3) {
+		struct in_addr a;
+		if (inet_pton(AF_INET, parts[0], &a) != 1) {
+			rc = vi_error(VI_EUSAGE, "invalid forward '%s': '%s' is not an IPv4 address",
+				      spec, parts[0]);
+			goto out;
+		}
+	}
+	if (proto && strcmp(proto, "tcp") && strcmp(proto, "udp")) {
+		rc = vi_error(VI_EUSAGE, "invalid forward '%s': the protocol must be tcp or udp",
+			      spec);
+		goto out;
+	}
+	f->proto = proto && !strcmp(proto, "udp") ? VI_HV_UDP : VI_HV_TCP;
+	f->host_addr = xstrdup(n == 3 ? parts[0] : "127.0.0.1");
+	f->host_port = (unsigned)ports[0];
+	f->guest_port = (unsigned)ports[1];
+	f->auto_port = f->host_port == 0;
+out:
+	free(s);
+	return rc;
+}
+
+char *vi_vm_forward_str(const struct vi_vm_forward *f)
+{
+	return xasprintf("%s:%u->%u/%s", f->host_addr, f->host_port, f->guest_port,
+			 f->proto == VI_HV_UDP ? "udp" : "tcp");
+}
+
+void vi_vm_forward_release(struct vi_vm_forward *f)
+{
+	free(f->host_addr);
+	memset(f, 0, sizeof(*f));
+}
+
+struct vi_vm_forward *vi_vm_nic_forward(const struct vi_vm_nic *n, unsigned guest_port)
+{
+	for (size_t i = 0; i < n->nforwards; i++)
+		if (n->forwards[i].proto == VI_HV_TCP && n->forwards[i].guest_port == guest_port)
+			return &n->forwards[i];
+	return NULL;
+}
+
+static int load_forwards(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm_nic *n)
+{
+	static const char *const keys[] = { "host", "guest", "proto", "auto" };
+	yaml_node_t *item;
+
+	if (seq->type != YAML_SEQUENCE_NODE)
+		return vi_yaml_error(y, seq, VI_EUSAGE, "'forwards' must be a list");
+	vi_yaml_seq_foreach(y, seq, item)
+	{
+		const char *host = NULL, *proto = "tcp";
+		uint64_t guest = 0;
+		bool auto_port = false;
+		char *spec;
+		int rc;
+
+		if ((rc = vi_yaml_expect_map(y, item, "a forward")) < 0 ||
+		    (rc = vi_yaml_check_keys(y, item, keys, ARRAY_SIZE(keys))) < 0 ||
+		    (rc = vi_yaml_get_str(y, item, "host", true, &host)) < 0 ||
+		    (rc = vi_yaml_get_uint(y, item, "guest", true, 1, 65535, &guest)) < 0 ||
+		    (rc = vi_yaml_get_str(y, item, "proto", false, &proto)) < 0 ||
+		    (rc = vi_yaml_get_bool(y, item, "auto", false, &auto_port)) < 0)
+			return rc;
+		n->forwards = xrealloc(n->forwards, (n->nforwards + 1) * sizeof(*n->forwards));
+		spec = xasprintf("%s:%" PRIu64 "/%s", host, guest, proto ? proto : "tcp");
+		rc = vi_vm_forward_parse(spec, &n->forwards[n->nforwards]);
+		free(spec);
+		if (rc < 0)
+			return vi_yaml_error(y, item, VI_EUSAGE, "%s", vi_error_message());
+		n->forwards[n->nforwards++].auto_port = auto_port;
+	}
+	return 0;
+}
+
 static int load_nics(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 {
-	static const char *const keys[] = { "mac", "mode", "source" };
+	static const char *const keys[] = { "mac", "mode", "source", "forwards" };
 	yaml_node_t *item;
 
 	if (seq->type != YAML_SEQUENCE_NODE)
@@ -93,6 +202,9 @@ static int load_nics(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 			return rc;
 		if (!n->mode)
 			n->mode = xstrdup("user");
+		yaml_node_t *f = vi_yaml_get(y, item, "forwards");
+		if (f && (rc = load_forwards(y, f, n)) < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -103,7 +215,7 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 		"schema", "name", "uuid", "hv", "connect", "cpus", "max_cpus", "memory",
 		"max_memory", "kernel", "initrd", "cmdline", "guest_type", "disks", "nics",
 		"hostname", "machine_id", "template", "template_digest", "ready_marker", "origin",
-		"created",
+		"created", "user", "ready_ssh",
 	};
 	struct vi_yaml y;
 	yaml_node_t *root, *n;
@@ -132,7 +244,9 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 	    (rc = get_string(&y, root, "template", false, &vm->template)) < 0 ||
 	    (rc = get_string(&y, root, "template_digest", false, &vm->template_digest)) < 0 ||
 	    (rc = get_string(&y, root, "ready_marker", false, &vm->ready_marker)) < 0 ||
-	    (rc = get_string(&y, root, "origin", false, &vm->origin)) < 0)
+	    (rc = get_string(&y, root, "origin", false, &vm->origin)) < 0 ||
+	    (rc = get_string(&y, root, "user", false, &vm->user)) < 0 ||
+	    (rc = vi_yaml_get_bool(&y, root, "ready_ssh", false, &vm->ready_ssh)) < 0)
 		goto cleanup;
 	if ((rc = vi_yaml_get_uint(&y, root, "cpus", true, 1, 4096, &u)) < 0)
 		goto cleanup;
@@ -210,6 +324,25 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 			vi_yaml_out_str(&o, "mac", vm->nics[i].mac);
 			vi_yaml_out_str(&o, "mode", vm->nics[i].mode);
 			vi_yaml_out_str(&o, "source", vm->nics[i].source);
+			if (vm->nics[i].nforwards) {
+				vi_yaml_out_scalar(&o, "forwards");
+				vi_yaml_out_seq_start(&o);
+			}
+			for (size_t j = 0; j < vm->nics[i].nforwards; j++) {
+				const struct vi_vm_forward *f = &vm->nics[i].forwards[j];
+				char *host = xasprintf("%s:%u", f->host_addr, f->host_port);
+				vi_yaml_out_map_start(&o);
+				vi_yaml_out_str(&o, "host", host);
+				vi_yaml_out_uint(&o, "guest", f->guest_port);
+				if (f->proto == VI_HV_UDP)
+					vi_yaml_out_str(&o, "proto", "udp");
+				if (f->auto_port)
+					vi_yaml_out_bool(&o, "auto", true);
+				vi_yaml_out_end(&o);
+				free(host);
+			}
+			if (vm->nics[i].nforwards)
+				vi_yaml_out_end(&o);
 			vi_yaml_out_end(&o);
 		}
 		vi_yaml_out_end(&o);
@@ -220,6 +353,9 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 	vi_yaml_out_str(&o, "template_digest", vm->template_digest);
 	vi_yaml_out_str(&o, "ready_marker", vm->ready_marker);
 	vi_yaml_out_str(&o, "origin", vm->origin);
+	vi_yaml_out_str(&o, "user", vm->user);
+	if (vm->ready_ssh)
+		vi_yaml_out_bool(&o, "ready_ssh", true);
 	if (vm->created)
 		vi_yaml_out_uint(&o, "created", (uint64_t)vm->created);
 	vi_yaml_out_end(&o);
@@ -236,6 +372,9 @@ void vi_vm_release(struct vi_vm *vm)
 		free(vm->nics[i].mac);
 		free(vm->nics[i].mode);
 		free(vm->nics[i].source);
+		for (size_t j = 0; j < vm->nics[i].nforwards; j++)
+			vi_vm_forward_release(&vm->nics[i].forwards[j]);
+		free(vm->nics[i].forwards);
 	}
 	free(vm->disks);
 	free(vm->nics);
@@ -243,7 +382,7 @@ void vi_vm_release(struct vi_vm *vm)
 		&vm->name,	&vm->uuid,	 &vm->hv,	  &vm->connect,
 		&vm->kernel,	&vm->initrd,	 &vm->cmdline,	  &vm->guest_type,
 		&vm->hostname,	&vm->machine_id, &vm->template,	  &vm->template_digest,
-		&vm->ready_marker, &vm->origin,
+		&vm->ready_marker, &vm->origin, &vm->user,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
 		free(*strings[i]);
@@ -298,6 +437,8 @@ void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_di
 	h->nics = xcalloc(vm->nnics, sizeof(*h->nics));
 	h->disk_ptrs = xcalloc(vm->ndisks, sizeof(*h->disk_ptrs));
 	h->nic_ptrs = xcalloc(vm->nnics, sizeof(*h->nic_ptrs));
+	h->forwards = xcalloc(vm->nnics, sizeof(*h->forwards));
+	h->forward_ptrs = xcalloc(vm->nnics, sizeof(*h->forward_ptrs));
 	for (size_t i = 0; i < vm->ndisks; i++) {
 		h->disk_paths[i] = resolve(vm_dir, vm->disks[i].path);
 		h->disks[i] = (struct vi_hv_disk){
@@ -309,11 +450,26 @@ void vi_vm_hv_init(struct vi_vm_hv *h, const struct vi_vm *vm, const char *vm_di
 		h->disk_ptrs[i] = &h->disks[i];
 	}
 	for (size_t i = 0; i < vm->nnics; i++) {
+		const struct vi_vm_nic *n = &vm->nics[i];
+		h->forwards[i] = xcalloc(n->nforwards, sizeof(**h->forwards));
+		h->forward_ptrs[i] = xcalloc(n->nforwards, sizeof(**h->forward_ptrs));
+		for (size_t j = 0; j < n->nforwards; j++) {
+			h->forwards[i][j] = (struct vi_hv_forward){
+				.struct_size = sizeof(struct vi_hv_forward),
+				.proto = n->forwards[j].proto,
+				.host_addr = n->forwards[j].host_addr,
+				.host_port = n->forwards[j].host_port,
+				.guest_port = n->forwards[j].guest_port,
+			};
+			h->forward_ptrs[i][j] = &h->forwards[i][j];
+		}
 		h->nics[i] = (struct vi_hv_nic){
 			.struct_size = sizeof(struct vi_hv_nic),
-			.mac = vm->nics[i].mac,
-			.mode = vm->nics[i].mode,
-			.source = vm->nics[i].source,
+			.mac = n->mac,
+			.mode = n->mode,
+			.source = n->source,
+			.forwards = h->forward_ptrs[i],
+			.nforwards = n->nforwards,
 		};
 		h->nic_ptrs[i] = &h->nics[i];
 	}
@@ -347,6 +503,12 @@ void vi_vm_hv_release(struct vi_vm_hv *h)
 		free(h->disk_paths[i]);
 	free(h->disk_paths);
 	free(h->disks);
+	for (size_t i = 0; i < h->vm.nnics; i++) {
+		free(h->forwards[i]);
+		free(h->forward_ptrs[i]);
+	}
+	free(h->forwards);
+	free(h->forward_ptrs);
 	free(h->nics);
 	free(h->disk_ptrs);
 	free(h->nic_ptrs);

@@ -24,10 +24,22 @@ struct vi_vm_disk {
 	char *layer;  /* the layer (lib/layers.h) its overlay sits on, or NULL */
 };
 
+/* A port forward of a "user" NIC. An automatic one (the SSH port vi gives
+ * every such NIC, or one a clone inherited) has a host port vi chose, and
+ * chooses again at start when another program took it meanwhile. */
+struct vi_vm_forward {
+	int proto;        /* enum vi_hv_proto */
+	char *host_addr;  /* numeric IPv4 */
+	unsigned host_port, guest_port;
+	bool auto_port;
+};
+
 struct vi_vm_nic {
 	char *mac;
-	char *mode;   /* user, tap, bridge, network */
+	char *mode;   /* user, nat, tap, bridge, network */
 	char *source; /* may be NULL */
+	struct vi_vm_forward *forwards;
+	size_t nforwards;
 };
 
 struct vi_vm {
@@ -49,6 +61,8 @@ struct vi_vm {
 	char *template_digest; /* its golden image's digest */
 	char *ready_marker;    /* console line that means "ready", or NULL */
 	char *origin;          /* the VM it was cloned from, or NULL */
+	char *user;            /* who `vi ssh` logs in as, or NULL: no SSH login */
+	bool ready_ssh;        /* "ready" means SSH answers */
 	time_t created;
 };
 
@@ -62,6 +76,15 @@ void vi_vm_release(struct vi_vm *vm);
  * name), and a locally administered MAC for NICs without one. */
 void vi_vm_new_identity(struct vi_vm *vm);
 
+/* "[ADDR:]HOST:GUEST[/tcp|/udp]" (HOST 0: a free port, chosen by vi) into f,
+ * whose strings the caller frees with vi_vm_forward_release(). */
+int vi_vm_forward_parse(const char *spec, struct vi_vm_forward *f);
+/* "ADDR:HOST->GUEST/PROTO", malloc'd. */
+char *vi_vm_forward_str(const struct vi_vm_forward *f);
+void vi_vm_forward_release(struct vi_vm_forward *f);
+/* The NIC's forward of guest TCP port `guest_port`, or NULL. */
+struct vi_vm_forward *vi_vm_nic_forward(const struct vi_vm_nic *n, unsigned guest_port);
+
 const char *vi_disk_format_name(int format);
 int vi_disk_format_parse(const char *s, int *format); /* -VI_EUSAGE on unknown */
 
@@ -71,6 +94,8 @@ struct vi_vm_hv {
 	struct vi_hv_vm vm;
 	struct vi_hv_disk *disks;  /* what vm.disks points at, one by one */
 	struct vi_hv_nic *nics;
+	struct vi_hv_forward **forwards; /* per NIC: its forwards, one by one */
+	const struct vi_hv_forward ***forward_ptrs;
 	const struct vi_hv_disk **disk_ptrs;
 	const struct vi_hv_nic **nic_ptrs;
 	char *dir, *run_dir, *console_log, *cmdline;

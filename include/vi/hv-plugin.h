@@ -96,6 +96,7 @@ enum vi_hv_probe {
 #define VI_HV_F_DIRECT_BOOT   (1u << 0) /* boots kernel + initrd + cmdline */
 #define VI_HV_F_FIRMWARE_BOOT (1u << 1) /* boots whole-disk images through firmware */
 #define VI_HV_F_REMOTE        (1u << 2) /* reaches other hosts by URI (--connect) */
+#define VI_HV_F_USER_NET      (1u << 3) /* "user" NICs: outbound access, port forwards */
 
 enum vi_disk_format {
 	VI_DISK_RAW,
@@ -110,11 +111,41 @@ struct vi_hv_disk {
 	uint64_t size;      /* virtual size in bytes, 0 when unknown */
 };
 
+enum vi_hv_proto {
+	VI_HV_TCP,
+	VI_HV_UDP,
+};
+
+/* A port forward of a "user" NIC: connections to host_addr:host_port on the
+ * host reach guest_port of the guest's address on that NIC. */
+struct vi_hv_forward {
+	size_t struct_size;
+	int proto;             /* enum vi_hv_proto */
+	const char *host_addr; /* numeric IPv4, "127.0.0.1" unless the user said */
+	unsigned host_port;
+	unsigned guest_port;
+};
+
+/* The guest on a "user" NIC gets this address by DHCP, behind this gateway
+ * (which is also its DNS server): the same on every backend. */
+#define VI_HV_USER_NET      "10.0.2.0/24"
+#define VI_HV_USER_GUEST_IP "10.0.2.15"
+#define VI_HV_USER_HOST_IP  "10.0.2.2"
+#define VI_HV_USER_DNS_IP   "10.0.2.3"
+
 struct vi_hv_nic {
 	size_t struct_size;
 	const char *mac;     /* "52:54:00:xx:xx:xx" */
-	const char *mode;    /* "user", "tap", "bridge", "network" */
+	/* "user": user-mode networking (VI_HV_F_USER_NET); "nat": a private routed
+	 * network with DHCP (source: the libvirt network, "default" when NULL);
+	 * "tap", "bridge", "network" as named by source. */
+	const char *mode;
 	const char *source;  /* TAP device, bridge or libvirt network name; may be NULL */
+	/* "user" NICs: what start() sets up before the guest runs. A host port
+	 * that cannot be bound fails start() with VI_ESTATE and a message naming
+	 * the port ("host port 8080 is in use"). */
+	const struct vi_hv_forward *const *forwards;
+	size_t nforwards;
 };
 
 /* A VM as the backend sees it: built by the host from vm.yaml. */
@@ -273,6 +304,19 @@ struct vi_hv_ops {
 	 * stays on its old image. */
 	int (*switch_disks)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 			    const char *const *overlays);
+
+	/* Port forwards of the running VM's "user" NIC number `nic`, added or
+	 * removed live (VI_ESTATE naming the port when it cannot be bound, or
+	 * when no such forward is there to remove). The host keeps vm.yaml. */
+	int (*forward_add)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			   const struct vi_hv_forward *f);
+	int (*forward_remove)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			      const struct vi_hv_forward *f);
+	/* The IPv4 address the running guest has on NIC `nic`, as text in buf
+	 * (len >= 46): from a DHCP lease, a guest agent, or what the backend
+	 * itself handed out. VI_ENOTFOUND when it is not known (yet). */
+	int (*nic_address)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			   char *buf, size_t len);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin
