@@ -11,14 +11,18 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+extern char **environ;
 
 static void *oom(size_t n)
 {
@@ -444,6 +448,39 @@ cleanup:
 bool vi_file_exists(const char *path)
 {
 	return access(path, F_OK) == 0;
+}
+
+int vi_run(char *const argv[], const char *log)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t pipe_default;
+	pid_t pid;
+	int status, err;
+
+	/* vi ignores SIGPIPE; the tools it runs expect the default. */
+	sigemptyset(&pipe_default);
+	sigaddset(&pipe_default, SIGPIPE);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigdefault(&attr, &pipe_default);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_addopen(&fa, 1, log ? log : "/dev/null",
+					 O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_adddup2(&fa, 1, 2);
+	err = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (err)
+		return vi_error_errno(err == ENOENT ? VI_ENOTFOUND : VI_EFAIL, err,
+				      "cannot run '%s'", argv[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return vi_error_errno(VI_EFAIL, errno, "cannot wait for '%s'", argv[0]);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
 }
 
 const char *vi_self_exe(void)

@@ -78,6 +78,11 @@ int vi_write_all(int fd, const void *buf, size_t len);
 /* Write temp, fsync, rename over path, fsync the directory. */
 int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 bool vi_file_exists(const char *path);
+/* Runs argv (searched on PATH) with standard input from /dev/null and
+ * standard output and error into log (NULL: discarded). Returns its exit
+ * status (128 + signal when killed), or a negative code when it cannot run
+ * (-VI_ENOTFOUND: no such program). */
+int vi_run(char *const argv[], const char *log);
 
 /* Milliseconds on the monotonic clock, for measuring how long work takes. */
 double vi_now_ms(void);

@@ -13,16 +13,11 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
-
-extern char **environ;
 
 static int tar_error(struct archive *a, const char *what, const char *path)
 {
@@ -99,39 +94,6 @@ static int tar_copy_entry(struct archive *in, struct archive *out, struct archiv
 	if (archive_write_header(out, e) != ARCHIVE_OK)
 		return tar_error(out, "write", tar);
 	return archive_entry_size(e) > 0 ? tar_copy_data(in, out, src, tar) : 0;
-}
-
-int template_run(char *const argv[], const char *log)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t pipe_default;
-	pid_t pid;
-	int status, err;
-
-	/* vi ignores SIGPIPE; the tools it runs expect the default. */
-	sigemptyset(&pipe_default);
-	sigaddset(&pipe_default, SIGPIPE);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setsigdefault(&attr, &pipe_default);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, log ? log : "/dev/null",
-					 O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	err = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (err)
-		return vi_error_errno(err == ENOENT ? VI_ENOTFOUND : VI_EFAIL, err,
-				      "cannot run '%s'", argv[0]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return vi_error_errno(VI_EFAIL, errno, "cannot wait for '%s'", argv[0]);
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return 128 + WTERMSIG(status);
 }
 
 /* A static binary has no program interpreter. */
@@ -225,7 +187,7 @@ static int busybox_rootfs(const struct template *t, const char *stage, const cha
 
 	if ((rc = check_static(TEMPLATE_BUSYBOX)) < 0)
 		goto cleanup;
-	if ((rc = template_run(argv, list_path)) != 0) {
+	if ((rc = vi_run(argv, list_path)) != 0) {
 		if (rc > 0)
 			rc = vi_error(VI_EFAIL, "'%s --list-full' failed", TEMPLATE_BUSYBOX);
 		goto cleanup;
@@ -430,7 +392,7 @@ static int debootstrap_rootfs(const struct template *t, const struct template_di
 		rc = vi_error(VI_EFAIL, "template '%s': debootstrap needs root", t->name);
 		goto cleanup;
 	}
-	rc = template_run(argv, log);
+	rc = vi_run(argv, log);
 	if (rc == -VI_ENOTFOUND)
 		rc = vi_error(VI_ENOTFOUND,
 			      "template '%s': debootstrap is not installed (package debootstrap)",

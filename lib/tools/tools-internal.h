@@ -14,11 +14,6 @@ int template_export_archive(const struct vi_store *s, const char *digest, const 
 int template_import_archive(struct vi_store *s, const char *path,
 			    const struct template_import_opts *opts, struct template_strv *digests);
 
-/* Runs argv (searched on PATH) with standard output and error into log
- * (NULL: discarded). Returns its exit status (128 + signal when killed), or a
- * negative code when it cannot run (-VI_ENOTFOUND: no such program). */
-int template_run(char *const argv[], const char *log);
-
 /* Writes the root file system of disk d (busybox, tarball or debootstrap)
  * as a plain tar file; stage is a scratch directory. extra_package, when not
  * NULL, joins a debootstrap's packages (the template's kernel package). */
