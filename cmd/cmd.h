@@ -96,11 +96,19 @@ int cmd_show(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_complete(int argc, char **argv);
 int cmd_vmm_run(int argc, char **argv);
+int cmd_ssh(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+int cmd_forward_add(int argc, char **argv);
+int cmd_forward_rm(int argc, char **argv);
+int cmd_forward_list(int argc, char **argv);
 
 extern const struct vi_option caps_options[], clone_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
-	list_options[], show_options[], version_options[], vmm_run_options[];
+	list_options[], show_options[], version_options[], vmm_run_options[], ssh_options[],
+	exec_options[], cp_options[];
 extern const struct cmd hv_commands[];
+extern const struct cmd forward_commands[];
 extern const struct cmd template_commands[];
 extern const struct cmd image_commands[];
 

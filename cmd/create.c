@@ -9,6 +9,7 @@
 #include "ops.h"
 #include "output.h"
 #include "progress.h"
+#include "ssh.h"
 #include "template.h"
 #include "util.h"
 
@@ -25,7 +26,8 @@
 
 static const char *kernel, *initrd, *cmdline, *guest_type, *template_ref;
 static uint64_t cpus, max_cpus, memory, max_memory, disk_size, timeout;
-static struct vi_strlist disks, nics, sets;
+static const char *user, *user_data;
+static struct vi_strlist disks, nics, sets, forwards, ssh_keys;
 static int start, wait_ready, rm;
 
 const struct vi_option create_options[] = {
@@ -46,7 +48,15 @@ const struct vi_option create_options[] = {
 	{ "disk", 0, VI_OPT_LIST, &disks, "FILE[,ro][,format=F]", "attach a disk image (repeatable)",
 	  VI_COMPLETE_FILE },
 	{ "nic", 0, VI_OPT_LIST, &nics, "MODE[:SOURCE]",
-	  "add a network interface: user, tap[:DEV], bridge:BR, network:NET" },
+	  "a network interface: user (the default), nat[:NET], bridge:BR, tap[:DEV], network:NET, "
+	  "none" },
+	{ "forward", 'p', VI_OPT_LIST, &forwards, "[ADDR:]HOST:GUEST[/udp]",
+	  "forward a host port to the guest (repeatable; HOST 0: a free one)" },
+	{ "user", 'u', VI_OPT_STRING, &user, "NAME", "the login user, made at first boot" },
+	{ "ssh-key", 0, VI_OPT_LIST, &ssh_keys, "FILE",
+	  "public keys that may log in, besides the store's (repeatable)", VI_COMPLETE_FILE },
+	{ "user-data", 0, VI_OPT_STRING, &user_data, "FILE",
+	  "cloud-init user-data for the first boot", VI_COMPLETE_FILE },
 	{ "guest-type", 0, VI_OPT_STRING, &guest_type, "TYPE", "backend flavour (xen: pv, pvh, hvm)" },
 	OPT_HV,
 	OPT_CONNECT,
@@ -113,40 +123,95 @@ static int interrupted_error(void)
 	return vi_error(VI_EFAIL, "interrupted by SIG%s", sigabbrev_np(interrupted));
 }
 
-/* Polls the console log for the readiness marker. */
-static int wait_for_ready(struct vi_hv *hv, const struct vi_vm *vm, const struct vi_vm_hv *view,
-			  unsigned seconds)
+static bool console_ready(const struct vi_machine *m)
 {
+	char *log = NULL;
+	size_t len;
+	bool ready = !m->def.ready_marker || (vi_read_file(m->view.console_log, &log, &len) == 0 &&
+					      strstr(log, m->def.ready_marker));
+	free(log);
+	vi_error_clear();
+	return ready;
+}
+
+static bool ssh_ready(struct vi_machine *m)
+{
+	struct vi_ssh_target t;
+	bool ready;
+
+	if (!m->def.ready_ssh)
+		return true;
+	if (vi_ssh_target(&ctx.store, m, &t) < 0) {
+		vi_error_clear();
+		return false;
+	}
+	ready = vi_ssh_answers(&t);
+	vi_ssh_target_release(&t);
+	return ready;
+}
+
+/* Polls the console log for the readiness marker, then SSH where ready
+ * means it answers. */
+static int wait_for_ready(struct vi_machine *m, unsigned seconds)
+{
+	const struct vi_vm *vm = &m->def;
 	double t0;
 
-	if (!vm->ready_marker)
+	if (!vm->ready_marker && !vm->ready_ssh)
 		return vi_error(VI_EUSAGE, "VM '%s' has no readiness probe to wait for", vm->name);
 	t0 = vi_now_ms();
 	for (;;) {
-		char *log = NULL;
-		size_t len;
-		bool ready = vi_read_file(view->console_log, &log, &len) == 0 &&
-			     strstr(log, vm->ready_marker);
-		free(log);
-		vi_error_clear();
-		if (ready)
+		bool console = console_ready(m);
+		if (console && ssh_ready(m))
 			return 0;
 		if (interrupted)
 			return interrupted_error();
-		if (vi_ms_since(t0) >= seconds * 1000.0)
-			return vi_error(VI_ETIMEOUT, "VM '%s' was not ready within %u s (no '%s' on its console)",
-					vm->name, seconds, vm->ready_marker);
+		if (vi_ms_since(t0) >= seconds * 1000.0) {
+			if (!console)
+				return vi_error(VI_ETIMEOUT,
+						"VM '%s' was not ready within %u s (no '%s' on its console)",
+						vm->name, seconds, vm->ready_marker);
+			return vi_error(VI_ETIMEOUT,
+					"VM '%s' was not ready within %u s (its SSH server did not "
+					"let vi in)",
+					vm->name, seconds);
+		}
 		struct vi_hv_state st;
-		if (vi_hv_state(hv, &view->vm, &st) == 0 && st.state != VI_HV_RUNNING &&
+		if (vi_hv_state(m->hv, &m->view.vm, &st) == 0 && st.state != VI_HV_RUNNING &&
 		    st.state != VI_HV_PAUSED)
 			return vi_error(VI_EFAIL, "VM '%s' stopped before it was ready", vm->name);
-		struct timespec ts = { 0, 100 * 1000000 };
+		struct timespec ts = { 0, (console && vm->ready_ssh ? 500 : 100) * 1000000 };
 		nanosleep(&ts, NULL);
 	}
 }
 
-/* Runs argv with VI_VM naming the machine; returns its exit status. */
-static int run_command(char **argv, const char *name, int *status)
+/* What the command after -- gets to reach the machine by: VI_VM always, and
+ * where it has an SSH login, its address and the ssh command line. */
+static void command_env(struct vi_machine *m)
+{
+	struct vi_ssh_target t;
+
+	setenv("VI_VM", m->def.name, 1);
+	if (vi_ssh_target(&ctx.store, m, &t) < 0) {
+		vi_debug("no SSH for the command: %s", vi_error_message());
+		vi_error_clear();
+		return;
+	}
+	char port[16], *line = vi_ssh_cmdline(&t);
+	snprintf(port, sizeof(port), "%u", t.port);
+	setenv("VI_IP", t.addr, 1);
+	if (t.guest_addr)
+		setenv("VI_GUEST_IP", t.guest_addr, 1);
+	setenv("VI_SSH_PORT", port, 1);
+	setenv("VI_SSH_KEY", t.key, 1);
+	setenv("VI_SSH_USER", t.user, 1);
+	setenv("VI_SSH", line, 1);
+	free(line);
+	vi_ssh_target_release(&t);
+}
+
+/* Runs argv; returns its exit status. */
+static int run_command(char **argv, int *status)
 {
 	pid_t pid;
 	int st;
@@ -159,7 +224,6 @@ static int run_command(char **argv, const char *name, int *status)
 		signal(SIGINT, SIG_DFL);
 		signal(SIGTERM, SIG_DFL);
 		signal(SIGPIPE, SIG_DFL);
-		setenv("VI_VM", name, 1);
 		execvp(argv[0], argv);
 		fprintf(stderr, "vi: error: cannot run '%s': %s\n", argv[0], strerror(errno));
 		_exit(127);
@@ -202,6 +266,12 @@ int cmd_create(int argc, char **argv)
 		.ndisks = disks.n,
 		.nics = (const char *const *)nics.items,
 		.nnics = nics.n,
+		.forwards = (const char *const *)forwards.items,
+		.nforwards = forwards.n,
+		.user = user,
+		.ssh_keys = (const char *const *)ssh_keys.items,
+		.nssh_keys = ssh_keys.n,
+		.user_data = user_data,
 		.start = start || wait_ready,
 	};
 	char **command = argc > 1 ? argv + 1 : NULL;
@@ -233,12 +303,12 @@ int cmd_create(int argc, char **argv)
 	vi_store_unlock(ctx.lock);
 	ctx.lock = -1;
 	if (wait_ready &&
-	    (rc = wait_for_ready(m.hv, &m.def, &m.view,
-				 timeout ? timeout : ready_timeout ? ready_timeout : 300)) < 0)
+	    (rc = wait_for_ready(&m, timeout ? timeout : ready_timeout ? ready_timeout : 300)) < 0)
 		goto cleanup;
 	report(&m.def, spec.start, vi_ms_since(t0));
 	if (command) {
-		if ((rc = run_command(command, name, &status)) < 0)
+		command_env(&m);
+		if ((rc = run_command(command, &status)) < 0)
 			goto cleanup;
 		ctx.exit_status = status;
 	}
@@ -256,5 +326,7 @@ cleanup:
 	vi_strlist_release(&disks);
 	vi_strlist_release(&nics);
 	vi_strlist_release(&sets);
+	vi_strlist_release(&forwards);
+	vi_strlist_release(&ssh_keys);
 	return rc;
 }

@@ -2,6 +2,7 @@
 #include "cmd.h"
 #include "error.h"
 #include "log.h"
+#include "forward.h"
 #include "machine.h"
 #include "output.h"
 #include "util.h"
@@ -10,7 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+static int wide;
+
 const struct vi_option list_options[] = {
+	{ "wide", 'w', VI_OPT_FLAG, &wide, NULL, "add each VM's address and SSH port" },
 	OPT_JSON,
 	OPT_CONNECT,
 	VI_OPT_TABLE_END,
@@ -43,8 +47,9 @@ int cmd_list(int argc, char **argv)
 		doc = vi_json_doc();
 		arr = json_object_new_array();
 	} else {
-		vi_table_init(&t, 6,
-			      (const char *[]){ "NAME", "BACKEND", "STATE", "CPUS", "MEMORY", "TEMPLATE" });
+		vi_table_init(&t, wide ? 8 : 6,
+			      (const char *[]){ "NAME", "BACKEND", "STATE", "CPUS", "MEMORY", "TEMPLATE",
+						"ADDRESS", "SSH" });
 	}
 	for (size_t i = 0; i < n; i++) {
 		struct vi_machine m;
@@ -61,16 +66,24 @@ int cmd_list(int argc, char **argv)
 				json_object_array_add(arr, o);
 			} else {
 				vi_table_add(&t, (const char *[]){ names[i], NULL, "error", NULL, NULL,
-								   NULL });
+								   NULL, NULL, NULL });
 			}
 			continue;
 		}
 		vi_machine_state(&m, &st);
 		if (m.hv_problem)
 			warn_unknown_state(m.hv_problem, &warned, &nwarned);
+		/* The first NIC's address, and where SSH reaches the guest. */
+		char *addr = (wide || ctx.json) && m.def.nnics ? vi_machine_nic_address(&m, 0) : NULL;
+		struct vi_vm_nic *un = vi_vm_user_nic(&m.def);
+		struct vi_vm_forward *sf = un ? vi_vm_nic_forward(un, VI_SSH_GUEST_PORT) : NULL;
+		char *ssh = sf ? xasprintf("%s:%u", sf->host_addr, sf->host_port)
+			       : addr ? xasprintf("%s:22", addr) : NULL;
 		if (ctx.json) {
 			struct json_object *o = json_object_new_object();
 			json_object_object_add(o, "name", vi_json_str(m.def.name));
+			json_object_object_add(o, "address", vi_json_str(addr));
+			json_object_object_add(o, "ssh", vi_json_str(ssh));
 			json_object_object_add(o, "hv", vi_json_str(m.def.hv));
 			json_object_object_add(o, "state", vi_json_str(vi_hv_state_name(st.state)));
 			json_object_object_add(o, "cpus", json_object_new_int(m.def.cpus));
@@ -82,8 +95,10 @@ int cmd_list(int argc, char **argv)
 			vi_format_size(m.def.memory, mem, sizeof(mem));
 			vi_table_add(&t, (const char *[]){ m.def.name, m.def.hv,
 							   vi_hv_state_name(st.state), cpus, mem,
-							   m.def.template });
+							   m.def.template, addr, ssh });
 		}
+		free(addr);
+		free(ssh);
 		vi_machine_release(&m);
 	}
 	vi_store_names_free(names, n);

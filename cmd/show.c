@@ -74,15 +74,30 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 		json_object_array_add(disks, k);
 	}
 	for (size_t i = 0; i < d->nnics; i++) {
-		struct json_object *k = json_object_new_object();
+		struct json_object *k = json_object_new_object(), *fw = json_object_new_array();
+		char *addr = vi_machine_nic_address(m, i);
 		json_object_object_add(k, "mac", vi_json_str(d->nics[i].mac));
 		json_object_object_add(k, "mode", vi_json_str(d->nics[i].mode));
 		json_object_object_add(k, "source", vi_json_str(d->nics[i].source));
+		json_object_object_add(k, "address", vi_json_str(addr));
+		for (size_t j = 0; j < d->nics[i].nforwards; j++) {
+			const struct vi_vm_forward *f = &d->nics[i].forwards[j];
+			struct json_object *x = json_object_new_object();
+			json_object_object_add(x, "host_addr", vi_json_str(f->host_addr));
+			json_object_object_add(x, "host_port", json_object_new_int((int)f->host_port));
+			json_object_object_add(x, "guest_port", json_object_new_int((int)f->guest_port));
+			json_object_object_add(x, "proto",
+					       vi_json_str(f->proto == VI_HV_UDP ? "udp" : "tcp"));
+			json_object_array_add(fw, x);
+		}
+		json_object_object_add(k, "forwards", fw);
 		json_object_array_add(nics, k);
+		free(addr);
 	}
 	json_object_object_add(o, "disks", disks);
 	json_object_object_add(o, "nics", nics);
 	json_object_object_add(o, "hostname", vi_json_str(d->hostname));
+	json_object_object_add(o, "user", vi_json_str(d->user));
 	json_object_object_add(o, "machine_id", vi_json_str(d->machine_id));
 	json_object_object_add(o, "template", vi_json_str(d->template));
 	json_object_object_add(o, "template_digest", vi_json_str(d->template_digest));
@@ -156,9 +171,24 @@ int cmd_show(int argc, char **argv)
 		field(i ? "" : "disks:", "%s (%s%s%s%s)", m.view.disks[i].path,
 		      vi_disk_format_name(d->disks[i].format), d->disks[i].readonly ? ", read-only" : "",
 		      d->disks[i].layer ? ", on layer " : "", d->disks[i].layer ? d->disks[i].layer : "");
-	for (size_t i = 0; i < d->nnics; i++)
-		field(i ? "" : "nics:", "%s %s%s%s", d->nics[i].mac, d->nics[i].mode,
-		      d->nics[i].source ? " " : "", d->nics[i].source ? d->nics[i].source : "");
+	for (size_t i = 0; i < d->nnics; i++) {
+		const struct vi_vm_nic *n = &d->nics[i];
+		char *addr = vi_machine_nic_address(&m, i), *fw = xstrdup("");
+		for (size_t j = 0; j < n->nforwards; j++) {
+			char *f = vi_vm_forward_str(&n->forwards[j]);
+			char *x = xasprintf("%s%s%s", fw, j ? ", " : "", f);
+			free(f);
+			free(fw);
+			fw = x;
+		}
+		field(i ? "" : "nics:", "%s %s%s%s%s%s%s%s", n->mac, n->mode, n->source ? " " : "",
+		      n->source ? n->source : "", addr ? " " : "", addr ? addr : "",
+		      *fw ? ", forwards " : "", fw);
+		free(addr);
+		free(fw);
+	}
+	if (d->user)
+		field("login:", "%s (vi ssh %s)", d->user, d->name);
 	if (d->hostname)
 		field("hostname:", "%s", d->hostname);
 	if (d->origin)

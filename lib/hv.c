@@ -556,6 +556,24 @@ int vi_hv_switch_disks(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *
 	HV_CALL(hv, switch_disks, "moving a running VM's disks onto new overlays", vm, overlays);
 }
 
+int vi_hv_forward_add(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic,
+		      const struct vi_hv_forward *f)
+{
+	HV_CALL(hv, forward_add, "port forwards on a running VM", vm, nic, f);
+}
+
+int vi_hv_forward_remove(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic,
+			 const struct vi_hv_forward *f)
+{
+	HV_CALL(hv, forward_remove, "port forwards on a running VM", vm, nic, f);
+}
+
+int vi_hv_nic_address(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic, char *buf,
+		      size_t len)
+{
+	HV_CALL(hv, nic_address, "reading a guest's address", vm, nic, buf, len);
+}
+
 const char *vi_hv_state_name(int state)
 {
 	switch (state) {

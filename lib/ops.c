@@ -6,6 +6,9 @@
  * destroy_in(), whichever step failed: the backend's definition, a start,
  * the next of several clones. */
 #include "ops.h"
+#include "forward.h"
+#include "seed.h"
+#include "ssh.h"
 #include "error.h"
 #include "image/image.h"
 #include "layers.h"
@@ -192,7 +195,7 @@ cleanup:
 /* MODE[:SOURCE] */
 static int parse_nic(const char *spec, struct vi_vm_nic *n)
 {
-	static const char *const modes[] = { "user", "tap", "bridge", "network" };
+	static const char *const modes[] = { "user", "nat", "tap", "bridge", "network" };
 	const char *colon = strchr(spec, ':');
 	size_t len = colon ? (size_t)(colon - spec) : strlen(spec);
 
@@ -202,7 +205,8 @@ static int parse_nic(const char *spec, struct vi_vm_nic *n)
 			n->mode = xstrdup(modes[i]);
 	if (!n->mode)
 		return vi_error(VI_EUSAGE,
-				"invalid --nic '%s': the mode must be user, tap, bridge or network",
+				"invalid --nic '%s': the mode must be user, nat, tap, bridge, "
+				"network or none",
 				spec);
 	if (colon && colon[1])
 		n->source = xstrdup(colon + 1);
@@ -212,7 +216,71 @@ static int parse_nic(const char *spec, struct vi_vm_nic *n)
 		return vi_error(VI_EUSAGE, "invalid --nic '%s': %s needs a name, as in %s:NAME", spec,
 				spec, spec);
 	}
+	if (n->source && !strcmp(n->mode, "user")) {
+		free(n->mode);
+		free(n->source);
+		memset(n, 0, sizeof(*n));
+		return vi_error(VI_EUSAGE, "invalid --nic '%s': user takes no name", spec);
+	}
 	return 0;
+}
+
+/* Adds the forward spec to NIC n. */
+static int add_forward(struct vi_vm_nic *n, const char *spec)
+{
+	struct vi_vm_forward f;
+	int rc = vi_vm_forward_parse(spec, &f);
+
+	if (rc < 0)
+		return rc;
+	n->forwards = xrealloc(n->forwards, (n->nforwards + 1) * sizeof(*n->forwards));
+	n->forwards[n->nforwards++] = f;
+	return 0;
+}
+
+/* The NICs: --nic, else the template's network:, else one "user" NIC where
+ * the backend has user networking. The first "user" NIC gets the forwards,
+ * and one from a free host port to the guest's SSH port unless one is given. */
+static int build_nics(const struct vi_create_spec *sp, const struct vi_hv *hv,
+		      const struct template_image *img, struct vi_vm *vm)
+{
+	const char *const *specs = sp->nnics ? sp->nics : img ? (const char *const *)img->network.v : NULL;
+	size_t n = sp->nnics ? sp->nnics : img ? img->network.n : 0;
+	struct vi_vm_nic *user;
+	int rc;
+
+	vm->nics = xcalloc(n + 1, sizeof(*vm->nics));
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(specs[i], "none")) {
+			if (n > 1)
+				return vi_error(VI_EUSAGE, "--nic none goes alone");
+			continue;
+		}
+		if ((rc = parse_nic(specs[i], &vm->nics[vm->nnics])) < 0)
+			return rc;
+		vm->nnics++;
+	}
+	if (n == 0 && (hv->ops.features & VI_HV_F_USER_NET))
+		vm->nics[vm->nnics++].mode = xstrdup("user");
+	if (!(user = vi_vm_user_nic(vm))) {
+		if (sp->nforwards)
+			return vi_error(VI_EUSAGE, "--forward needs a user NIC (--nic user)%s",
+					(hv->ops.features & VI_HV_F_USER_NET)
+						? ""
+						: ", which this backend does not have");
+		return 0;
+	}
+	for (size_t i = 0; img && i < img->forwards.n; i++)
+		if ((rc = add_forward(user, img->forwards.v[i])) < 0)
+			return rc;
+	for (size_t i = 0; i < sp->nforwards; i++)
+		if ((rc = add_forward(user, sp->forwards[i])) < 0)
+			return rc;
+	if (!vi_vm_nic_forward(user, VI_SSH_GUEST_PORT) &&
+	    (rc = add_forward(user, "127.0.0.1:0:22")) < 0)
+		return rc;
+	bool changed;
+	return vi_forwards_prepare(vm, &changed);
 }
 
 static int build_definition(const struct vi_create_spec *sp, const struct vi_hv *hv,
@@ -275,10 +343,10 @@ static int build_definition(const struct vi_create_spec *sp, const struct vi_hv 
 	for (size_t i = 0; i < sp->ndisks; i++, vm->ndisks++)
 		if ((rc = parse_disk(sp->disks[i], &vm->disks[vm->ndisks])) < 0)
 			return rc;
-	vm->nics = xcalloc(sp->nnics, sizeof(*vm->nics));
-	for (size_t i = 0; i < sp->nnics; i++, vm->nnics++)
-		if ((rc = parse_nic(sp->nics[i], &vm->nics[i])) < 0)
-			return rc;
+	if ((rc = build_nics(sp, hv, img, vm)) < 0)
+		return rc;
+	vm->user = xstrdup(sp->user ? sp->user : img ? img->user : NULL);
+	vm->ready_ssh = img && img->ready_ssh;
 	vi_vm_new_identity(vm);
 	return 0;
 }
@@ -308,6 +376,157 @@ static int make_template_disks(const struct template_image *img, uint64_t disk_s
 		free(path);
 	}
 	return rc;
+}
+
+/* --- the seed ---------------------------------------------------------------- */
+
+/* A login name as useradd takes it. */
+static int check_user(const char *u)
+{
+	size_t n = strlen(u);
+
+	if (n == 0 || n > 32 || !(u[0] == '_' || (u[0] >= 'a' && u[0] <= 'z')) ||
+	    strspn(u, "abcdefghijklmnopqrstuvwxyz0123456789_-") != n)
+		return vi_error(VI_EUSAGE,
+				"invalid user '%s': a lower-case letter or _, then up to 31 of "
+				"a-z 0-9 _ -",
+				u);
+	return 0;
+}
+
+static bool is_seed(const struct vi_vm_disk *d)
+{
+	return d->readonly && !strcmp(d->path, VI_SEED_FILE);
+}
+
+/* The seed's inputs kept in the VM's directory, so that its clones get
+ * the same keys and user-data: authorized_keys, user-data. */
+static int keep_file(const char *dir, const char *name, const char *text, size_t len)
+{
+	char *path = xasprintf("%s/%s", dir, name);
+	int rc = vi_write_file_atomic(path, text, len, 0600);
+
+	free(path);
+	return rc;
+}
+
+/* Writes dir/seed.img for vm from the keys and user-data kept in dir, with
+ * a new host key recorded in dir/known_hosts; adds the seed disk to vm. */
+static int write_seed(const struct vi_store *s, const char *dir, struct vi_vm *vm, bool grow)
+{
+	char *store_pub = NULL, *priv = NULL, *pub = NULL, **keys = NULL, *kh = NULL;
+	char *kpath = xasprintf("%s/%s", dir, VI_SSH_AUTHORIZED_KEYS);
+	char *udpath = xasprintf("%s/user-data", dir), *seed = NULL;
+	size_t nkeys = 0;
+	int rc;
+
+	if ((rc = vi_ssh_store_key(s, NULL, &store_pub)) < 0)
+		goto out;
+	if (vi_file_exists(kpath) && (rc = vi_ssh_read_keys(kpath, &keys, &nkeys)) < 0)
+		goto out;
+	keys = xrealloc(keys, (nkeys + 1) * sizeof(*keys));
+	memmove(keys + 1, keys, nkeys * sizeof(*keys));
+	keys[0] = store_pub;
+	store_pub = NULL;
+	nkeys++;
+	if ((rc = vi_ssh_keygen(&priv, &pub)) < 0)
+		goto out;
+	kh = xasprintf("%s %s\n", vm->name, pub);
+	if ((rc = keep_file(dir, VI_SSH_KNOWN_HOSTS, kh, strlen(kh))) < 0)
+		goto out;
+	struct vi_seed sd = {
+		.instance_id = vm->uuid,
+		.hostname = vm->hostname,
+		.user = vm->user ? vm->user : "root",
+		.keys = (const char *const *)keys,
+		.nkeys = nkeys,
+		.host_key = priv,
+		.user_data = vi_file_exists(udpath) ? udpath : NULL,
+		.grow_root = grow,
+	};
+	seed = xasprintf("%s/%s", dir, VI_SEED_FILE);
+	if ((rc = vi_seed_write(seed, &sd)) < 0)
+		goto out;
+	vm->disks = xrealloc(vm->disks, (vm->ndisks + 1) * sizeof(*vm->disks));
+	vm->disks[vm->ndisks++] = (struct vi_vm_disk){
+		.path = xstrdup(VI_SEED_FILE),
+		.format = VI_DISK_RAW,
+		.readonly = true,
+	};
+out:
+	for (size_t i = 0; i < nkeys; i++)
+		free(keys[i]);
+	free(keys);
+	free(store_pub);
+	if (priv)
+		explicit_bzero(priv, strlen(priv));
+	free(priv);
+	free(pub);
+	free(kh);
+	free(kpath);
+	free(udpath);
+	free(seed);
+	return rc;
+}
+
+/* The partition number of a root device such as /dev/sda1, 0 for a whole disk. */
+static unsigned root_partition(const char *root)
+{
+	size_t n = root ? strlen(root) : 0, i = n;
+
+	while (i > 0 && root[i - 1] >= '0' && root[i - 1] <= '9')
+		i--;
+	return i < n && i > 0 && root[i - 1] >= 'a' && root[i - 1] <= 'z' ? (unsigned)atoi(root + i) : 0;
+}
+
+/* A machine from a template, or one given a user, keys or user-data, gets
+ * a seed; --disk-size grows its root partition here and its file system at
+ * its first boot. */
+static int make_seed(const struct vi_store *s, const struct vi_create_spec *sp,
+		     const struct template_image *img, const char *staging, struct vi_vm *vm)
+{
+	bool grow = img && sp->disk_size > img->disks[0].size;
+	size_t len;
+	int rc;
+
+	if (!img && !sp->user && !sp->nssh_keys && !sp->user_data)
+		return 0;
+	if (!vm->user)
+		vm->user = xstrdup("root");
+	if ((rc = check_user(vm->user)) < 0)
+		return rc;
+	/* The keys given, checked and kept as one authorized_keys file. */
+	char *all = xstrdup("");
+	for (size_t i = 0; rc == 0 && i < sp->nssh_keys; i++) {
+		char **keys;
+		size_t n;
+		if ((rc = vi_ssh_read_keys(sp->ssh_keys[i], &keys, &n)) < 0)
+			break;
+		for (size_t j = 0; j < n; j++) {
+			char *x = xasprintf("%s%s\n", all, keys[j]);
+			free(all);
+			all = x;
+			free(keys[j]);
+		}
+		free(keys);
+	}
+	if (rc == 0 && *all)
+		rc = keep_file(staging, VI_SSH_AUTHORIZED_KEYS, all, strlen(all));
+	free(all);
+	if (rc == 0 && sp->user_data) {
+		char *text;
+		if ((rc = vi_read_regular_file(sp->user_data, 1 << 20, &text, &len)) == 0) {
+			rc = keep_file(staging, "user-data", text, len);
+			free(text);
+		}
+	}
+	unsigned part = img ? root_partition(img->root) : 0;
+	if (rc == 0 && grow && part) {
+		char *disk = xasprintf("%s/%s", staging, vm->disks[0].path);
+		rc = vi_seed_grow_partition(disk, part);
+		free(disk);
+	}
+	return rc < 0 ? rc : write_seed(s, staging, vm, grow);
 }
 
 int vi_op_create(struct vi_store *s, struct vi_hv_set *plugins, const struct vi_create_spec *sp,
@@ -343,6 +562,8 @@ int vi_op_create(struct vi_store *s, struct vi_hv_set *plugins, const struct vi_
 	    (rc = vi_store_stage_vm(s, sp->name, &staging)) < 0)
 		goto cleanup;
 	if (have_img && (rc = make_template_disks(&img, sp->disk_size, staging, &vm)) < 0)
+		goto cleanup;
+	if ((rc = make_seed(s, sp, have_img ? &img : NULL, staging, &vm)) < 0)
 		goto cleanup;
 	if ((rc = add_machine(s, hv, &vm, staging, m)) < 0)
 		goto cleanup;
@@ -389,9 +610,22 @@ static void clone_definition(const struct vi_vm *src, const char *name, struct v
 	vm->nics = xcalloc(src->nnics, sizeof(*vm->nics));
 	vm->nnics = src->nnics;
 	for (size_t i = 0; i < src->nnics; i++) {
-		vm->nics[i].mode = xstrdup(src->nics[i].mode);
-		vm->nics[i].source = xstrdup(src->nics[i].source);
+		const struct vi_vm_nic *sn = &src->nics[i];
+		struct vi_vm_nic *n = &vm->nics[i];
+		n->mode = xstrdup(sn->mode);
+		n->source = xstrdup(sn->source);
+		/* The source holds its host ports: the clone's are its own, free ones. */
+		n->forwards = xcalloc(sn->nforwards, sizeof(*n->forwards));
+		n->nforwards = sn->nforwards;
+		for (size_t j = 0; j < sn->nforwards; j++) {
+			n->forwards[j] = sn->forwards[j];
+			n->forwards[j].host_addr = xstrdup(sn->forwards[j].host_addr);
+			n->forwards[j].host_port = 0;
+			n->forwards[j].auto_port = true;
+		}
 	}
+	vm->user = xstrdup(src->user);
+	vm->ready_ssh = src->ready_ssh;
 	/* uuid, machine_id, hostname and MACs are NULL: all new. */
 	vi_vm_new_identity(vm);
 }
@@ -405,6 +639,8 @@ static int make_clone_disks(const struct vi_store *s, const struct vi_vm *src, c
 	for (size_t i = 0; rc == 0 && i < vm->ndisks; i++) {
 		struct vi_vm_disk *d = &vm->disks[i];
 		const struct vi_vm_disk *sd = &src->disks[i];
+		if (is_seed(sd))
+			continue; /* the clone gets a seed of its own */
 		if (sd->readonly && !full) {
 			/* A read-only disk is shared as it is. */
 			d->path = xstrdup(layers[i]);
@@ -470,6 +706,38 @@ static void journal_close(struct journal *j)
 	free(j->path);
 }
 
+/* The clone's own seed (new host key, host name and instance ID) from the
+ * keys and user-data its source was given, in place of the source's. */
+static int clone_seed(const struct vi_store *s, const struct vi_machine *src,
+		      const char *staging, struct vi_vm *vm)
+{
+	static const char *const kept[] = { VI_SSH_AUTHORIZED_KEYS, "user-data" };
+	bool had = false;
+	size_t n = 0;
+	int rc = 0;
+
+	for (size_t i = 0; i < vm->ndisks; i++) {
+		if (vm->disks[i].path)
+			vm->disks[n++] = vm->disks[i];
+		else
+			had = true;
+	}
+	vm->ndisks = n;
+	if (!had)
+		return 0;
+	for (size_t i = 0; rc == 0 && i < ARRAY_SIZE(kept); i++) {
+		char *from = xasprintf("%s/%s", src->dir, kept[i]), *text;
+		size_t len;
+		if (vi_file_exists(from) && (rc = vi_read_file(from, &text, &len)) == 0) {
+			rc = keep_file(staging, kept[i], text, len);
+			free(text);
+		}
+		free(from);
+	}
+	/* The source's first boot grew its file system, or its clone's will. */
+	return rc < 0 ? rc : write_seed(s, staging, vm, true);
+}
+
 /* Makes one clone; on failure nothing of it remains. */
 static int make_clone(const struct vi_store *s, struct vi_machine *src, struct vi_layer_index *idx,
 		      char **layers, const struct vi_clone_spec *sp, const char *name,
@@ -481,9 +749,13 @@ static int make_clone(const struct vi_store *s, struct vi_machine *src, struct v
 
 	memset(m, 0, sizeof(*m));
 	clone_definition(&src->def, name, &vm);
-	if ((rc = vi_store_stage_vm(s, name, &staging)) < 0)
+	bool ports_changed;
+	if ((rc = vi_forwards_prepare(&vm, &ports_changed)) < 0 ||
+	    (rc = vi_store_stage_vm(s, name, &staging)) < 0)
 		goto cleanup;
 	rc = make_clone_disks(s, &src->def, layers, sp->full, staging, &vm);
+	if (rc == 0)
+		rc = clone_seed(s, src, staging, &vm);
 	/* The index knows the clone reads its layers before it can. */
 	vi_layers_ref_vm(idx, &vm);
 	if (rc == 0)
@@ -616,6 +888,24 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 
 /* --- start and stop ------------------------------------------------------------- */
 
+/* The forwards' host ports, checked before the backend binds them, so that
+ * every backend says the same about a port in use; automatic ones move to
+ * a free port, recorded. */
+static int prepare_forwards(struct vi_machine *m)
+{
+	bool changed;
+	int rc = vi_forwards_prepare(&m->def, &changed);
+
+	if (rc < 0 || !changed)
+		return rc;
+	char *path = xasprintf("%s/vm.yaml", m->dir);
+	rc = vi_vm_save(path, &m->def);
+	free(path);
+	vi_vm_hv_release(&m->view);
+	vi_vm_hv_init(&m->view, &m->def, m->dir);
+	return rc;
+}
+
 int vi_op_start(struct vi_machine *m)
 {
 	struct vi_hv_state st;
@@ -629,6 +919,8 @@ int vi_op_start(struct vi_machine *m)
 		return rc;
 	if (unlink(m->view.console_log) < 0 && errno != ENOENT)
 		return vi_error_errno(VI_EFAIL, errno, "cannot reset '%s'", m->view.console_log);
+	if ((rc = prepare_forwards(m)) < 0)
+		return rc;
 	return vi_hv_start(m->hv, &m->view.vm);
 }
 

@@ -36,8 +36,18 @@ struct vi_create_spec {
 	uint64_t memory, max_memory;  /* 0: the template's, else the default and memory */
 	const char *const *disks;     /* "FILE[,ro][,format=F]" */
 	size_t ndisks;
-	const char *const *nics;      /* "MODE[:SOURCE]" */
+	const char *const *nics;      /* "MODE[:SOURCE]" or "none"; none given: the template's,
+				       * else a "user" NIC where the backend has one */
 	size_t nnics;
+	const char *const *forwards;  /* "[ADDR:]HOST:GUEST[/udp]" on the first "user" NIC */
+	size_t nforwards;
+	/* What the machine's seed hands its first boot: the login user (else the
+	 * template's), files of public keys that may log in besides the store's,
+	 * and the user's cloud-init user-data file. */
+	const char *user;
+	const char *const *ssh_keys;
+	size_t nssh_keys;
+	const char *user_data;
 	bool start;
 };
 

@@ -452,35 +452,14 @@ bool vi_file_exists(const char *path)
 
 int vi_run(char *const argv[], const char *log)
 {
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t pipe_default;
-	pid_t pid;
-	int status, err;
+	int fd = -1, rc;
 
-	/* vi ignores SIGPIPE; the tools it runs expect the default. */
-	sigemptyset(&pipe_default);
-	sigaddset(&pipe_default, SIGPIPE);
-	posix_spawnattr_init(&attr);
-	posix_spawnattr_setsigdefault(&attr, &pipe_default);
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_addopen(&fa, 1, log ? log : "/dev/null",
-					 O_WRONLY | O_CREAT | O_TRUNC, 0600);
-	posix_spawn_file_actions_adddup2(&fa, 1, 2);
-	err = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	if (err)
-		return vi_error_errno(err == ENOENT ? VI_ENOTFOUND : VI_EFAIL, err,
-				      "cannot run '%s'", argv[0]);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			return vi_error_errno(VI_EFAIL, errno, "cannot wait for '%s'", argv[0]);
-	if (WIFEXITED(status))
-		return WEXITSTATUS(status);
-	return 128 + WTERMSIG(status);
+	if (log && (fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", log);
+	rc = vi_run_fds(argv, -1, fd, fd);
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 const char *vi_self_exe(void)
@@ -648,4 +627,62 @@ bool vi_pid_suffix_gone(const char *name)
 		return false;
 	pid = strtol(dot + 1, &end, 10);
 	return !*end && vi_pid_gone(pid);
+}
+
+int vi_run_fds(char *const argv[], int in_fd, int out_fd, int err_fd)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t pipe_default;
+	int fds[3] = { in_fd, out_fd, err_fd }, status, err;
+	pid_t pid;
+
+	/* vi ignores SIGPIPE; the programs it runs expect the default. */
+	sigemptyset(&pipe_default);
+	sigaddset(&pipe_default, SIGPIPE);
+	posix_spawnattr_init(&attr);
+	posix_spawnattr_setsigdefault(&attr, &pipe_default);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+	posix_spawn_file_actions_init(&fa);
+	for (int i = 0; i < 3; i++) {
+		if (fds[i] < 0)
+			posix_spawn_file_actions_addopen(&fa, i, "/dev/null", i ? O_WRONLY : O_RDONLY, 0);
+		else if (fds[i] != i)
+			posix_spawn_file_actions_adddup2(&fa, fds[i], i);
+	}
+	err = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (err)
+		return vi_error_errno(err == ENOENT ? VI_ENOTFOUND : VI_EFAIL, err,
+				      "cannot run '%s'", argv[0]);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return vi_error_errno(VI_EFAIL, errno, "cannot wait for '%s'", argv[0]);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+char *vi_shell_quote(const char *s)
+{
+	size_t n = 3;
+	char *q, *p;
+
+	if (*s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			    "0123456789_-+=.,/:@%") == strlen(s))
+		return xstrdup(s);
+	for (const char *c = s; *c; c++)
+		n += *c == '\'' ? 4 : 1;
+	p = q = xmalloc(n);
+	*p++ = '\'';
+	for (; *s; s++) {
+		if (*s == '\'') {
+			memcpy(p, "'\\''", 4);
+			p += 4;
+		} else {
+			*p++ = *s;
+		}
+	}
+	*p++ = '\'';
+	*p = 0;
+	return q;
 }

@@ -84,6 +84,14 @@ bool vi_file_exists(const char *path);
  * (-VI_ENOTFOUND: no such program). */
 int vi_run(char *const argv[], const char *log);
 
+/* Runs argv (searched on PATH) with stdin, stdout and stderr on the fds given
+ * (-1: /dev/null) and SIGPIPE at its default, and waits: its exit status, or
+ * 128 + the signal that ended it; VI_ENOTFOUND when there is no such program. */
+int vi_run_fds(char *const argv[], int in_fd, int out_fd, int err_fd);
+
+/* s quoted for a POSIX shell, in single quotes where needed; malloc'd. */
+char *vi_shell_quote(const char *s);
+
 /* Milliseconds on the monotonic clock, for measuring how long work takes. */
 double vi_now_ms(void);
 /* Milliseconds since `start`, a vi_now_ms() value. */

@@ -63,7 +63,7 @@ setup() {
 	run -2 vi create --hv fixture --initrd "$kernel" web1
 	[ "$output" = "vi: error: --initrd and --cmdline need --kernel" ]
 	run -2 vi create --hv fixture --kernel "$kernel" --nic wifi web1
-	[ "$output" = "vi: error: invalid --nic 'wifi': the mode must be user, tap, bridge or network" ]
+	[ "$output" = "vi: error: invalid --nic 'wifi': the mode must be user, nat, tap, bridge, network or none" ]
 	run -2 vi create --hv fixture --kernel "$kernel" --nic bridge web1
 	[ "$output" = "vi: error: invalid --nic 'bridge': bridge needs a name, as in bridge:NAME" ]
 	run -2 vi create --hv fixture --disk "$kernel,rw" web1

@@ -10,6 +10,10 @@
  *   switch_disks             checks each overlay is a qcow2 image backed by
  *                            the disk it replaces, and records the move in
  *                            run/fixture-disks.
+ *   start, forward_add/remove write the forwards the VM has into
+ *                            run/fixture-forwards, one "NIC PROTO ADDR:HOST GUEST"
+ *                            a line; nic_address answers 10.0.2.15 for
+ *                            a running VM's user NICs.
  * A test makes a method fail by writing its name into run/fixture-fail. */
 #include "fixture.h"
 
@@ -85,13 +89,98 @@ static int need_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool liv
 	return 0;
 }
 
+static void forward_line(FILE *f, size_t nic, const struct vi_hv_forward *fw)
+{
+	fprintf(f, "%zu %s %s:%u %u\n", nic, fw->proto == VI_HV_UDP ? "udp" : "tcp", fw->host_addr,
+		fw->host_port, fw->guest_port);
+}
+
 static int fixture_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
+	char path[4096];
+	FILE *f;
 	int rc = need_state(ctx, vm, false);
 
 	if (rc == 0)
 		rc = injected(vm, "start");
-	return rc ? rc : set_state(vm, "running");
+	if (rc)
+		return rc;
+	fixture_path(vm, "fixture-forwards", path, sizeof(path));
+	if (!(f = fopen(path, "w")))
+		return host->error(VI_EFAIL, "cannot write '%s': %s", path, strerror(errno));
+	for (size_t i = 0; i < vm->nnics; i++)
+		for (size_t j = 0; j < vm->nics[i]->nforwards; j++)
+			forward_line(f, i, vm->nics[i]->forwards[j]);
+	fclose(f);
+	return set_state(vm, "running");
+}
+
+/* Rewrites run/fixture-forwards with fw added, or removed. */
+static int fixture_forward(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			   const struct vi_hv_forward *fw, bool add, const char *method)
+{
+	char path[4096], line[512], want[512], *text = NULL;
+	size_t len = 0;
+	bool found = false;
+	FILE *f, *out;
+	int rc = need_state(ctx, vm, true);
+
+	if (rc == 0)
+		rc = injected(vm, method);
+	if (rc)
+		return rc;
+	fixture_path(vm, "fixture-forwards", path, sizeof(path));
+	if (!(out = open_memstream(&text, &len)))
+		return host->error(VI_EFAIL, "out of memory");
+	forward_line(out, nic, fw);
+	fflush(out);
+	snprintf(want, sizeof(want), "%s", text);
+	rewind(out);
+	if ((f = fopen(path, "r"))) {
+		while (fgets(line, sizeof(line), f)) {
+			if (!strcmp(line, want)) {
+				found = true;
+				if (!add)
+					continue;
+			}
+			fputs(line, out);
+		}
+		fclose(f);
+	}
+	if (add && !found)
+		fputs(want, out);
+	fclose(out);
+	if (!add && !found)
+		rc = host->error(VI_ESTATE, "no forward from host port %u", fw->host_port);
+	else if (!(f = fopen(path, "w")) || fputs(text, f) < 0 || fclose(f) != 0)
+		rc = host->error(VI_EFAIL, "cannot write '%s'", path);
+	free(text);
+	return rc;
+}
+
+static int fixture_forward_add(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			       const struct vi_hv_forward *fw)
+{
+	return fixture_forward(ctx, vm, nic, fw, true, "forward_add");
+}
+
+static int fixture_forward_remove(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+				  const struct vi_hv_forward *fw)
+{
+	return fixture_forward(ctx, vm, nic, fw, false, "forward_remove");
+}
+
+static int fixture_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			       char *buf, size_t len)
+{
+	int rc = need_state(ctx, vm, true);
+
+	if (rc)
+		return rc;
+	if (strcmp(vm->nics[nic]->mode, "user"))
+		return host->error(VI_ENOTFOUND, "no address known on NIC %zu", nic);
+	snprintf(buf, len, "%s", VI_HV_USER_GUEST_IP);
+	return 0;
 }
 
 static int fixture_stop(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned flags,
@@ -254,7 +343,7 @@ static const struct vi_hv_ops ops = {
 	.abi_version = VI_HV_ABI_VERSION,
 	.name = "fixture",
 	.description = "test fixture backend",
-	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT,
+	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_USER_NET,
 	.probe = fixture_probe,
 	.define = fixture_define,
 	.start = fixture_start,
@@ -265,6 +354,9 @@ static const struct vi_hv_ops ops = {
 	.save = fixture_save,
 	.restore = fixture_restore,
 	.switch_disks = fixture_switch_disks,
+	.forward_add = fixture_forward_add,
+	.forward_remove = fixture_forward_remove,
+	.nic_address = fixture_nic_address,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *h)
