@@ -129,7 +129,7 @@ int cmd_forward_add(int argc, char **argv)
 	}
 	if ((rc = save(&m)) < 0)
 		goto out;
-	report("forwarding", &m.def, added, live || !running(&m));
+	report("forwarding", &m.def, added, live);
 out:
 	vi_machine_release(&m);
 out_forward:
@@ -202,7 +202,7 @@ int cmd_forward_rm(int argc, char **argv)
 	nic->nforwards--;
 	rc = save(&m);
 	if (rc == 0)
-		report("no longer forwarding", &m.def, &gone, live || !running(&m));
+		report("no longer forwarding", &m.def, &gone, live);
 	vi_vm_forward_release(&gone);
 out:
 	vi_machine_release(&m);
