@@ -68,6 +68,25 @@ setup() {
 	vi -q destroy deb2
 }
 
+@test "debian-12 machines: vi exec and vi ssh as the template's user, and another user from the same image" {
+	need_hv_qemu
+	run -0 vi create --hv qemu --template debian-12 --wait-ready --timeout 900 deb3
+	run -0 vi exec deb3 -- uname -n
+	[ "$output" = deb3 ]
+	run -0 vi ssh deb3 -- id -un
+	[ "$output" = debian ]
+	run -0 vi exec deb3 -- sudo -n true
+	ssh-keygen -q -t ed25519 -N '' -C alice -f "$BATS_TEST_TMPDIR/alice"
+	run -0 vi create --hv qemu --template debian-12 --wait-ready --timeout 900 --user alice \
+		--ssh-key "$BATS_TEST_TMPDIR/alice.pub" deb4
+	[[ "$output" != *"built template"* ]]
+	[ "$(vi show --json deb3 | jq -r .vm.template_digest)" = "$(vi show --json deb4 | jq -r .vm.template_digest)" ]
+	run -0 vi exec deb4 -- id -un
+	[ "$output" = alice ]
+	vi -q destroy --force deb4
+	vi -q destroy --force deb3
+}
+
 @test "debian-12-dev is an overlay on debian-12 with build-essential and git" {
 	run -0 vi template build debian-12-dev
 	[[ $output =~ ^built\ template\ \'debian-12-dev\'\ as\ sha256: ]]
