@@ -4,6 +4,7 @@
  * accepted it, so a failure leaves nothing behind. */
 #include "cmd.h"
 #include "error.h"
+#include "forward.h"
 #include "log.h"
 #include "machine.h"
 #include "ops.h"
@@ -83,6 +84,14 @@ static void report(const struct vi_vm *vm, bool started, double ms)
 		json_object_object_add(o, "hv", vi_json_str(vm->hv));
 		json_object_object_add(o, "template", vi_json_str(vm->template));
 		json_object_object_add(o, "state", vi_json_str(started ? "running" : "stopped"));
+		json_object_object_add(o, "user", vi_json_str(vm->user));
+		struct vi_vm_nic *un = vi_vm_user_nic(vm);
+		struct vi_vm_forward *sf = un ? vi_vm_nic_forward(un, VI_SSH_GUEST_PORT) : NULL;
+		if (sf) {
+			char *ssh = xasprintf("%s:%u", sf->host_addr, sf->host_port);
+			json_object_object_add(o, "ssh", vi_json_str(ssh));
+			free(ssh);
+		}
 		json_object_object_add(doc, "vm", o);
 		json_object_object_add(doc, "milliseconds", vi_json_ms(ms));
 		vi_json_print(doc);
