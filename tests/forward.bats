@@ -217,7 +217,7 @@ fwd() { vi forward list --json "$1" | jq -r '.forwards[] | "\(.host_addr):\(.hos
 	mtype -i "$VI_HOME/vms/c1/seed.img" ::/vi/authorized_keys | grep -q " bob$\|$(cut -d' ' -f2 bob.pub)"
 	mtype -i "$VI_HOME/vms/c1/seed.img" ::/user-data | grep -q "hello from user-data"
 	[ "$(vi show --json c1 | jq '[.vm.disks[] | select(.readonly)] | length')" = 1 ]
-	[ "$(fwd src | cut -d'>' -f2)" = "$(fwd c1 | cut -d'>' -f2)" ]
+	[ "$(fwd src | cut -d'>' -f2 | sort)" = "$(fwd c1 | cut -d'>' -f2 | sort)" ]
 	[ "$(fwd src)" != "$(fwd c1)" ]
 	[ "$(vi forward list --json c1 | jq '[.forwards[] | select(.auto)] | length')" = 2 ]
 }
