@@ -86,6 +86,8 @@ obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 LIBVI := $(B)/libvi.a
 LIBVMM := $(B)/libvmm.a
+# What libvmm's users link besides it: libslirp's header needs none of glib's flags.
+VMM_LIBS := -lslirp
 LIBVIRT_GLUE := $(B)/libvirt-glue.a
 LIBVI_PLUGIN := $(B)/libvi-plugin.a
 VI := $(B)/vi
@@ -172,7 +174,7 @@ $(B)/tests/plugins/%.so: tests/plugins/%.c tests/plugins/fixture.h include/vi/hv
 
 $(B)/tests/unit/%: $(B)/tests/unit/%.o $(LIBVMM) $(LIBVI)
 	$(say) LINK $@
-	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS) $(LDLIBS)
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(UNIT_LIBS) $(VMM_LIBS) $(LDLIBS)
 
 # libFuzzer targets need clang; they build the library sources in directly.
 FUZZ_CC ?= clang

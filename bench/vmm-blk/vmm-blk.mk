@@ -2,6 +2,6 @@
 VMM_BLK_DIR := $(B)/bench/vmm-blk
 
 $(VMM_BLK_DIR)/vmm-blk: $(VMM_BLK_DIR)/vmm-blk.o $(LIBVMM) $(LIBVI)
-	$(CC) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs json-c zlib)
+	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS) $(shell $(PKG_CONFIG) --libs json-c zlib)
 
 EXTRA_ALL += $(VMM_BLK_DIR)/vmm-blk

@@ -4,7 +4,7 @@ VMM_START_PROGS := $(VMM_START_DIR)/vmm-boot $(VMM_START_DIR)/kvm-floor $(VMM_ST
 
 # Only what it uses: each shared library costs start-up time, which is what we measure.
 $(VMM_START_DIR)/vmm-boot: $(VMM_START_DIR)/vmm-boot.o $(LIBVMM) $(LIBVI)
-	$(CC) $(LDFLAGS) -o $@ $^ $(shell $(PKG_CONFIG) --libs json-c zlib)
+	$(CC) $(LDFLAGS) -o $@ $^ $(VMM_LIBS) $(shell $(PKG_CONFIG) --libs json-c zlib)
 
 $(VMM_START_DIR)/kvm-floor: $(VMM_START_DIR)/kvm-floor.o
 	$(CC) $(LDFLAGS) -o $@ $^

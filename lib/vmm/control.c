@@ -221,6 +221,15 @@ static void control_add_job(struct vmm_control *ctl, struct json_object *o)
 	json_object_object_add(o, "job", job);
 }
 
+/* A member that is a count or a port: 0 when missing or negative. */
+static uint64_t control_uint(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+	int64_t n = json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+
+	return n > 0 ? (uint64_t)n : 0;
+}
+
 static int control_status(struct vmm_control *ctl, struct control_client *c,
 			  struct json_object *req, struct json_object *reply)
 {
@@ -319,6 +328,51 @@ static int control_switch_disks(struct vmm_control *ctl, struct control_client *
 	return ret;
 }
 
+/* {"nic":N,"udp":B,"host_addr":A,"host_port":P,"guest_port":G}: a forward of a
+ * user-mode NIC, added or removed on its I/O thread. */
+static int control_forward(struct vmm_control *ctl, struct json_object *req, bool add)
+{
+	struct json_object *v;
+	struct vmm_forward f = { 0 };
+
+	f.udp = json_object_object_get_ex(req, "udp", &v) && json_object_get_boolean(v);
+	if (json_object_object_get_ex(req, "host_addr", &v) &&
+	    json_object_is_type(v, json_type_string))
+		f.host_addr = json_object_get_string(v);
+	f.host_port = (unsigned)control_uint(req, "host_port");
+	f.guest_port = (unsigned)control_uint(req, "guest_port");
+	return vmm_nic_forward(ctl->vm, control_uint(req, "nic"), &f, add);
+}
+
+static int control_forward_add(struct vmm_control *ctl, struct control_client *c,
+			       struct json_object *req, struct json_object *reply)
+{
+	(void)c;
+	(void)reply;
+	return control_forward(ctl, req, true);
+}
+
+static int control_forward_remove(struct vmm_control *ctl, struct control_client *c,
+				  struct json_object *req, struct json_object *reply)
+{
+	(void)c;
+	(void)reply;
+	return control_forward(ctl, req, false);
+}
+
+/* {"nic":N} -> {"address":"10.0.2.15"} */
+static int control_nic_address(struct vmm_control *ctl, struct control_client *c,
+			       struct json_object *req, struct json_object *reply)
+{
+	char addr[64];
+	int ret = vmm_nic_address(ctl->vm, control_uint(req, "nic"), addr, sizeof(addr));
+
+	(void)c;
+	if (ret == 0)
+		json_object_object_add(reply, "address", json_object_new_string(addr));
+	return ret;
+}
+
 /* --- the save job ----------------------------------------------------------------------- */
 
 /* On the job's thread: pause, write, sync; then the VM goes on if the save was live or
@@ -388,6 +442,8 @@ static int control_save(struct vmm_control *ctl, struct control_client *c,
 /* Flags of a command. */
 #define CONTROL_NO_JOB (1u << 0) /* refused while a job runs: it would change what the job
 				  * works on (or is a job itself) */
+#define CONTROL_CODED  (1u << 1) /* its errors reach the client with their VI_E* code: the
+				  * plugin methods that send it promise those codes */
 
 static const struct control_command {
 	const char *name;
@@ -396,6 +452,9 @@ static const struct control_command {
 	unsigned flags;
 } control_commands[] = {
 	{ "console", control_console, 0 },
+	{ "forward_add", control_forward_add, CONTROL_NO_JOB | CONTROL_CODED },
+	{ "forward_remove", control_forward_remove, CONTROL_NO_JOB | CONTROL_CODED },
+	{ "nic_address", control_nic_address, CONTROL_CODED },
 	{ "pause", control_pause, CONTROL_NO_JOB },
 	{ "resume", control_resume, CONTROL_NO_JOB },
 	{ "save", control_save, CONTROL_NO_JOB },
@@ -432,6 +491,8 @@ static struct json_object *control_handle(struct vmm_control *ctl, struct contro
 	}
 	if (ret < 0)
 		json_object_object_add(reply, "error", json_object_new_string(vi_error_message()));
+	if (ret < 0 && command && (command->flags & CONTROL_CODED))
+		json_object_object_add(reply, "code", json_object_new_int(-ret));
 	json_object_object_add(reply, "ok", json_object_new_boolean(ret == 0));
 	return reply;
 }
@@ -683,7 +744,10 @@ int vmm_control_call(int fd, const char *cmd, struct json_object *args,
 	if (ret < 0)
 		return ret;
 	if (!json_object_object_get_ex(r, "ok", &v) || !json_object_get_boolean(v)) {
-		ret = vi_error(VI_EFAIL, "the VMM refused '%s': %s", cmd,
+		int code = json_object_object_get_ex(r, "code", &v) ? json_object_get_int(v)
+								    : VI_EFAIL;
+
+		ret = vi_error(code > 0 ? code : VI_EFAIL, "the VMM refused '%s': %s", cmd,
 			       json_object_object_get_ex(r, "error", &v) ? json_object_get_string(v)
 									 : "no reason given");
 		json_object_put(r);

@@ -178,6 +178,23 @@ struct iothread *iothread_new(const char *name);
 int iothread_watch(struct iothread *t, int fd, iothread_cb cb, void *opaque);
 /* Stops (on=false) or resumes delivering fd's events. */
 void iothread_enable(struct iothread *t, int fd, bool on);
+/* A device with an event loop of its own (libslirp's: sockets that come and go, timers)
+ * shares the thread: before each wait, fill adds its fds to the set (the thread's epoll
+ * fd is entry 0) and may lower *timeout_ms (-1: none); after it, dispatch looks at their
+ * revents (error: poll failed). Set before the thread waits on its own, or followed by
+ * an event on a watched fd. */
+struct pollfd;
+struct iothread_pollset {
+	struct pollfd *fds;
+	size_t n, cap;
+};
+/* Appends fd; returns its index in the set. */
+int iothread_pollset_add(struct iothread_pollset *set, int fd, short events);
+struct iothread_poller {
+	void (*fill)(void *opaque, struct iothread_pollset *set, int *timeout_ms);
+	void (*dispatch)(void *opaque, const struct iothread_pollset *set, bool error);
+};
+void iothread_set_poller(struct iothread *t, const struct iothread_poller *p, void *opaque);
 int iothread_start(struct iothread *t);
 /* Ends the thread (waiting for the callback in progress) and frees it. NULL is fine. */
 void iothread_free(struct iothread *t);
@@ -254,6 +271,26 @@ void virtio_pci_config_changed(struct virtio_pci *vp);
 /* Lock of the transport: held around config_read/config_write. */
 void virtio_pci_lock(struct virtio_pci *vp);
 void virtio_pci_unlock(struct virtio_pci *vp);
+
+/* --- user-mode networking (net-slirp.c) --------------------------------------------- */
+
+/* A libslirp stack behind one card. Created and its forwards made on the VMM's thread;
+ * once attached to the card's I/O thread, it lives there: net_slirp_input() and the
+ * deliver callback run on that thread only. */
+struct net_slirp;
+/* A frame from the network for the guest; on the I/O thread. */
+typedef void (*net_slirp_deliver)(void *opaque, const uint8_t *frame, size_t len);
+/* The stack with nic's forwards; -VI_ESTATE naming a host port that cannot be bound. */
+int net_slirp_new(const struct vmm_nic *nic, net_slirp_deliver deliver, void *opaque,
+		  struct net_slirp **out);
+int net_slirp_attach(struct net_slirp *s, struct iothread *io);
+/* A frame from the guest; on the I/O thread. */
+void net_slirp_input(struct net_slirp *s, const uint8_t *frame, size_t len);
+/* As vmm_nic_forward(); from any thread but the I/O thread, one at a time. */
+int net_slirp_forward(struct net_slirp *s, const struct vmm_forward *f, bool add);
+int net_slirp_address(struct net_slirp *s, char *buf, size_t len);
+/* After the I/O thread has ended. NULL is fine. */
+void net_slirp_free(struct net_slirp *s);
 
 /* The COM1 receiver the console feeds, and the keyboard Ctrl-Alt-Del goes to. */
 struct serial;

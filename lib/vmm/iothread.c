@@ -2,6 +2,7 @@
  * disk holds up neither the vCPUs nor the other devices. Guests reach them through
  * ioeventfds, which KVM signals without leaving the kernel. */
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -28,6 +29,8 @@ struct iothread {
 	pthread_mutex_t lock; /* guards watches against iothread_watch() from other threads */
 	struct iothread_watch *watches;
 	size_t nwatches;
+	const struct iothread_poller *poller; /* guarded by lock */
+	void *poller_opaque;
 };
 
 struct iothread *iothread_new(const char *name)
@@ -80,28 +83,80 @@ void iothread_enable(struct iothread *t, int fd, bool on)
 	epoll_ctl(t->epoll_fd, EPOLL_CTL_MOD, fd, &ev);
 }
 
+/* Runs the callbacks of ready watches, waiting at most timeout_ms; false once stopped. */
+static bool iothread_dispatch(struct iothread *t, int timeout_ms)
+{
+	struct epoll_event evs[8];
+	int n = epoll_wait(t->epoll_fd, evs, ARRAY_SIZE(evs), timeout_ms);
+
+	for (int i = 0; i < n; i++) {
+		struct iothread_watch w = { -1, NULL, NULL }, *found;
+
+		if (evs[i].data.fd == t->stop_fd)
+			return false;
+		pthread_mutex_lock(&t->lock);
+		found = iothread_find(t, evs[i].data.fd);
+		if (found)
+			w = *found;
+		pthread_mutex_unlock(&t->lock);
+		if (w.cb)
+			w.cb(w.opaque, w.fd);
+	}
+	return true;
+}
+
+int iothread_pollset_add(struct iothread_pollset *set, int fd, short events)
+{
+	if (set->n == set->cap) {
+		set->cap = set->cap ? 2 * set->cap : 16;
+		set->fds = xrealloc(set->fds, set->cap * sizeof(*set->fds));
+	}
+	set->fds[set->n] = (struct pollfd){ .fd = fd, .events = events };
+	return (int)set->n++;
+}
+
+/* With a poller, the wait is its poll(2), the epoll fd one of the fds it watches. */
+static bool iothread_poll(struct iothread *t, const struct iothread_poller *p, void *opaque,
+			  struct iothread_pollset *set)
+{
+	int timeout = -1, n;
+
+	set->n = 0;
+	iothread_pollset_add(set, t->epoll_fd, POLLIN);
+	p->fill(opaque, set, &timeout);
+	n = poll(set->fds, set->n, timeout);
+	if (n < 0 && errno == EINTR)
+		return true;
+	p->dispatch(opaque, set, n < 0);
+	return !(set->fds[0].revents & POLLIN) || iothread_dispatch(t, 0);
+}
+
 static void *iothread_run(void *arg)
 {
 	struct iothread *t = arg;
+	struct iothread_pollset set = { 0 };
+	bool going = true;
 
-	for (;;) {
-		struct epoll_event evs[8];
-		int n = epoll_wait(t->epoll_fd, evs, ARRAY_SIZE(evs), -1);
+	while (going) {
+		const struct iothread_poller *p;
+		void *opaque;
 
-		for (int i = 0; i < n; i++) {
-			struct iothread_watch w = { -1, NULL, NULL }, *found;
-
-			if (evs[i].data.fd == t->stop_fd)
-				return NULL;
-			pthread_mutex_lock(&t->lock);
-			found = iothread_find(t, evs[i].data.fd);
-			if (found)
-				w = *found;
-			pthread_mutex_unlock(&t->lock);
-			if (w.cb)
-				w.cb(w.opaque, w.fd);
-		}
+		pthread_mutex_lock(&t->lock);
+		p = t->poller;
+		opaque = t->poller_opaque;
+		pthread_mutex_unlock(&t->lock);
+		going = p ? iothread_poll(t, p, opaque, &set) : iothread_dispatch(t, -1);
 	}
+	free(set.fds);
+	return NULL;
+}
+
+void iothread_set_poller(struct iothread *t, const struct iothread_poller *p, void *opaque)
+{
+	pthread_mutex_lock(&t->lock);
+	t->poller = p;
+	t->poller_opaque = opaque;
+	pthread_mutex_unlock(&t->lock);
 }
 
 int iothread_start(struct iothread *t)

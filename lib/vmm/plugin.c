@@ -73,26 +73,41 @@ static int plugin_probe(struct vi_hv_ctx *ctx, const char **reason)
  * with plugin_config_release(). */
 static void plugin_config_release(struct vmm_config *cfg)
 {
+	for (size_t i = 0; cfg->nics && i < cfg->nnics; i++)
+		free((struct vmm_forward *)cfg->nics[i].forwards);
 	free((struct vmm_disk *)cfg->disks);
 	free((struct vmm_nic *)cfg->nics);
 	cfg->disks = NULL;
 	cfg->nics = NULL;
 }
 
+static struct vmm_forward plugin_forward(const struct vi_hv_forward *f)
+{
+	return (struct vmm_forward){ f->proto == VI_HV_UDP, f->host_addr, f->host_port,
+				     f->guest_port };
+}
+
 static int plugin_nic(const struct vi_hv_nic *n, struct vmm_nic *out)
 {
+	struct vmm_forward *forwards;
 	unsigned mac[6];
 
-	if (strcmp(n->mode, "tap"))
+	if (strcmp(n->mode, "tap") && strcmp(n->mode, "user"))
 		return vi_error(VI_EUNSUPPORTED,
-				"hv-%s attaches network cards to TAP devices only, not '%s'",
+				"hv-%s attaches network cards to user-mode networking or TAP "
+				"devices only, not '%s'",
 				backend->name, n->mode);
 	if (!n->mac || sscanf(n->mac, "%2x:%2x:%2x:%2x:%2x:%2x", &mac[0], &mac[1], &mac[2],
 			      &mac[3], &mac[4], &mac[5]) != 6)
 		return vi_error(VI_EUSAGE, "invalid MAC address '%s'", n->mac ? n->mac : "");
 	for (unsigned i = 0; i < 6; i++)
 		out->mac[i] = (uint8_t)mac[i];
-	out->tap = n->source;
+	out->user = !strcmp(n->mode, "user");
+	out->tap = out->user ? NULL : n->source;
+	forwards = xcalloc(n->nforwards + 1, sizeof(*forwards));
+	for (size_t i = 0; out->user && i < n->nforwards; i++)
+		forwards[out->nforwards++] = plugin_forward(n->forwards[i]);
+	out->forwards = forwards;
 	return 0;
 }
 
@@ -226,7 +241,7 @@ static bool plugin_running(const struct vi_hv_vm *vm)
 /* In the grandchild between fork and exec: async-signal-safe calls only. */
 static void start_exec(char *const argv[], int notify)
 {
-	static const char msg[] = "0cannot execute the VMM";
+	static const char msg[] = "01 cannot execute the VMM";
 	int null = open("/dev/null", O_RDWR);
 
 	if (null < 0 || dup2(notify, 3) < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
@@ -239,7 +254,7 @@ static void start_exec(char *const argv[], int notify)
 	_exit(127);
 }
 
-/* Reads the notify pipe to EOF: "1", or "0" and a message. */
+/* Reads the notify pipe to EOF: "1", or "0", the VI_E* code, a space and a message. */
 static int start_wait(const struct vi_hv_vm *vm, int fd)
 {
 	char buf[1024];
@@ -274,8 +289,15 @@ static int start_wait(const struct vi_hv_vm *vm, int fd)
 	buf[len] = '\0';
 	if (len && buf[0] == '1')
 		return 0;
-	if (len > 1 && buf[0] == '0')
-		return vi_error(VI_EFAIL, "VM '%s' did not start: %s", vm->name, buf + 1);
+	if (len > 1 && buf[0] == '0') {
+		char *msg;
+		long code = strtol(buf + 1, &msg, 10);
+
+		if (*msg == ' ')
+			msg++;
+		return vi_error(code > 0 && code < 128 ? (int)code : VI_EFAIL,
+				"VM '%s' did not start: %s", vm->name, msg);
+	}
 	return vi_error(VI_EFAIL, "the VMM of '%s' ended before the guest started", vm->name);
 }
 
@@ -455,7 +477,7 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 			  vmm_exit_reason_name(reason));
 fail:
 	if (notify_fd >= 0) {
-		failure = xasprintf("0%s", vi_error_message());
+		failure = xasprintf("0%d %s", vi_error_code(), vi_error_message());
 		run_notify(notify_fd, failure);
 		free(failure);
 	}
@@ -569,6 +591,52 @@ static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	return 0;
 }
 
+static struct json_object *forward_json(size_t nic, const struct vi_hv_forward *f)
+{
+	struct json_object *args = json_object_new_object();
+
+	json_object_object_add(args, "nic", json_object_new_int64((int64_t)nic));
+	json_object_object_add(args, "udp", json_object_new_boolean(f->proto == VI_HV_UDP));
+	if (f->host_addr)
+		json_object_object_add(args, "host_addr", json_object_new_string(f->host_addr));
+	json_object_object_add(args, "host_port", json_object_new_int64(f->host_port));
+	json_object_object_add(args, "guest_port", json_object_new_int64(f->guest_port));
+	return args;
+}
+
+static int plugin_forward_add(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			      const struct vi_hv_forward *f)
+{
+	(void)ctx;
+	return plugin_call(vm, "forward_add", forward_json(nic, f), NULL);
+}
+
+static int plugin_forward_remove(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+				 const struct vi_hv_forward *f)
+{
+	(void)ctx;
+	return plugin_call(vm, "forward_remove", forward_json(nic, f), NULL);
+}
+
+static int plugin_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			      char *buf, size_t len)
+{
+	struct json_object *args = json_object_new_object(), *reply, *v;
+	int ret;
+
+	(void)ctx;
+	json_object_object_add(args, "nic", json_object_new_int64((int64_t)nic));
+	ret = plugin_call(vm, "nic_address", args, &reply);
+	if (ret < 0)
+		return ret;
+	if (json_object_object_get_ex(reply, "address", &v))
+		snprintf(buf, len, "%s", json_object_get_string(v));
+	else
+		ret = vi_error(VI_EFAIL, "the VMM gave no address for network card %zu", nic);
+	json_object_put(reply);
+	return ret;
+}
+
 /* The VMM's working directory need not be ours: it is sent absolute paths. */
 static struct json_object *absolute_path_json(const char *path)
 {
@@ -679,7 +747,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.abi_version = VI_HV_ABI_VERSION,
 		.name = b->name,
 		.description = b->description,
-		.features = VI_HV_F_DIRECT_BOOT,
+		.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_USER_NET,
 		.probe = plugin_probe,
 		.define = plugin_define,
 		.start = plugin_start,
@@ -693,6 +761,9 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.switch_disks = plugin_switch_disks,
 		.save = plugin_save,
 		.restore = plugin_restore,
+		.forward_add = plugin_forward_add,
+		.forward_remove = plugin_forward_remove,
+		.nic_address = plugin_nic_address,
 	};
 	return &ops;
 }

@@ -1,5 +1,6 @@
 /* virtio-net on a TAP device: an existing one by name (on a bridge, in a namespace), or
- * one the VMM makes and brings up. Frames move on the card's I/O thread. */
+ * one the VMM makes and brings up; or on user-mode networking (net-slirp.c). Frames move
+ * on the card's I/O thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/if.h>
@@ -21,6 +22,7 @@
 #define VIRTIO_NET_F_MAC  5
 #define VIRTIO_NET_HDR    10 /* struct virtio_net_hdr without merged buffers */
 #define NET_FRAME_MAX     65550
+#define NET_BACKLOG       64 /* frames from slirp kept while the guest has no buffers */
 
 enum { NET_RX, NET_TX };
 
@@ -30,6 +32,12 @@ struct virtio_net {
 	char ifname[IFNAMSIZ];
 	uint8_t mac[6];
 	bool rx_waiting; /* the TAP watch is off until the guest adds receive buffers */
+	struct net_slirp *slirp; /* instead of the TAP device */
+	struct {
+		uint8_t *frame;
+		size_t len;
+	} backlog[NET_BACKLOG]; /* oldest first; guarded by the RX queue's lock */
+	unsigned nbacklog;
 	uint8_t frame[VIRTIO_NET_HDR + NET_FRAME_MAX];
 	struct iovec out[VIRTIO_QUEUE_SIZE], in[VIRTIO_QUEUE_SIZE];
 };
@@ -64,6 +72,54 @@ static void virtio_net_rx(struct virtio_net *n, struct virtio_queue *q)
 	}
 }
 
+/* One frame into the guest's next receive buffer; false when it has none. */
+static bool virtio_net_put(struct virtio_net *n, struct virtio_queue *q, const uint8_t *frame,
+			   size_t len)
+{
+	static const uint8_t hdr[VIRTIO_NET_HDR];
+	struct virtio_chain c = { .out = n->out, .in = n->in };
+
+	if (!q->pfn || !virtio_queue_pop(q, &c))
+		return false;
+	virtio_iov_write(c.in, c.nin, 0, hdr, sizeof(hdr));
+	virtio_queue_push(q, c.head,
+			  (uint32_t)(VIRTIO_NET_HDR +
+				     virtio_iov_write(c.in, c.nin, VIRTIO_NET_HDR, frame, len)));
+	return true;
+}
+
+/* Frames kept for the guest, while it has buffers for them; q->lock held. */
+static void virtio_net_flush(struct virtio_net *n, struct virtio_queue *q)
+{
+	unsigned done = 0;
+
+	while (done < n->nbacklog &&
+	       virtio_net_put(n, q, n->backlog[done].frame, n->backlog[done].len))
+		free(n->backlog[done++].frame);
+	n->nbacklog -= done;
+	memmove(n->backlog, n->backlog + done, n->nbacklog * sizeof(n->backlog[0]));
+}
+
+/* On the I/O thread: a frame from slirp. Kept, in order, while the guest has no buffers
+ * for it; past NET_BACKLOG dropped, as a busy wire would, and TCP sends it again. */
+static void virtio_net_deliver(void *opaque, const uint8_t *frame, size_t len)
+{
+	struct virtio_net *n = opaque;
+	struct virtio_queue *q = virtio_pci_queue(n->vp, NET_RX);
+
+	pthread_mutex_lock(&q->lock);
+	virtio_net_flush(n, q);
+	if (!n->nbacklog && virtio_net_put(n, q, frame, len)) {
+		pthread_mutex_unlock(&q->lock);
+		return;
+	}
+	if (n->nbacklog < NET_BACKLOG) {
+		n->backlog[n->nbacklog].frame = memcpy(xmalloc(len), frame, len);
+		n->backlog[n->nbacklog++].len = len;
+	}
+	pthread_mutex_unlock(&q->lock);
+}
+
 static void virtio_net_tx(struct virtio_net *n, struct virtio_queue *q)
 {
 	struct virtio_chain c = { .out = n->out, .in = n->in };
@@ -73,7 +129,9 @@ static void virtio_net_tx(struct virtio_net *n, struct virtio_queue *q)
 					     NET_FRAME_MAX);
 
 		/* A full TAP queue drops the frame, as a busy wire would. */
-		if (len && write(n->tap, n->frame, len) < 0 && errno != EAGAIN)
+		if (len && n->slirp)
+			net_slirp_input(n->slirp, n->frame, len);
+		else if (len && write(n->tap, n->frame, len) < 0 && errno != EAGAIN)
 			vi_debug("%s: cannot send a frame: %s", n->ifname, strerror(errno));
 		virtio_queue_push(q, c.head, 0);
 	}
@@ -81,10 +139,14 @@ static void virtio_net_tx(struct virtio_net *n, struct virtio_queue *q)
 
 static void virtio_net_notify(void *dev, struct virtio_queue *q)
 {
-	if (q->index == NET_RX)
-		virtio_net_rx(dev, q);
+	struct virtio_net *n = dev;
+
+	if (q->index == NET_RX && n->slirp)
+		virtio_net_flush(n, q);
+	else if (q->index == NET_RX)
+		virtio_net_rx(n, q);
 	else
-		virtio_net_tx(dev, q);
+		virtio_net_tx(n, q);
 }
 
 /* On the I/O thread: frames wait on the TAP device. */
@@ -117,6 +179,9 @@ static void virtio_net_free(void *dev)
 
 	if (n->tap >= 0)
 		close(n->tap);
+	net_slirp_free(n->slirp);
+	for (unsigned i = 0; i < n->nbacklog; i++)
+		free(n->backlog[i].frame);
 	free(n);
 }
 
@@ -162,24 +227,67 @@ static int virtio_net_tap_open(struct virtio_net *n, const char *name)
 	return ret;
 }
 
+/* The card's backend: slirp, or the TAP device with its watch. */
+static int virtio_net_backend(struct virtio_net *n, const struct vmm_nic *nic)
+{
+	struct iothread *io = virtio_pci_iothread(n->vp);
+
+	if (nic->user)
+		return net_slirp_attach(n->slirp, io);
+	return iothread_watch(io, n->tap, virtio_net_tap_ready, n);
+}
+
 int virtio_net_init(struct vmm *vm)
 {
 	for (size_t i = 0; i < vm->cfg.nnics; i++) {
+		const struct vmm_nic *nic = &vm->cfg.nics[i];
 		struct virtio_net *n = xcalloc(1, sizeof(*n));
 		int ret;
 
-		memcpy(n->mac, vm->cfg.nics[i].mac, sizeof(n->mac));
-		ret = virtio_net_tap_open(n, vm->cfg.nics[i].tap);
+		n->tap = -1;
+		memcpy(n->mac, nic->mac, sizeof(n->mac));
+		if (nic->user)
+			ret = net_slirp_new(nic, virtio_net_deliver, n, &n->slirp);
+		else
+			ret = virtio_net_tap_open(n, nic->tap);
 		if (ret < 0) {
 			virtio_net_free(n);
 			return vi_error_wrap("network card %zu", i);
 		}
 		ret = virtio_pci_add(vm, &virtio_net_ops, n, &n->vp);
 		if (ret == 0)
-			ret = iothread_watch(virtio_pci_iothread(n->vp), n->tap,
-					     virtio_net_tap_ready, n);
+			ret = virtio_net_backend(n, nic);
 		if (ret < 0)
 			return ret;
 	}
 	return 0;
+}
+
+/* The card of NIC `nic` when it is user-mode. */
+static int virtio_net_user(struct vmm *vm, size_t nic, struct virtio_net **out)
+{
+	struct virtio_pci *vp = vmm_device_get(vm, "virtio-net", (unsigned)nic);
+
+	if (!vp)
+		return vi_error(VI_ENOTFOUND, "the VM has no network card %zu", nic);
+	*out = virtio_pci_dev(vp);
+	if (!(*out)->slirp)
+		return vi_error(VI_EUSAGE, "network card %zu is not on user-mode networking", nic);
+	return 0;
+}
+
+int vmm_nic_forward(struct vmm *vm, size_t nic, const struct vmm_forward *f, bool add)
+{
+	struct virtio_net *n;
+	int ret = virtio_net_user(vm, nic, &n);
+
+	return ret < 0 ? ret : net_slirp_forward(n->slirp, f, add);
+}
+
+int vmm_nic_address(struct vmm *vm, size_t nic, char *buf, size_t len)
+{
+	struct virtio_net *n;
+	int ret = virtio_net_user(vm, nic, &n);
+
+	return ret < 0 ? ret : net_slirp_address(n->slirp, buf, len);
 }

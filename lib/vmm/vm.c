@@ -149,8 +149,15 @@ static struct vmm_nic *vmm_nics_copy(const struct vmm_nic *nics, size_t n)
 	struct vmm_nic *copy = n ? xcalloc(n, sizeof(*copy)) : NULL;
 
 	for (size_t i = 0; i < n; i++) {
+		struct vmm_forward *fwd = xcalloc(nics[i].nforwards + 1, sizeof(*fwd));
+
 		copy[i] = nics[i];
 		copy[i].tap = xstrdup(nics[i].tap);
+		for (size_t j = 0; j < nics[i].nforwards; j++) {
+			fwd[j] = nics[i].forwards[j];
+			fwd[j].host_addr = xstrdup(nics[i].forwards[j].host_addr);
+		}
+		copy[i].forwards = fwd;
 	}
 	return copy;
 }
@@ -408,8 +415,12 @@ void vmm_free(struct vmm *vm)
 	for (size_t i = 0; i < vm->cfg.ndisks; i++)
 		free((char *)vm->cfg.disks[i].path);
 	free((struct vmm_disk *)vm->cfg.disks);
-	for (size_t i = 0; i < vm->cfg.nnics; i++)
+	for (size_t i = 0; i < vm->cfg.nnics; i++) {
 		free((char *)vm->cfg.nics[i].tap);
+		for (size_t j = 0; j < vm->cfg.nics[i].nforwards; j++)
+			free((char *)vm->cfg.nics[i].forwards[j].host_addr);
+		free((struct vmm_forward *)vm->cfg.nics[i].forwards);
+	}
 	free((struct vmm_nic *)vm->cfg.nics);
 	free(vm);
 }

@@ -38,10 +38,21 @@ struct vmm_disk {
 	bool readonly;
 };
 
-/* A network card on virtio-net, backed by a TAP device. */
+/* A host port forwarded to the guest of a user-mode NIC. */
+struct vmm_forward {
+	bool udp;
+	const char *host_addr; /* numeric IPv4; NULL: 127.0.0.1 */
+	unsigned host_port, guest_port;
+};
+
+/* A network card on virtio-net, backed by a TAP device or by user-mode networking
+ * (libslirp: 10.0.2.0/24, the guest gets .15 by DHCP, .2 is the host, .3 DNS). */
 struct vmm_nic {
 	uint8_t mac[6];
+	bool user;       /* user-mode networking rather than a TAP device */
 	const char *tap; /* an existing TAP device to attach to; NULL: the VMM makes one */
+	const struct vmm_forward *forwards; /* user: set up by vmm_new(), copied */
+	size_t nforwards;
 };
 
 struct vmm_config {
@@ -144,6 +155,15 @@ int vmm_balloon_get(struct vmm *vm, uint32_t *target, uint32_t *actual);
  * requests). Paths are copied. Called from the thread that runs vmm_wait(), or before
  * vmm_start(). */
 int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n);
+
+/* Adds or removes a port forward of user-mode NIC `nic` of the running VM. A port that
+ * cannot be bound: -VI_ESTATE "host port N is in use"; a forward that is not there to
+ * remove: -VI_ESTATE; a NIC that is not user-mode: -VI_EUSAGE. From the thread that runs
+ * vmm_wait(). */
+int vmm_nic_forward(struct vmm *vm, size_t nic, const struct vmm_forward *f, bool add);
+/* The IPv4 address DHCP gave the guest on user-mode NIC `nic`, as text in buf (len >= 16);
+ * -VI_ENOTFOUND before the guest took a lease. Any thread. */
+int vmm_nic_address(struct vmm *vm, size_t nic, char *buf, size_t len);
 
 /* A host-side access to the device buses, as a vCPU would make it: for tests and
  * benchmarks that drive devices without a guest. */

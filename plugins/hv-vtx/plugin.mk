@@ -1,3 +1,3 @@
 # hv-vtx links the shared native VMM.
-hv-vtx_LIBS := $(LIBVMM)
+hv-vtx_LIBS := $(LIBVMM) $(VMM_LIBS)
 hv-vtx_DEPS := $(LIBVMM)
