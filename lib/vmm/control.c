@@ -687,15 +687,18 @@ void vmm_control_close(struct vmm_control *ctl)
 	unlink(ctl->path);
 	vmm_unwatch_fd(ctl->vm, ctl->listen_fd);
 	close(ctl->listen_fd);
-	while (ctl->nclients)
-		control_drop(ctl, ctl->nclients - 1);
 	/* A job still running is cancelled: it fails soon and leaves no file behind. */
 	if (ctl->job_running) {
 		atomic_store(&ctl->job.w.cancel, true);
 		pthread_join(ctl->job.thread, NULL);
 		free(ctl->job.path);
 		free(ctl->job.error);
+		ctl->job_running = false;
 	}
+	/* Told that the VM has gone, a client may use its disks and ports at once. */
+	vmm_release_devices(ctl->vm);
+	while (ctl->nclients)
+		control_drop(ctl, ctl->nclients - 1);
 	vmm_unwatch_fd(ctl->vm, ctl->job_done_fd);
 	close(ctl->job_done_fd);
 	free(ctl->path);

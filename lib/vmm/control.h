@@ -45,8 +45,9 @@ struct vmm_control;
  * names the plugin in status replies. The caller owns *out: vmm_control_close(). */
 int vmm_control_open(struct vmm *vm, const char *path, const char *backend,
 		     struct vmm_control **out);
-/* Removes the socket, then closes every connection: a client waiting for the end of the
- * VM sees EOF only when the VM is gone. */
+/* Removes the socket, ends a running job, frees the VM's devices (vmm_release_devices()),
+ * then closes every connection: a client waiting for the end of the VM sees EOF only when
+ * the VM is gone. After vmm_wait(). */
 void vmm_control_close(struct vmm_control *ctl);
 
 /* Client side. Connects to `path`: -VI_ESTATE when nobody listens there. */

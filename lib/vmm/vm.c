@@ -381,18 +381,25 @@ void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
 	}
 }
 
-void vmm_free(struct vmm *vm)
+void vmm_release_devices(struct vmm *vm)
 {
-	if (!vm)
-		return;
 	vmm_vcpus_release(vm);
 	for (size_t i = 0; i < vm->ndevices; i++) {
 		vm->devices[i].free(vm->devices[i].dev);
 		free((char *)vm->devices[i].name);
 	}
 	free(vm->devices);
+	vm->devices = NULL;
+	vm->ndevices = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(vm->buses); i++)
 		vmm_bus_release(&vm->buses[i]);
+}
+
+void vmm_free(struct vmm *vm)
+{
+	if (!vm)
+		return;
+	vmm_release_devices(vm);
 	vmm_memory_release(vm);
 	free(vm->supported_cpuid);
 	free(vm->watches);

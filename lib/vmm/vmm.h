@@ -126,6 +126,10 @@ int vmm_start(struct vmm *vm);
 int vmm_wait(struct vmm *vm);
 /* Stops the vCPU threads and releases everything. NULL is fine. */
 void vmm_free(struct vmm *vm);
+/* Stops the vCPU threads and frees the devices, letting go of what they hold on the host
+ * (disk images, TAP devices, forwarded ports); the event loop and console stay until
+ * vmm_free(). */
+void vmm_release_devices(struct vmm *vm);
 
 /* Ends vmm_wait() with `reason` unless another reason came first. Any thread. */
 void vmm_request_exit(struct vmm *vm, int reason);

@@ -1,10 +1,14 @@
 /* hv-svm and hv-vtx through the plugin ABI: probe on this CPU, define's checks, and the
  * whole life of a VM (start, state, stats, pause, console, graceful and forced stop, save
- * and restore).
+ * and restore), and user-mode networking (forwards at start and live, the leased
+ * address).
  * start() re-executes host->self_exe; here that is this program, which then plays
  * `vi __vmm-run` by calling the plugin's run(). */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,9 +29,31 @@ static char home[] = "/tmp/hv-native-XXXXXX";
 
 struct vm_paths {
 	char *dir, *run_dir, *console_log, *kernel;
+	struct vi_hv_forward forward;
+	const struct vi_hv_forward *forward_ptr;
+	struct vi_hv_nic nic;
+	const struct vi_hv_nic *nic_ptr;
 };
 
-/* The VM the way the host would describe it; kernel and command line come from the
+/* HV_TEST_FORWARD=PORT: a user-mode NIC forwarding 127.0.0.1:PORT to the guest's 80. */
+static void vm_user_nic(struct vi_hv_vm *vm, struct vm_paths *p)
+{
+	const char *port = getenv("HV_TEST_FORWARD");
+
+	if (!port)
+		return;
+	p->forward = (struct vi_hv_forward){ .struct_size = sizeof(p->forward),
+					     .proto = VI_HV_TCP, .host_addr = "127.0.0.1",
+					     .host_port = (unsigned)atoi(port), .guest_port = 80 };
+	p->forward_ptr = &p->forward;
+	p->nic = (struct vi_hv_nic){ .struct_size = sizeof(p->nic), .mac = "52:54:00:12:34:56",
+				     .mode = "user", .forwards = &p->forward_ptr, .nforwards = 1 };
+	p->nic_ptr = &p->nic;
+	vm->nics = &p->nic_ptr;
+	vm->nnics = 1;
+}
+
+/* The VM the way the host would describe it; kernel, command line and NIC come from the
  * environment so that the re-executed VMM process sees the same. */
 static void vm_init(struct vi_hv_vm *vm, struct vm_paths *p, const char *name)
 {
@@ -42,6 +68,7 @@ static void vm_init(struct vi_hv_vm *vm, struct vm_paths *p, const char *name)
 		.console_log = p->console_log, .cpus = 1, .max_cpus = 1, .memory = 64 << 20,
 		.max_memory = 64 << 20, .kernel = p->kernel, .cmdline = cmdline,
 	};
+	vm_user_nic(vm, p);
 }
 
 static void vm_release(struct vm_paths *p)
@@ -282,8 +309,80 @@ static bool wait_log(const char *log, const char *text)
 	return false;
 }
 
+/* A TCP socket bound to a free port of 127.0.0.1 (listening when `listening`). */
+static int tcp_bound(bool listening, unsigned *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0 || (listening && listen(fd, 1) < 0))
+		abort();
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static unsigned free_port(void)
+{
+	unsigned port;
+
+	close(tcp_bound(false, &port));
+	return port;
+}
+
+/* What a connection to 127.0.0.1:port reads in up to 30 s, up to a newline; NULL when
+ * the connection is refused. */
+static char *tcp_read_line(unsigned port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char *buf = xcalloc(1, 256);
+	size_t len = 0;
+
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		free(buf);
+		return NULL;
+	}
+	while (len < 255 && !strchr(buf, '\n')) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 30000) <= 0 || (n = read(fd, buf + len, 255 - len)) <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	return buf;
+}
+
+/* Whether something listens on 127.0.0.1:port. */
+static bool port_in_use(unsigned port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	bool used;
+
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	used = bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == EADDRINUSE;
+	close(fd);
+	return used;
+}
+
+static void set_forward_env(unsigned port)
+{
+	char text[16];
+
+	snprintf(text, sizeof(text), "%u", port);
+	setenv("HV_TEST_FORWARD", text, 1);
+}
+
 /* The counter kernel saved while it counts, then restored paused and resumed: it goes on
- * from its count. */
+ * from its count. It has a user-mode NIC it never looks at, whose forward comes back with
+ * the restored VM. */
 static void test_save_restore(const struct vi_hv_ops *ops)
 {
 	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
@@ -292,19 +391,28 @@ static void test_save_restore(const struct vi_hv_ops *ops)
 	     *before, *after;
 	struct vi_hv_vm vm;
 	struct vm_paths p;
+	unsigned port = free_port();
+	char addr[64];
 	int ret;
 
 	setenv("HV_TEST_KERNEL", kernel, 1);
 	setenv("HV_TEST_CMDLINE", "stop=60", 1);
+	set_forward_env(port);
 	vm_init(&vm, &p, "saved");
 	state = xasprintf("%s/state", p.dir);
 	ret = ops->start(&ctx, &vm);
 	is_int(ret, 0, "the counter kernel starts%s%s", ret ? ": " : "", ret ? host_error_text : "");
 	ok(wait_log(p.console_log, "count 5"), "and counts to 5");
+	ok(port_in_use(port), "its forward listens");
+	is_int(ops->nic_address(&ctx, &vm, 0, addr, sizeof(addr)), -VI_ENOTFOUND,
+	       "a guest that never asked DHCP has no address");
+	is_str(host_error_text, "the VMM refused 'nic_address': the guest has not taken a DHCP "
+				"lease yet", "which says so");
 	ret = ops->save(&ctx, &vm, state, 0);
 	is_int(ret, 0, "save writes its state%s%s", ret ? ": " : "", ret ? host_error_text : "");
 	ops->state(&ctx, &vm, &st);
 	is_int(st.state, VI_HV_STOPPED, "and the VM is stopped");
+	ok(!port_in_use(port), "its forward gone");
 	before = slurp(p.console_log);
 	ok(!strstr(before, "counter: done"), "before the guest's end");
 	ret = ops->restore(&ctx, &vm, state, VI_HV_RUN_PAUSED);
@@ -312,6 +420,7 @@ static void test_save_restore(const struct vi_hv_ops *ops)
 	       ret ? host_error_text : "");
 	ops->state(&ctx, &vm, &st);
 	is_int(st.state, VI_HV_PAUSED, "paused, as asked");
+	ok(port_in_use(port), "with its forward made again");
 	is_int(ops->resume(&ctx, &vm), 0, "resume");
 	ok(wait_log(p.console_log, "counter: done at 60"), "the guest counts to its end");
 	after = slurp(p.console_log);
@@ -323,10 +432,80 @@ static void test_save_restore(const struct vi_hv_ops *ops)
 		usleep(50000);
 		ops->state(&ctx, &vm, &st);
 	}
+	unsetenv("HV_TEST_FORWARD");
 	setenv("HV_TEST_KERNEL", old_kernel, 1);
 	free(before);
 	free(after);
 	free(state);
+	free(kernel);
+	free(old_kernel);
+	vm_release(&p);
+}
+
+/* The net kernel on a user-mode NIC: DHCP, a forward made at start and one made live. */
+static void test_user_net(const struct vi_hv_ops *ops)
+{
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
+	struct vi_hv_state st = { .struct_size = sizeof(st) };
+	char *kernel = guest("net"), *old_kernel = xstrdup(getenv("HV_TEST_KERNEL")), *got, *want;
+	unsigned port = free_port(), live = free_port(), taken;
+	int busy = tcp_bound(true, &taken);
+	struct vi_hv_forward f = { .struct_size = sizeof(f), .proto = VI_HV_TCP,
+				   .host_addr = "127.0.0.1", .host_port = live, .guest_port = 80 };
+	char addr[64] = "";
+	struct vi_hv_vm vm;
+	struct vm_paths p;
+	int ret;
+
+	ok(ops->features & VI_HV_F_USER_NET, "hv-%s offers user-mode networking", ops->name);
+	setenv("HV_TEST_KERNEL", kernel, 1);
+	unsetenv("HV_TEST_CMDLINE");
+	set_forward_env(taken);
+	vm_init(&vm, &p, "net");
+	is_int(ops->start(&ctx, &vm), -VI_ESTATE, "a forward of a port in use fails the start");
+	want = xasprintf("VM 'net' did not start: network card 0: host port %u is in use", taken);
+	is_str(host_error_text, want, "naming the port");
+	free(want);
+	ops->state(&ctx, &vm, &st);
+	is_int(st.state, VI_HV_STOPPED, "and leaves the VM stopped");
+	vm_release(&p);
+
+	set_forward_env(port);
+	vm_init(&vm, &p, "net");
+	ret = ops->start(&ctx, &vm);
+	is_int(ret, 0, "the net kernel starts%s%s", ret ? ": " : "", ret ? host_error_text : "");
+	ok(wait_log(p.console_log, "net: listening on port 80"), "it leases an address by DHCP");
+	is_int(ops->nic_address(&ctx, &vm, 0, addr, sizeof(addr)), 0, "nic_address answers");
+	is_str(addr, VI_HV_USER_GUEST_IP, "with the address slirp leased");
+	is_int(ops->nic_address(&ctx, &vm, 1, addr, sizeof(addr)), -VI_ENOTFOUND,
+	       "a NIC the VM does not have: not found");
+	got = tcp_read_line(port);
+	is_str(got, "hello from the guest\n", "the forward made at start reaches the guest");
+	free(got);
+
+	is_int(ops->forward_add(&ctx, &vm, 0, &f), 0, "forward_add on the running VM");
+	got = tcp_read_line(live);
+	is_str(got, "hello from the guest\n", "the live forward reaches the guest");
+	free(got);
+	is_int(ops->forward_add(&ctx, &vm, 0, &f), -VI_ESTATE, "adding it again: state error");
+	want = xasprintf("the VMM refused 'forward_add': host port %u is in use", live);
+	is_str(host_error_text, want, "naming the port");
+	free(want);
+	is_int(ops->forward_remove(&ctx, &vm, 0, &f), 0, "forward_remove");
+	ok(!tcp_read_line(live), "the port is closed again");
+	is_int(ops->forward_remove(&ctx, &vm, 0, &f), -VI_ESTATE, "removing it again: state error");
+	want = xasprintf("the VMM refused 'forward_remove': host port %u is not forwarded", live);
+	is_str(host_error_text, want, "which says so");
+	free(want);
+	f.host_port = taken;
+	is_int(ops->forward_add(&ctx, &vm, 0, &f), -VI_ESTATE, "a live forward of a port in use");
+	is_int(ops->stop(&ctx, &vm, VI_HV_STOP_FORCE, 0), 0, "stop");
+	ok(!tcp_read_line(port), "the VM's forwards end with it");
+	is_int(ops->nic_address(&ctx, &vm, 0, addr, sizeof(addr)), -VI_ESTATE,
+	       "nic_address of a stopped VM: state error");
+	close(busy);
+	unsetenv("HV_TEST_FORWARD");
+	setenv("HV_TEST_KERNEL", old_kernel, 1);
 	free(kernel);
 	free(old_kernel);
 	vm_release(&p);
@@ -377,6 +556,7 @@ int main(int argc, char **argv)
 	test_define(mine);
 	test_lifecycle(mine);
 	test_save_restore(mine);
+	test_user_net(mine);
 	vi_rm_rf(home);
 	return done();
 }
