@@ -207,7 +207,7 @@ wait_stopped() { # NAME
 		--disk "$BATS_TEST_TMPDIR/gone.qcow2" g1
 	disk=$(disk_of g1)
 	rm "$disk"
-	run -1 vi start g1
+	run -3 vi start g1
 	[[ $output == *"disk 0: cannot open '$disk': No such file or directory"* ]]
 }
 

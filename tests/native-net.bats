@@ -1,0 +1,92 @@
+#!/usr/bin/env bats
+# User-mode networking on the native VMM (hv-svm or hv-vtx, whichever matches this
+# CPU): the net test kernel leases its address from slirp's DHCP server and serves one
+# line on TCP port 80, which the host reaches through a forwarded port of 127.0.0.1.
+
+load lib/common
+
+setup() {
+	common_setup
+	[ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm is not usable here"
+	hv=svm
+	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
+	guest=$VI_BUILD/tests/guest
+}
+
+teardown() {
+	for vm in $(vi list --json 2>/dev/null | jq -r '.vms[].name'); do
+		vi -q destroy --force "$vm" || true
+	done
+	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
+}
+
+wait_console() { # NAME TEXT [seconds]
+	local log=$VI_HOME/vms/$1/run/console.log
+	for _ in $(seq $((${3:-20} * 10))); do
+		grep -qF -- "$2" "$log" 2>/dev/null && return 0
+		sleep 0.1
+	done
+	echo "'$2' not in $log:"
+	cat "$log" 2>/dev/null
+	return 1
+}
+
+free_port() {
+	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Forwards 127.0.0.1:PORT to the guest's port 80 on the VM's first NIC, as vm.yaml
+# spells it.
+add_forward() { # NAME PORT
+	local yaml=$VI_HOME/vms/$1/vm.yaml
+	sed -i "s/^  mode: user\$/  mode: user\n  forwards:\n  - host: \"127.0.0.1:$2\"\n    guest: 80/" "$yaml"
+	grep -q "host: \"127.0.0.1:$2\"" "$yaml"
+}
+
+@test "a guest on a user NIC leases 10.0.2.15 and a forwarded host port reaches it" {
+	port=$(free_port)
+	vi -q create --hv "$hv" --kernel "$guest/net.bzImage" --memory 64M --nic user w1
+	add_forward w1 "$port"
+	run -0 vi start w1
+	wait_console w1 "net: lease 10.0.2.15 from 10.0.2.2"
+	wait_console w1 "net: listening on port 80"
+	exec {conn}<>"/dev/tcp/127.0.0.1/$port"
+	read -r -t 30 line <&"$conn"
+	echo bye >&"$conn"
+	exec {conn}>&-
+	[ "$line" = "hello from the guest" ]
+	wait_console w1 "net: connection from 10.0.2.2 port "
+	wait_console w1 "net: received 4 bytes"
+	wait_console w1 "net: connection closed"
+	# Stopped, the VM lets its port go at once: it starts again on the same one.
+	run -0 vi stop --force w1
+	run -0 vi start w1
+	wait_console w1 "net: listening on port 80"
+	exec {conn}<>"/dev/tcp/127.0.0.1/$port"
+	read -r -t 30 line <&"$conn"
+	exec {conn}>&-
+	[ "$line" = "hello from the guest" ]
+}
+
+@test "a forward of a host port in use fails the start with exit 5, naming the port" {
+	port=$(free_port)
+	python3 -m http.server --bind 127.0.0.1 "$port" >/dev/null 2>&1 &
+	holder=$!
+	for _ in $(seq 100); do
+		ss -Hltn "sport = :$port" | grep -q . && break
+		sleep 0.1
+	done
+	vi -q create --hv "$hv" --kernel "$guest/net.bzImage" --memory 64M --nic user b1
+	add_forward b1 "$port"
+	run -5 vi start b1
+	[ "$output" = "vi: error: VM 'b1' did not start: network card 0: host port $port is in use" ]
+	[ "$(vi show --json b1 | jq -r .vm.state)" = stopped ]
+	[ ! -e "$VI_HOME/vms/b1/run/pid" ]
+}
+
+@test "a guest that ignores its user NIC runs as without one" {
+	vi -q create --hv "$hv" --kernel "$guest/counter.bzImage" --cmdline stop=20 --memory 64M \
+		--nic user c1
+	run -0 vi start c1
+	wait_console c1 "counter: done at 20"
+}
