@@ -4,31 +4,15 @@
 # line on TCP port 80, which the host reaches through a forwarded port of 127.0.0.1.
 
 load lib/common
+load lib/native
 
 setup() {
-	common_setup
-	[ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "/dev/kvm is not usable here"
-	hv=svm
-	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
-	guest=$VI_BUILD/tests/guest
+	native_setup
 }
 
 teardown() {
-	for vm in $(vi list --json 2>/dev/null | jq -r '.vms[].name'); do
-		vi -q destroy --force "$vm" || true
-	done
+	native_teardown
 	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
-}
-
-wait_console() { # NAME TEXT [seconds]
-	local log=$VI_HOME/vms/$1/run/console.log
-	for _ in $(seq $((${3:-20} * 10))); do
-		grep -qF -- "$2" "$log" 2>/dev/null && return 0
-		sleep 0.1
-	done
-	echo "'$2' not in $log:"
-	cat "$log" 2>/dev/null
-	return 1
 }
 
 free_port() {
