@@ -162,8 +162,8 @@ int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n);
 
 /* Adds or removes a port forward of user-mode NIC `nic` of the running VM. A port that
  * cannot be bound: -VI_ESTATE "host port N is in use"; a forward that is not there to
- * remove: -VI_ESTATE; a NIC that is not user-mode: -VI_EUSAGE. From the thread that runs
- * vmm_wait(). */
+ * remove: -VI_ESTATE; a NIC that is not user-mode: -VI_EUSAGE. From any one thread at a
+ * time, while vmm_wait() runs or before. */
 int vmm_nic_forward(struct vmm *vm, size_t nic, const struct vmm_forward *f, bool add);
 /* The IPv4 address DHCP gave the guest on user-mode NIC `nic`, as text in buf (len >= 16);
  * -VI_ENOTFOUND before the guest took a lease. Any thread. */

@@ -1,10 +1,15 @@
 /* What the unit tests that boot the test kernels of tests/guest share: their
- * paths, the console output they leave, the control socket, and shell commands.
+ * paths, the console output they leave, the control socket, host TCP ports, and shell
+ * commands.
  * Header-only, included once per test program. */
 #ifndef VI_TEST_VMM_TEST_H
 #define VI_TEST_VMM_TEST_H
 
+#include <arpa/inet.h>
+#include <errno.h>
 #include <json-c/json.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -34,6 +39,31 @@ static inline char *read_fd(int fd)
 	if (pread(fd, buf, (size_t)len, 0) != len)
 		buf[0] = '\0';
 	return buf;
+}
+
+/* The text of a file, "" when it cannot be read (the caller frees it). */
+static inline char *slurp(const char *path)
+{
+	char *buf = NULL;
+
+	if (vi_read_file(path, &buf, NULL) < 0)
+		return xstrdup("");
+	return buf;
+}
+
+/* Waits (up to 30 s) until the console log holds `text`. */
+static inline bool wait_log(const char *log, const char *text)
+{
+	for (int i = 0; i < 600; i++) {
+		char *got = slurp(log);
+		bool found = strstr(got, text) != NULL;
+
+		free(got);
+		if (found)
+			return true;
+		usleep(50000);
+	}
+	return false;
 }
 
 /* Whether the counter kernel's output a then b shows "count 1" to "count n", each once
@@ -101,6 +131,69 @@ static inline int connect_to(const char *path)
 		return -1;
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	return fd;
+}
+
+/* A TCP socket bound to a free port of 127.0.0.1 (listening when `listening`). */
+static inline int tcp_bound(bool listening, unsigned *port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&a, &len) < 0 || (listening && listen(fd, 1) < 0))
+		abort();
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static inline unsigned free_port(void)
+{
+	unsigned port;
+
+	close(tcp_bound(false, &port));
+	return port;
+}
+
+/* What a connection to 127.0.0.1:port reads in up to 30 s, up to a newline; NULL when
+ * the connection is refused. */
+static inline char *tcp_read_line(unsigned port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	char *buf = xcalloc(1, 256);
+	size_t len = 0;
+
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+		close(fd);
+		free(buf);
+		return NULL;
+	}
+	while (len < 255 && !strchr(buf, '\n')) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		ssize_t n;
+
+		if (poll(&p, 1, 30000) <= 0 || (n = read(fd, buf + len, 255 - len)) <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	return buf;
+}
+
+/* Whether something listens on 127.0.0.1:port. */
+static inline bool port_in_use(unsigned port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	bool used;
+
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	used = bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno == EADDRINUSE;
+	close(fd);
+	return used;
 }
 
 /* system() on a formatted command line. */
