@@ -13,6 +13,7 @@ setup() {
 teardown() {
 	native_teardown
 	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
+	[ -z "${ns:-}" ] || ip netns del "$ns" 2>/dev/null || true
 }
 
 free_port() {
@@ -73,4 +74,22 @@ add_forward() { # NAME PORT
 		--nic user c1
 	run -0 vi start c1
 	wait_console c1 "counter: done at 20"
+}
+
+@test "a nat NIC joins its libvirt network's bridge, refused while there is none" {
+	command -v ip >/dev/null || skip "no ip(8)"
+	ns=vi-test-$$-$BATS_TEST_NUMBER
+	ip netns add "$ns" || skip "cannot make network namespaces here"
+	vi -q create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M --nic user n1
+	# A network libvirt does not know: its bridge is virbr0, here one of the namespace's.
+	sed -i "s/^  mode: user\$/  mode: nat\n  source: vi-test-$$/" "$VI_HOME/vms/n1/vm.yaml"
+	run -5 ip netns exec "$ns" env PATH="$PATH" VI_HOME="$VI_HOME" vi start n1
+	[ "$output" = "vi: error: network card 0: libvirt network 'vi-test-$$' is not started: there is no bridge 'virbr0'" ]
+	ip -n "$ns" link add virbr0 type bridge
+	ip -n "$ns" addr add 10.0.2.1/24 dev virbr0
+	ip -n "$ns" link set virbr0 up
+	run -0 ip netns exec "$ns" env PATH="$PATH" VI_HOME="$VI_HOME" vi start n1
+	wait_console n1 "devices: " 30
+	grep -q "net: arp reply from 10.0.2.1" "$VI_HOME/vms/n1/run/console.log"
+	grep -q "devices: ok" "$VI_HOME/vms/n1/run/console.log"
 }

@@ -73,8 +73,10 @@ static int plugin_probe(struct vi_hv_ctx *ctx, const char **reason)
  * with plugin_config_release(). */
 static void plugin_config_release(struct vmm_config *cfg)
 {
-	for (size_t i = 0; cfg->nics && i < cfg->nnics; i++)
+	for (size_t i = 0; cfg->nics && i < cfg->nnics; i++) {
 		free((struct vmm_forward *)cfg->nics[i].forwards);
+		free((char *)cfg->nics[i].bridge);
+	}
 	free((struct vmm_disk *)cfg->disks);
 	free((struct vmm_nic *)cfg->nics);
 	cfg->disks = NULL;
@@ -87,14 +89,60 @@ static struct vmm_forward plugin_forward(const struct vi_hv_forward *f)
 				     f->guest_port };
 }
 
+/* The libvirt network of a "nat" NIC. */
+static const char *nat_network(const struct vi_hv_nic *n)
+{
+	return n->source ? n->source : "default";
+}
+
+/* The bridge of a libvirt network, as its live status (libvirtd's) names it; virbr0 when
+ * nothing does. The caller frees it. */
+static char *nat_bridge(const char *network)
+{
+	char *path = xasprintf("/run/libvirt/network/%s.xml", network), *xml = NULL, *bridge = NULL;
+	const char *p;
+
+	if (vi_read_file(path, &xml, NULL) == 0 && (p = strstr(xml, "<bridge name="))) {
+		char quote = p[13];
+		const char *end = quote == '\'' || quote == '"' ? strchr(p + 14, quote) : NULL;
+
+		if (end && end > p + 14)
+			bridge = xasprintf("%.*s", (int)(end - p - 14), p + 14);
+	}
+	free(xml);
+	free(path);
+	return bridge ? bridge : xstrdup("virbr0");
+}
+
+/* A "nat" NIC's bridge must be there (its network started) before the VMM starts. */
+static int nat_check(const struct vi_hv_vm *vm, const struct vmm_config *cfg)
+{
+	for (size_t i = 0; i < cfg->nnics; i++) {
+		char *sys;
+		bool there;
+
+		if (!cfg->nics[i].bridge)
+			continue;
+		sys = xasprintf("/sys/class/net/%s/bridge", cfg->nics[i].bridge);
+		there = access(sys, F_OK) == 0;
+		free(sys);
+		if (!there)
+			return vi_error(VI_ESTATE,
+					"network card %zu: libvirt network '%s' is not started: "
+					"there is no bridge '%s'",
+					i, nat_network(vm->nics[i]), cfg->nics[i].bridge);
+	}
+	return 0;
+}
+
 static int plugin_nic(const struct vi_hv_nic *n, struct vmm_nic *out)
 {
 	struct vmm_forward *forwards;
 	unsigned mac[6];
 
-	if (strcmp(n->mode, "tap") && strcmp(n->mode, "user"))
+	if (strcmp(n->mode, "tap") && strcmp(n->mode, "user") && strcmp(n->mode, "nat"))
 		return vi_error(VI_EUNSUPPORTED,
-				"hv-%s attaches network cards to user-mode networking or TAP "
+				"hv-%s attaches network cards to user-mode networking, NAT or TAP "
 				"devices only, not '%s'",
 				backend->name, n->mode);
 	if (!n->mac || sscanf(n->mac, "%2x:%2x:%2x:%2x:%2x:%2x", &mac[0], &mac[1], &mac[2],
@@ -103,7 +151,8 @@ static int plugin_nic(const struct vi_hv_nic *n, struct vmm_nic *out)
 	for (unsigned i = 0; i < 6; i++)
 		out->mac[i] = (uint8_t)mac[i];
 	out->user = !strcmp(n->mode, "user");
-	out->tap = out->user ? NULL : n->source;
+	out->tap = !strcmp(n->mode, "tap") ? n->source : NULL;
+	out->bridge = !strcmp(n->mode, "nat") ? nat_bridge(nat_network(n)) : NULL;
 	forwards = xcalloc(n->nforwards + 1, sizeof(*forwards));
 	for (size_t i = 0; out->user && i < n->nforwards; i++)
 		forwards[out->nforwards++] = plugin_forward(n->forwards[i]);
@@ -326,6 +375,8 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, bool paused)
 	if (ret < 0)
 		return ret;
 	ret = vmm_check_config(&cfg);
+	if (ret == 0)
+		ret = nat_check(vm, &cfg);
 	plugin_config_release(&cfg);
 	if (ret < 0)
 		return ret;

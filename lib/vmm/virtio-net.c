@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -200,9 +201,24 @@ static const struct virtio_ops virtio_net_ops = {
 	.free = virtio_net_free,
 };
 
-/* Attaches to the TAP device `name`, or makes one (named by the kernel) and brings it
- * up when name is NULL. */
-static int virtio_net_tap_open(struct virtio_net *n, const char *name)
+static int tap_join_bridge(int sock, const char *tap, const char *bridge)
+{
+	struct ifreq ifr = { 0 };
+
+	/* The TAP's index, asked under its own name, goes to the bridge under the bridge's. */
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", tap);
+	if (ioctl(sock, SIOCGIFINDEX, &ifr) == 0) {
+		snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
+		if (ioctl(sock, SIOCBRADDIF, &ifr) == 0)
+			return 0;
+	}
+	return vi_error_errno(VI_EFAIL, errno, "cannot put TAP device '%s' on bridge '%s'", tap,
+			      bridge);
+}
+
+/* Attaches to the TAP device `name`, or makes one (named by the kernel), puts it on
+ * `bridge` (unless NULL) and brings it up when name is NULL. */
+static int virtio_net_tap_open(struct virtio_net *n, const char *name, const char *bridge)
 {
 	struct ifreq ifr = { .ifr_flags = IFF_TAP | IFF_NO_PI };
 	int sock, ret = 0;
@@ -218,8 +234,10 @@ static int virtio_net_tap_open(struct virtio_net *n, const char *name)
 	if (name)
 		return 0;
 	sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
-	    (ifr.ifr_flags |= IFF_UP, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0))
+	if (sock >= 0 && bridge)
+		ret = tap_join_bridge(sock, n->ifname, bridge);
+	if (ret == 0 && (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
+			 (ifr.ifr_flags |= IFF_UP, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)))
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot bring TAP device '%s' up",
 				     n->ifname);
 	if (sock >= 0)
@@ -249,7 +267,7 @@ int virtio_net_init(struct vmm *vm)
 		if (nic->user)
 			ret = net_slirp_new(nic, virtio_net_deliver, n, &n->slirp);
 		else
-			ret = virtio_net_tap_open(n, nic->tap);
+			ret = virtio_net_tap_open(n, nic->tap, nic->bridge);
 		if (ret < 0) {
 			virtio_net_free(n);
 			return vi_error_wrap("network card %zu", i);

@@ -153,6 +153,7 @@ static struct vmm_nic *vmm_nics_copy(const struct vmm_nic *nics, size_t n)
 
 		copy[i] = nics[i];
 		copy[i].tap = xstrdup(nics[i].tap);
+		copy[i].bridge = xstrdup(nics[i].bridge);
 		for (size_t j = 0; j < nics[i].nforwards; j++) {
 			fwd[j] = nics[i].forwards[j];
 			fwd[j].host_addr = xstrdup(nics[i].forwards[j].host_addr);
@@ -424,6 +425,7 @@ void vmm_free(struct vmm *vm)
 	free((struct vmm_disk *)vm->cfg.disks);
 	for (size_t i = 0; i < vm->cfg.nnics; i++) {
 		free((char *)vm->cfg.nics[i].tap);
+		free((char *)vm->cfg.nics[i].bridge);
 		for (size_t j = 0; j < vm->cfg.nics[i].nforwards; j++)
 			free((char *)vm->cfg.nics[i].forwards[j].host_addr);
 		free((struct vmm_forward *)vm->cfg.nics[i].forwards);

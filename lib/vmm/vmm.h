@@ -51,6 +51,7 @@ struct vmm_nic {
 	uint8_t mac[6];
 	bool user;       /* user-mode networking rather than a TAP device */
 	const char *tap; /* an existing TAP device to attach to; NULL: the VMM makes one */
+	const char *bridge; /* the bridge the TAP the VMM makes joins; may be NULL */
 	const struct vmm_forward *forwards; /* user: set up by vmm_new(), copied */
 	size_t nforwards;
 };
