@@ -76,6 +76,14 @@ add_forward() { # NAME PORT
 	wait_console c1 "counter: done at 20"
 }
 
+@test "the devices kernel on a user NIC: the gateway answers its ARP" {
+	vi -q create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M --nic user d1
+	run -0 vi start d1
+	wait_console d1 "devices: " 30
+	grep -q "net: arp reply from 10.0.2.2" "$VI_HOME/vms/d1/run/console.log"
+	grep -q "devices: ok" "$VI_HOME/vms/d1/run/console.log"
+}
+
 @test "a nat NIC joins its libvirt network's bridge, refused while there is none" {
 	command -v ip >/dev/null || skip "no ip(8)"
 	ns=vi-test-$$-$BATS_TEST_NUMBER
@@ -86,10 +94,10 @@ add_forward() { # NAME PORT
 	run -5 ip netns exec "$ns" env PATH="$PATH" VI_HOME="$VI_HOME" vi start n1
 	[ "$output" = "vi: error: network card 0: libvirt network 'vi-test-$$' is not started: there is no bridge 'virbr0'" ]
 	ip -n "$ns" link add virbr0 type bridge
-	ip -n "$ns" addr add 10.0.2.1/24 dev virbr0
+	ip -n "$ns" addr add 10.0.2.2/24 dev virbr0
 	ip -n "$ns" link set virbr0 up
 	run -0 ip netns exec "$ns" env PATH="$PATH" VI_HOME="$VI_HOME" vi start n1
 	wait_console n1 "devices: " 30
-	grep -q "net: arp reply from 10.0.2.1" "$VI_HOME/vms/n1/run/console.log"
+	grep -q "net: arp reply from 10.0.2.2" "$VI_HOME/vms/n1/run/console.log"
 	grep -q "devices: ok" "$VI_HOME/vms/n1/run/console.log"
 }

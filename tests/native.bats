@@ -209,7 +209,7 @@ wait_stopped() { # NAME
 	ns=vi-test-$$-$BATS_TEST_NUMBER
 	ip netns add "$ns" || skip "cannot make network namespaces here"
 	ip -n "$ns" tuntap add dev vitap0 mode tap
-	ip -n "$ns" addr add 10.0.2.1/24 dev vitap0
+	ip -n "$ns" addr add 10.0.2.2/24 dev vitap0
 	ip -n "$ns" link set vitap0 up
 	run ip netns exec "$ns" env PATH="$PATH" VI_HOME="$VI_HOME" vi create --hv "$hv" \
 		--kernel "$guest/devices.bzImage" --memory 64M --nic tap:vitap0 --start n2
@@ -221,7 +221,7 @@ wait_stopped() { # NAME
 	log=$VI_HOME/vms/n2/run/console.log
 	mac=$(vi show --json n2 | jq -r '.vm.nics[0].mac')
 	grep -q "net: mac $mac" "$log"
-	grep -q "net: arp reply from 10.0.2.1" "$log"
+	grep -q "net: arp reply from 10.0.2.2" "$log"
 	grep -q "devices: ok" "$log"
 }
 

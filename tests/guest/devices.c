@@ -1,8 +1,9 @@
 /* Enumerates PCI bus 0 and drives every legacy virtio device it finds, by polling: each
  * virtio-blk disk (reads sector 0, writes and flushes unless read-only), virtio-rng,
  * virtio-balloon (with "balloon=wait": waits for the host to ask for pages, inflates
- * them, checks they come back zeroed, deflates) and virtio-net (ARP for 10.0.2.1 from
- * 10.0.2.15, waits for the reply).
+ * them, checks they come back zeroed, deflates) and virtio-net (ARP for 10.0.2.2 from
+ * 10.0.2.15, waits for the reply: the gateway of user-mode networking, or a peer on a
+ * TAP device).
  * Ends with "devices: ok" or "devices: FAIL ..." and resets. */
 #include "virtio.h"
 
@@ -140,7 +141,7 @@ static void balloon_test(uint16_t io)
 #define NET_HDR 10
 #define RX_BUFS 16
 static uint8_t rx_bufs[RX_BUFS][2048], tx_buf[NET_HDR + 64];
-static const uint8_t my_ip[4] = { 10, 0, 2, 15 }, peer_ip[4] = { 10, 0, 2, 1 };
+static const uint8_t my_ip[4] = { 10, 0, 2, 15 }, peer_ip[4] = { 10, 0, 2, 2 };
 
 static void net_send_arp(struct vq *tx, const uint8_t *mac)
 {
@@ -208,9 +209,9 @@ static void net_test(uint16_t io)
 			}
 		}
 	}
-	check(replied, "an ARP reply from 10.0.2.1 arrives");
+	check(replied, "an ARP reply from 10.0.2.2 arrives");
 	if (replied)
-		guest_printf("net: arp reply from 10.0.2.1\n");
+		guest_printf("net: arp reply from 10.0.2.2\n");
 }
 
 void kernel_main(struct boot_params *bp)
