@@ -6,10 +6,6 @@
 load lib/common
 load lib/native
 
-setup() {
-	native_setup
-}
-
 teardown() {
 	native_teardown
 	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true

@@ -6,14 +6,6 @@
 load lib/common
 load lib/native
 
-setup() {
-	native_setup
-}
-
-teardown() {
-	native_teardown
-}
-
 # The file of a VM's first disk.
 disk_of() {
 	local p

@@ -1,5 +1,6 @@
 # Shared by the suites of the native VMM (hv-svm or hv-vtx, whichever matches this
-# CPU) and its test kernels. Load after lib/common.
+# CPU) and its test kernels: setup and teardown, which a suite may wrap. Load after
+# lib/common.
 
 native_setup() {
 	common_setup
@@ -13,6 +14,14 @@ native_teardown() {
 	for vm in $(vi list --json 2>/dev/null | jq -r '.vms[].name'); do
 		vi -q destroy --force "$vm" || true
 	done
+}
+
+setup() {
+	native_setup
+}
+
+teardown() {
+	native_teardown
 }
 
 # Waits until the console log holds $2, or the VM's process is gone and it
