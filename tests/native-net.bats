@@ -16,18 +16,10 @@ free_port() {
 	python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
-# Forwards 127.0.0.1:PORT to the guest's port 80 on the VM's first NIC, as vm.yaml
-# spells it.
-add_forward() { # NAME PORT
-	local yaml=$VI_HOME/vms/$1/vm.yaml
-	sed -i "s/^  mode: user\$/  mode: user\n  forwards:\n  - host: \"127.0.0.1:$2\"\n    guest: 80/" "$yaml"
-	grep -q "host: \"127.0.0.1:$2\"" "$yaml"
-}
-
 @test "a guest on a user NIC leases 10.0.2.15 and a forwarded host port reaches it" {
 	port=$(free_port)
-	vi -q create --hv "$hv" --kernel "$guest/net.bzImage" --memory 64M --nic user w1
-	add_forward w1 "$port"
+	vi -q create --hv "$hv" --kernel "$guest/net.bzImage" --memory 64M --nic user \
+		--forward "127.0.0.1:$port:80" w1
 	run -0 vi start w1
 	wait_console w1 "net: lease 10.0.2.15 from 10.0.2.2"
 	wait_console w1 "net: listening on port 80"
@@ -49,18 +41,18 @@ add_forward() { # NAME PORT
 	[ "$line" = "hello from the guest" ]
 }
 
-@test "a forward of a host port in use fails the start with exit 5, naming the port" {
+@test "a forward of a host port taken since create fails the start with exit 5, naming it" {
 	port=$(free_port)
+	vi -q create --hv "$hv" --kernel "$guest/net.bzImage" --memory 64M --nic user \
+		--forward "$port:80" b1
 	python3 -m http.server --bind 127.0.0.1 "$port" >/dev/null 2>&1 &
 	holder=$!
 	for _ in $(seq 100); do
 		ss -Hltn "sport = :$port" | grep -q . && break
 		sleep 0.1
 	done
-	vi -q create --hv "$hv" --kernel "$guest/net.bzImage" --memory 64M --nic user b1
-	add_forward b1 "$port"
 	run -5 vi start b1
-	[ "$output" = "vi: error: VM 'b1' did not start: network card 0: host port $port is in use" ]
+	[ "$output" = "vi: error: host port $port is in use" ]
 	[ "$(vi show --json b1 | jq -r .vm.state)" = stopped ]
 	[ ! -e "$VI_HOME/vms/b1/run/pid" ]
 }
@@ -84,9 +76,9 @@ add_forward() { # NAME PORT
 	command -v ip >/dev/null || skip "no ip(8)"
 	ns=vi-test-$$-$BATS_TEST_NUMBER
 	ip netns add "$ns" || skip "cannot make network namespaces here"
-	vi -q create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M --nic user n1
 	# A network libvirt does not know: its bridge is virbr0, here one of the namespace's.
-	sed -i "s/^  mode: user\$/  mode: nat\n  source: vi-test-$$/" "$VI_HOME/vms/n1/vm.yaml"
+	vi -q create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M \
+		--nic "nat:vi-test-$$" n1
 	run -5 ip netns exec "$ns" env PATH="$PATH" VI_HOME="$VI_HOME" vi start n1
 	[ "$output" = "vi: error: network card 0: libvirt network 'vi-test-$$' is not started: there is no bridge 'virbr0'" ]
 	ip -n "$ns" link add virbr0 type bridge
