@@ -91,6 +91,13 @@ bool virt_is_local(const struct vi_hv_ctx *ctx);
  * a malformed URI, VI_EFAIL with "cannot connect to 'URI': ...". */
 int virt_connect(struct vi_hv_ctx *ctx, virConnectPtr *conn);
 
+/* A new connection to ctx's URI on which stream events arrive, for a
+ * console; the caller closes it. libvirt's event loop is registered first,
+ * and only then: a connection opened after it asks libvirtd for keepalive
+ * pings, and one whose process runs no loop to answer them is dropped after
+ * 30 s, which ctx's connection must never be while a command waits. */
+int virt_connect_streams(struct vi_hv_ctx *ctx, virConnectPtr *conn);
+
 /* Connects and checks that the URI reaches a libvirt `driver` ("QEMU", "Xen").
  * OK: *reason is "URI, libvirt X.Y.Z, DRIVER X.Y.Z". DECLINED: *reason says
  * why in one line. Both strings are owned by ctx until the next probe or close. */
