@@ -241,3 +241,28 @@ add_forward() { # NAME HOST-PORT GUEST-PORT
 	[ "$(vi show --json "$name" | jq -r .vm.state)" = stopped ]
 	run -0 vi destroy "$name"
 }
+
+@test "a nat NIC starts libvirt's default network, and the guest leases an address on it" {
+	local active autostart
+	active=$(virsh -q net-info default 2>/dev/null | awk '/^Active:/ { print $2 }')
+	autostart=$(virsh -q net-info default 2>/dev/null | awk '/^Autostart:/ { print $2 }')
+	# As vm.yaml records a nat NIC (create's --nic does not take it yet).
+	run -0 create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic user
+	sed -i 's/^  mode: user$/  mode: nat/' "$VI_HOME/vms/$name/vm.yaml"
+	grep -q '^  mode: nat$' "$VI_HOME/vms/$name/vm.yaml"
+	run -0 vi start "$name"
+	[ "$(virsh -q net-info default | awk '/^Active:/ { print $2 }')" = yes ]
+	[ "$(virsh -q net-info default | awk '/^Autostart:/ { print $2 }')" = yes ]
+	[ "$(virsh -q domiflist "$name" | awk '{ print $2 " " $3 }')" = "network default" ]
+	wait_marker "$name"
+	grep -aq "init: eth0 has 192\.168\.122\." "$VI_HOME/vms/$name/run/console.log"
+	run -0 vi destroy --force "$name"
+	# As it was found.
+	if [ -z "$active" ]; then
+		virsh -q net-destroy default >/dev/null
+		virsh -q net-undefine default >/dev/null
+	elif [ "$active" = no ]; then
+		virsh -q net-destroy default >/dev/null
+	fi
+	[ "$autostart" != no ] || virsh -q net-autostart --disable default >/dev/null
+}
