@@ -239,7 +239,7 @@ int virt_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t ni
 		return rc;
 	/* QEMU's DHCP server hands its first address to the one guest on
 	 * each user network: there is no lease to ask for. */
-	if (!strcmp(mode, "user")) {
+	if (mode && !strcmp(mode, "user")) {
 		snprintf(buf, len, "%s", VI_HV_USER_GUEST_IP);
 		goto cleanup;
 	}
@@ -252,7 +252,7 @@ int virt_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t ni
 	if ((rc = virt_xpath_string(xml, "the live domain XML", expr, &mac)))
 		goto cleanup;
 	rc = address_from(dom, vm, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE, mac, buf, len);
-	if (rc == 1 && (!strcmp(mode, "bridge") || !strcmp(mode, "tap")))
+	if (rc == 1 && mode && (!strcmp(mode, "bridge") || !strcmp(mode, "tap")))
 		rc = address_from(dom, vm, VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP, mac, buf, len);
 	if (rc == 1)
 		rc = vi_error(VI_ENOTFOUND, "no address known yet for NIC %zu of '%s' (%s)", nic,
