@@ -11,6 +11,9 @@ setup_file() {
 	export KERNEL=$(printf '%s\n' /boot/vmlinuz-* | sort -V | tail -n 1)
 	"$VI_TOP/tests/lib/mkinitramfs" -o "$VI_QEMU_WORK/initrd.gz" --marker VI-QEMU-READY \
 		--kernel-version "${KERNEL#/boot/vmlinuz-}"
+	# A guest that leases an address on eth0 and serves a page on port 80.
+	"$VI_TOP/tests/lib/mkinitramfs" -o "$VI_QEMU_WORK/net.gz" --marker VI-QEMU-READY \
+		--kernel-version "${KERNEL#/boot/vmlinuz-}" --net
 }
 
 teardown_file() {
@@ -46,6 +49,31 @@ wait_marker() { # NAME [timeout]
 	echo "no marker in $log:"
 	cat "$log" 2>/dev/null | tail -20
 	return 1
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on.
+free_port() {
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 30000))
+		[ -z "$(ss -Htln "sport = :$p")" ] && break
+	done
+	echo "$p"
+}
+
+# What the guest's web server answers through 127.0.0.1:PORT.
+http_get() { # PORT
+	exec 3<>"/dev/tcp/127.0.0.1/$1" || return 1
+	printf 'GET / HTTP/1.0\r\n\r\n' >&3
+	timeout 20 cat <&3
+	exec 3<&-
+}
+
+# Forwards of the VM's first NIC, as vm.yaml records them.
+add_forward() { # NAME HOST-PORT GUEST-PORT
+	sed -i "/^  mode: user\$/a\\  forwards: [{host: \"127.0.0.1:$2\", guest: $3}]" \
+		"$VI_HOME/vms/$1/vm.yaml"
+	grep -q "127.0.0.1:$2" "$VI_HOME/vms/$1/vm.yaml"
 }
 
 @test "create --start boots the stock kernel to its marker; stop, start, destroy" {
@@ -175,4 +203,66 @@ wait_marker() { # NAME [timeout]
 	run -1 vi show --json --connect 'qemu+unix:///system?socket=/nonexistent/sock' "$name"
 	[[ $output == "vi: error: backend 'qemu' of VM '$name' is not usable at 'qemu+unix:///system?socket=/nonexistent/sock': "* ]]
 	run -0 vi destroy "$name"
+}
+
+@test "a user NIC leases 10.0.2.15 and a forwarded host port reaches the guest's server" {
+	local port
+	port=$(free_port)
+	run -0 create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic user
+	add_forward "$name" "$port" 80
+	run -0 vi start "$name"
+	[ "$output" = "started VM '$name'" ]
+	wait_marker "$name"
+	grep -q "init: eth0 has 10.0.2.15" "$VI_HOME/vms/$name/run/console.log"
+	run -0 http_get "$port"
+	[[ $output == "HTTP/1.1 200 OK"* ]]
+	[[ $output == *VI-GUEST-WEB* ]]
+	run -0 vi destroy --force "$name"
+	# The forward went with the VM.
+	run ! http_get "$port"
+}
+
+@test "a forward from a host port in use fails start, naming the port, and leaves nothing running" {
+	local port
+	port=$(free_port)
+	busybox nc -l -p "$port" </dev/null >/dev/null 2>&1 &
+	local holder=$!
+	for _ in $(seq 50); do
+		[ -n "$(ss -Htln "sport = :$port")" ] && break
+		sleep 0.1
+	done
+	create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic user
+	add_forward "$name" "$port" 80
+	run vi start "$name"
+	kill "$holder"
+	[ "$status" -eq 5 ]
+	[ "$output" = "vi: error: host port $port is in use: cannot forward it to port 80 of '$name'" ]
+	[ "$(virsh -q domstate "$name")" = "shut off" ]
+	[ "$(vi show --json "$name" | jq -r .vm.state)" = stopped ]
+	run -0 vi destroy "$name"
+}
+
+@test "a nat NIC starts libvirt's default network, and the guest leases an address on it" {
+	local active autostart
+	active=$(virsh -q net-info default 2>/dev/null | awk '/^Active:/ { print $2 }')
+	autostart=$(virsh -q net-info default 2>/dev/null | awk '/^Autostart:/ { print $2 }')
+	# As vm.yaml records a nat NIC (create's --nic does not take it yet).
+	run -0 create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic user
+	sed -i 's/^  mode: user$/  mode: nat/' "$VI_HOME/vms/$name/vm.yaml"
+	grep -q '^  mode: nat$' "$VI_HOME/vms/$name/vm.yaml"
+	run -0 vi start "$name"
+	[ "$(virsh -q net-info default | awk '/^Active:/ { print $2 }')" = yes ]
+	[ "$(virsh -q net-info default | awk '/^Autostart:/ { print $2 }')" = yes ]
+	[ "$(virsh -q domiflist "$name" | awk '{ print $2 " " $3 }')" = "network default" ]
+	wait_marker "$name"
+	grep -aq "init: eth0 has 192\.168\.122\." "$VI_HOME/vms/$name/run/console.log"
+	run -0 vi destroy --force "$name"
+	# As it was found.
+	if [ -z "$active" ]; then
+		virsh -q net-destroy default >/dev/null
+		virsh -q net-undefine default >/dev/null
+	elif [ "$active" = no ]; then
+		virsh -q net-destroy default >/dev/null
+	fi
+	[ "$autostart" != no ] || virsh -q net-autostart --disable default >/dev/null
 }

@@ -19,8 +19,8 @@ struct virt_conn {
 	char *reason; /* the last probe's, owned */
 };
 
-static pthread_once_t init_once = PTHREAD_ONCE_INIT;
-static int init_rc;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT, events_once = PTHREAD_ONCE_INIT;
+static int init_rc, events_rc;
 
 static void ignore_error(void *opaque, virErrorPtr err)
 {
@@ -33,10 +33,11 @@ static void init_libvirt(void)
 	/* Our messages replace the ones libvirt would print on stderr. */
 	virSetErrorFunc(NULL, ignore_error);
 	init_rc = virInitialize();
-	/* Stream events (the console) only reach connections opened after an
-	 * event loop is registered. */
-	if (!init_rc)
-		init_rc = virEventRegisterDefaultImpl();
+}
+
+static void init_events(void)
+{
+	events_rc = virEventRegisterDefaultImpl();
 }
 
 /* libvirt's last error as one line in our style; owned by the caller. */
@@ -178,6 +179,25 @@ int virt_connect(struct vi_hv_ctx *ctx, virConnectPtr *conn)
 		}
 	}
 	*conn = c->conn;
+	return 0;
+}
+
+int virt_connect_streams(struct vi_hv_ctx *ctx, virConnectPtr *conn)
+{
+	struct virt_conn streams = { 0 };
+	char *why;
+	int code;
+
+	pthread_once(&events_once, init_events);
+	if (events_rc < 0)
+		return vi_error(VI_EFAIL, "cannot start libvirt's event loop");
+	code = conn_open(&streams, virt_uri(ctx), &why);
+	if (code) {
+		vi_error(code, "%s", why);
+		free(why);
+		return -code;
+	}
+	*conn = streams.conn;
 	return 0;
 }
 

@@ -148,13 +148,24 @@ int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, in
 		.ctx = ctx, .vm = vm, .out_fd = out_fd, .escape = escape, .watch = -1,
 	};
 	bool stream_watched = false;
-	virDomainPtr dom;
+	unsigned char uuid[VIR_UUID_BUFLEN];
+	virConnectPtr conn = NULL;
+	virDomainPtr found, dom = NULL;
 	int rc;
 
-	rc = virt_lookup(ctx, vm, &dom);
+	rc = virt_lookup(ctx, vm, &found);
 	if (rc)
 		return rc;
-	p.st = virStreamNew(virDomainGetConnect(dom), VIR_STREAM_NONBLOCK);
+	if (virDomainGetUUID(found, uuid) < 0)
+		rc = virt_error("cannot query '%s'", vm->name);
+	virDomainFree(found);
+	if (rc || (rc = virt_connect_streams(ctx, &conn)))
+		goto cleanup;
+	if (!(dom = virDomainLookupByUUID(conn, uuid))) {
+		rc = virt_error("cannot look up '%s'", vm->name);
+		goto cleanup;
+	}
+	p.st = virStreamNew(conn, VIR_STREAM_NONBLOCK);
 	if (!p.st || virDomainOpenConsole(dom, NULL, p.st, 0) < 0) {
 		rc = virt_error("cannot attach to the console of '%s'", vm->name);
 		goto cleanup;
@@ -187,7 +198,10 @@ cleanup:
 			virStreamAbort(p.st);
 		virStreamFree(p.st);
 	}
-	virDomainFree(dom);
+	if (dom)
+		virDomainFree(dom);
+	if (conn)
+		virConnectClose(conn);
 	return rc;
 }
 

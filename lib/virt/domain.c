@@ -155,35 +155,6 @@ static int check_conflict(struct vi_hv_ctx *ctx, virConnectPtr conn, const struc
 	return rc;
 }
 
-/* The libvirt networks vm's NICs name must exist; with start, inactive ones
- * are started, as a guest on them cannot start otherwise. */
-static int check_networks(struct vi_hv_ctx *ctx, virConnectPtr conn, const struct vi_hv_vm *vm,
-			  bool start)
-{
-	int rc = 0;
-
-	for (size_t i = 0; rc == 0 && i < vm->nnics; i++) {
-		const struct vi_hv_nic *n = vm->nics[i];
-		virNetworkPtr net;
-		if (strcmp(n->mode, "network") || !n->source)
-			continue;
-		if (!(net = virNetworkLookupByName(conn, n->source))) {
-			virResetLastError();
-			return vi_error(VI_ENOTFOUND, "no libvirt network '%s' on '%s' for '%s'",
-					n->source, virt_uri(ctx), vm->name);
-		}
-		if (start && virNetworkIsActive(net) == 0) {
-			if (virNetworkCreate(net) < 0)
-				rc = virt_error("cannot start network '%s' for '%s'", n->source,
-						vm->name);
-			else
-				vi_info("started libvirt network '%s'", n->source);
-		}
-		virNetworkFree(net);
-	}
-	return rc;
-}
-
 int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
 	virConnectPtr conn;
@@ -199,7 +170,7 @@ int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct 
 	if (!rc)
 		rc = check_conflict(ctx, conn, vm);
 	if (!rc)
-		rc = check_networks(ctx, conn, vm, false);
+		rc = virt_networks_ready(ctx, vm, false);
 	if (rc)
 		goto cleanup;
 	dom = virDomainDefineXMLFlags(conn, xml, VIR_DOMAIN_DEFINE_VALIDATE);
@@ -232,19 +203,38 @@ int virt_undefine(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 					    VIR_DOMAIN_UNDEFINE_NVRAM);
 }
 
+static bool has_forwards(const struct vi_hv_vm *vm)
+{
+	for (size_t i = 0; i < vm->nnics; i++)
+		if (vm->nics[i]->nforwards)
+			return true;
+	return false;
+}
+
+/* A VM with forwards starts paused until they are in place, so that its
+ * guest never runs without them; one that cannot have them is stopped. */
 int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
-	virConnectPtr conn;
+	bool hold = has_forwards(vm);
 	virDomainPtr dom;
 	int rc = lookup_guarded(ctx, vm, false, "is already running", &dom, NULL);
 
 	if (rc)
 		return rc;
 	rc = check_files(ctx, vm);
-	if (!rc && (rc = virt_connect(ctx, &conn)) == 0)
-		rc = check_networks(ctx, conn, vm, true);
-	if (!rc && virDomainCreate(dom) < 0)
+	if (!rc)
+		rc = virt_networks_ready(ctx, vm, true);
+	if (rc)
+		goto cleanup;
+	if (virDomainCreateWithFlags(dom, hold ? VIR_DOMAIN_START_PAUSED : 0) < 0) {
 		rc = virt_error("cannot start '%s'", vm->name);
+		goto cleanup;
+	}
+	if (hold && (rc = virt_forwards_start(dom, vm)) == 0 && virDomainResume(dom) < 0)
+		rc = virt_error("cannot resume '%s' once its forwards are set up", vm->name);
+	if (rc && virDomainDestroy(dom) < 0)
+		vi_warn("cannot stop '%s', which failed to start", vm->name);
+cleanup:
 	virDomainFree(dom);
 	return rc;
 }

@@ -5,7 +5,10 @@
 #include "image/image.h"
 #include "util.h"
 
+#include <arpa/inet.h>
+#include <libxml/parser.h>
 #include <libxml/xmlwriter.h>
+#include <libxml/xpath.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,16 +69,20 @@ const struct virt_guest *virt_guest_xen(const char *type)
 	return NULL;
 }
 
-/* NIC modes: the libvirt interface type, and where the source name goes. */
+/* NIC modes: the libvirt interface type, and where the source name goes.
+ * "user" is QEMU's own user-mode network (slirp): libvirt 9.0 knows no passt
+ * backend, so its forwards go through the monitor (lib/virt/net.c). */
 static const struct nic_mode {
 	const char *mode, *type;
-	const char *source_attr; /* <source ATTR=source>; NULL: none */
-	bool target_dev;         /* source names a TAP device: <target dev=source> */
+	const char *source_attr;    /* <source ATTR=source>; NULL: none */
+	const char *default_source; /* when the NIC names none; NULL: it must */
+	bool target_dev;            /* source names a TAP device: <target dev=source> */
 } nic_modes[] = {
-	{ "user", "user", NULL, false },
-	{ "network", "network", "network", false },
-	{ "bridge", "bridge", "bridge", false },
-	{ "tap", "ethernet", NULL, true },
+	{ "user", "user", NULL, NULL, false },
+	{ "nat", "network", "network", VIRT_NAT_NETWORK, false },
+	{ "network", "network", "network", NULL, false },
+	{ "bridge", "bridge", "bridge", NULL, false },
+	{ "tap", "ethernet", NULL, NULL, true },
 };
 
 static const struct nic_mode *nic_mode_find(const char *mode)
@@ -84,6 +91,33 @@ static const struct nic_mode *nic_mode_find(const char *mode)
 		if (!strcmp(mode, nic_modes[i].mode))
 			return &nic_modes[i];
 	return NULL;
+}
+
+const char *virt_nic_network(const struct vi_hv_nic *n)
+{
+	const struct nic_mode *m = nic_mode_find(n->mode);
+
+	if (!m || !m->source_attr || strcmp(m->type, "network"))
+		return NULL;
+	return n->source ? n->source : m->default_source;
+}
+
+int virt_xpath_string(const char *xml, const char *what, const char *expr, char **value)
+{
+	xmlDocPtr doc = xmlReadMemory(xml, (int)strlen(xml), what, NULL,
+				      XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
+	xmlXPathContextPtr xp = doc ? xmlXPathNewContext(doc) : NULL;
+	xmlXPathObjectPtr found = xp ? xmlXPathEvalExpression(BAD_CAST expr, xp) : NULL;
+	int rc = 0;
+
+	if (found && found->type == XPATH_STRING)
+		*value = xstrdup((const char *)found->stringval);
+	else
+		rc = vi_error(VI_EFAIL, "cannot read %s", what);
+	xmlXPathFreeObject(found);
+	xmlXPathFreeContext(xp);
+	xmlFreeDoc(doc);
+	return rc;
 }
 
 /* The writer records its first failure (memory, in practice) and goes on. */
@@ -270,7 +304,8 @@ static void write_nics(struct writer *x, const struct virt_guest *g, const struc
 		if (n->mac)
 			empty_el(x, "mac", "address", n->mac);
 		if (m->source_attr)
-			empty_el(x, "source", m->source_attr, n->source);
+			empty_el(x, "source", m->source_attr,
+				 n->source ? n->source : m->default_source);
 		if (m->target_dev && n->source) {
 			open_el(x, "target");
 			attr(x, "dev", n->source);
@@ -342,12 +377,36 @@ static int check_vm(const struct virt_guest *g, const struct vi_hv_vm *vm)
 					n->mode ? n->mode : "", vm->name);
 		if (!strcmp(m->mode, "user") && !g->user_net)
 			return vi_error(VI_EUNSUPPORTED,
-					"%s guests have no user-mode networking ('%s')",
-					g->name, vm->name);
-		if (m->source_attr && !n->source)
+					"%s guests have no user-mode networking: give '%s' a "
+					"nat or bridge NIC", g->name, vm->name);
+		if (m->source_attr && !n->source && !m->default_source)
 			return vi_error(VI_EUSAGE, "NIC mode '%s' of '%s' needs a source",
 					m->mode, vm->name);
+		if (n->nforwards && strcmp(m->mode, "user"))
+			return vi_error(VI_EUSAGE, "NIC %zu of '%s' is a %s NIC: only user "
+					"NICs forward ports", i, vm->name, m->mode);
+		for (size_t j = 0; j < n->nforwards; j++) {
+			int rc = virt_check_forward(vm, n->forwards[j]);
+			if (rc)
+				return rc;
+		}
 	}
+	return 0;
+}
+
+/* The address and ports go into a monitor command line: only numbers. */
+int virt_check_forward(const struct vi_hv_vm *vm, const struct vi_hv_forward *f)
+{
+	struct in_addr a;
+
+	if (f->host_addr && inet_pton(AF_INET, f->host_addr, &a) != 1)
+		return vi_error(VI_EUSAGE, "'%s' is not an IPv4 address to forward from to '%s'",
+				f->host_addr, vm->name);
+	if (!f->host_port || f->host_port > 65535 || !f->guest_port || f->guest_port > 65535)
+		return vi_error(VI_EUSAGE, "a forward of '%s' needs host and guest ports "
+				"(1-65535): %u to %u", vm->name, f->host_port, f->guest_port);
+	if (f->proto != VI_HV_TCP && f->proto != VI_HV_UDP)
+		return vi_error(VI_EUSAGE, "a forward of '%s' must be tcp or udp", vm->name);
 	return 0;
 }
 

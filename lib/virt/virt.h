@@ -48,6 +48,25 @@ const struct virt_guest *virt_guest_xen(const char *type);
  * for what this kind of guest cannot have (a NIC mode, firmware boot). */
 int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char **xml);
 
+/* The libvirt network a "nat" NIC joins when it names none. */
+#define VIRT_NAT_NETWORK "default"
+
+/* The libvirt network NIC n joins ("nat" and "network" NICs), or NULL. */
+const char *virt_nic_network(const struct vi_hv_nic *n);
+
+/* Checks a forward before it goes into domain XML or a monitor command:
+ * VI_EUSAGE naming vm for a bad address, port or protocol. */
+int virt_check_forward(const struct vi_hv_vm *vm, const struct vi_hv_forward *f);
+
+/* The string value of XPath `expr` over xml in *value (the caller frees it);
+ * VI_EFAIL "cannot read WHAT" when xml does not parse or expr is not a
+ * string. */
+int virt_xpath_string(const char *xml, const char *what, const char *expr, char **value);
+
+/* The HMP command that adds (or removes) forward f on QEMU's user network
+ * `netdev`; owned by the caller. f must have passed virt_check_forward(). */
+char *virt_hostfwd_command(const char *netdev, const struct vi_hv_forward *f, bool add);
+
 /* Snapshot XML moving vm's disk i onto overlays[i] (NULL: left alone); *xml
  * as above. */
 int virt_switch_xml(const struct vi_hv_vm *vm, const char *const *overlays, char **xml);
@@ -71,6 +90,13 @@ bool virt_is_local(const struct vi_hv_ctx *ctx);
 /* The connection, opened on first use and owned by ctx. Errors: VI_EUSAGE for
  * a malformed URI, VI_EFAIL with "cannot connect to 'URI': ...". */
 int virt_connect(struct vi_hv_ctx *ctx, virConnectPtr *conn);
+
+/* A new connection to ctx's URI on which stream events arrive, for a
+ * console; the caller closes it. libvirt's event loop is registered first,
+ * and only then: a connection opened after it asks libvirtd for keepalive
+ * pings, and one whose process runs no loop to answer them is dropped after
+ * 30 s, which ctx's connection must never be while a command waits. */
+int virt_connect_streams(struct vi_hv_ctx *ctx, virConnectPtr *conn);
 
 /* Connects and checks that the URI reaches a libvirt `driver` ("QEMU", "Xen").
  * OK: *reason is "URI, libvirt X.Y.Z, DRIVER X.Y.Z". DECLINED: *reason says
@@ -127,6 +153,26 @@ int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
  * domain was defined with. */
 int virt_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n);
 int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes);
+/* Makes sure the libvirt networks vm's NICs join exist and, with start, are
+ * active: an inactive one is started and marked autostart; a missing
+ * VIRT_NAT_NETWORK is defined as libvirt's usual default (192.168.122.0/24
+ * on virbr0). VI_ENOTFOUND for another missing network; libvirt's reason
+ * when one cannot start. */
+int virt_networks_ready(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool start);
+/* Sets up the forwards of vm's user NICs on dom, just started paused: the
+ * first that cannot be bound fails with VI_ESTATE "host port N is in use". */
+int virt_forwards_start(virDomainPtr dom, const struct vi_hv_vm *vm);
+/* The ABI's forward_add, forward_remove and nic_address: forwards through
+ * QEMU's monitor (QEMU guests only), addresses from libvirt's DHCP leases
+ * (then the host's ARP table for bridged NICs) or, on a user NIC, the one
+ * QEMU's DHCP server hands out. */
+int virt_forward_add(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+		     const struct vi_hv_forward *f);
+int virt_forward_remove(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
+			const struct vi_hv_forward *f);
+int virt_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic, char *buf,
+		     size_t len);
+
 /* The ABI's switch_disks: a disk-only external snapshot reusing the overlays,
  * kept in the persistent definition too, with no snapshot left in libvirt. */
 int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,

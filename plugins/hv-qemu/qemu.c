@@ -10,8 +10,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <libxml/parser.h>
-#include <libxml/xpath.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -30,11 +28,8 @@ static int qemu_open(struct vi_hv_ctx *ctx)
  * capabilities XML; *value is the caller's to free. */
 static int caps_string(struct vi_hv_ctx *ctx, const char *expr, char **value)
 {
-	xmlXPathContextPtr xp = NULL;
-	xmlXPathObjectPtr found = NULL;
-	xmlDocPtr doc = NULL;
 	virConnectPtr conn;
-	char *caps = NULL;
+	char *caps;
 	int rc;
 
 	rc = virt_connect(ctx, &conn);
@@ -43,19 +38,7 @@ static int caps_string(struct vi_hv_ctx *ctx, const char *expr, char **value)
 	caps = virConnectGetCapabilities(conn);
 	if (!caps)
 		return virt_error("cannot get the capabilities of '%s'", virt_uri(ctx));
-	doc = xmlReadMemory(caps, (int)strlen(caps), "capabilities.xml", NULL,
-			    XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING);
-	xp = doc ? xmlXPathNewContext(doc) : NULL;
-	found = xp ? xmlXPathEvalExpression(BAD_CAST expr, xp) : NULL;
-	if (!found || found->type != XPATH_STRING) {
-		rc = vi_error(VI_EFAIL, "cannot read the capabilities of '%s'", virt_uri(ctx));
-		goto cleanup;
-	}
-	*value = xstrdup((const char *)found->stringval);
-cleanup:
-	xmlXPathFreeObject(found);
-	xmlXPathFreeContext(xp);
-	xmlFreeDoc(doc);
+	rc = virt_xpath_string(caps, "the host's capabilities", expr, value);
 	free(caps);
 	return rc;
 }
@@ -231,7 +214,8 @@ static const struct vi_hv_ops qemu_ops = {
 	.abi_version = VI_HV_ABI_VERSION,
 	.name = "qemu",
 	.description = "QEMU through libvirt: KVM, or TCG without hardware virtualization",
-	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE,
+	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE |
+		    VI_HV_F_USER_NET,
 	.open = qemu_open,
 	.close = virt_close,
 	.probe = qemu_probe,
@@ -247,6 +231,9 @@ static const struct vi_hv_ops qemu_ops = {
 	.set_vcpus = virt_set_vcpus,
 	.set_memory = virt_set_memory,
 	.switch_disks = virt_switch_disks,
+	.forward_add = virt_forward_add,
+	.forward_remove = virt_forward_remove,
+	.nic_address = virt_nic_address,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)

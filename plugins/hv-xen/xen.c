@@ -1,5 +1,6 @@
 /* hv-xen: Xen guests through libvirt's libxl driver: PV (the default), PVH or
- * HVM, chosen by the VM's guest type. */
+ * HVM, chosen by the VM's guest type. libxl has no user-mode networking:
+ * "user" NICs are refused, "nat" ones join libvirt's network. */
 #include <vi/hv-plugin.h>
 
 #include "plugin/host.h"
@@ -56,6 +57,7 @@ static const struct vi_hv_ops xen_ops = {
 	.stats = virt_stats,
 	.set_vcpus = virt_set_vcpus,
 	.set_memory = virt_set_memory,
+	.nic_address = virt_nic_address,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)

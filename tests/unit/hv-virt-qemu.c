@@ -1,16 +1,21 @@
 /* hv-qemu against the real libvirtd, through the plugin ABI as the host calls
  * it: errors for bad URIs and conflicts, then two guests booting Debian's
  * kernel with a busybox initramfs under QEMU to a console marker, the console,
- * statistics, live vCPUs and memory, pause, graceful and forced stops. */
+ * statistics, live vCPUs and memory, pause, graceful and forced stops; port
+ * forwards added and removed live on a user NIC, and a guest on libvirt's
+ * default network with the address its lease gives. */
 #include "tap.h"
 #include "hv-virt-host.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <glob.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -102,7 +107,7 @@ static int prepare_artifacts(void)
 	rc = run("cp '%s' '%s'", src, kernel);
 	rc = rc ? rc
 		: run("'%s/tests/lib/mkinitramfs' -o '%s' --marker %s --kernel-version '%s' "
-		      "--module virtio_pci --module virtio_blk --module virtio_balloon",
+		      "--module virtio_pci --module virtio_blk --module virtio_balloon --net",
 		      top && *top ? top : ".", initrd, MARKER, src + strlen("/boot/vmlinuz-"));
 	rc = rc ? rc : run("qemu-img create -q -f qcow2 '%s' 64M", disk);
 	globfree(&g);
@@ -357,6 +362,141 @@ static void test_running(struct guest *g)
 	ok(error_has("' is running: stop it first"), "... says so");
 }
 
+/* A socket on 127.0.0.1, listening when `listening`; *port gets its port. */
+static int loopback_socket(bool listening, unsigned *port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    (listening && listen(fd, 1)) || getsockname(fd, (struct sockaddr *)&sa, &len)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	*port = ntohs(sa.sin_port);
+	return fd;
+}
+
+/* A port nothing holds now. */
+static unsigned free_port(void)
+{
+	unsigned port = 0;
+	int fd = loopback_socket(false, &port);
+
+	if (fd >= 0)
+		close(fd);
+	return port;
+}
+
+/* Does 127.0.0.1:port lead to the guest's web server? */
+static bool reaches_guest(unsigned port)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+	struct timeval tv = { 20, 0 };
+	static const char req[] = "GET / HTTP/1.0\r\n\r\n";
+	char buf[4096];
+	size_t len = 0;
+	ssize_t n;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) ||
+	    send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
+		if (fd >= 0)
+			close(fd);
+		return false;
+	}
+	while (len < sizeof(buf) - 1 && (n = read(fd, buf + len, sizeof(buf) - 1 - len)) > 0)
+		len += (size_t)n;
+	close(fd);
+	buf[len] = '\0';
+	return strstr(buf, "VI-GUEST-WEB") != NULL;
+}
+
+static void test_forwards(struct guest *g)
+{
+	struct vi_hv_forward web = { sizeof(web), VI_HV_TCP, "127.0.0.1", free_port(), 80 };
+	char addr[64] = "", want[64];
+	unsigned held_port;
+
+	ok(ops->features & VI_HV_F_USER_NET, "user NICs are a feature");
+	ok(file_has(g->log, "init: eth0 has 10.0.2.15"), "the guest leased 10.0.2.15");
+	is_int(ops->nic_address(&ctx, &g->vm, 0, addr, sizeof(addr)), 0, "nic_address");
+	is_str(addr, VI_HV_USER_GUEST_IP, "... the user network's guest address");
+	is_int(ops->nic_address(&ctx, &g->vm, 1, addr, sizeof(addr)), -VI_EUSAGE,
+	       "nic_address of a NIC it lacks: usage error");
+	ok(error_has("' has no NIC 1"), "... says so");
+
+	ok(!reaches_guest(web.host_port), "port %u leads nowhere yet", web.host_port);
+	is_int(ops->forward_add(&ctx, &g->vm, 0, &web), 0, "forward_add %u to 80, live",
+	       web.host_port);
+	ok(reaches_guest(web.host_port), "the host reaches the guest's server through it");
+	snprintf(want, sizeof(want), "host port %u is in use", web.host_port);
+	is_int(ops->forward_add(&ctx, &g->vm, 0, &web), -VI_ESTATE, "the same forward again: "
+								      "conflict");
+	ok(error_has(want), "... naming the port");
+	is_int(ops->forward_remove(&ctx, &g->vm, 0, &web), 0, "forward_remove, live");
+	ok(!reaches_guest(web.host_port), "the port leads nowhere again");
+	is_int(ops->forward_remove(&ctx, &g->vm, 0, &web), -VI_ESTATE,
+	       "removing it again: wrong state");
+	ok(error_has("' has no forward of host port "), "... says so");
+
+	int held = loopback_socket(true, &held_port);
+	struct vi_hv_forward busy = { sizeof(busy), VI_HV_TCP, "127.0.0.1", held_port, 80 };
+	is_int(ops->forward_add(&ctx, &g->vm, 0, &busy), -VI_ESTATE,
+	       "a host port another socket holds: conflict");
+	snprintf(want, sizeof(want), "host port %u is in use", held_port);
+	ok(error_has(want), "... naming the port: %s", host_error_text);
+	if (held >= 0)
+		close(held);
+}
+
+/* virsh's word on libvirt's default network: "Active" or "Autostart". */
+static bool default_net_is(const char *what)
+{
+	char cmd[128];
+
+	snprintf(cmd, sizeof(cmd), "virsh -q net-info default 2>/dev/null | grep -q '^%s: *yes'",
+		 what);
+	return system(cmd) == 0;
+}
+
+/* A guest on a nat NIC: libvirt's default network is started for it (and
+ * left as it was found afterwards), and its lease gives its address. */
+static void test_nat(void)
+{
+	static struct guest c;
+	bool existed = system("virsh -q net-info default >/dev/null 2>&1") == 0;
+	bool active = default_net_is("Active"), autostart = default_net_is("Autostart");
+	char addr[64] = "", line[96];
+	int rc = -VI_ENOTFOUND;
+
+	guest_init(&c, "nat", "console=ttyS0 quiet");
+	c.nic.mode = "nat";
+	is_int(ops->start(&ctx, &c.vm), 0, "start a guest on a nat NIC");
+	ok(default_net_is("Active") && default_net_is("Autostart"),
+	   "libvirt's default network is active, and starts with libvirtd");
+	if (ok(wait_for_text(c.log, MARKER, BOOT_TIMEOUT_S), "it boots to the marker")) {
+		for (double end = now() + 30; rc == -VI_ENOTFOUND && now() < end; usleep(200000))
+			rc = ops->nic_address(&ctx, &c.vm, 0, addr, sizeof(addr));
+		is_int(rc, 0, "nic_address finds its lease");
+		ok(!strncmp(addr, "192.168.122.", 12), "... on 192.168.122.0/24: %s", addr);
+		snprintf(line, sizeof(line), "init: eth0 has %s\r", addr);
+		ok(file_has(c.log, line), "... the address the guest has");
+	}
+	forget(&c);
+	if (!existed)
+		run("virsh -q net-destroy default >/dev/null; virsh -q net-undefine default >/dev/null");
+	else if (!active)
+		run("virsh -q net-destroy default >/dev/null");
+	if (existed && !autostart)
+		run("virsh -q net-autostart --disable default >/dev/null");
+}
+
 int main(void)
 {
 	static struct guest a, b;
@@ -412,6 +552,7 @@ int main(void)
 	if (up) {
 		test_console(&a);
 		test_running(&a);
+		test_forwards(&a);
 
 		host_warning_text[0] = '\0';
 		is_int(ops->stop(&ctx, &a.vm, 0, 60000), 0, "graceful stop of a");
@@ -428,6 +569,11 @@ int main(void)
 	}
 	is_int(ops->stop(&ctx, &a.vm, 0, 1000), -VI_ESTATE, "stop a stopped guest: wrong state");
 	ok(error_has("' is not running"), "... says so");
+	struct vi_hv_forward f = { sizeof(f), VI_HV_TCP, "127.0.0.1", free_port(), 80 };
+	is_int(ops->forward_add(&ctx, &a.vm, 0, &f), -VI_ESTATE, "forward_add on a stopped "
+								  "guest: wrong state");
+	ok(error_has("' is not running"), "... says so");
+	test_nat();
 
 	is_int(ops->start(&ctx, &a.vm), 0, "start a again");
 	is_int(ops->stop(&ctx, &a.vm, VI_HV_STOP_FORCE, 0), 0, "forced stop");

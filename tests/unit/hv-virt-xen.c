@@ -27,6 +27,9 @@ int main(void)
 		return done();
 	is_str(ops->name, "xen", "its name");
 	ok(ops->run == NULL && ops->define && ops->console, "libvirt runs the VM");
+	ok(!(ops->features & VI_HV_F_USER_NET) && !ops->forward_add && !ops->forward_remove,
+	   "no user-mode networking, so no forwards");
+	ok(ops->nic_address != NULL, "guest addresses from libvirt's leases");
 
 	if (!access("/proc/xen/capabilities", F_OK)) {
 		skip("this host runs Xen: the declining probe cannot be checked here");
@@ -50,6 +53,17 @@ int main(void)
 	vm.kernel = NULL;
 	is_int(ops->define(&ctx, &vm), -VI_EUNSUPPORTED, "pvh without a kernel is unsupported");
 	ok(error_has("xen-pvh guests need a kernel: 'xen-test' has none"), "... and says so");
+
+	/* Refused before any connection: libxl has no user-mode networking. */
+	struct vi_hv_nic user = { sizeof(user), NULL, "user", NULL };
+	const struct vi_hv_nic *user_ptr = &user;
+	vm.guest_type = NULL;
+	vm.kernel = "/boot/vmlinuz";
+	vm.nics = &user_ptr;
+	vm.nnics = 1;
+	is_int(ops->define(&ctx, &vm), -VI_EUNSUPPORTED, "a user NIC is unsupported");
+	is_str(host_error_text, "xen-pv guests have no user-mode networking: give 'xen-test' a "
+				"nat or bridge NIC", "... in one line");
 
 	ops->close(&ctx);
 	ctx_open(ops, &ctx, "qemu:///system");

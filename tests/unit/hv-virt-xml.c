@@ -225,9 +225,94 @@ static void test_xen(void)
 	vm = base_vm();
 	is_int(virt_domain_xml(&virt_guest_xen_pv, &vm, &xml), -VI_EUNSUPPORTED,
 	       "xen has no user-mode networking");
-	ok(message_has(vi_error_message(),
-		       "xen-pv guests have no user-mode networking ('xml-test')"),
+	ok(message_has(vi_error_message(), "xen-pv guests have no user-mode networking: "
+					   "give 'xml-test' a nat or bridge NIC"),
 	   "... and says so");
+
+	struct vi_hv_nic nat = { sizeof(nat), NULL, "nat", NULL };
+	const struct vi_hv_nic *nat_ptr = &nat;
+	vm.nics = &nat_ptr;
+	vm.nnics = 1;
+	xml = xml_for(&virt_guest_xen_pv, &vm);
+	is_xpath(xml, "string(/domain/devices/interface/source/@network)", "default",
+		 "xen: a nat NIC joins libvirt's default network");
+	free(xml);
+}
+
+/* User NICs (forwards go through QEMU's monitor, not the XML) and nat NICs
+ * on libvirt's networks. */
+static void test_networking(void)
+{
+	static const struct vi_hv_forward web = { sizeof(web), VI_HV_TCP, "127.0.0.1", 8080, 80 };
+	static const struct vi_hv_forward dns = { sizeof(dns), VI_HV_UDP, NULL, 5353, 53 };
+	static const struct vi_hv_forward *const fwds[] = { &web, &dns };
+	struct vi_hv_nic user = { sizeof(user), "52:54:00:00:00:01", "user", NULL, fwds, 2 };
+	struct vi_hv_nic nat = { sizeof(nat), NULL, "nat", NULL };
+	struct vi_hv_nic lab = { sizeof(lab), NULL, "nat", "vi-lab" };
+	struct vi_hv_nic bridge = { sizeof(bridge), NULL, "bridge", "br0" };
+	const struct vi_hv_nic *ptrs[] = { &user, &nat, &lab, &bridge };
+	struct vi_hv_vm vm = base_vm();
+	char *xml = NULL, *cmd;
+
+	vm.nics = ptrs;
+	vm.nnics = 4;
+	xml = xml_for(&virt_guest_qemu_tcg, &vm);
+	is_int(xml ? validate(xml, "domain") : -1, 0, "user and nat NICs: virt-xml-validate "
+						       "accepts them");
+	is_xpath(xml, "string(/domain/devices/interface[1]/@type)", "user", "user NIC");
+	is_xpath(xml, "count(/domain/devices/interface[1]/source)", "0",
+		 "... on QEMU's own user network");
+	is_xpath(xml, "string(/domain/devices/interface[1]/model/@type)", "virtio",
+		 "... a virtio NIC");
+	is_xpath(xml, "string(/domain/devices/interface[2]/@type)", "network",
+		 "nat NIC: a libvirt network");
+	is_xpath(xml, "string(/domain/devices/interface[2]/source/@network)", "default",
+		 "... 'default' unless named");
+	is_xpath(xml, "string(/domain/devices/interface[3]/source/@network)", "vi-lab",
+		 "... or the one named");
+	free(xml);
+	is_str(virt_nic_network(&nat), "default", "a nat NIC joins 'default'");
+	is_str(virt_nic_network(&lab), "vi-lab", "... or its source");
+	is_str(virt_nic_network(&user), NULL, "a user NIC joins no libvirt network");
+	is_str(virt_nic_network(&bridge), NULL, "nor does a bridged one");
+
+	cmd = virt_hostfwd_command("hostnet0", &web, true);
+	is_str(cmd, "hostfwd_add hostnet0 tcp:127.0.0.1:8080-:80", "HMP: add a TCP forward");
+	free(cmd);
+	cmd = virt_hostfwd_command("hostnet1", &dns, true);
+	is_str(cmd, "hostfwd_add hostnet1 udp:127.0.0.1:5353-:53",
+	       "HMP: a UDP one, on loopback by default");
+	free(cmd);
+	cmd = virt_hostfwd_command("hostnet0", &web, false);
+	is_str(cmd, "hostfwd_remove hostnet0 tcp:127.0.0.1:8080", "HMP: remove it");
+	free(cmd);
+
+	/* Forwards belong to user NICs, and go into a monitor command line. */
+	const struct vi_hv_forward *one[] = { &web };
+	nat.forwards = one;
+	nat.nforwards = 1;
+	xml = NULL;
+	is_int(virt_domain_xml(&virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	       "a forward on a nat NIC is a usage error");
+	ok(message_has(vi_error_message(), "NIC 1 of 'xml-test' is a nat NIC: only user NICs "
+					   "forward ports"), "... saying why");
+	nat.nforwards = 0;
+	struct vi_hv_forward bad = web;
+	const struct vi_hv_forward *bad_ptr = &bad;
+	user.forwards = &bad_ptr;
+	user.nforwards = 1;
+	bad.host_addr = "127.0.0.1 -:22 x";
+	is_int(virt_domain_xml(&virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	       "a forward from a non-numeric address is a usage error");
+	ok(message_has(vi_error_message(), "'127.0.0.1 -:22 x' is not an IPv4 address to "
+					   "forward from to 'xml-test'"), "... naming it");
+	bad.host_addr = NULL;
+	bad.host_port = 0;
+	is_int(virt_domain_xml(&virt_guest_qemu_tcg, &vm, &xml), -VI_EUSAGE,
+	       "a forward without a host port is a usage error");
+	ok(message_has(vi_error_message(), "a forward of 'xml-test' needs host and guest ports "
+					   "(1-65535): 0 to 80"), "... saying so");
+	ok(xml == NULL, "no XML after errors");
 }
 
 static void test_errors(void)
@@ -310,6 +395,7 @@ int main(void)
 	}
 	test_qemu();
 	test_xen();
+	test_networking();
 	test_errors();
 	test_disk_names();
 	test_switch_xml();
