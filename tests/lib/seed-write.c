@@ -1,7 +1,9 @@
 /* Writes a first-boot seed disk with vi_seed_write, for the tests that boot
  * machines before `vi create` makes seeds itself:
  *   seed-write OUT ID HOSTNAME USER [--key LINE]... [--host-key FILE]
- *              [--user-data FILE] [--grow-root] */
+ *              [--user-data FILE] [--grow-root] [--grow DISK]
+ * --grow grows partition 1 of the disk image DISK first, as vi create does
+ * for a larger disk. */
 #include "error.h"
 #include "seed.h"
 #include "util.h"
@@ -18,13 +20,15 @@ int main(int argc, char **argv)
 		{ "host-key", required_argument, NULL, 'h' },
 		{ "user-data", required_argument, NULL, 'u' },
 		{ "grow-root", no_argument, NULL, 'g' },
+		{ "grow", required_argument, NULL, 'G' },
 		{ 0 },
 	};
 	struct vi_seed s = { 0 };
 	const char **keys = xcalloc(argc, sizeof(*keys));
 	char *host_key = NULL;
+	const char *grow = NULL;
 	size_t len;
-	int c, rc;
+	int c, rc = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		if (c == 'k')
@@ -35,6 +39,8 @@ int main(int argc, char **argv)
 			s.user_data = optarg;
 		else if (c == 'g')
 			s.grow_root = true;
+		else if (c == 'G')
+			grow = optarg;
 		if (c == '?') {
 			fprintf(stderr, "seed-write: %s\n", vi_error_message());
 			return 2;
@@ -42,7 +48,7 @@ int main(int argc, char **argv)
 	}
 	if (argc - optind != 4) {
 		fprintf(stderr, "usage: seed-write OUT ID HOSTNAME USER [--key LINE]... "
-				"[--host-key FILE] [--user-data FILE] [--grow-root]\n");
+				"[--host-key FILE] [--user-data FILE] [--grow-root] [--grow DISK]\n");
 		return 2;
 	}
 	s.instance_id = argv[optind + 1];
@@ -50,7 +56,8 @@ int main(int argc, char **argv)
 	s.user = argv[optind + 3];
 	s.keys = keys;
 	s.host_key = host_key;
-	if ((rc = vi_seed_write(argv[optind], &s)) < 0)
+	if ((grow && (rc = vi_seed_grow_partition(grow, 1)) < 0) ||
+	    (rc = vi_seed_write(argv[optind], &s)) < 0)
 		fprintf(stderr, "seed-write: %s\n", vi_error_message());
 	free(keys);
 	free(host_key);
