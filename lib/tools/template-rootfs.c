@@ -276,9 +276,11 @@ static int busybox_rootfs(const struct template *t, const char *stage, const cha
 	if (rc == 0)
 		rc = tar_text(a, tar, "etc/acpi/PWRF/00000080", 0755,
 			      "#!/bin/sh\nexec /sbin/poweroff\n");
-	/* root logs in on the console without a password: a test image. */
+	/* root logs in on the console without a password (an empty one in
+	 * /etc/shadow): a test image. busybox's own reader of /etc/passwd
+	 * drops a line with an empty password field, so that has "x". */
 	if (rc == 0)
-		rc = tar_text(a, tar, "etc/passwd", 0644, "root::0:0:root:/root:/bin/sh\n");
+		rc = tar_text(a, tar, "etc/passwd", 0644, "root:x:0:0:root:/root:/bin/sh\n");
 	if (rc == 0)
 		rc = tar_text(a, tar, "etc/shadow", 0600, "root::0:0:99999:7:::\n");
 	if (rc == 0)
