@@ -24,8 +24,9 @@
 
 /* Schema 1 (earlier versions) named the image by its template digest, as
  * the directory was; schema 2 records the template digest it was built from
- * and leaves the image's name to its content (template_content_digest). */
-#define MANIFEST_SCHEMA 2
+ * and leaves the image's name to its content (template_content_digest);
+ * schema 3 adds the login user, cloud_init, ready ssh, network and forward. */
+#define MANIFEST_SCHEMA 3
 
 static bool is_digest(const char *s)
 {
@@ -51,6 +52,9 @@ void template_image_release(struct template_image *img)
 	free(img->disks);
 	free(img->root);
 	free(img->ready_marker);
+	template_strv_release(&img->network);
+	template_strv_release(&img->forwards);
+	free(img->user);
 	template_strv_release(&img->params);
 	memset(img, 0, sizeof(*img));
 }
@@ -60,6 +64,17 @@ static const char *leaf(const char *path)
 {
 	const char *slash = path ? strrchr(path, '/') : NULL;
 	return slash ? slash + 1 : path;
+}
+
+static void manifest_list(struct vi_yaml_out *o, const char *key, const struct template_strv *l)
+{
+	if (!l->n)
+		return;
+	vi_yaml_out_scalar(o, key);
+	vi_yaml_out_seq_start(o);
+	for (size_t i = 0; i < l->n; i++)
+		vi_yaml_out_scalar(o, l->v[i]);
+	vi_yaml_out_end(o);
 }
 
 int template_manifest_save(const char *dir, const struct template_image *img)
@@ -107,13 +122,20 @@ int template_manifest_save(const char *dir, const struct template_image *img)
 		vi_yaml_out_end(&o);
 	}
 	vi_yaml_out_end(&o);
-	if (img->ready_marker) {
+	if (img->ready_marker || img->ready_ssh) {
 		vi_yaml_out_scalar(&o, "ready");
 		vi_yaml_out_map_start(&o);
 		vi_yaml_out_str(&o, "marker", img->ready_marker);
+		if (img->ready_ssh)
+			vi_yaml_out_bool(&o, "ssh", true);
 		vi_yaml_out_uint(&o, "timeout", img->ready_timeout);
 		vi_yaml_out_end(&o);
 	}
+	vi_yaml_out_str(&o, "user", img->user);
+	if (img->cloud_init)
+		vi_yaml_out_bool(&o, "cloud_init", true);
+	manifest_list(&o, "network", &img->network);
+	manifest_list(&o, "forward", &img->forwards);
 	if (img->params.n) {
 		vi_yaml_out_scalar(&o, "parameters");
 		vi_yaml_out_map_start(&o);
@@ -193,6 +215,26 @@ static int manifest_name(struct vi_yaml *y, yaml_node_t *map, const char *key, c
 	return 0;
 }
 
+/* A list of one-line scalars. */
+static int manifest_strv(struct vi_yaml *y, yaml_node_t *map, const char *key,
+			 struct template_strv *l)
+{
+	yaml_node_t *v = vi_yaml_get(y, map, key), *item;
+
+	if (!v)
+		return 0;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return vi_yaml_error(y, v, VI_EUSAGE, "'%s' must be a list", key);
+	vi_yaml_seq_foreach(y, v, item)
+	{
+		if (!vi_yaml_scalar(item) || has_control(vi_yaml_scalar(item), false))
+			return vi_yaml_error(y, item, VI_EUSAGE,
+					     "items of '%s' must be one-line scalars", key);
+		template_strv_push(l, vi_yaml_scalar(item));
+	}
+	return 0;
+}
+
 static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_image *img)
 {
 	/* Schema 1 has "digest" where schema 2 has "template_digest". */
@@ -200,7 +242,8 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 		"template_digest", "schema",   "name",	  "version", "description", "built",
 		"vi_version",	   "recipe",   "base",	  "hv",	     "cpus",	    "max_cpus",
 		"memory",	   "max_memory", "kernel", "initrd", "cmdline",	    "root",
-		"disks",	   "ready",    "parameters",
+		"disks",	   "ready",    "parameters", "user", "cloud_init", "network",
+		"forward",
 	};
 	static const char *const disk_keys[] = { "file", "size" };
 	const char *known[ARRAY_SIZE(keys)];
@@ -291,15 +334,25 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 			return vi_yaml_error(y, item, VI_EUSAGE, "missing required key 'file'");
 	}
 	if ((v = vi_yaml_get(y, root, "ready"))) {
-		static const char *const ready_keys[] = { "marker", "timeout" };
+		static const char *const ready_keys[] = { "marker", "ssh", "timeout" };
 		if ((rc = vi_yaml_expect_map(y, v, "'ready'")) < 0 ||
-		    (rc = vi_yaml_check_keys(y, v, ready_keys, 2)) < 0 ||
-		    (rc = manifest_strdup(y, v, "marker", true, &img->ready_marker)) < 0 ||
+		    (rc = vi_yaml_check_keys(y, v, ready_keys, 3)) < 0 ||
+		    (rc = vi_yaml_get_bool(y, v, "ssh", false, &img->ready_ssh)) < 0 ||
+		    (rc = manifest_strdup(y, v, "marker", !img->ready_ssh, &img->ready_marker)) < 0 ||
 		    (rc = manifest_text(y, v, "marker", img->ready_marker, false)) < 0 ||
 		    (rc = vi_yaml_get_uint(y, v, "timeout", true, 1, 86400, &u)) < 0)
 			return rc;
 		img->ready_timeout = (unsigned)u;
 	}
+	if ((rc = manifest_strdup(y, root, "user", false, &img->user)) < 0 ||
+	    (rc = manifest_name(y, root, "user", img->user, "user")) < 0 ||
+	    (rc = vi_yaml_get_bool(y, root, "cloud_init", false, &img->cloud_init)) < 0 ||
+	    (rc = manifest_strv(y, root, "network", &img->network)) < 0 ||
+	    (rc = manifest_strv(y, root, "forward", &img->forwards)) < 0)
+		return rc;
+	/* Images of an earlier version log in as root, if at all. */
+	if (!img->user)
+		img->user = xstrdup("root");
 	if ((v = vi_yaml_get(y, root, "parameters"))) {
 		yaml_node_t *val;
 		if ((rc = vi_yaml_expect_map(y, v, "'parameters'")) < 0)

@@ -695,6 +695,79 @@ static int parse_modules(struct parser *p, yaml_node_t *root)
 	return rc;
 }
 
+/* The shared libraries and the program interpreter that ldd lists for a
+ * host program, appended to files (each once). */
+static int program_libraries(struct parser *p, yaml_node_t *at, const char *prog,
+			     struct template_strv *files)
+{
+	char *log = xasprintf("%s/vi-ldd-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	char *argv[] = { "ldd", (char *)prog, NULL }, *text = NULL, *save = NULL;
+	size_t len;
+	int fd = mkstemp(log), rc;
+
+	if (fd < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", log);
+		free(log);
+		return rc;
+	}
+	close(fd);
+	rc = vi_run(argv, log);
+	if (rc >= 0 && vi_read_file(log, &text, &len) < 0)
+		rc = -vi_error_code();
+	unlink(log);
+	free(log);
+	if (rc < 0)
+		return vi_yaml_error(&p->y, at, -rc, "program '%s': %s", prog, vi_error_message());
+	/* A static program: "not a dynamic executable", exit status 1. */
+	if (rc != 0 && strstr(text, "not a dynamic executable")) {
+		free(text);
+		return 0;
+	}
+	for (char *l = strtok_r(text, "\n", &save); l && rc == 0; l = strtok_r(NULL, "\n", &save)) {
+		char *arrow = strstr(l, "=> "), *path = arrow ? arrow + 3 : l + strspn(l, " \t");
+		if (arrow && !strncmp(path, "not found", 9))
+			rc = vi_yaml_error(&p->y, at, VI_ENOTFOUND,
+					   "program '%s' needs '%.*s', which is not found", prog,
+					   (int)(arrow - l - strspn(l, " \t") - 1), l + strspn(l, " \t"));
+		else if (path[0] == '/') {
+			path[strcspn(path, " \t")] = '\0';
+			if (!template_strv_has(files, path))
+				template_strv_push(files, path);
+		}
+	}
+	free(text);
+	return rc;
+}
+
+/* programs: host programs copied in with what they load. */
+static int parse_programs(struct parser *p, yaml_node_t *root)
+{
+	struct template *t = p->t;
+	yaml_node_t *at;
+	int rc;
+
+	if ((rc = get_list(p, root, "programs", &t->programs, &at)) < 0)
+		return rc;
+	for (size_t i = 0; i < t->programs.n; i++) {
+		const char *prog = t->programs.v[i];
+		char *path;
+		if (prog[0] != '/')
+			return vi_yaml_error(&p->y, at, VI_EUSAGE,
+					     "program '%s' must be an absolute path", prog);
+		if ((rc = host_file(p, at, "program", prog, &path)) < 0)
+			return rc;
+		free(path);
+		if (access(prog, X_OK) < 0)
+			return vi_yaml_error(&p->y, at, VI_EUSAGE, "program '%s' is not executable",
+					     prog);
+		if (!template_strv_has(&t->program_files, prog))
+			template_strv_push(&t->program_files, prog);
+		if ((rc = program_libraries(p, at, prog, &t->program_files)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 static const char *const filesystems[] = { "ext4", "ext3", "ext2", "xfs", "btrfs", "vfat", "none" };
 
 /* The first Debian mirror in the host's apt sources that serves suite (else
@@ -1115,25 +1188,39 @@ static int parse_users(struct parser *p, yaml_node_t *root)
 	return 0;
 }
 
+/* ready: ssh, or a mapping with one of console, command and ssh. */
 static int parse_ready(struct parser *p, yaml_node_t *root)
 {
-	static const char *const keys[] = { "console", "command", "timeout" };
+	static const char *const keys[] = { "console", "command", "ssh", "timeout" };
 	struct template *t = p->t;
 	yaml_node_t *v = vi_yaml_get(&p->y, root, "ready"), *at;
 	uint64_t timeout;
+	bool ssh = false;
 	int rc;
 
 	if (!v)
 		return 0;
-	if ((rc = vi_yaml_expect_map(&p->y, v, "'ready'")) < 0 ||
-	    (rc = vi_yaml_check_keys(&p->y, v, keys, ARRAY_SIZE(keys))) < 0)
+	if (vi_yaml_scalar(v)) {
+		if (strcmp(vi_yaml_scalar(v), "ssh"))
+			return vi_yaml_error(&p->y, v, VI_EUSAGE,
+					     "'ready' must be ssh or a mapping, not '%s'",
+					     vi_yaml_scalar(v));
+		ssh = true;
+	} else if ((rc = vi_yaml_expect_map(&p->y, v, "'ready'")) < 0 ||
+		   (rc = vi_yaml_check_keys(&p->y, v, keys, ARRAY_SIZE(keys))) < 0 ||
+		   (rc = get_bool(p, v, "ssh", &ssh)) < 0) {
 		return rc;
-	if (!vi_yaml_get(&p->y, v, "console") == !vi_yaml_get(&p->y, v, "command"))
+	} else if (!vi_yaml_get(&p->y, v, "console") + !vi_yaml_get(&p->y, v, "command") + !ssh !=
+		   2) {
 		return vi_yaml_error(&p->y, v, VI_EUSAGE,
-				     "'ready' needs exactly one of 'console' and 'command'");
+				     "'ready' needs exactly one of 'console', 'command' and 'ssh'");
+	}
 	free(t->ready_console);
 	free(t->ready_command);
 	t->ready_console = t->ready_command = NULL;
+	t->ready_ssh = ssh;
+	if (v->type == YAML_SCALAR_NODE)
+		return 0;
 	if ((rc = set_text(p, v, "console", false, &t->ready_console)) < 0 ||
 	    (rc = set_text(p, v, "command", false, &t->ready_command)) < 0)
 		return rc;
@@ -1144,6 +1231,73 @@ static int parse_ready(struct parser *p, yaml_node_t *root)
 		return rc;
 	if (rc == 0)
 		t->ready_timeout = (unsigned)timeout;
+	return 0;
+}
+
+/* A scalar or a list of scalars under key, replacing *l when present. */
+static int get_one_or_list(struct parser *p, yaml_node_t *root, const char *key,
+			   struct template_strv *l, yaml_node_t **at)
+{
+	char *s;
+	int rc;
+
+	if (!(*at = vi_yaml_get(&p->y, root, key)))
+		return 0;
+	template_strv_release(l);
+	if ((*at)->type != YAML_SCALAR_NODE)
+		return get_list(p, root, key, l, NULL);
+	if ((rc = node_text(p, *at, key, &s)) < 0)
+		return rc;
+	template_strv_push(l, s);
+	free(s);
+	return 0;
+}
+
+/* NIC specs as `vi create --nic` takes them. */
+static bool valid_nic(const char *spec)
+{
+	static const char *const named[] = { "bridge:", "tap:" };
+
+	if (!strcmp(spec, "user") || !strcmp(spec, "nat") || !strcmp(spec, "none"))
+		return true;
+	for (size_t i = 0; i < ARRAY_SIZE(named); i++) {
+		size_t n = strlen(named[i]);
+		if (!strncmp(spec, named[i], n) && vi_check_name(spec + n, "interface") == 0)
+			return true;
+	}
+	vi_error_clear();
+	return false;
+}
+
+/* network: and forward:, what machines made from the image get. */
+static int parse_network(struct parser *p, yaml_node_t *root)
+{
+	struct template *t = p->t;
+	yaml_node_t *at;
+	int rc;
+
+	if ((rc = get_one_or_list(p, root, "network", &t->network, &at)) < 0)
+		return rc;
+	for (size_t i = 0; i < t->network.n; i++) {
+		if (!valid_nic(t->network.v[i]))
+			return vi_yaml_error(&p->y, at, VI_EUSAGE,
+					     "invalid network '%s': expected user, nat, bridge:NAME, "
+					     "tap:NAME or none",
+					     t->network.v[i]);
+		if (!strcmp(t->network.v[i], "none") && t->network.n > 1)
+			return vi_yaml_error(&p->y, at, VI_EUSAGE,
+					     "network 'none' cannot go with other NICs");
+	}
+	if ((rc = get_one_or_list(p, root, "forward", &t->forwards, &at)) < 0)
+		return rc;
+	for (size_t i = 0; i < t->forwards.n; i++) {
+		struct vi_vm_forward f;
+		if (vi_vm_forward_parse(t->forwards.v[i], &f) < 0)
+			return vi_yaml_error(&p->y, at, VI_EUSAGE, "%s", vi_error_message());
+		vi_vm_forward_release(&f);
+	}
+	if (t->forwards.n && t->network.n && !template_strv_has(&t->network, "user"))
+		return vi_yaml_error(&p->y, at, VI_EUSAGE, "'forward' needs a 'user' network");
 	return 0;
 }
 
@@ -1166,6 +1320,9 @@ static void inherit(struct template *t, const struct template *b)
 	t->ready_console = xstrdup(b->ready_console);
 	t->ready_command = xstrdup(b->ready_command);
 	t->ready_timeout = b->ready_timeout;
+	t->ready_ssh = b->ready_ssh;
+	strv_copy(&t->network, &b->network);
+	strv_copy(&t->forwards, &b->forwards);
 	t->disks = xcalloc(b->ndisks, sizeof(*t->disks));
 	t->ndisks = b->ndisks;
 	for (size_t i = 0; i < b->ndisks; i++) {
@@ -1296,8 +1453,8 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 /* Keys that change the image need somewhere to apply them. */
 static int check_root(struct parser *p, yaml_node_t *root)
 {
-	static const char *const steps[] = { "hostname", "users",      "files",	 "packages",
-					     "run",	 "first_boot", "modules" };
+	static const char *const steps[] = { "hostname",   "users",   "files",	"packages", "run",
+					     "first_boot", "modules", "programs" };
 	struct template *t = p->t;
 	bool have_root = false;
 
@@ -1311,11 +1468,11 @@ static int check_root(struct parser *p, yaml_node_t *root)
 			return vi_yaml_error(&p->y, at, VI_EUSAGE,
 					     "'%s' needs a disk with a root file system", steps[i]);
 	}
-	if (t->kernel == TEMPLATE_KERNEL_PACKAGE || t->ready_command)
-		return vi_yaml_error(
-			&p->y, vi_yaml_get(&p->y, root, t->ready_command ? "ready" : "kernel"),
-			VI_EUSAGE, "'%s' needs a disk with a root file system",
-			t->ready_command ? "ready" : "kernel");
+	if (t->kernel == TEMPLATE_KERNEL_PACKAGE || t->ready_command || t->ready_ssh) {
+		const char *key = t->ready_command || t->ready_ssh ? "ready" : "kernel";
+		return vi_yaml_error(&p->y, vi_yaml_get(&p->y, root, key), VI_EUSAGE,
+				     "'%s' needs a disk with a root file system", key);
+	}
 	return 0;
 }
 
@@ -1326,7 +1483,8 @@ static int parse(struct parser *p, yaml_node_t *root, const char *want_name,
 		"name",	    "version",	  "description", "base",       "hv",	 "cpus",
 		"max_cpus", "memory",	  "max_memory",	 "kernel",     "initrd", "modules",
 		"cmdline",  "disks",	  "hostname",	 "users",      "files",	 "packages",
-		"run",	    "first_boot", "ready",	 "parameters",
+		"run",	    "first_boot", "ready",	 "parameters", "network", "forward",
+		"programs",
 	};
 	struct template *t = p->t;
 	yaml_node_t *at;
@@ -1376,7 +1534,8 @@ static int parse(struct parser *p, yaml_node_t *root, const char *want_name,
 	    (rc = check_packages(p, at, &t->packages)) < 0 ||
 	    (rc = get_list(p, root, "run", &t->run, NULL)) < 0 ||
 	    (rc = get_list(p, root, "first_boot", &t->first_boot, NULL)) < 0 ||
-	    (rc = parse_ready(p, root)) < 0)
+	    (rc = parse_programs(p, root)) < 0 || (rc = parse_ready(p, root)) < 0 ||
+	    (rc = parse_network(p, root)) < 0)
 		return rc;
 	if (!t->ready_timeout)
 		t->ready_timeout = DEFAULT_READY_TIMEOUT;
@@ -1532,6 +1691,10 @@ void template_free(struct template *t)
 	template_strv_release(&t->packages);
 	template_strv_release(&t->run);
 	template_strv_release(&t->first_boot);
+	template_strv_release(&t->programs);
+	template_strv_release(&t->program_files);
+	template_strv_release(&t->network);
+	template_strv_release(&t->forwards);
 	free(t->ready_console);
 	free(t->ready_command);
 	for (size_t i = 0; i < t->nparams; i++) {
@@ -1771,6 +1934,20 @@ static void emit_steps(struct emitter *e, const struct template *t)
 	emit_list(e, "packages", &t->packages);
 	emit_list(e, "run", &t->run);
 	emit_list(e, "first_boot", &t->first_boot);
+	if (t->programs.n && !e->digest)
+		emit_list(e, "programs", &t->programs);
+	if (t->programs.n && e->digest) {
+		/* What goes in: each file, the libraries too, by content. */
+		vi_yaml_out_scalar(&e->o, "programs");
+		vi_yaml_out_seq_start(&e->o);
+		for (size_t i = 0; i < t->program_files.n; i++) {
+			vi_yaml_out_map_start(&e->o);
+			vi_yaml_out_str(&e->o, "file", t->program_files.v[i]);
+			emit_input(e, "content", t->program_files.v[i]);
+			vi_yaml_out_end(&e->o);
+		}
+		vi_yaml_out_end(&e->o);
+	}
 }
 
 static int emit(struct template *t, bool digest, char **text)
@@ -1808,14 +1985,19 @@ static int emit(struct template *t, bool digest, char **text)
 	emit_kernel(&e, t);
 	emit_disks(&e, t);
 	emit_steps(&e, t);
-	if (t->ready_console || t->ready_command) {
+	if (t->ready_console || t->ready_command || t->ready_ssh) {
 		vi_yaml_out_scalar(&e.o, "ready");
 		vi_yaml_out_map_start(&e.o);
 		vi_yaml_out_str(&e.o, "console", t->ready_console);
 		vi_yaml_out_str(&e.o, "command", t->ready_command);
+		if (t->ready_ssh)
+			vi_yaml_out_bool(&e.o, "ssh", true);
 		vi_yaml_out_uint(&e.o, "timeout", t->ready_timeout);
 		vi_yaml_out_end(&e.o);
 	}
+	/* In the digest too: the manifest, which names the image, records them. */
+	emit_list(&e, "network", &t->network);
+	emit_list(&e, "forward", &t->forwards);
 	vi_yaml_out_end(&e.o);
 	rc = vi_yaml_out_finish(&e.o, text, NULL);
 	if (rc == 0 && e.rc < 0) {

@@ -24,7 +24,7 @@
 
 /* Bumped whenever the build steps change what an image holds: part of every
  * digest, so images built by an older recipe are rebuilt. */
-#define TEMPLATE_RECIPE 2
+#define TEMPLATE_RECIPE 3
 /* What the readiness hook of `ready: {command: ...}` prints on the console. */
 #define TEMPLATE_READY_MARKER "vi-guest-ready"
 /* The largest disk a template may ask for. */
@@ -105,6 +105,8 @@ struct template
 	struct template_file *files;
 	size_t nfiles;
 	struct template_strv packages, run, first_boot;
+	struct template_strv programs;	    /* host programs copied into the image */
+	struct template_strv program_files; /* they and the libraries ldd lists */
 	char *ready_console, *ready_command;
 	bool ready_ssh;			/* `ready: ssh` (or `ready: {ssh: true}`) */
 	unsigned ready_timeout;

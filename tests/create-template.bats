@@ -108,7 +108,7 @@ teardown() {
 
 @test "--wait-ready times out with exit 6 when the marker never comes" {
 	run -6 vi create --hv qemu --template tiny --wait-ready --timeout 1 "$name"
-	[ "$output" = "vi: error: VM '$name' was not ready within 1 s (no 'login:' on its console)" ]
+	[ "$output" = "vi: error: VM '$name' was not ready within 1 s (no 'vi-guest-ready' on its console)" ]
 	[ -d "$VI_HOME/vms/$name" ]
 }
 

@@ -139,7 +139,10 @@ setup() {
 	need_hv_qemu
 	local img
 	img=$VI_HOME/images/$(digest_of tiny)
-	[ "$(manifest_field "$img" marker)" = "login:" ]
+	# ready: ssh prints its marker once the SSH server listens.
+	[ "$(manifest_field "$img" marker)" = vi-guest-ready ]
+	[ "$(manifest_field "$img" ssh)" = true ]
+	[ "$(manifest_field "$img" user)" = root ]
 	# A name of its own: libvirt's system connection outlives the test.
 	local name=tiny-$$
 	boot_image "$img" "$name"
@@ -149,6 +152,80 @@ setup() {
 	[ "$output" = "stopped VM '$name'" ]
 	grep -q "reboot: Power down" "$VI_HOME/vms/$name/run/console.log"
 	run -0 vi destroy "$name"
+}
+
+# Makes VM NAME from tiny with a seed disk that seed-write writes with the
+# further arguments, a 128M root disk and, when PORT is not empty, a user
+# NIC forwarding 127.0.0.1:PORT to its SSH server, and starts it:
+# seeded_tiny NAME PORT [seed-write options] ID HOSTNAME USER
+seeded_tiny() {
+	local name=$1 port=$2 dir=$VI_HOME/vms/$1
+	shift 2
+	vi -q create --template tiny "$name"
+	qemu-img resize -q "$dir/disks/disk0.qcow2" 128M
+	"$VI_BUILD/tests/lib/seed-write" --grow "$dir/disks/disk0.qcow2" "$@"
+	sed -i '/^  format: qcow2$/a - path: seed.img\n  format: raw\n  readonly: true' "$dir/vm.yaml"
+	if [ -n "$port" ]; then
+		sed -i "/^hostname:/i nics:\n- mac: 52:54:00:5e:ed:01\n  mode: user\n  forwards:\n  - host: 127.0.0.1:$port\n    guest: 22" \
+			"$dir/vm.yaml"
+	fi
+	vi -q start "$name"
+}
+
+@test "a machine from tiny takes its seed at first boot: name, user, keys, host key, root size" {
+	need_hv_qemu
+	local name=seed-$$ k=$BATS_TEST_TMPDIR/key h=$BATS_TEST_TMPDIR/host log
+	log=$VI_HOME/vms/$name/run/console.log
+	ssh-keygen -q -t ed25519 -N '' -C test -f "$k"
+	ssh-keygen -q -t ed25519 -N '' -C host -f "$h"
+	seeded_tiny "$name" "" --key "$(cat "$k.pub")" --host-key "$h" --grow-root \
+		"$VI_HOME/vms/$name/seed.img" "i-$name" web alice
+	wait_console "$name" vi-guest-ready 180
+	run -0 tr -d '\r' <"$log"
+	grep -qx "vi: seed: host name web" <<<"$output"
+	grep -qx "vi: seed: user alice, 1 key, sudo" <<<"$output"
+	grep -qx "vi: seed: host key $(cut -d' ' -f1,2 "$h.pub")" <<<"$output"
+	grep -qx "vi: seed: root file system on /dev/vda1 grown to 1[12][0-9].*M" <<<"$output"
+	grep -qx "web login: " <<<"$output"
+	# dropbear runs with the seed's key; alice got the key and an account.
+	run -0 guest_sh "$name" 'pidof dropbear && ps | grep -c "[d]ropbear -s -r /etc/dropbear/dropbear_ed25519_host_key" && cat /home/alice/.ssh/authorized_keys && ls -ln /home/alice/.ssh && grep ^alice: /etc/passwd /etc/shadow'
+	output=$(tr -d '\r' <<<"$output")
+	grep -qx "1" <<<"$output"
+	grep -qx "$(cat "$k.pub")" <<<"$output"
+	grep -Eq "^-rw------- +1 1000 +1000 .* authorized_keys$" <<<"$output"
+	grep -qx "/etc/passwd:alice:x:1000:1000::/home/alice:/bin/sh" <<<"$output"
+	grep -qx "/etc/shadow:alice:\*::0:99999:7:::" <<<"$output"
+	# Once per instance: the next boot applies nothing again.
+	vi -q stop "$name"
+	vi -q start "$name"
+	wait_console "$name" vi-guest-ready 180
+	[ "$(grep -c "vi: seed: user alice" "$log")" = 0 ]
+	vi -q stop --force "$name"
+	vi -q destroy "$name"
+}
+
+@test "ssh reaches a seeded tiny machine through its forward with the recorded host key" {
+	need_hv_qemu
+	local name=sshseed-$$ k=$BATS_TEST_TMPDIR/key h=$BATS_TEST_TMPDIR/host port
+	port=$((20000 + $$ % 20000))
+	ssh-keygen -q -t ed25519 -N '' -C test -f "$k"
+	ssh-keygen -q -t ed25519 -N '' -C host -f "$h"
+	seeded_tiny "$name" "$port" --key "$(cat "$k.pub")" --host-key "$h" \
+		"$VI_HOME/vms/$name/seed.img" "i-$name" web root
+	wait_console "$name" vi-guest-ready 180
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+		vi -q stop --force "$name"
+		vi -q destroy "$name"
+		skip "hv-qemu forwards no port of a user NIC here"
+	fi
+	echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$h.pub")" >"$BATS_TEST_TMPDIR/known"
+	run ssh -i "$k" -p "$port" -o UserKnownHostsFile="$BATS_TEST_TMPDIR/known" \
+		-o StrictHostKeyChecking=yes -o BatchMode=yes -o ConnectTimeout=20 \
+		root@127.0.0.1 uname -n
+	vi -q stop --force "$name"
+	vi -q destroy "$name"
+	[ "$status" -eq 0 ] || { echo "$output"; return 1; }
+	[ "$output" = web ]
 }
 
 @test "the store is private: another user reads nothing; guests read golden images and layers, write neither" {

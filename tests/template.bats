@@ -136,6 +136,87 @@ tpl() {
 	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/child.yaml:3:8: 'disks' cannot be used with 'base': the disks are overlays on the base's" ]
 }
 
+@test "ready: ssh, network and forward are read, recorded in the digest and inherited" {
+	local disk="disks: [{size: 8M, source: busybox}]"
+	tpl web "kernel: vmlinuz" "$disk" "ready: ssh" "network: user" \
+		'forward: ["8080:80", "127.0.0.1:5353:53/udp"]'
+	run -0 vi template show --json web
+	[ "$(jq -r .template.ready.ssh <<<"$output")" = true ]
+	[ "$(jq -r .template.ready.timeout <<<"$output")" = 120 ]
+	[ "$(jq -r '.template.network | join(",")' <<<"$output")" = user ]
+	[ "$(jq -r '.template.forward | join(",")' <<<"$output")" = "8080:80,127.0.0.1:5353:53/udp" ]
+	local digest
+	digest=$(jq -r .digest <<<"$output")
+	tpl web "kernel: vmlinuz" "$disk" "ready: {ssh: true, timeout: 30}" \
+		"network: [user, bridge:br0]" "forward: 8080:80"
+	run -0 vi template show --json web
+	[ "$(jq -r .template.ready.timeout <<<"$output")" = 30 ]
+	[ "$(jq -r '.template.network | join(",")' <<<"$output")" = user,bridge:br0 ]
+	[ "$(jq -r '.template.forward | join(",")' <<<"$output")" = 8080:80 ]
+	[ "$(jq -r .digest <<<"$output")" != "$digest" ]
+	tpl child "base: web" "memory: 1G"
+	run -0 vi template show --json child
+	[ "$(jq -r .template.ready.ssh <<<"$output")" = true ]
+	[ "$(jq -r '.template.network | join(",")' <<<"$output")" = user,bridge:br0 ]
+	[ "$(jq -r '.template.forward | join(",")' <<<"$output")" = 8080:80 ]
+	tpl child "base: web" "network: none" "forward: []"
+	run -0 vi template show --json child
+	[ "$(jq -r '.template.network | join(",")' <<<"$output")" = none ]
+	[ "$(jq -r .template.forward <<<"$output")" = null ]
+}
+
+# A template 'bad' of the given lines after its kernel fails to validate
+# with exit code CODE and "FILE:MESSAGE": refused CODE MESSAGE [yaml lines...]
+refused() {
+	local code=$1 msg=$2
+	shift 2
+	tpl bad "kernel: vmlinuz" "$@"
+	run "-$code" vi template validate bad
+	[ "$output" = "vi: error: $VI_TEMPLATE_PATH/bad.yaml:$msg" ]
+}
+
+@test "ready, network and forward errors name their line and column" {
+	local disk="disks: [{size: 8M, source: busybox}]"
+	refused 2 "4:8: 'ready' must be ssh or a mapping, not 'sh'" "$disk" "ready: sh"
+	refused 2 "4:8: 'ready' needs exactly one of 'console', 'command' and 'ssh'" \
+		"$disk" "ready: {ssh: true, console: login}"
+	refused 2 "4:14: 'ssh' must be true or false, not 'maybe'" "$disk" "ready: {ssh: maybe}"
+	refused 2 "4:8: 'ready' needs a disk with a root file system" \
+		"disks: [{size: 8M, source: empty}]" "ready: ssh"
+	refused 2 "4:10: invalid network 'wifi': expected user, nat, bridge:NAME, tap:NAME or none" \
+		"$disk" "network: [user, wifi]"
+	refused 2 "4:10: invalid network 'bridge:': expected user, nat, bridge:NAME, tap:NAME or none" \
+		"$disk" 'network: "bridge:"'
+	refused 2 "4:10: network 'none' cannot go with other NICs" "$disk" "network: [none, user]"
+	refused 2 "4:10: invalid forward '80': expected [ADDR:]HOST:GUEST[/tcp|/udp]" \
+		"$disk" 'forward: ["80"]'
+	refused 2 "5:10: 'forward' needs a 'user' network" "$disk" "network: nat" "forward: [8080:80]"
+	refused 2 "4:10: 'network' must be a list, not a mapping" "$disk" "network: {mode: user}"
+}
+
+@test "programs are host files copied in with their libraries, by content in the digest" {
+	local disk="disks: [{size: 8M, source: busybox}]"
+	cp /bin/true "$BATS_TEST_TMPDIR/prog"
+	tpl web "kernel: vmlinuz" "$disk" "programs: [$BATS_TEST_TMPDIR/prog]"
+	run -0 vi template show --json web
+	[ "$(jq -r '.template.programs | join(",")' <<<"$output")" = "$BATS_TEST_TMPDIR/prog" ]
+	local digest
+	digest=$(jq -r .digest <<<"$output")
+	printf 'x' >>"$BATS_TEST_TMPDIR/prog"
+	run -0 vi template show --json web
+	[ "$(jq -r .digest <<<"$output")" != "$digest" ]
+
+	refused 3 "4:11: program '/nonexistent/prog': No such file or directory" \
+		"$disk" "programs: [/nonexistent/prog]"
+	refused 2 "4:11: program 'bin/true' must be an absolute path" "$disk" "programs: [bin/true]"
+	echo text >"$BATS_TEST_TMPDIR/text"
+	chmod 644 "$BATS_TEST_TMPDIR/text"
+	refused 2 "4:11: program '$BATS_TEST_TMPDIR/text' is not executable" \
+		"$disk" "programs: [$BATS_TEST_TMPDIR/text]"
+	refused 2 "4:11: 'programs' needs a disk with a root file system" \
+		"disks: [{size: 8M, source: empty}]" "programs: [/bin/true]"
+}
+
 @test "validate --json lists each template with its digest" {
 	tpl web
 	run -0 vi template validate --json web tiny

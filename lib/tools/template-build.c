@@ -693,6 +693,16 @@ static const char ready_unit[] = "[Unit]\n"
 				 "\n[Service]\nExecStart=/usr/lib/vi/ready\n"
 				 "\n[Install]\nWantedBy=multi-user.target\n";
 
+/* Shell lines of the identity and seed hooks: the host name $name, in
+ * /etc/hostname, the kernel and the 127.0.1.1 line of /etc/hosts. */
+#define SET_HOSTNAME                                                    \
+	"\techo \"$name\" >/etc/hostname\n"                                \
+	"\thostname \"$name\"\n"                                           \
+	"\tif [ -f /etc/hosts ]; then\n"                                    \
+	"\t\tsed -i '/^127\\.0\\.1\\.1[[:space:]]/d' /etc/hosts\n"         \
+	"\t\tprintf '127.0.1.1\\t%s\\n' \"$name\" >>/etc/hosts\n"        \
+	"\tfi\n"
+
 static const char identity_script[] =
 	"#!/bin/sh\n"
 	"# Takes the identity vi hands the machine on the kernel command line. A\n"
@@ -709,12 +719,7 @@ static const char identity_script[] =
 	"[ \"$(cat /var/lib/vi/identity 2>/dev/null)\" = \"$id\" ] && exit 0\n"
 	"echo \"$id\" >/etc/machine-id\n"
 	"if [ -n \"$name\" ]; then\n"
-	"\techo \"$name\" >/etc/hostname\n"
-	"\thostname \"$name\"\n"
-	"\tif [ -f /etc/hosts ]; then\n"
-	"\t\tsed -i '/^127\\.0\\.1\\.1[[:space:]]/d' /etc/hosts\n"
-	"\t\tprintf '127.0.1.1\\t%s\\n' \"$name\" >>/etc/hosts\n"
-	"\tfi\n"
+	SET_HOSTNAME
 	"fi\n"
 	"if command -v ssh-keygen >/dev/null; then\n"
 	"\trm -f /etc/ssh/ssh_host_*\n"
@@ -736,6 +741,132 @@ static const char identity_unit[] =
 	"Before=sysinit.target ssh.service systemd-hostnamed.service vi-first-boot.service\n"
 	"\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/lib/vi/identity\n"
 	"\n[Install]\nWantedBy=sysinit.target\n";
+
+static const char seed_script[] =
+	"#!/bin/sh\n"
+	"# Applies the first-boot seed vi attaches, a disk labelled CIDATA, once per\n"
+	"# instance ID: host name, users and their keys, the SSH host key, the\n"
+	"# user's commands, the growth of the root file system. Images with\n"
+	"# cloud-init take the seed there instead.\n"
+	"export PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"
+	"say() { echo \"vi: seed: $*\" >/dev/console; }\n"
+	"mnt=/run/vi-seed\n"
+	"mkdir -p $mnt\n"
+	"dev=$(findfs LABEL=CIDATA 2>/dev/null || findfs LABEL=cidata 2>/dev/null)\n"
+	"if [ -n \"$dev\" ]; then\n"
+	"\tmount -t vfat -o ro \"$dev\" $mnt 2>/dev/null || { say \"cannot mount $dev\"; exit 0; }\n"
+	"else\n"
+	"\t# No label finder that knows FAT: look at every disk.\n"
+	"\tfor b in /sys/class/block/*; do\n"
+	"\t\tmount -t vfat -o ro \"/dev/${b##*/}\" $mnt 2>/dev/null || continue\n"
+	"\t\t[ -f $mnt/vi/instance-id ] && dev=/dev/${b##*/} && break\n"
+	"\t\tumount $mnt\n"
+	"\tdone\n"
+	"fi\n"
+	"[ -n \"$dev\" ] || exit 0\n"
+	"trap 'umount $mnt' EXIT\n"
+	"seed=$mnt/vi\n"
+	"id=$(cat $seed/instance-id 2>/dev/null)\n"
+	"[ -n \"$id\" ] || { say \"$dev has no vi/instance-id\"; exit 0; }\n"
+	"[ \"$(cat /var/lib/vi/seed 2>/dev/null)\" = \"$id\" ] && exit 0\n"
+	"\n"
+	"if [ -s $seed/hostname ]; then\n"
+	"\tname=$(cat $seed/hostname)\n"
+	SET_HOSTNAME
+	"\tsay \"host name $name\"\n"
+	"fi\n"
+	"\n"
+	"# user NAME KEYS SUDO: the account (made when missing), its keys, sudo.\n"
+	"user() {\n"
+	"\tu=$1\n"
+	"\tif ! grep -q \"^$u:\" /etc/passwd; then\n"
+	"\t\tif command -v useradd >/dev/null; then\n"
+	"\t\t\tsh=/bin/sh\n"
+	"\t\t\t[ -x /bin/bash ] && sh=/bin/bash\n"
+	"\t\t\tuseradd -m -s $sh \"$u\"\n"
+	"\t\telse\n"
+	"\t\t\t# busybox without adduser: the lines themselves\n"
+	"\t\t\tn=1000\n"
+	"\t\t\twhile cut -d: -f3 /etc/passwd /etc/group | grep -qx $n; do n=$((n + 1)); done\n"
+	"\t\t\techo \"$u:x:$n:$n::/home/$u:/bin/sh\" >>/etc/passwd\n"
+	"\t\t\techo \"$u:x:$n:\" >>/etc/group\n"
+	"\t\t\t[ -f /etc/shadow ] && echo \"$u:*::0:99999:7:::\" >>/etc/shadow\n"
+	"\t\t\tmkdir -p /home/$u\n"
+	"\t\t\tchown $n:$n /home/$u\n"
+	"\t\tfi\n"
+	"\t\t# A locked password locks out keys too for some servers: none instead.\n"
+	"\t\t[ -f /etc/shadow ] && sed -i \"s/^$u:![^:]*:/$u:*:/\" /etc/shadow\n"
+	"\tfi\n"
+	"\thome=$(grep \"^$u:\" /etc/passwd | cut -d: -f6)\n"
+	"\tids=$(grep \"^$u:\" /etc/passwd | cut -d: -f3,4)\n"
+	"\tmkdir -p \"$home/.ssh\"\n"
+	"\tcat \"$2\" >>\"$home/.ssh/authorized_keys\"\n"
+	"\tchmod 700 \"$home/.ssh\"\n"
+	"\tchmod 600 \"$home/.ssh/authorized_keys\"\n"
+	"\tchown -R \"$ids\" \"$home/.ssh\"\n"
+	"\tif [ -e \"$3\" ] && [ \"$u\" != root ]; then\n"
+	"\t\tmkdir -p /etc/sudoers.d\n"
+	"\t\techo \"$u ALL=(ALL) NOPASSWD:ALL\" >/etc/sudoers.d/vi-seed-$u\n"
+	"\t\tchmod 440 /etc/sudoers.d/vi-seed-$u\n"
+	"\tfi\n"
+	"\tk=$(grep -c . \"$2\")\n"
+	"\t[ \"$k\" = 1 ] && k=\"1 key\" || k=\"$k keys\"\n"
+	"\tsay \"user $u, $k$([ -e \"$3\" ] && [ \"$u\" != root ] && echo ', sudo')\"\n"
+	"}\n"
+	"[ -s $seed/user ] && user \"$(cat $seed/user)\" $seed/authorized_keys $seed/sudo\n"
+	"for d in $seed/users/*; do\n"
+	"\t[ -d \"$d\" ] && user \"${d##*/}\" \"$d/authorized_keys\" \"$d/sudo\"\n"
+	"done\n"
+	"\n"
+	"key=$seed/ssh_host_ed25519_key\n"
+	"if [ -f $key ]; then\n"
+	"\tif [ -d /etc/ssh ]; then\n"
+	"\t\tcp $key $key.pub /etc/ssh/\n"
+	"\t\tchmod 600 /etc/ssh/ssh_host_ed25519_key\n"
+	"\t\tchmod 644 /etc/ssh/ssh_host_ed25519_key.pub\n"
+	"\tfi\n"
+	"\tif command -v dropbearconvert >/dev/null; then\n"
+	"\t\tmkdir -p /etc/dropbear\n"
+	"\t\tdropbearconvert openssh dropbear $key /etc/dropbear/dropbear_ed25519_host_key \\\n"
+	"\t\t\t>/dev/null 2>&1\n"
+	"\tfi\n"
+	"\tsay \"host key $(cat $key.pub)\"\n"
+	"fi\n"
+	"\n"
+	"mkdir -p /var/lib/vi\n"
+	"if [ -f $seed/runcmd ]; then\n"
+	"\tcp $seed/runcmd /var/lib/vi/runcmd\n"
+	"\tsh /var/lib/vi/runcmd >/dev/console 2>&1\n"
+	"\tsay \"commands ran, exit status $?\"\n"
+	"fi\n"
+	"if [ -f $seed/script ]; then\n"
+	"\tcp $seed/script /var/lib/vi/user-script\n"
+	"\tchmod 700 /var/lib/vi/user-script\n"
+	"\t/var/lib/vi/user-script >/dev/console 2>&1\n"
+	"\tsay \"script ran, exit status $?\"\n"
+	"fi\n"
+	"if [ -e $seed/grow-root ]; then\n"
+	"\troot=$(awk '$2 == \"/\" { d = $1 } END { print d }' /proc/mounts)\n"
+	"\tif [ ! -b \"$root\" ]; then\n"
+	"\t\troot=$(sed -n 's/.*root=\\([^ ]*\\).*/\\1/p' /proc/cmdline)\n"
+	"\t\tcase $root in UUID=* | LABEL=*) root=$(findfs \"$root\") ;; esac\n"
+	"\tfi\n"
+	"\tif resize2fs \"$root\" >/dev/null 2>&1; then\n"
+	"\t\tsay \"root file system on $root grown to $(df -h / | awk 'NR == 2 { print $2 }')\"\n"
+	"\telse\n"
+	"\t\tsay \"cannot grow the root file system on $root\"\n"
+	"\tfi\n"
+	"fi\n"
+	"echo \"$id\" >/var/lib/vi/seed\n"
+	"sync\n";
+
+static const char seed_unit[] =
+	"[Unit]\n"
+	"Description=First-boot seed handed over by vi\n"
+	"After=local-fs.target network.target vi-identity.service\n"
+	"Before=ssh.service systemd-user-sessions.service vi-first-boot.service\n"
+	"\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/lib/vi/seed\n"
+	"\n[Install]\nWantedBy=multi-user.target\n";
 
 static bool has_systemd(struct build *b)
 {
@@ -796,8 +927,11 @@ static int install_hooks(struct build *b)
 				       "/usr/lib/vi/first-boot", "50", false);
 		free(path);
 	}
-	if (rc == 0 && t->ready_command) {
-		char *probe = xasprintf("%s\n", t->ready_command);
+	if (rc == 0 && (t->ready_command || t->ready_ssh)) {
+		/* ready: ssh means something listens on TCP port 22 (0x16). */
+		char *probe = t->ready_ssh ? xstrdup("grep -qs '^ *[0-9]*: [0-9A-F:]*:0016 [0-9A-F:]* 0A' "
+						     "/proc/net/tcp /proc/net/tcp6\n")
+					   : xasprintf("%s\n", t->ready_command);
 		if ((rc = put_text(b, "/usr/lib/vi/ready-probe", probe, 0644)) == 0 &&
 		    (rc = put_text(b, "/usr/lib/vi/ready", ready_script, 0755)) == 0)
 			rc = boot_hook(b, "vi-ready", ready_unit, "multi-user.target",
@@ -825,25 +959,80 @@ static int install_identity(struct build *b)
 			 "05", false);
 }
 
+/* The disk whose root file system is unpacked from a tar file, or -1. */
+static int rootfs_disk(const struct template *t)
+{
+	for (size_t i = 0; i < t->ndisks; i++)
+		if (t->disks[i].source == TEMPLATE_SOURCE_BUSYBOX ||
+		    t->disks[i].source == TEMPLATE_SOURCE_TARBALL ||
+		    t->disks[i].source == TEMPLATE_SOURCE_DEBOOTSTRAP)
+			return (int)i;
+	return -1;
+}
+
+/* vi's first-boot seed hook, in roots made here, unless cloud-init is there
+ * to take the seed (then the manifest says so). */
+static int install_seed(struct build *b)
+{
+	b->img.cloud_init = b->base.cloud_init ||
+			    guestfs_is_file_opts(b->g, "/usr/bin/cloud-init",
+						 GUESTFS_IS_FILE_OPTS_FOLLOWSYMLINKS, 1, -1) > 0;
+	if (b->img.cloud_init || rootfs_disk(b->t) < 0 || (!has_systemd(b) && !has_busybox_init(b)))
+		return 0;
+	progress(b, "installing the seed hook", -1);
+	int rc = put_text(b, "/usr/lib/vi/seed", seed_script, 0755);
+	return rc < 0 ? rc
+		      : boot_hook(b, "vi-seed", seed_unit, "multi-user.target", "/usr/lib/vi/seed",
+				  "10", false);
+}
+
+/* Host programs with their libraries, at the same paths; whatever the image
+ * has there (a busybox link, say) is replaced, not written through. */
+static int copy_programs(struct build *b)
+{
+	const struct template_strv *files = &b->t->program_files;
+	int rc = 0;
+
+	progress(b, "copying programs", -1);
+	for (size_t i = 0; i < files->n && rc == 0; i++) {
+		char *dir = xstrdup(files->v[i]);
+		if (guestfs_mkdir_p(b->g, dirname(dir)) < 0 || guestfs_rm_f(b->g, files->v[i]) < 0 ||
+		    guestfs_upload(b->g, files->v[i], files->v[i]) < 0 ||
+		    guestfs_chmod(b->g, 0755, files->v[i]) < 0)
+			rc = gerr(b, "copy the program file '%s'", files->v[i]);
+		free(dir);
+	}
+	return rc;
+}
+
 /* Kernel modules of the host kernel that the template names, with their
  * dependencies and a modules.dep of their own, loaded at boot. */
 static int copy_modules(struct build *b)
 {
 	const struct template *t = b->t;
 	const char *version = strrchr(t->modules_dir, '/') + 1;
-	char *dep = xstrdup(""), *conf = xstrdup("");
-	int rc = 0;
+	char *dep = xstrdup(""), *conf = xstrdup(""), *host_dep = NULL;
+	char *host_dep_path = xasprintf("%s/modules.dep", t->modules_dir);
+	size_t len;
+	int rc = vi_read_file(host_dep_path, &host_dep, &len);
 
+	free(host_dep_path);
 	progress(b, "copying kernel modules", -1);
 	for (size_t i = 0; i < t->module_files.n && rc == 0; i++) {
-		char *src = xasprintf("%s/%s", t->modules_dir, t->module_files.v[i]);
-		char *dst = xasprintf("/lib/modules/%s/%s", version, t->module_files.v[i]);
+		const char *file = t->module_files.v[i];
+		char *src = xasprintf("%s/%s", t->modules_dir, file);
+		char *dst = xasprintf("/lib/modules/%s/%s", version, file);
 		char *dir = xstrdup(dst);
 		if (guestfs_mkdir_p(b->g, dirname(dir)) < 0 || guestfs_upload(b->g, src, dst) < 0)
 			rc = gerr(b, "copy the module '%s'", src);
-		/* Each file after those it needs: its dependencies are the earlier ones
-		 * of the same chain, which modprobe reads from this line. */
-		char *line = xasprintf("%s%s:\n", dep, t->module_files.v[i]);
+		/* The host's line for the file, naming what modprobe loads before
+		 * it: all of them are among the files copied. */
+		size_t n = strlen(file);
+		const char *l = host_dep;
+		while (l && (strncmp(l, file, n) || l[n] != ':'))
+			l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL;
+		char *line = l ? xasprintf("%s%.*s\n", dep, (int)strcspn(l, "\n"), l)
+			       : xasprintf("%s%s:\n", dep, file);
 		free(dep);
 		dep = line;
 		free(src);
@@ -861,6 +1050,7 @@ static int copy_modules(struct build *b)
 	free(dep_path);
 	free(dep);
 	free(conf);
+	free(host_dep);
 	return rc;
 }
 
@@ -978,7 +1168,7 @@ static int mount_root(struct build *b, const char *root)
 static bool has_steps(const struct template *t)
 {
 	return t->hostname || t->nusers || t->nfiles || t->packages.n || t->run.n ||
-	       t->first_boot.n || t->ready_command || t->modules.n ||
+	       t->first_boot.n || t->ready_command || t->ready_ssh || t->modules.n || t->programs.n ||
 	       t->kernel == TEMPLATE_KERNEL_PACKAGE;
 }
 
@@ -989,6 +1179,8 @@ static int customise(struct build *b)
 	int rc = 0;
 
 	if (t->modules.n && (rc = copy_modules(b)) < 0)
+		return rc;
+	if (t->programs.n && (rc = copy_programs(b)) < 0)
 		return rc;
 	if (t->hostname && (rc = set_hostname(b)) < 0)
 		return rc;
@@ -1017,20 +1209,11 @@ static int customise(struct build *b)
 	}
 	if (rc == 0)
 		rc = install_hooks(b);
+	if (rc == 0)
+		rc = install_seed(b);
 	if (rc == 0 && t->kernel == TEMPLATE_KERNEL_PACKAGE)
 		rc = extract_kernel(b);
 	return rc;
-}
-
-/* The disk whose root file system is unpacked from a tar file, or -1. */
-static int rootfs_disk(const struct template *t)
-{
-	for (size_t i = 0; i < t->ndisks; i++)
-		if (t->disks[i].source == TEMPLATE_SOURCE_BUSYBOX ||
-		    t->disks[i].source == TEMPLATE_SOURCE_TARBALL ||
-		    t->disks[i].source == TEMPLATE_SOURCE_DEBOOTSTRAP)
-			return (int)i;
-	return -1;
 }
 
 /* The appliance session: file systems, the root's contents, the steps. */
@@ -1227,9 +1410,17 @@ static void describe(struct build *b)
 	img->cmdline = xstrdup(t->cmdline);
 	if (t->ready_console)
 		img->ready_marker = xstrdup(t->ready_console);
-	else if (t->ready_command)
+	else if (t->ready_command || t->ready_ssh)
 		img->ready_marker = xstrdup(TEMPLATE_READY_MARKER);
+	img->ready_ssh = t->ready_ssh;
 	img->ready_timeout = t->ready_timeout;
+	for (size_t i = 0; i < t->network.n; i++)
+		template_strv_push(&img->network, t->network.v[i]);
+	for (size_t i = 0; i < t->forwards.n; i++)
+		template_strv_push(&img->forwards, t->forwards.v[i]);
+	/* The login user: the template's first, else its base's, else root. */
+	img->user = xstrdup(t->nusers ? t->users[0].name : b->base.user ? b->base.user : "root");
+	img->cloud_init = b->base.cloud_init;
 	for (size_t i = 0; i < t->nparams; i++) {
 		char *kv = xasprintf("%s=%s", t->params[i].name, t->params[i].value);
 		template_strv_push(&img->params, kv);

@@ -160,6 +160,55 @@ static const char rcS[] =
 	"done\n"
 	"exit 0\n";
 
+static const char network_script[] =
+	"#!/bin/sh\n"
+	"# The network: loopback, and each network card by DHCP (eth0, or the name\n"
+	"# the initramfs's udev gave it); udhcpc goes on in the background,\n"
+	"# renewing the lease.\n"
+	"ip link set lo up\n"
+	"for n in /sys/class/net/*; do\n"
+	"\t[ -e \"$n/device\" ] || continue\n"
+	"\tudhcpc -i \"${n##*/}\" -b -t 5 -T 2 -s /usr/share/udhcpc/default.script >/dev/null 2>&1\n"
+	"done\n"
+	"exit 0\n";
+
+static const char dhcp_script[] =
+	"#!/bin/sh\n"
+	"# udhcpc's hook: the lease's address, default route and name servers.\n"
+	"case $1 in\n"
+	"deconfig)\n"
+	"\tip addr flush dev \"$interface\"\n"
+	"\tip link set \"$interface\" up\n"
+	"\t;;\n"
+	"bound | renew)\n"
+	"\tip addr flush dev \"$interface\"\n"
+	"\tip addr add \"$ip/${mask:-24}\" dev \"$interface\"\n"
+	"\tfor r in $router; do\n"
+	"\t\tip route replace default via \"$r\" dev \"$interface\"\n"
+	"\t\tbreak\n"
+	"\tdone\n"
+	"\t: >/etc/resolv.conf\n"
+	"\tfor d in $dns; do\n"
+	"\t\techo \"nameserver $d\" >>/etc/resolv.conf\n"
+	"\tdone\n"
+	"\t[ \"$1\" = bound ] && echo \"vi: network $interface $ip\" >/dev/console\n"
+	"\t;;\n"
+	"esac\n"
+	"exit 0\n";
+
+static const char dropbear_script[] =
+	"#!/bin/sh\n"
+	"# The SSH server, when the image has dropbear: keys only (-s), with the host\n"
+	"# key the seed gave, else keys made as needed (-R).\n"
+	"[ -x /usr/sbin/dropbear ] || exit 0\n"
+	"key=/etc/dropbear/dropbear_ed25519_host_key\n"
+	"mkdir -p /etc/dropbear\n"
+	"if [ -f $key ]; then\n"
+	"\t/usr/sbin/dropbear -s -r $key -P /run/dropbear.pid\n"
+	"else\n"
+	"\t/usr/sbin/dropbear -s -R -P /run/dropbear.pid\n"
+	"fi\n";
+
 static int busybox_rootfs(const struct template *t, const char *stage, const char *tar)
 {
 	static const struct {
@@ -177,7 +226,8 @@ static int busybox_rootfs(const struct template *t, const char *stage, const cha
 		{ "var", 0755 },	   { "var/log", 0755 },
 		{ "var/lib", 0755 },	   { "home", 0755 },
 		{ "mnt", 0755 },	   { "lib", 0755 },
-		{ "lib/modules", 0755 },
+		{ "lib/modules", 0755 },   { "usr/share", 0755 },
+		{ "usr/share/udhcpc", 0755 },
 	};
 	char *list_path = xasprintf("%s/busybox.list", stage), *list = NULL, *bin = NULL;
 	char *argv[] = { TEMPLATE_BUSYBOX, "--list-full", NULL };
@@ -215,12 +265,22 @@ static int busybox_rootfs(const struct template *t, const char *stage, const cha
 		rc = tar_text(a, tar, "etc/inittab", 0644, inittab);
 	if (rc == 0)
 		rc = tar_text(a, tar, "etc/init.d/rcS", 0755, rcS);
+	/* Boot scripts run in name order: the network before vi's seed hook
+	 * (S10vi-seed, whose commands may want it), the SSH server after it. */
+	if (rc == 0)
+		rc = tar_text(a, tar, "etc/init.d/S08network", 0755, network_script);
+	if (rc == 0)
+		rc = tar_text(a, tar, "usr/share/udhcpc/default.script", 0755, dhcp_script);
+	if (rc == 0)
+		rc = tar_text(a, tar, "etc/init.d/S20dropbear", 0755, dropbear_script);
 	if (rc == 0)
 		rc = tar_text(a, tar, "etc/acpi/PWRF/00000080", 0755,
 			      "#!/bin/sh\nexec /sbin/poweroff\n");
-	/* root logs in on the console without a password: a test image. */
+	/* root logs in on the console without a password (an empty one in
+	 * /etc/shadow): a test image. busybox's own reader of /etc/passwd
+	 * drops a line with an empty password field, so that has "x". */
 	if (rc == 0)
-		rc = tar_text(a, tar, "etc/passwd", 0644, "root::0:0:root:/root:/bin/sh\n");
+		rc = tar_text(a, tar, "etc/passwd", 0644, "root:x:0:0:root:/root:/bin/sh\n");
 	if (rc == 0)
 		rc = tar_text(a, tar, "etc/shadow", 0600, "root::0:0:99999:7:::\n");
 	if (rc == 0)

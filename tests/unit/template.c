@@ -132,7 +132,7 @@ static void messages(void)
 	       "7:11: invalid user name 'Dev': use lowercase letters, digits, '_' and '-'",
 	       "a bad user name");
 	is_str(error_of(HEAD DISK "ready:\n  console: x\n  command: y\n"),
-	       "7:3: 'ready' needs exactly one of 'console' and 'command'", "ambiguous readiness");
+	       "7:3: 'ready' needs exactly one of 'console', 'command' and 'ssh'", "ambiguous readiness");
 	is_str(error_of(HEAD DISK "modules: [evdev]\n"), "6:10: 'modules' needs 'kernel: host'",
 	       "modules without the host kernel");
 	is_str(error_of(HEAD "disks:\n  - size: 64M\n    source: empty\nrun: [true]\n"),
