@@ -70,11 +70,6 @@ http_get() { # PORT
 }
 
 # Forwards of the VM's first NIC, as vm.yaml records them.
-add_forward() { # NAME HOST-PORT GUEST-PORT
-	sed -i "/^  mode: user\$/a\\  forwards: [{host: \"127.0.0.1:$2\", guest: $3}]" \
-		"$VI_HOME/vms/$1/vm.yaml"
-	grep -q "127.0.0.1:$2" "$VI_HOME/vms/$1/vm.yaml"
-}
 
 @test "create --start boots the stock kernel to its marker; stop, start, destroy" {
 	run -0 create "$name" --start
@@ -208,8 +203,7 @@ add_forward() { # NAME HOST-PORT GUEST-PORT
 @test "a user NIC leases 10.0.2.15 and a forwarded host port reaches the guest's server" {
 	local port
 	port=$(free_port)
-	run -0 create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic user
-	add_forward "$name" "$port" 80
+	run -0 create "$name" --initrd "$VI_QEMU_WORK/net.gz" --forward "$port:80"
 	run -0 vi start "$name"
 	[ "$output" = "started VM '$name'" ]
 	wait_marker "$name"
@@ -225,18 +219,17 @@ add_forward() { # NAME HOST-PORT GUEST-PORT
 @test "a forward from a host port in use fails start, naming the port, and leaves nothing running" {
 	local port
 	port=$(free_port)
+	create "$name" --initrd "$VI_QEMU_WORK/net.gz" --forward "$port:80"
 	busybox nc -l -p "$port" </dev/null >/dev/null 2>&1 &
 	local holder=$!
 	for _ in $(seq 50); do
 		[ -n "$(ss -Htln "sport = :$port")" ] && break
 		sleep 0.1
 	done
-	create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic user
-	add_forward "$name" "$port" 80
 	run vi start "$name"
 	kill "$holder"
 	[ "$status" -eq 5 ]
-	[ "$output" = "vi: error: host port $port is in use: cannot forward it to port 80 of '$name'" ]
+	[ "$output" = "vi: error: host port $port is in use" ]
 	[ "$(virsh -q domstate "$name")" = "shut off" ]
 	[ "$(vi show --json "$name" | jq -r .vm.state)" = stopped ]
 	run -0 vi destroy "$name"
@@ -246,10 +239,7 @@ add_forward() { # NAME HOST-PORT GUEST-PORT
 	local active autostart
 	active=$(virsh -q net-info default 2>/dev/null | awk '/^Active:/ { print $2 }')
 	autostart=$(virsh -q net-info default 2>/dev/null | awk '/^Autostart:/ { print $2 }')
-	# As vm.yaml records a nat NIC (create's --nic does not take it yet).
-	run -0 create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic user
-	sed -i 's/^  mode: user$/  mode: nat/' "$VI_HOME/vms/$name/vm.yaml"
-	grep -q '^  mode: nat$' "$VI_HOME/vms/$name/vm.yaml"
+	run -0 create "$name" --initrd "$VI_QEMU_WORK/net.gz" --nic nat
 	run -0 vi start "$name"
 	[ "$(virsh -q net-info default | awk '/^Active:/ { print $2 }')" = yes ]
 	[ "$(virsh -q net-info default | awk '/^Autostart:/ { print $2 }')" = yes ]
