@@ -76,12 +76,13 @@ int cmd_ssh(int argc, char **argv)
 int cmd_exec(int argc, char **argv)
 {
 	int rc = check_dashdash(argc, argv);
-	char *line = xstrdup("");
+	char *line;
 
 	if (rc < 0)
 		return rc;
 	if (argc < 2)
 		return vi_error(VI_EUSAGE, "no command: vi exec %s -- COMMAND [ARG...]", argv[0]);
+	line = xstrdup("");
 	/* Each argument stays one argument in the guest, as with docker exec. */
 	for (int i = 1; i < argc; i++) {
 		char *q = vi_shell_quote(argv[i]), *n = xasprintf("%s%s%s", line, i > 1 ? " " : "", q);
