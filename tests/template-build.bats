@@ -176,6 +176,8 @@ seeded_tiny() {
 	seeded_tiny "$name" --key "$(cat "$k.pub")" --host-key "$h" --grow-root \
 		"$VI_HOME/vms/$name/seed.img" "i-$name" web alice
 	wait_console "$name" vi-guest-ready 180
+	# The SSH server may answer before getty prints its prompt.
+	wait_console "$name" "web login: " 180
 	run -0 tr -d '\r' <"$log"
 	grep -qx "vi: seed: host name web" <<<"$output"
 	grep -qx "vi: seed: user alice, 1 key, sudo" <<<"$output"
