@@ -146,8 +146,9 @@ setup() {
 	# A name of its own: libvirt's system connection outlives the test.
 	local name=tiny-$$
 	boot_image "$img" "$name"
-	# The image took the name vi handed it on the kernel command line.
-	grep -q "$name login:" "$VI_HOME/vms/$name/run/console.log"
+	# The image took the name vi handed it on the kernel command line (getty
+	# may print its prompt after the SSH server answers).
+	wait_console "$name" "$name login:" 180
 	run -0 vi stop "$name"
 	[ "$output" = "stopped VM '$name'" ]
 	grep -q "reboot: Power down" "$VI_HOME/vms/$name/run/console.log"
