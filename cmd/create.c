@@ -85,8 +85,7 @@ static void report(const struct vi_vm *vm, bool started, double ms)
 		json_object_object_add(o, "template", vi_json_str(vm->template));
 		json_object_object_add(o, "state", vi_json_str(started ? "running" : "stopped"));
 		json_object_object_add(o, "user", vi_json_str(vm->user));
-		struct vi_vm_nic *un = vi_vm_user_nic(vm);
-		struct vi_vm_forward *sf = un ? vi_vm_nic_forward(un, VI_SSH_GUEST_PORT) : NULL;
+		struct vi_vm_forward *sf = vi_vm_ssh_forward(vm);
 		if (sf) {
 			char *ssh = xasprintf("%s:%u", sf->host_addr, sf->host_port);
 			json_object_object_add(o, "ssh", vi_json_str(ssh));

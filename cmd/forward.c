@@ -78,15 +78,6 @@ static bool running(struct vi_machine *m)
 	return vi_hv_state_active(vi_machine_state(m, &st));
 }
 
-static int save(struct vi_machine *m)
-{
-	char *path = xasprintf("%s/vm.yaml", m->dir);
-	int rc = vi_vm_save(path, &m->def);
-
-	free(path);
-	return rc;
-}
-
 int cmd_forward_add(int argc, char **argv)
 {
 	struct vi_machine m;
@@ -127,7 +118,7 @@ int cmd_forward_add(int argc, char **argv)
 		}
 		live = true;
 	}
-	if ((rc = save(&m)) < 0)
+	if ((rc = vi_store_save_vm(&ctx.store, &m.def)) < 0)
 		goto out;
 	report("forwarding", &m.def, added, live);
 out:
@@ -200,7 +191,7 @@ int cmd_forward_rm(int argc, char **argv)
 	memmove(&nic->forwards[at], &nic->forwards[at + 1],
 		(nic->nforwards - at - 1) * sizeof(*nic->forwards));
 	nic->nforwards--;
-	rc = save(&m);
+	rc = vi_store_save_vm(&ctx.store, &m.def);
 	if (rc == 0)
 		report("no longer forwarding", &m.def, &gone, live);
 	vi_vm_forward_release(&gone);

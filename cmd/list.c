@@ -75,8 +75,7 @@ int cmd_list(int argc, char **argv)
 			warn_unknown_state(m.hv_problem, &warned, &nwarned);
 		/* The first NIC's address, and where SSH reaches the guest. */
 		char *addr = (wide || ctx.json) && m.def.nnics ? vi_machine_nic_address(&m, 0) : NULL;
-		struct vi_vm_nic *un = vi_vm_user_nic(&m.def);
-		struct vi_vm_forward *sf = un ? vi_vm_nic_forward(un, VI_SSH_GUEST_PORT) : NULL;
+		struct vi_vm_forward *sf = vi_vm_ssh_forward(&m.def);
 		char *ssh = sf ? xasprintf("%s:%u", sf->host_addr, sf->host_port)
 			       : addr ? xasprintf("%s:22", addr) : NULL;
 		if (ctx.json) {

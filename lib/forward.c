@@ -75,6 +75,13 @@ struct vi_vm_nic *vi_vm_user_nic(const struct vi_vm *vm)
 	return NULL;
 }
 
+struct vi_vm_forward *vi_vm_ssh_forward(const struct vi_vm *vm)
+{
+	struct vi_vm_nic *n = vi_vm_user_nic(vm);
+
+	return n ? vi_vm_nic_forward(n, VI_SSH_GUEST_PORT) : NULL;
+}
+
 static bool same_port(const struct vi_vm_forward *a, const struct vi_vm_forward *b)
 {
 	return a->proto == b->proto && a->host_port == b->host_port &&

@@ -19,6 +19,9 @@ int vi_port_check(const char *addr, int proto, unsigned port);
 /* The first "user" NIC of vm, or NULL. */
 struct vi_vm_nic *vi_vm_user_nic(const struct vi_vm *vm);
 
+/* The first "user" NIC's forward of the guest's SSH port, or NULL. */
+struct vi_vm_forward *vi_vm_ssh_forward(const struct vi_vm *vm);
+
 /* Before a start: every automatic forward whose port is 0 or taken gets a
  * free one (*changed set: the caller saves vm.yaml), and every other
  * forward's port must be free (VI_ESTATE naming it). Two forwards of the VM
