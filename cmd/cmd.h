@@ -25,10 +25,10 @@
 enum cmd_flags {
 	NEEDS_STORE = 1 << 0,   /* open $VI_HOME first */
 	NEEDS_LOCK = 1 << 1,    /* lock the VM named by the first argument (implies store) */
-	NEEDS_PLUGINS = 1 << 2, /* load the hypervisor plugins */
+	NEEDS_PLUGINS = 1 << 2, /* find the hypervisor plugins (each loads when first used) */
 	HIDDEN = 1 << 3,        /* internal: not listed, not completed, no man page */
 	RAW_ARGS = 1 << 4,      /* arguments reach the verb unparsed */
-	ONE_PLUGIN = 1 << 5,    /* with NEEDS_PLUGINS: load only the one --hv names */
+	ALL_PLUGINS = 1 << 5,   /* load every plugin found, or only the one --hv names */
 };
 
 struct cmd {
@@ -49,7 +49,7 @@ struct cmd_ctx {
 	const char *hv;      /* --hv NAME, or NULL */
 	const char *connect; /* --connect URI, or NULL */
 	struct vi_store store;       /* open when NEEDS_STORE */
-	struct vi_hv_set plugins;    /* loaded when NEEDS_PLUGINS */
+	struct vi_hv_set plugins;    /* found when NEEDS_PLUGINS, loaded as used */
 	const struct cmd *cmd;       /* the verb running */
 	const char *cmd_path;        /* "vi hv list" */
 	int lock;                    /* the VM's lock with NEEDS_LOCK; a verb that waits

@@ -73,8 +73,8 @@ static void offer_kind(enum vi_complete kind)
 	case VI_COMPLETE_HV: {
 		/* Only plugins that load; their warnings go to the shell's stderr,
 		 * which the completion scripts discard. */
-		struct vi_hv_set set;
-		vi_hv_load(&set, NULL);
+		struct vi_hv_set set = { 0 };
+		vi_hv_load_all(&set);
 		for (size_t i = 0; i < set.n; i++)
 			offer(set.hv[i].ops.name);
 		vi_hv_set_release(&set);

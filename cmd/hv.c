@@ -13,7 +13,7 @@ const struct vi_option hv_list_options[] = {
 };
 
 const struct cmd hv_commands[] = {
-	{ "list", cmd_hv_list, 0, 0, NEEDS_PLUGINS, "", hv_list_options,
+	{ "list", cmd_hv_list, 0, 0, NEEDS_PLUGINS | ALL_PLUGINS, "", hv_list_options,
 	  "list the hypervisor plugins and their probe answers" },
 	{ NULL },
 };

@@ -75,7 +75,7 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 	}
 	for (size_t i = 0; i < d->nnics; i++) {
 		struct json_object *k = json_object_new_object(), *fw = json_object_new_array();
-		char *addr = vi_machine_nic_address(m, i);
+		char *addr = vi_machine_nic_address(m, st->state, i);
 		json_object_object_add(k, "mac", vi_json_str(d->nics[i].mac));
 		json_object_object_add(k, "mode", vi_json_str(d->nics[i].mode));
 		json_object_object_add(k, "source", vi_json_str(d->nics[i].source));
@@ -173,7 +173,7 @@ int cmd_show(int argc, char **argv)
 		      d->disks[i].layer ? ", on layer " : "", d->disks[i].layer ? d->disks[i].layer : "");
 	for (size_t i = 0; i < d->nnics; i++) {
 		const struct vi_vm_nic *n = &d->nics[i];
-		char *addr = vi_machine_nic_address(&m, i), *fw = xstrdup("");
+		char *addr = vi_machine_nic_address(&m, st.state, i), *fw = xstrdup("");
 		for (size_t j = 0; j < n->nforwards; j++) {
 			char *f = vi_vm_forward_str(&n->forwards[j]);
 			char *x = xasprintf("%s%s%s", fw, j ? ", " : "", f);

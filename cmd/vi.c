@@ -38,9 +38,9 @@ const struct vi_option global_options[] = {
 const struct cmd commands[] = {
 	{ "__complete", cmd_complete, 0, -1, HIDDEN | RAW_ARGS, "WORD...", NULL,
 	  "print completion candidates for the words typed so far" },
-	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS | ONE_PLUGIN, "NAME",
+	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS, "NAME",
 	  vmm_run_options, "run a VM in this process (started by 'vi start')" },
-	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS, "", caps_options,
+	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS | ALL_PLUGINS, "", caps_options,
 	  "show what each backend can do here" },
 	{ "clone", cmd_clone, 2, 2, NEEDS_LOCK | NEEDS_PLUGINS, "SRC NEW", clone_options,
 	  "copy a VM, linked or full, with a new identity" },
@@ -450,7 +450,9 @@ int main(int argc, char **argv)
 			goto out;
 	}
 	if (c->flags & NEEDS_PLUGINS)
-		vi_hv_load(&ctx.plugins, c->flags & ONE_PLUGIN ? ctx.hv : NULL);
+		vi_hv_scan(&ctx.plugins);
+	if ((c->flags & ALL_PLUGINS) && !ctx.hv)
+		vi_hv_load_all(&ctx.plugins);
 	/* What killed commands left is cleaned before anyone reads the store. */
 	if ((c->flags & NEEDS_PLUGINS) && ctx.store.home)
 		vi_ops_recover(&ctx.store, &ctx.plugins);

@@ -71,14 +71,6 @@ const char *const *vi_hv_search_path(void)
 	return dirs;
 }
 
-static bool already_loaded(const struct vi_hv_set *set, const char *name)
-{
-	for (size_t i = 0; i < set->n; i++)
-		if (!strcmp(set->hv[i].ops.name, name))
-			return true;
-	return false;
-}
-
 static void load_error(struct vi_hv_set *set, const char *path, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -98,12 +90,14 @@ static void load_error(struct vi_hv_set *set, const char *path, const char *fmt,
 /* A plugin's table must hold at least the fields before the methods. */
 #define OPS_MIN_SIZE offsetof(struct vi_hv_ops, open)
 
-static void load_one(struct vi_hv_set *set, const char *path, const char *stem)
+/* Loads the plugin at path, called name by its file: NULL when it cannot be
+ * loaded (said once, as a warning and in load_errors). */
+static struct vi_hv *load_one(struct vi_hv_set *set, const char *path, const char *name)
 {
 	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		load_error(set, path, "%s", dlerror());
-		return;
+		return NULL;
 	}
 	vi_hv_plugin_init_fn init = (vi_hv_plugin_init_fn)dlsym(h, VI_HV_PLUGIN_INIT_SYMBOL);
 	if (!init) {
@@ -137,16 +131,12 @@ static void load_one(struct vi_hv_set *set, const char *path, const char *stem)
 		load_error(set, path, "operations table too small (%zu bytes)", ops->struct_size);
 		goto fail;
 	}
-	if (!ops->name || strncmp(stem, "hv-", 3) || strcmp(ops->name, stem + 3)) {
+	if (!ops->name || strcmp(ops->name, name)) {
 		load_error(set, path, "plugin calls itself '%s', not '%s'",
-			   ops->name ? ops->name : "(null)", stem + 3);
+			   ops->name ? ops->name : "(null)", name);
 		goto fail;
 	}
-	if (already_loaded(set, ops->name)) { /* an earlier directory wins */
-		dlclose(h);
-		return;
-	}
-	set->hv = xrealloc(set->hv, (set->n + 1) * sizeof(*set->hv));
+	/* Room for every file was made by the scan: pointers handed out stay valid. */
 	struct vi_hv *hv = &set->hv[set->n++];
 	memset(hv, 0, sizeof(*hv));
 	memcpy(&hv->ops, ops,
@@ -156,9 +146,10 @@ static void load_one(struct vi_hv_set *set, const char *path, const char *stem)
 	hv->handle = h;
 	vi_debug("loaded plugin '%s' (ABI %u, %zu-byte table) from '%s'", ops->name,
 		 ops->abi_version, ops->struct_size, path);
-	return;
+	return hv;
 fail:
 	dlclose(h);
+	return NULL;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -166,9 +157,10 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-void vi_hv_load(struct vi_hv_set *set, const char *only)
+void vi_hv_scan(struct vi_hv_set *set)
 {
 	memset(set, 0, sizeof(*set));
+	set->scanned = true;
 	for (const char *const *dir = vi_hv_search_path(); *dir; dir++) {
 		DIR *d = opendir(*dir);
 		struct dirent *e;
@@ -179,23 +171,60 @@ void vi_hv_load(struct vi_hv_set *set, const char *only)
 			continue;
 		while ((e = readdir(d)) && n < ARRAY_SIZE(names)) {
 			size_t len = strlen(e->d_name);
-			if (len <= 6 || strncmp(e->d_name, "hv-", 3) ||
-			    strcmp(e->d_name + len - 3, ".so"))
-				continue;
-			if (only && (len - 6 != strlen(only) || strncmp(e->d_name + 3, only, len - 6)))
-				continue;
-			names[n++] = xstrdup(e->d_name);
+			if (len > 6 && !strncmp(e->d_name, "hv-", 3) &&
+			    !strcmp(e->d_name + len - 3, ".so"))
+				names[n++] = xstrdup(e->d_name);
 		}
 		closedir(d);
 		qsort(names, n, sizeof(*names), cmp_str);
+		set->files = xrealloc(set->files, (set->nfiles + n) * sizeof(*set->files));
 		for (size_t i = 0; i < n; i++) {
-			char *path = xasprintf("%s/%s", *dir, names[i]);
+			struct vi_hv_file *f = &set->files[set->nfiles++];
+			f->path = xasprintf("%s/%s", *dir, names[i]);
 			names[i][strlen(names[i]) - 3] = '\0';
-			load_one(set, path, names[i]);
-			free(path);
+			f->name = xstrdup(names[i] + 3);
+			f->tried = false;
 			free(names[i]);
 		}
 	}
+	set->hv = xcalloc(set->nfiles ? set->nfiles : 1, sizeof(*set->hv));
+}
+
+static struct vi_hv *loaded(const struct vi_hv_set *set, const char *name)
+{
+	for (size_t i = 0; i < set->n; i++)
+		if (!strcmp(set->hv[i].ops.name, name))
+			return &set->hv[i];
+	return NULL;
+}
+
+/* The plugin called name, loaded now if it was not: the first of its files
+ * on the search path that loads. NULL, with nothing recorded, when none does. */
+static struct vi_hv *get(struct vi_hv_set *set, const char *name)
+{
+	struct vi_hv *hv;
+
+	if (!set->scanned)
+		vi_hv_scan(set);
+	if ((hv = loaded(set, name)))
+		return hv;
+	for (size_t i = 0; i < set->nfiles; i++) {
+		struct vi_hv_file *f = &set->files[i];
+		if (f->tried || strcmp(f->name, name))
+			continue;
+		f->tried = true;
+		if ((hv = load_one(set, f->path, f->name)))
+			return hv;
+	}
+	return NULL;
+}
+
+void vi_hv_load_all(struct vi_hv_set *set)
+{
+	if (!set->scanned)
+		vi_hv_scan(set);
+	for (size_t i = 0; i < set->nfiles; i++)
+		get(set, set->files[i].name);
 }
 
 void vi_hv_set_release(struct vi_hv_set *set)
@@ -212,6 +241,11 @@ void vi_hv_set_release(struct vi_hv_set *set)
 	}
 	for (size_t i = 0; i < set->nerrors; i++)
 		free(set->load_errors[i]);
+	for (size_t i = 0; i < set->nfiles; i++) {
+		free(set->files[i].name);
+		free(set->files[i].path);
+	}
+	free(set->files);
 	free(set->load_errors);
 	free(set->hv);
 	memset(set, 0, sizeof(*set));
@@ -221,13 +255,14 @@ struct vi_hv *vi_hv_find(struct vi_hv_set *set, const char *name)
 {
 	const char *names[64];
 	size_t n = 0;
+	struct vi_hv *hv = get(set, name);
 
-	for (size_t i = 0; i < set->n; i++) {
-		if (!strcmp(set->hv[i].ops.name, name))
-			return &set->hv[i];
-		if (n < ARRAY_SIZE(names))
-			names[n++] = set->hv[i].ops.name;
-	}
+	if (hv)
+		return hv;
+	/* A file of that name that did not load has said why, as a warning. */
+	for (size_t i = 0; i < set->nfiles && n < ARRAY_SIZE(names); i++)
+		if (strcmp(set->files[i].name, name))
+			names[n++] = set->files[i].name;
 	const char *s = vi_suggest(name, names, n);
 	if (s)
 		vi_error(VI_ENOTFOUND, "no backend named '%s'; did you mean '%s'?", name, s);
@@ -343,10 +378,12 @@ int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struc
 	static const char *const order[] = { "vtx", "svm", "qemu", "xen" };
 	char *why = NULL;
 
+	if (!set->scanned)
+		vi_hv_scan(set);
 	if (!name && uri)
-		for (size_t i = 0; i < set->n && !name; i++)
-			if (uri_names(uri, set->hv[i].ops.name))
-				name = set->hv[i].ops.name;
+		for (size_t i = 0; i < set->nfiles && !name; i++)
+			if (uri_names(uri, set->files[i].name))
+				name = set->files[i].name;
 	if (name) {
 		struct vi_hv *hv = vi_hv_find(set, name);
 		if (!hv)
@@ -371,10 +408,7 @@ int vi_hv_choose(struct vi_hv_set *set, const char *name, const char *uri, struc
 	}
 	/* None will do: each candidate's answer is the reason. */
 	for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
-		struct vi_hv *hv = NULL;
-		for (size_t j = 0; j < set->n; j++)
-			if (!strcmp(set->hv[j].ops.name, order[i]))
-				hv = &set->hv[j];
+		struct vi_hv *hv = get(set, order[i]);
 		if (!hv || (uri && !(hv->ops.features & VI_HV_F_REMOTE)))
 			continue;
 		if (vi_hv_probe(hv, uri) == VI_HV_PROBE_OK) {
@@ -502,6 +536,30 @@ int vi_hv_state(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_state 
 	memset(out, 0, sizeof(*out));
 	out->struct_size = sizeof(*out);
 	HV_CALL(hv, state, "reading VM state", vm, out);
+}
+
+int vi_hv_states(struct vi_hv *hv, const struct vi_hv_vm *const *vms, size_t n,
+		 struct vi_hv_state *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		memset(&out[i], 0, sizeof(out[i]));
+		out[i].struct_size = sizeof(out[i]);
+		out[i].state = VI_HV_UNKNOWN;
+	}
+	if (!n)
+		return 0;
+	if (hv->ops.states) {
+		int rc = hv->opened ? 0 : open_ctx(hv, NULL);
+		if (rc == 0)
+			rc = hv->ops.states(&hv->ctx, vms, n, out);
+		return rc < 0 ? rc : 0;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (vi_hv_state(hv, vms[i], &out[i]) < 0) {
+			out[i].state = VI_HV_UNKNOWN;
+			vi_error_clear();
+		}
+	return 0;
 }
 
 int vi_hv_console(struct vi_hv *hv, const struct vi_hv_vm *vm, int in_fd, int out_fd, int escape)

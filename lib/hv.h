@@ -21,9 +21,19 @@ struct vi_hv {
 	char *reason;          /* probe's line, or the error when probe failed */
 };
 
+/* A plugin file found on the search path, loaded only when asked for. */
+struct vi_hv_file {
+	char *name; /* "qemu" for hv-qemu.so */
+	char *path;
+	bool tried;
+};
+
 struct vi_hv_set {
-	struct vi_hv *hv;
+	struct vi_hv *hv;      /* the plugins loaded so far, in the order asked for */
 	size_t n;
+	struct vi_hv_file *files; /* every hv-*.so found, search path order */
+	size_t nfiles;
+	bool scanned;
 	char **load_errors;    /* one line each: "'file': reason" */
 	size_t nerrors;
 };
@@ -32,14 +42,19 @@ struct vi_hv_set {
  * plugins/ directory next to the running binary, the installed one. */
 const char *const *vi_hv_search_path(void);
 
-/* Loads every hv-*.so on the search path, or only hv-ONLY.so when only is
- * not NULL; a name found earlier wins. Plugins that fail to load are
- * skipped, each with one warning line on stderr and an entry in load_errors.
- * Never fails as a whole. */
-void vi_hv_load(struct vi_hv_set *set, const char *only);
+/* Finds the hv-*.so files on the search path without loading any: a plugin
+ * is loaded when first asked for by name (vi_hv_find(), vi_hv_choose()), so
+ * a command maps only the backends it uses. Of files with the same name, the
+ * first on the search path that loads wins. A plugin that fails to load is
+ * skipped, with one warning line on stderr and an entry in load_errors. */
+void vi_hv_scan(struct vi_hv_set *set);
+/* Loads every plugin found (scanning first if need be), for the verbs that
+ * show them all. Never fails as a whole. */
+void vi_hv_load_all(struct vi_hv_set *set);
 void vi_hv_set_release(struct vi_hv_set *set);
 
-/* The plugin called name, or NULL after recording "no backend named 'x'". */
+/* The plugin called name, loaded now if need be, or NULL after recording
+ * "no backend named 'x'". */
 struct vi_hv *vi_hv_find(struct vi_hv_set *set, const char *name);
 
 /* Opens the plugin's context for uri (NULL: its default) and probes it,
@@ -51,7 +66,8 @@ int vi_hv_probe(struct vi_hv *hv, const char *uri);
 int vi_hv_check_uri(const struct vi_hv *hv, const char *uri);
 
 /* Picks the backend: `name` if given (a probe answer of OK or EXPLICIT will
- * do), else the first whose probe is OK in the order vtx, svm, qemu, xen.
+ * do), else the first whose probe is OK in the order vtx, svm, qemu, xen,
+ * loading and probing only as far as that one.
  * With a uri, only backends with VI_HV_F_REMOTE qualify, and a backend its
  * scheme names ("qemu+ssh://...") is the one chosen. When none will do, the
  * error gives each candidate's reason. */
@@ -78,6 +94,10 @@ int vi_hv_stop(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned flags, unsi
 int vi_hv_pause(struct vi_hv *hv, const struct vi_hv_vm *vm);
 int vi_hv_resume(struct vi_hv *hv, const struct vi_hv_vm *vm);
 int vi_hv_state(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_state *out);
+/* The states of n VMs: one request where the backend has states(), else
+ * state() for each; a VM whose state cannot be read is VI_HV_UNKNOWN. */
+int vi_hv_states(struct vi_hv *hv, const struct vi_hv_vm *const *vms, size_t n,
+		 struct vi_hv_state *out);
 int vi_hv_console(struct vi_hv *hv, const struct vi_hv_vm *vm, int in_fd, int out_fd, int escape);
 int vi_hv_stats(struct vi_hv *hv, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
 int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, unsigned flags);

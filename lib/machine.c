@@ -65,13 +65,12 @@ int vi_machine_state(struct vi_machine *m, struct vi_hv_state *st)
 	return st->state;
 }
 
-char *vi_machine_nic_address(struct vi_machine *m, size_t i)
+char *vi_machine_nic_address(struct vi_machine *m, int state, size_t i)
 {
-	struct vi_hv_state st;
 	char buf[64];
 	int rc;
 
-	if (!m->hv || i >= m->def.nnics || vi_machine_state(m, &st) != VI_HV_RUNNING)
+	if (!m->hv || i >= m->def.nnics || state != VI_HV_RUNNING)
 		return NULL;
 	rc = vi_hv_nic_address(m->hv, &m->view.vm, i, buf, sizeof(buf));
 	vi_error_clear();

@@ -27,9 +27,10 @@ void vi_machine_release(struct vi_machine *m);
 /* The backend's state; VI_HV_UNKNOWN without a backend or on error. */
 int vi_machine_state(struct vi_machine *m, struct vi_hv_state *st);
 
-/* The IPv4 address the running guest has on NIC i, as its backend reports
- * it (a "user" NIC's is the one user networking hands out when the backend
- * cannot say); NULL when stopped or unknown. The caller frees it. */
-char *vi_machine_nic_address(struct vi_machine *m, size_t i);
+/* The IPv4 address the guest has on NIC i, as its backend reports it (a
+ * "user" NIC's is the one user networking hands out when the backend cannot
+ * say); NULL unless state (the VM's, as just read) is running, or when
+ * unknown. The caller frees it. */
+char *vi_machine_nic_address(struct vi_machine *m, int state, size_t i);
 
 #endif

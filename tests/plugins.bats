@@ -70,3 +70,29 @@ setup() {
 	run -0 vi --json caps
 	[ "$(jq -r '.backends | length' <<<"$output")" = 0 ]
 }
+
+@test "a verb loads only the backends it uses: none for an empty list, the VM's own for its verbs" {
+	run -0 --separate-stderr vi -v list
+	[ "$output" = "" ]
+	[[ $stderr != *"loaded plugin"* && $stderr != *"cannot load"* ]]
+	run -0 --separate-stderr vi caps --hv fixture
+	[[ $stderr != *"cannot load"* ]]
+	touch "$BATS_TEST_TMPDIR/vmlinuz"
+	run -0 vi -q create --hv fixture --kernel "$BATS_TEST_TMPDIR/vmlinuz" one
+	run -0 --separate-stderr vi -v show one
+	[ "$(grep -c "loaded plugin" <<<"$stderr")" = 1 ]
+	[[ $stderr == *"loaded plugin 'fixture'"* && $stderr != *"cannot load"* ]]
+}
+
+@test "a backend whose plugin cannot load is not installed, for the VMs that use it" {
+	touch "$BATS_TEST_TMPDIR/vmlinuz"
+	run -0 vi -q create --hv fixture --kernel "$BATS_TEST_TMPDIR/vmlinuz" one
+	mkdir -p "$BATS_TEST_TMPDIR/broken"
+	ln -s "$VI_BUILD/tests/plugins/hv-failinit.so" "$BATS_TEST_TMPDIR/broken/hv-fixture.so"
+	VI_PLUGIN_DIR=$BATS_TEST_TMPDIR/broken run -0 --separate-stderr vi list
+	[[ $output == *"one"*"fixture"*"unknown"* ]]
+	[[ $stderr == *"cannot load plugin '$BATS_TEST_TMPDIR/broken/hv-fixture.so'"* ]]
+	[[ $stderr == *"state unknown: backend 'fixture' is not installed"* ]]
+	VI_PLUGIN_DIR=$BATS_TEST_TMPDIR/broken:$VI_BUILD/tests/plugins run -0 --separate-stderr vi list
+	[[ $output == *"one"*"fixture"*"stopped"* ]]
+}

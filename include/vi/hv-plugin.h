@@ -317,6 +317,12 @@ struct vi_hv_ops {
 	 * itself handed out. VI_ENOTFOUND when it is not known (yet). */
 	int (*nic_address)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
 			   char *buf, size_t len);
+	/* The states of n VMs at once, out[i] as state() would give it for
+	 * vms[i] (VI_HV_UNKNOWN for one it could not read), in as few requests
+	 * as the backend can make: `vi list` asks each backend once. An error
+	 * means none was read. Optional: without it the host calls state(). */
+	int (*states)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *const *vms, size_t n,
+		      struct vi_hv_state *out);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin

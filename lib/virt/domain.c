@@ -353,6 +353,66 @@ static uint64_t param_u64(const virTypedParameter *p)
 	}
 }
 
+/* The VM that dom is, among vms: by UUID, or by name for a VM without one. */
+static ssize_t match_domain(virDomainPtr dom, const struct vi_hv_vm *const *vms, size_t n)
+{
+	char uuid[VIR_UUID_STRING_BUFLEN];
+	const char *name = virDomainGetName(dom);
+	bool have_uuid = virDomainGetUUIDString(dom, uuid) == 0;
+
+	for (size_t i = 0; i < n; i++)
+		if (vms[i]->uuid ? have_uuid && !strcasecmp(vms[i]->uuid, uuid)
+				 : name && !strcmp(vms[i]->name, name))
+			return (ssize_t)i;
+	return -1;
+}
+
+int virt_states(struct vi_hv_ctx *ctx, const struct vi_hv_vm *const *vms, size_t n,
+		struct vi_hv_state *out)
+{
+	virConnectPtr conn;
+	virDomainStatsRecordPtr *recs = NULL;
+	int rc = virt_connect(ctx, &conn), nrecs;
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		out[i].state = VI_HV_UNDEFINED;
+	/* Every domain's state in one request. */
+	nrecs = virConnectGetAllDomainStats(conn, VIR_DOMAIN_STATS_STATE, &recs, 0);
+	if (nrecs >= 0) {
+		for (int r = 0; r < nrecs; r++) {
+			ssize_t i = match_domain(recs[r]->dom, vms, n);
+			if (i < 0)
+				continue;
+			out[i].state = VI_HV_UNKNOWN;
+			for (int p = 0; p < recs[r]->nparams; p++)
+				if (!strcmp(recs[r]->params[p].field, "state.state"))
+					out[i].state = map_state((int)param_u64(&recs[r]->params[p]));
+		}
+		virDomainStatsRecordListFree(recs);
+		return 0;
+	}
+	/* A driver without domain statistics: each domain's state from the list. */
+	virResetLastError();
+	virDomainPtr *doms = NULL;
+	int ndoms = virConnectListAllDomains(conn, &doms, 0);
+	if (ndoms < 0)
+		return virt_error("cannot list the domains on '%s'", virt_uri(ctx));
+	for (int d = 0; d < ndoms; d++) {
+		ssize_t i = match_domain(doms[d], vms, n);
+		int state, reason;
+		if (i >= 0)
+			out[i].state = virDomainGetState(doms[d], &state, &reason, 0) < 0
+					       ? VI_HV_UNKNOWN
+					       : map_state(state);
+		virDomainFree(doms[d]);
+	}
+	free(doms);
+	virResetLastError();
+	return 0;
+}
+
 /* "prefix<digits>suffix", or exactly "prefix" when suffix is NULL. */
 static bool stat_matches(const char *name, const char *prefix, const char *suffix)
 {

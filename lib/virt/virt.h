@@ -137,6 +137,10 @@ int virt_pause(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 int virt_resume(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 /* An unknown domain is not an error: out->state is VI_HV_UNDEFINED. */
 int virt_state(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_state *out);
+/* Every VM's state from one request for all the domains (statistics, or the
+ * domain list where the driver has none). */
+int virt_states(struct vi_hv_ctx *ctx, const struct vi_hv_vm *const *vms, size_t n,
+		struct vi_hv_state *out);
 /* Pumps in_fd to the guest's first console and its output to out_fd until the
  * escape byte (negative: none) or end of file on in_fd, or the guest stops.
  * The caller puts a terminal into raw mode. */

@@ -226,6 +226,7 @@ static const struct vi_hv_ops qemu_ops = {
 	.pause = virt_pause,
 	.resume = virt_resume,
 	.state = virt_state,
+	.states = virt_states,
 	.console = virt_console,
 	.stats = virt_stats,
 	.set_vcpus = virt_set_vcpus,

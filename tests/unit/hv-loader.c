@@ -11,19 +11,25 @@ int main(void)
 {
 	const char *build = getenv("VI_BUILD") ? getenv("VI_BUILD") : "build";
 	char *dir = xasprintf("%s/tests/plugins", build);
-	struct vi_hv_set set;
+	struct vi_hv_set set = { 0 };
 	struct vi_hv *hv;
 	struct vi_hv_vm vm = { .struct_size = sizeof(vm), .name = "t", .run_dir = "/nonexistent" };
 	struct vi_hv_state st;
 
 	setenv("VI_PLUGIN_DIR", dir, 1);
-	vi_hv_load(&set, NULL);
+	vi_hv_scan(&set);
+	ok(set.nfiles >= 5 && set.n == 0, "the scan finds the plugin files and loads none");
 	ok(vi_hv_find(&set, "fixture") != NULL, "the fixture plugin loads");
+	is_int(set.n, 1, "asking for one loads that one only");
+	ok(vi_hv_find(&set, "fixture") == &set.hv[0], "and only once");
 	ok(vi_hv_find(&set, "older") != NULL, "a plugin with a shorter table loads");
 	ok(vi_hv_find(&set, "newer") == NULL, "a newer ABI is refused");
 	ok(vi_hv_find(&set, "badabi") == NULL, "ABI version 0 is refused");
 	ok(vi_hv_find(&set, "abi1") == NULL, "a plugin built against ABI 1 is refused");
-	is_int(set.nerrors, 5, "five load errors recorded");
+	is_int(set.nerrors, 3, "each refusal recorded once it was tried");
+	ok(vi_hv_find(&set, "abi1") == NULL && set.nerrors == 3, "and not tried again");
+	vi_hv_load_all(&set);
+	is_int(set.nerrors, 5, "five load errors recorded once all are loaded");
 	bool named = true;
 	for (size_t i = 0; i < set.nerrors; i++)
 		named &= strstr(set.load_errors[i], dir) != NULL;
