@@ -278,13 +278,7 @@ int vi_layers_write(const struct vi_store *s, const struct vi_layer_index *idx)
  * store as a new one. */
 static bool index_useless(const struct vi_store *s, const struct vi_layer_index *idx)
 {
-	char **names = NULL;
-	size_t n = 0;
-	bool useless = idx->n == 0 && vi_store_list_vms(s, &names, &n) == 0 && n == 0;
-
-	vi_store_names_free(names, n);
-	vi_error_clear();
-	return useless;
+	return idx->n == 0 && !vi_store_has_vms(s);
 }
 
 /* A layer nothing references: the next commit removes it. */
@@ -603,30 +597,40 @@ cleanup:
 
 /* --- opening, committing, collecting ---------------------------------------------- */
 
+static bool ref_live(const struct vi_store *s, const char *r)
+{
+	const char *slash;
+	char *path = NULL;
+	bool live;
+
+	if (!strncmp(r, "vm:", 3))
+		path = vi_store_path(s, "vms/%s/vm.yaml", r + 3);
+	else if (!strncmp(r, "snapshot:", 9) && (slash = strchr(r + 9, '/')))
+		path = vi_store_path(s, "vms/%.*s/snapshots/%s", (int)(slash - r - 9), r + 9,
+				     slash + 1);
+	live = !path || vi_file_exists(path);
+	free(path);
+	return live;
+}
+
 /* References a crashed command left behind: to VMs or snapshots that never
  * came to be or are gone. Only while holding the lock, when nobody is in the
- * middle of making one. */
+ * middle of making one. A layer that one live reference keeps is kept
+ * whatever the others are, so its references are read only as far as the
+ * first live one: a command costs the same however many VMs share a layer,
+ * and a stale reference goes with the last live one. */
 static void drop_stale_refs(const struct vi_store *s, struct vi_layer_index *idx)
 {
 	for (size_t k = 0; k < idx->n; k++) {
 		struct vi_layer *l = &idx->layers[k];
-		for (size_t i = 0; i < l->nrefs;) {
-			const char *r = l->refs[i], *slash;
-			char *path = NULL;
-			if (!strncmp(r, "vm:", 3))
-				path = vi_store_path(s, "vms/%s/vm.yaml", r + 3);
-			else if (!strncmp(r, "snapshot:", 9) && (slash = strchr(r + 9, '/')))
-				path = vi_store_path(s, "vms/%.*s/snapshots/%s", (int)(slash - r - 9),
-						     r + 9, slash + 1);
-			bool stale = path && !vi_file_exists(path);
-			free(path);
-			if (stale) {
-				free(l->refs[i]);
-				l->refs[i] = l->refs[--l->nrefs];
-			} else {
-				i++;
-			}
-		}
+		bool live = false;
+		for (size_t i = 0; i < l->nrefs && !live; i++)
+			live = ref_live(s, l->refs[i]);
+		if (live)
+			continue;
+		for (size_t i = 0; i < l->nrefs; i++)
+			free(l->refs[i]);
+		l->nrefs = 0;
 	}
 }
 
@@ -701,13 +705,8 @@ int vi_layers_upgrade(const struct vi_store *s)
 
 	free(path);
 	/* A store with no VM has nothing to move: leave it as it is. */
-	if (!done) {
-		char **names = NULL;
-		size_t n = 0;
-		done = vi_store_list_vms(s, &names, &n) < 0 || n == 0;
-		vi_store_names_free(names, n);
-		vi_error_clear();
-	}
+	if (!done)
+		done = !vi_store_has_vms(s);
 	if (!done && (rc = vi_layers_open(s, &idx)) == 0)
 		rc = vi_layers_commit(s, &idx);
 	return rc;

@@ -88,7 +88,8 @@ static int cmp_names(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-int vi_store_list_vms(const struct vi_store *s, char ***names, size_t *n)
+/* The names of at most max VMs, sorted. */
+static int list_vms(const struct vi_store *s, char ***names, size_t *n, size_t max)
 {
 	char *dir = vi_store_path(s, "vms");
 	DIR *d = opendir(dir);
@@ -101,7 +102,7 @@ int vi_store_list_vms(const struct vi_store *s, char ***names, size_t *n)
 		free(dir);
 		return rc;
 	}
-	while ((e = readdir(d))) {
+	while (count < max && (e = readdir(d))) {
 		if (e->d_name[0] == '.')
 			continue;
 		char *def = xasprintf("%s/%s/vm.yaml", dir, e->d_name);
@@ -119,6 +120,22 @@ int vi_store_list_vms(const struct vi_store *s, char ***names, size_t *n)
 	*names = v;
 	*n = count;
 	return 0;
+}
+
+int vi_store_list_vms(const struct vi_store *s, char ***names, size_t *n)
+{
+	return list_vms(s, names, n, SIZE_MAX);
+}
+
+bool vi_store_has_vms(const struct vi_store *s)
+{
+	char **names = NULL;
+	size_t n = 0;
+	bool any = list_vms(s, &names, &n, 1) == 0 && n > 0;
+
+	vi_store_names_free(names, n);
+	vi_error_clear();
+	return any;
 }
 
 void vi_store_names_free(char **names, size_t n)

@@ -27,6 +27,9 @@ char *vi_store_path(const struct vi_store *s, const char *fmt, ...)
 
 /* Sorted names of the defined VMs; free with vi_store_names_free(). */
 int vi_store_list_vms(const struct vi_store *s, char ***names, size_t *n);
+/* Whether the store holds a VM, reading only as far as the first; false
+ * when it cannot be read. */
+bool vi_store_has_vms(const struct vi_store *s);
 void vi_store_names_free(char **names, size_t n);
 
 /* 0 if defined, -VI_ENOTFOUND ("no VM named 'x'") otherwise. */
