@@ -86,8 +86,9 @@ obj = $(patsubst %.c,$(B)/%.o,$(1))
 
 LIBVI := $(B)/libvi.a
 LIBVMM := $(B)/libvmm.a
-# What libvmm's users link besides it: libslirp's header needs none of glib's flags.
-VMM_LIBS := -lslirp
+# What libvmm's users link besides it: libslirp is loaded at run time, by the first
+# user NIC (its header needs none of glib's flags).
+VMM_LIBS := -ldl
 LIBVIRT_GLUE := $(B)/libvirt-glue.a
 LIBVI_PLUGIN := $(B)/libvi-plugin.a
 VI := $(B)/vi

@@ -29,6 +29,8 @@ enum cmd_flags {
 	HIDDEN = 1 << 3,        /* internal: not listed, not completed, no man page */
 	RAW_ARGS = 1 << 4,      /* arguments reach the verb unparsed */
 	ALL_PLUGINS = 1 << 5,   /* load every plugin found, or only the one --hv names */
+	VM_PROCESS = 1 << 6,    /* a VM's own process, started by a verb that has just
+				   upgraded and recovered the store: neither again */
 };
 
 struct cmd {

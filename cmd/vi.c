@@ -38,7 +38,7 @@ const struct vi_option global_options[] = {
 const struct cmd commands[] = {
 	{ "__complete", cmd_complete, 0, -1, HIDDEN | RAW_ARGS, "WORD...", NULL,
 	  "print completion candidates for the words typed so far" },
-	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS, "NAME",
+	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS | VM_PROCESS, "NAME",
 	  vmm_run_options, "run a VM in this process (started by 'vi start')" },
 	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS | ALL_PLUGINS, "", caps_options,
 	  "show what each backend can do here" },
@@ -437,9 +437,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (c->flags & (NEEDS_STORE | NEEDS_LOCK)) {
-		if ((rc = check_home()) < 0 || (rc = vi_store_open(&ctx.store, ctx.home)) < 0 ||
-		    (rc = vi_store_upgrade_modes(&ctx.store)) < 0 ||
-		    (rc = vi_layers_upgrade(&ctx.store)) < 0)
+		if ((rc = check_home()) < 0 || (rc = vi_store_open(&ctx.store, ctx.home)) < 0)
+			goto out;
+		if (!(c->flags & VM_PROCESS) && ((rc = vi_store_upgrade_modes(&ctx.store)) < 0 ||
+						 (rc = vi_layers_upgrade(&ctx.store)) < 0))
 			goto out;
 		vi_hv_set_home(ctx.store.home);
 	}
@@ -454,7 +455,7 @@ int main(int argc, char **argv)
 	if ((c->flags & ALL_PLUGINS) && !ctx.hv)
 		vi_hv_load_all(&ctx.plugins);
 	/* What killed commands left is cleaned before anyone reads the store. */
-	if ((c->flags & NEEDS_PLUGINS) && ctx.store.home)
+	if ((c->flags & NEEDS_PLUGINS) && ctx.store.home && !(c->flags & VM_PROCESS))
 		vi_ops_recover(&ctx.store, &ctx.plugins);
 	rc = c->fn(argc, argv);
 out:

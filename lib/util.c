@@ -407,7 +407,8 @@ int vi_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
-int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+static int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
+			     bool durable)
 {
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
 	char *dir = xstrdup(path);
@@ -419,7 +420,7 @@ int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigne
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", tmp);
 		goto cleanup;
 	}
-	if (vi_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+	if (vi_write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0)) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", tmp);
 		close(fd);
 		unlink(tmp);
@@ -431,7 +432,7 @@ int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigne
 		unlink(tmp);
 		goto cleanup;
 	}
-	if (slash) {
+	if (durable && slash) {
 		*slash = '\0';
 		int dfd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd >= 0) {
@@ -443,6 +444,16 @@ cleanup:
 	free(tmp);
 	free(dir);
 	return rc;
+}
+
+int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode)
+{
+	return write_file_atomic(path, data, len, mode, true);
+}
+
+int vi_write_file_replace(const char *path, const void *data, size_t len, unsigned mode)
+{
+	return write_file_atomic(path, data, len, mode, false);
 }
 
 bool vi_file_exists(const char *path)

@@ -77,6 +77,10 @@ int vi_read_regular_file(const char *path, size_t max, char **buf, size_t *len);
 int vi_write_all(int fd, const void *buf, size_t len);
 /* Write temp, fsync, rename over path, fsync the directory. */
 int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
+/* The same without the fsyncs: readers see the old file or the new one, but
+ * a crash of the machine may lose both. For run-time files (a pid file),
+ * which mean nothing after a reboot. */
+int vi_write_file_replace(const char *path, const void *data, size_t len, unsigned mode);
 bool vi_file_exists(const char *path);
 /* Runs argv (searched on PATH) with standard input from /dev/null and
  * standard output and error into log (NULL: discarded). Returns its exit

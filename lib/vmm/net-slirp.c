@@ -3,6 +3,7 @@
  * made there: its sockets and timers join the thread's wait, and forwards asked for by
  * other threads are handed over. */
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
@@ -22,6 +23,57 @@
 #include "log.h"
 #include "util.h"
 #include "vmm/internal.h"
+
+/* libslirp, and glib under it, are loaded when the first user NIC is made: a VMM
+ * without one maps neither. */
+static struct {
+	__typeof__(slirp_new) *slirp_new;
+	__typeof__(slirp_cleanup) *slirp_cleanup;
+	__typeof__(slirp_input) *slirp_input;
+	__typeof__(slirp_pollfds_fill) *slirp_pollfds_fill;
+	__typeof__(slirp_pollfds_poll) *slirp_pollfds_poll;
+	__typeof__(slirp_handle_timer) *slirp_handle_timer;
+	__typeof__(slirp_add_hostfwd) *slirp_add_hostfwd;
+	__typeof__(slirp_remove_hostfwd) *slirp_remove_hostfwd;
+} so;
+static pthread_once_t so_once = PTHREAD_ONCE_INIT;
+static char so_error[256];
+
+static void so_load(void)
+{
+	void *h = dlopen("libslirp.so.0", RTLD_NOW | RTLD_LOCAL);
+	const char *missing = NULL;
+
+	if (!h) {
+		snprintf(so_error, sizeof(so_error), "%s", dlerror());
+		return;
+	}
+#define SO_SYM(f)                                                                              \
+	if (!(so.f = (__typeof__(so.f))dlsym(h, #f)) && !missing)                              \
+		missing = #f;
+	SO_SYM(slirp_new)
+	SO_SYM(slirp_cleanup)
+	SO_SYM(slirp_input)
+	SO_SYM(slirp_pollfds_fill)
+	SO_SYM(slirp_pollfds_poll)
+	SO_SYM(slirp_handle_timer)
+	SO_SYM(slirp_add_hostfwd)
+	SO_SYM(slirp_remove_hostfwd)
+#undef SO_SYM
+	if (missing) {
+		snprintf(so_error, sizeof(so_error), "libslirp.so.0 has no '%s'", missing);
+		so.slirp_new = NULL;
+	}
+}
+
+static int so_ready(void)
+{
+	pthread_once(&so_once, so_load);
+	if (!so.slirp_new)
+		return vi_error(VI_EUNSUPPORTED, "user-mode networking needs libslirp: %s",
+				so_error);
+	return 0;
+}
 
 struct net_slirp_timer {
 	SlirpTimerId id;
@@ -212,7 +264,7 @@ static void net_slirp_fill(void *opaque, struct iothread_pollset *set, int *time
 	uint32_t timeout = *timeout_ms < 0 ? UINT32_MAX : (uint32_t)*timeout_ms;
 
 	s->set = set;
-	slirp_pollfds_fill(s->slirp, &timeout, net_slirp_add_poll, s);
+	so.slirp_pollfds_fill(s->slirp, &timeout, net_slirp_add_poll, s);
 	for (struct net_slirp_timer *t = s->timers; t; t = t->next) {
 		int64_t wait = t->expire_ms > now ? t->expire_ms - now : 0;
 
@@ -229,7 +281,7 @@ static void net_slirp_dispatch(void *opaque, const struct iothread_pollset *set,
 	bool fired = true;
 
 	s->set = set;
-	slirp_pollfds_poll(s->slirp, error, net_slirp_get_revents, s);
+	so.slirp_pollfds_poll(s->slirp, error, net_slirp_get_revents, s);
 	now = net_slirp_clock_ns(NULL) / 1000000;
 	/* A timer's handler may re-arm or free timers: look again after each. */
 	while (fired) {
@@ -238,7 +290,7 @@ static void net_slirp_dispatch(void *opaque, const struct iothread_pollset *set,
 			if (t->expire_ms < 0 || t->expire_ms > now)
 				continue;
 			t->expire_ms = -1;
-			slirp_handle_timer(s->slirp, t->id, t->cb_opaque);
+			so.slirp_handle_timer(s->slirp, t->id, t->cb_opaque);
 			fired = true;
 		}
 	}
@@ -273,10 +325,10 @@ static int net_slirp_hostfwd(struct net_slirp *s, const struct vmm_forward *f, b
 	if (!f->host_port || f->host_port > 65535 || !f->guest_port || f->guest_port > 65535)
 		return vi_error(VI_EUSAGE, "forward of host port %s: ports are 1-65535", name);
 	inet_pton(AF_INET, VI_HV_USER_GUEST_IP, &guest);
-	if (add && slirp_add_hostfwd(s->slirp, f->udp, host, (int)f->host_port, guest,
+	if (add && so.slirp_add_hostfwd(s->slirp, f->udp, host, (int)f->host_port, guest,
 				     (int)f->guest_port) < 0)
 		return vi_error(VI_ESTATE, "host port %s is in use", name);
-	if (!add && slirp_remove_hostfwd(s->slirp, f->udp, host, (int)f->host_port) < 0)
+	if (!add && so.slirp_remove_hostfwd(s->slirp, f->udp, host, (int)f->host_port) < 0)
 		return vi_error(VI_ESTATE, "host port %s is not forwarded", name);
 	return 0;
 }
@@ -355,7 +407,7 @@ int net_slirp_new(const struct vmm_nic *nic, net_slirp_deliver deliver, void *op
 	pthread_cond_init(&s->done, NULL);
 	if (s->request_fd < 0)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot make an eventfd");
-	else if (!(s->slirp = slirp_new(&cfg, &net_slirp_callbacks, s)))
+	else if ((ret = so_ready()) == 0 && !(s->slirp = so.slirp_new(&cfg, &net_slirp_callbacks, s)))
 		ret = vi_error(VI_EFAIL, "cannot set up user-mode networking");
 	for (size_t i = 0; ret == 0 && i < nic->nforwards; i++)
 		ret = net_slirp_hostfwd(s, &nic->forwards[i], true);
@@ -383,7 +435,7 @@ int net_slirp_attach(struct net_slirp *s, struct iothread *io)
 
 void net_slirp_input(struct net_slirp *s, const uint8_t *frame, size_t len)
 {
-	slirp_input(s->slirp, frame, (int)len);
+	so.slirp_input(s->slirp, frame, (int)len);
 }
 
 void net_slirp_free(struct net_slirp *s)
@@ -391,7 +443,7 @@ void net_slirp_free(struct net_slirp *s)
 	if (!s)
 		return;
 	if (s->slirp)
-		slirp_cleanup(s->slirp);
+		so.slirp_cleanup(s->slirp);
 	while (s->timers) {
 		struct net_slirp_timer *t = s->timers;
 

@@ -344,8 +344,8 @@ static int start_wait(const struct vi_hv_vm *vm, int fd)
 
 		if (*msg == ' ')
 			msg++;
-		return vi_error(code > 0 && code < 128 ? (int)code : VI_EFAIL,
-				"VM '%s' did not start: %s", vm->name, msg);
+		/* The VMM's own refusal, as it would have said it here. */
+		return vi_error(code > 0 && code < 128 ? (int)code : VI_EFAIL, "%s", msg);
 	}
 	return vi_error(VI_EFAIL, "the VMM of '%s' ended before the guest started", vm->name);
 }
@@ -357,7 +357,6 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, bool paused)
 	char *argv[12] = { (char *)host->self_exe, "--home", (char *)host->home, "__vmm-run",
 			   "--hv", (char *)backend->name };
 	size_t argc = 6;
-	struct vmm_config cfg;
 	int pipefd[2], ret, status;
 	pid_t child;
 
@@ -368,18 +367,8 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, bool paused)
 	if (paused)
 		argv[argc++] = "--paused";
 	argv[argc++] = (char *)vm->name;
-	if (plugin_running(vm))
-		return vi_error(VI_ESTATE, "VM '%s' is already running", vm->name);
-	/* The errors a user can fix, with their exit codes, before anything starts. */
-	ret = plugin_config(vm, &cfg);
-	if (ret < 0)
-		return ret;
-	ret = vmm_check_config(&cfg);
-	if (ret == 0)
-		ret = nat_check(vm, &cfg);
-	plugin_config_release(&cfg);
-	if (ret < 0)
-		return ret;
+	/* Every check is the VMM's own: it reports what it refuses, with its exit
+	 * code, on the notify pipe, so nothing is done twice before the guest runs. */
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot make a pipe");
 	/* Twice forked and in its own session: the VMM outlives us and is nobody's zombie. */
@@ -411,9 +400,6 @@ static int plugin_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, cons
 			  unsigned flags)
 {
 	(void)ctx;
-	if (access(path, R_OK) < 0)
-		return vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
-				      "cannot read the state '%s'", path);
 	return start_vmm(vm, path, flags & VI_HV_RUN_PAUSED);
 }
 
@@ -489,6 +475,8 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	}
 	ret = plugin_config(vm, &cfg);
 	if (ret == 0)
+		ret = nat_check(vm, &cfg);
+	if (ret == 0)
 		ret = vi_mkdir_p(vm->run_dir, 0700);
 	if (ret < 0)
 		goto fail;
@@ -512,7 +500,7 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 		ret = vmm_control_open(machine, sock, backend->name, &ctl);
 	if (ret == 0) {
 		pid = xasprintf("%d\n", (int)getpid());
-		ret = vi_write_file_atomic(pid_path, pid, strlen(pid), 0644);
+		ret = vi_write_file_replace(pid_path, pid, strlen(pid), 0644);
 	}
 	if (ret == 0)
 		ret = vmm_start(machine);

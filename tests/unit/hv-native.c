@@ -268,10 +268,16 @@ static void test_lifecycle(const struct vi_hv_ops *ops)
 	is_int(ops->start(&ctx, &vm), 0, "it starts again");
 	is_int(ops->stop(&ctx, &vm, VI_HV_STOP_FORCE, 0), 0, "a forced stop ends it at once");
 
+	/* The VMM finds the kernel gone and says so through the start pipe. */
+	char *kernel = xstrdup(getenv("HV_TEST_KERNEL"));
 	vm.kernel = "/nonexistent";
+	setenv("HV_TEST_KERNEL", vm.kernel, 1);
 	is_int(ops->start(&ctx, &vm), -3, "starting with a missing kernel: not found");
+	is_str(host_error_text, "kernel '/nonexistent' not found", "in the VMM's own words");
 	ops->state(&ctx, &vm, &st);
 	is_int(st.state, VI_HV_STOPPED, "and nothing runs");
+	setenv("HV_TEST_KERNEL", kernel, 1);
+	free(kernel);
 
 	vi_write_file_atomic(pid, "999999999\n", 10, 0644);
 	ops->state(&ctx, &vm, &st);
@@ -374,7 +380,7 @@ static void test_user_net(const struct vi_hv_ops *ops)
 	set_forward_env(taken);
 	vm_init(&vm, &p, "net");
 	is_int(ops->start(&ctx, &vm), -VI_ESTATE, "a forward of a port in use fails the start");
-	want = xasprintf("VM 'net' did not start: network card 0: host port %u is in use", taken);
+	want = xasprintf("network card 0: host port %u is in use", taken);
 	is_str(host_error_text, want, "naming the port");
 	free(want);
 	ops->state(&ctx, &vm, &st);
