@@ -1,20 +1,55 @@
-/* Runs a command REPEAT times and reports, as medians: the time from fork+exec to the
- * first byte on the console (its stdout, or the FIFO given with --fifo), the whole run
- * until it exits, and its peak RSS.
- * Usage: measure [--repeat N] [--fifo PATH] -- COMMAND [ARG...]
- * Prints one line: "first_ms total_ms maxrss_kib". */
+/* Times commands that boot a guest, interleaved round by round (A B C, A B C, ...) so that
+ * drift on the machine falls on every side alike. Per command, over REPEAT rounds after
+ * one unmeasured warm-up round: the median, minimum and maximum of the time from fork+exec
+ * to the first console byte, to the command's own exit, and until the last process it left
+ * behind has ended (the VMM that `vi start` detaches); and the median peak RSS of its
+ * largest process.
+ * The console is the command's stdout (a pipe); or, with --fifo PATH, a FIFO made there
+ * before each run, for a VMM that opens its console log itself; or, with --file PATH, a
+ * file the command makes anew (as `vi start` does with a VM's console log), whose first
+ * byte is seen through inotify. measure is a child subreaper: the processes a command
+ * detaches become its children, and a run ends only when all of them have, so that each
+ * run leaves its VM stopped for the next.
+ * Usage: measure [--repeat N] RUN... with RUN: --run NAME [--fifo PATH | --file PATH]
+ * COMMAND [ARG...] ';'. Prints one line per command: NAME, then first, exit and gone, each
+ * as "median min max" in ms, then the peak RSS in KiB. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#define RUN_TIMEOUT_MS 30000
+
+enum console { CONSOLE_STDOUT, CONSOLE_FIFO, CONSOLE_FILE };
+
+struct command {
+	const char *name;
+	enum console console;
+	const char *path; /* the FIFO or file of the console */
+	char **argv;
+	double *first, *exit, *gone, *rss; /* one per measured round */
+};
+
+/* One run's results, in ms from fork and KiB. */
+struct sample {
+	double first, exit, gone, rss;
+};
+
+static sigset_t chld_mask, old_mask;
+static int chld_fd;
 
 static double now_ms(void)
 {
@@ -31,100 +66,281 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Sorts v and returns its median. */
 static double median(double *v, int n)
 {
 	qsort(v, (size_t)n, sizeof(*v), cmp_double);
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* One run: 0, or -1 when the command failed or printed nothing. */
-static int measure_once(char **cmd, const char *fifo, double *first, double *total,
-			double *rss)
+static void print_spread(double *v, int n)
 {
-	int out[2] = { -1, -1 }, in, status = -1;
-	struct rusage ru;
-	char buf[4096];
-	double t0, t1 = 0;
+	double m = median(v, n);
+
+	printf(" %.2f %.2f %.2f", m, v[0], v[n - 1]);
+}
+
+/* Kills what is left of a run that took too long: the command and the processes it
+ * detached, which are our children now. */
+static void kill_children(pid_t pid, bool exited)
+{
+	char path[64], buf[4096];
+	FILE *f;
+
+	if (!exited)
+		kill(pid, SIGKILL);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fscanf(f, "%4095s", buf) == 1)
+		kill((pid_t)atoi(buf), SIGKILL);
+	fclose(f);
+}
+
+/* The console's read side, set up before the clock starts: a pipe whose write side
+ * goes in *out, a FIFO, or an inotify watch on the file's directory. */
+static int console_open(const struct command *c, int *out)
+{
+	int fds[2], fd;
+	char dir[PATH_MAX], *slash;
+
+	*out = -1;
+	switch (c->console) {
+	case CONSOLE_STDOUT:
+		if (pipe2(fds, O_CLOEXEC) < 0)
+			return -1;
+		*out = fds[1];
+		return fds[0];
+	case CONSOLE_FIFO:
+		/* Non-blocking, so that the writer's open does not wait for us. */
+		unlink(c->path);
+		if (mkfifo(c->path, 0600) < 0)
+			return -1;
+		return open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	case CONSOLE_FILE:
+		snprintf(dir, sizeof(dir), "%s", c->path);
+		slash = strrchr(dir, '/');
+		if (slash)
+			*slash = '\0';
+		fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+		if (fd >= 0 && inotify_add_watch(fd, slash ? dir : ".", IN_MODIFY) < 0) {
+			close(fd);
+			fd = -1;
+		}
+		return fd;
+	}
+	return -1;
+}
+
+/* Reads what the console has: 1 when the first byte is there, 0 when not yet, -1 when
+ * nothing more can come this way (the writer closed its end). */
+static int console_read(const struct command *c, int fd, short revents)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	const char *base = strrchr(c->path ? c->path : "", '/');
+	struct stat st;
+	ssize_t n;
+
+	n = read(fd, buf, sizeof(buf));
+	if (n < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if (c->console != CONSOLE_FILE)
+		return n > 0 ? 1 : revents & POLLHUP ? -1 : 0;
+	base = base ? base + 1 : c->path;
+	for (char *p = buf; p < buf + n;) {
+		struct inotify_event *ev = (struct inotify_event *)p;
+
+		/* A write to the console log: the first when the file is no longer empty. */
+		if (ev->len && !strcmp(ev->name, base) && stat(c->path, &st) == 0 && st.st_size > 0)
+			return 1;
+		p += sizeof(*ev) + ev->len;
+	}
+	return 0;
+}
+
+/* One run of c: 0, or -1 when it failed, printed nothing or took too long. */
+static int run_once(const struct command *c, struct sample *s)
+{
+	int in, out, status = 0;
+	bool exited = false, gone = false, late = false;
+	double t0, deadline;
 	pid_t pid;
 
-	if (fifo) {
-		unlink(fifo);
-		if (mkfifo(fifo, 0600) < 0 || (in = open(fifo, O_RDONLY | O_NONBLOCK)) < 0)
-			return -1;
-	} else {
-		if (pipe(out) < 0)
-			return -1;
-		in = out[0];
+	in = console_open(c, &out);
+	if (in < 0) {
+		fprintf(stderr, "measure: cannot watch the console of %s: %s\n", c->name,
+			strerror(errno));
+		return -1;
 	}
+	*s = (struct sample){ 0 };
 	t0 = now_ms();
+	deadline = t0 + RUN_TIMEOUT_MS;
 	pid = fork();
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDWR);
 
-		dup2(fifo ? null : out[1], STDOUT_FILENO);
+		sigprocmask(SIG_SETMASK, &old_mask, NULL);
+		dup2(out >= 0 ? out : null, STDOUT_FILENO);
 		dup2(null, STDIN_FILENO);
-		execvp(cmd[0], cmd);
+		execvp(c->argv[0], c->argv);
 		_exit(127);
 	}
-	if (out[1] >= 0)
-		close(out[1]);
-	for (bool reaped = false; !reaped;) {
-		struct pollfd p = { .fd = in, .events = POLLIN };
-		ssize_t n;
+	if (out >= 0)
+		close(out);
+	if (pid < 0) {
+		close(in);
+		return -1;
+	}
+	while (!gone) {
+		struct pollfd p[2] = { { .fd = chld_fd, .events = POLLIN },
+				       { .fd = in, .events = POLLIN } };
+		double left = deadline - now_ms();
+		struct signalfd_siginfo si;
+		struct rusage ru;
+		int ws;
+		pid_t w;
 
-		if (poll(&p, 1, 100) == 0) {
-			/* A FIFO shows no EOF before its first writer: watch the child too. */
-			reaped = wait4(pid, &status, WNOHANG, &ru) == pid;
+		if (left <= 0) {
+			fprintf(stderr, "measure: %s did not end within %d s\n", c->name,
+				RUN_TIMEOUT_MS / 1000);
+			kill_children(pid, exited);
+			deadline = now_ms() + RUN_TIMEOUT_MS;
+			late = true;
 			continue;
 		}
-		n = read(in, buf, sizeof(buf));
-		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		if (poll(p, in >= 0 ? 2 : 1, (int)left + 1) < 0 && errno != EINTR)
+			break;
+		/* The console first: a byte and an exit seen together count the byte first. */
+		if (in >= 0 && p[1].revents) {
+			int r = console_read(c, in, p[1].revents);
+
+			if (r > 0 && !s->first)
+				s->first = now_ms() - t0;
+			if (r < 0 || (r > 0 && c->console == CONSOLE_FILE)) {
+				close(in);
+				in = -1;
+			}
+		}
+		if (!p[0].revents)
 			continue;
-		if (n > 0 && !t1)
-			t1 = now_ms();
-		if (n <= 0) {
-			wait4(pid, &status, 0, &ru);
-			reaped = true;
+		while (read(chld_fd, &si, sizeof(si)) > 0)
+			;
+		while ((w = wait4(-1, &ws, WNOHANG, &ru)) > 0) {
+			if ((double)ru.ru_maxrss > s->rss)
+				s->rss = (double)ru.ru_maxrss;
+			if (w == pid) {
+				s->exit = now_ms() - t0;
+				exited = true;
+				status = ws;
+			}
+		}
+		if (w < 0 && errno == ECHILD) {
+			s->gone = now_ms() - t0;
+			gone = true;
 		}
 	}
-	*total = now_ms() - t0;
-	close(in);
-	if (fifo)
-		unlink(fifo);
-	*first = t1 - t0;
-	*rss = (double)ru.ru_maxrss;
-	return t1 && WIFEXITED(status) ? 0 : -1;
+	/* Whatever the last writer left that no poll has reported yet. */
+	if (in >= 0 && !s->first && console_read(c, in, 0) > 0)
+		s->first = now_ms() - t0;
+	if (in >= 0)
+		close(in);
+	if (c->console == CONSOLE_FIFO)
+		unlink(c->path);
+	if (late || !gone)
+		return -1;
+	if (!exited || !WIFEXITED(status)) {
+		fprintf(stderr, "measure: %s was killed by a signal\n", c->name);
+		return -1;
+	}
+	if (!s->first) {
+		fprintf(stderr, "measure: %s printed nothing on its console (exit status %d)\n",
+			c->name, WEXITSTATUS(status));
+		return -1;
+	}
+	return 0;
+}
+
+/* Parses RUN... into cmds; the number of commands, or -1. */
+static int parse(int argc, char **argv, int *repeat, struct command *cmds)
+{
+	int n = 0;
+
+	for (int i = 1; i < argc; i++) {
+		struct command *c = &cmds[n];
+
+		if (!strcmp(argv[i], "--repeat") && i + 1 < argc) {
+			*repeat = atoi(argv[++i]);
+			continue;
+		}
+		if (strcmp(argv[i], "--run") || i + 1 >= argc)
+			return -1;
+		*c = (struct command){ .name = argv[++i] };
+		if (i + 2 < argc && (!strcmp(argv[i + 1], "--fifo") || !strcmp(argv[i + 1], "--file"))) {
+			c->console = !strcmp(argv[i + 1], "--fifo") ? CONSOLE_FIFO : CONSOLE_FILE;
+			c->path = argv[i + 2];
+			i += 2;
+		}
+		c->argv = &argv[++i];
+		while (i < argc && strcmp(argv[i], ";"))
+			i++;
+		if (c->argv == &argv[i])
+			return -1;
+		if (i < argc)
+			argv[i] = NULL;
+		n++;
+	}
+	return n;
 }
 
 int main(int argc, char **argv)
 {
-	int repeat = 10, i = 1;
-	const char *fifo = NULL;
-	double *first, *total, *rss;
+	struct command *cmds = calloc((size_t)argc, sizeof(*cmds));
+	int repeat = 10, n = parse(argc, argv, &repeat, cmds);
+	struct sample s;
 
-	for (; i < argc && strcmp(argv[i], "--"); i++) {
-		if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
-			repeat = atoi(argv[++i]);
-		else if (!strcmp(argv[i], "--fifo") && i + 1 < argc)
-			fifo = argv[++i];
-	}
-	if (i + 1 >= argc || repeat < 1) {
-		fprintf(stderr, "usage: measure [--repeat N] [--fifo PATH] -- COMMAND [ARG...]\n");
+	if (n < 1 || repeat < 1) {
+		fprintf(stderr, "usage: measure [--repeat N] --run NAME [--fifo PATH | --file PATH] "
+				"COMMAND [ARG...] ';' ...\n");
 		return 2;
 	}
-	first = calloc((size_t)repeat, sizeof(double));
-	total = calloc((size_t)repeat, sizeof(double));
-	rss = calloc((size_t)repeat, sizeof(double));
-	for (int r = 0; r < repeat; r++) {
-		if (measure_once(argv + i + 1, fifo, &first[r], &total[r], &rss[r]) < 0) {
-			fprintf(stderr, "measure: '%s' failed or printed nothing\n", argv[i + 1]);
-			return 1;
+	sigemptyset(&chld_mask);
+	sigaddset(&chld_mask, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld_mask, &old_mask);
+	chld_fd = signalfd(-1, &chld_mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (chld_fd < 0 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+		perror("measure");
+		return 1;
+	}
+	for (int i = 0; i < n; i++) {
+		cmds[i].first = calloc((size_t)repeat, sizeof(double));
+		cmds[i].exit = calloc((size_t)repeat, sizeof(double));
+		cmds[i].gone = calloc((size_t)repeat, sizeof(double));
+		cmds[i].rss = calloc((size_t)repeat, sizeof(double));
+	}
+	/* Round -1 warms the page cache and is not counted. */
+	for (int r = -1; r < repeat; r++) {
+		for (int i = 0; i < n; i++) {
+			struct command *c = &cmds[i];
+
+			if (run_once(c, &s) < 0) {
+				fprintf(stderr, "measure: %s failed in round %d\n", c->name, r + 1);
+				return 1;
+			}
+			if (r < 0)
+				continue;
+			c->first[r] = s.first;
+			c->exit[r] = s.exit;
+			c->gone[r] = s.gone;
+			c->rss[r] = s.rss;
 		}
 	}
-	printf("%.2f %.2f %.0f\n", median(first, repeat), median(total, repeat),
-	       median(rss, repeat));
-	free(first);
-	free(total);
-	free(rss);
-	return 0;
+	for (int i = 0; i < n; i++) {
+		printf("%s", cmds[i].name);
+		print_spread(cmds[i].first, repeat);
+		print_spread(cmds[i].exit, repeat);
+		print_spread(cmds[i].gone, repeat);
+		printf(" %.0f\n", median(cmds[i].rss, repeat));
+	}
+	return fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 }

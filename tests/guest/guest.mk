@@ -6,7 +6,7 @@ GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic 
 	-fno-stack-protector -fno-asynchronous-unwind-tables -mno-red-zone \
 	-mgeneral-regs-only -mcmodel=small -fcf-protection=none -MMD -MP
 GUEST_LDFLAGS := -nostdlib -static -no-pie -Wl,--build-id=none -Wl,-z,noexecstack \
-	-Wl,--no-warn-rwx-segments -Wl,-T,tests/guest/guest.ld
+	-Wl,--no-warn-rwx-segments
 GUEST_COMMON := $(GUEST_DIR)/header.o $(GUEST_DIR)/lib.o
 GUEST_IMAGES := $(patsubst %,$(GUEST_DIR)/%.bzImage,$(GUEST_KERNELS))
 
@@ -20,7 +20,13 @@ $(GUEST_DIR)/%.o: tests/guest/%.S
 	$(CC) $(GUEST_CFLAGS) -c -o $@ $<
 
 $(GUEST_DIR)/%.elf: $(GUEST_DIR)/%.o $(GUEST_COMMON) tests/guest/guest.ld
-	$(CC) $(GUEST_LDFLAGS) -o $@ $(filter %.o,$^)
+	$(CC) $(GUEST_LDFLAGS) -Wl,-T,tests/guest/guest.ld -o $@ $(filter %.o,$^)
+
+# The hello kernel for a PVH loader, for bench/vmm-start only: QEMU's -kernel enters it
+# at 32 bits through pvh.S, which goes on to the same 64-bit entry and C code.
+$(GUEST_DIR)/hello-pvh.elf: $(GUEST_DIR)/pvh.o $(GUEST_DIR)/hello.o $(GUEST_COMMON) \
+		tests/guest/pvh.ld
+	$(CC) $(GUEST_LDFLAGS) -Wl,-T,tests/guest/pvh.ld -o $@ $(filter %.o,$^)
 
 # The smp kernel carries its AP trampoline; the kernels that drive virtio devices share
 # their driver.
@@ -32,6 +38,7 @@ $(GUEST_DIR)/%.bzImage: $(GUEST_DIR)/%.elf
 
 # Kept for the debugger and for incremental builds.
 .SECONDARY: $(patsubst %,$(GUEST_DIR)/%.elf,$(GUEST_KERNELS)) $(GUEST_COMMON) \
-	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS)) $(GUEST_DIR)/smp-ap.o $(GUEST_DIR)/virtio.o
+	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS)) $(GUEST_DIR)/smp-ap.o $(GUEST_DIR)/virtio.o \
+	$(GUEST_DIR)/pvh.o
 
-EXTRA_ALL += $(GUEST_IMAGES)
+EXTRA_ALL += $(GUEST_IMAGES) $(GUEST_DIR)/hello-pvh.elf
