@@ -63,3 +63,18 @@ libvirt_clean() {
 		fi
 	done
 }
+
+# Microseconds in which every runnable task waited for the disk, since boot
+# (the kernel's pressure stall information), or nothing where it is missing.
+io_stalled() { sed -n 's/^full .*total=//p' /proc/pressure/io 2>/dev/null || true; }
+
+# Says which share of the time since $1 (a timestamp in microseconds) and $2
+# (io_stalled then) the disk held everything up: ours and other work's.
+report_io() {
+	local now=${EPOCHREALTIME//[!0-9]/} stalled
+	stalled=$(io_stalled)
+	[ -n "$2" ] && [ -n "$stalled" ] || return 0
+	awk -v s=$((stalled - $2)) -v t=$((now - $1)) 'BEGIN {
+		printf "the disk held up all busy tasks, ours and others, %.0f%% of the run (/proc/pressure/io)\n", 100 * s / t
+	}'
+}
