@@ -95,33 +95,89 @@ static int qemu_probe(struct vi_hv_ctx *ctx, const char **reason)
 	return VI_HV_PROBE_OK;
 }
 
-/* In a child that has become the QEMU user: the first directory above one of
- * paths that it may not search, written to fd; exits 0 when there is none.
- * Directories not made yet end the walk: the store makes them searchable. */
-static void __attribute__((noreturn)) find_closed_dir(const char *const *paths, size_t n, int fd)
+/* In a child that has become the QEMU user: the first of dirs that it may not
+ * search, written to fd; exits 0 when there is none. Directories not made yet
+ * are passed over: the store makes them searchable. */
+static void __attribute__((noreturn)) find_closed_dir(char *const *dirs, size_t n, int fd)
 {
-	char dir[PATH_MAX];
-
-	for (size_t i = 0; i < n; i++) {
-		size_t len = strlen(paths[i]);
-		if (paths[i][0] != '/' || len >= sizeof(dir))
-			continue;
-		memcpy(dir, paths[i], len + 1);
-		for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
-			*slash = '\0';
-			int ok = access(dir, X_OK) == 0, err = errno;
-			*slash = '/';
-			if (!ok && err == ENOENT)
-				break;
-			if (!ok && err == EACCES) {
-				*slash = '\0';
-				if (write(fd, dir, strlen(dir)) < 0)
-					_exit(2);
-				_exit(1);
-			}
+	for (size_t i = 0; i < n; i++)
+		if (access(dirs[i], X_OK) < 0 && errno == EACCES) {
+			if (write(fd, dirs[i], strlen(dirs[i])) < 0)
+				_exit(2);
+			_exit(1);
 		}
-	}
 	_exit(0);
+}
+
+/* What check_reach() learnt, for the life of the process: QEMU's user on the
+ * local host, and the directories it was seen to search (a clone set checks
+ * the same ones twenty times). */
+static struct {
+	bool known;   /* the label was read */
+	bool check;   /* and names a user other than root */
+	unsigned uid, gid;
+	gid_t groups[64];
+	int ngroups;
+	char user[64];
+	char **dirs;
+	size_t ndirs;
+} reach;
+
+static bool reach_known(const char *dir)
+{
+	for (size_t i = 0; i < reach.ndirs; i++)
+		if (!strcmp(reach.dirs[i], dir))
+			return true;
+	return false;
+}
+
+/* Adds the directories above path to dirs[*n] that are neither known
+ * searchable nor inside the VM's own directory (the store makes those). */
+static void reach_add(char ***dirs, size_t *n, const char *path, const char *vm_dir)
+{
+	size_t own = strlen(vm_dir);
+	char *dir = xstrdup(path);
+
+	for (char *slash = strchr(dir + 1, '/'); slash; slash = strchr(slash + 1, '/')) {
+		*slash = '\0';
+		bool inside = !strncmp(dir, vm_dir, own) && (!dir[own] || dir[own] == '/');
+		bool listed = reach_known(dir);
+		for (size_t i = 0; i < *n && !listed; i++)
+			listed = !strcmp((*dirs)[i], dir);
+		if (!inside && !listed) {
+			*dirs = xrealloc(*dirs, (*n + 1) * sizeof(**dirs));
+			(*dirs)[(*n)++] = xstrdup(dir);
+		}
+		*slash = '/';
+	}
+	free(dir);
+}
+
+static int reach_label(struct vi_hv_ctx *ctx, const struct virt_guest *g)
+{
+	char *expr = xasprintf("string(/capabilities/host/secmodel[model='dac']/baselabel[@type='%s'])",
+			       g->domain_type);
+	char *label = NULL;
+	int rc = caps_string(ctx, expr, &label);
+
+	free(expr);
+	if (rc)
+		return rc;
+	reach.known = true;
+	reach.check = label && sscanf(label, "+%u:+%u", &reach.uid, &reach.gid) == 2 &&
+		      reach.uid != 0;
+	free(label);
+	if (!reach.check)
+		return 0;
+	struct passwd *pw = getpwuid(reach.uid);
+	if (pw)
+		snprintf(reach.user, sizeof(reach.user), "%s", pw->pw_name);
+	else
+		snprintf(reach.user, sizeof(reach.user), "%u", reach.uid);
+	reach.ngroups = ARRAY_SIZE(reach.groups);
+	if (!pw || getgrouplist(pw->pw_name, reach.gid, reach.groups, &reach.ngroups) < 0)
+		reach.ngroups = 0;
+	return 0;
 }
 
 /* QEMU runs as the user of libvirt's DAC label (libvirt-qemu on Debian) and
@@ -131,61 +187,68 @@ static void __attribute__((noreturn)) find_closed_dir(const char *const *paths, 
  * Checked on this host, by becoming that user in a child (root only). */
 static int check_reach(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
-	char *expr = xasprintf("string(/capabilities/host/secmodel[model='dac']/baselabel[@type='%s'])",
-			       g->domain_type);
-	const char *paths[67];
-	char *label = NULL, closed[PATH_MAX] = "", user[64];
-	gid_t groups[64];
-	int ngroups = ARRAY_SIZE(groups), pipefd[2], status, rc;
-	unsigned uid, gid;
+	char closed[PATH_MAX] = "", **dirs = NULL;
+	int pipefd[2], status, rc;
 	size_t n = 0;
 	ssize_t got;
 	pid_t pid;
 
-	rc = geteuid() == 0 && virt_is_local(ctx) ? caps_string(ctx, expr, &label) : 0;
-	free(expr);
-	if (rc || !label || sscanf(label, "+%u:+%u", &uid, &gid) != 2 || uid == 0) {
-		free(label);
+	if (geteuid() != 0 || !virt_is_local(ctx))
+		return 0;
+	if (!reach.known && (rc = reach_label(ctx, g)))
 		return rc;
-	}
-	free(label);
-	struct passwd *pw = getpwuid(uid);
-	if (pw)
-		snprintf(user, sizeof(user), "%s", pw->pw_name);
-	else
-		snprintf(user, sizeof(user), "%u", uid);
-	if (!pw || getgrouplist(pw->pw_name, gid, groups, &ngroups) < 0)
-		ngroups = 0;
-	paths[n++] = vm->dir; /* where its overlays, clones and snapshots go */
-	for (size_t i = 0; i < vm->ndisks && n < ARRAY_SIZE(paths) - 2; i++)
-		paths[n++] = vm->disks[i]->path;
+	if (!reach.check)
+		return 0;
+	reach_add(&dirs, &n, vm->dir, vm->dir);
+	for (size_t i = 0; i < vm->ndisks; i++)
+		reach_add(&dirs, &n, vm->disks[i]->path, vm->dir);
 	if (vm->kernel)
-		paths[n++] = vm->kernel;
+		reach_add(&dirs, &n, vm->kernel, vm->dir);
 	if (vm->initrd)
-		paths[n++] = vm->initrd;
-	if (pipe2(pipefd, O_CLOEXEC) < 0)
-		return vi_error_errno(VI_EFAIL, errno, "cannot check what QEMU can reach");
+		reach_add(&dirs, &n, vm->initrd, vm->dir);
+	if (!n)
+		return 0;
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot check what QEMU can reach");
+		goto out;
+	}
 	pid = fork();
 	if (pid == 0) {
 		close(pipefd[0]);
-		if (setgroups(ngroups, groups) < 0 || setgid(gid) < 0 || setuid(uid) < 0)
+		if (setgroups(reach.ngroups, reach.groups) < 0 || setgid(reach.gid) < 0 ||
+		    setuid(reach.uid) < 0)
 			_exit(2);
-		find_closed_dir(paths, n, pipefd[1]);
+		find_closed_dir(dirs, n, pipefd[1]);
 	}
 	close(pipefd[1]);
 	got = pid < 0 ? -1 : read(pipefd[0], closed, sizeof(closed) - 1);
 	close(pipefd[0]);
-	if (pid < 0 || waitpid(pid, &status, 0) < 0)
-		return vi_error_errno(VI_EFAIL, errno, "cannot check what QEMU can reach");
-	if (got <= 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 1)
-		return 0;
-	closed[got] = '\0';
-	struct stat st;
-	unsigned mode = stat(closed, &st) == 0 ? st.st_mode & 07777 : 0;
-	return vi_error(VI_EFAIL,
-			"QEMU runs as '%s', which cannot search '%s' (mode %04o) to reach VM '%s': "
-			"run 'chmod o+x %s' or 'setfacl -m u:%s:x %s', or keep VMs elsewhere",
-			user, closed, mode, vm->name, closed, user, closed);
+	if (pid < 0 || waitpid(pid, &status, 0) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot check what QEMU can reach");
+		goto out;
+	}
+	rc = 0;
+	if (got > 0 && WIFEXITED(status) && WEXITSTATUS(status) == 1) {
+		closed[got] = '\0';
+		struct stat st;
+		unsigned mode = stat(closed, &st) == 0 ? st.st_mode & 07777 : 0;
+		rc = vi_error(VI_EFAIL,
+			      "QEMU runs as '%s', which cannot search '%s' (mode %04o) to reach VM '%s': "
+			      "run 'chmod o+x %s' or 'setfacl -m u:%s:x %s', or keep VMs elsewhere",
+			      reach.user, closed, mode, vm->name, closed, reach.user, closed);
+	} else if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+		/* Searchable now: later VMs of this command need not ask again. */
+		for (size_t i = 0; i < n; i++)
+			if (vi_file_exists(dirs[i])) {
+				reach.dirs = xrealloc(reach.dirs, (reach.ndirs + 1) * sizeof(char *));
+				reach.dirs[reach.ndirs++] = xstrdup(dirs[i]);
+			}
+	}
+out:
+	for (size_t i = 0; i < n; i++)
+		free(dirs[i]);
+	free(dirs);
+	return rc;
 }
 
 static int qemu_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
