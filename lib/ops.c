@@ -630,13 +630,13 @@ static void clone_definition(const struct vi_vm *src, const char *name, struct v
 	vi_vm_new_identity(vm);
 }
 
-/* The clone's disks in staging, from the layers (backing paths). */
-static int make_clone_disks(const struct vi_store *s, const struct vi_vm *src, char **layers,
-			    bool full, const char *staging, struct vi_vm *vm)
+/* What each of the clone's disks will be: its path in the clone's directory,
+ * format and layer (the layers are the source's frozen disks, as backing
+ * paths). Nothing is made yet: the index learns of the layers first. */
+static void plan_clone_disks(const struct vi_store *s, const struct vi_vm *src, char **layers,
+			     bool full, struct vi_vm *vm)
 {
-	int rc = 0;
-
-	for (size_t i = 0; rc == 0 && i < vm->ndisks; i++) {
+	for (size_t i = 0; i < vm->ndisks; i++) {
 		struct vi_vm_disk *d = &vm->disks[i];
 		const struct vi_vm_disk *sd = &src->disks[i];
 		if (is_seed(sd))
@@ -651,9 +651,24 @@ static int make_clone_disks(const struct vi_store *s, const struct vi_vm *src, c
 		char *base = xstrdup(sd->path);
 		d->path = xasprintf("disks/%s", basename(base));
 		free(base);
-		char *dst = xasprintf("%s/%s", staging, d->path);
 		d->format = VI_DISK_QCOW2;
 		d->readonly = sd->readonly;
+		if (!full)
+			d->layer = vi_layer_id_of(s, layers[i]);
+	}
+}
+
+/* The planned disks in staging: overlays on the layers, or full copies. */
+static int make_clone_disks(const struct vi_vm *src, char **layers, bool full,
+			    const char *staging, const struct vi_vm *vm)
+{
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < vm->ndisks; i++) {
+		const struct vi_vm_disk *d = &vm->disks[i];
+		if (is_seed(&src->disks[i]) || (src->disks[i].readonly && !full))
+			continue;
+		char *dst = xasprintf("%s/%s", staging, d->path);
 		if (full) {
 			struct image *img;
 			struct image_convert_opts o = { .create = { .format = IMAGE_QCOW2 } };
@@ -662,7 +677,6 @@ static int make_clone_disks(const struct vi_store *s, const struct vi_vm *src, c
 				image_close(img);
 			}
 		} else {
-			d->layer = vi_layer_id_of(s, layers[i]);
 			rc = vi_layer_overlay(dst, layers[i]);
 		}
 		free(dst);
@@ -691,10 +705,13 @@ static int journal_open(const struct vi_store *s, const char *source, struct jou
 	return 0;
 }
 
-static int journal_add(struct journal *j, const struct vi_vm *vm)
+/* Names the whole set at once, before any clone can enter the store. */
+static int journal_write(struct journal *j, const struct vi_vm *vms, size_t n)
 {
-	if (fprintf(j->f, "%s %s\n", vm->name, vm->uuid) < 0 || fflush(j->f) != 0 ||
-	    fsync(fileno(j->f)) < 0)
+	for (size_t i = 0; i < n; i++)
+		if (fprintf(j->f, "%s %s\n", vms[i].name, vms[i].uuid) < 0)
+			break;
+	if (ferror(j->f) || fflush(j->f) != 0 || fsync(fileno(j->f)) < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", j->path);
 	return 0;
 }
@@ -738,31 +755,24 @@ static int clone_seed(const struct vi_store *s, const struct vi_machine *src,
 	return rc < 0 ? rc : write_seed(s, staging, vm, true);
 }
 
-/* Makes one clone; on failure nothing of it remains. */
+/* Makes clone vm (defined, its disks planned, the index and the journal told
+ * of it); on failure nothing of it remains. */
 static int make_clone(const struct vi_store *s, struct vi_machine *src, struct vi_layer_index *idx,
-		      char **layers, const struct vi_clone_spec *sp, const char *name,
-		      struct journal *j, struct vi_machine *m)
+		      char **layers, const struct vi_clone_spec *sp, struct vi_vm *vm,
+		      struct vi_machine *m)
 {
-	struct vi_vm vm;
-	char *staging = NULL;
+	char *name = xstrdup(vm->name), *staging = NULL;
+	bool ports_changed;
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	clone_definition(&src->def, name, &vm);
-	bool ports_changed;
-	if ((rc = vi_forwards_prepare(&vm, &ports_changed)) < 0 ||
+	if ((rc = vi_forwards_prepare(vm, &ports_changed)) < 0 ||
 	    (rc = vi_store_stage_vm(s, name, &staging)) < 0)
 		goto cleanup;
-	rc = make_clone_disks(s, &src->def, layers, sp->full, staging, &vm);
+	rc = make_clone_disks(&src->def, layers, sp->full, staging, vm);
 	if (rc == 0)
-		rc = clone_seed(s, src, staging, &vm);
-	/* The index knows the clone reads its layers before it can. */
-	vi_layers_ref_vm(idx, &vm);
-	if (rc == 0)
-		rc = vi_layers_write(s, idx);
-	if (rc == 0)
-		rc = journal_add(j, &vm);
-	if (rc == 0 && (rc = add_machine(s, src->hv, &vm, staging, m)) == 0) {
+		rc = clone_seed(s, src, staging, vm);
+	if (rc == 0 && (rc = add_machine(s, src->hv, vm, staging, m)) == 0) {
 		free(staging); /* committed: staging is gone */
 		staging = NULL;
 	}
@@ -774,11 +784,10 @@ cleanup:
 	if (staging) {
 		vi_store_abort_vm(staging);
 		free(staging);
-		vi_layer_unref_vm(idx, name);
 	}
 	if (rc < 0)
 		vi_machine_release(m);
-	vi_vm_release(&vm);
+	free(name);
 	return rc;
 }
 
@@ -816,6 +825,7 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 	struct vi_hv_state st;
 	struct vi_layer_index idx;
 	struct journal j;
+	struct vi_vm *defs = NULL;
 	char **layers;
 	size_t n = 0;
 	int rc;
@@ -849,9 +859,22 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 					     &layers[i]);
 	if (rc == 0)
 		rc = vi_store_save_vm(s, &src.def);
+	/* The whole set is defined first: the journal names every clone and the
+	 * index knows every clone reads its layers before any of them can. */
+	defs = xcalloc(sp->n, sizeof(*defs));
+	for (size_t i = 0; rc == 0 && i < sp->n; i++) {
+		clone_definition(&src.def, sp->names[i], &defs[i]);
+		plan_clone_disks(s, &src.def, layers, sp->full, &defs[i]);
+		vi_layers_ref_vm(&idx, &defs[i]);
+	}
+	if (rc == 0 && (rc = journal_write(&j, defs, sp->n)) == 0)
+		rc = vi_layers_write(s, &idx);
 	for (; rc == 0 && n < sp->n; n++)
-		rc = make_clone(s, &src, &idx, layers, sp, sp->names[n], &j, &made[n]);
+		rc = make_clone(s, &src, &idx, layers, sp, &defs[n], &made[n]);
 	if (rc < 0) {
+		/* The clones never made read nothing. */
+		for (size_t i = n ? n - 1 : 0; i < sp->n; i++)
+			vi_layer_unref_vm(&idx, sp->names[i]);
 		/* All or nothing: the clones made so far go again. */
 		struct vi_error_saved e;
 		vi_error_save(&e);
@@ -879,6 +902,9 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 		vi_machine_release(&made[i]);
 	}
 	free(made);
+	for (size_t i = 0; defs && i < sp->n; i++)
+		vi_vm_release(&defs[i]);
+	free(defs);
 	for (size_t i = 0; i < src.def.ndisks; i++)
 		free(layers[i]);
 	free(layers);
