@@ -104,6 +104,11 @@ int cmd_cp(int argc, char **argv);
 int cmd_forward_add(int argc, char **argv);
 int cmd_forward_rm(int argc, char **argv);
 int cmd_forward_list(int argc, char **argv);
+int cmd_snapshot_create(int argc, char **argv);
+int cmd_snapshot_list(int argc, char **argv);
+int cmd_snapshot_show(int argc, char **argv);
+int cmd_snapshot_checkout(int argc, char **argv);
+int cmd_snapshot_delete(int argc, char **argv);
 
 extern const struct vi_option caps_options[], clone_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
@@ -111,6 +116,7 @@ extern const struct vi_option caps_options[], clone_options[], console_options[]
 	exec_options[], cp_options[];
 extern const struct cmd hv_commands[];
 extern const struct cmd forward_commands[];
+extern const struct cmd snapshot_commands[];
 extern const struct cmd template_commands[];
 extern const struct cmd image_commands[];
 

@@ -64,6 +64,9 @@ const struct cmd commands[] = {
 	  "list virtual machines and their state" },
 	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
 	  "show a virtual machine's definition and state" },
+	{ "snapshot", NULL, 0, 0, 0, "", NULL,
+	  "a VM's snapshots, as git has commits: take, list, check out",
+	  snapshot_commands },
 	{ "ssh", cmd_ssh, 1, -1, NEEDS_STORE | NEEDS_PLUGINS, "NAME [-- COMMAND...]", ssh_options,
 	  "log in to a running VM, or run a command there" },
 	{ "start", cmd_start, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", start_options,
@@ -446,7 +449,10 @@ int main(int argc, char **argv)
 	}
 	if (c->flags & NEEDS_LOCK) {
 		const char *wait = getenv("VI_LOCK_TIMEOUT");
-		ctx.lock = rc = vi_store_lock_vm(&ctx.store, argv[0], wait ? atoi(wait) * 1000 : 60000);
+		/* VM@SNAPSHOT names a VM's snapshot: the VM is what is locked. */
+		char *vm = xstrndup(argv[0], strcspn(argv[0], "@"));
+		ctx.lock = rc = vi_store_lock_vm(&ctx.store, vm, wait ? atoi(wait) * 1000 : 60000);
+		free(vm);
 		if (rc < 0)
 			goto out;
 	}

@@ -847,7 +847,7 @@ static char *fresh_name(const char *path)
 /* The VM's overlay name for a disk of its own: disks/<stem>.qcow2, the stem
  * without extension and without any ".N" an earlier freeze added, or the
  * first unused disks/<stem>.N.qcow2 when that is taken. */
-static char *overlay_name(const char *vm_dir, const char *path)
+char *vi_layer_overlay_name(const char *vm_dir, const char *path)
 {
 	char *base = xstrdup(path), *name = basename(base), *dot = strrchr(name, '.');
 
@@ -898,7 +898,7 @@ int vi_layer_freeze(const struct vi_store *s, struct vi_layer_index *idx, const 
 	if (strncmp(d->path, "disks/", 6)) {
 		/* A disk vi does not own stays where it is and is shared as it is;
 		 * the VM writes to a new overlay in its own directory from now on. */
-		char *rel = NULL, *overlay = overlay_name(vm_dir, path);
+		char *rel = NULL, *overlay = vi_layer_overlay_name(vm_dir, path);
 		if ((rc = vi_layer_overlay(overlay, path)) == 0) {
 			rel = xasprintf("disks/%s", overlay + strlen(vm_dir) + strlen("/disks/"));
 			free(d->path);
@@ -961,7 +961,7 @@ int vi_layer_live(const struct vi_store *s, struct vi_layer_index *idx, const st
 		*backing = path;
 		return 0;
 	}
-	next = overlay_name(vm_dir, path);
+	next = vi_layer_overlay_name(vm_dir, path);
 	if (strncmp(d->path, "disks/", 6)) {
 		/* Not vi's: it stays where it is, and clones share it as it is. */
 		if ((rc = vi_layer_overlay(next, path)) == 0) {

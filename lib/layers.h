@@ -103,6 +103,10 @@ void vi_layer_live_undo(const struct vi_store *s, struct vi_layer_index *idx, co
  * hypervisor's user, backing recorded as given. */
 int vi_layer_overlay(const char *path, const char *backing);
 
+/* A name for a new overlay of the image at path in the VM's disks/ that no
+ * file has yet (absolute; the caller frees it). */
+char *vi_layer_overlay_name(const char *vm_dir, const char *path);
+
 /* Records the references of VM vm's disks to their layers. */
 void vi_layers_ref_vm(struct vi_layer_index *idx, const struct vi_vm *vm);
 

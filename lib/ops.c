@@ -6,6 +6,7 @@
  * destroy_in(), whichever step failed: the backend's definition, a start,
  * the next of several clones. */
 #include "ops.h"
+#include "snapshot.h"
 #include "forward.h"
 #include "seed.h"
 #include "ssh.h"
@@ -757,9 +758,9 @@ static int clone_seed(const struct vi_store *s, const struct vi_machine *src,
 
 /* Makes clone vm (defined, its disks planned, the index and the journal told
  * of it); on failure nothing of it remains. */
-static int make_clone(const struct vi_store *s, struct vi_machine *src, struct vi_layer_index *idx,
-		      char **layers, const struct vi_clone_spec *sp, struct vi_vm *vm,
-		      struct vi_machine *m)
+static int make_clone(const struct vi_store *s, struct vi_machine *src, const struct vi_vm *base,
+		      struct vi_layer_index *idx, char **layers, const struct vi_clone_spec *sp,
+		      struct vi_vm *vm, struct vi_machine *m)
 {
 	char *name = xstrdup(vm->name), *staging = NULL;
 	bool ports_changed;
@@ -769,7 +770,7 @@ static int make_clone(const struct vi_store *s, struct vi_machine *src, struct v
 	if ((rc = vi_forwards_prepare(vm, &ports_changed)) < 0 ||
 	    (rc = vi_store_stage_vm(s, name, &staging)) < 0)
 		goto cleanup;
-	rc = make_clone_disks(&src->def, layers, sp->full, staging, vm);
+	rc = make_clone_disks(base, layers, sp->full, staging, vm);
 	if (rc == 0)
 		rc = clone_seed(s, src, staging, vm);
 	if (rc == 0 && (rc = add_machine(s, src->hv, vm, staging, m)) == 0) {
@@ -818,11 +819,26 @@ static int freeze_live(const struct vi_store *s, struct vi_machine *src, struct 
 	return rc;
 }
 
+int vi_op_freeze(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx,
+		 char **layers)
+{
+	struct vi_hv_state st;
+	int rc = 0;
+
+	if (vi_hv_state_active(vi_machine_state(m, &st)))
+		rc = freeze_live(s, m, idx, layers);
+	else
+		for (size_t i = 0; rc == 0 && i < m->def.ndisks; i++)
+			rc = vi_layer_freeze(s, idx, &m->def, m->dir, &m->def.disks[i], &layers[i]);
+	/* Disks that moved did so whatever failed after them: record where. */
+	int saved = vi_store_save_vm(s, &m->def);
+	return rc < 0 ? rc : saved;
+}
+
 int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 		const struct vi_clone_spec *sp, struct vi_vm *clones)
 {
 	struct vi_machine src, *made;
-	struct vi_hv_state st;
 	struct vi_layer_index idx;
 	struct journal j;
 	struct vi_vm *defs = NULL;
@@ -837,40 +853,53 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 			return vi_error(VI_ESTATE, "VM '%s' already exists", sp->names[i]);
 	}
 	vi_error_clear();
-	if ((rc = vi_machine_open(s, plugins, sp->source, sp->connect, true, &src)) < 0)
+	/* VM@SNAPSHOT: the snapshot's frozen disks and definition, the VM left
+	 * as it is. */
+	char *vm_name, *snap_name;
+	struct vi_snapshot snap = { 0 };
+	vi_snapshot_ref_split(sp->source, &vm_name, &snap_name);
+	rc = vi_machine_open(s, plugins, vm_name, sp->connect, true, &src);
+	if (rc == 0 && snap_name && (rc = vi_snapshot_load(s, vm_name, snap_name, &snap)) < 0)
+		vi_machine_release(&src);
+	free(snap_name);
+	if (rc < 0) {
+		free(vm_name);
 		return rc;
-	if ((rc = journal_open(s, sp->source, &j)) < 0) {
+	}
+	const struct vi_vm *base = snap.name ? &snap.def : &src.def;
+	rc = journal_open(s, vm_name, &j);
+	free(vm_name);
+	if (rc < 0) {
+		vi_snapshot_release(&snap);
 		vi_machine_release(&src);
 		return rc;
 	}
 	if ((rc = vi_layers_open(s, &idx)) < 0) {
 		journal_close(&j);
+		vi_snapshot_release(&snap);
 		vi_machine_release(&src);
 		return rc;
 	}
 	made = xcalloc(sp->n, sizeof(*made));
 	/* Freeze every disk once, however many clones share the layers. */
-	layers = xcalloc(src.def.ndisks, sizeof(char *));
-	if (vi_hv_state_active(vi_machine_state(&src, &st)))
-		rc = freeze_live(s, &src, &idx, layers);
+	layers = xcalloc(base->ndisks + 1, sizeof(char *));
+	if (snap.name)
+		for (size_t i = 0; i < snap.ndisks && i < base->ndisks; i++)
+			layers[i] = xstrdup(snap.disks[i].backing);
 	else
-		for (size_t i = 0; rc == 0 && i < src.def.ndisks; i++)
-			rc = vi_layer_freeze(s, &idx, &src.def, src.dir, &src.def.disks[i],
-					     &layers[i]);
-	if (rc == 0)
-		rc = vi_store_save_vm(s, &src.def);
+		rc = vi_op_freeze(s, &src, &idx, layers);
 	/* The whole set is defined first: the journal names every clone and the
 	 * index knows every clone reads its layers before any of them can. */
 	defs = xcalloc(sp->n, sizeof(*defs));
 	for (size_t i = 0; rc == 0 && i < sp->n; i++) {
-		clone_definition(&src.def, sp->names[i], &defs[i]);
-		plan_clone_disks(s, &src.def, layers, sp->full, &defs[i]);
+		clone_definition(base, sp->names[i], &defs[i]);
+		plan_clone_disks(s, base, layers, sp->full, &defs[i]);
 		vi_layers_ref_vm(&idx, &defs[i]);
 	}
 	if (rc == 0 && (rc = journal_write(&j, defs, sp->n)) == 0)
 		rc = vi_layers_write(s, &idx);
 	for (; rc == 0 && n < sp->n; n++)
-		rc = make_clone(s, &src, &idx, layers, sp, &defs[n], &made[n]);
+		rc = make_clone(s, &src, base, &idx, layers, sp, &defs[n], &made[n]);
 	if (rc < 0) {
 		/* The clones never made read nothing. */
 		for (size_t i = n ? n - 1 : 0; i < sp->n; i++)
@@ -905,9 +934,10 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 	for (size_t i = 0; defs && i < sp->n; i++)
 		vi_vm_release(&defs[i]);
 	free(defs);
-	for (size_t i = 0; i < src.def.ndisks; i++)
+	for (size_t i = 0; i < base->ndisks; i++)
 		free(layers[i]);
 	free(layers);
+	vi_snapshot_release(&snap);
 	vi_machine_release(&src);
 	return rc;
 }

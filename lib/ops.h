@@ -20,6 +20,8 @@
 #include "store.h"
 #include "template.h"
 
+struct vi_layer_index;
+
 struct vi_create_spec {
 	const char *name;
 	const char *hv;      /* backend; NULL: the template's choice, else the best usable */
@@ -75,6 +77,13 @@ struct vi_clone_spec {
  * taken out again by the next command's vi_ops_recover(). */
 int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 		const struct vi_clone_spec *spec, struct vi_vm *clones);
+
+/* Freezes every disk of m (while it runs, if it runs: the backend moves all
+ * of them at one instant) and saves its definition: layers[i] gets the
+ * backing path of disk i's frozen data (the caller frees each), what clones
+ * and snapshots are made on. idx is the layer index the caller holds. */
+int vi_op_freeze(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx,
+		 char **layers);
 
 enum {
 	VI_OP_FORCE = 1 << 0, /* destroy: go on when the backend is missing or fails */

@@ -175,17 +175,6 @@ static int manifest_file(struct vi_yaml *y, yaml_node_t *map, const char *key, c
 	return 0;
 }
 
-static int manifest_strdup(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
-			   char **out)
-{
-	const char *s = NULL;
-	int rc = vi_yaml_get_str(y, map, key, required, &s);
-
-	if (rc == 0)
-		*out = xstrdup(s);
-	return rc < 0 ? rc : 0;
-}
-
 /* Text a manifest carries to the terminal and the hypervisor has no control
  * characters (a description may have lines and tabs). */
 static bool has_control(const char *s, bool lines)
@@ -259,7 +248,7 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 	memcpy(known, keys, sizeof(keys));
 	known[0] = schema == 1 ? "digest" : "template_digest";
 	if ((rc = vi_yaml_check_keys(y, root, known, ARRAY_SIZE(known))) < 0 ||
-	    (rc = manifest_strdup(y, root, known[0], true, &img->template_digest)) < 0)
+	    (rc = vi_yaml_dup_str(y, root, known[0], true, &img->template_digest)) < 0)
 		return rc;
 	if (!is_digest(img->template_digest))
 		return vi_yaml_error(y, vi_yaml_get(y, root, known[0]), VI_EUSAGE,
@@ -268,12 +257,12 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 	 * for images stored by an earlier version their template digest. */
 	const char *slash = strrchr(dir, '/');
 	img->digest = xstrdup(slash ? slash + 1 : dir);
-	if ((rc = manifest_strdup(y, root, "name", true, &img->name)) < 0 ||
-	    (rc = manifest_strdup(y, root, "version", false, &img->version)) < 0 ||
-	    (rc = manifest_strdup(y, root, "description", false, &img->description)) < 0 ||
-	    (rc = manifest_strdup(y, root, "hv", false, &img->hv)) < 0 ||
-	    (rc = manifest_strdup(y, root, "cmdline", false, &img->cmdline)) < 0 ||
-	    (rc = manifest_strdup(y, root, "root", false, &img->root)) < 0 ||
+	if ((rc = vi_yaml_dup_str(y, root, "name", true, &img->name)) < 0 ||
+	    (rc = vi_yaml_dup_str(y, root, "version", false, &img->version)) < 0 ||
+	    (rc = vi_yaml_dup_str(y, root, "description", false, &img->description)) < 0 ||
+	    (rc = vi_yaml_dup_str(y, root, "hv", false, &img->hv)) < 0 ||
+	    (rc = vi_yaml_dup_str(y, root, "cmdline", false, &img->cmdline)) < 0 ||
+	    (rc = vi_yaml_dup_str(y, root, "root", false, &img->root)) < 0 ||
 	    (rc = vi_yaml_get_str(y, root, "built", false, &built)) < 0 ||
 	    (rc = manifest_file(y, root, "kernel", dir, &img->kernel)) < 0 ||
 	    (rc = manifest_file(y, root, "initrd", dir, &img->initrd)) < 0 ||
@@ -307,8 +296,8 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 		static const char *const base_keys[] = { "name", "digest" };
 		if ((rc = vi_yaml_expect_map(y, v, "'base'")) < 0 ||
 		    (rc = vi_yaml_check_keys(y, v, base_keys, 2)) < 0 ||
-		    (rc = manifest_strdup(y, v, "name", false, &img->base_name)) < 0 ||
-		    (rc = manifest_strdup(y, v, "digest", true, &img->base_digest)) < 0 ||
+		    (rc = vi_yaml_dup_str(y, v, "name", false, &img->base_name)) < 0 ||
+		    (rc = vi_yaml_dup_str(y, v, "digest", true, &img->base_digest)) < 0 ||
 		    (rc = manifest_name(y, v, "name", img->base_name, "template")) < 0)
 			return rc;
 		if (!is_digest(img->base_digest))
@@ -338,13 +327,13 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 		if ((rc = vi_yaml_expect_map(y, v, "'ready'")) < 0 ||
 		    (rc = vi_yaml_check_keys(y, v, ready_keys, 3)) < 0 ||
 		    (rc = vi_yaml_get_bool(y, v, "ssh", false, &img->ready_ssh)) < 0 ||
-		    (rc = manifest_strdup(y, v, "marker", !img->ready_ssh, &img->ready_marker)) < 0 ||
+		    (rc = vi_yaml_dup_str(y, v, "marker", !img->ready_ssh, &img->ready_marker)) < 0 ||
 		    (rc = manifest_text(y, v, "marker", img->ready_marker, false)) < 0 ||
 		    (rc = vi_yaml_get_uint(y, v, "timeout", true, 1, 86400, &u)) < 0)
 			return rc;
 		img->ready_timeout = (unsigned)u;
 	}
-	if ((rc = manifest_strdup(y, root, "user", false, &img->user)) < 0 ||
+	if ((rc = vi_yaml_dup_str(y, root, "user", false, &img->user)) < 0 ||
 	    (rc = manifest_name(y, root, "user", img->user, "user")) < 0 ||
 	    (rc = vi_yaml_get_bool(y, root, "cloud_init", false, &img->cloud_init)) < 0 ||
 	    (rc = manifest_strv(y, root, "network", &img->network)) < 0 ||

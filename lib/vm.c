@@ -28,17 +28,6 @@ int vi_disk_format_parse(const char *s, int *format)
 }
 
 
-/* Copies an optional string key into *dst. */
-static int get_string(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
-		      char **dst)
-{
-	const char *s = NULL;
-	int rc = vi_yaml_get_str(y, map, key, required, &s);
-	if (rc == 0)
-		*dst = xstrdup(s);
-	return rc < 0 ? rc : 0;
-}
-
 static int load_disks(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 {
 	static const char *const keys[] = { "path", "format", "readonly", "layer" };
@@ -59,8 +48,8 @@ static int load_disks(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 		vm->disks = xrealloc(vm->disks, (vm->ndisks + 1) * sizeof(*vm->disks));
 		d = &vm->disks[vm->ndisks++];
 		memset(d, 0, sizeof(*d));
-		if ((rc = get_string(y, item, "path", true, &d->path)) < 0 ||
-		    (rc = get_string(y, item, "layer", false, &d->layer)) < 0 ||
+		if ((rc = vi_yaml_dup_str(y, item, "path", true, &d->path)) < 0 ||
+		    (rc = vi_yaml_dup_str(y, item, "layer", false, &d->layer)) < 0 ||
 		    (rc = vi_yaml_get_str(y, item, "format", false, &fmt)) < 0 ||
 		    (rc = vi_yaml_get_bool(y, item, "readonly", false, &ro)) < 0)
 			return rc;
@@ -196,9 +185,9 @@ static int load_nics(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 		vm->nics = xrealloc(vm->nics, (vm->nnics + 1) * sizeof(*vm->nics));
 		n = &vm->nics[vm->nnics++];
 		memset(n, 0, sizeof(*n));
-		if ((rc = get_string(y, item, "mac", true, &n->mac)) < 0 ||
-		    (rc = get_string(y, item, "mode", false, &n->mode)) < 0 ||
-		    (rc = get_string(y, item, "source", false, &n->source)) < 0)
+		if ((rc = vi_yaml_dup_str(y, item, "mac", true, &n->mac)) < 0 ||
+		    (rc = vi_yaml_dup_str(y, item, "mode", false, &n->mode)) < 0 ||
+		    (rc = vi_yaml_dup_str(y, item, "source", false, &n->source)) < 0)
 			return rc;
 		if (!n->mode)
 			n->mode = xstrdup("user");
@@ -215,7 +204,7 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 		"schema", "name", "uuid", "hv", "connect", "cpus", "max_cpus", "memory",
 		"max_memory", "kernel", "initrd", "cmdline", "guest_type", "disks", "nics",
 		"hostname", "machine_id", "template", "template_digest", "ready_marker", "origin",
-		"created", "user", "ready_ssh",
+		"created", "user", "ready_ssh", "snapshot",
 	};
 	struct vi_yaml y;
 	yaml_node_t *root, *n;
@@ -231,21 +220,22 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 		goto cleanup;
 	if ((rc = vi_yaml_check_schema(&y, root, VI_VM_SCHEMA)) < 0)
 		goto cleanup;
-	if ((rc = get_string(&y, root, "name", true, &vm->name)) < 0 ||
-	    (rc = get_string(&y, root, "uuid", true, &vm->uuid)) < 0 ||
-	    (rc = get_string(&y, root, "hv", true, &vm->hv)) < 0 ||
-	    (rc = get_string(&y, root, "connect", false, &vm->connect)) < 0 ||
-	    (rc = get_string(&y, root, "kernel", false, &vm->kernel)) < 0 ||
-	    (rc = get_string(&y, root, "initrd", false, &vm->initrd)) < 0 ||
-	    (rc = get_string(&y, root, "cmdline", false, &vm->cmdline)) < 0 ||
-	    (rc = get_string(&y, root, "guest_type", false, &vm->guest_type)) < 0 ||
-	    (rc = get_string(&y, root, "hostname", false, &vm->hostname)) < 0 ||
-	    (rc = get_string(&y, root, "machine_id", false, &vm->machine_id)) < 0 ||
-	    (rc = get_string(&y, root, "template", false, &vm->template)) < 0 ||
-	    (rc = get_string(&y, root, "template_digest", false, &vm->template_digest)) < 0 ||
-	    (rc = get_string(&y, root, "ready_marker", false, &vm->ready_marker)) < 0 ||
-	    (rc = get_string(&y, root, "origin", false, &vm->origin)) < 0 ||
-	    (rc = get_string(&y, root, "user", false, &vm->user)) < 0 ||
+	if ((rc = vi_yaml_dup_str(&y, root, "name", true, &vm->name)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "uuid", true, &vm->uuid)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "hv", true, &vm->hv)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "connect", false, &vm->connect)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "kernel", false, &vm->kernel)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "initrd", false, &vm->initrd)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "cmdline", false, &vm->cmdline)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "guest_type", false, &vm->guest_type)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "hostname", false, &vm->hostname)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "machine_id", false, &vm->machine_id)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "template", false, &vm->template)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "template_digest", false, &vm->template_digest)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "ready_marker", false, &vm->ready_marker)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "origin", false, &vm->origin)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "user", false, &vm->user)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "snapshot", false, &vm->snapshot)) < 0 ||
 	    (rc = vi_yaml_get_bool(&y, root, "ready_ssh", false, &vm->ready_ssh)) < 0)
 		goto cleanup;
 	if ((rc = vi_yaml_get_uint(&y, root, "cpus", true, 1, 4096, &u)) < 0)
@@ -356,6 +346,7 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 	vi_yaml_out_str(&o, "user", vm->user);
 	if (vm->ready_ssh)
 		vi_yaml_out_bool(&o, "ready_ssh", true);
+	vi_yaml_out_str(&o, "snapshot", vm->snapshot);
 	if (vm->created)
 		vi_yaml_out_uint(&o, "created", (uint64_t)vm->created);
 	vi_yaml_out_end(&o);
@@ -382,7 +373,7 @@ void vi_vm_release(struct vi_vm *vm)
 		&vm->name,	&vm->uuid,	 &vm->hv,	  &vm->connect,
 		&vm->kernel,	&vm->initrd,	 &vm->cmdline,	  &vm->guest_type,
 		&vm->hostname,	&vm->machine_id, &vm->template,	  &vm->template_digest,
-		&vm->ready_marker, &vm->origin, &vm->user,
+		&vm->ready_marker, &vm->origin, &vm->user, &vm->snapshot,
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(strings); i++)
 		free(*strings[i]);

@@ -63,6 +63,7 @@ struct vi_vm {
 	char *origin;          /* the VM it was cloned from, or NULL */
 	char *user;            /* who `vi ssh` logs in as, or NULL: no SSH login */
 	bool ready_ssh;        /* "ready" means SSH answers */
+	char *snapshot;        /* the snapshot its current state comes from (git's HEAD), or NULL */
 	time_t created;
 };
 

@@ -504,6 +504,17 @@ int vi_yaml_get_str(struct vi_yaml *y, yaml_node_t *map, const char *key, bool r
 	return rc;
 }
 
+int vi_yaml_dup_str(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
+		    char **out)
+{
+	const char *s = NULL;
+	int rc = vi_yaml_get_str(y, map, key, required, &s);
+
+	if (rc == 0)
+		*out = xstrdup(s);
+	return rc < 0 ? rc : 0;
+}
+
 int vi_yaml_get_uint(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
 		     uint64_t min, uint64_t max, uint64_t *out)
 {

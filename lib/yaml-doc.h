@@ -54,6 +54,10 @@ const char *vi_yaml_kind(const yaml_node_t *node);
  * negative on error (wrong type, missing while required, out of range). */
 int vi_yaml_get_str(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
 		    const char **out);
+/* The same for a string, copied into *out (malloc'd) when found; 0 also
+ * when absent and not required. */
+int vi_yaml_dup_str(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
+		    char **out);
 int vi_yaml_get_uint(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,
 		     uint64_t min, uint64_t max, uint64_t *out);
 int vi_yaml_get_size(struct vi_yaml *y, yaml_node_t *map, const char *key, bool required,

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define STATE_MAGIC "vi-fixture-state 1"
@@ -325,7 +326,10 @@ static int fixture_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm
 			return host->error(VI_EUSAGE, "disk %zu of '%s' is read-only", i, vm->name);
 		if ((rc = qcow2_backing(overlays[i], backing)) < 0)
 			return rc;
-		if (!realpath(vm->disks[i]->path, current) || strcmp(current, backing))
+		/* The same file, maybe by another name (a layer is a hard link). */
+		struct stat a, b;
+		if (!realpath(vm->disks[i]->path, current) || stat(current, &a) < 0 ||
+		    stat(backing, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
 			return host->error(VI_EUSAGE, "overlay '%s' is not backed by disk '%s'",
 					   overlays[i], vm->disks[i]->path);
 	}
