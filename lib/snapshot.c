@@ -606,6 +606,21 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 	if (rc < 0 || (rc = vi_store_save_vm(s, &def)) < 0)
 		goto fail;
 	switched = true;
+	/* The guest resumes before the state it replaces is forgotten: if it
+	 * cannot, the VM goes back to that state. */
+	if (snap.memory) {
+		struct vi_machine now;
+		mem = snap_file(s, vm_name, name, MEMORY_FILE);
+		if ((rc = vi_machine_open(s, plugins, vm_name, NULL, true, &now)) == 0) {
+			unsigned flags = !strcmp(snap.state, "paused") ? VI_HV_RUN_PAUSED : 0;
+			rc = vi_hv_restore(now.hv, &now.view.vm, mem, flags);
+			vi_machine_release(&now);
+		}
+		if (rc < 0) {
+			vi_error_wrap("cannot resume VM '%s' from snapshot '%s'", vm_name, name);
+			goto back;
+		}
+	}
 	/* The old overlays: their data is in the automatic snapshot, or discarded. */
 	old = m->def;
 	m->def = def;
@@ -624,22 +639,69 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 			free(p);
 		}
 	}
-	if ((rc = vi_layers_commit(s, &idx)) < 0)
-		goto out_reopen;
-	mem = snap_file(s, vm_name, name, MEMORY_FILE);
-out_reopen:
-	/* The machine as it is now, for restoring and for the caller. */
+	rc = vi_layers_commit(s, &idx);
+	goto reopen;
+back: {
+	/* The definition and disks it had, and the guest as the automatic
+	 * snapshot kept it. */
+	struct vi_error_saved e;
+	struct vi_vm_hv view;
+	vi_error_save(&e);
+	vi_vm_hv_init(&view, &m->def, m->dir);
+	if (vi_hv_define(m->hv, &view.vm) == 0 && vi_store_save_vm(s, &m->def) == 0)
+		switched = false;
+	vi_vm_hv_release(&view);
+	vi_error_restore(&e);
+}
+	if (switched) {
+		/* The VM is on the snapshot, stopped: say why. */
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_layers_commit(s, &idx);
+		vi_error_restore(&e);
+		goto reopen;
+	}
+	for (size_t i = 0; i < nmade; i++)
+		unlink(made[i]);
+	unref_disks(&idx, &def);
+	vi_layers_ref_vm(&idx, &m->def);
+	{
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_layers_commit(s, &idx);
+		/* The state the automatic snapshot kept runs again, and the
+		 * snapshot, made for nothing, goes. */
+		struct vi_snapshot kept;
+		if (*saved && vi_snapshot_load(s, vm_name, *saved, &kept) == 0) {
+			struct vi_machine now;
+			if (vi_machine_open(s, plugins, vm_name, NULL, true, &now) == 0) {
+				char *kmem = snap_file(s, vm_name, *saved, MEMORY_FILE);
+				if (kept.memory)
+					vi_hv_restore(now.hv, &now.view.vm, kmem,
+						      !strcmp(kept.state, "paused") ? VI_HV_RUN_PAUSED
+										    : 0);
+				if (vi_snapshot_delete(s, &now, *saved) == 0) {
+					free(*saved);
+					*saved = NULL;
+				}
+				free(kmem);
+				vi_machine_release(&now);
+			}
+			vi_snapshot_release(&kept);
+		}
+		vi_error_restore(&e);
+	}
+reopen:
+	/* The machine as it is now, for the caller. */
 	vi_machine_release(m);
 	{
+		struct vi_error_saved e;
+		vi_error_save(&e);
 		int orc = vi_machine_open(s, plugins, vm_name, NULL, true, m);
 		if (rc == 0)
 			rc = orc;
-	}
-	if (rc == 0 && snap.memory) {
-		unsigned flags = !strcmp(snap.state, "paused") ? VI_HV_RUN_PAUSED : 0;
-		if ((rc = vi_hv_restore(m->hv, &m->view.vm, mem, flags)) < 0)
-			vi_error_wrap("VM '%s' is on snapshot '%s', stopped: cannot resume it",
-				      vm_name, name);
+		else
+			vi_error_restore(&e);
 	}
 	goto out_snap;
 fail:

@@ -1,6 +1,6 @@
 # Test kernels: freestanding C and assembly linked by guest.ld into bzImage files in
 # $(B)/tests/guest/NAME.bzImage. Built with their own flags: never sanitized, no libc.
-GUEST_KERNELS := bootinfo smp reset hello devices acpi disk-writer counter net
+GUEST_KERNELS := bootinfo smp reset hello devices acpi disk-writer counter net stamps
 GUEST_DIR := $(B)/tests/guest
 GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
 	-fno-stack-protector -fno-asynchronous-unwind-tables -mno-red-zone \
