@@ -116,6 +116,7 @@ int cmd_snapshot_create(int argc, char **argv)
 				struct json_object *doc = vi_json_doc();
 				json_object_object_add(doc, "vm", vi_json_str(m.def.name));
 				json_object_object_add(doc, "snapshot", snapshot_json(&snap, name));
+				json_object_object_add(doc, "paused_ms", vi_json_ms(spec.paused_ms));
 				vi_json_print(doc);
 			} else {
 				printf("%s\n", name);

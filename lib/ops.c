@@ -795,7 +795,7 @@ cleanup:
 /* A running source keeps running: the backend moves its disks onto new
  * overlays at one instant, and what they were becomes the layers. */
 static int freeze_live(const struct vi_store *s, struct vi_machine *src, struct vi_layer_index *idx,
-		       char **layers)
+		       char **layers, double *paused_at, const char *verb)
 {
 	size_t n = src->def.ndisks;
 	char **overlays = xcalloc(n, sizeof(char *));
@@ -804,9 +804,21 @@ static int freeze_live(const struct vi_store *s, struct vi_machine *src, struct 
 	for (size_t i = 0; rc == 0 && i < n; i++)
 		rc = vi_layer_live(s, idx, &src->def, src->dir, &src->def.disks[i], &overlays[i],
 				   &layers[i]);
+	/* Everything is ready before the guest waits, if it is to wait. */
+	if (rc == 0 && paused_at) {
+		*paused_at = vi_now_ms();
+		rc = vi_hv_pause(src->hv, &src->view.vm);
+	}
 	if (rc == 0 && (rc = vi_hv_switch_disks(src->hv, &src->view.vm,
-						(const char *const *)overlays)) < 0)
-		vi_error_wrap("cannot clone '%s' while it runs", src->def.name);
+						(const char *const *)overlays)) < 0) {
+		vi_error_wrap("cannot %s '%s' while it runs", verb, src->def.name);
+		if (paused_at) {
+			struct vi_error_saved e;
+			vi_error_save(&e);
+			vi_hv_resume(src->hv, &src->view.vm);
+			vi_error_restore(&e);
+		}
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (rc == 0 && overlays[i])
 			vi_layer_live_done(s, idx, src->def.name, src->dir, &src->def.disks[i],
@@ -820,13 +832,15 @@ static int freeze_live(const struct vi_store *s, struct vi_machine *src, struct 
 }
 
 int vi_op_freeze(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx,
-		 char **layers)
+		 char **layers, double *paused_at, const char *verb)
 {
 	struct vi_hv_state st;
 	int rc = 0;
+	int state = vi_machine_state(m, &st);
 
-	if (vi_hv_state_active(vi_machine_state(m, &st)))
-		rc = freeze_live(s, m, idx, layers);
+	if (vi_hv_state_active(state))
+		rc = freeze_live(s, m, idx, layers, state == VI_HV_RUNNING ? paused_at : NULL,
+				 verb);
 	else
 		for (size_t i = 0; rc == 0 && i < m->def.ndisks; i++)
 			rc = vi_layer_freeze(s, idx, &m->def, m->dir, &m->def.disks[i], &layers[i]);
@@ -887,7 +901,7 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 		for (size_t i = 0; i < snap.ndisks && i < base->ndisks; i++)
 			layers[i] = xstrdup(snap.disks[i].backing);
 	else
-		rc = vi_op_freeze(s, &src, &idx, layers);
+		rc = vi_op_freeze(s, &src, &idx, layers, NULL, "clone");
 	/* The whole set is defined first: the journal names every clone and the
 	 * index knows every clone reads its layers before any of them can. */
 	defs = xcalloc(sp->n, sizeof(*defs));

@@ -81,9 +81,13 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 /* Freezes every disk of m (while it runs, if it runs: the backend moves all
  * of them at one instant) and saves its definition: layers[i] gets the
  * backing path of disk i's frozen data (the caller frees each), what clones
- * and snapshots are made on. idx is the layer index the caller holds. */
+ * and snapshots are made on. idx is the layer index the caller holds. With
+ * paused_at, a running VM is paused once its new overlays are ready, just
+ * before its disks move, and left paused for the caller, who resumes it
+ * (*paused_at: when, vi_now_ms()); not on failure. A running VM whose disks
+ * cannot move is "cannot VERB 'NAME' while it runs: ...". */
 int vi_op_freeze(const struct vi_store *s, struct vi_machine *m, struct vi_layer_index *idx,
-		 char **layers);
+		 char **layers, double *paused_at, const char *verb);
 
 enum {
 	VI_OP_FORCE = 1 << 0, /* destroy: go on when the backend is missing or fails */

@@ -302,16 +302,18 @@ static const char *state_word(int state)
 }
 
 int vi_snapshot_create(const struct vi_store *s, struct vi_machine *m,
-		       const struct vi_snapshot_spec *sp, char **name_out)
+		       struct vi_snapshot_spec *sp, char **name_out)
 {
 	struct vi_snapshot snap = { 0 };
 	struct vi_layer_index idx;
 	struct vi_hv_state st;
 	char *name, *final = NULL, *tmp = NULL, **layers = NULL, *ref = NULL;
 	bool paused_here = false, refs_written = false;
+	double paused_at = 0;
 	int rc;
 
 	*name_out = NULL;
+	sp->paused_ms = 0;
 	if (sp->name) {
 		if ((rc = vi_check_name(sp->name, "snapshot")) < 0)
 			return rc;
@@ -351,31 +353,29 @@ int vi_snapshot_create(const struct vi_store *s, struct vi_machine *m,
 	if ((rc = vi_mkdir_p(tmp, 0711)) < 0)
 		goto fail;
 
-	/* One instant for disks and memory: the guest waits while both are taken. */
-	if (memory && state == VI_HV_RUNNING) {
-		if ((rc = vi_hv_pause(m->hv, &m->view.vm)) < 0)
-			goto fail;
-		paused_here = true;
-	}
+	/* One instant for disks and memory: the guest waits while both are taken,
+	 * from just before its disks move. */
 	layers = xcalloc(m->def.ndisks + 1, sizeof(char *));
-	if ((rc = vi_op_freeze(s, m, &idx, layers)) < 0)
+	if ((rc = vi_op_freeze(s, m, &idx, layers, memory ? &paused_at : NULL, "snapshot")) < 0)
 		goto fail;
+	paused_here = memory && state == VI_HV_RUNNING;
 	vi_vm_hv_release(&m->view);
 	vi_vm_hv_init(&m->view, &m->def, m->dir);
-	if (memory) {
-		char *mem = xasprintf("%s/%s", tmp, MEMORY_FILE);
-		rc = vi_hv_save(m->hv, &m->view.vm, mem, VI_HV_SAVE_LIVE);
-		free(mem);
-		if (rc < 0) {
-			vi_error_wrap("cannot save the memory of VM '%s'", m->def.name);
-			goto fail;
-		}
-	}
-	if (paused_here) {
+	char *mem = xasprintf("%s/%s", tmp, MEMORY_FILE);
+	if (memory && (rc = vi_hv_save(m->hv, &m->view.vm, mem,
+				       VI_HV_SAVE_LIVE | VI_HV_SAVE_NOSYNC)) < 0)
+		vi_error_wrap("cannot save the memory of VM '%s'", m->def.name);
+	if (rc == 0 && paused_here) {
 		paused_here = false;
-		if ((rc = vi_hv_resume(m->hv, &m->view.vm)) < 0)
-			goto fail;
+		rc = vi_hv_resume(m->hv, &m->view.vm);
+		sp->paused_ms = vi_ms_since(paused_at);
 	}
+	/* On disk once the guest goes on: the snapshot is not there before. */
+	if (rc == 0 && memory)
+		rc = vi_fsync_path(mem);
+	free(mem);
+	if (rc < 0)
+		goto fail;
 
 	snap.name = name;
 	snap.parent = m->def.snapshot;

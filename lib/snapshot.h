@@ -53,13 +53,14 @@ struct vi_snapshot_spec {
 	const char *message; /* may be NULL */
 	bool disk_only;      /* no memory even when the VM runs */
 	bool automatic;
+	double paused_ms;    /* out: how long the guest was paused for it (0 if not) */
 };
 
 /* Takes a snapshot of m, which may run: the guest is paused only while its
  * disks move and its memory is written. *name gets its name (caller frees).
  * m->def is updated (its disks' layers, its snapshot). */
 int vi_snapshot_create(const struct vi_store *s, struct vi_machine *m,
-		       const struct vi_snapshot_spec *spec, char **name);
+		       struct vi_snapshot_spec *spec, char **name);
 
 /* Returns m to snapshot `name`: disks as they were then and, when it holds
  * memory, the guest running (or paused) from that instant. Unless discard,

@@ -281,17 +281,23 @@ static int state_put_run(struct vi_state_writer *w, uint64_t gpa, const uint8_t 
 int vi_state_write_pages(struct vi_state_writer *w, uint64_t gpa, const uint8_t *mem,
 			 uint64_t pages)
 {
+	return vi_state_write_pages_known(w, gpa, mem, pages, NULL);
+}
+
+int vi_state_write_pages_known(struct vi_state_writer *w, uint64_t gpa, const uint8_t *mem,
+			       uint64_t pages, const uint8_t *untouched)
+{
 	uint64_t i = 0;
 
+#define ZERO(i) ((untouched && untouched[i]) || page_is_zero(mem + (i) * VI_STATE_PAGE))
 	while (i < pages) {
 		uint64_t start;
 		int ret;
 
-		for (; i < pages && page_is_zero(mem + i * VI_STATE_PAGE); i++)
+		for (; i < pages && ZERO(i); i++)
 			atomic_fetch_add(&w->pages_done, 1);
 		start = i;
-		while (i < pages && i - start < RUN_MAX_PAGES &&
-		       !page_is_zero(mem + i * VI_STATE_PAGE))
+		while (i < pages && i - start < RUN_MAX_PAGES && !ZERO(i))
 			i++;
 		if (i == start)
 			break;
@@ -303,6 +309,7 @@ int vi_state_write_pages(struct vi_state_writer *w, uint64_t gpa, const uint8_t 
 	}
 	return 0;
 }
+#undef ZERO
 
 int vi_state_writer_finish(struct vi_state_writer *w)
 {

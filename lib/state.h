@@ -113,6 +113,10 @@ int vi_state_write(struct vi_state_writer *w, const struct vi_state_desc *desc,
 /* Guest memory at gpa, `pages` pages from mem: its non-zero pages as page runs. */
 int vi_state_write_pages(struct vi_state_writer *w, uint64_t gpa, const uint8_t *mem,
 			 uint64_t pages);
+/* The same, passing over without reading every page i with untouched[i] set: one
+ * the host never gave memory to, which reads as zero (untouched may be NULL). */
+int vi_state_write_pages_known(struct vi_state_writer *w, uint64_t gpa, const uint8_t *mem,
+			       uint64_t pages, const uint8_t *untouched);
 /* The end section. */
 int vi_state_writer_finish(struct vi_state_writer *w);
 

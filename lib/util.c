@@ -407,6 +407,17 @@ int vi_write_all(int fd, const void *buf, size_t len)
 	return 0;
 }
 
+int vi_fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (fd < 0 || fsync(fd) < 0)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot sync '%s'", path);
+	if (fd >= 0)
+		close(fd);
+	return rc;
+}
+
 static int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
 			     bool durable)
 {

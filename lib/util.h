@@ -75,6 +75,8 @@ int vi_read_regular_file(const char *path, size_t max, char **buf, size_t *len);
  * fd, EAGAIN (waiting for room). Returns 0, or -1 with errno set (EIO when
  * the fd takes nothing), recording nothing: callers name what they write. */
 int vi_write_all(int fd, const void *buf, size_t len);
+/* Makes what was written to the file at path durable (fsync). */
+int vi_fsync_path(const char *path);
 /* Write temp, fsync, rename over path, fsync the directory. */
 int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigned mode);
 /* The same without the fsyncs: readers see the old file or the new one, but

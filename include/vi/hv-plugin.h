@@ -212,7 +212,9 @@ struct vi_hv_stats {
 /* save(): keep the guest running once its state is written (a live snapshot:
  * the state is that of one instant, the guest goes on from it). Without it the
  * VM is stopped once its state is safely written. */
-#define VI_HV_SAVE_LIVE (1u << 0)
+#define VI_HV_SAVE_LIVE   (1u << 0)
+#define VI_HV_SAVE_NOSYNC (1u << 1) /* the host syncs the file itself, once the guest goes
+				       on: writing it to the page cache is enough */
 
 /* How run() starts the VM: booted afresh, from a state file save() wrote, or
  * from an incoming migration stream. */

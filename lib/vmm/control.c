@@ -39,6 +39,7 @@ struct control_job {
 	bool live;
 	int fd;
 	bool regular;           /* fd is a file: synced, and removed if the job fails */
+	bool nosync;            /* the client syncs the file itself */
 	struct vi_state_writer w;
 	pthread_t thread;
 	int client_fd;          /* who waits for the reply; -1 once it has gone */
@@ -386,7 +387,7 @@ static void *control_save_thread(void *opaque)
 
 	if (ret == 0)
 		ret = vmm_save(ctl->vm, job->fd, &job->w);
-	if (ret == 0 && job->regular && fsync(job->fd) < 0)
+	if (ret == 0 && job->regular && !job->nosync && fsync(job->fd) < 0)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot sync '%s'", job->path);
 	if (close(job->fd) < 0 && ret == 0)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", job->path);
@@ -403,7 +404,8 @@ static void *control_save_thread(void *opaque)
 	return NULL;
 }
 
-/* {"path":P,"live":B}: the whole state into a new file at P. */
+/* {"path":P,"live":B,"sync":B}: the whole state into a new file at P, synced unless
+ * "sync" is false. */
 static int control_save(struct vmm_control *ctl, struct control_client *c,
 			struct json_object *req, struct json_object *reply)
 {
@@ -419,6 +421,7 @@ static int control_save(struct vmm_control *ctl, struct control_client *c,
 	path = json_object_get_string(v);
 	*job = (struct control_job){ .name = "save", .client_fd = c->fd };
 	job->live = json_object_object_get_ex(req, "live", &v) && json_object_get_boolean(v);
+	job->nosync = json_object_object_get_ex(req, "sync", &v) && !json_object_get_boolean(v);
 	/* Non-blocking: a pipe whose reader stalls must not keep the job from seeing that
 	 * it was cancelled. */
 	job->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_CLOEXEC, 0600);

@@ -2,10 +2,12 @@
  * slot: anonymous, with parts mapped privately from a state file on restore, and dirty
  * logging for migration. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "error.h"
 #include "util.h"
@@ -30,7 +32,8 @@ static int memory_set_slot(struct vmm *vm, const struct vmm_mem_region *r)
 int vmm_memory_add(struct vmm *vm, uint64_t gpa, uint64_t size, int fd, uint64_t offset,
 		   unsigned flags)
 {
-	struct vmm_mem_region r = { .gpa = gpa, .size = size, .slot = vm->nmem, .flags = flags };
+	struct vmm_mem_region r = { .gpa = gpa, .size = size, .slot = vm->nmem,
+				    .flags = flags | (fd < 0 ? VMM_MEM_ANON : 0) };
 	int mflags = MAP_NORESERVE;
 	void *hva;
 	int ret;
@@ -120,8 +123,39 @@ int vmm_memory_map_file(struct vmm *vm, uint64_t gpa, uint64_t len, int fd, uint
 		 (off_t)offset) == MAP_FAILED)
 		return vi_error_errno(VI_EFAIL, errno, "cannot map guest memory at 0x%llx",
 				      (unsigned long long)gpa);
+	for (size_t i = 0; i < vm->nmem; i++)
+		if (gpa >= vm->mem[i].gpa && gpa < vm->mem[i].gpa + vm->mem[i].size)
+			vm->mem[i].flags &= ~VMM_MEM_ANON;
 	madvise(hva, len, MADV_DONTDUMP);
 	return 0;
+}
+
+uint8_t *vmm_memory_untouched(const struct vmm *vm, size_t index)
+{
+	const struct vmm_mem_region *r = &vm->mem[index];
+	uint64_t pages = r->size / 4096, first = (uint64_t)(uintptr_t)r->hva / 4096;
+	uint64_t entries[512];
+	uint8_t *untouched;
+	int fd;
+
+	if (!(r->flags & VMM_MEM_ANON) || (fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	untouched = xcalloc(pages ? pages : 1, 1);
+	for (uint64_t i = 0; i < pages;) {
+		uint64_t n = pages - i < 512 ? pages - i : 512;
+		ssize_t got = pread(fd, entries, n * 8, (off_t)((first + i) * 8));
+		if (got != (ssize_t)(n * 8)) {
+			free(untouched);
+			untouched = NULL;
+			break;
+		}
+		/* Neither present (bit 63) nor swapped (bit 62): never written. */
+		for (uint64_t j = 0; j < n; j++)
+			untouched[i + j] = !(entries[j] >> 62);
+		i += n;
+	}
+	close(fd);
+	return untouched;
 }
 
 void vmm_memory_release(struct vmm *vm)

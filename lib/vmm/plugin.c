@@ -712,6 +712,8 @@ static int plugin_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const c
 	(void)ctx;
 	json_object_object_add(args, "path", absolute_path_json(path));
 	json_object_object_add(args, "live", json_object_new_boolean(live));
+	if (flags & VI_HV_SAVE_NOSYNC)
+		json_object_object_add(args, "sync", json_object_new_boolean(false));
 	if (live)
 		return plugin_call(vm, "save", args, NULL);
 	return call_until_gone(vm, "save", args, FORCE_TIMEOUT_MS);

@@ -45,9 +45,13 @@ int vmm_save(struct vmm *vm, int fd, struct vi_state_writer *w)
 	/* The devices' I/O threads would write guest memory behind the saved pages. */
 	devices_hold(vm, true);
 	ret = vi_state_writer_init(w, fd, &h);
-	for (size_t i = 0; ret == 0 && i < vm->nmem; i++)
-		ret = vi_state_write_pages(w, vm->mem[i].gpa, vm->mem[i].hva,
-					   vm->mem[i].size / VI_STATE_PAGE);
+	/* Pages the guest never wrote are known to be zero without reading them. */
+	for (size_t i = 0; ret == 0 && i < vm->nmem; i++) {
+		uint8_t *untouched = vmm_memory_untouched(vm, i);
+		ret = vi_state_write_pages_known(w, vm->mem[i].gpa, vm->mem[i].hva,
+						 vm->mem[i].size / VI_STATE_PAGE, untouched);
+		free(untouched);
+	}
 	for (unsigned i = 0; ret == 0 && i < vm->nvcpus; i++) {
 		struct vmm_vcpu_state st;
 

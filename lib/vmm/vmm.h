@@ -195,11 +195,16 @@ struct vmm_mem_region {
 };
 #define VMM_MEM_PRIVATE   (1u << 0)
 #define VMM_MEM_DIRTY_LOG (1u << 1)
+#define VMM_MEM_ANON      (1u << 2) /* anonymous, with no file mapped over any of it */
 
 /* Adds a region; fd -1 for anonymous memory. */
 int vmm_memory_add(struct vmm *vm, uint64_t gpa, uint64_t size, int fd, uint64_t offset,
 		   unsigned flags);
 size_t vmm_memory_count(const struct vmm *vm);
+/* For an anonymous region: one byte per page, set for a page the host never gave
+ * memory to (never written: it reads as zero), from /proc/self/pagemap. NULL when
+ * that cannot be told (a file mapped over the region, no pagemap). The caller frees. */
+uint8_t *vmm_memory_untouched(const struct vmm *vm, size_t index);
 const struct vmm_mem_region *vmm_memory_region(const struct vmm *vm, size_t index);
 /* Host address of [gpa, gpa+len) when it lies in one region, else NULL. */
 void *vmm_gpa_to_hva(struct vmm *vm, uint64_t gpa, uint64_t len);
