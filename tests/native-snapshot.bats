@@ -88,7 +88,6 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(-64, 2)
     f.write(bytes([b[0] ^ 0x10]))
 PY
-	cp "$VI_HOME/vms/g3/vm.yaml" before.yaml
 	run -2 vi snapshot checkout g3 s1
 	[ "${#lines[@]}" = 1 ]
 	[[ $output =~ ^vi:\ error:\ cannot\ resume\ VM\ \'g3\'\ from\ snapshot\ \'s1\':\ .*section\ \'[a-z0-9-]+\'\ \#[0-9]+\ of\ the\ state\ fails\ its\ checksum$ ]]
