@@ -241,6 +241,11 @@ int vi_check_name(const char *name, const char *what)
 
 int vi_mkdir_p(const char *path, unsigned mode)
 {
+	struct stat st;
+
+	/* Mostly it is there: one call, not one for each level. */
+	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
 	char *p = xstrdup(path);
 	int rc = 0;
 
