@@ -6,6 +6,7 @@
 #include "template.h"
 #include "util.h"
 
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 __attribute__((used)) static const char completion_signature[] = "vi-complete-protocol 1";
 
 static const char *cur = "";
+static const char *last_positional; /* the VM whose snapshots are completed */
 
 static void offer(const char *word)
 {
@@ -42,15 +44,42 @@ static void offer_options(const struct vi_option *opts, const struct vi_option *
 	}
 }
 
+/* The snapshots of VM vm, each as PREFIX + name. */
+static void offer_snapshots(const struct vi_store *s, const char *vm, const char *prefix)
+{
+	char *dir = vi_check_name(vm, "VM") == 0 ? vi_store_path(s, "vms/%s/snapshots", vm) : NULL;
+	DIR *d = dir ? opendir(dir) : NULL;
+	struct dirent *e;
+
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			char *w = xasprintf("%s%s", prefix, e->d_name);
+			offer(w);
+			free(w);
+		}
+	if (d)
+		closedir(d);
+	free(dir);
+}
+
 /* The VMs defined in the store (read, not created: a missing one offers
- * nothing). */
-static void offer_vms(void)
+ * nothing), or with "VM@" typed, that VM's snapshots as VM@SNAPSHOT. */
+static void offer_vms(bool snapshots)
 {
 	struct vi_store s = { .home = ctx.home ? xstrdup(ctx.home) : vi_store_default_home() };
+	const char *at = strchr(cur, '@');
 	char **names;
 	size_t n;
 
-	if (vi_store_list_vms(&s, &names, &n) == 0) {
+	if (snapshots) {
+		if (last_positional)
+			offer_snapshots(&s, last_positional, "");
+	} else if (at) {
+		char *vm = xstrndup(cur, (size_t)(at - cur)), *prefix = xasprintf("%s@", vm);
+		offer_snapshots(&s, vm, prefix);
+		free(vm);
+		free(prefix);
+	} else if (vi_store_list_vms(&s, &names, &n) == 0) {
 		for (size_t i = 0; i < n; i++)
 			offer(names[i]);
 		vi_store_names_free(names, n);
@@ -68,7 +97,10 @@ static void offer_kind(enum vi_complete kind)
 		printf("__dirs__\n");
 		break;
 	case VI_COMPLETE_VM:
-		offer_vms();
+		offer_vms(false);
+		break;
+	case VI_COMPLETE_SNAPSHOT:
+		offer_vms(true);
 		break;
 	case VI_COMPLETE_HV: {
 		/* Only plugins that load; their warnings go to the shell's stderr,
@@ -147,6 +179,7 @@ int cmd_complete(int argc, char **argv)
 			continue;
 		}
 		positional++;
+		last_positional = w;
 	}
 	if (cur[0] == '-') {
 		const struct vi_option *own = c && !c->sub ? c->options : NULL;

@@ -149,7 +149,8 @@ enum vi_complete cmd_arg_complete(const struct cmd *c, int index)
 		{ "NAME", VI_COMPLETE_VM },	 { "SRC", VI_COMPLETE_VM },
 		{ "VERB", VI_COMPLETE_VERB },	 { "FILE", VI_COMPLETE_FILE },
 		{ "DIR", VI_COMPLETE_DIR },	 { "TEMPLATE", VI_COMPLETE_TEMPLATE },
-		{ "BACKEND", VI_COMPLETE_HV },
+		{ "BACKEND", VI_COMPLETE_HV },	 { "VM", VI_COMPLETE_VM },
+		{ "SNAPSHOT", VI_COMPLETE_SNAPSHOT },
 	};
 	char tok[64] = "";
 	const char *p = c->args ? c->args : "";

@@ -24,6 +24,7 @@ enum vi_complete {
 	VI_COMPLETE_HV,
 	VI_COMPLETE_VERB,
 	VI_COMPLETE_TEMPLATE,
+	VI_COMPLETE_SNAPSHOT, /* a snapshot of the VM named just before */
 };
 
 struct vi_strlist {

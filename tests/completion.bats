@@ -64,6 +64,20 @@ complete_bash() {
 	[ "$output" = "web1" ]
 }
 
+@test "snapshot names are completed after their VM, and as VM@SNAPSHOT" {
+	define_vm web1
+	mkdir -p "$VI_HOME/vms/web1/snapshots/good" "$VI_HOME/vms/web1/snapshots/gold" \
+		"$VI_HOME/vms/web1/snapshots/.good.123"
+	run -0 complete_bash snapshot checkout web1 ""
+	[ "$(sort <<<"$output")" = "$(printf 'gold\ngood')" ]
+	run -0 complete_bash snapshot delete web1 goo
+	[ "$output" = good ]
+	run -0 vi __complete clone web1@go
+	[ "$(sort <<<"$output")" = "$(printf 'web1@gold\nweb1@good')" ]
+	run -0 complete_bash snapshot list ""
+	[ "$output" = web1 ]
+}
+
 @test "backend names are completed after --hv" {
 	use_fixture_plugins
 	run -0 complete_bash caps --hv ""
