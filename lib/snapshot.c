@@ -262,6 +262,27 @@ int vi_snapshot_list(const struct vi_store *s, const char *vm, struct vi_snapsho
 	return 0;
 }
 
+/* What a killed create or delete of VM vm's snapshots left: .NAME.PID being
+ * written, .NAME.deleted.PID being removed, of commands no longer running. */
+static void clear_dead(const struct vi_store *s, const char *vm)
+{
+	char *dir = vi_store_path(s, "vms/%s/snapshots", vm);
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] != '.' || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+		    !vi_pid_suffix_gone(e->d_name))
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		vi_rm_rf(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	free(dir);
+}
+
 /* --- create --------------------------------------------------------------------- */
 
 static char *generate_name(const struct vi_store *s, const char *vm)
@@ -314,6 +335,7 @@ int vi_snapshot_create(const struct vi_store *s, struct vi_machine *m,
 
 	*name_out = NULL;
 	sp->paused_ms = 0;
+	clear_dead(s, m->def.name);
 	if (sp->name) {
 		if ((rc = vi_check_name(sp->name, "snapshot")) < 0)
 			return rc;
@@ -553,6 +575,7 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 	int rc;
 
 	*saved = NULL;
+	clear_dead(s, m->def.name);
 	if ((rc = vi_snapshot_load(s, m->def.name, name, &snap)) < 0)
 		goto out_name;
 	if (!m->hv) {
@@ -819,6 +842,7 @@ int vi_snapshot_delete(const struct vi_store *s, struct vi_machine *m, const cha
 	char *ref = NULL, *dir = NULL, *gone = NULL;
 	int rc;
 
+	clear_dead(s, m->def.name);
 	if ((rc = vi_snapshot_load(s, m->def.name, name, &snap)) < 0)
 		return rc;
 	if ((rc = vi_layers_open(s, &idx)) < 0)

@@ -216,3 +216,36 @@ all_images_clean() {
 	[ "$output" = "vi: error: VM 'a' has no snapshot 'nope'" ]
 	[ ! -e "$VI_HOME/vms/c2" ]
 }
+
+@test "kill -9 at any instant of create, checkout or delete leaves a whole state" {
+	vi -q snapshot create a base
+	put 2M aa
+	vi -q snapshot create a s1
+	set_state running
+	for i in $(seq 12); do
+		case $((i % 3)) in
+		0) vi -q snapshot create a "k$i" & ;;
+		1) vi -q snapshot checkout a s1 & ;;
+		2)
+			victim=$(vi snapshot list --json a |
+				jq -r '[.snapshots[].name | select(. != "base" and . != "s1")] | last // "base"')
+			vi -q snapshot delete a "$victim" &
+			;;
+		esac
+		pid=$!
+		sleep "0.0$((RANDOM % 10))"
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		# Whatever was interrupted, the snapshots read and the next command works.
+		vi snapshot list a >/dev/null
+		vi snapshot list --json a | jq -r '.snapshots[].name' | while read -r n; do
+			vi snapshot show a "$n" >/dev/null
+		done
+	done
+	run -0 all_images_clean
+	vi -q snapshot create a after
+	vi -q snapshot checkout --discard a s1
+	[ "$(state)" = stopped ]
+	[ -z "$(ls -A "$VI_HOME/vms/a/snapshots" | grep '^\.')" ]
+	run -0 vi start a
+}
