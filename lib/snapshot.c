@@ -5,11 +5,14 @@
 #include "layers.h"
 #include "log.h"
 #include "ops.h"
+#include "progress.h"
 #include "util.h"
 #include "yaml-doc.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -285,6 +288,46 @@ static void clear_dead(const struct vi_store *s, const char *vm)
 
 /* --- create --------------------------------------------------------------------- */
 
+/* Progress of a memory save on a terminal, from the size of the file as the
+ * backend writes it: whatever the backend, nothing to ask it. */
+struct save_watch {
+	pthread_t thread;
+	atomic_bool stop;
+	const char *path;
+	struct vi_progress progress;
+};
+
+static void *save_watch_run(void *opaque)
+{
+	struct save_watch *w = opaque;
+
+	while (!atomic_load(&w->stop)) {
+		struct stat st;
+		if (stat(w->path, &st) == 0)
+			vi_progress_update(&w->progress, (uint64_t)st.st_size);
+		usleep(50000);
+	}
+	vi_progress_end(&w->progress);
+	return NULL;
+}
+
+static int save_memory(struct vi_machine *m, const char *path)
+{
+	struct save_watch w = { .path = path };
+	bool watching;
+	int rc;
+
+	vi_progress_start(&w.progress, 0, "saving the memory of VM '%s'", m->def.name);
+	watching = pthread_create(&w.thread, NULL, save_watch_run, &w) == 0;
+	rc = vi_hv_save(m->hv, &m->view.vm, path, VI_HV_SAVE_LIVE | VI_HV_SAVE_NOSYNC);
+	atomic_store(&w.stop, true);
+	if (watching)
+		pthread_join(w.thread, NULL);
+	else
+		vi_progress_end(&w.progress);
+	return rc;
+}
+
 static char *generate_name(const struct vi_store *s, const char *vm)
 {
 	for (;;) {
@@ -384,8 +427,7 @@ int vi_snapshot_create(const struct vi_store *s, struct vi_machine *m,
 	vi_vm_hv_release(&m->view);
 	vi_vm_hv_init(&m->view, &m->def, m->dir);
 	char *mem = xasprintf("%s/%s", tmp, MEMORY_FILE);
-	if (memory && (rc = vi_hv_save(m->hv, &m->view.vm, mem,
-				       VI_HV_SAVE_LIVE | VI_HV_SAVE_NOSYNC)) < 0)
+	if (memory && (rc = save_memory(m, mem)) < 0)
 		vi_error_wrap("cannot save the memory of VM '%s'", m->def.name);
 	if (rc == 0 && paused_here) {
 		paused_here = false;
