@@ -64,17 +64,27 @@ libvirt_clean() {
 	done
 }
 
-# Microseconds in which every runnable task waited for the disk, since boot
-# (the kernel's pressure stall information), or nothing where it is missing.
+# Microseconds since boot in which every runnable task waited for the disk, and
+# in which at least one waited for a CPU (the kernel's pressure stall
+# information), or nothing where it is missing.
 io_stalled() { sed -n 's/^full .*total=//p' /proc/pressure/io 2>/dev/null || true; }
+cpu_waited() { sed -n 's/^some .*total=//p' /proc/pressure/cpu 2>/dev/null || true; }
 
-# Says which share of the time since $1 (a timestamp in microseconds) and $2
-# (io_stalled then) the disk held everything up: ours and other work's.
+# Prints the share of the time since $1 (a timestamp in microseconds) that the
+# stall counted by $2 (io_stalled or cpu_waited; $3 its count then) lasted, ours
+# and other work's, in the sentence $4 at its %s.
+report_stall() {
+	local now=${EPOCHREALTIME//[!0-9]/} count
+	count=$($2)
+	[ -n "$3" ] && [ -n "$count" ] || return 0
+	# shellcheck disable=SC2059
+	printf "$4\n" "$(awk -v s=$((count - $3)) -v t=$((now - $1)) 'BEGIN { printf "%.0f%%", 100 * s / t }')"
+}
 report_io() {
-	local now=${EPOCHREALTIME//[!0-9]/} stalled
-	stalled=$(io_stalled)
-	[ -n "$2" ] && [ -n "$stalled" ] || return 0
-	awk -v s=$((stalled - $2)) -v t=$((now - $1)) 'BEGIN {
-		printf "the disk held up all busy tasks, ours and others, %.0f%% of the run (/proc/pressure/io)\n", 100 * s / t
-	}'
+	report_stall "$1" io_stalled "$2" \
+		"the disk held up all busy tasks, ours and others, %s of the run (/proc/pressure/io)"
+}
+report_cpu() {
+	report_stall "$1" cpu_waited "$2" \
+		"a task, ours or others, waited for a CPU %s of the run (/proc/pressure/cpu)"
 }

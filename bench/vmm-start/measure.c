@@ -1,18 +1,23 @@
-/* Times commands that boot a guest, interleaved round by round (A B C, A B C, ...) so that
- * drift on the machine falls on every side alike. Per command, over REPEAT rounds after
- * one unmeasured warm-up round: the median, minimum and maximum of the time from fork+exec
- * to the first console byte, to the command's own exit, and until the last process it left
- * behind has ended (the VMM that `vi start` detaches); and the median peak RSS of its
- * largest process.
+/* Times commands that boot or resume a guest, interleaved round by round (A B C, A B C,
+ * ...) so that drift on the machine falls on every side alike. Per command, over REPEAT
+ * rounds after WARMUP unmeasured rounds (1 unless told): the median, minimum and maximum
+ * of the time from fork+exec to the first console byte, to the command's own exit, and
+ * until the run ended; and the median peak RSS of its largest process.
  * The console is the command's stdout (a pipe); or, with --fifo PATH, a FIFO made there
  * before each run, for a VMM that opens its console log itself; or, with --file PATH, a
  * file the command makes anew (as `vi start` does with a VM's console log), whose first
- * byte is seen through inotify. measure is a child subreaper: the processes a command
- * detaches become its children, and a run ends only when all of them have, so that each
- * run leaves its VM stopped for the next.
- * Usage: measure [--repeat N] RUN... with RUN: --run NAME [--fifo PATH | --file PATH]
- * COMMAND [ARG...] ';'. Prints one line per command: NAME, then first, exit and gone, each
- * as "median min max" in ms, then the peak RSS in KiB. */
+ * byte is seen through inotify: the file is removed before each run, so that what a
+ * running VM still writes into the old one does not count. measure is a child
+ * subreaper: the processes a command detaches become its children. A run ends when the
+ * command and all it detached have ended (the VMM that `vi start` detaches), so that
+ * each run leaves its VM stopped for the next; with --leave, when the command has
+ * exited (it must succeed) and the console had its first byte, leaving what it detached
+ * running for a later run to stop (as `vi snapshot checkout` stops the VM before it);
+ * with --kill, at the first console byte, when measure kills the command and all it
+ * detached.
+ * Usage: measure [--repeat N] [--warmup N] RUN... with RUN: --run NAME [--fifo PATH |
+ * --file PATH] [--leave | --kill] COMMAND [ARG...] ';'. Prints one line per command: NAME,
+ * then first, exit and end, each as "median min max" in ms, then the peak RSS in KiB. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -32,13 +37,23 @@
 #include <unistd.h>
 
 #define RUN_TIMEOUT_MS 30000
+#define MAX_CHILDREN 256
+
+struct pids {
+	int n;
+	pid_t pid[MAX_CHILDREN];
+};
 
 enum console { CONSOLE_STDOUT, CONSOLE_FIFO, CONSOLE_FILE };
+
+/* What ends a run: every process gone, the command's exit (--leave), the first byte (--kill). */
+enum until { UNTIL_GONE, UNTIL_EXIT, UNTIL_FIRST };
 
 struct command {
 	const char *name;
 	enum console console;
 	const char *path; /* the FIFO or file of the console */
+	enum until until;
 	char **argv;
 	double *first, *exit, *gone, *rss; /* one per measured round */
 };
@@ -80,22 +95,56 @@ static void print_spread(double *v, int n)
 	printf(" %.2f %.2f %.2f", m, v[0], v[n - 1]);
 }
 
-/* Kills what is left of a run that took too long: the command and the processes it
- * detached, which are our children now. */
-static void kill_children(pid_t pid, bool exited)
+/* measure's children now: the commands, and the processes they detached. */
+static void children_now(struct pids *p)
 {
-	char path[64], buf[4096];
+	char path[64];
 	FILE *f;
+	int pid;
 
-	if (!exited)
-		kill(pid, SIGKILL);
+	p->n = 0;
 	snprintf(path, sizeof(path), "/proc/self/task/%d/children", (int)getpid());
 	f = fopen(path, "r");
 	if (!f)
 		return;
-	while (fscanf(f, "%4095s", buf) == 1)
-		kill((pid_t)atoi(buf), SIGKILL);
+	while (p->n < MAX_CHILDREN && fscanf(f, "%d", &pid) == 1)
+		p->pid[p->n++] = pid;
 	fclose(f);
+}
+
+static bool pids_have(const struct pids *p, pid_t pid)
+{
+	for (int i = 0; i < p->n; i++)
+		if (p->pid[i] == pid)
+			return true;
+	return false;
+}
+
+/* Whether all of a run's processes have ended: measure has no child but those that
+ * earlier runs left running (with --leave). */
+static bool run_gone(const struct pids *earlier)
+{
+	struct pids now;
+
+	children_now(&now);
+	for (int i = 0; i < now.n; i++)
+		if (!pids_have(earlier, now.pid[i]))
+			return false;
+	return true;
+}
+
+/* Kills what is left of a run: the command and the processes it detached, which are
+ * our children now, but not what earlier runs left running. */
+static void kill_run(pid_t pid, bool exited, const struct pids *earlier)
+{
+	struct pids now;
+
+	if (!exited)
+		kill(pid, SIGKILL);
+	children_now(&now);
+	for (int i = 0; i < now.n; i++)
+		if (!pids_have(earlier, now.pid[i]))
+			kill(now.pid[i], SIGKILL);
 }
 
 /* The console's read side, set up before the clock starts: a pipe whose write side
@@ -119,6 +168,8 @@ static int console_open(const struct command *c, int *out)
 			return -1;
 		return open(c->path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 	case CONSOLE_FILE:
+		if (unlink(c->path) < 0 && errno != ENOENT)
+			return -1;
 		snprintf(dir, sizeof(dir), "%s", c->path);
 		slash = strrchr(dir, '/');
 		if (slash)
@@ -163,7 +214,8 @@ static int console_read(const struct command *c, int fd, short revents)
 static int run_once(const struct command *c, struct sample *s)
 {
 	int in, out, status = 0;
-	bool exited = false, gone = false, late = false;
+	bool exited = false, ended = false, late = false, killed = false;
+	struct pids earlier;
 	double t0, deadline;
 	pid_t pid;
 
@@ -174,6 +226,7 @@ static int run_once(const struct command *c, struct sample *s)
 		return -1;
 	}
 	*s = (struct sample){ 0 };
+	children_now(&earlier);
 	t0 = now_ms();
 	deadline = t0 + RUN_TIMEOUT_MS;
 	pid = fork();
@@ -192,7 +245,7 @@ static int run_once(const struct command *c, struct sample *s)
 		close(in);
 		return -1;
 	}
-	while (!gone) {
+	while (!ended) {
 		struct pollfd p[2] = { { .fd = chld_fd, .events = POLLIN },
 				       { .fd = in, .events = POLLIN } };
 		double left = deadline - now_ms();
@@ -204,7 +257,7 @@ static int run_once(const struct command *c, struct sample *s)
 		if (left <= 0) {
 			fprintf(stderr, "measure: %s did not end within %d s\n", c->name,
 				RUN_TIMEOUT_MS / 1000);
-			kill_children(pid, exited);
+			kill_run(pid, exited, &earlier);
 			deadline = now_ms() + RUN_TIMEOUT_MS;
 			late = true;
 			continue;
@@ -217,27 +270,32 @@ static int run_once(const struct command *c, struct sample *s)
 
 			if (r > 0 && !s->first)
 				s->first = now_ms() - t0;
-			if (r < 0 || (r > 0 && c->console == CONSOLE_FILE)) {
+			if (r < 0 || (r > 0 && (c->console == CONSOLE_FILE || c->until == UNTIL_FIRST))) {
 				close(in);
 				in = -1;
 			}
 		}
-		if (!p[0].revents)
-			continue;
-		while (read(chld_fd, &si, sizeof(si)) > 0)
-			;
-		while ((w = wait4(-1, &ws, WNOHANG, &ru)) > 0) {
-			if ((double)ru.ru_maxrss > s->rss)
-				s->rss = (double)ru.ru_maxrss;
-			if (w == pid) {
-				s->exit = now_ms() - t0;
-				exited = true;
-				status = ws;
+		if (s->first && c->until == UNTIL_FIRST && !killed) {
+			kill_run(pid, exited, &earlier);
+			killed = true;
+		}
+		if (p[0].revents) {
+			while (read(chld_fd, &si, sizeof(si)) > 0)
+				;
+			while ((w = wait4(-1, &ws, WNOHANG, &ru)) > 0) {
+				if ((double)ru.ru_maxrss > s->rss)
+					s->rss = (double)ru.ru_maxrss;
+				if (w == pid) {
+					s->exit = now_ms() - t0;
+					exited = true;
+					status = ws;
+				}
 			}
 		}
-		if (w < 0 && errno == ECHILD) {
+		if ((p[0].revents && exited && run_gone(&earlier)) ||
+		    (c->until == UNTIL_EXIT && exited && s->first)) {
 			s->gone = now_ms() - t0;
-			gone = true;
+			ended = true;
 		}
 	}
 	/* Whatever the last writer left that no poll has reported yet. */
@@ -247,10 +305,15 @@ static int run_once(const struct command *c, struct sample *s)
 		close(in);
 	if (c->console == CONSOLE_FIFO)
 		unlink(c->path);
-	if (late || !gone)
+	if (late || !ended)
 		return -1;
-	if (!exited || !WIFEXITED(status)) {
+	if (!exited || (!killed && !WIFEXITED(status))) {
 		fprintf(stderr, "measure: %s was killed by a signal\n", c->name);
+		return -1;
+	}
+	if (c->until == UNTIL_EXIT && WEXITSTATUS(status)) {
+		fprintf(stderr, "measure: %s failed (exit status %d)\n", c->name,
+			WEXITSTATUS(status));
 		return -1;
 	}
 	if (!s->first) {
@@ -262,7 +325,7 @@ static int run_once(const struct command *c, struct sample *s)
 }
 
 /* Parses RUN... into cmds; the number of commands, or -1. */
-static int parse(int argc, char **argv, int *repeat, struct command *cmds)
+static int parse(int argc, char **argv, int *repeat, int *warmup, struct command *cmds)
 {
 	int n = 0;
 
@@ -273,13 +336,28 @@ static int parse(int argc, char **argv, int *repeat, struct command *cmds)
 			*repeat = atoi(argv[++i]);
 			continue;
 		}
+		if (!strcmp(argv[i], "--warmup") && i + 1 < argc) {
+			*warmup = atoi(argv[++i]);
+			continue;
+		}
 		if (strcmp(argv[i], "--run") || i + 1 >= argc)
 			return -1;
 		*c = (struct command){ .name = argv[++i] };
-		if (i + 2 < argc && (!strcmp(argv[i + 1], "--fifo") || !strcmp(argv[i + 1], "--file"))) {
-			c->console = !strcmp(argv[i + 1], "--fifo") ? CONSOLE_FIFO : CONSOLE_FILE;
-			c->path = argv[i + 2];
-			i += 2;
+		for (;;) {
+			if (i + 2 < argc &&
+			    (!strcmp(argv[i + 1], "--fifo") || !strcmp(argv[i + 1], "--file"))) {
+				c->console = !strcmp(argv[i + 1], "--fifo") ? CONSOLE_FIFO : CONSOLE_FILE;
+				c->path = argv[i + 2];
+				i += 2;
+			} else if (i + 1 < argc && !strcmp(argv[i + 1], "--leave")) {
+				c->until = UNTIL_EXIT;
+				i++;
+			} else if (i + 1 < argc && !strcmp(argv[i + 1], "--kill")) {
+				c->until = UNTIL_FIRST;
+				i++;
+			} else {
+				break;
+			}
 		}
 		c->argv = &argv[++i];
 		while (i < argc && strcmp(argv[i], ";"))
@@ -296,12 +374,12 @@ static int parse(int argc, char **argv, int *repeat, struct command *cmds)
 int main(int argc, char **argv)
 {
 	struct command *cmds = calloc((size_t)argc, sizeof(*cmds));
-	int repeat = 10, n = parse(argc, argv, &repeat, cmds);
+	int repeat = 10, warmup = 1, n = parse(argc, argv, &repeat, &warmup, cmds);
 	struct sample s;
 
-	if (n < 1 || repeat < 1) {
-		fprintf(stderr, "usage: measure [--repeat N] --run NAME [--fifo PATH | --file PATH] "
-				"COMMAND [ARG...] ';' ...\n");
+	if (n < 1 || repeat < 1 || warmup < 0) {
+		fprintf(stderr, "usage: measure [--repeat N] [--warmup N] --run NAME [--fifo PATH | "
+				"--file PATH] [--leave | --kill] COMMAND [ARG...] ';' ...\n");
 		return 2;
 	}
 	sigemptyset(&chld_mask);
@@ -318,13 +396,13 @@ int main(int argc, char **argv)
 		cmds[i].gone = calloc((size_t)repeat, sizeof(double));
 		cmds[i].rss = calloc((size_t)repeat, sizeof(double));
 	}
-	/* Round -1 warms the page cache and is not counted. */
-	for (int r = -1; r < repeat; r++) {
+	/* The rounds before 0 warm the page cache and are not counted. */
+	for (int r = -warmup; r < repeat; r++) {
 		for (int i = 0; i < n; i++) {
 			struct command *c = &cmds[i];
 
 			if (run_once(c, &s) < 0) {
-				fprintf(stderr, "measure: %s failed in round %d\n", c->name, r + 1);
+				fprintf(stderr, "measure: %s failed in round %d\n", c->name, r + warmup);
 				return 1;
 			}
 			if (r < 0)

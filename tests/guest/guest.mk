@@ -22,11 +22,18 @@ $(GUEST_DIR)/%.o: tests/guest/%.S
 $(GUEST_DIR)/%.elf: $(GUEST_DIR)/%.o $(GUEST_COMMON) tests/guest/guest.ld
 	$(CC) $(GUEST_LDFLAGS) -Wl,-T,tests/guest/guest.ld -o $@ $(filter %.o,$^)
 
-# The hello kernel for a PVH loader, for bench/vmm-start only: QEMU's -kernel enters it
-# at 32 bits through pvh.S, which goes on to the same 64-bit entry and C code.
-$(GUEST_DIR)/hello-pvh.elf: $(GUEST_DIR)/pvh.o $(GUEST_DIR)/hello.o $(GUEST_COMMON) \
-		tests/guest/pvh.ld
+# A kernel for a PVH loader, for the benchmarks that run it on QEMU: QEMU's -kernel
+# enters NAME-pvh.elf at 32 bits through pvh.S, which goes on to the same 64-bit entry
+# and C code as NAME.bzImage.
+GUEST_PVH := hello stamps-tick
+$(GUEST_DIR)/%-pvh.elf: $(GUEST_DIR)/pvh.o $(GUEST_DIR)/%.o $(GUEST_COMMON) tests/guest/pvh.ld
 	$(CC) $(GUEST_LDFLAGS) -Wl,-T,tests/guest/pvh.ld -o $@ $(filter %.o,$^)
+
+# The stamps kernel with a tick every 2^19 TSC cycles (0.2 ms at 2.5 GHz), for
+# bench/snapshot: see stamps.c.
+$(GUEST_DIR)/stamps-tick.o: tests/guest/stamps.c
+	@mkdir -p $(@D)
+	$(CC) $(GUEST_CFLAGS) -DSTAMPS_TICK=0x80000 -c -o $@ $<
 
 # The smp kernel carries its AP trampoline; the kernels that drive virtio devices share
 # their driver.
@@ -37,8 +44,9 @@ $(GUEST_DIR)/%.bzImage: $(GUEST_DIR)/%.elf
 	objcopy -O binary $< $@
 
 # Kept for the debugger and for incremental builds.
-.SECONDARY: $(patsubst %,$(GUEST_DIR)/%.elf,$(GUEST_KERNELS)) $(GUEST_COMMON) \
-	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS)) $(GUEST_DIR)/smp-ap.o $(GUEST_DIR)/virtio.o \
-	$(GUEST_DIR)/pvh.o
+.SECONDARY: $(patsubst %,$(GUEST_DIR)/%.elf,$(GUEST_KERNELS) stamps-tick) $(GUEST_COMMON) \
+	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS) stamps-tick) $(GUEST_DIR)/smp-ap.o \
+	$(GUEST_DIR)/virtio.o $(GUEST_DIR)/pvh.o
 
-EXTRA_ALL += $(GUEST_IMAGES) $(GUEST_DIR)/hello-pvh.elf
+EXTRA_ALL += $(GUEST_IMAGES) $(GUEST_DIR)/stamps-tick.bzImage \
+	$(patsubst %,$(GUEST_DIR)/%-pvh.elf,$(GUEST_PVH))

@@ -1,7 +1,7 @@
-/* A PVH entry for the hello kernel, for bench/vmm-start only: the ELF note that has a
- * PVH loader (QEMU's -kernel) enter at pvh_entry in 32-bit protected mode with paging
- * off, and the steps from there to the kernels' common 64-bit entry (entry64 in
- * header.S): identity-mapped page tables, long mode, a 64-bit code segment. */
+/* A PVH entry for the test kernels the benchmarks run on QEMU (hello, stamps-tick): the
+ * ELF note that has a PVH loader (QEMU's -kernel) enter at pvh_entry in 32-bit protected
+ * mode with paging off, and the steps from there to the kernels' common 64-bit entry
+ * (entry64 in header.S): identity-mapped page tables, long mode, a 64-bit code segment. */
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define EFER 0xc0000080
 
