@@ -546,7 +546,7 @@ int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 
 	if (rc)
 		return rc;
-	if ((rc = virt_switch_xml(vm, overlays, &xml)) == 0) {
+	if ((rc = virt_snapshot_xml(vm, overlays, NULL, &xml)) == 0) {
 		snap = virDomainSnapshotCreateXML(dom, xml, flags);
 		if (snap)
 			virDomainSnapshotFree(snap);

@@ -67,9 +67,11 @@ int virt_xpath_string(const char *xml, const char *what, const char *expr, char 
  * `netdev`; owned by the caller. f must have passed virt_check_forward(). */
 char *virt_hostfwd_command(const char *netdev, const struct vi_hv_forward *f, bool add);
 
-/* Snapshot XML moving vm's disk i onto overlays[i] (NULL: left alone); *xml
- * as above. */
-int virt_switch_xml(const struct vi_hv_vm *vm, const char *const *overlays, char **xml);
+/* External snapshot XML moving vm's disk i onto overlays[i] (overlays or
+ * overlays[i] NULL: left alone) and, when memory is not NULL, writing the
+ * guest's memory and device state to that file; *xml as above. */
+int virt_snapshot_xml(const struct vi_hv_vm *vm, const char *const *overlays, const char *memory,
+		      char **xml);
 
 /* --- connections --------------------------------------------------------- */
 
