@@ -75,10 +75,21 @@ static int dom_state(virDomainPtr dom, const struct vi_hv_vm *vm)
 	return map_state(state);
 }
 
-/* vm's domain for a method that needs it active (running, paused or shutting
- * down) or, when !active, stopped: 0 with *dom (the caller frees it) and, if
- * state is not NULL, *state; in the other state VI_ESTATE with "'NAME'
- * <refusal>". */
+/* The state of dom (enum vi_hv_run_state) when it is active (running, paused
+ * or shutting down) or, when !active, stopped; in the other state VI_ESTATE
+ * with "'NAME' <refusal>". */
+static int check_state(virDomainPtr dom, const struct vi_hv_vm *vm, bool active,
+		       const char *refusal)
+{
+	int s = dom_state(dom, vm);
+
+	if (s >= 0 && vi_hv_state_active(s) != active)
+		return vi_error(VI_ESTATE, "'%s' %s", vm->name, refusal);
+	return s;
+}
+
+/* vm's domain for a method that needs it in the state check_state() wants:
+ * 0 with *dom (the caller frees it) and, if state is not NULL, *state. */
 static int lookup_guarded(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool active,
 			  const char *refusal, virDomainPtr *dom, int *state)
 {
@@ -86,9 +97,7 @@ static int lookup_guarded(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, bool
 
 	if (rc)
 		return rc;
-	s = dom_state(*dom, vm);
-	if (s >= 0 && vi_hv_state_active(s) != active)
-		s = vi_error(VI_ESTATE, "'%s' %s", vm->name, refusal);
+	s = check_state(*dom, vm, active, refusal);
 	if (s < 0) {
 		virDomainFree(*dom);
 		return s;
@@ -155,16 +164,13 @@ static int check_conflict(struct vi_hv_ctx *ctx, virConnectPtr conn, const struc
 	return rc;
 }
 
-int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm)
+/* Defines (or redefines) vm's domain from xml. */
+static int define_xml(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *xml)
 {
 	virConnectPtr conn;
 	virDomainPtr dom;
-	char *xml = NULL;
 	int rc;
 
-	rc = virt_domain_xml(g, vm, &xml);
-	if (rc)
-		return rc;
 	/* The files are checked at start: a new VM's are still being staged. */
 	rc = virt_connect(ctx, &conn);
 	if (!rc)
@@ -172,18 +178,25 @@ int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct 
 	if (!rc)
 		rc = virt_networks_ready(ctx, vm, false);
 	if (rc)
-		goto cleanup;
+		return rc;
 	/* No schema check (VIR_DOMAIN_DEFINE_VALIDATE): it costs libvirtd some
 	 * 20 ms a domain, and every kind of XML written here passes
 	 * virt-xml-validate in the tests. libvirt's parser still refuses what
 	 * it cannot take, naming it. */
 	dom = virDomainDefineXMLFlags(conn, xml, 0);
-	if (!dom) {
-		rc = virt_error("cannot define '%s' on '%s'", vm->name, virt_uri(ctx));
-		goto cleanup;
-	}
+	if (!dom)
+		return virt_error("cannot define '%s' on '%s'", vm->name, virt_uri(ctx));
 	virDomainFree(dom);
-cleanup:
+	return 0;
+}
+
+int virt_define(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	char *xml = NULL;
+	int rc = virt_domain_xml(g, vm, &xml);
+
+	if (!rc)
+		rc = define_xml(ctx, vm, xml);
 	free(xml);
 	return rc;
 }
@@ -215,30 +228,35 @@ static bool has_forwards(const struct vi_hv_vm *vm)
 	return false;
 }
 
-/* A VM with forwards starts paused until they are in place, so that its
- * guest never runs without them; one that cannot have them is stopped. */
-int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+/* Starts dom, which is stopped. A VM with forwards starts paused until they
+ * are in place, so that its guest never runs without them; one that cannot
+ * have them is stopped. */
+static int launch(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr dom)
 {
 	bool hold = has_forwards(vm);
+	int rc = check_files(ctx, vm);
+
+	if (!rc)
+		rc = virt_networks_ready(ctx, vm, true);
+	if (rc)
+		return rc;
+	if (virDomainCreateWithFlags(dom, hold ? VIR_DOMAIN_START_PAUSED : 0) < 0)
+		return virt_error("cannot start '%s'", vm->name);
+	if (hold && (rc = virt_forwards_start(dom, vm)) == 0 && virDomainResume(dom) < 0)
+		rc = virt_error("cannot resume '%s' once its forwards are set up", vm->name);
+	if (rc && virDomainDestroy(dom) < 0)
+		vi_warn("cannot stop '%s', which failed to start", vm->name);
+	return rc;
+}
+
+int virt_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
+{
 	virDomainPtr dom;
 	int rc = lookup_guarded(ctx, vm, false, "is already running", &dom, NULL);
 
 	if (rc)
 		return rc;
-	rc = check_files(ctx, vm);
-	if (!rc)
-		rc = virt_networks_ready(ctx, vm, true);
-	if (rc)
-		goto cleanup;
-	if (virDomainCreateWithFlags(dom, hold ? VIR_DOMAIN_START_PAUSED : 0) < 0) {
-		rc = virt_error("cannot start '%s'", vm->name);
-		goto cleanup;
-	}
-	if (hold && (rc = virt_forwards_start(dom, vm)) == 0 && virDomainResume(dom) < 0)
-		rc = virt_error("cannot resume '%s' once its forwards are set up", vm->name);
-	if (rc && virDomainDestroy(dom) < 0)
-		vi_warn("cannot stop '%s', which failed to start", vm->name);
-cleanup:
+	rc = launch(ctx, vm, dom);
 	virDomainFree(dom);
 	return rc;
 }
