@@ -184,4 +184,17 @@ int virt_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t ni
 int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 		      const char *const *overlays);
 
+/* The ABI's save and restore, for QEMU's driver (libxl has no snapshots, and
+ * restores no other definition than the one in its image). save: an external
+ * snapshot of the memory alone into path (the image format of
+ * virDomainSaveFlags), with no snapshot left in libvirt; VI_ESTATE when vm is
+ * not running or path exists, and no file at path after a failure (on this
+ * host: a remote URI's path is the remote host's). restore: the stopped VM
+ * from that file, defined afresh as guest g with vm's disks, and staying the
+ * same persistent domain; libvirt refuses a definition that is not the saved
+ * machine's (another memory size, a NIC without its MAC address). */
+int virt_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path, unsigned flags);
+int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm,
+		 const char *path, unsigned flags);
+
 #endif
