@@ -85,13 +85,12 @@ static long disk_count(const char *path)
 	return c;
 }
 
-/* A new overlay on `backing` for guest a, in its directory. */
-static char *overlay_on(const char *backing, const char *name)
+/* Gives a a new overlay on `backing` as its disk, in its directory. */
+static void use_overlay(const char *backing, const char *name)
 {
-	char *path = xasprintf("%s/%s.qcow2", a.run_dir, name);
-
-	run("qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'", backing, path);
-	return path;
+	snprintf(a.overlay, sizeof(a.overlay), "%s/%s.qcow2", a.run_dir, name);
+	run("qemu-img create -q -f qcow2 -b '%s' -F qcow2 '%s'", backing, a.overlay);
+	a.disk.path = a.overlay;
 }
 
 /* Where a state file goes: a's directory, as vi's store would have it. */
@@ -189,13 +188,15 @@ static void test_refusals(void)
  * instant; *count is the guest's count at that instant. */
 static char *test_live_save(const char *path, long *count)
 {
-	char *frozen = xstrdup(a.disk.path), *next = overlay_on(frozen, "after-live");
-	const char *overlays[] = { next };
+	char *frozen = xstrdup(a.disk.path);
+	const char *overlays[] = { a.overlay };
 	double t0 = now();
 
+	use_overlay(frozen, "after-live");
+	a.disk.path = frozen; /* until the guest moves */
 	is_int(ops->pause(&ctx, &a.vm), 0, "live snapshot: pause");
 	is_int(ops->switch_disks(&ctx, &a.vm, overlays), 0, "... move the disk onto an overlay");
-	a.disk.path = next;
+	a.disk.path = a.overlay;
 	is_int(ops->save(&ctx, &a.vm, path, VI_HV_SAVE_LIVE), 0, "... save, live");
 	is_int(state_of(&a), VI_HV_PAUSED, "... which leaves the paused guest paused");
 	*count = last_count();
@@ -238,12 +239,12 @@ static long test_save_stopping(const char *path)
 static void restore_onto(const char *path, const char *frozen, long count, unsigned flags,
 			 const char *what)
 {
-	char *overlay = overlay_on(frozen, what), *sum = xasprintf("%s/frozen.sum", work);
+	char *sum = xasprintf("%s/frozen.sum", work);
 	long first, last;
 	double t0 = now();
 
 	run("sha256sum '%s' >'%s'", frozen, sum);
-	a.disk.path = overlay;
+	use_overlay(frozen, what);
 	is_int(ops->restore(&ctx, &a.vm, path, flags), 0, "%s: restored onto a new overlay", what);
 	printf("# restore: %.0f ms\n", (now() - t0) * 1000);
 	if (flags & VI_HV_RUN_PAUSED) {
@@ -259,8 +260,8 @@ static void restore_onto(const char *path, const char *frozen, long count, unsig
 	is_int(first, count + 1, "%s: the guest goes on from its saved count", what);
 	ok(last > count + 3, "%s: ... and counts on, to %ld", what, last);
 	ok(!file_has(a.log, MARKER), "%s: ... with no new boot", what);
-	check_domain(overlay);
-	ok(disk_count(overlay) > count, "%s: its writes land on the new overlay", what);
+	check_domain(a.overlay);
+	ok(disk_count(a.overlay) > count, "%s: its writes land on the new overlay", what);
 	ok(!run("sha256sum -c --status '%s'", sum), "%s: the frozen disk stays as it was", what);
 	free(sum);
 }
