@@ -632,16 +632,43 @@ cleanup:
 	return rc;
 }
 
-/* The domain is defined afresh, as at each start, and restored with that very
- * definition: vm's disks (the host's new overlays), not the ones recorded in
- * the image. libvirt takes it when it describes the same machine as the image
- * (devices, memory, vCPUs, MAC addresses) and names what differs otherwise. A
- * domain libvirt lost is defined again. */
+/* The guest's current memory as the state file recorded it: what the balloon
+ * had reached at the save (all of it, for a guest without a balloon driver),
+ * not vm->memory, the balloon's target. libvirt holds the restoring
+ * definition to it. */
+static int saved_memory(virConnectPtr conn, const struct vi_hv_vm *vm, const char *path,
+			uint64_t *bytes)
+{
+	char *xml = virDomainSaveImageGetXMLDesc(conn, path, 0), *kib = NULL;
+	int rc;
+
+	if (!xml)
+		return virt_error("cannot restore '%s' from '%s'", vm->name, path);
+	rc = virt_xpath_string(xml, "the domain XML in the state file",
+			       "string(/domain/currentMemory[@unit='KiB'])", &kib);
+	if (!rc)
+		rc = vi_parse_uint(kib, "memory size in the state file", 1, UINT64_MAX / 1024,
+				   bytes);
+	if (!rc)
+		*bytes *= 1024;
+	free(kib);
+	free(xml);
+	return rc;
+}
+
+/* The domain is defined afresh from vm, as at each start, and restored with
+ * that definition but for its current memory (the image's): vm's disks (the
+ * host's new overlays), not the ones recorded in the image. libvirt takes it
+ * when it describes the same machine as the image (devices, memory, vCPUs,
+ * MAC addresses) and names what differs otherwise. A domain libvirt lost is
+ * defined again. */
 int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm,
 		 const char *path, unsigned flags)
 {
+	struct vi_hv_vm saved = *vm;
+	virConnectPtr conn;
 	virDomainPtr dom;
-	char *xml = NULL;
+	char *xml = NULL, *saved_xml = NULL;
 	int rc = find_domain(ctx, vm, &dom);
 
 	if (rc == 0) {
@@ -650,15 +677,24 @@ int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct
 	}
 	if (rc < 0)
 		return rc;
-	rc = virt_domain_xml(g, vm, &xml);
+	rc = virt_is_local(ctx) ? check_file(vm, "state file", path) : 0;
+	if (!rc)
+		rc = virt_connect(ctx, &conn);
+	if (!rc)
+		rc = saved_memory(conn, vm, path, &saved.memory);
+	if (!rc)
+		rc = virt_domain_xml(g, vm, &xml);
+	if (!rc)
+		rc = virt_domain_xml(g, &saved, &saved_xml);
 	if (!rc)
 		rc = define_xml(ctx, vm, xml);
 	if (!rc)
 		rc = virt_lookup(ctx, vm, &dom);
 	if (!rc) {
-		rc = launch(ctx, vm, dom, path, xml, flags & VI_HV_RUN_PAUSED);
+		rc = launch(ctx, vm, dom, path, saved_xml, flags & VI_HV_RUN_PAUSED);
 		virDomainFree(dom);
 	}
 	free(xml);
+	free(saved_xml);
 	return rc;
 }

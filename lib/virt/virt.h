@@ -192,7 +192,7 @@ int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
  * host: a remote URI's path is the remote host's). restore: the stopped VM
  * from that file, defined afresh as guest g with vm's disks, and staying the
  * same persistent domain; libvirt refuses a definition that is not the saved
- * machine's (another memory size, a NIC without its MAC address). */
+ * machine's (another maximum memory, a NIC without its MAC address). */
 int virt_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path, unsigned flags);
 int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm,
 		 const char *path, unsigned flags);
