@@ -632,43 +632,49 @@ cleanup:
 	return rc;
 }
 
-/* The guest's current memory as the state file recorded it: what the balloon
- * had reached at the save (all of it, for a guest without a balloon driver),
- * not vm->memory, the balloon's target. libvirt holds the restoring
- * definition to it. */
-static int saved_memory(virConnectPtr conn, const struct vi_hv_vm *vm, const char *path,
-			uint64_t *bytes)
+/* What a state file recorded that libvirt holds the restoring definition to
+ * but vi's does not say: the machine type its QEMU gave the alias in ours
+ * ("q35"), which a newer QEMU gives a newer one, and the guest's current
+ * memory, which is what the balloon had reached at the save (all of it for a
+ * guest without a balloon driver), not vm->memory, the balloon's target.
+ * *machine is the caller's to free (empty when the file names none). */
+static int read_saved(virConnectPtr conn, const struct vi_hv_vm *vm, const char *path,
+		      char **machine, uint64_t *memory)
 {
+	const char *what = "the domain XML in the state file";
 	char *xml = virDomainSaveImageGetXMLDesc(conn, path, 0), *kib = NULL;
 	int rc;
 
 	if (!xml)
 		return virt_error("cannot restore '%s' from '%s'", vm->name, path);
-	rc = virt_xpath_string(xml, "the domain XML in the state file",
-			       "string(/domain/currentMemory[@unit='KiB'])", &kib);
+	rc = virt_xpath_string(xml, what, "string(/domain/os/type/@machine)", machine);
+	if (!rc)
+		rc = virt_xpath_string(xml, what, "string(/domain/currentMemory[@unit='KiB'])",
+				       &kib);
 	if (!rc)
 		rc = vi_parse_uint(kib, "memory size in the state file", 1, UINT64_MAX / 1024,
-				   bytes);
+				   memory);
 	if (!rc)
-		*bytes *= 1024;
+		*memory *= 1024;
 	free(kib);
 	free(xml);
 	return rc;
 }
 
 /* The domain is defined afresh from vm, as at each start, and restored with
- * that definition but for its current memory (the image's): vm's disks (the
- * host's new overlays), not the ones recorded in the image. libvirt takes it
- * when it describes the same machine as the image (devices, memory, vCPUs,
- * MAC addresses) and names what differs otherwise. A domain libvirt lost is
- * defined again. */
+ * that definition but for what read_saved() takes from the image: vm's disks
+ * (the host's new overlays), not the ones recorded in the image. libvirt
+ * takes it when it describes the same machine as the image (devices, memory,
+ * vCPUs, MAC addresses) and names what differs otherwise. A domain libvirt
+ * lost is defined again. */
 int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm,
 		 const char *path, unsigned flags)
 {
+	struct virt_guest saved_guest = *g;
 	struct vi_hv_vm saved = *vm;
 	virConnectPtr conn;
 	virDomainPtr dom;
-	char *xml = NULL, *saved_xml = NULL;
+	char *xml = NULL, *saved_xml = NULL, *machine = NULL;
 	int rc = find_domain(ctx, vm, &dom);
 
 	if (rc == 0) {
@@ -681,11 +687,13 @@ int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct
 	if (!rc)
 		rc = virt_connect(ctx, &conn);
 	if (!rc)
-		rc = saved_memory(conn, vm, path, &saved.memory);
+		rc = read_saved(conn, vm, path, &machine, &saved.memory);
+	if (!rc && *machine)
+		saved_guest.machine = machine;
 	if (!rc)
 		rc = virt_domain_xml(g, vm, &xml);
 	if (!rc)
-		rc = virt_domain_xml(g, &saved, &saved_xml);
+		rc = virt_domain_xml(&saved_guest, &saved, &saved_xml);
 	if (!rc)
 		rc = define_xml(ctx, vm, xml);
 	if (!rc)
@@ -696,5 +704,6 @@ int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct
 	}
 	free(xml);
 	free(saved_xml);
+	free(machine);
 	return rc;
 }

@@ -190,9 +190,10 @@ int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
  * virDomainSaveFlags), with no snapshot left in libvirt; VI_ESTATE when vm is
  * not running or path exists, and no file at path after a failure (on this
  * host: a remote URI's path is the remote host's). restore: the stopped VM
- * from that file, defined afresh as guest g with vm's disks, and staying the
- * same persistent domain; libvirt refuses a definition that is not the saved
- * machine's (another maximum memory, a NIC without its MAC address). */
+ * from that file, defined afresh as guest g with vm's disks (running with the
+ * image's machine type and current memory), and staying the same persistent
+ * domain; libvirt refuses a definition that is not the saved machine's
+ * (another maximum memory, a NIC without its MAC address). */
 int virt_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path, unsigned flags);
 int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm,
 		 const char *path, unsigned flags);

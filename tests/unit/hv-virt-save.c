@@ -268,6 +268,31 @@ static void restore_onto(const char *path, const char *frozen, long count, unsig
 	free(sum);
 }
 
+/* A guest saved under an older QEMU: its machine type is not the one "q35"
+ * names now (pc-q35-7.1 stands for it, booted through virsh), and the restore
+ * keeps the saved one, which libvirt and QEMU require. */
+static void test_older_machine(void)
+{
+	char *path = state_path("older"), *xml = xasprintf("%s/older.xml", work);
+	char *frozen = xstrdup(a.disk.path);
+	long count;
+
+	ops->stop(&ctx, &a.vm, VI_HV_STOP_FORCE, 0);
+	ok(!run("virsh -q dumpxml --inactive %s | sed \"s/machine='[^']*'/machine='pc-q35-7.1'/\" "
+		">'%s' && virsh -q define '%s' >/dev/null && virsh -q start %s >/dev/null",
+		a.name, xml, xml, a.name) &&
+		   wait_for_text(a.log, MARKER, BOOT_TIMEOUT_S) && count_past(2) > 2,
+	   "older: the guest boots as pc-q35-7.1 and counts");
+	is_int(ops->save(&ctx, &a.vm, path, 0), 0, "older: saved, stopping it");
+	count = last_count();
+	restore_onto(path, frozen, count, 0, "older");
+	ok(!run("virsh -q dumpxml %s | grep -q \"machine='pc-q35-7.1'\"", a.name),
+	   "older: the restored guest is still a pc-q35-7.1");
+	free(path);
+	free(xml);
+	free(frozen);
+}
+
 /* Files that are not a whole state: one line each, the VM stopped. */
 static void test_broken(const char *good)
 {
@@ -367,6 +392,7 @@ int main(void)
 	ops->stop(&ctx, &a.vm, VI_HV_STOP_FORCE, 0);
 	is_int(ops->undefine(&ctx, &a.vm), 0, "libvirt loses the VM");
 	restore_onto(live, live_frozen, live_count, 0, "live");
+	test_older_machine();
 	test_broken(stopping);
 
 	free(live);
