@@ -569,11 +569,16 @@ int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	virDomainSnapshotPtr snap;
 	virDomainPtr dom;
 	char *xml = NULL;
+	bool any = false;
 	int rc = virt_lookup(ctx, vm, &dom);
 
 	if (rc)
 		return rc;
-	if ((rc = virt_snapshot_xml(vm, overlays, NULL, &xml)) == 0) {
+	for (size_t i = 0; i < vm->ndisks; i++)
+		any = any || overlays[i];
+	/* libvirt refuses a snapshot of nothing: a VM without a writable disk
+	 * (a kernel and initrd alone) has none to move. */
+	if (any && (rc = virt_snapshot_xml(vm, overlays, NULL, &xml)) == 0) {
 		snap = virDomainSnapshotCreateXML(dom, xml, flags);
 		if (snap)
 			virDomainSnapshotFree(snap);
