@@ -597,8 +597,9 @@ int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
  * state would be that of the end of the write, not of the call (nor of the
  * disks the host just froze), and a guest that dirties memory faster than the
  * disk takes it would never finish. The pause lasts as long as the write: on
- * the test machines 0.3 s for a 256 MiB TCG guest with 74 MiB in use, where
- * the flag would have paused it for some 15 ms.
+ * the test machines 0.15 to 0.4 s (QEMU's count; the call takes 0.3 to 0.6 s)
+ * for a 256 MiB TCG guest with some 80 MiB in use, where the flag paused it
+ * for some 15 ms.
  *
  * libvirt does not sync the file: we do, once the guest goes on, unless the
  * host will (VI_HV_SAVE_NOSYNC), and only on this host. A VM to be stopped is
