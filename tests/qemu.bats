@@ -14,6 +14,10 @@ setup_file() {
 	# A guest that leases an address on eth0 and serves a page on port 80.
 	"$VI_TOP/tests/lib/mkinitramfs" -o "$VI_QEMU_WORK/net.gz" --marker VI-QEMU-READY \
 		--kernel-version "${KERNEL#/boot/vmlinuz-}" --net
+	# A guest whose progress lives in its memory: it counts on its console.
+	"$VI_TOP/tests/lib/mkinitramfs" -o "$VI_QEMU_WORK/count.gz" --marker VI-QEMU-READY \
+		--kernel-version "${KERNEL#/boot/vmlinuz-}" \
+		--run 'i=0; while :; do i=$((i+1)); echo "count $i"; usleep 100000; done'
 }
 
 teardown_file() {
@@ -255,4 +259,45 @@ http_get() { # PORT
 		virsh -q net-destroy default >/dev/null
 	fi
 	[ "$autostart" != no ] || virsh -q net-autostart --disable default >/dev/null
+}
+
+# The first or last count a count.gz guest printed whole on its console since
+# its QEMU started (a restore starts a fresh log): count_at NAME first|last
+count_at() {
+	sed -n 's/^.*count \([0-9]*\)\r$/\1/p' "$VI_HOME/vms/$1/run/console.log" 2>/dev/null |
+		if [ "$2" = first ]; then head -n 1; else tail -n 1; fi
+}
+
+wait_count() { # NAME N: until the guest has counted past N
+	local c
+	for _ in $(seq 120); do
+		c=$(count_at "$1" last)
+		[ -n "$c" ] && [ "$c" -gt "$2" ] && return 0
+		sleep 0.5
+	done
+	echo "no count past $2 on the console of $1"
+	return 1
+}
+
+@test "a running guest's snapshot holds its memory, and checkout resumes it through libvirt" {
+	create "$name" --initrd "$VI_QEMU_WORK/count.gz" --start
+	wait_marker "$name"
+	wait_count "$name" 3
+	local before after first
+	before=$(count_at "$name" last)
+	run -0 vi snapshot create "$name" s1
+	after=$(count_at "$name" last)
+	[ "$(vi snapshot show --json "$name" s1 | jq -r .snapshot.memory)" = true ]
+	[ "$(virsh -q domstate "$name")" = running ]
+	wait_count "$name" $((after + 2))
+
+	run -0 vi snapshot checkout --discard "$name" s1
+	[ "$output" = "VM '$name' is at snapshot 's1', running" ]
+	wait_count "$name" 0
+	# It goes on from the count it was saved at, and does not boot again.
+	first=$(count_at "$name" first)
+	[ "$first" -gt "$before" ] && [ "$first" -le $((after + 1)) ]
+	! grep -q VI-QEMU-READY "$VI_HOME/vms/$name/run/console.log"
+	virsh -q dominfo "$name" | grep -q '^Persistent: *yes'
+	run -0 vi destroy --force "$name"
 }

@@ -476,9 +476,12 @@ done:
 	return rc;
 }
 
-/* A disk-only external snapshot onto overlays the host made: disks are named
- * by their files, so no target names are needed. */
-int virt_switch_xml(const struct vi_hv_vm *vm, const char *const *overlays, char **xml)
+/* An external snapshot of disks onto overlays the host made, or of the memory
+ * alone into a file: disks are named by their files, so no target names are
+ * needed, and every disk without an overlay is named with snapshot='no' (one
+ * left out would get an overlay of libvirt's choosing). */
+int virt_snapshot_xml(const struct vi_hv_vm *vm, const char *const *overlays, const char *memory,
+		      char **xml)
 {
 	struct writer x = { 0 };
 	xmlBufferPtr buf;
@@ -486,15 +489,23 @@ int virt_switch_xml(const struct vi_hv_vm *vm, const char *const *overlays, char
 	if (!writer_begin(&x, &buf))
 		goto done;
 	open_el(&x, "domainsnapshot");
+	if (memory) {
+		open_el(&x, "memory");
+		attr(&x, "snapshot", "external");
+		attr(&x, "file", memory);
+		close_el(&x);
+	}
 	open_el(&x, "disks");
 	for (size_t i = 0; i < vm->ndisks; i++) {
+		const char *overlay = overlays ? overlays[i] : NULL;
+
 		open_el(&x, "disk");
 		attr(&x, "name", vm->disks[i]->path);
-		attr(&x, "snapshot", overlays[i] ? "external" : "no");
-		if (overlays[i]) {
+		attr(&x, "snapshot", overlay ? "external" : "no");
+		if (overlay) {
 			attr(&x, "type", "file");
 			empty_el(&x, "driver", "type", "qcow2");
-			empty_el(&x, "source", "file", overlays[i]);
+			empty_el(&x, "source", "file", overlay);
 		}
 		close_el(&x);
 	}

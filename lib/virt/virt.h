@@ -67,9 +67,11 @@ int virt_xpath_string(const char *xml, const char *what, const char *expr, char 
  * `netdev`; owned by the caller. f must have passed virt_check_forward(). */
 char *virt_hostfwd_command(const char *netdev, const struct vi_hv_forward *f, bool add);
 
-/* Snapshot XML moving vm's disk i onto overlays[i] (NULL: left alone); *xml
- * as above. */
-int virt_switch_xml(const struct vi_hv_vm *vm, const char *const *overlays, char **xml);
+/* External snapshot XML moving vm's disk i onto overlays[i] (overlays or
+ * overlays[i] NULL: left alone) and, when memory is not NULL, writing the
+ * guest's memory and device state to that file; *xml as above. */
+int virt_snapshot_xml(const struct vi_hv_vm *vm, const char *const *overlays, const char *memory,
+		      char **xml);
 
 /* --- connections --------------------------------------------------------- */
 
@@ -181,5 +183,19 @@ int virt_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t ni
  * kept in the persistent definition too, with no snapshot left in libvirt. */
 int virt_switch_disks(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 		      const char *const *overlays);
+
+/* The ABI's save and restore, for QEMU's driver (libxl has no snapshots, and
+ * restores no other definition than the one in its image). save: an external
+ * snapshot of the memory alone into path (the image format of
+ * virDomainSaveFlags), with no snapshot left in libvirt; VI_ESTATE when vm is
+ * not running or path exists, and no file at path after a failure (on this
+ * host: a remote URI's path is the remote host's). restore: the stopped VM
+ * from that file, defined afresh as guest g with vm's disks (running with the
+ * image's machine type and current memory), and staying the same persistent
+ * domain; libvirt refuses a definition that is not the saved machine's
+ * (another maximum memory, a NIC without its MAC address). */
+int virt_save(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path, unsigned flags);
+int virt_restore(struct vi_hv_ctx *ctx, const struct virt_guest *g, const struct vi_hv_vm *vm,
+		 const char *path, unsigned flags);
 
 #endif

@@ -251,14 +251,21 @@ out:
 	return rc;
 }
 
+/* The guest for this connection, once QEMU is known to reach vm's files. */
+static int qemu_guest_for(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+			  const struct virt_guest **g)
+{
+	const char *why;
+	int rc = qemu_guest(ctx, g, &why);
+
+	return rc ? rc : check_reach(ctx, *g, vm);
+}
+
 static int qemu_define(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	const struct virt_guest *g;
-	const char *why;
-	int rc = qemu_guest(ctx, &g, &why);
+	int rc = qemu_guest_for(ctx, vm, &g);
 
-	if (rc == 0)
-		rc = check_reach(ctx, g, vm);
 	return rc ? rc : virt_define(ctx, g, vm);
 }
 
@@ -270,6 +277,17 @@ static int qemu_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	int rc = qemu_define(ctx, vm);
 
 	return rc ? rc : virt_start(ctx, vm);
+}
+
+/* As start: QEMU's reach checked for the disks the host set (libvirtd, not
+ * QEMU, reads the state file), and the definition written afresh. */
+static int qemu_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
+			unsigned flags)
+{
+	const struct virt_guest *g;
+	int rc = qemu_guest_for(ctx, vm, &g);
+
+	return rc ? rc : virt_restore(ctx, g, vm, path, flags);
 }
 
 static const struct vi_hv_ops qemu_ops = {
@@ -292,6 +310,8 @@ static const struct vi_hv_ops qemu_ops = {
 	.states = virt_states,
 	.console = virt_console,
 	.stats = virt_stats,
+	.save = virt_save,
+	.restore = qemu_restore,
 	.set_vcpus = virt_set_vcpus,
 	.set_memory = virt_set_memory,
 	.switch_disks = virt_switch_disks,

@@ -372,7 +372,7 @@ static void test_switch_xml(void)
 	const char *overlays[] = { "/srv/vi/vms/xml-test/disks/d.1.qcow2", NULL };
 	char *xml = NULL;
 
-	is_int(virt_switch_xml(&vm, overlays, &xml), 0, "switch XML is written");
+	is_int(virt_snapshot_xml(&vm, overlays, NULL, &xml), 0, "switch XML is written");
 	is_int(validate(xml, "domainsnapshot"), 0, "virt-xml-validate accepts it");
 	is_xpath(xml, "string(/domainsnapshot/disks/disk[1]/@name)", weird_disk,
 		 "disk 1 is named by its file");
@@ -384,6 +384,27 @@ static void test_switch_xml(void)
 		 "which is qcow2");
 	is_xpath(xml, "string(/domainsnapshot/disks/disk[2]/@snapshot)", "no",
 		 "disk 2 stays");
+	is_xpath(xml, "count(/domainsnapshot/memory)", "0", "no memory is saved");
+	free(xml);
+}
+
+/* The snapshot that saves a VM's memory alone: every disk is named, and stays. */
+static void test_memory_xml(void)
+{
+	struct vi_hv_vm vm = base_vm();
+	const char *memory = "/srv/vi/vms/xml-test/snapshots/1/state";
+	char *xml = NULL;
+
+	is_int(virt_snapshot_xml(&vm, NULL, memory, &xml), 0, "memory snapshot XML is written");
+	is_int(validate(xml, "domainsnapshot"), 0, "virt-xml-validate accepts it");
+	is_xpath(xml, "string(/domainsnapshot/memory/@snapshot)", "external",
+		 "the memory goes to a file");
+	is_xpath(xml, "string(/domainsnapshot/memory/@file)", memory, "... the one given");
+	is_xpath(xml, "count(/domainsnapshot/disks/disk)", "2", "both disks are named");
+	is_xpath(xml, "string(/domainsnapshot/disks/disk[1]/@name)", weird_disk,
+		 "disk 1 by its file");
+	is_xpath(xml, "count(/domainsnapshot/disks/disk[@snapshot='no'])", "2",
+		 "and neither moves");
 	free(xml);
 }
 
@@ -399,6 +420,7 @@ int main(void)
 	test_errors();
 	test_disk_names();
 	test_switch_xml();
+	test_memory_xml();
 	xmlCleanupParser();
 	return done();
 }

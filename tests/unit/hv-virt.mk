@@ -6,3 +6,4 @@ $(B)/tests/unit/hv-virt-xml: UNIT_LIBS += $(LIBVIRT_GLUE) $(LIBVI) $(VIRT_LIBS)
 $(B)/tests/unit/hv-virt-qemu: | $(B)/plugins/hv-qemu.so
 $(B)/tests/unit/hv-virt-xen: | $(B)/plugins/hv-xen.so
 
+$(B)/tests/unit/hv-virt-save: | $(B)/plugins/hv-qemu.so
