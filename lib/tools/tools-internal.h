@@ -5,6 +5,9 @@
 
 #include "template-internal.h"
 
+#include <guestfs.h>
+#include <stdarg.h>
+
 /* The methods of struct vi_tools, documented there. */
 int template_build_image(struct vi_store *s, struct template *t,
 			 const struct template_build_opts *opts, char digest[SHA256_HEX_SIZE]);
@@ -13,6 +16,18 @@ int template_export_archive(const struct vi_store *s, const char *digest, const 
 			    void *opaque);
 int template_import_archive(struct vi_store *s, const char *path,
 			    const struct template_import_opts *opts, struct template_strv *digests);
+
+/* A libguestfs handle with errors left to guestfs_last_error(), on the
+ * direct backend and with TCG where the host has no hardware
+ * virtualization, unless LIBGUESTFS_BACKEND(_SETTINGS) say otherwise; NULL
+ * when libguestfs cannot make one. */
+guestfs_h *tools_guestfs_create(void);
+/* Records "cannot <fmt>: <libguestfs's last error>" (VI_EFAIL). */
+int tools_guestfs_error(guestfs_h *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int tools_guestfs_verror(guestfs_h *g, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* Frees a NULL-terminated string list as libguestfs returns them. */
+void tools_strv_free(char **v);
 
 /* Writes the root file system of disk d (busybox, tarball or debootstrap)
  * as a plain tar file; stage is a scratch directory. extra_package, when not
