@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static bool hardware_virt(void)
 {
@@ -50,6 +51,26 @@ int tools_guestfs_error(guestfs_h *g, const char *fmt, ...)
 	rc = tools_guestfs_verror(g, fmt, ap);
 	va_end(ap);
 	return rc;
+}
+
+static int shorter_mountpoint(const void *a, const void *b)
+{
+	size_t x = strlen(*(char *const *)a), y = strlen(*(char *const *)b);
+
+	return x < y ? -1 : x > y;
+}
+
+char **tools_mountpoints(guestfs_h *g, const char *root, size_t *n)
+{
+	char **mps = guestfs_inspect_get_mountpoints(g, root);
+
+	*n = 0;
+	while (mps && mps[2 * *n] && mps[2 * *n + 1])
+		++*n;
+	/* Parents first: "/" before "/boot", which sorting by length gives. */
+	if (mps)
+		qsort(mps, *n, 2 * sizeof(*mps), shorter_mountpoint);
+	return mps;
 }
 
 void tools_strv_free(char **v)

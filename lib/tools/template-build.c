@@ -1095,17 +1095,12 @@ static int extract_kernel(struct build *b)
 	return rc;
 }
 
-static int cmp_mountpoint(const void *a, const void *b)
-{
-	size_t x = strlen(*(char *const *)a), y = strlen(*(char *const *)b);
-	return x < y ? -1 : x > y;
-}
-
 /* Mounts the root file system: partition 1 of a disk we filled, the one the
  * base's build recorded, or what inspection finds on a copied image. */
 static int mount_root(struct build *b, const char *root)
 {
 	char **roots = NULL, **mps = NULL;
+	size_t n;
 	int rc = 0;
 
 	if (root) {
@@ -1121,17 +1116,11 @@ static int mount_root(struct build *b, const char *root)
 		return vi_error(VI_EFAIL, "template '%s': no operating system found on the image",
 				b->t->name);
 	}
-	if (!(mps = guestfs_inspect_get_mountpoints(b->g, roots[0]))) {
+	if (!(mps = tools_mountpoints(b->g, roots[0], &n))) {
 		rc = gerr(b, "read the mount points of '%s'", roots[0]);
 		tools_strv_free(roots);
 		return rc;
 	}
-	/* Pairs of mount point and device, mounted parents first: "/" before
-	 * "/boot", which sorting by length gives. */
-	size_t n = 0;
-	while (mps[2 * n] && mps[2 * n + 1])
-		n++;
-	qsort(mps, n, 2 * sizeof(*mps), cmp_mountpoint);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if (guestfs_mount(b->g, mps[2 * i + 1], mps[2 * i]) < 0)
 			rc = gerr(b, "mount '%s' on '%s'", mps[2 * i + 1], mps[2 * i]);

@@ -26,6 +26,10 @@ guestfs_h *tools_guestfs_create(void);
 int tools_guestfs_error(guestfs_h *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int tools_guestfs_verror(guestfs_h *g, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+/* The mount points inspection found for the operating system at root, as
+ * *n pairs of mount point and mountable in the order to mount them (parents
+ * first); NULL on error (guestfs_last_error). Free with tools_strv_free(). */
+char **tools_mountpoints(guestfs_h *g, const char *root, size_t *n);
 /* Frees a NULL-terminated string list as libguestfs returns them. */
 void tools_strv_free(char **v);
 
