@@ -4,6 +4,7 @@
 #define VI_TOOLS_INTERNAL_H
 
 #include "template-internal.h"
+#include "tools.h"
 
 #include <guestfs.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@ int template_export_archive(const struct vi_store *s, const char *digest, const 
 			    void *opaque);
 int template_import_archive(struct vi_store *s, const char *path,
 			    const struct template_import_opts *opts, struct template_strv *digests);
+int tools_diff(const struct vi_diff_opts *opts, struct vi_diff *diff);
 
 /* A libguestfs handle with errors left to guestfs_last_error(), on the
  * direct backend and with TCG where the host has no hardware
