@@ -88,8 +88,9 @@ struct vi_diff_entry {
 	char *path;            /* absolute in the guest, "/" for the root */
 	struct vi_diff_file a; /* in A; zero for VI_DIFF_ADDED */
 	struct vi_diff_file b; /* in B; zero for VI_DIFF_REMOVED */
-	/* VI_DIFF_ATTRS: 1u << enum vi_diff_attr of each attribute that differs;
-	 * 0 when only the nanoseconds of a time do (as virt-diff counts them). */
+	/* VI_DIFF_ATTRS: 1u << enum vi_diff_attr of each attribute that differs,
+	 * 0 when only the nanoseconds of a time do (virt-diff counts those); 0
+	 * for the other kinds. */
 	unsigned changed;
 	/* VI_DIFF_CHANGED with VI_DIFF_CONTENT: the hunks of `diff -u A B` ("" for
 	 * the same bytes, for files diff calls binary); else NULL. */
@@ -105,22 +106,29 @@ struct vi_diff {
 
 /* Lists in *diff what differs between the files of states a and b of one
  * machine, as virt-diff -a A... -A B... does with its default options, in
- * one libguestfs appliance that has every disk of both, read-only:
+ * one libguestfs appliance that has every disk of both, read-only. The two
+ * states' disks correspond by position.
  *  - Each state's file systems are mounted as inspection finds them (the
  *    one operating system's root and its fstab mount points, which name
  *    the state's own disks even when both states share file system UUIDs);
  *    a state with no operating system has its only file system mounted,
- *    a whole disk or a partition. A state with several operating systems,
- *    or several file systems and none, is an error (VI_EUNSUPPORTED), as
- *    is one that is on neither state's disks as far as the appliance can
- *    tell (LVM volume groups, RAID sets: both states have the same ones).
+ *    a whole disk or a partition. A mount point other than "/" that cannot
+ *    be mounted is a warning, as in virt-diff. A state with several
+ *    operating systems, or several file systems and none, is an error
+ *    (VI_EUNSUPPORTED), as is an operating system that is on neither
+ *    state's disks as far as the appliance can tell (LVM volume groups,
+ *    RAID sets: both states have the same ones).
  *  - What counts as a change is what virt-diff counts by default: access
  *    times never; directories' times and link counts not; a regular file's
  *    content changed when its size, mtime or ctime did (no checksums).
  *    Device numbers count by file system, not by the appliance's numbering
  *    (virt-diff's vary between its two appliances).
- * On success the caller releases *diff with vi_diff_release(); on error it
- * is empty. Needs the image tools module (vi_tools_load). */
+ *  - VI_DIFF_CONTENT copies both versions of each changed file out of the
+ *    appliance and runs diff(1) on them.
+ * Errors: VI_ENOTFOUND for a disk that does not exist, VI_EFAIL for what
+ * libguestfs or diff report. On success the caller releases *diff with
+ * vi_diff_release(); on error it is empty. Needs the image tools module
+ * (vi_tools_load). */
 int vi_tools_diff(const struct vi_diff_opts *opts, struct vi_diff *diff);
 
 void vi_diff_release(struct vi_diff *diff);

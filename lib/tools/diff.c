@@ -565,9 +565,9 @@ static struct vi_diff_entry *add_entry(struct vi_diff *d, enum vi_diff_kind kind
 {
 	struct vi_diff_entry *e;
 
-	/* Doubling when n reaches a power of two. */
+	/* Room for twice as many whenever n reaches a power of two. */
 	if (!(d->n & (d->n - 1)))
-		d->v = xrealloc(d->v, (d->n ? 2 * d->n : 16) * sizeof(*d->v));
+		d->v = xrealloc(d->v, (d->n ? 2 * d->n : 1) * sizeof(*d->v));
 	e = &d->v[d->n++];
 	memset(e, 0, sizeof(*e));
 	e->kind = kind;
