@@ -4,7 +4,8 @@
 # diff_images DIR os|bare makes in DIR:
 #   base.qcow2  the machine's disk
 #   a.qcow2     state A: an empty overlay on base.qcow2
-#   b.qcow2     state B: an overlay on base.qcow2 that holds what changed
+#   b.qcow2     state B: an overlay on base.qcow2 with the clusters that
+#               changed
 # os: an MBR disk with a root partition (a Linux as inspection sees one,
 # with an fstab naming both file systems by UUID) and a /boot partition;
 # bare: one ext4 file system on the whole disk, no operating system.
@@ -38,6 +39,20 @@ diff_debugfs() {
 		echo "$out"
 		return 1
 	fi
+}
+
+# OUT, an overlay on BACKING (a qcow2 image of OLD) with the 64 KiB clusters
+# in which NEW differs from OLD, as a snapshot's overlay holds what the
+# machine wrote: diff_overlay OLD NEW BACKING OUT
+diff_overlay() {
+	local old=$1 new=$2 backing=$3 out=$4 c writes=()
+	qemu-img create -q -f qcow2 -b "$backing" -F qcow2 "$out"
+	for c in $(cmp -l "$old" "$new" | awk '{ print int(($1 - 1) / 65536) }' | uniq); do
+		dd if="$new" of="$out.$c" bs=64K skip="$c" count=1 status=none
+		writes+=(-c "write -q -s $out.$c $((c * 65536)) 64k")
+	done
+	qemu-io -f qcow2 "${writes[@]}" "$out"
+	rm -f "$out".*
 }
 
 diff_images() {
@@ -92,8 +107,7 @@ diff_images() {
 	fi
 	qemu-img convert -f raw -O qcow2 base.raw base.qcow2
 	qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 a.qcow2
-	# -B writes only what differs from the backing file.
-	qemu-img convert -f raw -O qcow2 -B base.qcow2 -F qcow2 b.raw b.qcow2
+	diff_overlay base.raw b.raw base.qcow2 b.qcow2
 	rm -f base.raw b.raw
 	cd - >/dev/null || return 1
 }
