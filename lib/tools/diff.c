@@ -502,7 +502,8 @@ static int path_cmp(const char *a, const char *b)
 		a++, b++;
 	if (*a == *b)
 		return 0;
-	if (!*a || *a == '/')
+	/* A parent before its children, then "a/..." before "a-...". */
+	if (!*a || (*b && *a == '/'))
 		return -1;
 	if (!*b || *b == '/')
 		return 1;
