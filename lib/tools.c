@@ -1,11 +1,13 @@
 /* Finding and loading vi-tools.so, the image tools module, on first use (see
- * tools.h for why it is a module). */
+ * tools.h for why it is a module), and what the callers of its diff share
+ * without needing it: the entries' release and their virt-diff text. */
 #include "tools.h"
 #include "error.h"
 #include "util.h"
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -83,4 +85,78 @@ int vi_tools_load(const struct vi_tools **tools)
 	}
 	free(path);
 	return rc;
+}
+
+/* --- diffs ---------------------------------------------------------------- */
+
+int vi_tools_diff(const struct vi_diff_opts *opts, struct vi_diff *diff)
+{
+	const struct vi_tools *tools;
+	int rc;
+
+	memset(diff, 0, sizeof(*diff));
+	rc = vi_tools_load(&tools);
+	return rc < 0 ? rc : tools->diff(opts, diff);
+}
+
+void vi_diff_release(struct vi_diff *diff)
+{
+	for (size_t i = 0; i < diff->n; i++) {
+		free(diff->v[i].path);
+		free(diff->v[i].a.link);
+		free(diff->v[i].b.link);
+		free(diff->v[i].content);
+	}
+	free(diff->v);
+	memset(diff, 0, sizeof(*diff));
+}
+
+const char *vi_diff_attr_name(enum vi_diff_attr attr)
+{
+	static const char *const names[VI_DIFF_NATTRS] = {
+		"st_dev",  "st_ino",     "st_mode",   "st_nlink",     "st_uid",
+		"st_gid",  "st_rdev",    "st_size",   "st_blksize",   "st_blocks",
+		"st_atime_sec", "st_mtime_sec", "st_ctime_sec", "xattrs",
+	};
+
+	return (unsigned)attr < VI_DIFF_NATTRS ? names[attr] : NULL;
+}
+
+/* virt-diff's columns for one side: "+ - 0644       1234 /etc/motd". */
+static void print_file(FILE *out, char kind, const char *path, const struct vi_diff_file *f)
+{
+	fprintf(out, "%c %c %04o %10" PRId64 " %s", kind, f->type, f->mode, f->size, path);
+	if (f->link)
+		fprintf(out, " -> %s", f->link);
+	fputc('\n', out);
+}
+
+void vi_diff_print(const struct vi_diff *diff, FILE *out)
+{
+	for (size_t i = 0; i < diff->n; i++) {
+		const struct vi_diff_entry *e = &diff->v[i];
+
+		switch (e->kind) {
+		case VI_DIFF_ADDED:
+			print_file(out, '+', e->path, &e->b);
+			break;
+		case VI_DIFF_REMOVED:
+			print_file(out, '-', e->path, &e->a);
+			break;
+		case VI_DIFF_CHANGED:
+			print_file(out, '=', e->path, &e->a);
+			if (e->content)
+				fprintf(out, "%s@@ End of diff @@\n", e->content);
+			break;
+		case VI_DIFF_ATTRS:
+			print_file(out, '-', e->path, &e->a);
+			print_file(out, '+', e->path, &e->b);
+			fputs("# changed:", out);
+			for (unsigned a = 0; a < VI_DIFF_NATTRS; a++)
+				if (e->changed & (1u << a))
+					fprintf(out, " %s", vi_diff_attr_name(a));
+			fputc('\n', out);
+			break;
+		}
+	}
 }

@@ -7,4 +7,5 @@ __attribute__((visibility("default"))) const struct vi_tools vi_tools = {
 	.build_image = template_build_image,
 	.export_images = template_export_archive,
 	.import_images = template_import_archive,
+	.diff = tools_diff,
 };

@@ -43,18 +43,15 @@ static void progress(struct build *b, const char *what, int percent)
 
 static int gerr(struct build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-/* Records libguestfs's last error after "cannot <what>". */
+/* Records libguestfs's last error after "template '<name>': cannot <what>". */
 static int gerr(struct build *b, const char *fmt, ...)
 {
-	char what[512];
-	const char *why = guestfs_last_error(b->g);
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
+	tools_guestfs_verror(b->g, fmt, ap);
 	va_end(ap);
-	return vi_error(VI_EFAIL, "template '%s': cannot %s: %s", b->t->name, what,
-			why ? why : "unknown libguestfs error");
+	return vi_error_wrap("template '%s'", b->t->name);
 }
 
 static void on_progress(guestfs_h *g, void *opaque, uint64_t event, int handle, int flags,
@@ -66,11 +63,6 @@ static void on_progress(guestfs_h *g, void *opaque, uint64_t event, int handle, 
 	/* array: proc_nr, serial, position, total */
 	if (n >= 4 && array[3])
 		progress(b, NULL, (int)(array[2] * 100 / array[3]));
-}
-
-static bool hardware_virt(void)
-{
-	return vi_file_exists("/sys/module/kvm_intel") || vi_file_exists("/sys/module/kvm_amd");
 }
 
 /* Does apt install the kernel package during the build? Not when
@@ -135,22 +127,13 @@ static int appliance_start(struct build *b)
 {
 	const struct template *t = b->t;
 
-	if (!(b->g = guestfs_create()))
+	if (!(b->g = tools_guestfs_create()))
 		return vi_error(VI_EFAIL, "template '%s': cannot create a libguestfs handle",
 				t->name);
-	guestfs_set_error_handler(b->g, NULL, NULL);
 	/* Its temporary files stay in the store, where the next build clears
 	 * what a killed one left (not in /tmp, where nothing would). */
 	if (guestfs_set_tmpdir(b->g, b->tmp) < 0)
 		return gerr(b, "use '%s' for temporary files", b->tmp);
-	/* The user's settings win; otherwise direct QEMU, and TCG unless the
-	 * host has real VT-x or SVM (a software /dev/kvm is slower than TCG). */
-	if (!getenv("LIBGUESTFS_BACKEND"))
-		guestfs_set_backend(b->g, "direct");
-	if (!getenv("LIBGUESTFS_BACKEND_SETTINGS") && !hardware_virt()) {
-		char *settings[] = { "force_tcg", NULL };
-		guestfs_set_backend_settings(b->g, settings);
-	}
 	if (needs_network(t))
 		guestfs_set_network(b->g, 1);
 	guestfs_set_event_callback(b->g, on_progress, GUESTFS_EVENT_PROGRESS, 0, b);
@@ -167,13 +150,6 @@ static int appliance_start(struct build *b)
 	return 0;
 }
 
-static void free_strings(char **v)
-{
-	for (char **p = v; p && *p; p++)
-		free(*p);
-	free(v);
-}
-
 /* Flushes and stops the appliance; its exit status says whether everything
  * reached the disks. */
 static int appliance_finish(struct build *b)
@@ -187,7 +163,7 @@ static int appliance_finish(struct build *b)
 		rc = gerr(b, "finish writing the disks");
 	guestfs_close(b->g);
 	b->g = NULL;
-	free_strings(b->devices);
+	tools_strv_free(b->devices);
 	b->devices = NULL;
 	return rc;
 }
@@ -197,7 +173,7 @@ static void appliance_abort(struct build *b)
 	if (b->g)
 		guestfs_close(b->g);
 	b->g = NULL;
-	free_strings(b->devices);
+	tools_strv_free(b->devices);
 	b->devices = NULL;
 }
 
@@ -432,7 +408,7 @@ static int chown_tree(struct build *b, const char *dir, long uid, long gid)
 			rc = gerr(b, "change the owner of '%s'", path);
 		free(path);
 	}
-	free_strings(rel);
+	tools_strv_free(rel);
 	return rc;
 }
 
@@ -552,7 +528,7 @@ static int new_account(struct build *b, struct accounts *a, const struct templat
 				rc = gerr(b, "copy '%s'", src);
 			free(src);
 		}
-		free_strings(skel);
+		tools_strv_free(skel);
 	}
 	return rc < 0 ? rc : chown_tree(b, *home, *uid, *gid);
 }
@@ -1097,7 +1073,7 @@ static int extract_kernel(struct build *b)
 		if (!best || strverscmp(*p, best) > 0)
 			best = *p;
 	if (!best) {
-		free_strings(found);
+		tools_strv_free(found);
 		return vi_error(VI_EFAIL,
 				"template '%s': package '%s' put no /boot/vmlinuz-* in the image",
 				b->t->name, b->t->kernel_package);
@@ -1115,14 +1091,8 @@ static int extract_kernel(struct build *b)
 		}
 		free(initrd);
 	}
-	free_strings(found);
+	tools_strv_free(found);
 	return rc;
-}
-
-static int cmp_mountpoint(const void *a, const void *b)
-{
-	size_t x = strlen(*(char *const *)a), y = strlen(*(char *const *)b);
-	return x < y ? -1 : x > y;
 }
 
 /* Mounts the root file system: partition 1 of a disk we filled, the one the
@@ -1130,6 +1100,7 @@ static int cmp_mountpoint(const void *a, const void *b)
 static int mount_root(struct build *b, const char *root)
 {
 	char **roots = NULL, **mps = NULL;
+	size_t n;
 	int rc = 0;
 
 	if (root) {
@@ -1141,27 +1112,21 @@ static int mount_root(struct build *b, const char *root)
 	if (!(roots = guestfs_inspect_os(b->g)))
 		return gerr(b, "inspect the image");
 	if (!roots[0]) {
-		free_strings(roots);
+		tools_strv_free(roots);
 		return vi_error(VI_EFAIL, "template '%s': no operating system found on the image",
 				b->t->name);
 	}
-	if (!(mps = guestfs_inspect_get_mountpoints(b->g, roots[0]))) {
+	if (!(mps = tools_mountpoints(b->g, roots[0], &n))) {
 		rc = gerr(b, "read the mount points of '%s'", roots[0]);
-		free_strings(roots);
+		tools_strv_free(roots);
 		return rc;
 	}
-	/* Pairs of mount point and device, mounted parents first: "/" before
-	 * "/boot", which sorting by length gives. */
-	size_t n = 0;
-	while (mps[2 * n] && mps[2 * n + 1])
-		n++;
-	qsort(mps, n, 2 * sizeof(*mps), cmp_mountpoint);
 	for (size_t i = 0; i < n && rc == 0; i++)
 		if (guestfs_mount(b->g, mps[2 * i + 1], mps[2 * i]) < 0)
 			rc = gerr(b, "mount '%s' on '%s'", mps[2 * i + 1], mps[2 * i]);
 	b->img.root = xstrdup(roots[0]);
-	free_strings(roots);
-	free_strings(mps);
+	tools_strv_free(roots);
+	tools_strv_free(mps);
 	return rc;
 }
 

@@ -4,6 +4,10 @@
 #define VI_TOOLS_INTERNAL_H
 
 #include "template-internal.h"
+#include "tools.h"
+
+#include <guestfs.h>
+#include <stdarg.h>
 
 /* The methods of struct vi_tools, documented there. */
 int template_build_image(struct vi_store *s, struct template *t,
@@ -13,6 +17,23 @@ int template_export_archive(const struct vi_store *s, const char *digest, const 
 			    void *opaque);
 int template_import_archive(struct vi_store *s, const char *path,
 			    const struct template_import_opts *opts, struct template_strv *digests);
+int tools_diff(const struct vi_diff_opts *opts, struct vi_diff *diff);
+
+/* A libguestfs handle with errors left to guestfs_last_error(), on the
+ * direct backend and with TCG where the host has no hardware
+ * virtualization, unless LIBGUESTFS_BACKEND(_SETTINGS) say otherwise; NULL
+ * when libguestfs cannot make one. */
+guestfs_h *tools_guestfs_create(void);
+/* Records "cannot <fmt>: <libguestfs's last error>" (VI_EFAIL). */
+int tools_guestfs_error(guestfs_h *g, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int tools_guestfs_verror(guestfs_h *g, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+/* The mount points inspection found for the operating system at root, as
+ * *n pairs of mount point and mountable in the order to mount them (parents
+ * first); NULL on error (guestfs_last_error). Free with tools_strv_free(). */
+char **tools_mountpoints(guestfs_h *g, const char *root, size_t *n);
+/* Frees a NULL-terminated string list as libguestfs returns them. */
+void tools_strv_free(char **v);
 
 /* Writes the root file system of disk d (busybox, tarball or debootstrap)
  * as a plain tar file; stage is a scratch directory. extra_package, when not
