@@ -109,6 +109,7 @@ int cmd_snapshot_list(int argc, char **argv);
 int cmd_snapshot_show(int argc, char **argv);
 int cmd_snapshot_checkout(int argc, char **argv);
 int cmd_snapshot_delete(int argc, char **argv);
+int cmd_snapshot_diff(int argc, char **argv);
 
 extern const struct vi_option caps_options[], clone_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],

@@ -5,7 +5,9 @@
 #include "log.h"
 #include "machine.h"
 #include "output.h"
+#include "progress.h"
 #include "snapshot.h"
+#include "tools.h"
 #include "util.h"
 
 #include <stdio.h>
@@ -49,6 +51,8 @@ const struct cmd snapshot_commands[] = {
 	  snapshot_create_options, "take a snapshot: disks and, of a running VM, memory" },
 	{ "delete", cmd_snapshot_delete, 2, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM SNAPSHOT",
 	  snapshot_options, "delete a snapshot, merging its data into what reads it" },
+	{ "diff", cmd_snapshot_diff, 2, 3, NEEDS_STORE | NEEDS_PLUGINS, "VM SNAPSHOT [SNAPSHOT2]",
+	  snapshot_options, "the files that differ between two snapshots, or one and now" },
 	{ "list", cmd_snapshot_list, 1, 1, NEEDS_STORE, "VM", snapshot_list_options,
 	  "list a VM's snapshots, its current one marked" },
 	{ "revert", cmd_snapshot_checkout, 2, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM SNAPSHOT",
@@ -327,6 +331,107 @@ int cmd_snapshot_delete(int argc, char **argv)
 			vi_info("deleted snapshot '%s' of VM '%s'", argv[1], argv[0]);
 		}
 	}
+	vi_machine_release(&m);
+	return rc;
+}
+
+static struct json_object *diff_file_json(const struct vi_diff_file *f)
+{
+	struct json_object *o = json_object_new_object();
+	char type[2] = { f->type, 0 };
+
+	json_object_object_add(o, "type", vi_json_str(type));
+	json_object_object_add(o, "mode", json_object_new_int((int)f->mode));
+	json_object_object_add(o, "size", json_object_new_int64(f->size));
+	json_object_object_add(o, "link", vi_json_str(f->link));
+	return o;
+}
+
+static void diff_json(const char *vm, const char *from, const char *to, const struct vi_diff *d)
+{
+	static const char *const kinds[] = { "added", "removed", "changed", "attributes" };
+	struct json_object *doc = vi_json_doc(), *list = json_object_new_array();
+
+	json_object_object_add(doc, "vm", vi_json_str(vm));
+	json_object_object_add(doc, "from", vi_json_str(from));
+	json_object_object_add(doc, "to", vi_json_str(to));
+	for (size_t i = 0; i < d->n; i++) {
+		const struct vi_diff_entry *e = &d->v[i];
+		struct json_object *o = json_object_new_object(), *ch = json_object_new_array();
+		json_object_object_add(o, "kind", vi_json_str(kinds[e->kind]));
+		json_object_object_add(o, "path", vi_json_str(e->path));
+		if (e->kind != VI_DIFF_ADDED)
+			json_object_object_add(o, "a", diff_file_json(&e->a));
+		if (e->kind != VI_DIFF_REMOVED)
+			json_object_object_add(o, "b", diff_file_json(&e->b));
+		for (int a = 0; a < VI_DIFF_NATTRS; a++)
+			if (e->changed & (1u << a))
+				json_object_array_add(ch, vi_json_str(vi_diff_attr_name(a)));
+		json_object_object_add(o, "changed", ch);
+		json_object_array_add(list, o);
+	}
+	json_object_object_add(doc, "entries", list);
+	vi_json_print(doc);
+}
+
+int cmd_snapshot_diff(int argc, char **argv)
+{
+	struct vi_snapshot a = { 0 }, b = { 0 };
+	struct vi_machine m = { 0 };
+	struct vi_diff diff = { 0 };
+	struct vi_progress progress;
+	const char **pa = NULL, **pb = NULL;
+	size_t na = 0, nb = 0;
+	int rc;
+
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], NULL, false, &m)) < 0)
+		return rc;
+	if ((rc = vi_snapshot_load(&ctx.store, m.def.name, argv[1], &a)) < 0 ||
+	    (argc > 2 && (rc = vi_snapshot_load(&ctx.store, m.def.name, argv[2], &b)) < 0))
+		goto out;
+	pa = xcalloc(a.ndisks + 1, sizeof(char *));
+	for (size_t i = 0; i < a.ndisks; i++)
+		pa[na++] = a.disks[i].backing;
+	if (argc > 2) {
+		pb = xcalloc(b.ndisks + 1, sizeof(char *));
+		for (size_t i = 0; i < b.ndisks; i++)
+			pb[nb++] = b.disks[i].backing;
+	} else {
+		/* Now: the VM's disks, which must hold still. */
+		struct vi_hv_state st;
+		int state = vi_machine_state(&m, &st);
+		if (vi_hv_state_active(state)) {
+			rc = vi_error(VI_ESTATE, "VM '%s' is %s: stop it, or name two snapshots",
+				      m.def.name, vi_hv_state_name(state));
+			goto out;
+		}
+		pb = xcalloc(m.view.vm.ndisks + 1, sizeof(char *));
+		for (size_t i = 0; i < m.view.vm.ndisks; i++)
+			pb[nb++] = m.view.disks[i].path;
+	}
+	struct vi_diff_opts opts = {
+		.a = { pa, na, NULL },
+		.b = { pb, nb, NULL },
+		.progress = vi_progress_report,
+		.opaque = &progress,
+	};
+	vi_progress_start(&progress, 0, "comparing snapshot '%s' of VM '%s' with %s%s%s",
+			  argv[1], m.def.name, argc > 2 ? "snapshot '" : "its current state",
+			  argc > 2 ? argv[2] : "", argc > 2 ? "'" : "");
+	rc = vi_tools_diff(&opts, &diff);
+	vi_progress_end(&progress);
+	if (rc < 0)
+		goto out;
+	if (ctx.json)
+		diff_json(m.def.name, argv[1], argc > 2 ? argv[2] : NULL, &diff);
+	else
+		vi_diff_print(&diff, stdout);
+out:
+	vi_diff_release(&diff);
+	free(pa);
+	free(pb);
+	vi_snapshot_release(&a);
+	vi_snapshot_release(&b);
 	vi_machine_release(&m);
 	return rc;
 }

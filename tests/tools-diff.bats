@@ -21,6 +21,21 @@ setup_file() {
 	cd "$BATS_FILE_TMPDIR/bare" || return 1
 	script -qec "tools-diff --format qcow2 a.qcow2 -- b.qcow2 >out" tty </dev/null >/dev/null
 	echo $? >rc
+	# The same two states through the verb: a VM of the fixture backend on the
+	# bare state A, a snapshot of it, then B's changes as its current disk.
+	mkdir -p "$BATS_FILE_TMPDIR/cli/plugins" && cd "$BATS_FILE_TMPDIR/cli" || return 1
+	ln -s "$VI_BUILD/tests/plugins/hv-fixture.so" plugins/
+	export VI_HOME=$PWD/home VI_PLUGIN_DIR=$PWD/plugins
+	cp ../bare/base.qcow2 disk.qcow2
+	touch vmlinuz
+	vi -q create --hv fixture --kernel "$PWD/vmlinuz" --disk "$PWD/disk.qcow2" --nic none m
+	vi -q snapshot create m s1
+	now=$(vi show --json m | jq -r '.vm.disks[0].path')
+	cp ../bare/b.qcow2 "$now"
+	qemu-img rebase -q -u -f qcow2 -b "$PWD/disk.qcow2" -F qcow2 "$now"
+	vi snapshot diff --json m s1 >out 2>err
+	echo $? >rc
+	unset VI_HOME VI_PLUGIN_DIR
 }
 
 setup() {
@@ -82,4 +97,26 @@ setup() {
 @test "a disk that does not exist is an error before any appliance starts" {
 	run -3 tools-diff os/a.qcow2 -- os/nosuch.qcow2
 	[ "$output" = "tools-diff: cannot open 'os/nosuch.qcow2': No such file or directory" ]
+}
+
+@test "vi snapshot diff compares a snapshot with the VM's current disks, in JSON too" {
+	cat cli/err
+	[ "$(cat cli/rc)" = 0 ]
+	[ "$(jq -r '.from + " " + (.to // "now")' cli/out)" = "s1 now" ]
+	[ "$(jq -r '.entries[] | .kind + " " + .path' cli/out)" = "$(printf '%s\n' \
+		'added /data/added' 'changed /data/change' 'attributes /data/mode' \
+		'added /data/newdir' 'added /data/newlink' 'removed /data/remove')" ]
+	[ "$(jq -r '.entries[] | select(.path == "/data/mode") | .changed | join(",")' cli/out)" = st_mode ]
+	[ "$(jq -r '.entries[] | select(.path == "/data/newlink") | .b.link' cli/out)" = keep ]
+}
+
+@test "vi snapshot diff refuses a running VM's current state and unknown snapshots, before any launch" {
+	export VI_HOME=$BATS_FILE_TMPDIR/cli/home VI_PLUGIN_DIR=$BATS_FILE_TMPDIR/cli/plugins
+	run -3 vi snapshot diff m nope
+	[ "$output" = "vi: error: VM 'm' has no snapshot 'nope'" ]
+	mkdir -p "$VI_HOME/vms/m/run"
+	echo running >"$VI_HOME/vms/m/run/fixture-state"
+	run -5 vi snapshot diff m s1
+	[ "$output" = "vi: error: VM 'm' is running: stop it, or name two snapshots" ]
+	rm "$VI_HOME/vms/m/run/fixture-state"
 }
