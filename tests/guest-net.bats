@@ -157,3 +157,31 @@ create() {
 	run -0 vi exec "$n" -- uname -n
 	[ "$output" = "$n" ]
 }
+
+@test "tiny: a snapshot with memory brings file A back without B, no reboot, and the kept state brings B back" {
+	n=snap$$
+	create "$n"
+	vi exec "$n" -- sh -c 'echo a >/root/A && sync'
+	up_at_snapshot=$(vi exec "$n" -- cut -d. -f1 /proc/uptime)
+	run -0 vi snapshot create "$n" s1
+	vi exec "$n" -- sh -c 'echo b >/root/B && sync'
+	sleep 2
+	run -0 vi snapshot checkout "$n" s1
+	[[ $output =~ as\ snapshot\ \'(s[0-9a-f]{6})\' ]]
+	kept=${BASH_REMATCH[1]}
+	[[ $output == *"VM '$n' is at snapshot 's1', running" ]]
+	run -0 vi exec "$n" -- cat /root/A
+	[ "$output" = a ]
+	run -1 vi exec "$n" -- test -e /root/B
+	# It went on from the snapshot's instant: no boot since then.
+	up=$(vi exec "$n" -- cut -d. -f1 /proc/uptime)
+	[ "$up" -ge "$up_at_snapshot" ]
+	run -0 vi snapshot checkout "$n" "$kept"
+	run -0 vi exec "$n" -- cat /root/B
+	[ "$output" = b ]
+	vi -q stop --force "$n"
+	for f in "$VI_HOME/vms/$n"/disks/*.qcow2 "$VI_HOME"/images/layers/*.qcow2; do
+		[ -e "$f" ] || continue
+		qemu-img check -q "$f"
+	done
+}
