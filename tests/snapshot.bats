@@ -249,3 +249,47 @@ all_images_clean() {
 	[ -z "$(ls -A "$VI_HOME/vms/a/snapshots" | grep '^\.')" ]
 	run -0 vi start a
 }
+
+@test "a backend that cannot save memory refuses a snapshot of a running VM, exit 4, nothing written" {
+	vi -q snapshot create a base
+	set_state running
+	cp "$VI_HOME/vms/a/vm.yaml" before.yaml
+	ls -R "$VI_HOME" >before.list
+	FIXTURE_NO_SAVE=1 run -4 vi snapshot create a live
+	[ "$output" = "vi: error: backend 'fixture' does not support saving VM state: take a disk-only snapshot (--disk-only) or stop VM 'a' first" ]
+	cmp before.yaml "$VI_HOME/vms/a/vm.yaml"
+	ls -R "$VI_HOME" | cmp before.list -
+	[ "$(state)" = running ]
+	FIXTURE_NO_SAVE=1 run -0 vi snapshot create --disk-only a disks
+	# A snapshot with memory cannot be checked out there either, and nothing changes.
+	vi -q snapshot create a live
+	set_state stopped
+	cp "$VI_HOME/vms/a/vm.yaml" before.yaml
+	FIXTURE_NO_SAVE=1 run -4 vi snapshot checkout a live
+	[ "$output" = "vi: error: backend 'fixture' does not support restoring VM state: snapshot 'live' holds memory" ]
+	cmp before.yaml "$VI_HOME/vms/a/vm.yaml"
+}
+
+@test "after create, checkout and delete, every snapshot's disks compare equal to what they held" {
+	vi -q snapshot create a base
+	put 2M aa
+	vi -q snapshot create a s1
+	qemu-img convert -O raw "$(disk)" s1.raw
+	put 3M bb
+	vi -q snapshot create a s2
+	qemu-img convert -O raw "$(disk)" s2.raw
+	put 4M cc
+	vi -q snapshot checkout a s1
+	qemu-img compare -q "$(disk)" s1.raw
+	vi -q snapshot delete a base
+	qemu-img compare -q "$(disk)" s1.raw
+	vi -q snapshot checkout --discard a s2
+	vi -q snapshot delete a s1
+	# s2 as it was taken, and the automatic snapshot checkout made still hold their data.
+	qemu-img compare -q "$(disk)" s2.raw
+	auto=$(vi snapshot list --json a | jq -r '.snapshots[] | select(.automatic) | .name' | head -1)
+	vi -q snapshot checkout --discard a "$auto"
+	[ "$(byte_at 4M)" = cc ]
+	[ "$(byte_at 3M)" = bb ]
+	run -0 all_images_clean
+}
