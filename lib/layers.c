@@ -634,25 +634,6 @@ static void drop_stale_refs(const struct vi_store *s, struct vi_layer_index *idx
 	}
 }
 
-/* index.yaml.tmp.PID of a command killed while it wrote the index. */
-static void clear_dead_writes(const struct vi_store *s)
-{
-	char *dir = vi_store_path(s, "images/layers");
-	DIR *d = opendir(dir);
-	struct dirent *e;
-
-	while (d && (e = readdir(d))) {
-		if (strncmp(e->d_name, "index.yaml.tmp.", 15) || !vi_pid_suffix_gone(e->d_name))
-			continue;
-		char *p = xasprintf("%s/%s", dir, e->d_name);
-		unlink(p);
-		free(p);
-	}
-	if (d)
-		closedir(d);
-	free(dir);
-}
-
 int vi_layers_open(const struct vi_store *s, struct vi_layer_index *idx)
 {
 	char *dir = vi_store_path(s, "images/.locks"), *lock = NULL, *path = NULL;
@@ -676,7 +657,12 @@ int vi_layers_open(const struct vi_store *s, struct vi_layer_index *idx)
 			rc = vi_error_errno(VI_EFAIL, errno, "cannot lock '%s'", lock);
 			goto cleanup;
 		}
-	clear_dead_writes(s);
+	/* index.yaml.tmp.PID of a command killed while it wrote the index. */
+	{
+		char *layers = vi_store_path(s, "images/layers");
+		vi_clear_dead(layers, "index.yaml.tmp.");
+		free(layers);
+	}
 	if (vi_file_exists(path)) {
 		rc = index_load(path, idx);
 		if (rc == 0) {

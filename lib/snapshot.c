@@ -270,19 +270,8 @@ int vi_snapshot_list(const struct vi_store *s, const char *vm, struct vi_snapsho
 static void clear_dead(const struct vi_store *s, const char *vm)
 {
 	char *dir = vi_store_path(s, "vms/%s/snapshots", vm);
-	DIR *d = opendir(dir);
-	struct dirent *e;
 
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] != '.' || !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-		    !vi_pid_suffix_gone(e->d_name))
-			continue;
-		char *p = xasprintf("%s/%s", dir, e->d_name);
-		vi_rm_rf(p);
-		free(p);
-	}
-	if (d)
-		closedir(d);
+	vi_clear_dead(dir, ".");
 	free(dir);
 }
 

@@ -656,6 +656,23 @@ bool vi_pid_suffix_gone(const char *name)
 	return !*end && vi_pid_gone(pid);
 }
 
+void vi_clear_dead(const char *dir, const char *prefix)
+{
+	DIR *d = opendir(dir);
+	struct dirent *e;
+
+	while (d && (e = readdir(d))) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) || !vi_pid_suffix_gone(e->d_name))
+			continue;
+		char *p = xasprintf("%s/%s", dir, e->d_name);
+		vi_rm_rf(p);
+		free(p);
+	}
+	if (d)
+		closedir(d);
+	vi_error_clear();
+}
+
 int vi_run_fds(char *const argv[], int in_fd, int out_fd, int err_fd)
 {
 	posix_spawn_file_actions_t fa;

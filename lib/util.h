@@ -47,6 +47,10 @@ bool vi_pid_gone(long pid);
 /* For files named after the process that made them: true when the number
  * after the last '.' of name is a process that no longer exists. */
 bool vi_pid_suffix_gone(const char *name);
+/* Removes what commands that no longer run left in dir: each entry (file or
+ * directory) whose name starts with prefix and ends in .PID of such a command.
+ * Errors are ignored: a later command tries again. */
+void vi_clear_dead(const char *dir, const char *prefix);
 
 /* Guests' access to the store. Everything vi writes is private to root
  * (umask 077); directories on the way to disks are 0711. Golden images and
