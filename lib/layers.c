@@ -144,6 +144,15 @@ static void layer_free(struct vi_layer *l)
 	strv_free(l->aliases, l->naliases);
 }
 
+void vi_layers_commit_anyway(const struct vi_store *s, struct vi_layer_index *idx)
+{
+	struct vi_error_saved e;
+
+	vi_error_save(&e);
+	vi_layers_commit(s, idx);
+	vi_error_restore(&e);
+}
+
 void vi_layers_release(struct vi_layer_index *idx)
 {
 	for (size_t i = 0; i < idx->n; i++)

@@ -59,6 +59,9 @@ int vi_layers_upgrade(const struct vi_store *s);
  * only unlocks and frees. */
 int vi_layers_commit(const struct vi_store *s, struct vi_layer_index *idx);
 void vi_layers_release(struct vi_layer_index *idx);
+/* On an error path: commits what happened all the same (layers made for
+ * nothing go), keeping the error being reported. */
+void vi_layers_commit_anyway(const struct vi_store *s, struct vi_layer_index *idx);
 /* Writes the index now, keeping the lock: before files that rely on what it
  * records (a clone's overlay on a layer) are made. */
 int vi_layers_write(const struct vi_store *s, const struct vi_layer_index *idx);

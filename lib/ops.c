@@ -927,14 +927,10 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 		vi_error_restore(&e);
 	}
 	/* Commit whatever happened: layers made for nothing go again. */
-	if (rc == 0) {
+	if (rc == 0)
 		rc = vi_layers_commit(s, &idx);
-	} else {
-		struct vi_error_saved e;
-		vi_error_save(&e);
-		vi_layers_commit(s, &idx);
-		vi_error_restore(&e);
-	}
+	else
+		vi_layers_commit_anyway(s, &idx);
 	/* The set is complete, or gone: nothing for recovery to undo. */
 	journal_close(&j);
 	for (size_t i = 0; i < sp->n; i++) {

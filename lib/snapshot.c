@@ -484,12 +484,8 @@ fail:
 		for (size_t i = 0; i < snap.ndisks; i++)
 			if (snap.disks[i].layer)
 				vi_layer_unref(&idx, snap.disks[i].layer, ref);
-done: {
-	struct vi_error_saved e;
-	vi_error_save(&e);
-	vi_layers_commit(s, &idx);
-	vi_error_restore(&e);
-}
+done:
+	vi_layers_commit_anyway(s, &idx);
 out:
 	for (size_t i = 0; i < snap.ndisks; i++) {
 		free(snap.disks[i].backing);
@@ -591,6 +587,44 @@ static void unref_disks(struct vi_layer_index *idx, const struct vi_vm *vm)
 		if (vm->disks[i].layer)
 			vi_layer_unref(idx, vm->disks[i].layer, ref);
 	free(ref);
+}
+
+/* Takes back a checkout before vm.yaml names its disks (or once it names the
+ * old ones again): the new overlays go, m's disks keep their references. */
+static void undo_checkout(const struct vi_store *s, struct vi_layer_index *idx,
+			  const struct vi_machine *m, const struct vi_vm *def, char **made,
+			  size_t nmade)
+{
+	for (size_t i = 0; i < nmade; i++)
+		unlink(made[i]);
+	unref_disks(idx, def);
+	vi_layers_ref_vm(idx, &m->def);
+	vi_layers_commit_anyway(s, idx);
+}
+
+/* Resumes VM vm from the automatic snapshot *saved (its disks are the VM's
+ * again) and deletes that snapshot; *saved becomes NULL once it is gone. */
+static void resume_kept(const struct vi_store *s, struct vi_hv_set *plugins, const char *vm,
+			char **saved)
+{
+	struct vi_snapshot kept;
+	struct vi_machine now;
+
+	if (vi_snapshot_load(s, vm, *saved, &kept) < 0)
+		return;
+	if (vi_machine_open(s, plugins, vm, NULL, true, &now) == 0) {
+		char *mem = snap_file(s, vm, *saved, MEMORY_FILE);
+		if (kept.memory)
+			vi_hv_restore(now.hv, &now.view.vm, mem,
+				      !strcmp(kept.state, "paused") ? VI_HV_RUN_PAUSED : 0);
+		if (vi_snapshot_delete(s, &now, *saved) == 0) {
+			free(*saved);
+			*saved = NULL;
+		}
+		free(mem);
+		vi_machine_release(&now);
+	}
+	vi_snapshot_release(&kept);
 }
 
 int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
@@ -709,40 +743,16 @@ back: {
 }
 	if (switched) {
 		/* The VM is on the snapshot, stopped: say why. */
-		struct vi_error_saved e;
-		vi_error_save(&e);
-		vi_layers_commit(s, &idx);
-		vi_error_restore(&e);
+		vi_layers_commit_anyway(s, &idx);
 		goto reopen;
 	}
-	for (size_t i = 0; i < nmade; i++)
-		unlink(made[i]);
-	unref_disks(&idx, &def);
-	vi_layers_ref_vm(&idx, &m->def);
-	{
+	undo_checkout(s, &idx, m, &def, made, nmade);
+	/* The state the automatic snapshot kept runs again, and the snapshot,
+	 * made for nothing, goes. */
+	if (*saved) {
 		struct vi_error_saved e;
 		vi_error_save(&e);
-		vi_layers_commit(s, &idx);
-		/* The state the automatic snapshot kept runs again, and the
-		 * snapshot, made for nothing, goes. */
-		struct vi_snapshot kept;
-		if (*saved && vi_snapshot_load(s, vm_name, *saved, &kept) == 0) {
-			struct vi_machine now;
-			if (vi_machine_open(s, plugins, vm_name, NULL, true, &now) == 0) {
-				char *kmem = snap_file(s, vm_name, *saved, MEMORY_FILE);
-				if (kept.memory)
-					vi_hv_restore(now.hv, &now.view.vm, kmem,
-						      !strcmp(kept.state, "paused") ? VI_HV_RUN_PAUSED
-										    : 0);
-				if (vi_snapshot_delete(s, &now, *saved) == 0) {
-					free(*saved);
-					*saved = NULL;
-				}
-				free(kmem);
-				vi_machine_release(&now);
-			}
-			vi_snapshot_release(&kept);
-		}
+		resume_kept(s, plugins, vm_name, saved);
 		vi_error_restore(&e);
 	}
 reopen:
@@ -759,18 +769,7 @@ reopen:
 	}
 	goto out_snap;
 fail:
-	for (size_t i = 0; i < nmade; i++)
-		unlink(made[i]);
-	if (!switched) {
-		unref_disks(&idx, &def);
-		vi_layers_ref_vm(&idx, &m->def);
-	}
-	{
-		struct vi_error_saved e;
-		vi_error_save(&e);
-		vi_layers_commit(s, &idx);
-		vi_error_restore(&e);
-	}
+	undo_checkout(s, &idx, m, &def, made, nmade);
 out_snap:
 	for (size_t i = 0; i < nmade; i++)
 		free(made[i]);
