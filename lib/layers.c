@@ -860,12 +860,32 @@ char *vi_layer_overlay_name(const char *vm_dir, const char *path)
 	return fresh;
 }
 
+int vi_image_unwritten(const char *path, unsigned open_flags, char **backing)
+{
+	struct image *img;
+	struct image_info info;
+	int rc = image_open(path, IMAGE_PROBE, IMAGE_OPEN_NO_BACKING | open_flags, &img);
+
+	if (rc < 0)
+		return rc;
+	rc = image_get_info(img, false, &info);
+	image_close(img);
+	if (rc < 0)
+		return rc;
+	bool unwritten = info.format == IMAGE_QCOW2 && info.allocated == 0 && info.backing_file;
+	if (unwritten && backing) {
+		char *dir = xstrdup(path);
+		*backing = absolute(dirname(dir), info.backing_file);
+		free(dir);
+	}
+	image_info_release(&info);
+	return unwritten;
+}
+
 int vi_layer_freeze(const struct vi_store *s, struct vi_layer_index *idx, const struct vi_vm *vm,
 		    const char *vm_dir, struct vi_vm_disk *d, char **backing)
 {
 	char *path = absolute(vm_dir, d->path), *layer = NULL, *tmp = NULL, *id = NULL;
-	struct image *img = NULL;
-	struct image_info info;
 	struct vi_layer *l;
 	int rc;
 
@@ -874,21 +894,11 @@ int vi_layer_freeze(const struct vi_store *s, struct vi_layer_index *idx, const 
 		*backing = path;
 		return 0;
 	}
-	if ((rc = image_open(path, IMAGE_PROBE, IMAGE_OPEN_NO_BACKING, &img)) < 0)
-		goto cleanup;
-	rc = image_get_info(img, false, &info);
-	image_close(img);
-	if (rc < 0)
-		goto cleanup;
-	if (info.format == IMAGE_QCOW2 && info.allocated == 0 && info.backing_file) {
-		/* Nothing written since it was made: share what it is backed by. */
-		char *dir = xstrdup(path);
-		*backing = absolute(dirname(dir), info.backing_file);
-		free(dir);
-		image_info_release(&info);
+	/* Nothing written since it was made: share what it is backed by. */
+	if ((rc = vi_image_unwritten(path, 0, backing)) != 0) {
+		rc = rc < 0 ? rc : 0;
 		goto cleanup;
 	}
-	image_info_release(&info);
 
 	if (strncmp(d->path, "disks/", 6)) {
 		/* A disk vi does not own stays where it is and is shared as it is;

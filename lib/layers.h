@@ -78,6 +78,13 @@ void vi_layer_unref(struct vi_layer_index *idx, const char *id, const char *ref)
 /* Drops every reference VM name holds, its snapshots' included. */
 void vi_layer_unref_vm(struct vi_layer_index *idx, const char *name);
 
+/* Whether the image at path holds no data of its own over a backing file: a
+ * qcow2 overlay nothing has written since it was made. 1, with *backing (when
+ * not NULL) the backing file as an absolute path; 0 when it holds data or is
+ * no overlay; a negative code when it cannot be read. open_flags are added to
+ * image_open()'s IMAGE_OPEN_NO_BACKING. */
+int vi_image_unwritten(const char *path, unsigned open_flags, char **backing);
+
 /* Freezes disk d of the stopped VM `vm` (in vm_dir): d->path may change to
  * the VM's new overlay and d->layer names the new layer (the caller saves
  * the definition). *backing gets the absolute path clones should use as

@@ -510,31 +510,12 @@ static bool nothing_to_keep(const struct vi_machine *m)
 {
 	if (!m->def.snapshot)
 		return false;
-	for (size_t i = 0; i < m->def.ndisks; i++) {
-		const struct vi_vm_disk *d = &m->def.disks[i];
-		struct image *img;
-		struct image_info info;
-		if (d->readonly)
-			continue;
-		char *path = d->path[0] == '/' ? xstrdup(d->path)
-					       : xasprintf("%s/%s", m->dir, d->path);
-		int rc = image_open(path, IMAGE_PROBE, IMAGE_OPEN_NO_BACKING | IMAGE_OPEN_SHARED,
-				    &img);
-		free(path);
-		if (rc < 0) {
+	for (size_t i = 0; i < m->def.ndisks; i++)
+		if (!m->def.disks[i].readonly &&
+		    vi_image_unwritten(m->view.disks[i].path, IMAGE_OPEN_SHARED, NULL) != 1) {
 			vi_error_clear();
 			return false;
 		}
-		rc = image_get_info(img, false, &info);
-		image_close(img);
-		bool empty = rc == 0 && info.format == IMAGE_QCOW2 && info.allocated == 0 &&
-			     info.backing_file;
-		if (rc == 0)
-			image_info_release(&info);
-		vi_error_clear();
-		if (!empty)
-			return false;
-	}
 	return true;
 }
 
