@@ -12,11 +12,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define SNAPSHOT_SCHEMA 1
@@ -278,10 +278,13 @@ static void clear_dead(const struct vi_store *s, const char *vm)
 /* --- create --------------------------------------------------------------------- */
 
 /* Progress of a memory save on a terminal, from the size of the file as the
- * backend writes it: whatever the backend, nothing to ask it. */
+ * backend writes it: whatever the backend, nothing to ask it. The watcher is
+ * woken the moment the save ends: the guest may still be waiting to resume. */
 struct save_watch {
 	pthread_t thread;
-	atomic_bool stop;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	bool stop;
 	const char *path;
 	struct vi_progress progress;
 };
@@ -290,30 +293,46 @@ static void *save_watch_run(void *opaque)
 {
 	struct save_watch *w = opaque;
 
-	while (!atomic_load(&w->stop)) {
+	pthread_mutex_lock(&w->lock);
+	while (!w->stop) {
+		struct timespec until;
 		struct stat st;
+		pthread_mutex_unlock(&w->lock);
 		if (stat(w->path, &st) == 0)
 			vi_progress_update(&w->progress, (uint64_t)st.st_size);
-		usleep(50000);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 50000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&w->lock);
+		if (!w->stop)
+			pthread_cond_timedwait(&w->wake, &w->lock, &until);
 	}
-	vi_progress_end(&w->progress);
+	pthread_mutex_unlock(&w->lock);
 	return NULL;
 }
 
 static int save_memory(struct vi_machine *m, const char *path)
 {
-	struct save_watch w = { .path = path };
+	struct save_watch w = { .path = path, .lock = PTHREAD_MUTEX_INITIALIZER,
+				.wake = PTHREAD_COND_INITIALIZER };
 	bool watching;
 	int rc;
 
 	vi_progress_start(&w.progress, 0, "saving the memory of VM '%s'", m->def.name);
-	watching = pthread_create(&w.thread, NULL, save_watch_run, &w) == 0;
+	/* Nothing to draw off a terminal: no watcher. */
+	watching = w.progress.shown && pthread_create(&w.thread, NULL, save_watch_run, &w) == 0;
 	rc = vi_hv_save(m->hv, &m->view.vm, path, VI_HV_SAVE_LIVE | VI_HV_SAVE_NOSYNC);
-	atomic_store(&w.stop, true);
-	if (watching)
+	if (watching) {
+		pthread_mutex_lock(&w.lock);
+		w.stop = true;
+		pthread_cond_signal(&w.wake);
+		pthread_mutex_unlock(&w.lock);
 		pthread_join(w.thread, NULL);
-	else
-		vi_progress_end(&w.progress);
+	}
+	vi_progress_end(&w.progress);
 	return rc;
 }
 
@@ -608,6 +627,20 @@ static void resume_kept(const struct vi_store *s, struct vi_hv_set *plugins, con
 	vi_snapshot_release(&kept);
 }
 
+/* The syncs vi_sync_defer() put off: a failure is told, not returned, as what
+ * was written is in place and the error (rc < 0) or the guest goes on. */
+static void flush_synced(int rc)
+{
+	struct vi_error_saved e;
+
+	if (rc < 0)
+		vi_error_save(&e);
+	if (vi_sync_flush() < 0)
+		vi_warn("%s", vi_error_message());
+	if (rc < 0)
+		vi_error_restore(&e);
+}
+
 int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 			 struct vi_machine *m, const char *name, bool discard, char **saved)
 {
@@ -617,7 +650,7 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 	struct vi_vm def = { 0 }, old = { 0 };
 	char **made = NULL, *mem = NULL, *vm_name = xstrdup(m->def.name);
 	size_t nmade = 0;
-	bool switched = false;
+	bool switched = false, replace = false;
 	int rc;
 
 	*saved = NULL;
@@ -655,9 +688,16 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 		}
 		state = vi_machine_state(m, &st);
 	}
-	if (vi_hv_state_active(state) &&
+	/* A backend that can puts the snapshot's guest in place of the running one;
+	 * others start afresh. */
+	replace = snap.memory && vi_hv_state_active(state) &&
+		  (m->hv->ops.features & VI_HV_F_RESTORE_RUNNING);
+	if (vi_hv_state_active(state) && !replace &&
 	    (rc = vi_hv_stop(m->hv, &m->view.vm, VI_HV_STOP_FORCE, 0)) < 0)
 		goto out_snap;
+	/* The guest waits for the new definition to be written: synced once it runs. */
+	if (replace)
+		vi_sync_defer();
 	if ((rc = vi_layers_open(s, &idx)) < 0)
 		goto out_snap;
 	if ((rc = checkout_definition(m, &snap, &def, &made, &nmade)) < 0)
@@ -681,10 +721,13 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 		struct vi_machine now;
 		mem = snap_file(s, vm_name, name, MEMORY_FILE);
 		if ((rc = vi_machine_open(s, plugins, vm_name, NULL, true, &now)) == 0) {
-			unsigned flags = !strcmp(snap.state, "paused") ? VI_HV_RUN_PAUSED : 0;
+			unsigned flags = (!strcmp(snap.state, "paused") ? VI_HV_RUN_PAUSED : 0) |
+					 (replace ? VI_HV_RUN_REPLACE : 0);
 			rc = vi_hv_restore(now.hv, &now.view.vm, mem, flags);
 			vi_machine_release(&now);
 		}
+		if (replace)
+			flush_synced(rc);
 		if (rc < 0) {
 			vi_error_wrap("cannot resume VM '%s' from snapshot '%s'", vm_name, name);
 			goto back;
@@ -752,6 +795,8 @@ reopen:
 fail:
 	undo_checkout(s, &idx, m, &def, made, nmade);
 out_snap:
+	if (replace)
+		flush_synced(rc);
 	for (size_t i = 0; i < nmade; i++)
 		free(made[i]);
 	free(made);

@@ -423,9 +423,51 @@ int vi_fsync_path(const char *path)
 	return rc;
 }
 
+/* Files (and the directories that name them) whose sync vi_sync_defer() put off. */
+static bool sync_deferred;
+static char **sync_pending;
+static size_t nsync_pending;
+
+void vi_sync_defer(void)
+{
+	sync_deferred = true;
+}
+
+static void sync_later(const char *path)
+{
+	for (size_t i = 0; i < nsync_pending; i++)
+		if (!strcmp(sync_pending[i], path))
+			return;
+	sync_pending = xrealloc(sync_pending, (nsync_pending + 1) * sizeof(*sync_pending));
+	sync_pending[nsync_pending++] = xstrdup(path);
+}
+
+int vi_sync_flush(void)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < nsync_pending; i++) {
+		int fd = open(sync_pending[i], O_RDONLY | O_CLOEXEC);
+		/* A file replaced or removed since is not ours to sync any more. */
+		if (fd < 0 && errno != ENOENT && rc == 0)
+			rc = vi_error_errno(VI_EFAIL, errno, "cannot sync '%s'", sync_pending[i]);
+		if (fd >= 0 && fsync(fd) < 0 && rc == 0)
+			rc = vi_error_errno(VI_EFAIL, errno, "cannot sync '%s'", sync_pending[i]);
+		if (fd >= 0)
+			close(fd);
+		free(sync_pending[i]);
+	}
+	free(sync_pending);
+	sync_pending = NULL;
+	nsync_pending = 0;
+	sync_deferred = false;
+	return rc;
+}
+
 static int write_file_atomic(const char *path, const void *data, size_t len, unsigned mode,
 			     bool durable)
 {
+	bool later = durable && sync_deferred;
 	char *tmp = xasprintf("%s.tmp.%d", path, (int)getpid());
 	char *dir = xstrdup(path);
 	char *slash = strrchr(dir, '/');
@@ -436,6 +478,8 @@ static int write_file_atomic(const char *path, const void *data, size_t len, uns
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot create '%s'", tmp);
 		goto cleanup;
 	}
+	if (later)
+		durable = false;
 	if (vi_write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0)) {
 		rc = vi_error_errno(VI_EFAIL, errno, "cannot write '%s'", tmp);
 		close(fd);
@@ -448,7 +492,13 @@ static int write_file_atomic(const char *path, const void *data, size_t len, uns
 		unlink(tmp);
 		goto cleanup;
 	}
-	if (durable && slash) {
+	if (later) {
+		sync_later(path);
+		if (slash) {
+			*slash = '\0';
+			sync_later(*dir ? dir : "/");
+		}
+	} else if (durable && slash) {
 		*slash = '\0';
 		int dfd = open(*dir ? dir : "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd >= 0) {

@@ -87,6 +87,13 @@ int vi_write_file_atomic(const char *path, const void *data, size_t len, unsigne
  * a crash of the machine may lose both. For run-time files (a pid file),
  * which mean nothing after a reboot. */
 int vi_write_file_replace(const char *path, const void *data, size_t len, unsigned mode);
+/* From vi_sync_defer() on, vi_write_file_atomic() writes and renames at once and leaves
+ * the syncs, of the file and of its directory, to vi_sync_flush(), which does them all:
+ * for work whose files must all be in place before something quick happens, and on disk
+ * only before the command returns. Readers see whole files either way; a crash of the
+ * machine before the flush may lose the writes. */
+void vi_sync_defer(void);
+int vi_sync_flush(void);
 bool vi_file_exists(const char *path);
 /* Runs argv (searched on PATH) with standard input from /dev/null and
  * standard output and error into log (NULL: discarded). Returns its exit

@@ -97,6 +97,7 @@ enum vi_hv_probe {
 #define VI_HV_F_FIRMWARE_BOOT (1u << 1) /* boots whole-disk images through firmware */
 #define VI_HV_F_REMOTE        (1u << 2) /* reaches other hosts by URI (--connect) */
 #define VI_HV_F_USER_NET      (1u << 3) /* "user" NICs: outbound access, port forwards */
+#define VI_HV_F_RESTORE_RUNNING (1u << 4) /* restore() takes VI_HV_RUN_REPLACE */
 
 enum vi_disk_format {
 	VI_DISK_RAW,
@@ -226,6 +227,9 @@ struct vi_hv_run_opts {
 	unsigned flags;         /* VI_HV_RUN_* */
 };
 #define VI_HV_RUN_PAUSED (1u << 0) /* restored or received: stay paused until resume() */
+/* restore() of a VM that may be running or paused: its guest is given up for the
+ * saved one (the process and KVM VM kept where the backend can). */
+#define VI_HV_RUN_REPLACE (1u << 1)
 
 struct vi_hv_migrate {
 	size_t struct_size;
@@ -284,7 +288,10 @@ struct vi_hv_ops {
 		    unsigned flags);
 	/* Starts the stopped VM from a state save() wrote: it goes on from that
 	 * instant (paused with VI_HV_RUN_PAUSED in flags). Its disks must be as they
-	 * were at that instant: the host sees to it. */
+	 * were at that instant: the host sees to it. With VI_HV_RUN_REPLACE (for a
+	 * backend with VI_HV_F_RESTORE_RUNNING) the VM may be running or paused
+	 * under its old guest, which is given up, and vm is the definition the
+	 * host has just recorded; on failure the VM is left stopped. */
 	int (*restore)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
 		       unsigned flags);
 	int (*migrate_send)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,

@@ -1,6 +1,7 @@
 /* The guest console: COM1 output fanned out to the log file and attached clients, with
  * the last bytes kept in a ring so a client attaching late sees what came before. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -93,6 +94,27 @@ void vmm_console_detach(struct vmm *vm, int fd)
 		}
 	}
 	pthread_mutex_unlock(&con->lock);
+}
+
+int vmm_console_restart_log(struct vmm *vm, const char *path)
+{
+	struct vmm_console *con = &vm->console;
+	int fd, ret = 0;
+
+	if (vm->cfg.console_fd < 0)
+		return 0;
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return vi_error_errno(VI_EFAIL, errno, "cannot open '%s'", path);
+	/* The new file takes the old one's descriptor: the console's list stays as it is. */
+	pthread_mutex_lock(&con->lock);
+	if (dup3(fd, vm->cfg.console_fd, O_CLOEXEC) < 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot open '%s'", path);
+	else
+		con->written = 0;
+	pthread_mutex_unlock(&con->lock);
+	close(fd);
+	return ret;
 }
 
 void vmm_console_input(struct vmm *vm, const uint8_t *buf, size_t len)

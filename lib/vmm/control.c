@@ -374,6 +374,79 @@ static int control_nic_address(struct vmm_control *ctl, struct control_client *c
 	return ret;
 }
 
+/* {"path":P,"shape":S,"disks":[{"path","format","readonly"}...],"console":C,"paused":B}:
+ * the guest becomes the one the state file P saved, with its disks, in this process. S
+ * is the shape (vmm_config_shape()) of the definition the state belongs to: another
+ * shape is refused with VI_EUNSUPPORTED before anything changes, for the client to
+ * start a VMM of that shape instead. A failure once the guest has been touched stops
+ * the VM. */
+static int control_restore(struct vmm_control *ctl, struct control_client *c,
+			   struct json_object *req, struct json_object *reply)
+{
+	struct vmm *vm = ctl->vm;
+	struct json_object *v, *list;
+	const char *path, *console = NULL;
+	char *shape = vmm_config_shape(&vm->cfg);
+	struct vmm_disk *disks = NULL;
+	size_t n = 0;
+	bool was_paused = vmm_paused(vm), paused, changed = false;
+	int fd = -1, ret = 0;
+
+	(void)c;
+	if (!json_object_object_get_ex(req, "path", &v) || !json_object_is_type(v, json_type_string)) {
+		ret = vi_error(VI_EUSAGE, "'restore' needs the path of the state");
+		goto out;
+	}
+	path = json_object_get_string(v);
+	if (!json_object_object_get_ex(req, "shape", &v) ||
+	    strcmp(json_object_get_string(v), shape)) {
+		ret = vi_error(VI_EUNSUPPORTED, "the state is of a machine unlike the running one");
+		goto out;
+	}
+	if (json_object_object_get_ex(req, "console", &v) && json_object_is_type(v, json_type_string))
+		console = json_object_get_string(v);
+	paused = json_object_object_get_ex(req, "paused", &v) && json_object_get_boolean(v);
+	if (json_object_object_get_ex(req, "disks", &list) &&
+	    json_object_is_type(list, json_type_array))
+		n = json_object_array_length(list);
+	disks = xcalloc(n + 1, sizeof(*disks));
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *d = json_object_array_get_idx(list, i);
+
+		if (json_object_object_get_ex(d, "path", &v))
+			disks[i].path = json_object_get_string(v);
+		disks[i].format = (int)control_uint(d, "format");
+		disks[i].readonly = json_object_object_get_ex(d, "readonly", &v) &&
+				    json_object_get_boolean(v);
+		if (!disks[i].path) {
+			ret = vi_error(VI_EUSAGE, "disk %zu has no path", i);
+			goto out;
+		}
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		ret = vi_error_errno(errno == ENOENT ? VI_ENOTFOUND : VI_EFAIL, errno,
+				     "cannot open the state '%s'", path);
+		goto out;
+	}
+	vmm_pause(vm);
+	ret = vmm_replace(vm, fd, disks, n, &changed);
+	if (ret == 0 && console)
+		ret = vmm_console_restart_log(vm, console);
+	if (ret < 0 && changed)
+		vmm_fail(vm, "cannot restore '%s': %s", path, vi_error_message());
+	else if (!(ret == 0 ? paused : was_paused))
+		vmm_resume(vm);
+	if (ret == 0)
+		control_add_state(ctl, reply);
+out:
+	if (fd >= 0)
+		close(fd);
+	free(disks);
+	free(shape);
+	return ret;
+}
+
 /* --- the save job ----------------------------------------------------------------------- */
 
 /* On the job's thread: pause, write, sync; then the VM goes on if the save was live or
@@ -460,6 +533,7 @@ static const struct control_command {
 	{ "nic_address", control_nic_address, CONTROL_CODED },
 	{ "pause", control_pause, CONTROL_NO_JOB },
 	{ "resume", control_resume, CONTROL_NO_JOB },
+	{ "restore", control_restore, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "save", control_save, CONTROL_NO_JOB },
 	{ "stats", control_stats, 0 },
 	{ "status", control_status, 0 },

@@ -41,6 +41,8 @@ void vmm_memory_release(struct vmm *vm);
 /* Maps [offset, offset+len) of the file fd privately over guest memory at gpa, which
  * must lie in one region: the pages are the file's until the guest writes them. */
 int vmm_memory_map_file(struct vmm *vm, uint64_t gpa, uint64_t len, int fd, uint64_t offset);
+/* Makes all guest memory zero pages again, as vmm_new() made it. */
+int vmm_memory_reset(struct vmm *vm);
 
 /* --- buses ---------------------------------------------------------------------- */
 
@@ -124,6 +126,11 @@ int i8042_init(struct vmm *vm);
 int pci_init(struct vmm *vm);
 int acpi_init(struct vmm *vm);
 int virtio_blk_init(struct vmm *vm);
+/* Puts every disk i on disks[i] (n must be the number of disks) where it differs from
+ * what the disk uses now: the old images flushed and closed, the new opened. The
+ * caller holds every device (the guest's requests wait). On failure every disk is back
+ * on its old image, or the message says which could not be. */
+int virtio_blk_replace(struct vmm *vm, const struct vmm_disk *disks, size_t n);
 int virtio_net_init(struct vmm *vm);
 int virtio_rng_init(struct vmm *vm);
 int virtio_balloon_init(struct vmm *vm);

@@ -130,6 +130,24 @@ int vmm_memory_map_file(struct vmm *vm, uint64_t gpa, uint64_t len, int fd, uint
 	return 0;
 }
 
+int vmm_memory_reset(struct vmm *vm)
+{
+	for (size_t i = 0; i < vm->nmem; i++) {
+		struct vmm_mem_region *r = &vm->mem[i];
+
+		/* Fresh zero pages over the old ones, which go back to the host; the
+		 * address stays, so KVM's slot need not change. */
+		if (mmap(r->hva, r->size, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1,
+			 0) == MAP_FAILED)
+			return vi_error_errno(VI_EFAIL, errno, "cannot clear guest memory at 0x%llx",
+					      (unsigned long long)r->gpa);
+		madvise(r->hva, r->size, MADV_DONTDUMP);
+		r->flags |= VMM_MEM_ANON;
+	}
+	return 0;
+}
+
 uint8_t *vmm_memory_untouched(const struct vmm *vm, size_t index)
 {
 	const struct vmm_mem_region *r = &vm->mem[index];

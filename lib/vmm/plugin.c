@@ -396,11 +396,75 @@ static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 	return start_vmm(vm, NULL, false);
 }
 
+static struct json_object *absolute_path_json(const char *path);
+static int stop_request(const struct vi_hv_vm *vm, bool force, unsigned timeout_ms);
+
+/* The running VMM takes the state over its guest, with vm's disks: no new process, no
+ * new KVM VM. A VMM of another shape refuses (VI_EUNSUPPORTED) and goes on as it was.
+ * 1 when no VMM runs. */
+static int restore_in_place(const struct vi_hv_vm *vm, const char *path, bool paused)
+{
+	struct json_object *args, *disks;
+	struct vmm_config cfg;
+	char *shape;
+	int fd, ret = plugin_connect(vm, &fd);
+
+	if (ret == -VI_ESTATE) {
+		vi_error_clear();
+		return 1;
+	}
+	if (ret == 0 && (ret = plugin_config(vm, &cfg)) < 0)
+		close(fd);
+	if (ret < 0)
+		return ret;
+	shape = vmm_config_shape(&cfg);
+	args = json_object_new_object();
+	disks = json_object_new_array();
+	json_object_object_add(args, "path", absolute_path_json(path));
+	json_object_object_add(args, "shape", json_object_new_string(shape));
+	json_object_object_add(args, "console", absolute_path_json(vm->console_log));
+	json_object_object_add(args, "paused", json_object_new_boolean(paused));
+	for (size_t i = 0; i < cfg.ndisks; i++) {
+		struct json_object *d = json_object_new_object();
+
+		json_object_object_add(d, "path", absolute_path_json(cfg.disks[i].path));
+		json_object_object_add(d, "format", json_object_new_int(cfg.disks[i].format));
+		json_object_object_add(d, "readonly",
+				       json_object_new_boolean(cfg.disks[i].readonly));
+		json_object_array_add(disks, d);
+	}
+	json_object_object_add(args, "disks", disks);
+	ret = vmm_control_call(fd, "restore", args, NULL);
+	close(fd);
+	free(shape);
+	plugin_config_release(&cfg);
+	return ret;
+}
+
 static int plugin_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
 			  unsigned flags)
 {
+	bool paused = flags & VI_HV_RUN_PAUSED;
+
 	(void)ctx;
-	return start_vmm(vm, path, flags & VI_HV_RUN_PAUSED);
+	if (flags & VI_HV_RUN_REPLACE) {
+		int ret = restore_in_place(vm, path, paused);
+		char *why;
+
+		if (ret >= 0)
+			return ret == 0 ? 0 : start_vmm(vm, path, paused);
+		/* Whatever the VMM did, it is stopped now, as the method promises. */
+		why = xstrdup(vi_error_message());
+		stop_request(vm, true, FORCE_TIMEOUT_MS);
+		if (ret != -VI_EUNSUPPORTED || plugin_running(vm)) {
+			ret = vi_error(-ret, "%s", why);
+			free(why);
+			return ret;
+		}
+		free(why);
+		vi_error_clear();
+	}
+	return start_vmm(vm, path, paused);
 }
 
 /* The machine of opts: booted, or restored from the state file (whose pages stay mapped:
@@ -788,7 +852,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.abi_version = VI_HV_ABI_VERSION,
 		.name = b->name,
 		.description = b->description,
-		.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_USER_NET,
+		.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_USER_NET | VI_HV_F_RESTORE_RUNNING,
 		.probe = plugin_probe,
 		.define = plugin_define,
 		.start = plugin_start,

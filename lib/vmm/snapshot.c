@@ -72,12 +72,30 @@ int vmm_save(struct vmm *vm, int fd, struct vi_state_writer *w)
 
 /* --- restore ------------------------------------------------------------------------- */
 
+/* A restore reads the whole state, checking every section against the VM, before it
+ * changes anything: the page runs of a file are noted to be mapped, the other sections
+ * kept to be loaded. Only a stream's pages, which cannot be read twice, go into guest
+ * memory as they come. */
+struct restore_run {
+	uint64_t gpa, len, offset;
+};
+
+struct restore_item {
+	struct vi_state_section sec; /* its payload is the item's own copy */
+	struct vmm_device *device;   /* NULL: a vCPU, sec.instance */
+	const struct vmm_section *section;
+};
+
 struct restore {
 	struct vmm *vm;
 	struct vi_state_reader *reader;
 	int fd;
 	bool file;  /* a regular file: its pages are mapped, not read */
 	bool *done; /* device sections (SECTIONS_PER_DEVICE a device), then vCPUs */
+	struct restore_run *runs;
+	size_t nruns;
+	struct restore_item *items;
+	size_t nitems;
 };
 
 static int restore_check_header(struct vmm *vm, const struct vi_state_header *h)
@@ -101,31 +119,43 @@ static int restore_check_header(struct vmm *vm, const struct vi_state_header *h)
 static int restore_memory(struct restore *r, const struct vi_state_section *sec)
 {
 	uint64_t len = sec->pages * VI_STATE_PAGE;
-	void *hva;
+	void *hva = vmm_gpa_to_hva(r->vm, sec->gpa, len);
 
-	/* The reader checks the pages' checksum when it moves past them. */
-	if (r->file)
-		return vmm_memory_map_file(r->vm, sec->gpa, len, r->fd, sec->data_offset);
-	hva = vmm_gpa_to_hva(r->vm, sec->gpa, len);
 	if (!hva)
 		return vi_error(VI_EUSAGE, "page run 0x%llx+0x%llx is not in guest memory",
 				(unsigned long long)sec->gpa, (unsigned long long)len);
-	return vi_state_read_pages(r->reader, hva);
+	/* The reader checks the pages' checksum when it moves past them. */
+	if (!r->file)
+		return vi_state_read_pages(r->reader, hva);
+	r->runs = xrealloc(r->runs, (r->nruns + 1) * sizeof(*r->runs));
+	r->runs[r->nruns++] = (struct restore_run){ sec->gpa, len, sec->data_offset };
+	return 0;
+}
+
+static void restore_keep(struct restore *r, const struct vi_state_section *sec,
+			 struct vmm_device *d, const struct vmm_section *s)
+{
+	struct restore_item *it;
+
+	r->items = xrealloc(r->items, (r->nitems + 1) * sizeof(*r->items));
+	it = &r->items[r->nitems++];
+	*it = (struct restore_item){ .sec = *sec, .device = d, .section = s };
+	it->sec.payload = xmalloc(sec->length + 1);
+	memcpy((void *)it->sec.payload, sec->payload, sec->length);
 }
 
 static int restore_vcpu(struct restore *r, const struct vi_state_section *sec)
 {
-	struct vmm_vcpu_state st = { 0 };
-	int ret;
+	bool *done = &r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + sec->instance];
 
 	if (sec->instance >= r->vm->nvcpus)
 		return vi_error(VI_EUSAGE, "the state has vCPU %u; this VM has %u", sec->instance,
 				r->vm->nvcpus);
-	ret = vi_state_load(sec, &st);
-	if (ret == 0)
-		ret = vmm_vcpu_set_state(r->vm, sec->instance, &st);
-	r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + sec->instance] = true;
-	return ret;
+	if (*done)
+		return vi_error(VI_EUSAGE, "the state has vCPU %u twice", sec->instance);
+	*done = true;
+	restore_keep(r, sec, NULL, NULL);
+	return 0;
 }
 
 static int restore_device(struct restore *r, const struct vi_state_section *sec)
@@ -138,8 +168,12 @@ static int restore_device(struct restore *r, const struct vi_state_section *sec)
 
 			if (!s->desc || s->desc->id != sec->id || s->instance != sec->instance)
 				continue;
+			if (r->done[i * SECTIONS_PER_DEVICE + j])
+				return vi_error(VI_EUSAGE, "the state has section %s twice",
+						vi_state_section_name(sec));
 			r->done[i * SECTIONS_PER_DEVICE + j] = true;
-			return device_section(d, s, NULL, sec);
+			restore_keep(r, sec, d, s);
+			return 0;
 		}
 	}
 	return vi_error(VI_EUSAGE, "the state has section %s; this VM has no such device",
@@ -162,18 +196,17 @@ static int restore_check_done(const struct restore *r)
 	return 0;
 }
 
-int vmm_restore(struct vmm *vm, int fd)
+/* Reads and checks the whole state. */
+static int restore_scan(struct restore *r)
 {
+	struct vmm *vm = r->vm;
 	size_t nsections = vm->ndevices * SECTIONS_PER_DEVICE, nknown = 0;
 	const struct vi_state_desc **known = xcalloc(nsections + 1, sizeof(*known));
-	struct restore r = { .vm = vm, .fd = fd };
 	struct vi_state_section sec;
 	struct vi_state_header h;
 	struct stat st;
 	int ret;
 
-	if (vm->loaded)
-		return vi_error(VI_ESTATE, "the VM has been booted or restored already");
 	known[nknown++] = &vmm_vcpu_state_desc;
 	for (size_t i = 0; i < nsections; i++) {
 		const struct vi_state_desc *d = vm->devices[i / SECTIONS_PER_DEVICE]
@@ -185,26 +218,98 @@ int vmm_restore(struct vmm *vm, int fd)
 		if (d && k == nknown)
 			known[nknown++] = d;
 	}
-	r.done = xcalloc(nsections + vm->nvcpus, sizeof(*r.done));
-	r.file = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-	ret = vi_state_reader_open(fd, known, nknown, &h, &r.reader);
-	if (ret < 0)
-		goto cleanup;
-	ret = restore_check_header(vm, &h);
-	while (ret == 0 && (ret = vi_state_next(r.reader, &sec)) == 1) {
+	r->done = xcalloc(nsections + vm->nvcpus, sizeof(*r->done));
+	r->file = fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode);
+	ret = vi_state_reader_open(r->fd, known, nknown, &h, &r->reader);
+	if (ret == 0)
+		ret = restore_check_header(vm, &h);
+	while (ret == 0 && (ret = vi_state_next(r->reader, &sec)) == 1) {
 		if (sec.id == VI_STATE_MEMORY)
-			ret = restore_memory(&r, &sec);
+			ret = restore_memory(r, &sec);
 		else if (sec.id == VMM_SECTION_VCPU)
-			ret = restore_vcpu(&r, &sec);
+			ret = restore_vcpu(r, &sec);
 		else
-			ret = restore_device(&r, &sec);
+			ret = restore_device(r, &sec);
 	}
 	if (ret == 0)
-		ret = restore_check_done(&r);
-	vm->loaded = ret == 0;
-cleanup:
-	vi_state_reader_free(r.reader);
-	free(r.done);
+		ret = restore_check_done(r);
 	free(known);
+	return ret;
+}
+
+/* Makes the VM what the scanned state says. */
+static int restore_apply(struct restore *r)
+{
+	int ret = 0;
+
+	for (size_t i = 0; ret == 0 && i < r->nruns; i++)
+		ret = vmm_memory_map_file(r->vm, r->runs[i].gpa, r->runs[i].len, r->fd,
+					  r->runs[i].offset);
+	for (size_t i = 0; ret == 0 && i < r->nitems; i++) {
+		struct restore_item *it = &r->items[i];
+		struct vmm_vcpu_state st = { 0 };
+
+		if (it->device) {
+			ret = device_section(it->device, it->section, NULL, &it->sec);
+			continue;
+		}
+		ret = vi_state_load(&it->sec, &st);
+		if (ret == 0)
+			ret = vmm_vcpu_set_state(r->vm, it->sec.instance, &st);
+	}
+	return ret;
+}
+
+static void restore_release(struct restore *r)
+{
+	vi_state_reader_free(r->reader);
+	for (size_t i = 0; i < r->nitems; i++)
+		free((void *)r->items[i].sec.payload);
+	free(r->items);
+	free(r->runs);
+	free(r->done);
+}
+
+int vmm_restore(struct vmm *vm, int fd)
+{
+	struct restore r = { .vm = vm, .fd = fd };
+	int ret;
+
+	if (vm->loaded)
+		return vi_error(VI_ESTATE, "the VM has been booted or restored already");
+	ret = restore_scan(&r);
+	if (ret == 0)
+		ret = restore_apply(&r);
+	vm->loaded = ret == 0;
+	restore_release(&r);
+	return ret;
+}
+
+int vmm_replace(struct vmm *vm, int fd, const struct vmm_disk *disks, size_t ndisks,
+		bool *changed)
+{
+	struct restore r = { .vm = vm, .fd = fd };
+	int ret;
+
+	*changed = false;
+	if (!vmm_paused(vm))
+		return vi_error(VI_ESTATE, "the VM must be paused while its state is replaced");
+	ret = restore_scan(&r);
+	if (ret == 0 && !r.file)
+		ret = vi_error(VI_EUSAGE, "a running VM's state is replaced from a file only");
+	if (ret < 0)
+		goto out;
+	/* Nothing of the guest may move while it changes under the devices. */
+	devices_hold(vm, true);
+	ret = virtio_blk_replace(vm, disks, ndisks);
+	if (ret == 0) {
+		*changed = true;
+		ret = vmm_memory_reset(vm);
+	}
+	if (ret == 0)
+		ret = restore_apply(&r);
+	devices_hold(vm, false);
+out:
+	restore_release(&r);
 	return ret;
 }

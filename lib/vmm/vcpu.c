@@ -123,6 +123,9 @@ static void *vcpu_thread(void *arg)
 {
 	struct vmm_vcpu *vcpu = arg;
 	struct vmm *vm = vcpu->vm;
+	/* An I/O exit handled here that KVM has not completed yet: it does so (an IN's
+	 * value into RAX, the instruction skipped) only at the next KVM_RUN. */
+	bool io_pending = false;
 
 	for (;;) {
 		/* Clear the kick flag before looking at the requests: a kick that comes after
@@ -132,9 +135,16 @@ static void *vcpu_thread(void *arg)
 		if (atomic_load(&vm->stopping))
 			break;
 		if (atomic_load(&vm->pause)) {
-			vcpu_park(vm);
-			continue;
+			if (!io_pending) {
+				vcpu_park(vm);
+				continue;
+			}
+			/* A parked vCPU's registers are whole, for a save or a restore
+			 * over them: KVM completes the I/O and returns before the guest
+			 * runs another instruction. */
+			vcpu->run->immediate_exit = 1;
 		}
+		io_pending = false;
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
@@ -142,6 +152,8 @@ static void *vcpu_thread(void *arg)
 			break;
 		}
 		atomic_fetch_add(&vcpu->exits, 1);
+		io_pending = vcpu->run->exit_reason == KVM_EXIT_IO ||
+			     vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		/* A write that ends the machine (S5, a reset) does not return to the
 		 * guest, as on hardware: this vCPU stops here. */
 		if (!vcpu_exit(vcpu) || atomic_load(&vm->exit_reason))

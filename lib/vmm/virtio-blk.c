@@ -321,12 +321,14 @@ out:
 /* Closes the disk's image and opens path in its place. The old image must be closed
  * first: its write lock keeps an overlay that reads it from opening. On failure the
  * disk has no image. */
-static int blk_move(struct virtio_blk *blk, const char *path, int format)
+static int blk_move(struct virtio_blk *blk, const struct vmm_disk *to)
 {
 	int ret = image_close(blk->img);
 
 	blk->img = NULL;
-	return ret < 0 ? ret : image_open(path, format, IMAGE_OPEN_WRITE, &blk->img);
+	return ret < 0 ? ret
+		       : image_open(to->path, to->format, to->readonly ? 0 : IMAGE_OPEN_WRITE,
+				    &blk->img);
 }
 
 /* Puts the first n disks that were to move back on their old images after the move
@@ -340,7 +342,7 @@ static int switch_back(struct vmm *vm, const char *const *overlays, size_t n, in
 		const struct vmm_disk *d = &vm->cfg.disks[i];
 		char *more;
 
-		if (!overlays[i] || blk_move(blk_of(vm, i), d->path, d->format) == 0)
+		if (!overlays[i] || blk_move(blk_of(vm, i), d) == 0)
 			continue;
 		more = xasprintf("%s; disk %zu could not go back to '%s' and fails every "
 				 "request: %s", why, i, d->path, vi_error_message());
@@ -375,7 +377,9 @@ int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n)
 		if (overlays[i] && image_flush(blk_of(vm, i)->img) < 0)
 			ret = vi_error_wrap("disk %zu", i);
 	for (moved = 0; moved < n && ret == 0; moved++)
-		if (overlays[moved] && blk_move(blk_of(vm, moved), overlays[moved], IMAGE_QCOW2) < 0)
+		if (overlays[moved] &&
+		    blk_move(blk_of(vm, moved),
+			     &(struct vmm_disk){ .path = overlays[moved], .format = IMAGE_QCOW2 }) < 0)
 			ret = vi_error_wrap("disk %zu", moved);
 	if (ret < 0)
 		ret = switch_back(vm, overlays, moved, ret);
@@ -391,5 +395,42 @@ int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n)
 		}
 		virtio_pci_hold(blk_pci(vm, i), false);
 	}
+	return ret;
+}
+
+int virtio_blk_replace(struct vmm *vm, const struct vmm_disk *disks, size_t n)
+{
+	const char **moving = xcalloc(n + 1, sizeof(*moving));
+	size_t i, moved;
+	int ret = 0;
+
+	if (n != vm->cfg.ndisks)
+		ret = vi_error(VI_EUSAGE, "%zu disks given for %zu", n, vm->cfg.ndisks);
+	for (i = 0; i < n && ret == 0; i++) {
+		const struct vmm_disk *d = &vm->cfg.disks[i];
+
+		if (!same_file(d->path, disks[i].path) || d->format != disks[i].format ||
+		    d->readonly != disks[i].readonly)
+			moving[i] = disks[i].path;
+	}
+	for (i = 0; i < n && ret == 0; i++)
+		if (moving[i] && !vm->cfg.disks[i].readonly && image_flush(blk_of(vm, i)->img) < 0)
+			ret = vi_error_wrap("disk %zu", i);
+	for (moved = 0; moved < n && ret == 0; moved++)
+		if (moving[moved] && blk_move(blk_of(vm, moved), &disks[moved]) < 0)
+			ret = vi_error_wrap("disk %zu", moved);
+	if (ret < 0 && n == vm->cfg.ndisks)
+		ret = switch_back(vm, moving, moved, ret);
+	for (i = 0; i < n && ret == 0; i++) {
+		struct vmm_disk *d = (struct vmm_disk *)&vm->cfg.disks[i];
+
+		if (!moving[i])
+			continue;
+		free((char *)d->path);
+		d->path = xstrdup(disks[i].path);
+		d->format = disks[i].format;
+		d->readonly = disks[i].readonly;
+	}
+	free(moving);
 	return ret;
 }

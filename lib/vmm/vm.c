@@ -163,6 +163,37 @@ static struct vmm_nic *vmm_nics_copy(const struct vmm_nic *nics, size_t n)
 	return copy;
 }
 
+char *vmm_config_shape(const struct vmm_config *cfg)
+{
+	char *shape = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&shape, &len);
+
+	if (!f)
+		abort(); /* out of memory, as xmalloc() would */
+	fprintf(f, "cpus %u/%u memory %llu/%llu rng %d balloon %d disks %zu", cfg->cpus,
+		cfg->max_cpus ? cfg->max_cpus : cfg->cpus, (unsigned long long)cfg->memory,
+		(unsigned long long)(cfg->max_memory ? cfg->max_memory : cfg->memory), cfg->rng,
+		cfg->balloon, cfg->ndisks);
+	for (size_t i = 0; i < cfg->ndisks; i++)
+		fprintf(f, " %s", cfg->disks[i].readonly ? "ro" : "rw");
+	for (size_t i = 0; i < cfg->nnics; i++) {
+		const struct vmm_nic *n = &cfg->nics[i];
+		const uint8_t *m = n->mac;
+
+		fprintf(f, " nic %02x:%02x:%02x:%02x:%02x:%02x %s %s %s", m[0], m[1], m[2], m[3],
+			m[4], m[5], n->user ? "user" : "tap", n->tap ? n->tap : "-",
+			n->bridge ? n->bridge : "-");
+		for (size_t j = 0; j < n->nforwards; j++)
+			fprintf(f, " %s:%s:%u:%u", n->forwards[j].udp ? "udp" : "tcp",
+				n->forwards[j].host_addr ? n->forwards[j].host_addr : "",
+				n->forwards[j].host_port, n->forwards[j].guest_port);
+	}
+	if (fclose(f) != 0)
+		abort();
+	return shape;
+}
+
 int vmm_new(const struct vmm_config *cfg, struct vmm **out)
 {
 	struct vmm *vm = xcalloc(1, sizeof(*vm));

@@ -109,6 +109,10 @@ int vmm_check_config(const struct vmm_config *cfg);
 /* Creates the VM described by cfg (copied; the vendor table must outlive the VM), with
  * its memory, devices and vCPUs, and nothing in them yet. The caller owns *out. */
 int vmm_new(const struct vmm_config *cfg, struct vmm **out);
+/* What of cfg a saved state depends on, as text (the caller frees it): two configurations
+ * with one shape make the same machine, whatever their kernel, command line and disk
+ * files. */
+char *vmm_config_shape(const struct vmm_config *cfg);
 /* Loads the kernel, initrd and command line, writes the ACPI tables and sets the boot
  * vCPU up at the kernel's 64-bit entry. On failure the VM is only fit for vmm_free(). */
 int vmm_boot(struct vmm *vm);
@@ -118,6 +122,19 @@ int vmm_boot(struct vmm *vm);
  * memory. The configuration must match the saved VM's (memory, vCPUs, devices, disk
  * sizes). On failure the VM is only fit for vmm_free(). */
 int vmm_restore(struct vmm *vm, int fd);
+/* Replaces the state of the paused VM by the one in the regular file fd, as vmm_restore()
+ * would make it, in the same process and KVM VM: the whole state is read and checked
+ * first, then the disks move to disks[] (n the number of disks; those that name what the
+ * disk uses stay open), memory becomes the file's pages and zero pages, and every vCPU
+ * and device takes its saved state. The VM stays paused. On failure *changed says
+ * whether the guest had been touched (then it is only fit to be stopped). From the
+ * thread that runs vmm_wait(). */
+int vmm_replace(struct vmm *vm, int fd, const struct vmm_disk *disks, size_t ndisks,
+		bool *changed);
+/* Starts the console log afresh: the file at path, made anew, takes the place of the one
+ * cfg.console_fd writes to, and the output kept for late clients is forgotten, as for a
+ * VM that has just started. */
+int vmm_console_restart_log(struct vmm *vm, const char *path);
 /* Writes the paused VM's whole state to fd through w (zeroed by the caller, who may read
  * its progress and cancel it from another thread): memory, vCPUs, devices. The devices'
  * background work waits meanwhile. fd is not synced. */
