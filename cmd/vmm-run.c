@@ -2,7 +2,8 @@
  * re-executes vi with this internal verb, detached, with fd 3 as the pipe on
  * which the backend says whether the guest started ("1", or "0" + message).
  * --restore FILE starts the guest from a saved state instead of booting it,
- * --incoming FD from a migration stream; --paused leaves it paused. */
+ * --incoming FD from a migration stream; --paused leaves it paused; --unchecked maps
+ * a saved state's memory without reading it to check it. */
 #include "cmd.h"
 #include "error.h"
 #include "machine.h"
@@ -14,7 +15,7 @@
 
 static const char *restore_path;
 static uint64_t incoming_fd;
-static int paused;
+static int paused, unchecked;
 
 const struct vi_option vmm_run_options[] = {
 	OPT_HV,
@@ -23,6 +24,8 @@ const struct vi_option vmm_run_options[] = {
 	{ "incoming", 0, VI_OPT_UINT, &incoming_fd, "FD", "start from a migration stream on FD",
 	  .min = 3, .max = 65535 },
 	{ "paused", 0, VI_OPT_FLAG, &paused, NULL, "leave a restored guest paused" },
+	{ "unchecked", 0, VI_OPT_FLAG, &unchecked, NULL,
+	  "the saved state is as it was written: map its memory unread" },
 	VI_OPT_TABLE_END,
 };
 
@@ -52,7 +55,7 @@ int cmd_vmm_run(int argc, char **argv)
 		.notify_fd = notify,
 		.state_path = restore_path,
 		.incoming_fd = incoming_fd ? (int)incoming_fd : -1,
-		.flags = paused ? VI_HV_RUN_PAUSED : 0,
+		.flags = (paused ? VI_HV_RUN_PAUSED : 0) | (unchecked ? VI_HV_RUN_UNCHECKED : 0),
 	};
 	rc = vi_hv_run(m.hv, &m.view.vm, &opts);
 	vi_machine_release(&m);

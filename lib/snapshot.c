@@ -48,6 +48,30 @@ void vi_snapshot_ref_split(const char *ref, char **vm, char **snap)
 
 /* --- meta.yaml ------------------------------------------------------------------ */
 
+/* What tells the memory file at path from any other, or from itself changed: its
+ * inode, size and change time, which every write moves on and no tool sets back.
+ * NULL when it cannot be read. */
+static char *memory_id(const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) < 0)
+		return NULL;
+	return xasprintf("%llu %lld %lld.%09ld", (unsigned long long)st.st_ino,
+			 (long long)st.st_size, (long long)st.st_ctim.tv_sec, st.st_ctim.tv_nsec);
+}
+
+/* Whether the memory of snap is the file that was written for it: then its
+ * pages need not be read to check them before the guest runs. */
+static bool memory_unchanged(const struct vi_snapshot *snap, const char *path)
+{
+	char *now = snap->memory_id ? memory_id(path) : NULL;
+	bool same = now && !strcmp(now, snap->memory_id);
+
+	free(now);
+	return same;
+}
+
 static int meta_save(const char *path, const struct vi_snapshot *snap)
 {
 	struct vi_yaml_out o;
@@ -61,6 +85,8 @@ static int meta_save(const char *path, const struct vi_snapshot *snap)
 	vi_yaml_out_str(&o, "message", snap->message);
 	vi_yaml_out_str(&o, "state", snap->state);
 	vi_yaml_out_bool(&o, "memory", snap->memory);
+	if (snap->memory_id)
+		vi_yaml_out_str(&o, "memory_id", snap->memory_id);
 	if (snap->automatic)
 		vi_yaml_out_bool(&o, "automatic", true);
 	vi_yaml_out_scalar(&o, "disks");
@@ -114,7 +140,7 @@ static int meta_disks(struct vi_yaml *y, yaml_node_t *list, struct vi_snapshot *
 static int meta_load(const char *path, struct vi_snapshot *snap)
 {
 	static const char *const keys[] = { "schema", "name",  "parent", "created",  "message",
-					    "state",  "memory", "disks",  "automatic" };
+					    "state",  "memory", "disks",  "automatic", "memory_id" };
 	struct vi_yaml y;
 	yaml_node_t *root, *n;
 	uint64_t created = 0;
@@ -130,6 +156,7 @@ static int meta_load(const char *path, struct vi_snapshot *snap)
 	    (rc = vi_yaml_dup_str(&y, root, "message", false, &snap->message)) < 0 ||
 	    (rc = vi_yaml_dup_str(&y, root, "state", true, &snap->state)) < 0 ||
 	    (rc = vi_yaml_get_bool(&y, root, "memory", false, &snap->memory)) < 0 ||
+	    (rc = vi_yaml_dup_str(&y, root, "memory_id", false, &snap->memory_id)) < 0 ||
 	    (rc = vi_yaml_get_bool(&y, root, "automatic", false, &snap->automatic)) < 0 ||
 	    (rc = vi_yaml_get_uint(&y, root, "created", false, 0, INT64_MAX, &created)) < 0)
 		goto out;
@@ -142,6 +169,7 @@ out:
 
 void vi_snapshot_release(struct vi_snapshot *snap)
 {
+	free(snap->memory_id);
 	for (size_t i = 0; i < snap->ndisks; i++) {
 		free(snap->disks[i].backing);
 		free(snap->disks[i].layer);
@@ -445,6 +473,8 @@ int vi_snapshot_create(const struct vi_store *s, struct vi_machine *m,
 	/* On disk once the guest goes on: the snapshot is not there before. */
 	if (rc == 0 && memory)
 		rc = vi_fsync_path(mem);
+	if (rc == 0 && memory)
+		snap.memory_id = memory_id(mem);
 	free(mem);
 	if (rc < 0)
 		goto fail;
@@ -511,6 +541,7 @@ out:
 		free(snap.disks[i].layer);
 	}
 	free(snap.disks);
+	free(snap.memory_id);
 	for (size_t i = 0; layers && i < m->def.ndisks; i++)
 		free(layers[i]);
 	free(layers);
@@ -674,7 +705,11 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 			      m->def.name, snap.ndisks, snap.def.ndisks);
 		goto out_snap;
 	}
-	int state = vi_machine_state(m, &st);
+	/* A backend that can puts the snapshot's guest in place of the running one
+	 * (or starts it, when none runs); others start afresh. What is there need
+	 * not be known when it is discarded anyway. */
+	bool in_place = snap.memory && (m->hv->ops.features & VI_HV_F_RESTORE_RUNNING);
+	int state = discard && in_place ? VI_HV_UNKNOWN : vi_machine_state(m, &st);
 	/* What would be lost becomes a snapshot first. */
 	if (!discard && (vi_hv_state_active(state) || !nothing_to_keep(m))) {
 		struct vi_snapshot_spec keep = { .automatic = true };
@@ -688,10 +723,7 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 		}
 		state = vi_machine_state(m, &st);
 	}
-	/* A backend that can puts the snapshot's guest in place of the running one;
-	 * others start afresh. */
-	replace = snap.memory && vi_hv_state_active(state) &&
-		  (m->hv->ops.features & VI_HV_F_RESTORE_RUNNING);
+	replace = in_place && (discard || vi_hv_state_active(state));
 	if (vi_hv_state_active(state) && !replace &&
 	    (rc = vi_hv_stop(m->hv, &m->view.vm, VI_HV_STOP_FORCE, 0)) < 0)
 		goto out_snap;
@@ -722,7 +754,8 @@ int vi_snapshot_checkout(const struct vi_store *s, struct vi_hv_set *plugins,
 		mem = snap_file(s, vm_name, name, MEMORY_FILE);
 		if ((rc = vi_machine_open(s, plugins, vm_name, NULL, true, &now)) == 0) {
 			unsigned flags = (!strcmp(snap.state, "paused") ? VI_HV_RUN_PAUSED : 0) |
-					 (replace ? VI_HV_RUN_REPLACE : 0);
+					 (replace ? VI_HV_RUN_REPLACE : 0) |
+					 (memory_unchanged(&snap, mem) ? VI_HV_RUN_UNCHECKED : 0);
 			rc = vi_hv_restore(now.hv, &now.view.vm, mem, flags);
 			vi_machine_release(&now);
 		}

@@ -40,6 +40,7 @@ struct vi_snapshot {
 	char *message;  /* may be NULL */
 	char *state;    /* the VM's then: "running", "paused" or "stopped" */
 	bool memory;    /* holds memory.state: checkout resumes the guest */
+	char *memory_id; /* that file as written: "inode size ctime"; NULL if unknown */
 	bool automatic; /* made by checkout to keep what it replaced */
 	time_t created;
 	uint64_t size;  /* bytes on disk it alone holds: its new layers and memory */

@@ -327,6 +327,7 @@ struct vi_state_reader {
 	size_t cap;
 	struct vi_state_section cur;
 	bool pages_pending; /* the current memory section's pages are still unread */
+	bool skip_pages;    /* pages left unread are passed over, unchecked */
 	uint32_t crc, crc_want;
 };
 
@@ -480,13 +481,32 @@ static int reader_run(struct vi_state_reader *r, uint64_t payload_at)
 	return 0;
 }
 
+void vi_state_reader_skip_pages(struct vi_state_reader *r)
+{
+	r->skip_pages = true;
+}
+
+/* Passes over the current run's pages without reading them, where fd can seek. */
+static int reader_skip_pages(struct vi_state_reader *r)
+{
+	uint64_t len = r->cur.pages * VI_STATE_PAGE;
+
+	if (lseek(r->fd, (off_t)len, SEEK_CUR) < 0)
+		return vi_state_read_pages(r, NULL);
+	r->offset += len;
+	r->pages_pending = false;
+	return 0;
+}
+
 int vi_state_next(struct vi_state_reader *r, struct vi_state_section *out)
 {
 	struct vi_state_section *sec = &r->cur;
 
 	for (;;) {
 		struct state_section_header h;
-		int ret = r->pages_pending ? vi_state_read_pages(r, NULL) : 0;
+		int ret = !r->pages_pending ? 0
+			  : r->skip_pages   ? reader_skip_pages(r)
+					    : vi_state_read_pages(r, NULL);
 
 		if (ret == 0)
 			ret = state_get(r, &h, sizeof(h));

@@ -144,6 +144,9 @@ int vi_state_reader_open(int fd, const struct vi_state_desc *const *known, size_
  * end section. A memory section's pages that the caller leaves unread are read and
  * checked by the next call. */
 int vi_state_next(struct vi_state_reader *r, struct vi_state_section *sec);
+/* From now on, page runs the caller leaves unread are passed over (a seek), their
+ * checksums unchecked: for a file known to be as it was written. */
+void vi_state_reader_skip_pages(struct vi_state_reader *r);
 /* Reads the current memory section's pages into dst and checks the section. */
 int vi_state_read_pages(struct vi_state_reader *r, void *dst);
 /* Fills obj from the current section: version and size checked, then post_load. */

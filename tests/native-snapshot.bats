@@ -99,3 +99,94 @@ PY
 	! log g3 | grep -q CORRUPT
 	! log g3 | grep -q "stamps: start"
 }
+
+vmm_pid() { cat "$VI_HOME/vms/$1/run/pid"; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+@test "checkout of a running guest keeps its VMM process; of a stopped one starts one" {
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --start g4
+	wait_console g4 "stamps: gen 2 ok"
+	vi -q snapshot create g4 s1
+	at=$(last_gen g4)
+	pid=$(vmm_pid g4)
+	run -0 vi snapshot checkout --discard g4 s1
+	# The same process took the snapshot's guest over its own.
+	[ "$(vmm_pid g4)" = "$pid" ]
+	wait_gen g4 $((at + 3))
+	[ "$(first_gen g4)" -le $((at + 1)) ]
+	! log g4 | grep -q "stamps: start"
+	! log g4 | grep -q CORRUPT
+	vi -q stop --force g4
+	run -0 vi snapshot checkout --discard g4 s1
+	[ "$output" = "VM 'g4' is at snapshot 's1', running" ]
+	[ "$(vmm_pid g4)" != "$pid" ]
+	wait_gen g4 $((at + 3))
+	! log g4 | grep -q "stamps: start"
+}
+
+@test "a snapshot's memory changed since it was written is read and checked in full: a flipped bit in a page is refused" {
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --start g5
+	wait_console g5 "stamps: gen 2 ok"
+	vi -q snapshot create g5 s1
+	state=$VI_HOME/vms/g5/snapshots/s1/memory.state
+	# A bit in the middle of the file: page data of the working set.
+	python3 - "$state" <<'PY'
+import os, sys
+with open(sys.argv[1], "r+b") as f:
+    at = os.path.getsize(sys.argv[1]) // 2
+    f.seek(at)
+    b = f.read(1)
+    f.seek(at)
+    f.write(bytes([b[0] ^ 0x01]))
+PY
+	pid=$(vmm_pid g5)
+	run -2 vi snapshot checkout --discard g5 s1
+	[ "${#lines[@]}" = 1 ]
+	[[ $output =~ section\ \'memory\'\ at\ 0x[0-9a-f]+\ of\ the\ state\ fails\ its\ checksum$ ]]
+}
+
+@test "a running VMM whose forwards differ from the snapshot's is replaced by a fresh one" {
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic user --start g6
+	wait_console g6 "stamps: gen 2 ok"
+	vi -q snapshot create g6 s1
+	at=$(last_gen g6)
+	p=$(free_port)
+	vi -q forward add g6 "$p:8080"
+	pid=$(vmm_pid g6)
+	run -0 vi snapshot checkout --discard g6 s1
+	[ "$(vmm_pid g6)" != "$pid" ]
+	[ -z "$(vi forward list --json g6 | jq -r ".forwards[] | select(.host_port == $p)")" ]
+	wait_gen g6 $((at + 3))
+	! log g6 | grep -q "stamps: start"
+	! log g6 | grep -q CORRUPT
+}
+
+@test "checkout in place moves a running guest's disks onto the snapshot's, and the images stay whole" {
+	qemu-img create -q -f qcow2 data.qcow2 64M
+	qemu-img create -q -f raw ro.img 1M
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none \
+		--disk data.qcow2 --disk ro.img,ro,format=raw --start g7
+	wait_console g7 "stamps: gen 2 ok"
+	vi -q snapshot create g7 s1
+	vi -q snapshot create g7 s2
+	pid=$(vmm_pid g7)
+	disk=$(vi show --json g7 | jq -r '.vm.disks[0].path')
+	before=$(stat -c %i "$disk")
+	run -0 vi snapshot checkout g7 s1
+	[ "$(vmm_pid g7)" = "$pid" ]
+	disk=$(vi show --json g7 | jq -r '.vm.disks[0].path')
+	after=$(stat -c %i "$disk")
+	[ "$after" != "$before" ]
+	# The VMM has the new overlay open, and no longer the one it replaced.
+	open=$(stat -L -c %i /proc/"$pid"/fd/* 2>/dev/null)
+	grep -qx "$after" <<<"$open"
+	! grep -qx "$before" <<<"$open"
+	run -0 vi snapshot checkout --discard g7 s2
+	[ "$(vmm_pid g7)" = "$pid" ]
+	! log g7 | grep -q "stamps: start"
+	vi -q stop --force g7
+	for f in "$VI_HOME"/vms/g7/disks/* "$VI_HOME"/images/layers/*.qcow2; do
+		[ -e "$f" ] || continue
+		qemu-img check -q "$f"
+	done
+}

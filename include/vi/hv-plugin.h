@@ -230,6 +230,9 @@ struct vi_hv_run_opts {
 /* restore() of a VM that may be running or paused: its guest is given up for the
  * saved one (the process and KVM VM kept where the backend can). */
 #define VI_HV_RUN_REPLACE (1u << 1)
+/* The state file is the one save() wrote, unchanged since (the host has checked): its
+ * memory need not be read before the guest runs to check it. */
+#define VI_HV_RUN_UNCHECKED (1u << 2)
 
 struct vi_hv_migrate {
 	size_t struct_size;

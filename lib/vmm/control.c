@@ -374,7 +374,8 @@ static int control_nic_address(struct vmm_control *ctl, struct control_client *c
 	return ret;
 }
 
-/* {"path":P,"shape":S,"disks":[{"path","format","readonly"}...],"console":C,"paused":B}:
+/* {"path":P,"shape":S,"disks":[{"path","format","readonly"}...],"console":C,"paused":B,
+ * "unchecked":B}:
  * the guest becomes the one the state file P saved, with its disks, in this process. S
  * is the shape (vmm_config_shape()) of the definition the state belongs to: another
  * shape is refused with VI_EUNSUPPORTED before anything changes, for the client to
@@ -390,6 +391,7 @@ static int control_restore(struct vmm_control *ctl, struct control_client *c,
 	struct vmm_disk *disks = NULL;
 	size_t n = 0;
 	bool was_paused = vmm_paused(vm), paused, changed = false;
+	unsigned flags = 0;
 	int fd = -1, ret = 0;
 
 	(void)c;
@@ -406,6 +408,8 @@ static int control_restore(struct vmm_control *ctl, struct control_client *c,
 	if (json_object_object_get_ex(req, "console", &v) && json_object_is_type(v, json_type_string))
 		console = json_object_get_string(v);
 	paused = json_object_object_get_ex(req, "paused", &v) && json_object_get_boolean(v);
+	if (json_object_object_get_ex(req, "unchecked", &v) && json_object_get_boolean(v))
+		flags |= VMM_RESTORE_UNCHECKED_PAGES;
 	if (json_object_object_get_ex(req, "disks", &list) &&
 	    json_object_is_type(list, json_type_array))
 		n = json_object_array_length(list);
@@ -430,7 +434,7 @@ static int control_restore(struct vmm_control *ctl, struct control_client *c,
 		goto out;
 	}
 	vmm_pause(vm);
-	ret = vmm_replace(vm, fd, disks, n, &changed);
+	ret = vmm_replace(vm, fd, flags, disks, n, &changed);
 	if (ret == 0 && console)
 		ret = vmm_console_restart_log(vm, console);
 	if (ret < 0 && changed)

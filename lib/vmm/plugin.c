@@ -352,7 +352,7 @@ static int start_wait(const struct vi_hv_vm *vm, int fd)
 
 /* Starts the VM's process, booting it or, with `state`, restoring that state (paused
  * when asked), and waits until its guest runs. */
-static int start_vmm(const struct vi_hv_vm *vm, const char *state, bool paused)
+static int start_vmm(const struct vi_hv_vm *vm, const char *state, unsigned flags)
 {
 	char *argv[12] = { (char *)host->self_exe, "--home", (char *)host->home, "__vmm-run",
 			   "--hv", (char *)backend->name };
@@ -364,8 +364,10 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, bool paused)
 		argv[argc++] = "--restore";
 		argv[argc++] = (char *)state;
 	}
-	if (paused)
+	if (flags & VI_HV_RUN_PAUSED)
 		argv[argc++] = "--paused";
+	if (flags & VI_HV_RUN_UNCHECKED)
+		argv[argc++] = "--unchecked";
 	argv[argc++] = (char *)vm->name;
 	/* Every check is the VMM's own: it reports what it refuses, with its exit
 	 * code, on the notify pipe, so nothing is done twice before the guest runs. */
@@ -393,7 +395,7 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, bool paused)
 static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	(void)ctx;
-	return start_vmm(vm, NULL, false);
+	return start_vmm(vm, NULL, 0);
 }
 
 static struct json_object *absolute_path_json(const char *path);
@@ -402,7 +404,7 @@ static int stop_request(const struct vi_hv_vm *vm, bool force, unsigned timeout_
 /* The running VMM takes the state over its guest, with vm's disks: no new process, no
  * new KVM VM. A VMM of another shape refuses (VI_EUNSUPPORTED) and goes on as it was.
  * 1 when no VMM runs. */
-static int restore_in_place(const struct vi_hv_vm *vm, const char *path, bool paused)
+static int restore_in_place(const struct vi_hv_vm *vm, const char *path, unsigned flags)
 {
 	struct json_object *args, *disks;
 	struct vmm_config cfg;
@@ -423,7 +425,9 @@ static int restore_in_place(const struct vi_hv_vm *vm, const char *path, bool pa
 	json_object_object_add(args, "path", absolute_path_json(path));
 	json_object_object_add(args, "shape", json_object_new_string(shape));
 	json_object_object_add(args, "console", absolute_path_json(vm->console_log));
-	json_object_object_add(args, "paused", json_object_new_boolean(paused));
+	json_object_object_add(args, "paused", json_object_new_boolean(flags & VI_HV_RUN_PAUSED));
+	json_object_object_add(args, "unchecked",
+			       json_object_new_boolean(flags & VI_HV_RUN_UNCHECKED));
 	for (size_t i = 0; i < cfg.ndisks; i++) {
 		struct json_object *d = json_object_new_object();
 
@@ -444,15 +448,13 @@ static int restore_in_place(const struct vi_hv_vm *vm, const char *path, bool pa
 static int plugin_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *path,
 			  unsigned flags)
 {
-	bool paused = flags & VI_HV_RUN_PAUSED;
-
 	(void)ctx;
 	if (flags & VI_HV_RUN_REPLACE) {
-		int ret = restore_in_place(vm, path, paused);
+		int ret = restore_in_place(vm, path, flags);
 		char *why;
 
 		if (ret >= 0)
-			return ret == 0 ? 0 : start_vmm(vm, path, paused);
+			return ret == 0 ? 0 : start_vmm(vm, path, flags);
 		/* Whatever the VMM did, it is stopped now, as the method promises. */
 		why = xstrdup(vi_error_message());
 		stop_request(vm, true, FORCE_TIMEOUT_MS);
@@ -464,7 +466,7 @@ static int plugin_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, cons
 		free(why);
 		vi_error_clear();
 	}
-	return start_vmm(vm, path, paused);
+	return start_vmm(vm, path, flags);
 }
 
 /* The machine of opts: booted, or restored from the state file (whose pages stay mapped:
@@ -486,7 +488,8 @@ static int run_machine(const struct vi_hv_vm *vm, const struct vi_hv_run_opts *o
 	}
 	ret = vmm_new(cfg, out);
 	if (ret == 0 && fd >= 0) {
-		ret = vmm_restore(*out, fd);
+		ret = vmm_restore(*out, fd,
+				  (opts->flags & VI_HV_RUN_UNCHECKED) ? VMM_RESTORE_UNCHECKED_PAGES : 0);
 		if (ret < 0)
 			vi_error_wrap("cannot restore VM '%s' from '%s'", vm->name,
 				      opts->state_path);

@@ -88,6 +88,7 @@ struct restore_item {
 
 struct restore {
 	struct vmm *vm;
+	unsigned flags; /* VMM_RESTORE_* */
 	struct vi_state_reader *reader;
 	int fd;
 	bool file;  /* a regular file: its pages are mapped, not read */
@@ -221,6 +222,8 @@ static int restore_scan(struct restore *r)
 	r->done = xcalloc(nsections + vm->nvcpus, sizeof(*r->done));
 	r->file = fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode);
 	ret = vi_state_reader_open(r->fd, known, nknown, &h, &r->reader);
+	if (ret == 0 && r->file && (r->flags & VMM_RESTORE_UNCHECKED_PAGES))
+		vi_state_reader_skip_pages(r->reader);
 	if (ret == 0)
 		ret = restore_check_header(vm, &h);
 	while (ret == 0 && (ret = vi_state_next(r->reader, &sec)) == 1) {
@@ -270,9 +273,9 @@ static void restore_release(struct restore *r)
 	free(r->done);
 }
 
-int vmm_restore(struct vmm *vm, int fd)
+int vmm_restore(struct vmm *vm, int fd, unsigned flags)
 {
-	struct restore r = { .vm = vm, .fd = fd };
+	struct restore r = { .vm = vm, .fd = fd, .flags = flags };
 	int ret;
 
 	if (vm->loaded)
@@ -285,10 +288,10 @@ int vmm_restore(struct vmm *vm, int fd)
 	return ret;
 }
 
-int vmm_replace(struct vmm *vm, int fd, const struct vmm_disk *disks, size_t ndisks,
-		bool *changed)
+int vmm_replace(struct vmm *vm, int fd, unsigned flags, const struct vmm_disk *disks,
+		size_t ndisks, bool *changed)
 {
-	struct restore r = { .vm = vm, .fd = fd };
+	struct restore r = { .vm = vm, .fd = fd, .flags = flags };
 	int ret;
 
 	*changed = false;

@@ -294,12 +294,48 @@ static int virtio_net_user(struct vmm *vm, size_t nic, struct virtio_net **out)
 	return 0;
 }
 
+static bool same_forward(const struct vmm_forward *a, const struct vmm_forward *b)
+{
+	const char *ha = a->host_addr ? a->host_addr : "127.0.0.1";
+	const char *hb = b->host_addr ? b->host_addr : "127.0.0.1";
+
+	return a->udp == b->udp && a->host_port == b->host_port && !strcmp(ha, hb);
+}
+
+/* The configuration follows the forwards as they are: it is what a saved state is
+ * compared with (vmm_config_shape()). */
+static void config_forward(struct vmm *vm, size_t nic, const struct vmm_forward *f, bool add)
+{
+	struct vmm_nic *c = (struct vmm_nic *)&vm->cfg.nics[nic];
+	struct vmm_forward *fwd = (struct vmm_forward *)c->forwards;
+
+	if (add) {
+		fwd = xrealloc(fwd, (c->nforwards + 2) * sizeof(*fwd));
+		fwd[c->nforwards] = *f;
+		fwd[c->nforwards++].host_addr = xstrdup(f->host_addr);
+		c->forwards = fwd;
+		return;
+	}
+	for (size_t i = 0; i < c->nforwards; i++) {
+		if (!same_forward(&fwd[i], f))
+			continue;
+		free((char *)fwd[i].host_addr);
+		memmove(&fwd[i], &fwd[i + 1], (c->nforwards - i - 1) * sizeof(*fwd));
+		c->nforwards--;
+		return;
+	}
+}
+
 int vmm_nic_forward(struct vmm *vm, size_t nic, const struct vmm_forward *f, bool add)
 {
 	struct virtio_net *n;
 	int ret = virtio_net_user(vm, nic, &n);
 
-	return ret < 0 ? ret : net_slirp_forward(n->slirp, f, add);
+	if (ret == 0)
+		ret = net_slirp_forward(n->slirp, f, add);
+	if (ret == 0)
+		config_forward(vm, nic, f, add);
+	return ret;
 }
 
 int vmm_nic_address(struct vmm *vm, size_t nic, char *buf, size_t len)

@@ -120,17 +120,21 @@ int vmm_boot(struct vmm *vm);
  * file is mapped MAP_PRIVATE where its pages hold data, so it must stay unchanged while
  * the VM lives (replace it by rename, never in place); a pipe or socket is read into
  * memory. The configuration must match the saved VM's (memory, vCPUs, devices, disk
- * sizes). On failure the VM is only fit for vmm_free(). */
-int vmm_restore(struct vmm *vm, int fd);
+ * sizes). Every section's checksum is checked before the VM changes; with
+ * VMM_RESTORE_UNCHECKED_PAGES, those of a file's page runs are not, and its pages are
+ * not read at all: for a file the caller knows to be as it was written. On failure the
+ * VM is only fit for vmm_free(). */
+int vmm_restore(struct vmm *vm, int fd, unsigned flags);
+#define VMM_RESTORE_UNCHECKED_PAGES (1u << 0)
 /* Replaces the state of the paused VM by the one in the regular file fd, as vmm_restore()
- * would make it, in the same process and KVM VM: the whole state is read and checked
+ * would make it (flags as there), in the same process and KVM VM: the whole state is read and checked
  * first, then the disks move to disks[] (n the number of disks; those that name what the
  * disk uses stay open), memory becomes the file's pages and zero pages, and every vCPU
  * and device takes its saved state. The VM stays paused. On failure *changed says
  * whether the guest had been touched (then it is only fit to be stopped). From the
  * thread that runs vmm_wait(). */
-int vmm_replace(struct vmm *vm, int fd, const struct vmm_disk *disks, size_t ndisks,
-		bool *changed);
+int vmm_replace(struct vmm *vm, int fd, unsigned flags, const struct vmm_disk *disks,
+		size_t ndisks, bool *changed);
 /* Starts the console log afresh: the file at path, made anew, takes the place of the one
  * cfg.console_fd writes to, and the output kept for late clients is forgotten, as for a
  * VM that has just started. */

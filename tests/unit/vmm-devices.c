@@ -176,7 +176,7 @@ static void test_devices(void)
 	lseek(state, 0, SEEK_SET);
 	ret = vmm_new(&cfg, &again);
 	if (ret == 0)
-		ret = vmm_restore(again, state);
+		ret = vmm_restore(again, state, 0);
 	is_int(ret, 0, "devices: and restored into a new VM%s%s", ret ? ": " : "",
 	       ret ? vi_error_message() : "");
 	ok(ret == 0 && vmm_balloon_get(again, &target, &actual) == 0 && target == 16 &&

@@ -106,7 +106,7 @@ static int restore_and_run(const struct vmm_config *base, int fd, char **output,
 	cfg.console_fd = memfd_create("console", MFD_CLOEXEC);
 	ret = vmm_new(&cfg, &vm);
 	if (ret == 0)
-		ret = vmm_restore(vm, fd);
+		ret = vmm_restore(vm, fd, 0);
 	if (ret == 0)
 		ret = vmm_start(vm);
 	if (ret == 0)
