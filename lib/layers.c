@@ -158,6 +158,7 @@ void vi_layers_release(struct vi_layer_index *idx)
 	for (size_t i = 0; i < idx->n; i++)
 		layer_free(&idx->layers[i]);
 	free(idx->layers);
+	free(idx->on_disk);
 	if (idx->lock_fd >= 0)
 		close(idx->lock_fd); /* and with it the lock */
 	memset(idx, 0, sizeof(*idx));
@@ -244,9 +245,10 @@ static void out_strv(struct vi_yaml_out *o, const char *key, char **v, size_t n)
 	vi_yaml_out_end(o);
 }
 
-static int index_save(const char *path, const struct vi_layer_index *idx)
+static char *index_text(const struct vi_layer_index *idx)
 {
 	struct vi_yaml_out o;
+	char *text;
 
 	vi_yaml_out_init(&o);
 	vi_yaml_out_map_start(&o);
@@ -266,17 +268,29 @@ static int index_save(const char *path, const struct vi_layer_index *idx)
 	}
 	vi_yaml_out_end(&o);
 	vi_yaml_out_end(&o);
-	return vi_yaml_out_save(&o, path, 0600);
+	return vi_yaml_out_finish(&o, &text, NULL) < 0 ? NULL : text;
 }
 
-int vi_layers_write(const struct vi_store *s, const struct vi_layer_index *idx)
+int vi_layers_write(const struct vi_store *s, struct vi_layer_index *idx)
 {
-	char *dir = vi_store_path(s, "images/layers");
-	char *path = xasprintf("%s/index.yaml", dir);
-	int rc = vi_mkdir_p(dir, 0711);
+	char *dir, *path, *text = index_text(idx);
+	int rc;
 
+	if (!text)
+		return -vi_error_code();
+	if (idx->on_disk && !strcmp(text, idx->on_disk)) {
+		free(text);
+		return 0;
+	}
+	dir = vi_store_path(s, "images/layers");
+	path = xasprintf("%s/index.yaml", dir);
+	rc = vi_mkdir_p(dir, 0711);
 	if (rc == 0)
-		rc = index_save(path, idx);
+		rc = vi_write_file_atomic(path, text, strlen(text), 0600);
+	free(idx->on_disk);
+	idx->on_disk = rc == 0 ? text : NULL;
+	if (rc < 0)
+		free(text);
 	free(dir);
 	free(path);
 	return rc;
@@ -674,6 +688,8 @@ int vi_layers_open(const struct vi_store *s, struct vi_layer_index *idx)
 	}
 	if (vi_file_exists(path)) {
 		rc = index_load(path, idx);
+		if (rc == 0)
+			idx->on_disk = index_text(idx);
 		if (rc == 0) {
 			drop_stale_refs(s, idx);
 			settle_aliases(s, idx);

@@ -47,6 +47,7 @@ struct vi_layer_index {
 	struct vi_layer *layers;
 	size_t n;
 	int lock_fd;
+	char *on_disk; /* the index as last read or written: a write of the same is none */
 };
 
 /* Takes the store's layer lock (waiting for other commands), reads the index
@@ -62,9 +63,10 @@ void vi_layers_release(struct vi_layer_index *idx);
 /* On an error path: commits what happened all the same (layers made for
  * nothing go), keeping the error being reported. */
 void vi_layers_commit_anyway(const struct vi_store *s, struct vi_layer_index *idx);
-/* Writes the index now, keeping the lock: before files that rely on what it
- * records (a clone's overlay on a layer) are made. */
-int vi_layers_write(const struct vi_store *s, const struct vi_layer_index *idx);
+/* Writes the index now (unless it is as last read or written), keeping the lock:
+ * before files that rely on what it records (a clone's overlay on a layer) are
+ * made. */
+int vi_layers_write(const struct vi_store *s, struct vi_layer_index *idx);
 
 struct vi_layer *vi_layer_find(struct vi_layer_index *idx, const char *id);
 /* The absolute path of layer id's file. */
