@@ -50,6 +50,7 @@ struct cmd_ctx {
 	const char *home;    /* --home, or NULL */
 	const char *hv;      /* --hv NAME, or NULL */
 	const char *connect; /* --connect URI, or NULL */
+	const char *host;    /* --host NAME, or NULL */
 	struct vi_store store;       /* open when NEEDS_STORE */
 	struct vi_hv_set plugins;    /* found when NEEDS_PLUGINS, loaded as used */
 	const struct cmd *cmd;       /* the verb running */
@@ -93,6 +94,14 @@ int cmd_image_create(int argc, char **argv);
 int cmd_image_info(int argc, char **argv);
 int cmd_image_resize(int argc, char **argv);
 int cmd_hv_list(int argc, char **argv);
+int cmd_host_add(int argc, char **argv);
+int cmd_host_info(int argc, char **argv);
+int cmd_host_list(int argc, char **argv);
+int cmd_host_rm(int argc, char **argv);
+int cmd_host_show(int argc, char **argv);
+/* Runs the verb of argv (vi's arguments, globals included) on host `name`
+ * over ssh, relaying its output; its exit status becomes ctx.exit_status. */
+int cmd_relay(const char *name, int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_version(int argc, char **argv);
@@ -116,6 +125,7 @@ extern const struct vi_option caps_options[], clone_options[], console_options[]
 	list_options[], show_options[], version_options[], vmm_run_options[], ssh_options[],
 	exec_options[], cp_options[];
 extern const struct cmd hv_commands[];
+extern const struct cmd host_commands[];
 extern const struct cmd forward_commands[];
 extern const struct cmd snapshot_commands[];
 extern const struct cmd template_commands[];

@@ -3,6 +3,8 @@
  * one being completed (possibly empty). One candidate per line; a line
  * "__files__" or "__dirs__" asks the shell to complete paths itself. */
 #include "cmd.h"
+#include "error.h"
+#include "host.h"
 #include "template.h"
 #include "util.h"
 
@@ -119,6 +121,19 @@ static void offer_kind(enum vi_complete kind)
 			offer(names.v[i]);
 		template_strv_release(&names);
 		template_strv_release(&paths);
+		break;
+	}
+	case VI_COMPLETE_HOST: {
+		struct vi_store s = { .home = ctx.home ? xstrdup(ctx.home)
+						       : vi_store_default_home() };
+		struct vi_hosts h;
+		if (vi_hosts_load(&s, &h) == 0) {
+			for (size_t i = 0; i < h.n; i++)
+				offer(h.hosts[i].name);
+			vi_hosts_release(&h);
+		}
+		vi_error_clear();
+		vi_store_release(&s);
 		break;
 	}
 	case VI_COMPLETE_VERB:

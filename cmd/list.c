@@ -3,6 +3,7 @@
 #include "error.h"
 #include "log.h"
 #include "forward.h"
+#include "host.h"
 #include "machine.h"
 #include "output.h"
 #include "util.h"
@@ -11,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int wide;
+static int wide, all_hosts;
 
 const struct vi_option list_options[] = {
 	{ "wide", 'w', VI_OPT_FLAG, &wide, NULL, "add each VM's address and SSH port" },
+	{ "all-hosts", 'a', VI_OPT_FLAG, &all_hosts, NULL,
+	  "also every host's VMs (vi host), with a HOST column" },
 	OPT_JSON,
 	OPT_CONNECT,
 	VI_OPT_TABLE_END,
@@ -82,17 +85,17 @@ static void read_states(struct vi_machine *m, const bool *opened, struct vi_hv_s
 	free(done);
 }
 
-int cmd_list(int argc, char **argv)
+/* The VMs of this store as list entries (what --json prints). */
+static struct json_object *local_vms(void)
 {
 	char **names, **warned = NULL;
 	size_t n, nwarned = 0;
-	int rc;
-	struct json_object *doc = NULL, *arr = NULL;
-	struct vi_table t;
-	(void)argc, (void)argv;
+	struct json_object *arr = json_object_new_array();
 
-	if ((rc = vi_store_list_vms(&ctx.store, &names, &n)) < 0)
-		return rc;
+	if (vi_store_list_vms(&ctx.store, &names, &n) < 0) {
+		json_object_put(arr);
+		return NULL;
+	}
 	struct vi_machine *m = xcalloc(n ? n : 1, sizeof(*m));
 	struct vi_hv_state *st = xcalloc(n ? n : 1, sizeof(*st));
 	bool *opened = xcalloc(n ? n : 1, sizeof(*opened));
@@ -110,55 +113,30 @@ int cmd_list(int argc, char **argv)
 		}
 	}
 	read_states(m, opened, st, n, &warned, &nwarned);
-	if (ctx.json) {
-		doc = vi_json_doc();
-		arr = json_object_new_array();
-	} else {
-		vi_table_init(&t, wide ? 8 : 6,
-			      (const char *[]){ "NAME", "BACKEND", "STATE", "CPUS", "MEMORY", "TEMPLATE",
-						"ADDRESS", "SSH" });
-	}
 	for (size_t i = 0; i < n; i++) {
-		char cpus[16], mem[32];
-
+		struct json_object *o = json_object_new_object();
+		json_object_array_add(arr, o);
 		if (!opened[i]) {
-			if (ctx.json) {
-				struct json_object *o = json_object_new_object();
-				json_object_object_add(o, "name", vi_json_str(names[i]));
-				json_object_object_add(o, "error", vi_json_str(errors[i]));
-				json_object_array_add(arr, o);
-			} else {
-				vi_table_add(&t, (const char *[]){ names[i], NULL, "error", NULL, NULL,
-								   NULL, NULL, NULL });
-			}
+			json_object_object_add(o, "name", vi_json_str(names[i]));
+			json_object_object_add(o, "error", vi_json_str(errors[i]));
 			continue;
 		}
 		struct vi_vm *d = &m[i].def;
 		/* The first NIC's address, and where SSH reaches the guest. */
-		char *addr = (wide || ctx.json) && d->nnics
+		char *addr = (wide || ctx.json || all_hosts) && d->nnics
 				     ? vi_machine_nic_address(&m[i], st[i].state, 0)
 				     : NULL;
 		struct vi_vm_forward *sf = vi_vm_ssh_forward(d);
 		char *ssh = sf ? xasprintf("%s:%u", sf->host_addr, sf->host_port)
 			       : addr ? xasprintf("%s:22", addr) : NULL;
-		if (ctx.json) {
-			struct json_object *o = json_object_new_object();
-			json_object_object_add(o, "name", vi_json_str(d->name));
-			json_object_object_add(o, "address", vi_json_str(addr));
-			json_object_object_add(o, "ssh", vi_json_str(ssh));
-			json_object_object_add(o, "hv", vi_json_str(d->hv));
-			json_object_object_add(o, "state", vi_json_str(vi_hv_state_name(st[i].state)));
-			json_object_object_add(o, "cpus", json_object_new_int(d->cpus));
-			json_object_object_add(o, "memory", json_object_new_int64(d->memory));
-			json_object_object_add(o, "template", vi_json_str(d->template));
-			json_object_array_add(arr, o);
-		} else {
-			snprintf(cpus, sizeof(cpus), "%u", d->cpus);
-			vi_format_size(d->memory, mem, sizeof(mem));
-			vi_table_add(&t, (const char *[]){ d->name, d->hv,
-							   vi_hv_state_name(st[i].state), cpus, mem,
-							   d->template, addr, ssh });
-		}
+		json_object_object_add(o, "name", vi_json_str(d->name));
+		json_object_object_add(o, "address", vi_json_str(addr));
+		json_object_object_add(o, "ssh", vi_json_str(ssh));
+		json_object_object_add(o, "hv", vi_json_str(d->hv));
+		json_object_object_add(o, "state", vi_json_str(vi_hv_state_name(st[i].state)));
+		json_object_object_add(o, "cpus", json_object_new_int(d->cpus));
+		json_object_object_add(o, "memory", json_object_new_int64(d->memory));
+		json_object_object_add(o, "template", vi_json_str(d->template));
 		free(addr);
 		free(ssh);
 	}
@@ -173,13 +151,121 @@ int cmd_list(int argc, char **argv)
 	free(errors);
 	vi_store_names_free(names, n);
 	vi_store_names_free(warned, nwarned);
-	if (ctx.json) {
-		json_object_object_add(doc, "vms", arr);
-		vi_json_print(doc);
-	} else {
-		if (n)
-			vi_table_print(&t);
-		vi_table_release(&t);
+	return arr;
+}
+
+static const char *field(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null)
+		       ? json_object_get_string(v)
+		       : NULL;
+}
+
+/* Every host's VMs after this one's, each entry with the host it is on
+ * ("host": null here); a host that does not answer is said once, on stderr
+ * and in "hosts". */
+static void add_other_hosts(struct json_object *arr, struct json_object *hosts_out)
+{
+	static char *const args[] = { "--json", "list" };
+	const struct vi_host_entry **hosts;
+	struct vi_host_result *res;
+	struct vi_hosts h;
+
+	if (vi_hosts_load(&ctx.store, &h) < 0) {
+		vi_warn("%s", vi_error_message());
+		vi_error_clear();
+		return;
 	}
+	hosts = xcalloc(h.n + 1, sizeof(*hosts));
+	res = xcalloc(h.n + 1, sizeof(*res));
+	for (size_t i = 0; i < h.n; i++)
+		hosts[i] = &h.hosts[i];
+	vi_hosts_run(hosts, h.n, args, 2, 30000, res);
+	for (size_t i = 0; i < h.n; i++) {
+		struct json_object *doc = res[i].status == 0 ? json_tokener_parse(res[i].out) : NULL,
+				   *vms, *ho = json_object_new_object();
+		json_object_object_add(ho, "name", vi_json_str(h.hosts[i].name));
+		if (doc && json_object_object_get_ex(doc, "vms", &vms)) {
+			for (size_t k = 0; k < json_object_array_length(vms); k++) {
+				struct json_object *vm = json_object_array_get_idx(vms, k);
+				json_object_object_add(vm, "host", vi_json_str(h.hosts[i].name));
+				json_object_array_add(arr, json_object_get(vm));
+			}
+			json_object_object_add(ho, "error", NULL);
+		} else {
+			const char *why = res[i].status == 255
+						  ? vi_host_ssh_reason(res[i].err)
+						  : vi_host_ssh_reason(*res[i].err ? res[i].err
+										 : res[i].out);
+			vi_warn("host '%s' %s: %s", h.hosts[i].name,
+				res[i].status == 255 ? "is unreachable" : "did not list its VMs", why);
+			json_object_object_add(ho, "error", vi_json_str(why));
+		}
+		json_object_array_add(hosts_out, ho);
+		if (doc)
+			json_object_put(doc);
+		vi_host_result_release(&res[i]);
+	}
+	free(res);
+	free(hosts);
+	vi_hosts_release(&h);
+}
+
+int cmd_list(int argc, char **argv)
+{
+	struct json_object *arr, *hosts = NULL;
+	(void)argc, (void)argv;
+
+	if (!(arr = local_vms()))
+		return -vi_error_code();
+	if (all_hosts) {
+		hosts = json_object_new_array();
+		for (size_t i = 0; i < json_object_array_length(arr); i++)
+			json_object_object_add(json_object_array_get_idx(arr, i), "host", NULL);
+		add_other_hosts(arr, hosts);
+	}
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "vms", arr);
+		if (hosts)
+			json_object_object_add(doc, "hosts", hosts);
+		vi_json_print(doc);
+		return 0;
+	}
+	size_t n = json_object_array_length(arr);
+	struct vi_table t;
+	const char *header[] = { "HOST", "NAME",     "BACKEND", "STATE", "CPUS",
+				 "MEMORY", "TEMPLATE", "ADDRESS", "SSH" };
+	size_t first = all_hosts ? 0 : 1;
+	vi_table_init(&t, (wide ? 9 : 7) - first, header + first);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i);
+		char cpus[16] = "", mem[32] = "";
+		bool bad = field(o, "error") != NULL;
+		if (!bad) {
+			snprintf(cpus, sizeof(cpus), "%s", field(o, "cpus"));
+			vi_format_size((uint64_t)json_object_get_int64(
+					       json_object_object_get(o, "memory")),
+				       mem, sizeof(mem));
+		}
+		const char *row[] = { field(o, "host") ? field(o, "host") : "local",
+				      field(o, "name"),
+				      bad ? NULL : field(o, "hv"),
+				      bad ? "error" : field(o, "state"),
+				      bad ? NULL : cpus,
+				      bad ? NULL : mem,
+				      field(o, "template"),
+				      field(o, "address"),
+				      field(o, "ssh") };
+		vi_table_add(&t, row + first);
+	}
+	if (n)
+		vi_table_print(&t);
+	vi_table_release(&t);
+	json_object_put(arr);
+	if (hosts)
+		json_object_put(hosts);
 	return 0;
 }

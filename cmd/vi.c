@@ -29,6 +29,8 @@ const struct vi_option global_options[] = {
 	{ "home", 0, VI_OPT_STRING, &ctx.home, "DIR", "state directory", VI_COMPLETE_DIR },
 	{ "hv", 0, VI_OPT_STRING, &ctx.hv, "NAME", "hypervisor backend", VI_COMPLETE_HV },
 	{ "connect", 'c', VI_OPT_STRING, &ctx.connect, "URI", "backend connection URI" },
+	{ "host", 0, VI_OPT_STRING, &ctx.host, "NAME", "run the verb on that host (vi host)",
+	  VI_COMPLETE_HOST },
 	{ "version", 0, VI_OPT_FLAG, &show_version, NULL, "print the version" },
 	{ "help", 'h', VI_OPT_FLAG, &show_help, NULL, "print this help" },
 	VI_OPT_TABLE_END,
@@ -57,6 +59,8 @@ const struct cmd commands[] = {
 	{ "forward", NULL, 0, 0, 0, "", NULL, "port forwards from the host to a VM",
 	  forward_commands },
 	{ "help", cmd_help, 0, 1, 0, "[VERB]", help_options, "show the manual page of a verb" },
+	{ "host", NULL, 0, 0, 0, "", NULL, "the other hosts running vi, reached over ssh",
+	  host_commands },
 	{ "hv", NULL, 0, 0, 0, "", NULL, "hypervisor backends", hv_commands },
 	{ "image", NULL, 0, 0, 0, "", NULL, "create, inspect, check, convert and grow disk images",
 	  image_commands },
@@ -113,7 +117,8 @@ void cmd_usage(FILE *f, const struct cmd *c, const char *path)
 
 static void main_usage(FILE *f)
 {
-	fputs("usage: vi [--json] [-q] [-v] [--home DIR] [--hv NAME] [--connect URI] VERB [ARGS]\n"
+	fputs("usage: vi [--json] [-q] [-v] [--home DIR] [--hv NAME] [--connect URI] [--host NAME]\n"
+	      "          VERB [ARGS]\n"
 	      "       vi --version | --help\n\nVerbs:\n",
 	      f);
 	for (const struct cmd *c = commands; c->name; c++)
@@ -137,7 +142,8 @@ static void verb_help(const struct cmd *c, const char *path)
 		printf("\nOptions:\n");
 		vi_opt_help(stdout, c->options);
 	}
-	printf("\nGlobal options (--json, -q, -v, --home, --hv, --connect) are described in vi(1).\n");
+	printf("\nGlobal options (--json, -q, -v, --home, --hv, --connect, --host) are described in "
+	       "vi(1).\n");
 }
 
 enum vi_complete cmd_arg_complete(const struct cmd *c, int index)
@@ -150,7 +156,7 @@ enum vi_complete cmd_arg_complete(const struct cmd *c, int index)
 		{ "VERB", VI_COMPLETE_VERB },	 { "FILE", VI_COMPLETE_FILE },
 		{ "DIR", VI_COMPLETE_DIR },	 { "TEMPLATE", VI_COMPLETE_TEMPLATE },
 		{ "BACKEND", VI_COMPLETE_HV },	 { "VM", VI_COMPLETE_VM },
-		{ "SNAPSHOT", VI_COMPLETE_SNAPSHOT },
+		{ "SNAPSHOT", VI_COMPLETE_SNAPSHOT }, { "HOST", VI_COMPLETE_HOST },
 	};
 	char tok[64] = "";
 	const char *p = c->args ? c->args : "";
@@ -300,6 +306,21 @@ static int global_prefix(int argc, char **argv)
 	return i < argc ? i : argc;
 }
 
+/* The host a verb is to run on: --host NAME anywhere before "--", else
+ * $VI_HOST; NULL to run here. */
+static const char *relay_host(int argc, char **argv)
+{
+	const char *env = getenv("VI_HOST");
+
+	for (int i = 0; i < argc && strcmp(argv[i], "--"); i++) {
+		if (!strcmp(argv[i], "--host") && i + 1 < argc)
+			return argv[i + 1];
+		if (!strncmp(argv[i], "--host=", 7))
+			return argv[i] + 7;
+	}
+	return env && *env ? env : NULL;
+}
+
 /* An empty store directory is a mistake (an unset variable in a script),
  * never a request for the default store: refused from either source. */
 static int check_home(void)
@@ -358,6 +379,8 @@ int main(int argc, char **argv)
 	/* The store is private: what must be shared is shared explicitly. */
 	umask(077);
 	argc--, argv++;
+	int all_argc = argc;
+	char **all_argv = argv;
 	g = global_prefix(argc, argv);
 	{
 		int n = g;
@@ -372,6 +395,13 @@ int main(int argc, char **argv)
 	if (rc < 0)
 		goto out;
 	vi_log_level = ctx.quiet ? VI_LOG_WARN : ctx.verbose ? VI_LOG_DEBUG : VI_LOG_INFO;
+	/* Another host's vi does it all; internal verbs are always this one's. */
+	const char *host = relay_host(all_argc, all_argv);
+	if (host && !(argc > 0 && !strncmp(argv[0], "__", 2))) {
+		if ((rc = check_home()) == 0 && (rc = vi_store_open(&ctx.store, ctx.home)) == 0)
+			rc = cmd_relay(host, all_argc, all_argv);
+		goto out;
+	}
 	if (show_version) {
 		rc = cmd_version(0, NULL);
 		goto out;

@@ -25,6 +25,7 @@ enum vi_complete {
 	VI_COMPLETE_VERB,
 	VI_COMPLETE_TEMPLATE,
 	VI_COMPLETE_SNAPSHOT, /* a snapshot of the VM named just before */
+	VI_COMPLETE_HOST,     /* a host of the inventory (vi host) */
 };
 
 struct vi_strlist {

@@ -39,7 +39,7 @@ complete_bash() {
 
 @test "a prefix narrows the verbs" {
 	run -0 complete_bash "h"
-	[ "$output" = "$(printf 'help\nhv')" ]
+	[ "$output" = "$(printf 'help\nhost\nhv')" ]
 }
 
 @test "options of the verb come first, then the global ones, without repeats" {
@@ -90,7 +90,7 @@ complete_bash() {
 		compadd() { shift \$((\$# - 1)); print -l -- \${(P)1}; }
 		words=(vi h); CURRENT=2
 		source $VI_TOP/completion/_vi"
-	[ "$output" = "$(printf 'help\nhv')" ]
+	[ "$output" = "$(printf 'help\nhost\nhv')" ]
 }
 
 @test "another vi first in PATH, such as the editor, is never run by completion" {
@@ -107,5 +107,5 @@ complete_bash() {
 	[ ! -e "$BATS_TEST_TMPDIR/ran" ]
 	# This vi, found again, completes as before.
 	run -0 complete_bash "h"
-	[ "$output" = "$(printf 'help\nhv')" ]
+	[ "$output" = "$(printf 'help\nhost\nhv')" ]
 }
