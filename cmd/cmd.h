@@ -94,6 +94,8 @@ int cmd_image_create(int argc, char **argv);
 int cmd_image_info(int argc, char **argv);
 int cmd_image_resize(int argc, char **argv);
 int cmd_hv_list(int argc, char **argv);
+int cmd_migrate(int argc, char **argv);
+int cmd_migrate_in(int argc, char **argv);
 int cmd_host_add(int argc, char **argv);
 int cmd_host_info(int argc, char **argv);
 int cmd_host_list(int argc, char **argv);
@@ -123,6 +125,7 @@ int cmd_snapshot_diff(int argc, char **argv);
 extern const struct vi_option caps_options[], clone_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
 	list_options[], show_options[], version_options[], vmm_run_options[], ssh_options[],
+	migrate_options[], migrate_in_options[],
 	exec_options[], cp_options[];
 extern const struct cmd hv_commands[];
 extern const struct cmd host_commands[];

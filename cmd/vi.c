@@ -40,6 +40,8 @@ const struct vi_option global_options[] = {
 const struct cmd commands[] = {
 	{ "__complete", cmd_complete, 0, -1, HIDDEN | RAW_ARGS, "WORD...", NULL,
 	  "print completion candidates for the words typed so far" },
+	{ "__migrate-in", cmd_migrate_in, 1, 1, HIDDEN | NEEDS_LOCK | NEEDS_PLUGINS, "NAME",
+	  migrate_in_options, "receive a VM that 'vi migrate' sends (over ssh)" },
 	{ "__vmm-run", cmd_vmm_run, 1, 1, HIDDEN | NEEDS_STORE | NEEDS_PLUGINS | VM_PROCESS, "NAME",
 	  vmm_run_options, "run a VM in this process (started by 'vi start')" },
 	{ "caps", cmd_caps, 0, 0, NEEDS_PLUGINS | ALL_PLUGINS, "", caps_options,
@@ -66,6 +68,8 @@ const struct cmd commands[] = {
 	  image_commands },
 	{ "list", cmd_list, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", list_options,
 	  "list virtual machines and their state" },
+	{ "migrate", cmd_migrate, 2, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM HOST", migrate_options,
+	  "move a VM to another host, live when it runs" },
 	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
 	  "show a virtual machine's definition and state" },
 	{ "snapshot", NULL, 0, 0, 0, "", NULL,

@@ -68,6 +68,19 @@ static struct vi_layer *layer_add(struct vi_layer_index *idx, const char *id)
 	return l;
 }
 
+struct vi_layer *vi_layer_import(struct vi_layer_index *idx, const char *id, const char *parent,
+				 const char *backing)
+{
+	struct vi_layer *l = vi_layer_find(idx, id);
+
+	if (l)
+		return l;
+	l = layer_add(idx, id);
+	l->parent = xstrdup(parent);
+	l->backing = xstrdup(backing);
+	return l;
+}
+
 static void strv_add(char ***v, size_t *n, const char *s)
 {
 	for (size_t i = 0; i < *n; i++)

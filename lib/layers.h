@@ -69,6 +69,11 @@ void vi_layers_commit_anyway(const struct vi_store *s, struct vi_layer_index *id
 int vi_layers_write(const struct vi_store *s, struct vi_layer_index *idx);
 
 struct vi_layer *vi_layer_find(struct vi_layer_index *idx, const char *id);
+/* The layer id, added with parent and backing (copied, either may be NULL)
+ * when the index does not know it: for a layer file brought from another
+ * store. Its references are the caller's to add. */
+struct vi_layer *vi_layer_import(struct vi_layer_index *idx, const char *id, const char *parent,
+				 const char *backing);
 /* The absolute path of layer id's file. */
 char *vi_layer_path(const struct vi_store *s, const char *id);
 /* The id of the layer at path (an absolute path under images/layers/), or NULL. */

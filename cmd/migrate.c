@@ -1,0 +1,568 @@
+/* vi migrate VM HOST: a VM moves to another host of the inventory (vi host),
+ * live when it runs, with its disks and definition when it is stopped; and
+ * `vi __migrate-in`, its other end, which the source runs on that host over
+ * ssh. The record moves with lib/migrate.h; a running guest's memory and
+ * disks with the backend's migrate_send/recv. */
+#include "cmd.h"
+#include "error.h"
+#include "host.h"
+#include "layers.h"
+#include "log.h"
+#include "machine.h"
+#include "migrate.h"
+#include "ops.h"
+#include "output.h"
+#include "progress.h"
+#include "snapshot.h"
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static int offline, check_only, tunnel;
+static uint64_t downtime_ms = 300, timeout_s;
+static const char *bandwidth_text, *converge_text;
+
+const struct vi_option migrate_options[] = {
+	{ "offline", 0, VI_OPT_FLAG, &offline, NULL,
+	  "move a stopped VM: its disks and definition" },
+	{ "check", 0, VI_OPT_FLAG, &check_only, NULL,
+	  "check that the VM can move there, one line each, and move nothing" },
+	{ "downtime", 0, VI_OPT_UINT, &downtime_ms, "MS",
+	  "the longest the guest may be paused (default 300)", .min = 0, .max = 600000 },
+	{ "bandwidth", 0, VI_OPT_STRING, &bandwidth_text, "RATE",
+	  "send at most RATE bytes a second (K, M, G suffixes)", VI_COMPLETE_NONE },
+	{ "timeout", 0, VI_OPT_UINT, &timeout_s, "S", "give up after S seconds, the VM staying here",
+	  .min = 1, .max = 86400 },
+	{ "converge", 0, VI_OPT_STRING, &converge_text, "auto|pause|abort",
+	  "when the guest dirties memory faster than the link carries it", VI_COMPLETE_NONE },
+	{ "tunnel", 0, VI_OPT_FLAG, &tunnel, NULL,
+	  "send everything through ssh rather than a direct connection" },
+	OPT_JSON,
+	VI_OPT_TABLE_END,
+};
+
+static int incoming_check;
+
+const struct vi_option migrate_in_options[] = {
+	{ "check", 0, VI_OPT_FLAG, &incoming_check, NULL, "answer what is needed, store nothing" },
+	VI_OPT_TABLE_END,
+};
+
+/* --- the source --------------------------------------------------------------------- */
+
+/* ssh to the host running `vi __migrate-in NAME`, its standard input and
+ * output ours to speak on. */
+struct link {
+	pid_t pid;
+	FILE *to, *from;
+};
+
+static int link_open(const struct vi_host_entry *e, const char *name, bool check,
+		     struct link *l)
+{
+	char *args[] = { "__migrate-in", check ? "--check" : NULL, (char *)name };
+	char *const *a = check ? args : (char *const[]){ args[0], args[2] };
+	char **argv = vi_host_argv(e, VI_HOST_BATCH, a, check ? 3 : 2);
+	int to[2], from[2];
+
+	memset(l, 0, sizeof(*l));
+	if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0) {
+		vi_host_argv_free(argv);
+		return vi_error_errno(VI_EFAIL, errno, "cannot make a pipe");
+	}
+	l->pid = vi_host_spawn(argv, to[0], from[1], -1);
+	vi_host_argv_free(argv);
+	close(to[0]);
+	close(from[1]);
+	if (l->pid < 0) {
+		close(to[1]);
+		close(from[0]);
+		return vi_error_errno(VI_EFAIL, errno, "cannot run ssh");
+	}
+	l->to = fdopen(to[1], "w");
+	l->from = fdopen(from[0], "r");
+	return 0;
+}
+
+/* Ends the link; ssh's exit status (255: ssh itself failed). */
+static int link_close(struct link *l)
+{
+	int status = 0;
+
+	if (l->to)
+		fclose(l->to);
+	if (l->from)
+		fclose(l->from);
+	l->to = l->from = NULL;
+	if (l->pid > 0)
+		while (waitpid(l->pid, &status, 0) < 0 && errno == EINTR)
+			;
+	l->pid = 0;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
+/* The error of a link that broke: ssh's own reason when ssh failed. */
+static int link_failed(struct link *l, const char *host)
+{
+	int code = vi_error_code(), status;
+	char *why = xstrdup(vi_error_message());
+
+	status = link_close(l);
+	if (status == 255 && strstr(why, "link to the other host was lost"))
+		code = vi_error(VI_EFAIL, "cannot reach host '%s' (ssh failed; see above)", host);
+	else
+		code = vi_error(code, "%s", why);
+	free(why);
+	return code;
+}
+
+struct copy_progress {
+	struct vi_progress p;
+	bool started;
+	const char *what;
+};
+
+static void copy_progress(void *opaque, uint64_t done, uint64_t total)
+{
+	struct copy_progress *c = opaque;
+
+	if (!c->started) {
+		vi_progress_start(&c->p, total, "%s", c->what);
+		c->started = true;
+	}
+	vi_progress_update(&c->p, done);
+}
+
+/* What `vi host info` says there, or NULL after recording why not. */
+static struct json_object *host_info(const struct vi_host_entry *e)
+{
+	static char *const args[] = { "--json", "host", "info" };
+	const struct vi_host_entry *hosts[] = { e };
+	struct vi_host_result r;
+	struct json_object *info = NULL;
+
+	vi_hosts_run(hosts, 1, args, 3, 30000, &r);
+	if (r.status == 255)
+		vi_error(VI_EFAIL, "cannot reach host '%s': %s", e->name, vi_host_ssh_reason(r.err));
+	else if (r.status != 0)
+		vi_error(VI_EFAIL, "host '%s' did not answer: %s", e->name,
+			 vi_host_ssh_reason(*r.err ? r.err : r.out));
+	else if (!(info = json_tokener_parse(r.out)))
+		vi_error(VI_EFAIL, "host '%s' gave no host information", e->name);
+	vi_host_result_release(&r);
+	return info;
+}
+
+static bool has_word(const char *list, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (const char *p = list; p && (p = strstr(p, word)); p += n)
+		if ((p == list || p[-1] == ' ') && (p[n] == ' ' || !p[n]))
+			return true;
+	return false;
+}
+
+/* One line of --check, and whether it passed. */
+struct checks {
+	struct json_object *list;
+	bool failed;
+};
+
+static void check_line(struct checks *c, bool ok, const char *what, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void check_line(struct checks *c, bool ok, const char *what, const char *fmt, ...)
+{
+	char text[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	c->failed |= !ok;
+	if (ctx.json) {
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "check", vi_json_str(what));
+		json_object_object_add(o, "ok", json_object_new_boolean(ok));
+		json_object_object_add(o, "detail", vi_json_str(text));
+		json_object_array_add(c->list, o);
+	} else {
+		printf("%-4s %-10s %s\n", ok ? "ok" : "FAIL", what, text);
+	}
+}
+
+static void human(uint64_t bytes, char *buf, size_t len)
+{
+	if (bytes >= 10ull << 30)
+		snprintf(buf, len, "%.0f GiB", bytes / 1073741824.0);
+	else if (bytes >= 1ull << 20)
+		snprintf(buf, len, "%.1f MiB", bytes / 1048576.0);
+	else
+		snprintf(buf, len, "%.1f KiB", bytes / 1024.0);
+}
+
+/* The checks `--check` prints, and the ones every migration makes first: the
+ * backend usable there, the VM not there already, memory, the CPU, and what
+ * there is to copy. Returns -VI_ESTATE naming the first that failed, unless
+ * report (then the lines say it and it is still 0). */
+static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool live,
+		     const struct vi_bundle *b, bool report, struct checks *c)
+{
+	struct json_object *info = host_info(e), *v, *need = NULL;
+	char size[32], have[32];
+	struct link l;
+	int rc = 0;
+	char *line = NULL;
+
+	if (!info)
+		return -vi_error_code();
+	/* The backend. */
+	bool usable = false;
+	if (json_object_object_get_ex(info, "backends", &v))
+		for (size_t i = 0; i < json_object_array_length(v); i++)
+			usable |= !strcmp(json_object_get_string(json_object_array_get_idx(v, i)),
+					  m->def.hv);
+	check_line(c, usable, "backend", "%s %s usable on host '%s'", m->def.hv,
+		   usable ? "is" : "is not", e->name);
+	if (!usable && !report) {
+		rc = vi_error(VI_EUNSUPPORTED, "backend '%s' is not usable on host '%s'", m->def.hv,
+			      e->name);
+		goto out;
+	}
+	/* Memory and CPU, for a guest that runs on. */
+	if (live) {
+		uint64_t free_mem = json_object_object_get_ex(info, "memory_free", &v)
+					    ? (uint64_t)json_object_get_int64(v)
+					    : 0;
+		human(m->def.memory, size, sizeof(size));
+		human(free_mem, have, sizeof(have));
+		check_line(c, free_mem > m->def.memory, "memory", "%s needed, %s free there", size,
+			   have);
+		if (free_mem <= m->def.memory && !report) {
+			rc = vi_error(VI_ESTATE, "host '%s' has %s free, VM '%s' needs %s", e->name,
+				      have, m->def.name, size);
+			goto out;
+		}
+		char *cpu = NULL;
+		size_t len;
+		const char *flags_there = json_object_object_get_ex(info, "cpu_flags", &v)
+						  ? json_object_get_string(v)
+						  : "";
+		char *missing = xstrdup("");
+		if (vi_read_file("/proc/cpuinfo", &cpu, &len) == 0) {
+			char *f = strstr(cpu, "\nflags"), *colon = f ? strchr(f, ':') : NULL;
+			char *end = colon ? strchrnul(colon, '\n') : NULL;
+			char *flags = colon ? xstrndup(colon + 1, (size_t)(end - colon - 1)) : xstrdup("");
+			char *save = NULL;
+			for (char *w = strtok_r(flags, " ", &save); w; w = strtok_r(NULL, " ", &save))
+				if (!has_word(flags_there, w)) {
+					char *more = xasprintf("%s%s%s", missing, *missing ? " " : "", w);
+					free(missing);
+					missing = more;
+				}
+			free(flags);
+		}
+		vi_error_clear();
+		free(cpu);
+		check_line(c, !*missing, "cpu", *missing ? "host '%s' lacks %s" : "host '%s' has every CPU feature of this one%s",
+			   e->name, missing);
+		if (*missing && !report) {
+			rc = vi_error(VI_ESTATE, "host '%s' lacks CPU features the guest may use: %s",
+				      e->name, missing);
+			free(missing);
+			goto out;
+		}
+		free(missing);
+	}
+	/* What it lacks of the images, and the VM there already. */
+	if ((rc = link_open(e, m->def.name, true, &l)) < 0)
+		goto out;
+	if ((rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l.from, l.to, &need)) < 0) {
+		bool exists = vi_error_code() == VI_ESTATE;
+		rc = link_failed(&l, e->name);
+		if (report && exists) {
+			check_line(c, false, "name", "%s", vi_error_message());
+			vi_error_clear();
+			rc = 0;
+		}
+		goto out;
+	}
+	link_close(&l);
+	check_line(c, true, "name", "no VM '%s' on host '%s'", m->def.name, e->name);
+	struct json_object *imgs = NULL;
+	json_object_object_get_ex(need, "images", &imgs);
+	human(vi_bundle_bytes(&ctx.store, b, need), size, sizeof(size));
+	check_line(c, true, "copy", "%s to copy%s", size,
+		   imgs && json_object_array_length(imgs) ? ", golden image included"
+		   : b->nimages                          ? ", golden image there already"
+							  : "");
+	for (size_t i = 0; i < b->noutside; i++)
+		check_line(c, true, "shared", "%s must be at the same path there", b->outside[i]);
+out:
+	free(line);
+	if (need)
+		json_object_put(need);
+	json_object_put(info);
+	return rc;
+}
+
+/* --- the destination ------------------------------------------------------------------ */
+
+/* The layers the VM now in the store reads, and its snapshots', referenced. */
+static int ref_layers(const struct vi_vm *vm)
+{
+	struct vi_layer_index idx;
+	struct vi_snapshot *snaps = NULL;
+	size_t n = 0;
+	int rc = vi_layers_open(&ctx.store, &idx);
+
+	if (rc < 0)
+		return rc;
+	vi_layers_ref_vm(&idx, vm);
+	if (vi_snapshot_list(&ctx.store, vm->name, &snaps, &n) == 0) {
+		for (size_t i = 0; i < n; i++) {
+			char *ref = xasprintf("snapshot:%s/%s", vm->name, snaps[i].name);
+			for (size_t k = 0; k < snaps[i].ndisks; k++)
+				if (snaps[i].disks[k].layer)
+					vi_layer_ref(&idx, snaps[i].disks[k].layer, ref);
+			free(ref);
+		}
+		vi_snapshots_free(snaps, n);
+	}
+	vi_error_clear();
+	return vi_layers_commit(&ctx.store, &idx);
+}
+
+/* The VM staged here goes into the store, defined on its backend. */
+static int commit_incoming(struct vi_vm *vm, const char *staged, struct vi_machine *m)
+{
+	struct vi_hv *hv = vi_hv_find(&ctx.plugins, vm->hv);
+	int rc;
+
+	if (!hv)
+		return -vi_error_code();
+	vi_hv_probe(hv, vm->connect);
+	if (!vi_hv_usable(hv))
+		return vi_error(VI_EUNSUPPORTED, "backend '%s' is not usable here: %s", vm->hv,
+				hv->reason ? hv->reason : "declined");
+	memset(m, 0, sizeof(*m));
+	m->def = *vm;
+	memset(vm, 0, sizeof(*vm));
+	m->hv = hv;
+	m->dir = vi_store_path(&ctx.store, "vms/%s", m->def.name);
+	vi_vm_hv_init(&m->view, &m->def, m->dir);
+	if ((rc = vi_hv_define(hv, &m->view.vm)) < 0)
+		return rc;
+	if ((rc = vi_store_commit_vm(&ctx.store, m->def.name, staged)) < 0) {
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_hv_undefine(hv, &m->view.vm);
+		vi_error_restore(&e);
+		return rc;
+	}
+	if ((rc = ref_layers(&m->def)) < 0) {
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_op_destroy(&ctx.store, m, 0);
+		vi_error_restore(&e);
+	}
+	return rc;
+}
+
+int cmd_migrate_in(int argc, char **argv)
+{
+	struct vi_machine m = { 0 };
+	struct vi_vm vm;
+	char *staged = NULL, **backing = NULL;
+	bool live, committed = false;
+	size_t ndisks = 0;
+	int rc;
+	(void)argc;
+
+	/* stdout is the wire: what vi says goes to stderr. */
+	if (incoming_check)
+		return vi_migrate_answer(&ctx.store, stdin, stdout);
+	if ((rc = vi_migrate_accept(&ctx.store, stdin, stdout, &vm, &staged, &live, &backing)) < 0)
+		return rc;
+	ndisks = vm.ndisks;
+	if (strcmp(vm.name, argv[0])) {
+		rc = vi_error(VI_EFAIL, "asked for VM '%s', sent VM '%s'", argv[0], vm.name);
+		goto fail;
+	}
+	if ((rc = commit_incoming(&vm, staged, &m)) < 0)
+		goto fail;
+	committed = true;
+	if (live) {
+		rc = vi_error(VI_EUNSUPPORTED, "this host cannot receive a running VM yet");
+		goto fail;
+	}
+	fprintf(stdout, "OK\n");
+	fflush(stdout);
+	goto out;
+fail:
+	vi_migrate_send_error(stdout);
+	if (committed) {
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_op_destroy(&ctx.store, &m, 0);
+		vi_error_restore(&e);
+	} else if (staged) {
+		vi_store_abort_vm(staged);
+	}
+out:
+	if (committed)
+		vi_machine_release(&m);
+	vi_vm_release(&vm);
+	for (size_t i = 0; backing && i < ndisks; i++)
+		free(backing[i]);
+	free(backing);
+	free(staged);
+	return rc;
+}
+
+/* --- the verb ------------------------------------------------------------------------ */
+
+int cmd_migrate(int argc, char **argv)
+{
+	struct vi_hosts hosts;
+	struct vi_host_entry *e;
+	struct vi_machine m;
+	struct vi_hv_state st;
+	struct vi_bundle b = { 0 };
+	struct checks c = { 0 };
+	struct json_object *need = NULL;
+	struct copy_progress cp = { .what = "copying" };
+	struct link l = { 0 };
+	uint64_t bandwidth = 0, sent = 0;
+	double start = vi_now_ms();
+	bool live;
+	char *line = NULL;
+	int rc;
+	(void)argc;
+
+	if (downtime_ms == 0)
+		return vi_error(VI_EUSAGE, "--downtime must be at least 1 ms");
+	if (bandwidth_text &&
+	    (rc = vi_parse_size_in(bandwidth_text, "--bandwidth", 1, UINT64_MAX, &bandwidth)) < 0)
+		return rc;
+	if (converge_text && strcmp(converge_text, "auto") && strcmp(converge_text, "pause") &&
+	    strcmp(converge_text, "abort"))
+		return vi_error(VI_EUSAGE, "--converge takes auto, pause or abort, not '%s'",
+				converge_text);
+	if ((rc = vi_hosts_load(&ctx.store, &hosts)) < 0)
+		return rc;
+	if ((rc = vi_hosts_get(&hosts, argv[1], &e)) < 0)
+		goto out_hosts;
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, argv[0], NULL, true, &m)) < 0)
+		goto out_hosts;
+	live = vi_hv_state_active(vi_machine_state(&m, &st));
+	if (live && offline) {
+		rc = vi_error(VI_ESTATE,
+			      "VM '%s' is running: stop it first, or leave out --offline to move it "
+			      "live",
+			      m.def.name);
+		goto out_machine;
+	}
+	if (live && !m.hv->ops.migrate_send) {
+		rc = vi_error(VI_EUNSUPPORTED,
+			      "backend '%s' cannot move a running VM yet: stop VM '%s' and use "
+			      "--offline",
+			      m.def.hv, m.def.name);
+		goto out_machine;
+	}
+	if (live && tunnel) {
+		rc = vi_error(VI_EUNSUPPORTED, "--tunnel is not supported yet");
+		goto out_machine;
+	}
+	if ((rc = vi_bundle_collect(&ctx.store, &m.def, live, &b)) < 0)
+		goto out_machine;
+	if (check_only) {
+		c.list = json_object_new_array();
+		rc = preflight(&m, e, live, &b, true, &c);
+		if (rc == 0 && ctx.json) {
+			struct json_object *doc = vi_json_doc();
+			json_object_object_add(doc, "ok", json_object_new_boolean(!c.failed));
+			json_object_object_add(doc, "checks", json_object_get(c.list));
+			vi_json_print(doc);
+		}
+		json_object_put(c.list);
+		if (rc == 0 && c.failed)
+			ctx.exit_status = VI_ESTATE;
+		goto out_bundle;
+	}
+	c.list = json_object_new_array();
+	/* The checks, silently: a failure is the error. */
+	{
+		int json = ctx.json;
+		ctx.json = 1; /* lines into c.list, none printed */
+		rc = preflight(&m, e, live, &b, false, &c);
+		ctx.json = json;
+	}
+	json_object_put(c.list);
+	if (rc < 0)
+		goto out_bundle;
+	if (live) {
+		rc = vi_error(VI_EUNSUPPORTED, "live migration is not built in this vi yet");
+		goto out_bundle;
+	}
+	/* Offline: the record and the disks go, the VM is defined there, and only
+	 * then taken out here. */
+	if ((rc = link_open(e, m.def.name, false, &l)) < 0)
+		goto out_bundle;
+	cp.what = "copying the disks";
+	if ((rc = vi_migrate_offer_header(&ctx.store, &m.def, &b, false, l.from, l.to, &need)) < 0 ||
+	    (rc = vi_migrate_offer_files(&ctx.store, &b, need, l.to, copy_progress, &cp, &sent)) < 0 ||
+	    (rc = vi_migrate_read_line(l.from, &line)) < 0) {
+		if (cp.started)
+			vi_progress_end(&cp.p);
+		rc = link_failed(&l, e->name);
+		goto out_bundle;
+	}
+	if (cp.started)
+		vi_progress_end(&cp.p);
+	link_close(&l);
+	if (strcmp(line, "OK")) {
+		rc = vi_error(VI_EFAIL, "host '%s' said '%.80s'", e->name, line);
+		goto out_bundle;
+	}
+	/* It is there: here it goes, with the layers only it read. */
+	if ((rc = vi_op_destroy(&ctx.store, &m, 0)) < 0) {
+		vi_error_wrap("VM '%s' is on host '%s' now, but could not be removed here",
+			      m.def.name, e->name);
+		goto out_bundle;
+	}
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "name", vi_json_str(m.def.name));
+		json_object_object_add(doc, "host", vi_json_str(e->name));
+		json_object_object_add(doc, "live", json_object_new_boolean(false));
+		json_object_object_add(doc, "total_ms", vi_json_ms(vi_ms_since(start)));
+		json_object_object_add(doc, "bytes", json_object_new_int64((int64_t)sent));
+		vi_json_print(doc);
+	} else {
+		char size[32];
+		human(sent, size, sizeof(size));
+		vi_info("moved VM '%s' to host '%s' (stopped): %s copied in %.1f s", m.def.name,
+			e->name, size, vi_ms_since(start) / 1000);
+	}
+out_bundle:
+	free(line);
+	if (need)
+		json_object_put(need);
+	vi_bundle_release(&b);
+out_machine:
+	vi_machine_release(&m);
+out_hosts:
+	vi_hosts_release(&hosts);
+	return rc;
+}

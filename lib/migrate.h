@@ -1,0 +1,94 @@
+/* Moving a VM's record from one store to another's, over a byte stream (ssh's
+ * standard input and output): the VM's directory, the layers and golden
+ * images it reads that the other store lacks (by layer id and digest: an image
+ * travels once), its paths rewritten for the other store. The live memory
+ * and the disks a running VM writes go through the backend's own stream
+ * (migrate_send/recv); this is the rest, and the hand-over around it.
+ *
+ * The wire, one way then the other, lines and raw bytes:
+ *   source: "VIMIGRATE 1", "HEADER <n>" + n bytes of JSON {name, home, vm,
+ *           images, layers [{id, parent, backing}], live, streamed [{disk, backing}]}
+ *   dest:   "NEED <n>" + JSON {images, layers} (what it lacks), or "ERROR <code> <msg>"
+ *   source: "FILE <mode> <size> <path>" then "DATA <offset> <n>" + n bytes ...
+ *           "EOF" for each file (holes are not sent), then "DONE"
+ *   dest:   "OK" (offline: the VM is defined there) or "LISTEN <port> <secret>"
+ *           (live: the source connects, sends "<secret>\n" first, and the
+ *           backends take over); at the end "RUNNING" or "ERROR <code> <msg>". */
+#ifndef VI_MIGRATE_H
+#define VI_MIGRATE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "store.h"
+#include "vm.h"
+
+struct json_object;
+
+struct vi_bundle_layer {
+	char *id, *parent, *backing; /* backing: the golden image when not a layer */
+};
+
+/* What a VM reads besides its own directory, and what goes with it. */
+struct vi_bundle {
+	char **images; /* digests of golden images under images/ */
+	size_t nimages;
+	struct vi_bundle_layer *layers; /* the layers, parents before children */
+	size_t nlayers;
+	char **files;    /* store-relative paths of the VM's own files */
+	size_t nfiles;
+	uint64_t *sizes; /* their sizes */
+	bool *streamed;  /* the backend's stream carries it (a running VM's disk) */
+	char **outside;  /* files it reads outside the store: the other host must see them
+			    at the same path (a kernel, a disk on shared storage) */
+	size_t noutside;
+};
+
+/* Collects what vm (stopped, or running when live) needs on another store.
+ * With live, writable disks in the VM's directory are marked streamed. */
+int vi_bundle_collect(const struct vi_store *s, const struct vi_vm *vm, bool live,
+		      struct vi_bundle *b);
+void vi_bundle_release(struct vi_bundle *b);
+/* The bytes of what the other store lacks among b's images and layers (need
+ * names them, as the NEED answer gave them) and of the VM's own files,
+ * streamed ones left out. */
+uint64_t vi_bundle_bytes(const struct vi_store *s, const struct vi_bundle *b,
+			 struct json_object *need);
+
+/* Progress of the files sent, for a terminal: bytes so far out of all. */
+typedef void (*vi_migrate_progress_fn)(void *opaque, uint64_t done, uint64_t total);
+
+/* The source's side up to the hand-over, in two steps. The header: what the
+ * VM is and reads; *need gets what the other store lacks (the caller drops
+ * the reference). in/out are the stream from and to the other side. */
+int vi_migrate_offer_header(const struct vi_store *s, const struct vi_vm *vm,
+			    const struct vi_bundle *b, bool live, FILE *in, FILE *out,
+			    struct json_object **need);
+/* Then the files: those it lacks and the VM's own, and DONE. *sent gets the
+ * bytes of files sent. */
+int vi_migrate_offer_files(const struct vi_store *s, const struct vi_bundle *b,
+			   struct json_object *need, FILE *out, vi_migrate_progress_fn progress,
+			   void *opaque, uint64_t *sent);
+
+/* The destination's side: reads the offer from in, answers on out, stores
+ * what comes into this store (images and layers at once, the VM's directory
+ * staged), and rewrites its paths for this store. *vm gets the definition,
+ * *staged the staging directory the caller commits into vms/NAME (or
+ * aborts), *live whether the backends' stream follows, and *backing (vm's
+ * ndisks entries, each NULL or malloc'd) the backing file here of each disk
+ * that stream brings. On failure the other side has been told. */
+int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_vm *vm,
+		      char **staged, bool *live, char ***backing);
+/* Only the first step of that: reads the header and answers what this store
+ * lacks (or that the VM exists here), storing nothing. */
+int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out);
+
+/* Reads one line from the other side ("OK", "LISTEN ...", "RUNNING"); an
+ * "ERROR <code> <msg>" line becomes that error, EOF a lost link. *line is
+ * malloc'd. */
+int vi_migrate_read_line(FILE *in, char **line);
+/* Writes "ERROR <code> <message>" for the current error. */
+void vi_migrate_send_error(FILE *out);
+
+#endif
