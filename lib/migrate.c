@@ -3,16 +3,22 @@
 #include "error.h"
 #include "image/image.h"
 #include "layers.h"
+#include "log.h"
 #include "snapshot.h"
 #include "util.h"
 
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -955,4 +961,127 @@ out:
 		json_object_put(h);
 	json_object_put(need);
 	return rc;
+}
+
+/* --- the direct connection ----------------------------------------------------------- */
+
+int vi_migrate_listen(const char *addr, int *fd, unsigned *port)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+				  .ai_flags = AI_NUMERICHOST | AI_PASSIVE },
+			*res = NULL;
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+	int rc, one = 1;
+
+	if ((rc = getaddrinfo(addr, "0", &hints, &res)) != 0)
+		return vi_error(VI_EFAIL, "cannot listen on '%s': %s", addr, gai_strerror(rc));
+	*fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (*fd < 0 || setsockopt(*fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(*fd, res->ai_addr, res->ai_addrlen) < 0 || listen(*fd, 4) < 0 ||
+	    getsockname(*fd, (struct sockaddr *)&sa, &len) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot listen on '%s'", addr);
+		if (*fd >= 0)
+			close(*fd);
+		*fd = -1;
+		freeaddrinfo(res);
+		return rc;
+	}
+	freeaddrinfo(res);
+	*port = ntohs(sa.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&sa)->sin6_port
+					       : ((struct sockaddr_in *)&sa)->sin_port);
+	return 0;
+}
+
+/* Constant time: how long the comparison takes says nothing of the secret. */
+static bool same_secret(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	unsigned char diff = la != lb;
+
+	for (size_t i = 0; i < la && i < lb; i++)
+		diff |= (unsigned char)(a[i] ^ b[i]);
+	return !diff;
+}
+
+/* The first line a peer sends, within timeout_ms; "" when it sends none. */
+static void peer_line(int fd, char *buf, size_t len, unsigned timeout_ms)
+{
+	size_t got = 0;
+	double start = vi_now_ms();
+
+	buf[0] = '\0';
+	while (got < len - 1) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		double left = timeout_ms - vi_ms_since(start);
+		ssize_t n;
+		if (left <= 0 || poll(&p, 1, (int)left + 1) <= 0)
+			break;
+		n = read(fd, buf + got, 1);
+		if (n <= 0 || buf[got] == '\n')
+			break;
+		got++;
+	}
+	buf[got] = '\0';
+}
+
+int vi_migrate_accept_peer(int lfd, const char *secret, unsigned timeout_ms, int *out)
+{
+	double start = vi_now_ms();
+
+	for (;;) {
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		char who[INET6_ADDRSTRLEN + 8] = "?", line[128];
+		struct pollfd p = { .fd = lfd, .events = POLLIN };
+		double left = timeout_ms - vi_ms_since(start);
+		int fd;
+
+		if (left <= 0 || poll(&p, 1, (int)left + 1) <= 0)
+			return vi_error(VI_ETIMEOUT, "the other host did not connect within %u s",
+					timeout_ms / 1000);
+		fd = accept4(lfd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		getnameinfo((struct sockaddr *)&sa, len, who, sizeof(who), NULL, 0, NI_NUMERICHOST);
+		peer_line(fd, line, sizeof(line), 5000);
+		if (same_secret(line, secret)) {
+			*out = fd;
+			return 0;
+		}
+		/* Someone else: turned away, and the migration waits on. */
+		vi_warn("refused a migration connection from %s: it did not give the secret", who);
+		close(fd);
+	}
+}
+
+int vi_migrate_connect(const char *addr, unsigned port, const char *secret, int *fd)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
+	char service[16];
+	int rc;
+
+	snprintf(service, sizeof(service), "%u", port);
+	if ((rc = getaddrinfo(addr, service, &hints, &res)) != 0)
+		return vi_error(VI_EFAIL, "cannot reach '%s': %s", addr, gai_strerror(rc));
+	*fd = -1;
+	for (struct addrinfo *a = res; a && *fd < 0; a = a->ai_next) {
+		*fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (*fd >= 0 && connect(*fd, a->ai_addr, a->ai_addrlen) < 0) {
+			rc = errno;
+			close(*fd);
+			*fd = -1;
+		}
+	}
+	freeaddrinfo(res);
+	if (*fd < 0)
+		return vi_error_errno(VI_EFAIL, rc ? rc : ECONNREFUSED,
+				      "cannot connect to %s port %u", addr, port);
+	if (dprintf(*fd, "%s\n", secret) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot connect to %s port %u", addr, port);
+		close(*fd);
+		*fd = -1;
+		return rc;
+	}
+	return 0;
 }

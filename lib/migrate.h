@@ -84,6 +84,15 @@ int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_v
  * lacks (or that the VM exists here), storing nothing. */
 int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out);
 
+/* The destination's direct connection for a live migration: a listener on
+ * addr (numeric) with a port the system picks; then the one peer that sends
+ * secret as its first line, within timeout_ms. Anyone else who connects is
+ * turned away, said in a warning, and the wait goes on. */
+int vi_migrate_listen(const char *addr, int *fd, unsigned *port);
+int vi_migrate_accept_peer(int lfd, const char *secret, unsigned timeout_ms, int *out);
+/* The source's end: connects to addr:port and sends the secret. */
+int vi_migrate_connect(const char *addr, unsigned port, const char *secret, int *fd);
+
 /* Reads one line from the other side ("OK", "LISTEN ...", "RUNNING"); an
  * "ERROR <code> <msg>" line becomes that error, EOF a lost link. *line is
  * malloc'd. */
