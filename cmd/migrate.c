@@ -379,6 +379,35 @@ static int commit_incoming(struct vi_vm *vm, const char *staged, struct vi_machi
 	return rc;
 }
 
+/* The running guest comes over a direct connection to the address the source's
+ * ssh came in on, for the one peer that knows the secret said over ssh. */
+static int receive_live(struct vi_machine *m, const char *const *backing)
+{
+	const char *conn = getenv("SSH_CONNECTION");
+	char addr[64] = "", secret[33];
+	unsigned port;
+	int lfd, fd, rc;
+
+	/* "client-address client-port server-address server-port" */
+	if (!conn || sscanf(conn, "%*s %*s %63s", addr) != 1)
+		return vi_error(VI_EUSAGE, "a running VM comes over ssh: SSH_CONNECTION is not set");
+	if ((rc = vi_migrate_listen(addr, &lfd, &port)) < 0)
+		return rc;
+	vi_random_hex(secret, 16);
+	printf("LISTEN %u %s\n", port, secret);
+	fflush(stdout);
+	rc = vi_migrate_accept_peer(lfd, secret, 60000, &fd);
+	close(lfd);
+	if (rc < 0)
+		return rc;
+	struct vi_hv_migrate_result result = { .struct_size = sizeof(result) };
+	struct vi_hv_migrate mig = { .struct_size = sizeof(mig), .fd = fd, .live = 1,
+				     .backing = backing, .result = &result };
+	rc = vi_hv_migrate_recv(m->hv, &m->view.vm, &mig);
+	close(fd);
+	return rc;
+}
+
 int cmd_migrate_in(int argc, char **argv)
 {
 	struct vi_machine m = { 0 };
@@ -403,10 +432,12 @@ int cmd_migrate_in(int argc, char **argv)
 		goto fail;
 	committed = true;
 	if (live) {
-		rc = vi_error(VI_EUNSUPPORTED, "this host cannot receive a running VM yet");
-		goto fail;
+		if ((rc = receive_live(&m, (const char *const *)backing)) < 0)
+			goto fail;
+		fprintf(stdout, "RUNNING\n");
+	} else {
+		fprintf(stdout, "OK\n");
 	}
-	fprintf(stdout, "OK\n");
 	fflush(stdout);
 	goto out;
 fail:
@@ -431,6 +462,154 @@ out:
 }
 
 /* --- the verb ------------------------------------------------------------------------ */
+
+struct live_progress {
+	struct vi_progress p;
+	bool started;
+	double last_json;
+};
+
+static void live_progress(void *opaque, const struct vi_hv_migrate_progress *p)
+{
+	struct live_progress *lp = opaque;
+	char sent[32], left[32], rate[32], step[160];
+
+	if (ctx.json) {
+		if (vi_ms_since(lp->last_json) < 250 && lp->last_json)
+			return;
+		lp->last_json = vi_now_ms();
+		struct json_object *o = json_object_new_object(), *pr = json_object_new_object();
+		json_object_object_add(o, "vi", json_object_new_int(VI_JSON_SCHEMA));
+		json_object_object_add(pr, "phase", vi_json_str(p->phase));
+		json_object_object_add(pr, "iteration", json_object_new_int((int)p->iteration));
+		json_object_object_add(pr, "sent", json_object_new_int64((int64_t)p->sent));
+		json_object_object_add(pr, "remaining", json_object_new_int64((int64_t)p->remaining));
+		json_object_object_add(pr, "dirty_rate", json_object_new_int64((int64_t)p->dirty_rate));
+		json_object_object_add(pr, "bandwidth", json_object_new_int64((int64_t)p->bandwidth));
+		json_object_object_add(o, "progress", pr);
+		printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+		fflush(stdout);
+		json_object_put(o);
+		return;
+	}
+	if (!lp->started) {
+		vi_progress_start(&lp->p, 0, "migrating");
+		lp->started = true;
+	}
+	human(p->sent, sent, sizeof(sent));
+	human(p->remaining, left, sizeof(left));
+	human(p->dirty_rate, rate, sizeof(rate));
+	snprintf(step, sizeof(step), "%s, iteration %u: %s sent, %s left, dirtied %s/s", p->phase,
+		 p->iteration, sent, left, rate);
+	vi_progress_report(&lp->p, step, -1);
+}
+
+/* A running VM: the record and the disks only read go over ssh, the guest over
+ * a direct connection, through the backend. */
+static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const struct vi_bundle *b,
+		     uint64_t bandwidth, double start)
+{
+	struct vi_hv_migrate_result result = { .struct_size = sizeof(result) };
+	struct live_progress lp = { 0 };
+	struct copy_progress cp = { .what = "copying the disks only read" };
+	struct json_object *need = NULL;
+	struct link l;
+	char *line = NULL, secret[64];
+	unsigned port;
+	uint64_t sent = 0, shared = 0;
+	int rc, fd = -1;
+
+	for (size_t i = 0; i < m->def.ndisks && i < 64; i++)
+		if (m->def.disks[i].path[0] == '/' && strncmp(m->def.disks[i].path, ctx.store.home,
+							      strlen(ctx.store.home)))
+			shared |= 1ull << i;
+	if ((rc = link_open(e, m->def.name, false, &l)) < 0)
+		return rc;
+	if ((rc = vi_migrate_offer_header(&ctx.store, &m->def, b, true, l.from, l.to, &need)) < 0 ||
+	    (rc = vi_migrate_offer_files(&ctx.store, b, need, l.to, copy_progress, &cp, &sent)) < 0 ||
+	    (rc = vi_migrate_read_line(l.from, &line)) < 0) {
+		if (cp.started)
+			vi_progress_end(&cp.p);
+		rc = link_failed(&l, e->name);
+		goto out;
+	}
+	if (cp.started)
+		vi_progress_end(&cp.p);
+	if (sscanf(line, "LISTEN %u %63s", &port, secret) != 2) {
+		rc = vi_error(VI_EFAIL, "host '%s' said '%.80s'", e->name, line);
+		link_close(&l);
+		goto out;
+	}
+	if ((rc = vi_migrate_connect(e->addr, port, secret, &fd)) < 0) {
+		link_close(&l);
+		goto out;
+	}
+	struct vi_hv_migrate mig = {
+		.struct_size = sizeof(mig), .fd = fd, .live = 1, .bandwidth = bandwidth,
+		.downtime_ms = (unsigned)downtime_ms, .timeout_s = (unsigned)timeout_s,
+		.converge = !converge_text || !strcmp(converge_text, "auto") ? VI_HV_CONVERGE_AUTO
+			    : !strcmp(converge_text, "pause")                  ? VI_HV_CONVERGE_PAUSE
+										: VI_HV_CONVERGE_ABORT,
+		.shared_disks = shared, .progress = live_progress, .opaque = &lp, .result = &result,
+	};
+	rc = vi_hv_migrate_send(m->hv, &m->view.vm, &mig);
+	if (lp.started)
+		vi_progress_end(&lp.p);
+	close(fd);
+	if (rc < 0) {
+		struct vi_error_saved err;
+		vi_error_save(&err);
+		link_close(&l);
+		vi_error_restore(&err);
+		if (result.unconfirmed) {
+			char *mark = vi_store_path(&ctx.store, "vms/%s/migrating", m->def.name);
+			char *text = xasprintf("to %s, unconfirmed\n", e->name);
+			vi_write_file_atomic(mark, text, strlen(text), 0600);
+			free(mark);
+			free(text);
+		}
+		goto out;
+	}
+	/* It runs there: what the destination says, then nothing of it here. */
+	free(line);
+	line = NULL;
+	if (vi_migrate_read_line(l.from, &line) < 0 || strcmp(line, "RUNNING"))
+		vi_warn("host '%s' did not confirm VM '%s' in its store: see 'vi --host %s list'",
+			e->name, m->def.name, e->name);
+	vi_error_clear();
+	link_close(&l);
+	if ((rc = vi_op_destroy(&ctx.store, m, 0)) < 0) {
+		vi_error_wrap("VM '%s' runs on host '%s' now, but could not be removed here",
+			      m->def.name, e->name);
+		goto out;
+	}
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "name", vi_json_str(m->def.name));
+		json_object_object_add(doc, "host", vi_json_str(e->name));
+		json_object_object_add(doc, "live", json_object_new_boolean(true));
+		json_object_object_add(doc, "total_ms", vi_json_ms(vi_ms_since(start)));
+		json_object_object_add(doc, "downtime_ms", vi_json_ms(result.downtime_ms));
+		json_object_object_add(doc, "bytes", json_object_new_int64((int64_t)(result.bytes + sent)));
+		json_object_object_add(doc, "disk_bytes", json_object_new_int64((int64_t)result.disk_bytes));
+		json_object_object_add(doc, "iterations", json_object_new_int((int)result.iterations));
+		vi_json_printed = true;
+		printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
+		json_object_put(doc);
+	} else {
+		char size[32];
+		human(result.bytes + sent, size, sizeof(size));
+		vi_info("moved VM '%s' to host '%s', running: %.1f s in all, paused %.1f ms, %s in %u "
+			"iterations",
+			m->def.name, e->name, vi_ms_since(start) / 1000, result.downtime_ms, size,
+			result.iterations);
+	}
+out:
+	free(line);
+	if (need)
+		json_object_put(need);
+	return rc;
+}
 
 int cmd_migrate(int argc, char **argv)
 {
@@ -512,7 +691,7 @@ int cmd_migrate(int argc, char **argv)
 	if (rc < 0)
 		goto out_bundle;
 	if (live) {
-		rc = vi_error(VI_EUNSUPPORTED, "live migration is not built in this vi yet");
+		rc = send_live(&m, e, &b, bandwidth, start);
 		goto out_bundle;
 	}
 	/* Offline: the record and the disks go, the VM is defined there, and only
