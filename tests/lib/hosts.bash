@@ -47,8 +47,8 @@ hosts_proc_id() {
 	local stat
 	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
 	stat=${stat##*) }
-	set -- "$1" $stat
-	[ "$2" = Z ] || echo "$1 ${21}"
+	read -ra stat <<<"$stat"
+	[ "${stat[0]}" = Z ] || echo "$1 ${stat[19]}"
 }
 
 # Waits (2 s at most) for the processes to be gone.
@@ -70,20 +70,20 @@ hosts_wait_gone() {
 # under it and the unshare above it reaps it and exits; killed at once, they
 # would leave orphans for init to reap.
 hosts_kill_ns() { # NS
-	local pid pids inits= parents=
-	pids=$(ip netns pids "$1" 2>/dev/null) || true
-	for pid in $pids; do
+	local pid pids inits=() parents=()
+	mapfile -t pids < <(ip netns pids "$1" 2>/dev/null)
+	for pid in "${pids[@]}"; do
 		awk '/^NSpid:/ { exit $NF != 1 }' "/proc/$pid/status" 2>/dev/null || continue
-		inits+=" $pid"
-		parents+=" $(awk '/^PPid:/ { print $2 }' "/proc/$pid/status")"
+		inits+=("$pid")
+		parents+=("$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status")")
 	done
-	if [ -n "$inits" ]; then
-		kill -9 $inits 2>/dev/null || true
-		hosts_wait_gone $inits $parents || true
+	if [ ${#inits[@]} -gt 0 ]; then
+		kill -9 "${inits[@]}" 2>/dev/null || true
+		hosts_wait_gone "${inits[@]}" "${parents[@]}" || true
 	fi
-	pids=$(ip netns pids "$1" 2>/dev/null) || true
-	[ -z "$pids" ] || kill -9 $pids 2>/dev/null || true
-	hosts_wait_gone $pids || true
+	mapfile -t pids < <(ip netns pids "$1" 2>/dev/null)
+	[ ${#pids[@]} -eq 0 ] || kill -9 "${pids[@]}" 2>/dev/null || true
+	hosts_wait_gone "${pids[@]}" || true
 }
 
 host_kill() { hosts_kill_ns "$(host_ns "$1")"; }
@@ -282,9 +282,10 @@ hosts_setup() { # N
 	export HOSTS_DIR=${BATS_TEST_TMPDIR:-$BATS_FILE_TMPDIR}/hosts
 	# $BASHPID here, not in the $(...) below: this process owns the hosts.
 	local owner=$BASHPID
-	export HOSTS_OWNER="$(hosts_proc_id "$owner") $HOSTS_DIR"
+	HOSTS_OWNER="$(hosts_proc_id "$owner") $HOSTS_DIR"
+	export HOSTS_OWNER
 	mkdir -m 0711 "$HOSTS_DIR"
-	mkdir -p -m 0755 /run/sshd
+	[ -d /run/sshd ] || mkdir -m 0755 /run/sshd
 	hosts_build || status=$?
 	if [ $status -ne 0 ]; then
 		hosts_teardown
