@@ -64,6 +64,7 @@ const struct vi_option migrate_in_options[] = {
 struct link {
 	pid_t pid;
 	FILE *to, *from;
+	int err; /* its standard error, a file read when it ends */
 };
 
 static int link_open(const struct vi_host_entry *e, const char *name, bool check,
@@ -75,11 +76,14 @@ static int link_open(const struct vi_host_entry *e, const char *name, bool check
 	int to[2], from[2];
 
 	memset(l, 0, sizeof(*l));
-	if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0) {
+	l->err = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (l->err < 0 || pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0) {
 		vi_host_argv_free(argv);
+		if (l->err >= 0)
+			close(l->err);
 		return vi_error_errno(VI_EFAIL, errno, "cannot make a pipe");
 	}
-	l->pid = vi_host_spawn(argv, to[0], from[1], -1);
+	l->pid = vi_host_spawn(argv, to[0], from[1], l->err);
 	vi_host_argv_free(argv);
 	close(to[0]);
 	close(from[1]);
@@ -93,10 +97,13 @@ static int link_open(const struct vi_host_entry *e, const char *name, bool check
 	return 0;
 }
 
-/* Ends the link; ssh's exit status (255: ssh itself failed). */
-static int link_close(struct link *l)
+/* Ends the link; ssh's exit status (255: ssh itself failed), and *err (may be
+ * NULL) what it wrote on its standard error, malloc'd. The other side's
+ * warnings are passed on; its error is the caller's to tell. */
+static int link_close_err(struct link *l, char **err)
 {
 	int status = 0;
+	char *text = NULL;
 
 	if (l->to)
 		fclose(l->to);
@@ -107,20 +114,44 @@ static int link_close(struct link *l)
 		while (waitpid(l->pid, &status, 0) < 0 && errno == EINTR)
 			;
 	l->pid = 0;
+	if (l->err >= 0) {
+		off_t len = lseek(l->err, 0, SEEK_END);
+		text = xcalloc((size_t)(len > 0 ? len : 0) + 1, 1);
+		if (len > 0 && pread(l->err, text, (size_t)len, 0) < 0)
+			text[0] = '\0';
+		close(l->err);
+		l->err = -1;
+		for (char *p = text, *nl; p && *p; p = nl ? nl + 1 : NULL) {
+			nl = strchr(p, '\n');
+			if (!strncmp(p, "vi: warning: ", 13))
+				fprintf(stderr, "%.*s\n", (int)(nl ? nl - p : (long)strlen(p)), p);
+		}
+	}
+	if (err)
+		*err = text;
+	else
+		free(text);
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 255;
+}
+
+static int link_close(struct link *l)
+{
+	return link_close_err(l, NULL);
 }
 
 /* The error of a link that broke: ssh's own reason when ssh failed. */
 static int link_failed(struct link *l, const char *host)
 {
 	int code = vi_error_code(), status;
-	char *why = xstrdup(vi_error_message());
+	char *why = xstrdup(vi_error_message()), *err = NULL;
 
-	status = link_close(l);
+	status = link_close_err(l, &err);
 	if (status == 255 && strstr(why, "link to the other host was lost"))
-		code = vi_error(VI_EFAIL, "cannot reach host '%s' (ssh failed; see above)", host);
+		code = vi_error(VI_EFAIL, "cannot reach host '%s': %s", host,
+				vi_host_ssh_reason(err));
 	else
 		code = vi_error(code, "%s", why);
+	free(err);
 	free(why);
 	return code;
 }
@@ -290,6 +321,9 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 	if ((rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l.from, l.to, &need)) < 0) {
 		bool exists = vi_error_code() == VI_ESTATE;
 		rc = link_failed(&l, e->name);
+		/* Said there as "on this host": here it is that host. */
+		if (exists)
+			rc = vi_error(VI_ESTATE, "VM '%s' exists on host '%s'", m->def.name, e->name);
 		if (report && exists) {
 			check_line(c, false, "name", "%s", vi_error_message());
 			vi_error_clear();

@@ -9,6 +9,12 @@ setup() {
 	common_setup
 }
 
+teardown() {
+	if declare -F hosts_teardown >/dev/null; then
+		hosts_teardown
+	fi
+}
+
 @test "add, list and rm keep the inventory in hosts.yaml" {
 	run -0 vi host add h2 ssh://root@127.0.0.1:1 --home /srv/vi --vi /usr/local/bin/vi
 	[ "$output" = "added host 'h2' at ssh://root@127.0.0.1:1" ]
@@ -71,4 +77,73 @@ setup() {
 	[ "$(jq -r '.backends | type' <<<"$output")" = array ]
 	run -0 vi host info
 	[[ "${lines[3]}" == "cpus:      $(nproc) "* ]]
+}
+
+# Two hosts of the harness, h1 and h2, in the inventory with their homes.
+two_hosts() {
+	load lib/hosts
+	hosts_setup 2
+	for i in 1 2; do
+		vi -q host add "h$i" "$(host_uri "$i")" --home "$(host_home "$i")" --vi "$VI_BUILD/vi"
+	done
+}
+
+@test "vi host list asks every host at once: up, backends, CPUs, memory, VMs, round trip" {
+	two_hosts
+	run -0 vi host list
+	[[ "${lines[1]}" == h1*"$(host_uri 1)"*up*" $(nproc) "*" 0/0 "*ms* ]]
+	[[ "${lines[2]}" == h2*"$(host_uri 2)"*up* ]]
+	run -0 vi host list --json
+	[ "$(jq -r '[.hosts[].reachable] | all' <<<"$output")" = true ]
+	[ "$(jq -r '.hosts[0].info.home' <<<"$output")" = "$(host_home 1)" ]
+	[ "$(jq -r '.hosts[0].info.cpus' <<<"$output")" = "$(nproc)" ]
+	[ "$(jq -r '.hosts[0].rtt_ms > 0' <<<"$output")" = true ]
+	run -0 vi host show h2
+	[[ "$output" == *"state:     up"* ]]
+	[[ "$output" == *"store $(host_home 2)"* ]]
+	hosts_teardown
+}
+
+@test "vi --host runs a verb there: its output, its store, its exit status" {
+	two_hosts
+	hv=svm
+	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
+	run -0 vi --host h1 create --hv "$hv" --kernel "$VI_BUILD/tests/guest/stamps.bzImage" \
+		--nic none web
+	[[ "$output" == "created VM 'web'"* ]]
+	# There, not here.
+	[ -f "$(host_home 1)/vms/web/vm.yaml" ]
+	[ ! -e "$VI_HOME/vms/web" ]
+	run -0 vi --host h1 list --json
+	[ "$(jq -r '.vms[0].name' <<<"$output")" = web ]
+	# The host's own error and exit status, unchanged.
+	run -3 vi --host h1 show nope
+	[ "$output" = "$(vi --home "$(host_home 1)" show nope 2>&1)" ]
+	VI_HOST=h2 run -0 vi list
+	[ -z "$output" ]
+	# The pool: every host's VMs with a HOST column.
+	vi -q create --hv "$hv" --kernel "$VI_BUILD/tests/guest/stamps.bzImage" --nic none here
+	run -0 vi list --all-hosts
+	[[ "${lines[0]}" == HOST*NAME*BACKEND*STATE* ]]
+	[[ "${lines[1]}" == local*here* ]]
+	[[ "${lines[2]}" == h1*web* ]]
+	run -0 vi list --all-hosts --json
+	[ "$(jq -r '[.vms[] | "\(.host):\(.name)"] | join(" ")' <<<"$output")" = "null:here h1:web" ]
+	[ "$(jq -r '[.hosts[].error] | map(. == null) | all' <<<"$output")" = true ]
+	vi -q --host h1 destroy web
+	hosts_teardown
+}
+
+@test "a host whose link is cut is reported in one line and the others still answer" {
+	two_hosts
+	host_link_down 2
+	run -1 vi --host h2 list
+	[ "${#lines[@]}" = 1 ]
+	[[ "$output" == "vi: error: cannot reach host 'h2': ssh: connect to host $(host_addr 2) port 22: "* ]]
+	run -0 vi host list --json
+	[ "$(jq -r '.hosts[0].reachable' <<<"$output")" = true ]
+	[ "$(jq -r '.hosts[1].reachable' <<<"$output")" = false ]
+	host_link_up 2
+	run -0 vi --host h2 list
+	hosts_teardown
 }

@@ -1,0 +1,121 @@
+#!/usr/bin/env bats
+# vi migrate between hosts of the test harness (tests/lib/hosts.bash): this
+# machine's store is the source, host h1 (its own sshd and store) the
+# destination.
+
+load lib/common
+load lib/hosts
+
+setup() {
+	common_setup
+	hosts_setup 2
+	hv=svm
+	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
+	kernel=$VI_BUILD/tests/guest/stamps.bzImage
+	for i in 1 2; do
+		vi -q host add "h$i" "$(host_uri "$i")" --home "$(host_home "$i")" --vi "$VI_BUILD/vi"
+	done
+}
+
+teardown() {
+	for h in h1 h2; do
+		for vm in $(vi --host "$h" list --json 2>/dev/null | jq -r '.vms[].name'); do
+			vi -q --host "$h" destroy --force "$vm" || true
+		done
+	done
+	for vm in $(vi list --json 2>/dev/null | jq -r '.vms[].name'); do
+		vi -q destroy --force "$vm" || true
+	done
+	hosts_teardown
+}
+
+# A VM with a disk of its own in the store, on a layer a snapshot froze, and data
+# written after it: disk path inside the store, layer and overlay both hold data.
+layered_vm() { # NAME
+	qemu-img create -q -f qcow2 "$BATS_TEST_TMPDIR/base.qcow2" 64M
+	qemu-io -f qcow2 -c "write -P 0x11 0 1M" "$BATS_TEST_TMPDIR/base.qcow2" >/dev/null
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none \
+		--disk "$BATS_TEST_TMPDIR/base.qcow2" "$1"
+	vi -q snapshot create "$1" s1
+	disk=$(vi show --json "$1" | jq -r '.vm.disks[0].path')
+	qemu-io -f qcow2 -c "write -P 0x22 1M 1M" "$disk" >/dev/null
+	vi -q snapshot create "$1" s2
+	disk=$(vi show --json "$1" | jq -r '.vm.disks[0].path')
+	qemu-io -f qcow2 -c "write -P 0x33 2M 1M" "$disk" >/dev/null
+}
+
+@test "a stopped VM moves with its disks, layers and snapshots, and nothing of it stays" {
+	layered_vm web
+	disk=$(vi show --json web | jq -r '.vm.disks[0].path')
+	qemu-img convert -O raw "$disk" now.raw
+	s1=$(vi snapshot show --json web s1 | jq -r '.snapshot.disks[0].image // .definition.disks[0].image')
+	run -0 vi migrate web h1
+	[[ "$output" == "moved VM 'web' to host 'h1' (stopped): "*" copied in "* ]]
+	# Gone from here, with its layers; there, stopped, with the same disks.
+	[ ! -e "$VI_HOME/vms/web" ]
+	[ -z "$(vi list --json | jq -r '.vms[].name')" ]
+	[ "$(vi --host h1 list --json | jq -r '.vms[] | "\(.name) \(.state)"')" = "web stopped" ]
+	there=$(vi --host h1 show --json web | jq -r '.vm.disks[0].path')
+	[[ "$there" == "$(host_home 1)/"* ]]
+	qemu-img compare -q now.raw "$there"
+	run -0 vi --host h1 snapshot list --json web
+	[ "$(jq -r '[.snapshots[].name] | join(" ")' <<<"$output")" = "s1 s2" ]
+	for f in "$(host_home 1)"/vms/web/disks/* "$(host_home 1)"/images/layers/*.qcow2; do
+		[ -e "$f" ] || continue
+		qemu-img check -q "$f"
+		# Every backing file is in that store or outside both, never in this one.
+		! qemu-img info "$f" | grep -q "backing file: $VI_HOME"
+	done
+	# The snapshots check out there.
+	run -0 vi --host h1 snapshot checkout --discard web s1
+	there=$(vi --host h1 show --json web | jq -r '.vm.disks[0].path')
+	[ "$(qemu-io -f qcow2 -c "read -P 0x11 0 1M" -c "read -P 0 1M 1M" "$there" | grep -c 'read 1048576')" = 2 ]
+	run -0 vi --host h1 start web
+}
+
+@test "bad input: one line, a documented status, and nothing moved" {
+	layered_vm web
+	cp "$VI_HOME/vms/web/vm.yaml" before.yaml
+	run -3 vi migrate web nowhere
+	[ "$output" = "vi: error: unknown host 'nowhere' (see 'vi host list')" ]
+	run -3 vi migrate nope h1
+	[ "${#lines[@]}" = 1 ]
+	run -2 vi migrate --downtime 0 web h1
+	[ "$output" = "vi: error: --downtime must be at least 1 ms" ]
+	run -2 vi migrate --converge maybe web h1
+	[ "$output" = "vi: error: --converge takes auto, pause or abort, not 'maybe'" ]
+	host_link_down 2
+	run -1 vi migrate web h2
+	[ "${#lines[@]}" = 1 ]
+	[[ "$output" == "vi: error: cannot reach host 'h2': ssh: connect to host $(host_addr 2) port 22: "* ]]
+	host_link_up 2
+	# A VM of that name there already.
+	vi -q --host h1 create --hv "$hv" --kernel "$kernel" --nic none web
+	run -5 vi migrate web h1
+	echo "$output"
+	[ "$output" = "vi: error: VM 'web' exists on host 'h1'" ]
+	vi -q --host h1 destroy web
+	# A running VM is not stopped to move it offline.
+	vi -q start web
+	run -5 vi migrate --offline web h1
+	[ "$output" = "vi: error: VM 'web' is running: stop it first, or leave out --offline to move it live" ]
+	vi -q stop --force web
+	cmp before.yaml "$VI_HOME/vms/web/vm.yaml"
+	[ -z "$(vi --host h1 list --json | jq -r '.vms[].name')" ]
+	[ -z "$(ls -A "$(host_home 1)/vms/.staging" 2>/dev/null)" ]
+}
+
+@test "--check says in one line each what a move needs, and moves nothing" {
+	layered_vm web
+	run -0 vi migrate --check web h1
+	[[ "$output" == *"ok   backend    $hv is usable on host 'h1'"* ]]
+	[[ "$output" == *"ok   name       no VM 'web' on host 'h1'"* ]]
+	[[ "$output" == *"ok   copy       "*" to copy"* ]]
+	[[ "$output" == *"ok   shared     $BATS_TEST_TMPDIR/base.qcow2 must be at the same path there"* ]]
+	run -0 vi migrate --check --json web h1
+	[ "$(jq -r .ok <<<"$output")" = true ]
+	vi -q --host h1 create --hv "$hv" --kernel "$kernel" --nic none web
+	run -5 vi migrate --check web h1
+	[[ "$output" == *"FAIL name       VM 'web' exists on host 'h1'"* ]]
+	[ -e "$VI_HOME/vms/web/vm.yaml" ]
+}
