@@ -632,6 +632,13 @@ int vi_hv_nic_address(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic, c
 	HV_CALL(hv, nic_address, "reading a guest's address", vm, nic, buf, len);
 }
 
+int vi_hv_dirty_rate(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned ms,
+		     uint64_t *bytes_per_s)
+{
+	HV_CALL(hv, dirty_rate, "measuring how fast a guest dirties its memory", vm, ms,
+		bytes_per_s);
+}
+
 const char *vi_hv_state_name(int state)
 {
 	switch (state) {

@@ -114,6 +114,9 @@ int vi_hv_forward_remove(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic
 			 const struct vi_hv_forward *f);
 int vi_hv_nic_address(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic, char *buf,
 		      size_t len);
+/* The running guest's dirty rate over ms milliseconds, bytes per second. */
+int vi_hv_dirty_rate(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned ms,
+		     uint64_t *bytes_per_s);
 
 const char *vi_hv_state_name(int state);
 const char *vi_hv_probe_name(int probe);

@@ -234,12 +234,67 @@ struct vi_hv_run_opts {
  * memory need not be read before the guest runs to check it. */
 #define VI_HV_RUN_UNCHECKED (1u << 2)
 
+/* What a running migration reports, from migrate_send(), several times a second. */
+struct vi_hv_migrate_progress {
+	size_t struct_size;
+	unsigned iteration;     /* 1: all of memory; 2...: what was dirtied since */
+	uint64_t sent;          /* bytes sent so far, memory and disks */
+	uint64_t remaining;     /* bytes known to be still to send (dirty memory and disk) */
+	uint64_t dirty_rate;    /* bytes/s the guest dirtied over the last iteration */
+	uint64_t bandwidth;     /* bytes/s the link carried, as measured */
+	const char *phase;      /* "memory", "disks", "downtime" (the guest paused) or
+				 * "commit" (waiting for the peer); static storage */
+};
+
+/* How a migration went, filled by migrate_send() and migrate_recv() on success and,
+ * as far as it got, on failure. */
+struct vi_hv_migrate_result {
+	size_t struct_size;
+	double total_ms;        /* from the call until the guest ran on the destination */
+	double downtime_ms;     /* from the guest's pause here to its resumption there */
+	uint64_t bytes;         /* bytes sent (or received), disks included */
+	uint64_t disk_bytes;    /* of them, disk file data */
+	unsigned iterations;    /* memory iterations, the last one in the downtime */
+	int unconfirmed;        /* 1: "commit" was sent but "running" never came back:
+				 * the guest may run there, so it stays paused here */
+};
+
+/* converge: what migrate_send() does when the guest dirties memory faster than the
+ * link carries it. */
+enum vi_hv_converge {
+	VI_HV_CONVERGE_AUTO,    /* slows the vCPUs down, more and more, until it converges */
+	VI_HV_CONVERGE_PAUSE,   /* pauses the guest and sends the rest: a long downtime */
+	VI_HV_CONVERGE_ABORT,   /* gives up (VI_ETIMEOUT); the guest runs on here */
+};
+
+/* A migration of a running VM between two hosts of the same backend: migrate_send()
+ * on the source, migrate_recv() on the destination, both given an open stream (fd)
+ * that the host connected and authenticated. Disk layers that are only read (the
+ * backing chain, read-only disks) are the host's to bring to the destination first;
+ * writable disks are sent unless in shared_disks. The destination does not resume the
+ * guest before the source says commit, and the source gives its VM up only once the
+ * destination says it runs: a guest never runs on both. Every other failure leaves
+ * the guest running on the source and nothing on the destination. */
 struct vi_hv_migrate {
 	size_t struct_size;
 	const char *dest_uri;   /* the peer: a libvirt URI or host:port for the native VMM */
 	int fd;                 /* an open stream to the peer, or -1 */
 	int live;
 	uint64_t bandwidth;     /* bytes per second, 0 for unlimited */
+	unsigned downtime_ms;   /* the longest the guest may be paused; 0: 300 ms */
+	unsigned timeout_s;     /* give up after this long (the guest runs on here); 0: never */
+	int converge;           /* enum vi_hv_converge */
+	uint64_t shared_disks;  /* bit i: disk i is on storage both hosts see at the same
+				 * path; it is not sent */
+	/* migrate_recv() only, may be NULL: for disk i, the path its backing file has on
+	 * this host, written into the received overlay in place of the name it was sent
+	 * with; a NULL entry leaves that name. */
+	const char *const *backing;
+	/* migrate_send() only, may be NULL: called on the calling thread, at least a few
+	 * times a second, while the migration runs. */
+	void (*progress)(void *opaque, const struct vi_hv_migrate_progress *p);
+	void *opaque;
+	struct vi_hv_migrate_result *result; /* may be NULL; filled on return */
 };
 
 struct vi_hv_ops {
@@ -335,6 +390,11 @@ struct vi_hv_ops {
 	 * means none was read. Optional: without it the host calls state(). */
 	int (*states)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *const *vms, size_t n,
 		      struct vi_hv_state *out);
+	/* How fast the running guest dirties its memory: the bytes of the pages it wrote
+	 * over `ms` milliseconds (those the backend wrote for it included), per second,
+	 * in *bytes_per_s. What `vi migrate --check` weighs against the link. Optional. */
+	int (*dirty_rate)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned ms,
+			  uint64_t *bytes_per_s);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin
