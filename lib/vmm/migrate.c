@@ -725,3 +725,27 @@ int vmm_migrate_running(int fd)
 {
 	return line_send(fd, "running");
 }
+
+int vmm_dirty_rate(struct vmm *vm, unsigned ms, uint64_t *bytes_per_s)
+{
+	uint64_t pages = 0, *bitmap = NULL, start;
+	int ret = vmm_memory_set_dirty_log(vm, true);
+
+	start = now_ns();
+	if (ret == 0)
+		usleep(ms * 1000u);
+	for (size_t i = 0; ret == 0 && i < vm->nmem; i++) {
+		uint64_t words = (vm->mem[i].size / PAGE + 63) / 64;
+
+		bitmap = xrealloc(bitmap, (words + 1) * 8);
+		memset(bitmap, 0, (words + 1) * 8);
+		ret = vmm_memory_get_dirty(vm, i, bitmap);
+		for (uint64_t w = 0; ret == 0 && w < words; w++)
+			pages += (uint64_t)__builtin_popcountll(bitmap[w]);
+	}
+	if (ret == 0)
+		*bytes_per_s = pages * PAGE * 1000000000u / (now_ns() - start);
+	vmm_memory_set_dirty_log(vm, false);
+	free(bitmap);
+	return ret;
+}

@@ -268,6 +268,9 @@ int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
  * why when it can be. */
 int vmm_migrate_recv(struct vmm *vm, int fd, uint64_t shared_disks, const char *const *backing);
 int vmm_migrate_running(int fd);
+/* How fast the running guest and its devices dirty memory: the bytes of the pages
+ * written over `ms` ms, per second. Dirty logging runs meanwhile, then stops. */
+int vmm_dirty_rate(struct vmm *vm, unsigned ms, uint64_t *bytes_per_s);
 /* Removes the disk files a migration received (when the guest did not start after all). */
 void vmm_migrate_discard(struct vmm *vm, uint64_t shared_disks);
 
