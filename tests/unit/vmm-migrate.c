@@ -326,6 +326,7 @@ static void test_stamps(void)
 	       "downtime %.0f ms\n", r.m.iteration, r.m.total_ms, r.m.downtime_ms);
 	free(out);
 	run_release(&r);
+	free((char *)r.src_cfg.kernel);
 
 	/* Unlimited, as fast as the socket goes. */
 	memset(&r, 0, sizeof(r));
