@@ -430,6 +430,44 @@ static void test_failure(enum proxy_mode mode, uint64_t at, const char *what)
 	free(dst_disk);
 }
 
+/* A guest that dirties memory faster than the link carries it, and a timeout: the
+ * migration gives up and the guest runs on at the source; or, throttled, it ends. */
+static void test_converge(int converge, unsigned timeout_s, const char *what)
+{
+	struct run r = {
+		.src_cfg = { .kernel = guest("stamps"), .cpus = 1, .memory = 64 * MiB },
+		.opts = { .bandwidth = 4 * MiB, .downtime_ms = 10, .converge = converge,
+			  .timeout_s = timeout_s },
+		.on_dst = stamps_on_dst,
+	};
+	unsigned gen;
+
+	r.dst_cfg = r.src_cfg;
+	migrate(&r, "stamps: gen 1 ok");
+	if (converge == VMM_CONVERGE_AUTO && !timeout_s) {
+		is_int(r.send_ret, 0, "%s: the migration ends%s%s", what,
+		       r.send_error ? ": " : "", r.send_error ? r.send_error : "");
+		ok(r.dst_ran && !console_has(r.dst_console, "CORRUPT"),
+		   "the guest runs on there, whole, after %u iterations", r.m.iteration);
+		printf("# throttled: %u iterations, total %.0f ms, downtime %.0f ms\n",
+		       r.m.iteration, r.m.total_ms, r.m.downtime_ms);
+	} else {
+		is_int(r.send_ret, -VI_ETIMEOUT, "%s: the migration gives up: %s", what,
+		       r.send_error ? r.send_error : "(no error)");
+		ok(!r.dst_ran, "nothing runs on the destination");
+		ok(!vmm_paused(r.src), "the source runs on");
+		gen = last_gen(r.src_cfg.console_fd);
+		ok(wait_gen(r.src_cfg.console_fd, gen + 1), "its guest makes generation %u",
+		   gen + 1);
+	}
+	if (converge == VMM_CONVERGE_ABORT)
+		is_str(r.send_error ? r.send_error : "",
+		       "the guest dirties memory faster than the link can carry it",
+		       "and says why");
+	run_release(&r);
+	free((char *)r.src_cfg.kernel);
+}
+
 /* "commit" went out, "running" never came: the guest runs there, paused here. */
 static void test_unconfirmed(void)
 {
@@ -473,6 +511,9 @@ int main(void)
 	test_failure(PROXY_CUT, 1 << 20, "the destination dies mid-stream");
 	test_failure(PROXY_NO_READY, 0, "'ready' never reaches the source");
 	test_unconfirmed();
+	test_converge(VMM_CONVERGE_ABORT, 0, "converge abort");
+	test_converge(VMM_CONVERGE_AUTO, 1, "a timeout of 1 s");
+	test_converge(VMM_CONVERGE_AUTO, 0, "converge auto");
 	sh("rm -rf %s", tmpdir);
 	return done();
 }
