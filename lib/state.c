@@ -311,6 +311,37 @@ int vi_state_write_pages_known(struct vi_state_writer *w, uint64_t gpa, const ui
 }
 #undef ZERO
 
+int vi_state_write_run(struct vi_state_writer *w, uint64_t gpa, const uint8_t *mem,
+		       uint64_t pages)
+{
+	for (uint64_t i = 0; i < pages; i += RUN_MAX_PAGES) {
+		uint64_t n = pages - i < RUN_MAX_PAGES ? pages - i : RUN_MAX_PAGES;
+		int ret = state_put_run(w, gpa + i * VI_STATE_PAGE, mem + i * VI_STATE_PAGE, n);
+
+		if (ret < 0)
+			return ret;
+		atomic_fetch_add(&w->pages_done, n);
+	}
+	return 0;
+}
+
+int vi_state_write_disk(struct vi_state_writer *w, uint32_t disk, uint64_t offset,
+			const void *data, size_t len)
+{
+	uint32_t crc = vi_crc32c(vi_crc32c(0, &offset, sizeof(offset)), data, len);
+	int ret;
+
+	if (len > VI_STATE_DISK_DATA_MAX)
+		return vi_error(VI_EUSAGE, "disk data of %zu bytes is more than a section holds",
+				len);
+	ret = state_put_section(w, VI_STATE_DISK_DATA, 1, 0, disk, crc, sizeof(offset) + len);
+	if (ret == 0)
+		ret = state_put(w, &offset, sizeof(offset));
+	if (ret == 0)
+		ret = state_put(w, data, len);
+	return ret;
+}
+
 int vi_state_writer_finish(struct vi_state_writer *w)
 {
 	return state_put_section(w, VI_STATE_END, 1, 0, 0, vi_crc32c(0, NULL, 0), 0);
@@ -367,6 +398,8 @@ const char *vi_state_section_name(const struct vi_state_section *sec)
 
 	if (sec->id == VI_STATE_MEMORY)
 		snprintf(name, sizeof(name), "'memory' at 0x%llx", (unsigned long long)sec->gpa);
+	else if (sec->id == VI_STATE_DISK_DATA)
+		snprintf(name, sizeof(name), "'disk data' #%u", sec->instance);
 	else if (sec->desc)
 		snprintf(name, sizeof(name), "'%s' #%u", sec->desc->name, sec->instance);
 	else
@@ -498,6 +531,33 @@ static int reader_skip_pages(struct vi_state_reader *r)
 	return 0;
 }
 
+/* After the section header of disk data: the whole payload, checked. */
+static int reader_disk_data(struct vi_state_reader *r, const struct state_section_header *h,
+			    struct vi_state_section *out)
+{
+	struct vi_state_section *sec = &r->cur;
+	uint64_t offset;
+	int ret;
+
+	if (h->version != 1)
+		return vi_error(VI_EUNSUPPORTED,
+				"disk data of version %u is newer than this vi reads", h->version);
+	if (h->length < sizeof(offset) || h->length > sizeof(offset) + VI_STATE_DISK_DATA_MAX)
+		return vi_error(VI_EUSAGE, "section %s of the state has %llu bytes",
+				vi_state_section_name(sec), (unsigned long long)h->length);
+	ret = reader_consume(r, reader_buf(r, h->length), h->length);
+	if (ret == 0)
+		ret = reader_check_crc(r);
+	if (ret < 0)
+		return ret;
+	memcpy(&offset, r->buf, sizeof(offset));
+	sec->file_offset = offset;
+	sec->bytes = h->length - sizeof(offset);
+	sec->payload = r->buf + sizeof(offset);
+	*out = *sec;
+	return 1;
+}
+
 int vi_state_next(struct vi_state_reader *r, struct vi_state_section *out)
 {
 	struct vi_state_section *sec = &r->cur;
@@ -530,6 +590,8 @@ int vi_state_next(struct vi_state_reader *r, struct vi_state_section *out)
 			*out = *sec;
 			return 1;
 		}
+		if (h.id == VI_STATE_DISK_DATA)
+			return reader_disk_data(r, &h, out);
 		sec->desc = reader_known(r, h.id);
 		if (!sec->desc && !(h.flags & VI_STATE_F_OPTIONAL))
 			return vi_error(VI_EUNSUPPORTED,

@@ -15,6 +15,12 @@
  * that the data starts at a multiple of 4096 from the stream's start, which lets a file be
  * mapped MAP_PRIVATE page by page. Pages of zeros are left out: they read as zeros.
  * Padding is written, never seeked over, so a pipe or a socket carries the same bytes.
+ * A disk data section (a migration's, never in a saved file) is u64 file offset, then the
+ * bytes of disk `instance`'s image file at that offset, as they lie in the file.
+ *
+ * A migration stream is this format over a socket: the page runs of every iteration (a
+ * page sent again simply replaces what came before), disk data between them, then the
+ * vCPU and device sections and the end section. Minor 1 added disk data sections.
  *
  * What a reader of another version does: a newer major format is refused whole; a newer
  * minor adds optional sections only. A section whose id the reader knows but whose
@@ -32,13 +38,14 @@
 #include <stdint.h>
 
 #define VI_STATE_MAJOR 1
-#define VI_STATE_MINOR 0
+#define VI_STATE_MINOR 1
 #define VI_STATE_PAGE  4096u
 
 /* Section ids below 0x100 are the format's own; each VMM numbers its sections above. */
 enum {
 	VI_STATE_END = 0,
 	VI_STATE_MEMORY = 1,
+	VI_STATE_DISK_DATA = 2,
 };
 
 #define VI_STATE_F_OPTIONAL (1u << 0) /* a reader that does not know it may skip it */
@@ -117,6 +124,14 @@ int vi_state_write_pages(struct vi_state_writer *w, uint64_t gpa, const uint8_t 
  * the host never gave memory to, which reads as zero (untouched may be NULL). */
 int vi_state_write_pages_known(struct vi_state_writer *w, uint64_t gpa, const uint8_t *mem,
 			       uint64_t pages, const uint8_t *untouched);
+/* Guest memory at gpa, `pages` pages from mem, every page written, zeros too: pages sent
+ * again, whose last content may have been zeros. */
+int vi_state_write_run(struct vi_state_writer *w, uint64_t gpa, const uint8_t *mem,
+		       uint64_t pages);
+/* `len` bytes (at most VI_STATE_DISK_DATA_MAX) of disk `disk`'s image file at `offset`. */
+#define VI_STATE_DISK_DATA_MAX (4u << 20)
+int vi_state_write_disk(struct vi_state_writer *w, uint32_t disk, uint64_t offset,
+			const void *data, size_t len);
 /* The end section. */
 int vi_state_writer_finish(struct vi_state_writer *w);
 
@@ -132,6 +147,8 @@ struct vi_state_section {
 	/* Memory sections: */
 	uint64_t gpa, pages;
 	uint64_t data_offset; /* of the pages from the stream's start: a multiple of 4096 */
+	/* Disk data sections: the disk is the instance, the bytes are the payload. */
+	uint64_t file_offset, bytes;
 };
 
 struct vi_state_reader;

@@ -72,7 +72,13 @@ struct image {
 	struct image *backing;
 	const struct image_driver *drv;
 	void *priv;
+	/* image_watch_writes(): told of every change to the file. */
+	void (*written)(void *opaque, uint64_t offset, uint64_t len);
+	void *written_opaque;
 };
+
+/* The file changed at [offset, offset+len): whoever watches is told. */
+void image_file_changed(const struct image *img, uint64_t offset, uint64_t len);
 
 extern const struct image_driver image_raw_driver;
 extern const struct image_driver image_qcow2_driver;

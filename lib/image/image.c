@@ -61,15 +61,33 @@ ssize_t image_file_read(const struct image *img, void *buf, size_t len, uint64_t
 	return (ssize_t)done;
 }
 
+void image_watch_writes(struct image *img, void (*written)(void *opaque, uint64_t offset,
+							   uint64_t len),
+			void *opaque)
+{
+	img->written_opaque = opaque;
+	img->written = written;
+}
+
+void image_file_changed(const struct image *img, uint64_t offset, uint64_t len)
+{
+	if (img->written && len)
+		img->written(img->written_opaque, offset, len);
+}
+
 int image_file_writev(const struct image *img, struct iovec *iov, int iovcnt, uint64_t offset)
 {
+	uint64_t start = offset;
+
 	while (iovcnt > 0) {
 		ssize_t n = pwritev(img->fd, iov, iovcnt, (off_t)offset);
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
+		if (n <= 0) {
+			image_file_changed(img, start, offset - start);
 			return vi_error_errno(VI_EFAIL, n < 0 ? errno : EIO, "cannot write '%s'",
 					      img->path);
+		}
 		offset += (uint64_t)n;
 		while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
 			n -= (ssize_t)iov->iov_len;
@@ -81,6 +99,7 @@ int image_file_writev(const struct image *img, struct iovec *iov, int iovcnt, ui
 			iov->iov_len -= (size_t)n;
 		}
 	}
+	image_file_changed(img, start, offset - start);
 	return 0;
 }
 

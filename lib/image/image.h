@@ -147,6 +147,15 @@ int image_create(const char *path, const struct image_create_opts *opts);
  * a clone or a snapshot freezes its disk with. The backing name is recorded
  * relative to the overlay's directory when `relative`, else as given. */
 int image_create_overlay(const char *path, const char *backing, bool relative);
+/* Calls written(opaque, offset, len) after each change the image makes to its own file
+ * (data, metadata, a hole punched, a new size: [old size, new size) either way), on the
+ * thread that made it: what a migration mirroring the file sends again. NULL stops it;
+ * a change in progress may still call the old one, so the caller must not free its
+ * opaque before the image's writers have stopped. */
+void image_watch_writes(struct image *img, void (*written)(void *opaque, uint64_t offset,
+							   uint64_t len),
+			void *opaque);
+
 /* Records another backing file (NULL for none) in a qcow2 image's header
  * without copying data, for when the backing file moved or was renamed; the
  * new backing must hold the same data. Like `qemu-img rebase -u`. Refuses an

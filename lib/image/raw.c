@@ -69,12 +69,16 @@ static int raw_write_zero_buffer(struct image *img, uint64_t offset, uint64_t le
 static int raw_zero(struct image *img, uint64_t offset, uint64_t len, bool exact)
 {
 	if (fallocate(img->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)offset,
-		      (off_t)len) == 0)
+		      (off_t)len) == 0) {
+		image_file_changed(img, offset, len);
 		return 0;
+	}
 	if (!exact)
 		return 0; /* a discard is only a hint */
-	if (fallocate(img->fd, FALLOC_FL_ZERO_RANGE, (off_t)offset, (off_t)len) == 0)
+	if (fallocate(img->fd, FALLOC_FL_ZERO_RANGE, (off_t)offset, (off_t)len) == 0) {
+		image_file_changed(img, offset, len);
 		return 0;
+	}
 	return raw_write_zero_buffer(img, offset, len);
 }
 
@@ -87,6 +91,8 @@ static int raw_resize(struct image *img, uint64_t size)
 {
 	if (ftruncate(img->fd, (off_t)size) < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot resize '%s'", img->path);
+	image_file_changed(img, size < img->size ? size : img->size,
+			   size < img->size ? img->size - size : size - img->size);
 	img->size = size;
 	return 0;
 }

@@ -27,6 +27,7 @@ struct control_client {
 	int fd;
 	bool console; /* raw console bytes from here on */
 	bool waiting; /* for its job's end: its next requests wait too */
+	int passed_fd; /* a descriptor that came with its bytes (SCM_RIGHTS), or -1 */
 	uint8_t *buf;
 	size_t len;
 };
@@ -45,6 +46,9 @@ struct control_job {
 	int client_fd;          /* who waits for the reply; -1 once it has gone */
 	int ret;                /* the outcome, and its message, set by the thread */
 	char *error;
+	bool migrate;           /* a migration: fd is the stream */
+	struct vmm_migrate_opts mopts;
+	struct vmm_migration mig;
 };
 
 struct vmm_control {
@@ -181,6 +185,8 @@ static void control_drop(struct vmm_control *ctl, size_t i)
 		ctl->job.client_fd = -1;
 	vmm_unwatch_fd(ctl->vm, c->fd);
 	close(c->fd);
+	if (c->passed_fd >= 0)
+		close(c->passed_fd);
 	free(c->buf);
 	ctl->clients[i] = ctl->clients[--ctl->nclients];
 }
@@ -202,6 +208,28 @@ static void control_add_state(struct vmm_control *ctl, struct json_object *o)
 			       json_object_new_string(vmm_paused(ctl->vm) ? "paused" : "running"));
 }
 
+static void add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+/* A migration's progress, or its outcome. */
+static void control_add_migration(struct vmm_migration *m, struct json_object *o)
+{
+	add_u64(o, "iteration", atomic_load(&m->iteration));
+	add_u64(o, "sent", atomic_load(&m->w->offset));
+	add_u64(o, "remaining", atomic_load(&m->remaining));
+	add_u64(o, "dirty_rate", atomic_load(&m->dirty_rate));
+	add_u64(o, "bandwidth", atomic_load(&m->bandwidth));
+	add_u64(o, "disk_bytes", atomic_load(&m->disk_bytes));
+	add_u64(o, "throttle", atomic_load(&m->throttle));
+	json_object_object_add(o, "phase",
+			       json_object_new_string(vmm_migrate_phase_name(atomic_load(&m->phase))));
+	json_object_object_add(o, "total_ms", json_object_new_double(m->total_ms));
+	json_object_object_add(o, "downtime_ms", json_object_new_double(m->downtime_ms));
+	json_object_object_add(o, "unconfirmed", json_object_new_boolean(m->unconfirmed));
+}
+
 /* The running job, for status: the guest memory looked at so far of all there is, and the
  * bytes written. */
 static void control_add_job(struct vmm_control *ctl, struct json_object *o)
@@ -219,6 +247,8 @@ static void control_add_job(struct vmm_control *ctl, struct json_object *o)
 	json_object_object_add(job, "total", json_object_new_int64((int64_t)st.memory));
 	json_object_object_add(job, "written",
 			       json_object_new_int64((int64_t)atomic_load(&ctl->job.w.offset)));
+	if (ctl->job.migrate)
+		control_add_migration(&ctl->job.mig, job);
 	json_object_object_add(o, "job", job);
 }
 
@@ -519,6 +549,72 @@ static int control_save(struct vmm_control *ctl, struct control_client *c,
 	return CONTROL_DEFERRED;
 }
 
+/* --- the migrate job ------------------------------------------------------------------- */
+
+static void *control_migrate_thread(void *opaque)
+{
+	struct vmm_control *ctl = opaque;
+	struct control_job *job = &ctl->job;
+	int ret = vmm_migrate_send(ctl->vm, job->fd, &job->mopts, &job->mig);
+
+	if (ret < 0)
+		job->error = xasprintf("cannot migrate: %s", vi_error_message());
+	close(job->fd);
+	job->ret = ret;
+	if (eventfd_write(ctl->job_done_fd, 1) < 0)
+		abort();
+	return NULL;
+}
+
+/* {"bandwidth":B,"downtime_ms":D,"timeout_s":T,"converge":C,"shared_disks":S} with the
+ * stream's descriptor passed alongside. */
+static int control_migrate(struct vmm_control *ctl, struct control_client *c,
+			   struct json_object *req, struct json_object *reply)
+{
+	struct control_job *job = &ctl->job;
+	int err;
+
+	(void)reply;
+	if (c->passed_fd < 0)
+		return vi_error(VI_EUSAGE, "'migrate' needs the stream's descriptor passed with it");
+	*job = (struct control_job){ .name = "migrate", .client_fd = c->fd, .fd = c->passed_fd,
+				     .migrate = true, .path = xstrdup("") };
+	c->passed_fd = -1;
+	job->mopts = (struct vmm_migrate_opts){
+		.bandwidth = control_uint(req, "bandwidth"),
+		.downtime_ms = (unsigned)control_uint(req, "downtime_ms"),
+		.timeout_s = (unsigned)control_uint(req, "timeout_s"),
+		.converge = (int)control_uint(req, "converge"),
+		.shared_disks = control_uint(req, "shared_disks"),
+	};
+	job->mig.w = &job->w;
+	err = pthread_create(&job->thread, NULL, control_migrate_thread, ctl);
+	if (err) {
+		close(job->fd);
+		free(job->path);
+		return vi_error_errno(VI_EFAIL, err, "cannot start the 'migrate' job");
+	}
+	ctl->job_running = true;
+	c->waiting = true;
+	return CONTROL_DEFERRED;
+}
+
+/* {"ms":N} -> {"bytes_per_s":R}: the pages the guest and the devices dirty over N ms. */
+static int control_dirty_rate(struct vmm_control *ctl, struct control_client *c,
+			      struct json_object *req, struct json_object *reply)
+{
+	uint64_t ms = control_uint(req, "ms"), rate = 0;
+	int ret;
+
+	(void)c;
+	if (!ms || ms > 60000)
+		return vi_error(VI_EUSAGE, "'dirty_rate' measures over 1 to 60000 ms");
+	ret = vmm_dirty_rate(ctl->vm, (unsigned)ms, &rate);
+	if (ret == 0)
+		add_u64(reply, "bytes_per_s", rate);
+	return ret;
+}
+
 /* Flags of a command. */
 #define CONTROL_NO_JOB (1u << 0) /* refused while a job runs: it would change what the job
 				  * works on (or is a job itself) */
@@ -532,8 +628,10 @@ static const struct control_command {
 	unsigned flags;
 } control_commands[] = {
 	{ "console", control_console, 0 },
+	{ "dirty_rate", control_dirty_rate, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "forward_add", control_forward_add, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "forward_remove", control_forward_remove, CONTROL_NO_JOB | CONTROL_CODED },
+	{ "migrate", control_migrate, CONTROL_NO_JOB },
 	{ "nic_address", control_nic_address, CONTROL_CODED },
 	{ "pause", control_pause, CONTROL_NO_JOB },
 	{ "resume", control_resume, CONTROL_NO_JOB },
@@ -613,6 +711,27 @@ static bool control_process(struct vmm_control *ctl, struct control_client *c)
 	return true;
 }
 
+/* A read that keeps a descriptor passed with the bytes (the last one, if several). */
+static ssize_t control_read(int fd, void *buf, size_t len, int *passed)
+{
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctrl;
+	struct iovec iov = { buf, len };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctrl,
+			      .msg_controllen = sizeof(ctrl) };
+	ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+
+	for (struct cmsghdr *h = n >= 0 ? CMSG_FIRSTHDR(&msg) : NULL; h; h = CMSG_NXTHDR(&msg, h))
+		if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+			if (*passed >= 0)
+				close(*passed);
+			memcpy(passed, CMSG_DATA(h), sizeof(int));
+		}
+	return n;
+}
+
 static void control_client_ready(struct vmm *vm, int fd, void *opaque)
 {
 	struct vmm_control *ctl = opaque;
@@ -625,7 +744,7 @@ static void control_client_ready(struct vmm *vm, int fd, void *opaque)
 		;
 	if (i == ctl->nclients)
 		return;
-	n = read(fd, chunk, sizeof(chunk));
+	n = control_read(fd, chunk, sizeof(chunk), &ctl->clients[i].passed_fd);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return;
 	if (n <= 0) {
@@ -662,6 +781,8 @@ static void control_job_done(struct vmm *vm, int fd, void *opaque)
 	else
 		json_object_object_add(reply, "written",
 				       json_object_new_int64((int64_t)atomic_load(&job->w.offset)));
+	if (job->migrate)
+		control_add_migration(&job->mig, reply);
 	json_object_object_add(reply, "ok", json_object_new_boolean(job->ret == 0));
 	stop = job->ret == 0 && !job->live;
 	free(job->path);
@@ -695,7 +816,7 @@ static void control_accept(struct vmm *vm, int fd, void *opaque)
 		close(c);
 		return;
 	}
-	ctl->clients[ctl->nclients++] = (struct control_client){ .fd = c };
+	ctl->clients[ctl->nclients++] = (struct control_client){ .fd = c, .passed_fd = -1 };
 }
 
 int vmm_control_open(struct vmm *vm, const char *path, const char *backend,
@@ -812,6 +933,29 @@ int vmm_control_connect(const char *path, int *out)
 	}
 	*out = fd;
 	return 0;
+}
+
+int vmm_control_send_fd(int fd, struct json_object *msg, int pass)
+{
+	union {
+		struct cmsghdr h;
+		char space[CMSG_SPACE(sizeof(int))];
+	} ctrl = { 0 };
+	const char *text = json_object_to_json_string_ext(msg, JSON_C_TO_STRING_PLAIN);
+	uint32_t be = htonl((uint32_t)strlen(text));
+	struct iovec iov = { &be, sizeof(be) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = &ctrl,
+			    .msg_controllen = sizeof(ctrl) };
+	struct cmsghdr *h = CMSG_FIRSTHDR(&m);
+
+	/* The descriptor rides on the length, the first bytes of the frame. */
+	h->cmsg_level = SOL_SOCKET;
+	h->cmsg_type = SCM_RIGHTS;
+	h->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(h), &pass, sizeof(int));
+	if (sendmsg(fd, &m, MSG_NOSIGNAL) != (ssize_t)sizeof(be))
+		return vi_error_errno(VI_EFAIL, errno, "cannot write to the control socket");
+	return write_all(fd, text, strlen(text));
 }
 
 int vmm_control_call(int fd, const char *cmd, struct json_object *args,

@@ -22,7 +22,20 @@
  *                                   then the VM stops, or with live it goes on (a VM paused
  *                                   before stays paused). On failure P is removed and the
  *                                   VM goes on as it was.
- * Commands run one after the other, but a long job (save) runs on a worker thread: its
+ *   {"cmd":"migrate","bandwidth":B,"downtime_ms":D,"timeout_s":T,"converge":C,
+ *    "shared_disks":S}, with a connected stream to the destination passed as SCM_RIGHTS
+ *    on the request's first bytes
+ *                               -> once the job is done: {"ok":true, and the outcome:
+ *                                   "total_ms","downtime_ms","iteration","sent",
+ *                                   "disk_bytes"...}: the guest runs on the destination and
+ *                                   this VMM ends; or {"ok":false,"error":E,"unconfirmed":B}:
+ *                                   the VM runs on here, or stays paused when unconfirmed
+ *                                   (vmm_migrate_send() in vmm.h). While it runs, status's
+ *                                   job adds "iteration","sent","remaining","dirty_rate",
+ *                                   "bandwidth","disk_bytes","throttle","phase".
+ *   {"cmd":"dirty_rate","ms":N} -> {"ok":true,"bytes_per_s":R}: what the guest and the
+ *                                   devices dirty, measured over N ms
+ * Commands run one after the other, but a long job (save, migrate) runs on a worker thread: its
  * connection waits for the reply, the others are answered meanwhile, and status then
  * adds "job":{"name":"save","path":P,"done":D,"total":T,"written":N} (guest memory bytes
  * looked at of all there are, file bytes written). While a job runs, pause, resume,
@@ -60,6 +73,8 @@ int vmm_control_call(int fd, const char *cmd, struct json_object *args,
 
 /* Framing, shared by both sides: 0, or -VI_EFAIL (-VI_ESTATE on EOF before a frame). */
 int vmm_control_send(int fd, struct json_object *msg);
+/* The same, passing the descriptor `pass` along (SCM_RIGHTS). */
+int vmm_control_send_fd(int fd, struct json_object *msg, int pass);
 int vmm_control_recv(int fd, struct json_object **msg);
 
 #endif

@@ -43,6 +43,10 @@ void vmm_memory_release(struct vmm *vm);
 int vmm_memory_map_file(struct vmm *vm, uint64_t gpa, uint64_t len, int fd, uint64_t offset);
 /* Makes all guest memory zero pages again, as vmm_new() made it. */
 int vmm_memory_reset(struct vmm *vm);
+/* The VMM's own writes into guest memory, which KVM's dirty log does not see: a device
+ * that writes the guest's buffers or rings marks [gpa, gpa+len) once it has written it.
+ * Nothing but a load when no dirty log runs (vmm_memory_set_dirty_log()). Any thread. */
+void vmm_mark_dirty(struct vmm *vm, uint64_t gpa, uint64_t len);
 
 /* --- buses ---------------------------------------------------------------------- */
 
@@ -110,6 +114,23 @@ struct vmm_device {
 	void (*free)(void *dev);
 	struct vmm_section sections[2]; /* unused ones have no desc */
 };
+
+/* Stops (on) or lets go on every device's work away from the vCPUs (its I/O thread):
+ * while on, the devices write neither guest memory nor disks. */
+void vmm_devices_hold(struct vmm *vm, bool on);
+/* Writes the paused VM's vCPU and device sections, then the end section. */
+int vmm_save_machine(struct vmm *vm, struct vi_state_writer *w);
+/* A migration's incoming stream as vmm_restore() reads a pipe, but for its disk data
+ * sections, each handed to disk_data() as it comes; before_apply() runs once the whole
+ * stream has come and been checked, before the VM changes. */
+struct vmm_stream_hooks {
+	int (*disk_data)(void *opaque, const struct vi_state_section *sec);
+	int (*before_apply)(void *opaque);
+	void *opaque;
+};
+int vmm_restore_stream(struct vmm *vm, int fd, const struct vmm_stream_hooks *hooks);
+/* Disk i's image (NULL when it has none open). */
+struct image *virtio_blk_image(struct vmm *vm, size_t i);
 
 /* Registers a device; the VM frees it with device->free. Returns its name (the VM's). */
 const char *vmm_device_add(struct vmm *vm, const struct vmm_device *device);
@@ -392,6 +413,13 @@ struct vmm {
 
 	struct vmm_mem_region *mem;
 	size_t nmem;
+	/* While dirty logging runs: the pages the VMM wrote, a bitmap a region (allocated
+	 * when logging first starts, freed with the memory). */
+	atomic_bool dirty_tracking;
+	_Atomic uint64_t **vmm_dirty;
+	/* A migration that slows the guest down: vCPUs do not enter the guest before this
+	 * CLOCK_MONOTONIC time (ns). */
+	_Atomic uint64_t throttle_until;
 
 	struct vmm_bus buses[2];
 	struct vmm_device *devices; /* the registry, in creation order */

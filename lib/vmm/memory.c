@@ -80,8 +80,42 @@ void *vmm_gpa_to_hva(struct vmm *vm, uint64_t gpa, uint64_t len)
 	return NULL;
 }
 
+static uint64_t bitmap_words(const struct vmm_mem_region *r)
+{
+	return (r->size / 4096 + 63) / 64;
+}
+
+void vmm_mark_dirty(struct vmm *vm, uint64_t gpa, uint64_t len)
+{
+	/* After the device's write: either logging was on by then and the page is marked,
+	 * or it started later and its first pass reads the page as written. */
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!len || !atomic_load(&vm->dirty_tracking))
+		return;
+	for (size_t i = 0; i < vm->nmem; i++) {
+		const struct vmm_mem_region *r = &vm->mem[i];
+		uint64_t first, last;
+
+		if (gpa >= r->gpa + r->size || gpa + len <= r->gpa)
+			continue;
+		first = ((gpa > r->gpa ? gpa : r->gpa) - r->gpa) / 4096;
+		last = ((gpa + len < r->gpa + r->size ? gpa + len : r->gpa + r->size) - 1 -
+			r->gpa) / 4096;
+		for (uint64_t p = first; p <= last; p++)
+			atomic_fetch_or(&vm->vmm_dirty[i][p / 64], 1ull << (p % 64));
+	}
+}
+
 int vmm_memory_set_dirty_log(struct vmm *vm, bool on)
 {
+	if (on && !vm->vmm_dirty) {
+		vm->vmm_dirty = xcalloc(vm->nmem + 1, sizeof(*vm->vmm_dirty));
+		for (size_t i = 0; i < vm->nmem; i++)
+			vm->vmm_dirty[i] = xcalloc(bitmap_words(&vm->mem[i]) + 1,
+						   sizeof(**vm->vmm_dirty));
+	}
+	if (!on)
+		atomic_store(&vm->dirty_tracking, false);
 	for (size_t i = 0; i < vm->nmem; i++) {
 		struct vmm_mem_region *r = &vm->mem[i];
 		unsigned old = r->flags;
@@ -94,6 +128,8 @@ int vmm_memory_set_dirty_log(struct vmm *vm, bool on)
 			return ret;
 		}
 	}
+	if (on)
+		atomic_store(&vm->dirty_tracking, true);
 	return 0;
 }
 
@@ -108,6 +144,8 @@ int vmm_memory_get_dirty(struct vmm *vm, size_t index, uint64_t *bitmap)
 	if (ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot read the dirty log of region %zu",
 				      index);
+	for (uint64_t w = 0; w < bitmap_words(&vm->mem[index]); w++)
+		bitmap[w] |= atomic_exchange(&vm->vmm_dirty[index][w], 0);
 	return 0;
 }
 
@@ -178,8 +216,13 @@ uint8_t *vmm_memory_untouched(const struct vmm *vm, size_t index)
 
 void vmm_memory_release(struct vmm *vm)
 {
-	for (size_t i = 0; i < vm->nmem; i++)
+	for (size_t i = 0; i < vm->nmem; i++) {
 		munmap(vm->mem[i].hva, vm->mem[i].size);
+		if (vm->vmm_dirty)
+			free((void *)vm->vmm_dirty[i]);
+	}
+	free(vm->vmm_dirty);
+	vm->vmm_dirty = NULL;
 	free(vm->mem);
 	vm->mem = NULL;
 	vm->nmem = 0;

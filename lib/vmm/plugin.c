@@ -288,15 +288,18 @@ static bool plugin_running(const struct vi_hv_vm *vm)
 }
 
 /* In the grandchild between fork and exec: async-signal-safe calls only. */
-static void start_exec(char *const argv[], int notify)
+static void start_exec(char *const argv[], int notify, int incoming)
 {
 	static const char msg[] = "01 cannot execute the VMM";
 	int null = open("/dev/null", O_RDWR);
 
-	if (null < 0 || dup2(notify, 3) < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
-	    dup2(null, 2) < 0)
+	/* The stream above every fd it could be moved over, then onto fd 4. */
+	if (incoming >= 0 && (incoming = fcntl(incoming, F_DUPFD, 5)) < 0)
 		_exit(127);
-	close_range(4, ~0u, 0);
+	if (null < 0 || dup2(notify, 3) < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 ||
+	    dup2(null, 2) < 0 || (incoming >= 0 && dup2(incoming, 4) < 0))
+		_exit(127);
+	close_range(incoming >= 0 ? 5 : 4, ~0u, 0);
 	execv(argv[0], argv);
 	if (write(3, msg, sizeof(msg) - 1) < 0)
 		_exit(127);
@@ -351,8 +354,9 @@ static int start_wait(const struct vi_hv_vm *vm, int fd)
 }
 
 /* Starts the VM's process, booting it or, with `state`, restoring that state (paused
- * when asked), and waits until its guest runs. */
-static int start_vmm(const struct vi_hv_vm *vm, const char *state, unsigned flags)
+ * when asked), or with `incoming` >= 0 receiving it from that stream (which the VMM gets
+ * as fd 4), and waits until its guest runs. */
+static int start_vmm(const struct vi_hv_vm *vm, const char *state, unsigned flags, int incoming)
 {
 	char *argv[12] = { (char *)host->self_exe, "--home", (char *)host->home, "__vmm-run",
 			   "--hv", (char *)backend->name };
@@ -368,6 +372,10 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, unsigned flag
 		argv[argc++] = "--paused";
 	if (flags & VI_HV_RUN_UNCHECKED)
 		argv[argc++] = "--unchecked";
+	if (incoming >= 0) {
+		argv[argc++] = "--incoming";
+		argv[argc++] = "4";
+	}
 	argv[argc++] = (char *)vm->name;
 	/* Every check is the VMM's own: it reports what it refuses, with its exit
 	 * code, on the notify pipe, so nothing is done twice before the guest runs. */
@@ -378,7 +386,7 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, unsigned flag
 	if (child == 0) {
 		setsid();
 		if (fork() == 0)
-			start_exec(argv, pipefd[1]);
+			start_exec(argv, pipefd[1], incoming);
 		_exit(0);
 	}
 	close(pipefd[1]);
@@ -395,7 +403,7 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, unsigned flag
 static int plugin_start(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm)
 {
 	(void)ctx;
-	return start_vmm(vm, NULL, 0);
+	return start_vmm(vm, NULL, 0, -1);
 }
 
 static struct json_object *absolute_path_json(const char *path);
@@ -454,7 +462,7 @@ static int plugin_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, cons
 		char *why;
 
 		if (ret >= 0)
-			return ret == 0 ? 0 : start_vmm(vm, path, flags);
+			return ret == 0 ? 0 : start_vmm(vm, path, flags, -1);
 		/* Whatever the VMM did, it is stopped now, as the method promises. */
 		why = xstrdup(vi_error_message());
 		stop_request(vm, true, FORCE_TIMEOUT_MS);
@@ -466,7 +474,46 @@ static int plugin_restore(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, cons
 		free(why);
 		vi_error_clear();
 	}
-	return start_vmm(vm, path, flags);
+	return start_vmm(vm, path, flags, -1);
+}
+
+/* What migrate_recv() leaves in the run directory for the VMM it starts: the disks not
+ * sent and the backing file names of those sent. */
+#define INCOMING_FILE "incoming.json"
+
+static struct json_object *incoming_params;
+
+/* The machine of a migration: made with its disks closed, filled from the stream, and
+ * (once the source said commit) ready to start. */
+static int run_incoming(const struct vi_hv_vm *vm, int fd, const struct vmm_config *base,
+			struct vmm **out)
+{
+	struct vmm_config cfg = *base;
+	char *path = run_path(vm, INCOMING_FILE), *text = NULL;
+	const char **backing = xcalloc(vm->ndisks + 1, sizeof(*backing));
+	struct json_object *list, *v;
+	uint64_t shared = 0;
+	int ret;
+
+	if (vi_read_file(path, &text, NULL) == 0)
+		incoming_params = json_tokener_parse(text);
+	unlink(path);
+	if (json_object_object_get_ex(incoming_params, "shared_disks", &v))
+		shared = (uint64_t)json_object_get_int64(v);
+	if (json_object_object_get_ex(incoming_params, "backing", &list))
+		for (size_t i = 0; i < vm->ndisks && i < json_object_array_length(list); i++)
+			if ((v = json_object_array_get_idx(list, i)))
+				backing[i] = json_object_get_string(v);
+	cfg.disks_later = true;
+	ret = vmm_new(&cfg, out);
+	if (ret == 0)
+		ret = vmm_migrate_recv(*out, fd, shared, backing);
+	if (ret < 0)
+		vi_error_wrap("cannot receive VM '%s'", vm->name);
+	free(backing);
+	free(text);
+	free(path);
+	return ret;
 }
 
 /* The machine of opts: booted, or restored from the state file (whose pages stay mapped:
@@ -477,9 +524,7 @@ static int run_machine(const struct vi_hv_vm *vm, const struct vi_hv_run_opts *o
 	int fd = -1, ret;
 
 	if (opts->incoming_fd >= 0)
-		return vi_error(VI_EUNSUPPORTED,
-				"hv-%s cannot start VM '%s' from a migration stream yet",
-				backend->name, vm->name);
+		return run_incoming(vm, opts->incoming_fd, cfg, out);
 	if (opts->state_path) {
 		fd = open(opts->state_path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
@@ -571,6 +616,22 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	}
 	if (ret == 0)
 		ret = vmm_start(machine);
+	/* The guest runs here now: the source hears it and gives its VM up. */
+	if (ret == 0 && opts->incoming_fd >= 0 && vmm_migrate_running(opts->incoming_fd) < 0)
+		host->log(VI_LOG_WARN, "VM '%s' runs, but its source did not hear it: %s",
+			  vm->name, vi_error_message());
+	if (opts->incoming_fd >= 0)
+		close(opts->incoming_fd);
+	if (ret < 0 && opts->incoming_fd >= 0 && machine) {
+		uint64_t shared = 0;
+		struct json_object *v;
+
+		if (json_object_object_get_ex(incoming_params, "shared_disks", &v))
+			shared = (uint64_t)json_object_get_int64(v);
+		vmm_migrate_discard(machine, shared);
+	}
+	json_object_put(incoming_params);
+	incoming_params = NULL;
 	if (ret < 0)
 		goto fail;
 	run_notify(notify_fd, "1");
@@ -845,6 +906,167 @@ static int plugin_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int 
 	return ret;
 }
 
+/* --- migration ----------------------------------------------------------------------- */
+
+/* Fields of m the host's ABI version may not have: zero beyond its struct_size. */
+#define MIGRATE_FIELD(m, field)                                                             \
+	((m)->struct_size >= offsetof(struct vi_hv_migrate, field) + sizeof((m)->field)      \
+		 ? (m)->field                                                                \
+		 : 0)
+
+static void migrate_progress(const struct vi_hv_migrate *m, struct json_object *job)
+{
+	struct vi_hv_migrate_progress p = { .struct_size = sizeof(p) };
+	struct json_object *v;
+	void (*progress)(void *, const struct vi_hv_migrate_progress *) =
+		MIGRATE_FIELD(m, progress);
+
+	if (!progress || !job)
+		return;
+	p.iteration = (unsigned)json_int(job, "iteration");
+	p.sent = (uint64_t)json_int(job, "sent");
+	p.remaining = (uint64_t)json_int(job, "remaining");
+	p.dirty_rate = (uint64_t)json_int(job, "dirty_rate");
+	p.bandwidth = (uint64_t)json_int(job, "bandwidth");
+	p.phase = "memory";
+	if (json_object_object_get_ex(job, "phase", &v))
+		for (int i = VMM_MIGRATE_MEMORY; i <= VMM_MIGRATE_COMMIT; i++)
+			if (!strcmp(json_object_get_string(v), vmm_migrate_phase_name(i)))
+				p.phase = vmm_migrate_phase_name(i);
+	progress(MIGRATE_FIELD(m, opaque), &p);
+}
+
+static void migrate_result(const struct vi_hv_migrate *m, struct json_object *reply)
+{
+	struct vi_hv_migrate_result *r = MIGRATE_FIELD(m, result);
+	struct json_object *v;
+
+	if (!r || !reply)
+		return;
+	r->total_ms = json_object_object_get_ex(reply, "total_ms", &v) ? json_object_get_double(v) : 0;
+	r->downtime_ms =
+		json_object_object_get_ex(reply, "downtime_ms", &v) ? json_object_get_double(v) : 0;
+	r->bytes = (uint64_t)json_int(reply, "sent");
+	r->disk_bytes = (uint64_t)json_int(reply, "disk_bytes");
+	r->iterations = (unsigned)json_int(reply, "iteration");
+	r->unconfirmed = json_object_object_get_ex(reply, "unconfirmed", &v) &&
+			 json_object_get_boolean(v);
+}
+
+/* The running VMM sends its VM over m->fd on its job thread; we relay its progress from
+ * status until the job answers, then wait for the VMM to end. */
+static int plugin_migrate_send(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+			       const struct vi_hv_migrate *m)
+{
+	struct json_object *args = json_object_new_object(), *reply = NULL, *v;
+	int fd = -1, asker = -1, ret;
+
+	(void)ctx;
+	if (m->fd < 0) {
+		json_object_put(args);
+		return vi_error(VI_EUSAGE, "hv-%s migrates over a stream the host connects",
+				backend->name);
+	}
+	json_object_object_add(args, "cmd", json_object_new_string("migrate"));
+	json_object_object_add(args, "bandwidth", json_object_new_int64((int64_t)m->bandwidth));
+	json_object_object_add(args, "downtime_ms",
+			       json_object_new_int64(MIGRATE_FIELD(m, downtime_ms)));
+	json_object_object_add(args, "timeout_s", json_object_new_int64(MIGRATE_FIELD(m, timeout_s)));
+	json_object_object_add(args, "converge", json_object_new_int(MIGRATE_FIELD(m, converge)));
+	json_object_object_add(args, "shared_disks",
+			       json_object_new_int64((int64_t)MIGRATE_FIELD(m, shared_disks)));
+	ret = plugin_connect(vm, &fd);
+	if (ret == 0)
+		ret = plugin_connect(vm, &asker);
+	if (ret == 0)
+		ret = vmm_control_send_fd(fd, args, m->fd);
+	json_object_put(args);
+	while (ret == 0) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		struct json_object *status = NULL;
+
+		if (poll(&p, 1, 250) > 0) {
+			ret = vmm_control_recv(fd, &reply);
+			break;
+		}
+		if (vmm_control_call(asker, "status", NULL, &status) == 0 &&
+		    json_object_object_get_ex(status, "job", &v))
+			migrate_progress(m, v);
+		json_object_put(status);
+	}
+	migrate_result(m, reply);
+	if (ret == 0 && !(json_object_object_get_ex(reply, "ok", &v) && json_object_get_boolean(v)))
+		ret = vi_error(json_object_object_get_ex(reply, "unconfirmed", &v) &&
+					       json_object_get_boolean(v)
+				       ? VI_ESTATE
+				       : VI_EFAIL,
+			       "%s", json_object_object_get_ex(reply, "error", &v)
+					     ? json_object_get_string(v)
+					     : "the migration failed");
+	/* The guest runs on the destination: ours ends. */
+	if (ret == 0 && !wait_gone(fd, FORCE_TIMEOUT_MS))
+		ret = vi_error(VI_ETIMEOUT, "the VMM of '%s' did not end after the migration",
+			       vm->name);
+	json_object_put(reply);
+	if (fd >= 0)
+		close(fd);
+	if (asker >= 0)
+		close(asker);
+	return ret;
+}
+
+/* Starts the VMM on the stream, which it reads, loads and takes over on "commit". */
+static int plugin_migrate_recv(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+			       const struct vi_hv_migrate *m)
+{
+	struct json_object *params = json_object_new_object(), *list = json_object_new_array();
+	const char *const *backing = MIGRATE_FIELD(m, backing);
+	char *path = run_path(vm, INCOMING_FILE);
+	const char *text;
+	int ret;
+
+	(void)ctx;
+	if (m->fd < 0)
+		ret = vi_error(VI_EUSAGE, "hv-%s migrates over a stream the host connects",
+			       backend->name);
+	else if (plugin_running(vm))
+		ret = vi_error(VI_ESTATE, "VM '%s' is already running here", vm->name);
+	else
+		ret = vi_mkdir_p(vm->run_dir, 0700);
+	json_object_object_add(params, "shared_disks",
+			       json_object_new_int64((int64_t)MIGRATE_FIELD(m, shared_disks)));
+	for (size_t i = 0; i < vm->ndisks; i++)
+		json_object_array_add(list, backing && backing[i]
+						    ? absolute_path_json(backing[i])
+						    : NULL);
+	json_object_object_add(params, "backing", list);
+	text = json_object_to_json_string_ext(params, JSON_C_TO_STRING_PLAIN);
+	if (ret == 0)
+		ret = vi_write_file_replace(path, text, strlen(text), 0600);
+	if (ret == 0)
+		ret = start_vmm(vm, NULL, 0, m->fd);
+	unlink(path);
+	json_object_put(params);
+	free(path);
+	return ret;
+}
+
+static int plugin_dirty_rate(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned ms,
+			     uint64_t *bytes_per_s)
+{
+	struct json_object *args = json_object_new_object(), *reply;
+	int ret;
+
+	(void)ctx;
+	json_object_object_add(args, "ms", json_object_new_int64(ms));
+	ret = plugin_call(vm, "dirty_rate", args, &reply);
+	if (ret < 0)
+		return ret;
+	*bytes_per_s = (uint64_t)json_int(reply, "bytes_per_s");
+	json_object_put(reply);
+	return 0;
+}
+
 const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vmm_backend *b)
 {
 	host = h;
@@ -872,6 +1094,9 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.forward_add = plugin_forward_add,
 		.forward_remove = plugin_forward_remove,
 		.nic_address = plugin_nic_address,
+		.migrate_send = plugin_migrate_send,
+		.migrate_recv = plugin_migrate_recv,
+		.dirty_rate = plugin_dirty_rate,
 	};
 	return &ops;
 }

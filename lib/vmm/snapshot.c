@@ -12,7 +12,7 @@
 
 #define SECTIONS_PER_DEVICE ARRAY_SIZE(((struct vmm_device *)0)->sections)
 
-static void devices_hold(struct vmm *vm, bool on)
+void vmm_devices_hold(struct vmm *vm, bool on)
 {
 	for (size_t i = 0; i < vm->ndevices; i++)
 		if (vm->devices[i].hold)
@@ -43,7 +43,7 @@ int vmm_save(struct vmm *vm, int fd, struct vi_state_writer *w)
 		return vi_error(VI_ESTATE, "the VM must be paused while its state is saved");
 	snprintf(h.uuid, sizeof(h.uuid), "%s", vm->cfg.uuid ? vm->cfg.uuid : "");
 	/* The devices' I/O threads would write guest memory behind the saved pages. */
-	devices_hold(vm, true);
+	vmm_devices_hold(vm, true);
 	ret = vi_state_writer_init(w, fd, &h);
 	/* Pages the guest never wrote are known to be zero without reading them. */
 	for (size_t i = 0; ret == 0 && i < vm->nmem; i++) {
@@ -52,6 +52,16 @@ int vmm_save(struct vmm *vm, int fd, struct vi_state_writer *w)
 						 vm->mem[i].size / VI_STATE_PAGE, untouched);
 		free(untouched);
 	}
+	if (ret == 0)
+		ret = vmm_save_machine(vm, w);
+	vmm_devices_hold(vm, false);
+	return ret;
+}
+
+int vmm_save_machine(struct vmm *vm, struct vi_state_writer *w)
+{
+	int ret = 0;
+
 	for (unsigned i = 0; ret == 0 && i < vm->nvcpus; i++) {
 		struct vmm_vcpu_state st;
 
@@ -64,10 +74,7 @@ int vmm_save(struct vmm *vm, int fd, struct vi_state_writer *w)
 			if (vm->devices[i].sections[j].desc)
 				ret = device_section(&vm->devices[i], &vm->devices[i].sections[j],
 						     w, NULL);
-	if (ret == 0)
-		ret = vi_state_writer_finish(w);
-	devices_hold(vm, false);
-	return ret;
+	return ret == 0 ? vi_state_writer_finish(w) : ret;
 }
 
 /* --- restore ------------------------------------------------------------------------- */
@@ -89,6 +96,7 @@ struct restore_item {
 struct restore {
 	struct vmm *vm;
 	unsigned flags; /* VMM_RESTORE_* */
+	const struct vmm_stream_hooks *hooks; /* a migration's; NULL for a saved state */
 	struct vi_state_reader *reader;
 	int fd;
 	bool file;  /* a regular file: its pages are mapped, not read */
@@ -229,6 +237,10 @@ static int restore_scan(struct restore *r)
 	while (ret == 0 && (ret = vi_state_next(r->reader, &sec)) == 1) {
 		if (sec.id == VI_STATE_MEMORY)
 			ret = restore_memory(r, &sec);
+		else if (sec.id == VI_STATE_DISK_DATA && r->hooks)
+			ret = r->hooks->disk_data(r->hooks->opaque, &sec);
+		else if (sec.id == VI_STATE_DISK_DATA)
+			ret = vi_error(VI_EUSAGE, "a saved state holds disk data: it is no VM's");
 		else if (sec.id == VMM_SECTION_VCPU)
 			ret = restore_vcpu(r, &sec);
 		else
@@ -288,6 +300,25 @@ int vmm_restore(struct vmm *vm, int fd, unsigned flags)
 	return ret;
 }
 
+int vmm_restore_stream(struct vmm *vm, int fd, const struct vmm_stream_hooks *hooks)
+{
+	struct restore r = { .vm = vm, .fd = fd, .hooks = hooks };
+	int ret;
+
+	if (vm->loaded)
+		return vi_error(VI_ESTATE, "the VM has been booted or restored already");
+	ret = restore_scan(&r);
+	if (ret == 0 && r.file)
+		ret = vi_error(VI_EUSAGE, "a migration comes on a stream, not from a file");
+	if (ret == 0)
+		ret = hooks->before_apply(hooks->opaque);
+	if (ret == 0)
+		ret = restore_apply(&r);
+	vm->loaded = ret == 0;
+	restore_release(&r);
+	return ret;
+}
+
 int vmm_replace(struct vmm *vm, int fd, unsigned flags, const struct vmm_disk *disks,
 		size_t ndisks, bool *changed)
 {
@@ -303,7 +334,7 @@ int vmm_replace(struct vmm *vm, int fd, unsigned flags, const struct vmm_disk *d
 	if (ret < 0)
 		goto out;
 	/* Nothing of the guest may move while it changes under the devices. */
-	devices_hold(vm, true);
+	vmm_devices_hold(vm, true);
 	ret = virtio_blk_replace(vm, disks, ndisks);
 	if (ret == 0) {
 		*changed = true;
@@ -311,7 +342,7 @@ int vmm_replace(struct vmm *vm, int fd, unsigned flags, const struct vmm_disk *d
 	}
 	if (ret == 0)
 		ret = restore_apply(&r);
-	devices_hold(vm, false);
+	vmm_devices_hold(vm, false);
 out:
 	restore_release(&r);
 	return ret;

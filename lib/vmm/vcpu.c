@@ -119,6 +119,17 @@ static void vcpu_park(struct vmm *vm)
 	pthread_mutex_unlock(&vm->lock);
 }
 
+/* A migration slows the guest down: no guest code until the time it set (a kick ends
+ * the nap early, for a pause or a stop). */
+static void vcpu_throttle(struct vmm *vm)
+{
+	uint64_t until = atomic_load(&vm->throttle_until);
+	struct timespec ts = { (time_t)(until / 1000000000u), (long)(until % 1000000000u) };
+
+	if (until)
+		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
+}
+
 static void *vcpu_thread(void *arg)
 {
 	struct vmm_vcpu *vcpu = arg;
@@ -145,6 +156,8 @@ static void *vcpu_thread(void *arg)
 			vcpu->run->immediate_exit = 1;
 		}
 		io_pending = false;
+		if (atomic_load(&vm->throttle_until))
+			vcpu_throttle(vm);
 		if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;

@@ -220,6 +220,16 @@ static const struct virtio_ops virtio_blk_ops = {
 	.free = virtio_blk_free,
 };
 
+/* Opens the disk's image; the guest sees its size. */
+static int blk_open(struct virtio_blk *blk, const struct vmm_disk *d)
+{
+	int ret = image_open(d->path, d->format, d->readonly ? 0 : IMAGE_OPEN_WRITE, &blk->img);
+
+	if (ret == 0)
+		blk->config.capacity = image_size(blk->img) / SECTOR;
+	return ret;
+}
+
 int virtio_blk_init(struct vmm *vm)
 {
 	for (size_t i = 0; i < vm->cfg.ndisks; i++) {
@@ -227,7 +237,7 @@ int virtio_blk_init(struct vmm *vm)
 		struct virtio_blk *blk = xcalloc(1, sizeof(*blk));
 		int ret;
 
-		ret = image_open(d->path, d->format, d->readonly ? 0 : IMAGE_OPEN_WRITE, &blk->img);
+		ret = vm->cfg.disks_later ? 0 : blk_open(blk, d);
 		if (ret < 0) {
 			free(blk);
 			return vi_error_wrap("disk %zu", i);
@@ -235,7 +245,6 @@ int virtio_blk_init(struct vmm *vm)
 		blk->ops = virtio_blk_ops;
 		if (d->readonly)
 			blk->ops.features |= 1u << VIRTIO_BLK_F_RO;
-		blk->config.capacity = image_size(blk->img) / SECTOR;
 		blk->config.seg_max = VIRTIO_QUEUE_SIZE - 2;
 		blk->config.blk_size = SECTOR;
 		snprintf(blk->id, sizeof(blk->id), "vi-disk%u", (unsigned)i % 1000);
@@ -433,4 +442,17 @@ int virtio_blk_replace(struct vmm *vm, const struct vmm_disk *disks, size_t n)
 	}
 	free(moving);
 	return ret;
+}
+
+int vmm_open_disks(struct vmm *vm)
+{
+	for (size_t i = 0; i < vm->cfg.ndisks; i++)
+		if (!blk_of(vm, i)->img && blk_open(blk_of(vm, i), &vm->cfg.disks[i]) < 0)
+			return vi_error_wrap("disk %zu", i);
+	return 0;
+}
+
+struct image *virtio_blk_image(struct vmm *vm, size_t i)
+{
+	return i < vm->cfg.ndisks ? blk_of(vm, i)->img : NULL;
 }

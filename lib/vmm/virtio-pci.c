@@ -199,6 +199,22 @@ static void virtio_interrupt(struct virtio_pci *vp, uint8_t why)
 	pthread_mutex_unlock(&vp->irq_lock);
 }
 
+/* A chain handed back: the buffers it let the device write are dirty guest memory for
+ * a migration (the guest does not touch a chain while the device holds it). */
+static void virtio_chain_dirty(struct virtio_queue *q, const struct vring_desc *desc,
+			       uint16_t head)
+{
+	unsigned steps = 0;
+
+	for (unsigned i = head; i < VIRTIO_QUEUE_SIZE && steps++ < VIRTIO_QUEUE_SIZE;
+	     i = desc[i].next) {
+		if (desc[i].flags & VRING_DESC_F_WRITE)
+			vmm_mark_dirty(q->vp->vm, desc[i].addr, desc[i].len);
+		if (!(desc[i].flags & VRING_DESC_F_NEXT))
+			break;
+	}
+}
+
 void virtio_queue_push(struct virtio_queue *q, uint16_t head, uint32_t len)
 {
 	struct vring_desc *desc;
@@ -207,11 +223,16 @@ void virtio_queue_push(struct virtio_queue *q, uint16_t head, uint32_t len)
 
 	if (!virtio_ring(q, &desc, &avail, &used))
 		return;
+	virtio_chain_dirty(q, desc, head);
 	idx = used[1];
 	elem = (uint32_t *)(used + 2) + 2 * (idx % VIRTIO_QUEUE_SIZE);
 	elem[0] = head;
 	elem[1] = len;
 	__atomic_store_n(&used[1], (uint16_t)(idx + 1), __ATOMIC_RELEASE);
+	/* The ring starts with the descriptor table. */
+	vmm_mark_dirty(q->vp->vm,
+		       (uint64_t)q->pfn * VRING_ALIGN + (uint64_t)((uint8_t *)used - (uint8_t *)desc),
+		       4 + 8 * VIRTIO_QUEUE_SIZE);
 	/* The used index must be visible before we read whether the guest wants to know. */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	if (!(__atomic_load_n(&avail[0], __ATOMIC_RELAXED) & VRING_AVAIL_F_NO_INTERRUPT))
@@ -354,7 +375,9 @@ void virtio_pci_hold(void *opaque, bool on)
 	}
 }
 
-/* The interrupt follows the restored ISR. */
+/* The interrupt follows the restored ISR, and each queue is looked at once: the guest
+ * may have notified a request the saved device had not taken yet, and will not notify
+ * it again. */
 static int virtio_pci_post_load(void *opaque)
 {
 	struct virtio_pci *vp = opaque;
@@ -362,6 +385,9 @@ static int virtio_pci_post_load(void *opaque)
 	pthread_mutex_lock(&vp->irq_lock);
 	pci_irq_set(&vp->pci, vp->isr != 0);
 	pthread_mutex_unlock(&vp->irq_lock);
+	for (unsigned i = 0; i < vp->ops->nqueues; i++)
+		if (vp->queues[i].pfn && eventfd_write(vp->queues[i].notify_fd, 1) < 0)
+			return vi_error_errno(VI_EFAIL, errno, "cannot wake queue %u", i);
 	return 0;
 }
 

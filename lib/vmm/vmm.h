@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <stdatomic.h>
+
 #include <linux/kvm.h>
 
 struct vmm;
@@ -71,6 +73,8 @@ struct vmm_config {
 	size_t ndisks;
 	const struct vmm_nic *nics;
 	size_t nnics;
+	bool disks_later;    /* disk images are opened by vmm_open_disks(), not vmm_new():
+			      * a migration's destination writes them first */
 	bool rng;            /* a virtio-rng device */
 	bool balloon;        /* a virtio-balloon device */
 };
@@ -182,6 +186,9 @@ int vmm_balloon_get(struct vmm *vm, uint32_t *target, uint32_t *actual);
  * vmm_start(). */
 int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n);
 
+/* Opens the disk images of a VM made with cfg.disks_later, before it is loaded. */
+int vmm_open_disks(struct vmm *vm);
+
 /* Adds or removes a port forward of user-mode NIC `nic` of the running VM. A port that
  * cannot be bound: -VI_ESTATE "host port N is in use"; a forward that is not there to
  * remove: -VI_ESTATE; a NIC that is not user-mode: -VI_EUSAGE. From any one thread at a
@@ -202,6 +209,70 @@ struct vmm_stats {
 	uint64_t memory;      /* guest RAM, bytes */
 };
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out);
+
+/* --- live migration (migrate.c) ---------------------------------------------------- */
+
+/* The stream is the state format (lib/state.h) over a connected socket: page runs of
+ * every iteration and disk file data, then with the guest paused the last of them, the
+ * vCPU and device sections and the end section. Then the hand-over, lines of text:
+ * the destination answers "ready" (or "error MESSAGE"), the source says "commit", the
+ * destination resumes the guest and answers "running". */
+
+enum vmm_converge {
+	VMM_CONVERGE_AUTO,  /* slow the vCPUs down more and more */
+	VMM_CONVERGE_PAUSE, /* pause the guest and send the rest */
+	VMM_CONVERGE_ABORT, /* give up: -VI_ETIMEOUT */
+};
+
+struct vmm_migrate_opts {
+	uint64_t bandwidth;    /* bytes/s, 0: unlimited */
+	unsigned downtime_ms;  /* the longest pause aimed at; 0: 300 */
+	unsigned timeout_s;    /* 0: none */
+	int converge;          /* enum vmm_converge */
+	uint64_t shared_disks; /* bit i: disk i is not sent (both hosts see its file) */
+};
+
+enum vmm_migrate_phase {
+	VMM_MIGRATE_MEMORY,
+	VMM_MIGRATE_DISKS,
+	VMM_MIGRATE_DOWNTIME,
+	VMM_MIGRATE_COMMIT,
+};
+const char *vmm_migrate_phase_name(int phase); /* "memory"...: static strings */
+
+/* A migration's progress, read by other threads while it runs, and its outcome. */
+struct vmm_migration {
+	struct vi_state_writer *w;    /* the stream: w->offset is what has been sent, and
+				       * w->cancel, set, makes the migration fail soon */
+	_Atomic unsigned iteration, phase, throttle; /* throttle: % of vCPU time taken */
+	_Atomic uint64_t remaining, dirty_rate, bandwidth, disk_bytes;
+	/* Set on return: */
+	double total_ms, downtime_ms;
+	bool unconfirmed; /* "commit" went out, "running" never came: the VM stays paused */
+};
+
+/* Sends the running (or paused) VM over fd, a connected stream to a receiver, through
+ * m (zeroed by the caller but for m->w, a zeroed writer the caller may cancel). 0 once
+ * the destination says its guest runs: the VM here is paused for good and must end.
+ * Any other return leaves the VM as it was (running unless it was paused) unless
+ * m->unconfirmed. From one thread other than the event loop's. */
+int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
+		     struct vmm_migration *m);
+
+/* The receiving side: vm is made by vmm_new() with cfg.disks_later, its disks' paths where
+ * the files sent are made anew (disks in shared_disks and read-only ones are opened as
+ * they are); backing (may be NULL) gives each sent disk's overlay its backing file name
+ * on this host. Reads the whole stream, loads the VM, answers "ready" and returns 0 once
+ * the source says "commit": then the caller starts the VM and calls
+ * vmm_migrate_running(). On failure the files it made are gone and the source is told
+ * why when it can be. */
+int vmm_migrate_recv(struct vmm *vm, int fd, uint64_t shared_disks, const char *const *backing);
+int vmm_migrate_running(int fd);
+/* How fast the running guest and its devices dirty memory: the bytes of the pages
+ * written over `ms` ms, per second. Dirty logging runs meanwhile, then stops. */
+int vmm_dirty_rate(struct vmm *vm, unsigned ms, uint64_t *bytes_per_s);
+/* Removes the disk files a migration received (when the guest did not start after all). */
+void vmm_migrate_discard(struct vmm *vm, uint64_t shared_disks);
 
 /* --- guest memory ------------------------------------------------------------------ */
 
@@ -229,10 +300,11 @@ uint8_t *vmm_memory_untouched(const struct vmm *vm, size_t index);
 const struct vmm_mem_region *vmm_memory_region(const struct vmm *vm, size_t index);
 /* Host address of [gpa, gpa+len) when it lies in one region, else NULL. */
 void *vmm_gpa_to_hva(struct vmm *vm, uint64_t gpa, uint64_t len);
-/* Turns dirty-page logging on or off for every region. */
+/* Turns dirty-page logging on or off for every region: KVM's log of the guest's writes
+ * and the VMM's own of what its devices write into guest memory. */
 int vmm_memory_set_dirty_log(struct vmm *vm, bool on);
-/* Fetches and clears region `index`'s dirty bitmap: one bit per 4 KiB page, `bitmap`
- * holds (size / 4096 + 63) / 64 words. */
+/* Fetches and clears region `index`'s dirty bitmap, the guest's and the devices'
+ * writes: one bit per 4 KiB page, `bitmap` holds (size / 4096 + 63) / 64 words. */
 int vmm_memory_get_dirty(struct vmm *vm, size_t index, uint64_t *bitmap);
 
 /* --- vCPU state, for save and restore -------------------------------------------- */

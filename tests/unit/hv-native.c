@@ -97,6 +97,8 @@ static int vmm_run_main(int argc, char **argv)
 			opts.state_path = argv[++i];
 		else if (!strcmp(argv[i], "--paused"))
 			opts.flags |= VI_HV_RUN_PAUSED;
+		else if (!strcmp(argv[i], "--incoming") && i + 1 < argc - 1)
+			opts.incoming_fd = atoi(argv[++i]);
 	}
 	vm_init(&vm, &p, argv[argc - 1]);
 	ret = ops->run(&ctx, &vm, &opts);
@@ -300,6 +302,105 @@ static void set_forward_env(unsigned port)
 /* The counter kernel saved while it counts, then restored paused and resumed: it goes on
  * from its count. It has a user-mode NIC it never looks at, whose forward comes back with
  * the restored VM. */
+/* --- live migration between two VMs of this home, over a socket pair ----------------- */
+
+struct receiving {
+	const struct vi_hv_ops *ops;
+	struct vi_hv_vm *vm;
+	int fd, ret;
+	char *error;
+};
+
+static void *receive_thread(void *arg)
+{
+	struct receiving *r = arg;
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
+	struct vi_hv_migrate m = { .struct_size = sizeof(m), .fd = r->fd, .live = 1 };
+
+	r->ret = r->ops->migrate_recv(&ctx, r->vm, &m);
+	if (r->ret < 0)
+		r->error = xstrdup(vi_error_message());
+	return NULL;
+}
+
+static void count_progress(void *opaque, const struct vi_hv_migrate_progress *p)
+{
+	unsigned *calls = opaque;
+
+	*calls += p->struct_size == sizeof(*p) && p->phase != NULL;
+}
+
+static void test_migrate(const struct vi_hv_ops *ops)
+{
+	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
+	struct vi_hv_state st = { .struct_size = sizeof(st) };
+	struct vi_hv_migrate_result res = { .struct_size = sizeof(res) };
+	char *kernel = guest("stamps"), *old_kernel = xstrdup(getenv("HV_TEST_KERNEL")), *out;
+	struct vi_hv_vm a, b;
+	struct vm_paths pa, pb;
+	struct receiving r = { .ops = ops, .vm = &b };
+	unsigned calls = 0, gen = 0;
+	uint64_t rate = 0;
+	pthread_t thread;
+	int sv[2], ret;
+
+	setenv("HV_TEST_KERNEL", kernel, 1);
+	unsetenv("HV_TEST_FORWARD");
+	unsetenv("HV_TEST_CMDLINE");
+	vm_init(&a, &pa, "mig-src");
+	vm_init(&b, &pb, "mig-dst");
+	ret = ops->start(&ctx, &a);
+	is_int(ret, 0, "a stamps VM starts%s%s", ret ? ": " : "", ret ? vi_error_message() : "");
+	ok(wait_log(pa.console_log, "stamps: gen 2 ok"), "its guest makes generations");
+	ret = ops->dirty_rate(&ctx, &a, 200, &rate);
+	ok(ret == 0 && rate > 0, "dirty_rate measures %llu bytes/s",
+	   (unsigned long long)rate);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv);
+	r.fd = sv[1];
+	pthread_create(&thread, NULL, receive_thread, &r);
+	{
+		struct vi_hv_migrate m = { .struct_size = sizeof(m), .fd = sv[0], .live = 1,
+					   .bandwidth = 20 << 20, .progress = count_progress,
+					   .opaque = &calls, .result = &res };
+
+		ret = ops->migrate_send(&ctx, &a, &m);
+	}
+	is_int(ret, 0, "migrate_send returns once the guest runs there%s%s", ret ? ": " : "",
+	       ret ? vi_error_message() : "");
+	pthread_join(thread, NULL);
+	close(sv[0]);
+	close(sv[1]);
+	is_int(r.ret, 0, "migrate_recv returns once it runs%s%s", r.error ? ": " : "",
+	       r.error ? r.error : "");
+	ok(calls > 0, "progress was reported %u times", calls);
+	ok(res.iterations >= 2 && res.bytes > 0 && res.total_ms >= res.downtime_ms,
+	   "the result: %u iterations, %llu bytes, total %.0f ms, downtime %.0f ms",
+	   res.iterations, (unsigned long long)res.bytes, res.total_ms, res.downtime_ms);
+	ops->state(&ctx, &a, &st);
+	is_int(st.state, VI_HV_STOPPED, "the source VM is gone");
+	ops->state(&ctx, &b, &st);
+	is_int(st.state, VI_HV_RUNNING, "the destination VM runs");
+	out = slurp(pa.console_log);
+	for (char *p = out; (p = strstr(p, "gen ")); p += 4)
+		if (sscanf(p + 4, "%u", &gen) != 1)
+			gen = 0;
+	free(out);
+	out = xasprintf("stamps: gen %u ok", gen + 2);
+	ok(wait_log(pb.console_log, out), "the guest goes on there to generation %u", gen + 2);
+	free(out);
+	out = slurp(pb.console_log);
+	ok(!strstr(out, "CORRUPT") && !strstr(out, "stamps: start"),
+	   "with its memory whole, not booted again");
+	free(out);
+	is_int(ops->stop(&ctx, &b, VI_HV_STOP_FORCE, 0), 0, "the destination VM stops");
+	setenv("HV_TEST_KERNEL", old_kernel, 1);
+	vm_release(&pa);
+	vm_release(&pb);
+	free(r.error);
+	free(old_kernel);
+	free(kernel);
+}
+
 static void test_save_restore(const struct vi_hv_ops *ops)
 {
 	struct vi_hv_ctx ctx = { .struct_size = sizeof(ctx), .host = &test_host };
@@ -455,7 +556,7 @@ int main(int argc, char **argv)
 	is_str(vtx->name, "vtx", "hv-vtx is named vtx");
 	ok(svm->abi_version == VI_HV_ABI_VERSION && svm->struct_size == sizeof(*svm) &&
 	   (svm->features & VI_HV_F_DIRECT_BOOT), "ABI version, size and features");
-	ok(!svm->migrate_send && !svm->set_vcpus,
+	ok(!svm->set_vcpus,
 	   "what is not done yet is NULL, not a stub");
 	vmm_cpu_vendor(vendor);
 	amd = !strcmp(vendor, "AuthenticAMD");
@@ -473,6 +574,7 @@ int main(int argc, char **argv)
 	test_define(mine);
 	test_lifecycle(mine);
 	test_save_restore(mine);
+	test_migrate(mine);
 	test_user_net(mine);
 	vi_rm_rf(home);
 	return done();

@@ -358,7 +358,7 @@ static void test_versions(void)
 	lseek(fd, 0, SEEK_SET);
 	is_int(vi_state_reader_open(fd, v2, 1, &h, &r), -VI_EUNSUPPORTED,
 	       "a newer major format is refused");
-	is_str(vi_error_message(), "the state has format 2.0; this vi reads format 1",
+	is_str(vi_error_message(), "the state has format 2.1; this vi reads format 1",
 	       "and the message gives the versions");
 	close(fd);
 }
