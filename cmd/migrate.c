@@ -110,9 +110,17 @@ static int link_close_err(struct link *l, char **err)
 	if (l->from)
 		fclose(l->from);
 	l->to = l->from = NULL;
-	if (l->pid > 0)
-		while (waitpid(l->pid, &status, 0) < 0 && errno == EINTR)
-			;
+	/* ssh ends when its pipes close, unless the link is dead: then it is not
+	 * waited for. */
+	for (int i = 0; l->pid > 0; i++) {
+		if (i == 200)
+			kill(l->pid, SIGKILL);
+		pid_t got = waitpid(l->pid, &status, i < 200 ? WNOHANG : 0);
+		if (got == l->pid || (got < 0 && errno != EINTR))
+			break;
+		if (got == 0)
+			usleep(10000);
+	}
 	l->pid = 0;
 	if (l->err >= 0) {
 		off_t len = lseek(l->err, 0, SEEK_END);
@@ -431,13 +439,17 @@ static int receive_live(struct vi_machine *m, const char *const *backing)
 	printf("LISTEN %u %s\n", port, secret);
 	fflush(stdout);
 	rc = vi_migrate_accept_peer(lfd, secret, 60000, &fd);
-	close(lfd);
-	if (rc < 0)
+	if (rc < 0) {
+		close(lfd);
 		return rc;
+	}
+	struct vi_migrate_guard *guard = vi_migrate_guard_start(lfd);
 	struct vi_hv_migrate_result result = { .struct_size = sizeof(result) };
 	struct vi_hv_migrate mig = { .struct_size = sizeof(mig), .fd = fd, .live = 1,
 				     .backing = backing, .result = &result };
 	rc = vi_hv_migrate_recv(m->hv, &m->view.vm, &mig);
+	vi_migrate_guard_stop(guard);
+	close(lfd);
 	close(fd);
 	return rc;
 }
@@ -446,7 +458,7 @@ int cmd_migrate_in(int argc, char **argv)
 {
 	struct vi_machine m = { 0 };
 	struct vi_vm vm;
-	char *staged = NULL, **backing = NULL;
+	char *staged = NULL, **backing = NULL, *marker = NULL;
 	bool live, committed = false;
 	size_t ndisks = 0;
 	int rc;
@@ -462,6 +474,11 @@ int cmd_migrate_in(int argc, char **argv)
 		rc = vi_error(VI_EFAIL, "asked for VM '%s', sent VM '%s'", argv[0], vm.name);
 		goto fail;
 	}
+	/* Until the VM is wholly here, a marker says so: should this process be
+	 * killed, the next vi here takes the VM out (vi_ops_recover). */
+	marker = vi_store_path(&ctx.store, "vms/.staging/%s.incoming.%d", vm.name, (int)getpid());
+	if ((rc = vi_write_file_replace(marker, "", 0, 0600)) < 0)
+		goto fail;
 	if ((rc = commit_incoming(&vm, staged, &m)) < 0)
 		goto fail;
 	committed = true;
@@ -485,6 +502,9 @@ fail:
 		vi_store_abort_vm(staged);
 	}
 out:
+	if (marker)
+		unlink(marker);
+	free(marker);
 	if (committed)
 		vi_machine_release(&m);
 	vi_vm_release(&vm);

@@ -16,6 +16,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -1053,6 +1055,58 @@ int vi_migrate_accept_peer(int lfd, const char *secret, unsigned timeout_ms, int
 		vi_warn("refused a migration connection from %s: it did not give the secret", who);
 		close(fd);
 	}
+}
+
+struct vi_migrate_guard {
+	pthread_t thread;
+	int lfd;
+	atomic_bool stop;
+};
+
+/* Turns away whoever else connects while the migration runs. */
+static void *guard_run(void *opaque)
+{
+	struct vi_migrate_guard *g = opaque;
+
+	while (!atomic_load(&g->stop)) {
+		struct pollfd p = { .fd = g->lfd, .events = POLLIN };
+		struct sockaddr_storage sa;
+		socklen_t len = sizeof(sa);
+		char who[INET6_ADDRSTRLEN + 8] = "?", line[128];
+		int fd;
+
+		if (poll(&p, 1, 100) <= 0)
+			continue;
+		fd = accept4(g->lfd, (struct sockaddr *)&sa, &len, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		getnameinfo((struct sockaddr *)&sa, len, who, sizeof(who), NULL, 0, NI_NUMERICHOST);
+		peer_line(fd, line, sizeof(line), 1000);
+		vi_warn("refused a migration connection from %s: the migration has its peer", who);
+		close(fd);
+	}
+	return NULL;
+}
+
+struct vi_migrate_guard *vi_migrate_guard_start(int lfd)
+{
+	struct vi_migrate_guard *g = xcalloc(1, sizeof(*g));
+
+	g->lfd = lfd;
+	if (pthread_create(&g->thread, NULL, guard_run, g)) {
+		free(g);
+		return NULL;
+	}
+	return g;
+}
+
+void vi_migrate_guard_stop(struct vi_migrate_guard *g)
+{
+	if (!g)
+		return;
+	atomic_store(&g->stop, true);
+	pthread_join(g->thread, NULL);
+	free(g);
 }
 
 int vi_migrate_connect(const char *addr, unsigned port, const char *secret, int *fd)

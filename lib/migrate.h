@@ -90,6 +90,11 @@ int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out);
  * turned away, said in a warning, and the wait goes on. */
 int vi_migrate_listen(const char *addr, int *fd, unsigned *port);
 int vi_migrate_accept_peer(int lfd, const char *secret, unsigned timeout_ms, int *out);
+/* Once the peer is in, the listener stays open to turn away, with a warning,
+ * anyone else who connects until the migration ends. */
+struct vi_migrate_guard;
+struct vi_migrate_guard *vi_migrate_guard_start(int lfd);
+void vi_migrate_guard_stop(struct vi_migrate_guard *g);
 /* The source's end: connects to addr:port and sends the secret. */
 int vi_migrate_connect(const char *addr, unsigned port, const char *secret, int *fd);
 

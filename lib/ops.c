@@ -1067,7 +1067,21 @@ void vi_ops_recover(const struct vi_store *s, struct vi_hv_set *plugins)
 		if (e->d_name[0] == '.' || !vi_pid_suffix_gone(e->d_name))
 			continue;
 		char *dir = xasprintf("%s/%s", path, e->d_name);
-		if (strstr(e->d_name, ".clones.")) {
+		const char *incoming = strstr(e->d_name, ".incoming.");
+		if (incoming) {
+			/* A VM that a killed `vi __migrate-in` was receiving: it
+			 * never came, and goes. */
+			char *name = xstrndup(e->d_name, (size_t)(incoming - e->d_name));
+			struct vi_machine m;
+			if (vi_machine_open(s, plugins, name, NULL, false, &m) == 0) {
+				vi_op_destroy(s, &m, 0);
+				vi_machine_release(&m);
+			} else {
+				vi_op_forget(s, name);
+			}
+			free(name);
+			unlink(dir);
+		} else if (strstr(e->d_name, ".clones.")) {
 			if (undo_clone_set(s, plugins, dir))
 				unlink(dir);
 		} else {

@@ -119,3 +119,107 @@ layered_vm() { # NAME
 	[[ "$output" == *"FAIL name       VM 'web' exists on host 'h1'"* ]]
 	[ -e "$VI_HOME/vms/web/vm.yaml" ]
 }
+
+log_of() { tr -d "\r" <"$1/vms/$2/run/console.log" 2>/dev/null; }
+gens() { log_of "$1" "$2" | sed -n 's/^stamps: gen \([0-9]*\) ok$/\1/p'; }
+wait_gen() { # HOME NAME GEN
+	for _ in $(seq 300); do
+		g=$(gens "$1" "$2" | tail -1)
+		[ -n "$g" ] && [ "$g" -ge "$3" ] && return 0
+		sleep 0.1
+	done
+	echo "generation $3 not reached in $1:"
+	log_of "$1" "$2" | tail -3
+	return 1
+}
+
+@test "a running guest moves live and keeps counting there, and nothing of it stays here" {
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start live
+	wait_gen "$VI_HOME" live 3
+	before=$(gens "$VI_HOME" live | tail -1)
+	pid=$(cat "$VI_HOME/vms/live/run/pid")
+	run -0 vi migrate live h1
+	[[ "$output" == "moved VM 'live' to host 'h1', running: "*" paused "*" ms, "*" iterations" ]]
+	[ ! -e "$VI_HOME/vms/live" ]
+	! kill -0 "$pid" 2>/dev/null
+	[ "$(vi --host h1 list --json | jq -r '.vms[] | "\(.name) \(.state)"')" = "live running" ]
+	wait_gen "$(host_home 1)" live $((before + 3))
+	# It went on from where it was: no new start, no bad page.
+	! log_of "$(host_home 1)" live | grep -q "stamps: start"
+	! log_of "$(host_home 1)" live | grep -q CORRUPT
+	[ "$(gens "$(host_home 1)" live | head -1)" -gt "$before" ]
+}
+
+# The port host 1 listens on for a migration, once it does: listen_port ADDR
+listen_port() {
+	for _ in $(seq 100); do
+		p=$(ip netns exec "$(host_ns 1)" ss -Htln "src $1" | awk '$4 !~ /:22$/ { sub(/.*:/, "", $4); print $4; exit }')
+		[ -n "$p" ] && { echo "$p"; return 0; }
+		sleep 0.05
+	done
+	return 1
+}
+
+@test "a connection to the migration port without the secret is turned away, said, and the migration goes on" {
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start live
+	wait_gen "$VI_HOME" live 3
+	# Slow enough to knock on its port meanwhile, fast enough to converge.
+	vi migrate --bandwidth 4M --downtime 2000 live h1 >"$BATS_TEST_TMPDIR/out" 2>&1 &
+	mig=$!
+	port=$(listen_port "$(host_addr 1)")
+	echo "not the secret" >"/dev/tcp/$(host_addr 1)/$port" || true
+	wait "$mig"
+	grep -q "^vi: warning: refused a migration connection from [0-9.]*: " "$BATS_TEST_TMPDIR/out"
+	grep -q "^moved VM 'live' to host 'h1', running" "$BATS_TEST_TMPDIR/out"
+	[ "$(vi --host h1 list --json | jq -r '.vms[].state')" = running ]
+}
+
+@test "the destination killed midway: the guest runs on here, one line, nothing there" {
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start live
+	wait_gen "$VI_HOME" live 3
+	vi migrate --bandwidth 1M live h1 >"$BATS_TEST_TMPDIR/out" 2>&1 &
+	mig=$!
+	listen_port "$(host_addr 1)" >/dev/null
+	sleep 0.5
+	host_kill 1
+	st=0
+	wait "$mig" || st=$?
+	[ "$st" -ne 0 ]
+	cat "$BATS_TEST_TMPDIR/out"
+	[ "$(grep -c '^vi: error: ' "$BATS_TEST_TMPDIR/out")" = 1 ]
+	g=$(gens "$VI_HOME" live | tail -1)
+	[ "$(vi show --json live | jq -r .vm.state)" = running ]
+	wait_gen "$VI_HOME" live $((g + 2))
+	! log_of "$VI_HOME" live | grep -q CORRUPT
+	# That store, as its own vi sees it: no VM.
+	[ -z "$(vi --home "$(host_home 1)" list --json | jq -r '.vms[].name')" ]
+	[ -z "$(ls -A "$(host_home 1)/vms/.staging")" ]
+}
+
+@test "the link cut midway: --timeout gives up, and the guest runs on here" {
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start live
+	wait_gen "$VI_HOME" live 3
+	vi migrate --bandwidth 1M --timeout 3 live h1 >"$BATS_TEST_TMPDIR/out" 2>&1 &
+	mig=$!
+	listen_port "$(host_addr 1)" >/dev/null
+	sleep 0.5
+	host_link_down 1
+	st=0
+	wait "$mig" || st=$?
+	[ "$st" -ne 0 ]
+	cat "$BATS_TEST_TMPDIR/out"
+	[ "$(grep -c '^vi: error: ' "$BATS_TEST_TMPDIR/out")" = 1 ]
+	[ "$(vi show --json live | jq -r .vm.state)" = running ]
+	g=$(gens "$VI_HOME" live | tail -1)
+	wait_gen "$VI_HOME" live $((g + 2))
+	host_link_up 1
+}
+
+@test "a backend that cannot move a running VM refuses, exit 4, nothing moved" {
+	use_fixture_plugins
+	echo "not a kernel" >vmlinuz
+	vi -q create --hv fixture --kernel vmlinuz --start fx
+	run -4 vi migrate fx h1
+	[ "$output" = "vi: error: backend 'fixture' cannot move a running VM yet: stop VM 'fx' and use --offline" ]
+	[ "$(vi show --json fx | jq -r .vm.state)" = running ]
+}

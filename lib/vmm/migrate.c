@@ -119,7 +119,57 @@ struct sender {
 	size_t ndisks;
 	pthread_t throttler;
 	atomic_bool throttling;
+	pthread_t watchdog;
+	atomic_bool done;     /* the stream is written: the watchdog ends */
+	atomic_int gave_up;   /* why the watchdog cancelled the writer: WATCH_* */
 };
+
+/* The watchdog: the stream is non-blocking, so that a link that carries nothing
+ * any more (cut, or a destination gone silent) or a timeout that ran out cancels
+ * the writer instead of leaving it blocked, and the guest runs on here. */
+enum { WATCH_NONE, WATCH_TIMEOUT, WATCH_STALL };
+#define STALL_S 20
+
+static void *watchdog_run(void *opaque)
+{
+	struct sender *s = opaque;
+	uint64_t last = atomic_load(&s->m->w->offset), moved = now_ns();
+
+	while (!atomic_load(&s->done)) {
+		uint64_t now = now_ns(), at = atomic_load(&s->m->w->offset);
+		struct timespec ts = { 0, 100000000 };
+
+		if (at != last) {
+			last = at;
+			moved = now;
+		}
+		if (s->o->timeout_s && now - s->start_ns >= (uint64_t)s->o->timeout_s * 1000000000u)
+			atomic_store(&s->gave_up, WATCH_TIMEOUT);
+		else if (now - moved >= (uint64_t)STALL_S * 1000000000u)
+			atomic_store(&s->gave_up, WATCH_STALL);
+		if (atomic_load(&s->gave_up)) {
+			atomic_store(&s->m->w->cancel, true);
+			break;
+		}
+		nanosleep(&ts, NULL);
+	}
+	return NULL;
+}
+
+/* The error for a writer the watchdog cancelled; ret when it did not. */
+static int watchdog_error(struct sender *s, int ret)
+{
+	switch (atomic_load(&s->gave_up)) {
+	case WATCH_TIMEOUT:
+		return vi_error(VI_ETIMEOUT, "the migration did not end within %u s",
+				s->o->timeout_s);
+	case WATCH_STALL:
+		return vi_error(VI_EFAIL, "the link to the destination carried nothing for %d s",
+				STALL_S);
+	default:
+		return ret;
+	}
+}
 
 static void disk_written(void *opaque, uint64_t offset, uint64_t len)
 {
@@ -537,6 +587,8 @@ int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
 			biggest = words;
 	}
 	s.fetched = xcalloc(biggest, 8);
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	bool watching = pthread_create(&s.watchdog, NULL, watchdog_run, &s) == 0;
 	ret = vi_state_writer_init(m->w, fd, &h);
 	if (ret == 0)
 		ret = vmm_memory_set_dirty_log(vm, true);
@@ -554,6 +606,12 @@ int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
 		held = true;
 		ret = migrate_downtime(&s);
 	}
+	/* The stream is written: what follows waits with timeouts of its own. */
+	atomic_store(&s.done, true);
+	if (watching)
+		pthread_join(s.watchdog, NULL);
+	if (ret < 0)
+		ret = watchdog_error(&s, ret);
 	if (ret == 0) {
 		atomic_store(&m->phase, VMM_MIGRATE_COMMIT);
 		ret = migrate_wait_ready(fd);

@@ -307,7 +307,9 @@ static void start_exec(char *const argv[], int notify, int incoming)
 }
 
 /* Reads the notify pipe to EOF: "1", or "0", the VI_E* code, a space and a message. */
-static int start_wait(const struct vi_hv_vm *vm, int fd)
+/* timeout_ms 0: as long as the VMM lives (a migration takes what it takes; the
+ * VMM gives up on a silent stream itself). */
+static int start_wait(const struct vi_hv_vm *vm, int fd, long timeout_ms)
 {
 	char buf[1024];
 	size_t len = 0;
@@ -322,10 +324,10 @@ static int start_wait(const struct vi_hv_vm *vm, int fd)
 		clock_gettime(CLOCK_MONOTONIC, &now);
 		waited = (now.tv_sec - start.tv_sec) * 1000 +
 			 (now.tv_nsec - start.tv_nsec) / 1000000;
-		if (waited >= START_TIMEOUT_MS)
-			return vi_error(VI_ETIMEOUT, "VM '%s' did not start within %d s", vm->name,
-					START_TIMEOUT_MS / 1000);
-		if (poll(&p, 1, (int)(START_TIMEOUT_MS - waited)) < 0 && errno != EINTR)
+		if (timeout_ms && waited >= timeout_ms)
+			return vi_error(VI_ETIMEOUT, "VM '%s' did not start within %ld s", vm->name,
+					timeout_ms / 1000);
+		if (poll(&p, 1, timeout_ms ? (int)(timeout_ms - waited) : -1) < 0 && errno != EINTR)
 			return vi_error_errno(VI_EFAIL, errno, "cannot wait for VM '%s'", vm->name);
 		if (!p.revents)
 			continue;
@@ -394,7 +396,7 @@ static int start_vmm(const struct vi_hv_vm *vm, const char *state, unsigned flag
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot fork");
 	} else {
 		waitpid(child, &status, 0);
-		ret = start_wait(vm, pipefd[0]);
+		ret = start_wait(vm, pipefd[0], incoming >= 0 ? 0 : START_TIMEOUT_MS);
 	}
 	close(pipefd[0]);
 	return ret;
