@@ -618,7 +618,10 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 		if (result.unconfirmed) {
 			char *mark = vi_store_path(&ctx.store, "vms/%s/migrating", m->def.name);
 			char *text = xasprintf("to %s, unconfirmed\n", e->name);
+			char *why = xstrdup(vi_error_message());
 			vi_write_file_atomic(mark, text, strlen(text), 0600);
+			rc = vi_error(VI_ESTATE, "%s", why);
+			free(why);
 			free(mark);
 			free(text);
 		}
