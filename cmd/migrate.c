@@ -647,6 +647,7 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 		json_object_object_add(doc, "live", json_object_new_boolean(true));
 		json_object_object_add(doc, "total_ms", vi_json_ms(vi_ms_since(start)));
 		json_object_object_add(doc, "downtime_ms", vi_json_ms(result.downtime_ms));
+		json_object_object_add(doc, "stream_ms", vi_json_ms(result.total_ms));
 		json_object_object_add(doc, "bytes", json_object_new_int64((int64_t)(result.bytes + sent)));
 		json_object_object_add(doc, "disk_bytes", json_object_new_int64((int64_t)result.disk_bytes));
 		json_object_object_add(doc, "iterations", json_object_new_int((int)result.iterations));
