@@ -323,7 +323,10 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 		}
 		free(missing);
 	}
-	/* What it lacks of the images, and the VM there already. */
+	/* What it lacks of the images, and the VM there already: for the report;
+	 * a move learns both on its own link. */
+	if (!report)
+		goto out;
 	if ((rc = link_open(e, m->def.name, true, &l)) < 0)
 		goto out;
 	if ((rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l.from, l.to, &need)) < 0) {
@@ -517,6 +520,18 @@ out:
 
 /* --- the verb ------------------------------------------------------------------------ */
 
+/* The header on the link, and what the other store lacks; a VM of that name
+ * there is said from here. */
+static int offer_header(struct vi_machine *m, const struct vi_host_entry *e,
+			const struct vi_bundle *b, bool live, struct link *l, struct json_object **need)
+{
+	int rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l->from, l->to, need);
+
+	if (rc == -VI_ESTATE)
+		rc = vi_error(VI_ESTATE, "VM '%s' exists on host '%s'", m->def.name, e->name);
+	return rc;
+}
+
 struct live_progress {
 	struct vi_progress p;
 	bool started;
@@ -579,7 +594,7 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 			shared |= 1ull << i;
 	if ((rc = link_open(e, m->def.name, false, &l)) < 0)
 		return rc;
-	if ((rc = vi_migrate_offer_header(&ctx.store, &m->def, b, true, l.from, l.to, &need)) < 0 ||
+	if ((rc = offer_header(m, e, b, true, &l, &need)) < 0 ||
 	    (rc = vi_migrate_offer_files(&ctx.store, b, need, l.to, copy_progress, &cp, &sent)) < 0 ||
 	    (rc = vi_migrate_read_line(l.from, &line)) < 0) {
 		if (cp.started)
@@ -757,7 +772,7 @@ int cmd_migrate(int argc, char **argv)
 	if ((rc = link_open(e, m.def.name, false, &l)) < 0)
 		goto out_bundle;
 	cp.what = "copying the disks";
-	if ((rc = vi_migrate_offer_header(&ctx.store, &m.def, &b, false, l.from, l.to, &need)) < 0 ||
+	if ((rc = offer_header(&m, e, &b, false, &l, &need)) < 0 ||
 	    (rc = vi_migrate_offer_files(&ctx.store, &b, need, l.to, copy_progress, &cp, &sent)) < 0 ||
 	    (rc = vi_migrate_read_line(l.from, &line)) < 0) {
 		if (cp.started)
