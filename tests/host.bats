@@ -7,6 +7,7 @@ load lib/common
 
 setup() {
 	common_setup
+	cd "$BATS_TEST_TMPDIR"
 }
 
 teardown() {

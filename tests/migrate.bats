@@ -8,6 +8,7 @@ load lib/hosts
 
 setup() {
 	common_setup
+	cd "$BATS_TEST_TMPDIR"
 	hosts_setup 2
 	hv=svm
 	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
