@@ -32,24 +32,12 @@ static char tmpdir[] = "/tmp/vmm-migrate-XXXXXX";
 /* The highest "stamps: gen N ok" on a console, 0 for none. */
 static unsigned last_gen(int console)
 {
-	char *out = read_fd(console), *p = out;
-	unsigned last = 0, n;
-
-	while ((p = strstr(p, "gen ")))
-		if (sscanf(p += 4, "%u ok", &n) == 1 && n > last)
-			last = n;
-	free(out);
-	return last;
+	return console_last(console, "gen ", " ok");
 }
 
 static bool wait_gen(int console, unsigned n)
 {
-	for (int i = 0; i < 1200; i++) {
-		if (last_gen(console) >= n)
-			return true;
-		usleep(50000);
-	}
-	return false;
+	return console_wait(console, "gen ", " ok", n, 1200);
 }
 
 static bool console_has(int console, const char *text)

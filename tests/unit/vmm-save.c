@@ -34,28 +34,10 @@ struct session {
 	char *output;
 };
 
-/* The highest "count N" line the console shows so far. */
-static unsigned last_count(int console)
-{
-	char *out = read_fd(console), *p = out;
-	unsigned last = 0, n;
-
-	while ((p = strstr(p, "count ")))
-		if (sscanf(p += 6, "%u", &n) == 1 && n > last)
-			last = n;
-	free(out);
-	return last;
-}
-
 /* Waits (up to 30 s) until the guest has counted to `n`. */
 static bool wait_count(int console, unsigned n)
 {
-	for (int i = 0; i < 600; i++) {
-		if (last_count(console) >= n)
-			return true;
-		usleep(50000);
-	}
-	return false;
+	return console_wait(console, "count ", "", n, 600);
 }
 
 static bool wait_eof(int fd)

@@ -41,6 +41,34 @@ static inline char *read_fd(int fd)
 	return buf;
 }
 
+/* The highest N of the console's "WORD N" lines (WORD with its space, N followed by
+ * suffix, "" for anything), 0 for none: how far a counting guest has got. */
+static inline unsigned console_last(int console, const char *word, const char *suffix)
+{
+	char *out = read_fd(console), *p = out, *end;
+	unsigned last = 0;
+
+	while ((p = strstr(p, word))) {
+		unsigned long n = strtoul(p += strlen(word), &end, 10);
+		if (end > p && !strncmp(end, suffix, strlen(suffix)) && n > last)
+			last = (unsigned)n;
+	}
+	free(out);
+	return last;
+}
+
+/* Waits up to tries * 50 ms until console_last() reaches n. */
+static inline bool console_wait(int console, const char *word, const char *suffix, unsigned n,
+				unsigned tries)
+{
+	for (unsigned i = 0; i < tries; i++) {
+		if (console_last(console, word, suffix) >= n)
+			return true;
+		usleep(50000);
+	}
+	return false;
+}
+
 /* The text of a file, "" when it cannot be read (the caller frees it). */
 static inline char *slurp(const char *path)
 {
