@@ -163,28 +163,6 @@ static uint64_t meminfo(const char *text, const char *key)
 	return 0;
 }
 
-/* The value of the first "KEY<blanks>: value" line of /proc/cpuinfo, malloc'd,
- * or NULL. */
-static char *cpuinfo(const char *text, const char *key)
-{
-	size_t klen = strlen(key);
-
-	for (const char *p = text; p && *p;) {
-		const char *end = strchrnul(p, '\n'), *v = p + klen;
-		if (!strncmp(p, key, klen) && (*v == ' ' || *v == '\t' || *v == ':')) {
-			while (v < end && *v != ':')
-				v++;
-			if (v < end)
-				v++;
-			while (v < end && *v == ' ')
-				v++;
-			return xstrndup(v, (size_t)(end - v));
-		}
-		p = *end ? end + 1 : NULL;
-	}
-	return NULL;
-}
-
 static char *read_proc(const char *path)
 {
 	char *text = NULL;
@@ -201,9 +179,8 @@ static char *read_proc(const char *path)
 static struct json_object *local_info(void)
 {
 	struct json_object *o = json_object_new_object(), *backends = json_object_new_array();
-	char *mem = read_proc("/proc/meminfo"), *cpu = read_proc("/proc/cpuinfo");
-	char *load = read_proc("/proc/loadavg"), *model = cpuinfo(cpu, "model name");
-	char *flags = cpuinfo(cpu, "flags"), name[256] = "";
+	char *mem = read_proc("/proc/meminfo"), *load = read_proc("/proc/loadavg");
+	char *model = vi_cpuinfo("model name"), *flags = vi_cpuinfo("flags"), name[256] = "";
 	char **vms = NULL;
 	size_t nvms = 0, running = 0;
 	struct utsname u;
@@ -244,41 +221,10 @@ static struct json_object *local_info(void)
 	json_object_object_add(o, "vms", json_object_new_int64((int64_t)nvms));
 	json_object_object_add(o, "vms_running", json_object_new_int64((int64_t)running));
 	free(mem);
-	free(cpu);
 	free(load);
 	free(model);
 	free(flags);
 	return o;
-}
-
-/* A size as people read it: "23.5G", "512M". */
-static void human_size(uint64_t bytes, char *buf, size_t len)
-{
-	static const char units[] = "KMGTP";
-	double v = (double)bytes / 1024;
-	size_t u = 0;
-
-	while (v >= 1024 && u + 1 < sizeof(units) - 1) {
-		v /= 1024;
-		u++;
-	}
-	snprintf(buf, len, v < 10 ? "%.1f%c" : "%.0f%c", v, units[u]);
-}
-
-static const char *jstr(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null)
-		       ? json_object_get_string(v)
-		       : NULL;
-}
-
-static int64_t jint(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
 }
 
 /* The backends as "a,b", malloc'd. */
@@ -383,11 +329,11 @@ int cmd_host_list(int argc, char **argv)
 			char cpus[16], mem[32], freem[32], vms[48], rtt[32];
 			char *be = backend_list(a[i].info);
 			bool up = a[i].info != NULL;
-			snprintf(cpus, sizeof(cpus), "%lld", (long long)jint(a[i].info, "cpus"));
-			human_size((uint64_t)jint(a[i].info, "memory"), mem, sizeof(mem));
-			human_size((uint64_t)jint(a[i].info, "memory_free"), freem, sizeof(freem));
-			snprintf(vms, sizeof(vms), "%lld/%lld", (long long)jint(a[i].info, "vms_running"),
-				 (long long)jint(a[i].info, "vms"));
+			snprintf(cpus, sizeof(cpus), "%lld", (long long)vi_json_get_int(a[i].info, "cpus"));
+			vi_format_human((uint64_t)vi_json_get_int(a[i].info, "memory"), mem, sizeof(mem));
+			vi_format_human((uint64_t)vi_json_get_int(a[i].info, "memory_free"), freem, sizeof(freem));
+			snprintf(vms, sizeof(vms), "%lld/%lld", (long long)vi_json_get_int(a[i].info, "vms_running"),
+				 (long long)vi_json_get_int(a[i].info, "vms"));
 			snprintf(rtt, sizeof(rtt), "%.0f ms", a[i].ms);
 			vi_table_add(&t, (const char *[]){ h.hosts[i].name, h.hosts[i].uri,
 							   up ? "up" : "down", up ? be : NULL,
@@ -412,20 +358,20 @@ static void print_info(struct json_object *info)
 	char mem[32], freem[32];
 	char *be = backend_list(info);
 
-	human_size((uint64_t)jint(info, "memory"), mem, sizeof(mem));
-	human_size((uint64_t)jint(info, "memory_free"), freem, sizeof(freem));
-	printf("hostname:  %s\n", jstr(info, "hostname") ? jstr(info, "hostname") : "-");
-	printf("vi:        %s, store %s\n", jstr(info, "version") ? jstr(info, "version") : "-",
-	       jstr(info, "home") ? jstr(info, "home") : "-");
-	printf("kernel:    %s\n", jstr(info, "kernel") ? jstr(info, "kernel") : "-");
-	printf("cpus:      %lld (%s)\n", (long long)jint(info, "cpus"),
-	       jstr(info, "cpu_model") ? jstr(info, "cpu_model") : "unknown model");
+	vi_format_human((uint64_t)vi_json_get_int(info, "memory"), mem, sizeof(mem));
+	vi_format_human((uint64_t)vi_json_get_int(info, "memory_free"), freem, sizeof(freem));
+	printf("hostname:  %s\n", vi_json_get_str(info, "hostname") ? vi_json_get_str(info, "hostname") : "-");
+	printf("vi:        %s, store %s\n", vi_json_get_str(info, "version") ? vi_json_get_str(info, "version") : "-",
+	       vi_json_get_str(info, "home") ? vi_json_get_str(info, "home") : "-");
+	printf("kernel:    %s\n", vi_json_get_str(info, "kernel") ? vi_json_get_str(info, "kernel") : "-");
+	printf("cpus:      %lld (%s)\n", (long long)vi_json_get_int(info, "cpus"),
+	       vi_json_get_str(info, "cpu_model") ? vi_json_get_str(info, "cpu_model") : "unknown model");
 	printf("memory:    %s, %s free\n", mem, freem);
 	printf("load:      %.2f\n", json_object_get_double(
 					    json_object_object_get(info, "load")));
 	printf("backends:  %s\n", *be ? be : "none usable");
-	printf("vms:       %lld, %lld running\n", (long long)jint(info, "vms"),
-	       (long long)jint(info, "vms_running"));
+	printf("vms:       %lld, %lld running\n", (long long)vi_json_get_int(info, "vms"),
+	       (long long)vi_json_get_int(info, "vms_running"));
 	free(be);
 }
 

@@ -154,15 +154,6 @@ static struct json_object *local_vms(void)
 	return arr;
 }
 
-static const char *field(struct json_object *o, const char *key)
-{
-	struct json_object *v;
-
-	return json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null)
-		       ? json_object_get_string(v)
-		       : NULL;
-}
-
 /* Every host's VMs after this one's, each entry with the host it is on
  * ("host": null here); a host that does not answer is said once, on stderr
  * and in "hosts". */
@@ -243,22 +234,20 @@ int cmd_list(int argc, char **argv)
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *o = json_object_array_get_idx(arr, i);
 		char cpus[16] = "", mem[32] = "";
-		bool bad = field(o, "error") != NULL;
+		bool bad = vi_json_get_str(o, "error") != NULL;
 		if (!bad) {
-			snprintf(cpus, sizeof(cpus), "%s", field(o, "cpus"));
-			vi_format_size((uint64_t)json_object_get_int64(
-					       json_object_object_get(o, "memory")),
-				       mem, sizeof(mem));
+			snprintf(cpus, sizeof(cpus), "%s", vi_json_get_str(o, "cpus"));
+			vi_format_size((uint64_t)vi_json_get_int(o, "memory"), mem, sizeof(mem));
 		}
-		const char *row[] = { field(o, "host") ? field(o, "host") : "local",
-				      field(o, "name"),
-				      bad ? NULL : field(o, "hv"),
-				      bad ? "error" : field(o, "state"),
+		const char *row[] = { vi_json_get_str(o, "host") ? vi_json_get_str(o, "host") : "local",
+				      vi_json_get_str(o, "name"),
+				      bad ? NULL : vi_json_get_str(o, "hv"),
+				      bad ? "error" : vi_json_get_str(o, "state"),
 				      bad ? NULL : cpus,
 				      bad ? NULL : mem,
-				      field(o, "template"),
-				      field(o, "address"),
-				      field(o, "ssh") };
+				      vi_json_get_str(o, "template"),
+				      vi_json_get_str(o, "address"),
+				      vi_json_get_str(o, "ssh") };
 		vi_table_add(&t, row + first);
 	}
 	if (n)

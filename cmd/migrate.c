@@ -211,9 +211,11 @@ static bool has_word(const char *list, const char *word)
 	return false;
 }
 
-/* One line of --check, and whether it passed. */
+/* The lines of --check: printed, or kept for --json (list), or neither while a
+ * move checks first; and whether one failed. */
 struct checks {
 	struct json_object *list;
+	bool print;
 	bool failed;
 };
 
@@ -229,25 +231,27 @@ static void check_line(struct checks *c, bool ok, const char *what, const char *
 	vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
 	c->failed |= !ok;
-	if (ctx.json) {
+	if (c->list) {
 		struct json_object *o = json_object_new_object();
 		json_object_object_add(o, "check", vi_json_str(what));
 		json_object_object_add(o, "ok", json_object_new_boolean(ok));
 		json_object_object_add(o, "detail", vi_json_str(text));
 		json_object_array_add(c->list, o);
-	} else {
-		printf("%-4s %-10s %s\n", ok ? "ok" : "FAIL", what, text);
 	}
+	if (c->print)
+		printf("%-4s %-10s %s\n", ok ? "ok" : "FAIL", what, text);
 }
 
-static void human(uint64_t bytes, char *buf, size_t len)
+/* The header on the link, and what the other store lacks; a VM of that name
+ * there is said from here. */
+static int offer_header(struct vi_machine *m, const struct vi_host_entry *e,
+			const struct vi_bundle *b, bool live, struct link *l, struct json_object **need)
 {
-	if (bytes >= 10ull << 30)
-		snprintf(buf, len, "%.0f GiB", bytes / 1073741824.0);
-	else if (bytes >= 1ull << 20)
-		snprintf(buf, len, "%.1f MiB", bytes / 1048576.0);
-	else
-		snprintf(buf, len, "%.1f KiB", bytes / 1024.0);
+	int rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l->from, l->to, need);
+
+	if (rc == -VI_ESTATE)
+		rc = vi_error(VI_ESTATE, "VM '%s' exists on host '%s'", m->def.name, e->name);
+	return rc;
 }
 
 /* The checks `--check` prints, and the ones every migration makes first: the
@@ -261,7 +265,6 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 	char size[32], have[32];
 	struct link l;
 	int rc = 0;
-	char *line = NULL;
 
 	if (!info)
 		return -vi_error_code();
@@ -280,11 +283,9 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 	}
 	/* Memory and CPU, for a guest that runs on. */
 	if (live) {
-		uint64_t free_mem = json_object_object_get_ex(info, "memory_free", &v)
-					    ? (uint64_t)json_object_get_int64(v)
-					    : 0;
-		human(m->def.memory, size, sizeof(size));
-		human(free_mem, have, sizeof(have));
+		uint64_t free_mem = (uint64_t)vi_json_get_int(info, "memory_free");
+		vi_format_human(m->def.memory, size, sizeof(size));
+		vi_format_human(free_mem, have, sizeof(have));
 		check_line(c, free_mem > m->def.memory, "memory", "%s needed, %s free there", size,
 			   have);
 		if (free_mem <= m->def.memory && !report) {
@@ -292,27 +293,16 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 				      have, m->def.name, size);
 			goto out;
 		}
-		char *cpu = NULL;
-		size_t len;
-		const char *flags_there = json_object_object_get_ex(info, "cpu_flags", &v)
-						  ? json_object_get_string(v)
-						  : "";
-		char *missing = xstrdup("");
-		if (vi_read_file("/proc/cpuinfo", &cpu, &len) == 0) {
-			char *f = strstr(cpu, "\nflags"), *colon = f ? strchr(f, ':') : NULL;
-			char *end = colon ? strchrnul(colon, '\n') : NULL;
-			char *flags = colon ? xstrndup(colon + 1, (size_t)(end - colon - 1)) : xstrdup("");
-			char *save = NULL;
-			for (char *w = strtok_r(flags, " ", &save); w; w = strtok_r(NULL, " ", &save))
-				if (!has_word(flags_there, w)) {
-					char *more = xasprintf("%s%s%s", missing, *missing ? " " : "", w);
-					free(missing);
-					missing = more;
-				}
-			free(flags);
-		}
-		vi_error_clear();
-		free(cpu);
+		const char *flags_there = vi_json_get_str(info, "cpu_flags");
+		char *flags = vi_cpuinfo("flags"), *missing = xstrdup(""), *save = NULL;
+		for (char *w = flags ? strtok_r(flags, " ", &save) : NULL; w;
+		     w = strtok_r(NULL, " ", &save))
+			if (!has_word(flags_there ? flags_there : "", w)) {
+				char *more = xasprintf("%s%s%s", missing, *missing ? " " : "", w);
+				free(missing);
+				missing = more;
+			}
+		free(flags);
 		check_line(c, !*missing, "cpu", *missing ? "host '%s' lacks %s" : "host '%s' has every CPU feature of this one%s",
 			   e->name, missing);
 		if (*missing && !report) {
@@ -329,13 +319,10 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 		goto out;
 	if ((rc = link_open(e, m->def.name, true, &l)) < 0)
 		goto out;
-	if ((rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l.from, l.to, &need)) < 0) {
-		bool exists = vi_error_code() == VI_ESTATE;
+	if ((rc = offer_header(m, e, b, live, &l, &need)) < 0) {
+		bool exists = rc == -VI_ESTATE;
 		rc = link_failed(&l, e->name);
-		/* Said there as "on this host": here it is that host. */
-		if (exists)
-			rc = vi_error(VI_ESTATE, "VM '%s' exists on host '%s'", m->def.name, e->name);
-		if (report && exists) {
+		if (exists) {
 			check_line(c, false, "name", "%s", vi_error_message());
 			vi_error_clear();
 			rc = 0;
@@ -346,7 +333,7 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 	check_line(c, true, "name", "no VM '%s' on host '%s'", m->def.name, e->name);
 	struct json_object *imgs = NULL;
 	json_object_object_get_ex(need, "images", &imgs);
-	human(vi_bundle_bytes(&ctx.store, b, need), size, sizeof(size));
+	vi_format_human(vi_bundle_bytes(&ctx.store, b, need), size, sizeof(size));
 	check_line(c, true, "copy", "%s to copy%s", size,
 		   imgs && json_object_array_length(imgs) ? ", golden image included"
 		   : b->nimages                          ? ", golden image there already"
@@ -354,7 +341,6 @@ static int preflight(struct vi_machine *m, const struct vi_host_entry *e, bool l
 	for (size_t i = 0; i < b->noutside; i++)
 		check_line(c, true, "shared", "%s must be at the same path there", b->outside[i]);
 out:
-	free(line);
 	if (need)
 		json_object_put(need);
 	json_object_put(info);
@@ -520,18 +506,6 @@ out:
 
 /* --- the verb ------------------------------------------------------------------------ */
 
-/* The header on the link, and what the other store lacks; a VM of that name
- * there is said from here. */
-static int offer_header(struct vi_machine *m, const struct vi_host_entry *e,
-			const struct vi_bundle *b, bool live, struct link *l, struct json_object **need)
-{
-	int rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l->from, l->to, need);
-
-	if (rc == -VI_ESTATE)
-		rc = vi_error(VI_ESTATE, "VM '%s' exists on host '%s'", m->def.name, e->name);
-	return rc;
-}
-
 struct live_progress {
 	struct vi_progress p;
 	bool started;
@@ -565,9 +539,9 @@ static void live_progress(void *opaque, const struct vi_hv_migrate_progress *p)
 		vi_progress_start(&lp->p, 0, "migrating");
 		lp->started = true;
 	}
-	human(p->sent, sent, sizeof(sent));
-	human(p->remaining, left, sizeof(left));
-	human(p->dirty_rate, rate, sizeof(rate));
+	vi_format_human(p->sent, sent, sizeof(sent));
+	vi_format_human(p->remaining, left, sizeof(left));
+	vi_format_human(p->dirty_rate, rate, sizeof(rate));
 	snprintf(step, sizeof(step), "%s, iteration %u: %s sent, %s left, dirtied %s/s", p->phase,
 		 p->iteration, sent, left, rate);
 	vi_progress_report(&lp->p, step, -1);
@@ -671,7 +645,7 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 		json_object_put(doc);
 	} else {
 		char size[32];
-		human(result.bytes + sent, size, sizeof(size));
+		vi_format_human(result.bytes + sent, size, sizeof(size));
 		vi_info("moved VM '%s' to host '%s', running: %.1f s in all, paused %.1f ms, %s in %u "
 			"iterations",
 			m->def.name, e->name, vi_ms_since(start) / 1000, result.downtime_ms, size,
@@ -739,7 +713,8 @@ int cmd_migrate(int argc, char **argv)
 	if ((rc = vi_bundle_collect(&ctx.store, &m.def, live, &b)) < 0)
 		goto out_machine;
 	if (check_only) {
-		c.list = json_object_new_array();
+		c.list = ctx.json ? json_object_new_array() : NULL;
+		c.print = !ctx.json;
 		rc = preflight(&m, e, live, &b, true, &c);
 		if (rc == 0 && ctx.json) {
 			struct json_object *doc = vi_json_doc();
@@ -747,20 +722,14 @@ int cmd_migrate(int argc, char **argv)
 			json_object_object_add(doc, "checks", json_object_get(c.list));
 			vi_json_print(doc);
 		}
-		json_object_put(c.list);
+		if (c.list)
+			json_object_put(c.list);
 		if (rc == 0 && c.failed)
 			ctx.exit_status = VI_ESTATE;
 		goto out_bundle;
 	}
-	c.list = json_object_new_array();
 	/* The checks, silently: a failure is the error. */
-	{
-		int json = ctx.json;
-		ctx.json = 1; /* lines into c.list, none printed */
-		rc = preflight(&m, e, live, &b, false, &c);
-		ctx.json = json;
-	}
-	json_object_put(c.list);
+	rc = preflight(&m, e, live, &b, false, &c);
 	if (rc < 0)
 		goto out_bundle;
 	if (live) {
@@ -803,7 +772,7 @@ int cmd_migrate(int argc, char **argv)
 		vi_json_print(doc);
 	} else {
 		char size[32];
-		human(sent, size, sizeof(size));
+		vi_format_human(sent, size, sizeof(size));
 		vi_info("moved VM '%s' to host '%s' (stopped): %s copied in %.1f s", m.def.name,
 			e->name, size, vi_ms_since(start) / 1000);
 	}

@@ -134,23 +134,6 @@ static struct json_object *yaml_json(struct vi_yaml *y, yaml_node_t *n)
 	return json_object_new_string(s);
 }
 
-/* Sizes for people: "45.2M". */
-static void human_size(uint64_t bytes, char *buf, size_t len)
-{
-	static const char units[] = "KMGTPE";
-	double v = (double)bytes;
-	int u = -1;
-
-	while (v >= 1024 && u < 5) {
-		v /= 1024;
-		u++;
-	}
-	if (u < 0)
-		snprintf(buf, len, "%lluB", (unsigned long long)bytes);
-	else
-		snprintf(buf, len, "%.1f%c", v, units[u]);
-}
-
 /* --- the subcommands ---------------------------------------------------- */
 
 static int template_validate_cmd(int argc, char **argv)
@@ -382,7 +365,7 @@ static int list_images(void)
 			snprintf(digest, sizeof(digest), "%.12s", imgs[i].digest);
 			snprintf(base, sizeof(base), "%.12s",
 				 imgs[i].base_digest ? imgs[i].base_digest : "-");
-			human_size(imgs[i].bytes, size, sizeof(size));
+			vi_format_human(imgs[i].bytes, size, sizeof(size));
 			localtime_r(&imgs[i].built, &tm);
 			strftime(when, sizeof(when), "%Y-%m-%d %H:%M", &tm);
 			vi_table_add(&tab, (const char *[]){ digest, imgs[i].name, imgs[i].version,

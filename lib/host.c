@@ -217,6 +217,34 @@ int vi_hosts_get(struct vi_hosts *h, const char *name, struct vi_host_entry **ou
 	return 0;
 }
 
+/* --- this machine --------------------------------------------------------------- */
+
+char *vi_cpuinfo(const char *key)
+{
+	size_t klen = strlen(key), len;
+	char *text = NULL, *value = NULL;
+
+	if (vi_read_file("/proc/cpuinfo", &text, &len) < 0) {
+		vi_error_clear();
+		return NULL;
+	}
+	for (const char *p = text; p && *p && !value;) {
+		const char *end = strchrnul(p, '\n'), *v = p + klen;
+		if (!strncmp(p, key, klen) && (*v == ' ' || *v == '\t' || *v == ':')) {
+			while (v < end && *v != ':')
+				v++;
+			if (v < end)
+				v++;
+			while (v < end && *v == ' ')
+				v++;
+			value = xstrndup(v, (size_t)(end - v));
+		}
+		p = *end ? end + 1 : NULL;
+	}
+	free(text);
+	return value;
+}
+
 /* --- ssh ---------------------------------------------------------------------------- */
 
 static void argv_add(char ***argv, size_t *n, char *s)

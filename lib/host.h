@@ -40,6 +40,10 @@ int vi_hosts_get(struct vi_hosts *h, const char *name, struct vi_host_entry **ou
 void vi_host_entry_release(struct vi_host_entry *e);
 void vi_hosts_release(struct vi_hosts *h);
 
+/* The value of the first "KEY: value" line of this machine's /proc/cpuinfo
+ * ("flags", "model name"), malloc'd, or NULL. */
+char *vi_cpuinfo(const char *key);
+
 enum {
 	VI_HOST_BATCH = 1u << 0, /* no prompts, a connect timeout: for queries */
 	VI_HOST_TTY = 1u << 1,   /* a terminal there (ssh -t) */

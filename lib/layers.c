@@ -81,15 +81,6 @@ struct vi_layer *vi_layer_import(struct vi_layer_index *idx, const char *id, con
 	return l;
 }
 
-static void strv_add(char ***v, size_t *n, const char *s)
-{
-	for (size_t i = 0; i < *n; i++)
-		if (!strcmp((*v)[i], s))
-			return;
-	*v = xrealloc(*v, (*n + 1) * sizeof(char *));
-	(*v)[(*n)++] = xstrdup(s);
-}
-
 static void strv_free(char **v, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -101,7 +92,7 @@ void vi_layer_ref(struct vi_layer_index *idx, const char *id, const char *ref)
 {
 	struct vi_layer *l = vi_layer_find(idx, id);
 	if (l)
-		strv_add(&l->refs, &l->nrefs, ref);
+		vi_strv_add(&l->refs, &l->nrefs, ref);
 }
 
 void vi_layer_unref(struct vi_layer_index *idx, const char *id, const char *ref)
@@ -191,7 +182,7 @@ static int load_strv(struct vi_yaml *y, yaml_node_t *map, const char *key, char 
 		const char *s = vi_yaml_scalar(item);
 		if (!s)
 			return vi_yaml_error(y, item, VI_EFAIL, "'%s' must list strings", key);
-		strv_add(v, n, s);
+		vi_strv_add(v, n, s);
 	}
 	return 0;
 }
@@ -496,7 +487,7 @@ static int migrate(const struct vi_store *s, struct vi_layer_index *idx)
 			l->parent = xstrdup(parent->id);
 		else if (m.old[i].backing_real)
 			l->backing = xstrdup(m.old[i].backing_real);
-		strv_add(&l->aliases, &l->naliases, m.old[i].real);
+		vi_strv_add(&l->aliases, &l->naliases, m.old[i].real);
 	}
 	if (rc < 0)
 		goto cleanup;
@@ -769,7 +760,7 @@ int vi_layers_commit(const struct vi_store *s, struct vi_layer_index *idx)
 			doomed = xrealloc(doomed, (ndoomed + 1) * sizeof(char *));
 			doomed[ndoomed++] = file;
 			for (size_t a = 0; a < l->naliases; a++)
-				strv_add(&doomed, &ndoomed, l->aliases[a]);
+				vi_strv_add(&doomed, &ndoomed, l->aliases[a]);
 			layer_free(l);
 			idx->layers[i] = idx->layers[--idx->n];
 			again = true;

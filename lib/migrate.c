@@ -30,15 +30,6 @@
 
 /* --- collecting --------------------------------------------------------------------- */
 
-static void strv_add(char ***v, size_t *n, const char *s)
-{
-	for (size_t i = 0; i < *n; i++)
-		if (!strcmp((*v)[i], s))
-			return;
-	*v = xrealloc(*v, (*n + 1) * sizeof(char *));
-	(*v)[(*n)++] = xstrdup(s);
-}
-
 /* The part of path after the store's home and a slash, or NULL when it is not
  * in the store. */
 static const char *in_store(const struct vi_store *s, const char *path)
@@ -55,7 +46,7 @@ static char *classify(const struct vi_store *s, const char *path, struct vi_bund
 	const char *rel = in_store(s, path);
 
 	if (!rel) {
-		strv_add(&b->outside, &b->noutside, path);
+		vi_strv_add(&b->outside, &b->noutside, path);
 		return NULL;
 	}
 	if (!strncmp(rel, "images/layers/", 14)) {
@@ -69,7 +60,7 @@ static char *classify(const struct vi_store *s, const char *path, struct vi_bund
 		const char *d = rel + 7;
 		size_t n = strcspn(d, "/");
 		char *digest = xstrndup(d, n);
-		strv_add(&b->images, &b->nimages, digest);
+		vi_strv_add(&b->images, &b->nimages, digest);
 		free(digest);
 	}
 	return NULL;
@@ -87,7 +78,7 @@ static void walk_chain(const struct vi_store *s, const char *path, char ***layer
 		char *next = NULL, *id = classify(s, cur, b);
 
 		if (id) {
-			strv_add(layers, nlayers, id);
+			vi_strv_add(layers, nlayers, id);
 			free(id);
 		}
 		if (image_open(cur, IMAGE_PROBE, IMAGE_OPEN_SHARED | IMAGE_OPEN_NO_BACKING, &img) < 0) {
@@ -164,7 +155,7 @@ int vi_bundle_collect(const struct vi_store *s, const struct vi_vm *vm, bool liv
 	walk_files(s, dir, b);
 	free(dir);
 	if (vm->template_digest)
-		strv_add(&b->images, &b->nimages, vm->template_digest);
+		vi_strv_add(&b->images, &b->nimages, vm->template_digest);
 	if (vm->kernel)
 		free(classify(s, vm->kernel, b));
 	if (vm->initrd)
@@ -395,7 +386,7 @@ static void image_files(const struct vi_store *s, const char *digest, char ***fi
 
 	walk_files(s, rel, &tmp);
 	for (size_t i = 0; i < tmp.nfiles; i++)
-		strv_add(files, n, tmp.files[i]);
+		vi_strv_add(files, n, tmp.files[i]);
 	vi_bundle_release(&tmp);
 	free(rel);
 }
@@ -426,12 +417,12 @@ static void offered_files(const struct vi_store *s, const struct vi_bundle *b,
 	for (size_t i = 0; i < b->nlayers; i++)
 		if (json_has(layers, b->layers[i].id)) {
 			char *rel = xasprintf("images/layers/%s.qcow2", b->layers[i].id);
-			strv_add(files, n, rel);
+			vi_strv_add(files, n, rel);
 			free(rel);
 		}
 	for (size_t i = 0; i < b->nfiles; i++)
 		if (!b->streamed[i])
-			strv_add(files, n, b->files[i]);
+			vi_strv_add(files, n, b->files[i]);
 }
 
 uint64_t vi_bundle_bytes(const struct vi_store *s, const struct vi_bundle *b,

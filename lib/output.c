@@ -35,6 +35,22 @@ struct json_object *vi_json_str(const char *s)
 	return s ? json_object_new_string(s) : NULL;
 }
 
+const char *vi_json_get_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) && !json_object_is_type(v, json_type_null)
+		       ? json_object_get_string(v)
+		       : NULL;
+}
+
+int64_t vi_json_get_int(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	return o && json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
 char *vi_escape_controls(const char *s)
 {
 	char *out = xmalloc(4 * strlen(s) + 1), *o = out;

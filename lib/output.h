@@ -19,6 +19,10 @@ void vi_json_print(struct json_object *doc);
 struct json_object *vi_json_ms(double ms);
 /* json_object_new_string() that maps NULL to JSON null. */
 struct json_object *vi_json_str(const char *s);
+/* o's member key: as a string (NULL when missing or null), as an integer (0 when
+ * missing). o may be NULL. */
+const char *vi_json_get_str(struct json_object *o, const char *key);
+int64_t vi_json_get_int(struct json_object *o, const char *key);
 
 /* Text for a terminal: control characters (C0, DEL and C1 as UTF-8 encodes
  * it) become \xHH, so that no name or message read from elsewhere can drive

@@ -27,6 +27,10 @@ int vi_parse_size_in(const char *s, const char *what, uint64_t min, uint64_t max
 int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out);
 /* "256M", "1.5G", "4096": the shortest exact-ish binary form; buf >= 32 bytes. */
 const char *vi_format_size(uint64_t bytes, char *buf, size_t len);
+/* A size for people to read, rounded: "45.2M", "512B". Returns buf. */
+const char *vi_format_human(uint64_t bytes, char *buf, size_t len);
+/* Appends a copy of s to the list *v of *n strings, unless it is there already. */
+void vi_strv_add(char ***v, size_t *n, const char *s);
 
 /* Optimal-string-alignment distance, for "did you mean". */
 unsigned vi_edit_distance(const char *a, const char *b);
