@@ -101,9 +101,10 @@ int cmd_host_info(int argc, char **argv);
 int cmd_host_list(int argc, char **argv);
 int cmd_host_rm(int argc, char **argv);
 int cmd_host_show(int argc, char **argv);
-/* Runs the verb of argv (vi's arguments, globals included) on host `name`
- * over ssh, relaying its output; its exit status becomes ctx.exit_status. */
-int cmd_relay(const char *name, int argc, char **argv);
+/* Runs the verb of argv (vi's arguments, globals included: the first
+ * nglobal of them, whose --home is this host's store) on host `name` over
+ * ssh, relaying its output; its exit status becomes ctx.exit_status. */
+int cmd_relay(const char *name, int argc, char **argv, int nglobal);
 int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_version(int argc, char **argv);

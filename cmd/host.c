@@ -446,7 +446,7 @@ static bool ssh_line(const char *line)
 	return false;
 }
 
-int cmd_relay(const char *name, int argc, char **argv)
+int cmd_relay(const char *name, int argc, char **argv, int nglobal)
 {
 	struct vi_host_entry *e;
 	struct vi_hosts h;
@@ -462,18 +462,20 @@ int cmd_relay(const char *name, int argc, char **argv)
 	if ((rc = vi_hosts_get(&h, name, &e)) < 0)
 		goto out;
 	/* The verb and everything it was given, but where it runs and with which
-	 * store: that is the host's. */
+	 * store: that is the host's. A --home after the verb is the verb's (vi
+	 * host add --home) or meant for there, and goes. */
 	for (int i = 0; i < argc; i++) {
 		if (!strcmp(argv[i], "--")) {
 			for (; i < argc; i++)
 				args[nargs++] = argv[i];
 			break;
 		}
-		if (!strcmp(argv[i], "--host") || !strcmp(argv[i], "--home")) {
+		bool here = i < nglobal;
+		if (!strcmp(argv[i], "--host") || (here && !strcmp(argv[i], "--home"))) {
 			i++;
 			continue;
 		}
-		if (!strncmp(argv[i], "--host=", 7) || !strncmp(argv[i], "--home=", 7))
+		if (!strncmp(argv[i], "--host=", 7) || (here && !strncmp(argv[i], "--home=", 7)))
 			continue;
 		args[nargs++] = argv[i];
 	}

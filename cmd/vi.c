@@ -403,7 +403,7 @@ int main(int argc, char **argv)
 	const char *host = relay_host(all_argc, all_argv);
 	if (host && !(argc > 0 && !strncmp(argv[0], "__", 2))) {
 		if ((rc = check_home()) == 0 && (rc = vi_store_open(&ctx.store, ctx.home)) == 0)
-			rc = cmd_relay(host, all_argc, all_argv);
+			rc = cmd_relay(host, all_argc, all_argv, g);
 		goto out;
 	}
 	if (show_version) {

@@ -177,7 +177,14 @@ hosts_write_sshd_config() { # I
 		MaxStartups 100
 		KexAlgorithms curve25519-sha256
 		Subsystem sftp internal-sftp
+		SetEnv "VI_SSH=$(hosts_ssh_command)"
 	EOF
+}
+
+# How vi reaches the hosts, here and on each host (sshd hands it on): one key
+# for all, no host keys kept.
+hosts_ssh_command() {
+	echo "ssh -i $HOSTS_DIR/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=5"
 }
 
 # Starts host I's sshd, the first process of a pid namespace of its own with
@@ -294,7 +301,8 @@ hosts_setup() { # N
 		return 0
 	fi
 	export HOSTS_ID
-	export VI_SSH="ssh -i $HOSTS_DIR/id_ed25519 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o ConnectTimeout=5"
+	VI_SSH=$(hosts_ssh_command)
+	export VI_SSH
 }
 
 # Does nothing where the bridge is gone or another harness's (this one was
