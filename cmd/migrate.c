@@ -27,7 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static int offline, check_only, tunnel;
+static int offline, check_only, tunnel, recover;
 static uint64_t downtime_ms = 300, timeout_s;
 static const char *bandwidth_text, *converge_text;
 
@@ -46,6 +46,8 @@ const struct vi_option migrate_options[] = {
 	  "when the guest dirties memory faster than the link carries it", VI_COMPLETE_NONE },
 	{ "tunnel", 0, VI_OPT_FLAG, &tunnel, NULL,
 	  "send everything through ssh rather than a direct connection" },
+	{ "recover", 0, VI_OPT_FLAG, &recover, NULL,
+	  "settle an unconfirmed migration of VM: keep it where it runs" },
 	OPT_JSON,
 	VI_OPT_TABLE_END,
 };
@@ -247,7 +249,8 @@ static void check_line(struct checks *c, bool ok, const char *what, const char *
 static int offer_header(struct vi_machine *m, const struct vi_host_entry *e,
 			const struct vi_bundle *b, bool live, struct link *l, struct json_object **need)
 {
-	int rc = vi_migrate_offer_header(&ctx.store, &m->def, b, live, l->from, l->to, need);
+	unsigned flags = (live ? VI_MIGRATE_LIVE : 0) | (live && tunnel ? VI_MIGRATE_TUNNEL : 0);
+	int rc = vi_migrate_offer_header(&ctx.store, &m->def, b, flags, l->from, l->to, need);
 
 	if (rc == -VI_ESTATE)
 		rc = vi_error(VI_ESTATE, "VM '%s' exists on host '%s'", m->def.name, e->name);
@@ -410,36 +413,69 @@ static int commit_incoming(struct vi_vm *vm, const char *staged, struct vi_machi
 	return rc;
 }
 
+/* How long a tunnel's ends may take to close after the stream, for a link
+ * that no longer carries anything. */
+#define TUNNEL_CLOSE_MS 10000
+
 /* The running guest comes over a direct connection to the address the source's
- * ssh came in on, for the one peer that knows the secret said over ssh. */
-static int receive_live(struct vi_machine *m, const char *const *backing)
+ * ssh came in on, for the one peer that knows the secret said over ssh; or,
+ * with --tunnel, through ssh itself once the source says GO (nothing of the
+ * stream may sit in stdin's buffer, so GO is read a byte at a time). */
+static int receive_live(struct vi_machine *m, const char *const *backing, bool through_ssh)
 {
 	const char *conn = getenv("SSH_CONNECTION");
-	char addr[64] = "", secret[33];
+	char addr[64] = "", secret[33], go[3];
+	struct vi_migrate_tunnel *tun = NULL;
+	struct vi_migrate_guard *guard = NULL;
 	unsigned port;
-	int lfd, fd, rc;
+	int lfd = -1, fd, rc;
 
-	/* "client-address client-port server-address server-port" */
-	if (!conn || sscanf(conn, "%*s %*s %63s", addr) != 1)
-		return vi_error(VI_EUSAGE, "a running VM comes over ssh: SSH_CONNECTION is not set");
-	if ((rc = vi_migrate_listen(addr, &lfd, &port)) < 0)
-		return rc;
-	vi_random_hex(secret, 16);
-	printf("LISTEN %u %s\n", port, secret);
-	fflush(stdout);
-	rc = vi_migrate_accept_peer(lfd, secret, 60000, &fd);
-	if (rc < 0) {
-		close(lfd);
-		return rc;
+	if (through_ssh) {
+		printf("TUNNEL\n");
+		fflush(stdout);
+		for (size_t got = 0; got < sizeof(go);) {
+			ssize_t n = read(STDIN_FILENO, go + got, sizeof(go) - got);
+			if (n <= 0)
+				return vi_error(VI_EFAIL, "the other host went away");
+			got += (size_t)n;
+		}
+		if (memcmp(go, "GO\n", 3))
+			return vi_error(VI_EFAIL, "the other host did not start the tunnel");
+		if ((rc = vi_migrate_tunnel_open(STDIN_FILENO, STDOUT_FILENO, &fd, &tun)) < 0)
+			return rc;
+	} else {
+		/* "client-address client-port server-address server-port" */
+		if (!conn || sscanf(conn, "%*s %*s %63s", addr) != 1)
+			return vi_error(VI_EUSAGE,
+					"a running VM comes over ssh: SSH_CONNECTION is not set");
+		if ((rc = vi_migrate_listen(addr, &lfd, &port)) < 0)
+			return rc;
+		vi_random_hex(secret, 16);
+		printf("LISTEN %u %s\n", port, secret);
+		fflush(stdout);
+		if ((rc = vi_migrate_accept_peer(lfd, secret, 60000, &fd)) < 0) {
+			close(lfd);
+			return rc;
+		}
+		guard = vi_migrate_guard_start(lfd);
 	}
-	struct vi_migrate_guard *guard = vi_migrate_guard_start(lfd);
 	struct vi_hv_migrate_result result = { .struct_size = sizeof(result) };
 	struct vi_hv_migrate mig = { .struct_size = sizeof(mig), .fd = fd, .live = 1,
 				     .backing = backing, .result = &result };
 	rc = vi_hv_migrate_recv(m->hv, &m->view.vm, &mig);
 	vi_migrate_guard_stop(guard);
-	close(lfd);
+	if (lfd >= 0)
+		close(lfd);
 	close(fd);
+	if (tun) {
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		int trc = vi_migrate_tunnel_close(tun, TUNNEL_CLOSE_MS);
+		if (rc < 0)
+			vi_error_restore(&e);
+		else
+			rc = trc;
+	}
 	return rc;
 }
 
@@ -448,7 +484,8 @@ int cmd_migrate_in(int argc, char **argv)
 	struct vi_machine m = { 0 };
 	struct vi_vm vm;
 	char *staged = NULL, **backing = NULL, *marker = NULL;
-	bool live, committed = false;
+	bool committed = false;
+	unsigned flags = 0;
 	size_t ndisks = 0;
 	int rc;
 	(void)argc;
@@ -456,7 +493,7 @@ int cmd_migrate_in(int argc, char **argv)
 	/* stdout is the wire: what vi says goes to stderr. */
 	if (incoming_check)
 		return vi_migrate_answer(&ctx.store, stdin, stdout);
-	if ((rc = vi_migrate_accept(&ctx.store, stdin, stdout, &vm, &staged, &live, &backing)) < 0)
+	if ((rc = vi_migrate_accept(&ctx.store, stdin, stdout, &vm, &staged, &flags, &backing)) < 0)
 		return rc;
 	ndisks = vm.ndisks;
 	if (strcmp(vm.name, argv[0])) {
@@ -471,8 +508,9 @@ int cmd_migrate_in(int argc, char **argv)
 	if ((rc = commit_incoming(&vm, staged, &m)) < 0)
 		goto fail;
 	committed = true;
-	if (live) {
-		if ((rc = receive_live(&m, (const char *const *)backing)) < 0)
+	if (flags & VI_MIGRATE_LIVE) {
+		if ((rc = receive_live(&m, (const char *const *)backing,
+				       flags & VI_MIGRATE_TUNNEL)) < 0)
 			goto fail;
 		fprintf(stdout, "RUNNING\n");
 	} else {
@@ -556,8 +594,10 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 	struct live_progress lp = { 0 };
 	struct copy_progress cp = { .what = "copying the disks only read" };
 	struct json_object *need = NULL;
+	struct vi_migrate_tunnel *tun = NULL;
 	struct link l;
 	char *line = NULL, secret[64];
+	bool tunnel_broke = false;
 	unsigned port;
 	uint64_t sent = 0, shared = 0;
 	int rc, fd = -1;
@@ -578,12 +618,22 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 	}
 	if (cp.started)
 		vi_progress_end(&cp.p);
-	if (sscanf(line, "LISTEN %u %63s", &port, secret) != 2) {
+	/* The other side waits for GO before it sends a byte of the stream, so
+	 * nothing of it sits in the buffer that read the line. */
+	if (tunnel && !strcmp(line, "TUNNEL")) {
+		if (fputs("GO\n", l.to) < 0 || fflush(l.to) < 0) {
+			rc = link_failed(&l, e->name);
+			goto out;
+		}
+		if ((rc = vi_migrate_tunnel_open(fileno(l.from), fileno(l.to), &fd, &tun)) < 0) {
+			link_close(&l);
+			goto out;
+		}
+	} else if (tunnel || sscanf(line, "LISTEN %u %63s", &port, secret) != 2) {
 		rc = vi_error(VI_EFAIL, "host '%s' said '%.80s'", e->name, line);
 		link_close(&l);
 		goto out;
-	}
-	if ((rc = vi_migrate_connect(e->addr, port, secret, &fd)) < 0) {
+	} else if ((rc = vi_migrate_connect(e->addr, port, secret, &fd)) < 0) {
 		link_close(&l);
 		goto out;
 	}
@@ -599,27 +649,32 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 	if (lp.started)
 		vi_progress_end(&lp.p);
 	close(fd);
+	/* A tunnel that broke after the guest ran there leaves the line that says
+	 * so unread: the warning below tells the user to look. */
+	if (tun) {
+		struct vi_error_saved err;
+		vi_error_save(&err);
+		tunnel_broke = vi_migrate_tunnel_close(tun, TUNNEL_CLOSE_MS) < 0;
+		vi_error_restore(&err);
+	}
 	if (rc < 0) {
 		struct vi_error_saved err;
 		vi_error_save(&err);
 		link_close(&l);
 		vi_error_restore(&err);
 		if (result.unconfirmed) {
-			char *mark = vi_store_path(&ctx.store, "vms/%s/migrating", m->def.name);
-			char *text = xasprintf("to %s, unconfirmed\n", e->name);
 			char *why = xstrdup(vi_error_message());
-			vi_write_file_atomic(mark, text, strlen(text), 0600);
-			rc = vi_error(VI_ESTATE, "%s", why);
+			vi_migrate_mark_unconfirmed(m->dir, e->name);
+			rc = vi_error(VI_ESTATE, "%s: settle it with 'vi migrate --recover %s'", why,
+				      m->def.name);
 			free(why);
-			free(mark);
-			free(text);
 		}
 		goto out;
 	}
 	/* It runs there: what the destination says, then nothing of it here. */
 	free(line);
 	line = NULL;
-	if (vi_migrate_read_line(l.from, &line) < 0 || strcmp(line, "RUNNING"))
+	if (tunnel_broke || vi_migrate_read_line(l.from, &line) < 0 || strcmp(line, "RUNNING"))
 		vi_warn("host '%s' did not confirm VM '%s' in its store: see 'vi --host %s list'",
 			e->name, m->def.name, e->name);
 	vi_error_clear();
@@ -639,6 +694,7 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 		json_object_object_add(doc, "stream_ms", vi_json_ms(result.total_ms));
 		json_object_object_add(doc, "bytes", json_object_new_int64((int64_t)(result.bytes + sent)));
 		json_object_object_add(doc, "disk_bytes", json_object_new_int64((int64_t)result.disk_bytes));
+		json_object_object_add(doc, "file_bytes", json_object_new_int64((int64_t)sent));
 		json_object_object_add(doc, "iterations", json_object_new_int((int)result.iterations));
 		vi_json_printed = true;
 		printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
@@ -655,6 +711,76 @@ out:
 	free(line);
 	if (need)
 		json_object_put(need);
+	return rc;
+}
+
+/* A migration left unconfirmed: the host it went to is asked whether it has
+ * the VM. It has: the paused copy here goes. It has not: the guest resumes
+ * here. It cannot be asked: nothing changes. */
+static int recover_vm(const char *name)
+{
+	struct vi_hosts hosts;
+	struct vi_host_entry *e;
+	struct vi_machine m;
+	struct vi_host_result r = { 0 };
+	struct vi_hv_state st;
+	char *there = NULL, *const args[] = { "show", "--json", (char *)name };
+	const char *outcome;
+	int rc;
+
+	if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, name, NULL, true, &m)) < 0)
+		return rc;
+	if (!(there = vi_migrate_unconfirmed(m.dir))) {
+		rc = vi_error(VI_ESTATE, "VM '%s' has no unconfirmed migration to settle", name);
+		goto out_machine;
+	}
+	if ((rc = vi_hosts_load(&ctx.store, &hosts)) < 0)
+		goto out_machine;
+	if ((rc = vi_hosts_get(&hosts, there, &e)) < 0)
+		goto out_hosts;
+	vi_hosts_run((const struct vi_host_entry *[]){ e }, 1, args, 3, 30000, &r);
+	if (r.status == 255) {
+		rc = vi_error(VI_EFAIL, "cannot reach host '%s': %s; VM '%s' stays paused here",
+			      there, vi_host_ssh_reason(r.err), name);
+		goto out_hosts;
+	}
+	if (r.status == 0) {
+		/* There, in that host's store: it is the VM now. */
+		if ((rc = vi_op_destroy(&ctx.store, &m, 0)) < 0)
+			goto out_hosts;
+		outcome = "there";
+	} else if (r.status == VI_ENOTFOUND) {
+		vi_machine_state(&m, &st);
+		if (vi_hv_state_active(st.state) && (rc = vi_hv_resume(m.hv, &m.view.vm)) < 0)
+			goto out_hosts;
+		if ((rc = vi_migrate_clear_unconfirmed(m.dir)) < 0)
+			goto out_hosts;
+		outcome = vi_hv_state_active(st.state) ? "here" : "stopped";
+	} else {
+		rc = vi_error(VI_EFAIL, "host '%s' could not say whether it has VM '%s': %s", there,
+			      name, vi_host_ssh_reason(*r.err ? r.err : r.out));
+		goto out_hosts;
+	}
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "name", vi_json_str(name));
+		json_object_object_add(doc, "host", vi_json_str(there));
+		json_object_object_add(doc, "runs", vi_json_str(outcome));
+		vi_json_print(doc);
+	} else if (!strcmp(outcome, "there")) {
+		vi_info("VM '%s' is on host '%s': its paused copy here is removed", name, there);
+	} else if (!strcmp(outcome, "here")) {
+		vi_info("VM '%s' is not on host '%s': it runs here again", name, there);
+	} else {
+		vi_info("VM '%s' is not on host '%s' and stopped here: 'vi start %s' boots it", name,
+			there, name);
+	}
+out_hosts:
+	vi_host_result_release(&r);
+	vi_hosts_release(&hosts);
+out_machine:
+	free(there);
+	vi_machine_release(&m);
 	return rc;
 }
 
@@ -676,6 +802,12 @@ int cmd_migrate(int argc, char **argv)
 	int rc;
 	(void)argc;
 
+	if (recover && argc != 1)
+		return vi_error(VI_EUSAGE, "--recover takes the VM alone: vi migrate --recover VM");
+	if (recover)
+		return recover_vm(argv[0]);
+	if (argc != 2)
+		return vi_error(VI_EUSAGE, "missing arguments: expected VM HOST (see 'vi migrate -h')");
 	if (downtime_ms == 0)
 		return vi_error(VI_EUSAGE, "--downtime must be at least 1 ms");
 	if (bandwidth_text &&
@@ -704,10 +836,6 @@ int cmd_migrate(int argc, char **argv)
 			      "backend '%s' cannot move a running VM yet: stop VM '%s' and use "
 			      "--offline",
 			      m.def.hv, m.def.name);
-		goto out_machine;
-	}
-	if (live && tunnel) {
-		rc = vi_error(VI_EUNSUPPORTED, "--tunnel is not supported yet");
 		goto out_machine;
 	}
 	if ((rc = vi_bundle_collect(&ctx.store, &m.def, live, &b)) < 0)

@@ -2,6 +2,7 @@
 #include "cmd.h"
 #include "error.h"
 #include "machine.h"
+#include "migrate.h"
 #include "output.h"
 #include "util.h"
 
@@ -47,7 +48,7 @@ static void format_duration(int64_t s, char *buf, size_t len)
 }
 
 static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
-		      const struct vi_hv_stats *stats, int64_t uptime)
+		      const struct vi_hv_stats *stats, int64_t uptime, const char *there)
 {
 	struct vi_vm *d = &m->def;
 	struct json_object *doc = vi_json_doc(), *o = json_object_new_object();
@@ -103,6 +104,8 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 	json_object_object_add(o, "template_digest", vi_json_str(d->template_digest));
 	json_object_object_add(o, "origin", vi_json_str(d->origin));
 	json_object_object_add(o, "created", json_object_new_int64(d->created));
+	if (there)
+		json_object_object_add(o, "migrating_to", vi_json_str(there));
 	if (st->pid)
 		json_object_object_add(o, "pid", json_object_new_int(st->pid));
 	if (uptime >= 0)
@@ -129,7 +132,7 @@ int cmd_show(int argc, char **argv)
 	struct vi_hv_stats stats;
 	bool have_stats = false;
 	int64_t uptime = -1;
-	char a[32], b[32];
+	char a[32], b[32], *there;
 	int rc;
 	(void)argc;
 
@@ -139,6 +142,7 @@ int cmd_show(int argc, char **argv)
 				  ctx.connect != NULL, &m)) < 0)
 		return rc;
 	vi_machine_state(&m, &st);
+	there = vi_migrate_unconfirmed(m.dir);
 	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED) {
 		if (st.started_at)
 			uptime = (int64_t)time(NULL) - st.started_at;
@@ -147,7 +151,8 @@ int cmd_show(int argc, char **argv)
 		vi_error_clear();
 	}
 	if (ctx.json) {
-		show_json(&m, &st, have_stats ? &stats : NULL, uptime);
+		show_json(&m, &st, have_stats ? &stats : NULL, uptime, there);
+		free(there);
 		vi_machine_release(&m);
 		return 0;
 	}
@@ -158,6 +163,9 @@ int cmd_show(int argc, char **argv)
 	      d->connect ? ")" : "");
 	field("state:", "%s%s%s%s", vi_hv_state_name(st.state), m.hv ? "" : " (",
 	      m.hv ? "" : m.hv_problem, m.hv ? "" : ")");
+	if (there)
+		field("migration:", "to host '%s', unconfirmed (vi migrate --recover %s)", there,
+		      d->name);
 	field("cpus:", "%u (max %u)", d->cpus, m.view.vm.max_cpus);
 	field("memory:", "%s (max %s)", vi_format_size(d->memory, a, sizeof(a)),
 	      vi_format_size(m.view.vm.max_memory, b, sizeof(b)));
@@ -213,6 +221,7 @@ int cmd_show(int argc, char **argv)
 		if (stats.exits && uptime > 0)
 			field("exits/s:", "%.0f", (double)stats.exits / uptime);
 	}
+	free(there);
 	vi_machine_release(&m);
 	return 0;
 }

@@ -68,7 +68,7 @@ const struct cmd commands[] = {
 	  image_commands },
 	{ "list", cmd_list, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", list_options,
 	  "list virtual machines and their state" },
-	{ "migrate", cmd_migrate, 2, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM HOST", migrate_options,
+	{ "migrate", cmd_migrate, 1, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM [HOST]", migrate_options,
 	  "move a VM to another host, live when it runs" },
 	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
 	  "show a virtual machine's definition and state" },

@@ -20,6 +20,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -442,7 +443,7 @@ uint64_t vi_bundle_bytes(const struct vi_store *s, const struct vi_bundle *b,
 }
 
 int vi_migrate_offer_header(const struct vi_store *s, const struct vi_vm *vm,
-			    const struct vi_bundle *b, bool live, FILE *in, FILE *out,
+			    const struct vi_bundle *b, unsigned flags, FILE *in, FILE *out,
 			    struct json_object **need)
 {
 	struct json_object *h = json_object_new_object(), *imgs = json_object_new_array(),
@@ -495,7 +496,9 @@ int vi_migrate_offer_header(const struct vi_store *s, const struct vi_vm *vm,
 	json_object_object_add(h, "vm", json_object_new_string(def));
 	json_object_object_add(h, "images", imgs);
 	json_object_object_add(h, "layers", lays);
-	json_object_object_add(h, "live", json_object_new_boolean(live));
+	json_object_object_add(h, "live", json_object_new_boolean(flags & VI_MIGRATE_LIVE));
+	if (flags & VI_MIGRATE_TUNNEL)
+		json_object_object_add(h, "tunnel", json_object_new_boolean(true));
 	json_object_object_add(h, "streamed", streamed);
 	fprintf(out, "%s\n", WIRE_MAGIC);
 	if ((rc = send_json(out, "HEADER", h)) == 0)
@@ -769,7 +772,7 @@ static int incoming_install(struct incoming *in, const char *from, const char *t
 
 /* The offer's header, and what of it this store lacks. */
 static int read_offer(const struct vi_store *s, FILE *in, struct json_object **h,
-		      struct json_object *need, char **name, char **from, bool *live)
+		      struct json_object *need, char **name, char **from, unsigned *flags)
 {
 	struct json_object *v, *nimg = json_object_new_array(), *nlay = json_object_new_array();
 	char *line = NULL;
@@ -788,7 +791,11 @@ static int read_offer(const struct vi_store *s, FILE *in, struct json_object **h
 		return rc;
 	*name = json_object_object_get_ex(*h, "name", &v) ? xstrdup(json_object_get_string(v)) : NULL;
 	*from = json_object_object_get_ex(*h, "home", &v) ? xstrdup(json_object_get_string(v)) : NULL;
-	*live = json_object_object_get_ex(*h, "live", &v) && json_object_get_boolean(v);
+	*flags = 0;
+	if (json_object_object_get_ex(*h, "live", &v) && json_object_get_boolean(v))
+		*flags |= VI_MIGRATE_LIVE;
+	if (json_object_object_get_ex(*h, "tunnel", &v) && json_object_get_boolean(v))
+		*flags |= VI_MIGRATE_TUNNEL;
 	if (!*name || !*from || **from != '/')
 		return vi_error(VI_EFAIL, "the other host sent a bad header");
 	if ((rc = vi_check_name(*name, "VM")) < 0)
@@ -825,8 +832,8 @@ int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out)
 {
 	struct json_object *h, *need = json_object_new_object();
 	char *name, *from;
-	bool live;
-	int rc = read_offer(s, in, &h, need, &name, &from, &live);
+	unsigned flags;
+	int rc = read_offer(s, in, &h, need, &name, &from, &flags);
 
 	if (rc == 0)
 		rc = send_json(out, "NEED", need);
@@ -841,7 +848,7 @@ int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out)
 }
 
 int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_vm *vm,
-		      char **staged, bool *live, char ***backing)
+		      char **staged, unsigned *flags, char ***backing)
 {
 	struct json_object *h = NULL, *need = json_object_new_object(), *v;
 	struct incoming inc = { .s = s };
@@ -853,7 +860,7 @@ int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_v
 	memset(vm, 0, sizeof(*vm));
 	*staged = NULL;
 	*backing = NULL;
-	if ((rc = read_offer(s, in, &h, need, &name, &from, live)) < 0)
+	if ((rc = read_offer(s, in, &h, need, &name, &from, flags)) < 0)
 		goto fail;
 	if ((rc = vi_store_stage_vm(s, name, &inc.staged)) < 0 ||
 	    (rc = send_json(out, "NEED", need)) < 0)
@@ -1129,4 +1136,240 @@ int vi_migrate_connect(const char *addr, unsigned port, const char *secret, int 
 		return rc;
 	}
 	return 0;
+}
+
+/* --- an unconfirmed migration ----------------------------------------------------------- */
+
+int vi_migrate_mark_unconfirmed(const char *vm_dir, const char *host)
+{
+	char *path = xasprintf("%s/migrating", vm_dir), *text = xasprintf("%s\n", host);
+	int rc = vi_write_file_atomic(path, text, strlen(text), 0600);
+
+	free(text);
+	free(path);
+	return rc;
+}
+
+char *vi_migrate_unconfirmed(const char *vm_dir)
+{
+	char *path = xasprintf("%s/migrating", vm_dir), *text = NULL;
+	size_t len;
+
+	if (vi_read_file(path, &text, &len) < 0) {
+		vi_error_clear();
+		text = NULL;
+	} else {
+		text[strcspn(text, "\n")] = '\0';
+	}
+	free(path);
+	return text;
+}
+
+int vi_migrate_clear_unconfirmed(const char *vm_dir)
+{
+	char *path = xasprintf("%s/migrating", vm_dir);
+	int rc = unlink(path) < 0 && errno != ENOENT
+			 ? vi_error_errno(VI_EFAIL, errno, "cannot remove '%s'", path)
+			 : 0;
+
+	free(path);
+	return rc;
+}
+
+/* --- the tunnel ----------------------------------------------------------------------- */
+
+/* With --tunnel the backend's stream goes through ssh's pipes, between the
+ * lines of the record's protocol. The backend wants one socket; the tunnel
+ * gives it one end of a socket pair and carries the other over the pipes in
+ * frames (a 32-bit length, then the bytes; length 0 ends a direction), so
+ * each side knows where the stream stops and the lines start again. */
+#define TUNNEL_CHUNK (256u << 10)
+
+struct vi_migrate_tunnel {
+	pthread_t out_thread, in_thread;
+	int in, out, sock, stop, done[2];
+	int in_flags, out_flags;
+	atomic_bool broken;
+};
+
+/* Waits for fd to be ready (POLLIN or POLLOUT) or for the tunnel to be told
+ * to stop: false for the latter. */
+static bool tunnel_wait(struct vi_migrate_tunnel *t, int fd, short events)
+{
+	struct pollfd p[2] = { { .fd = fd, .events = events }, { .fd = t->stop, .events = POLLIN } };
+
+	while (poll(p, 2, -1) < 0)
+		if (errno != EINTR)
+			return false;
+	return !p[1].revents;
+}
+
+/* All of len bytes to (POLLOUT) or from (POLLIN) the non-blocking fd; false
+ * on an error, the end of the stream, or the tunnel told to stop. */
+static bool tunnel_move(struct vi_migrate_tunnel *t, int fd, short dir, uint8_t *buf, size_t len)
+{
+	while (len) {
+		if (!tunnel_wait(t, fd, dir))
+			return false;
+		ssize_t n = dir == POLLOUT ? write(fd, buf, len) : read(fd, buf, len);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		if (n <= 0)
+			return false;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return true;
+}
+
+static void tunnel_done(struct vi_migrate_tunnel *t, bool clean)
+{
+	if (!clean)
+		atomic_store(&t->broken, true);
+	if (write(t->done[1], "", 1) < 0)
+		atomic_store(&t->broken, true);
+}
+
+/* The backend's bytes, framed, to the other side. */
+static void *tunnel_send(void *opaque)
+{
+	struct vi_migrate_tunnel *t = opaque;
+	uint8_t *buf = xmalloc(4 + TUNNEL_CHUNK);
+	bool clean = false;
+
+	for (;;) {
+		if (!tunnel_wait(t, t->sock, POLLIN))
+			break;
+		ssize_t n = read(t->sock, buf + 4, TUNNEL_CHUNK);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			continue;
+		/* An error on the pair is its end, as a close is. */
+		uint32_t be = htonl(n > 0 ? (uint32_t)n : 0);
+		memcpy(buf, &be, 4);
+		if (!tunnel_move(t, t->out, POLLOUT, buf, 4 + (size_t)(n > 0 ? n : 0)))
+			break;
+		if (n <= 0) {
+			clean = true;
+			break;
+		}
+	}
+	/* Whatever the backend still writes fails now rather than waits. */
+	shutdown(t->sock, SHUT_RD);
+	free(buf);
+	tunnel_done(t, clean);
+	return NULL;
+}
+
+/* The other side's frames to the backend, until its end frame. Should the
+ * backend stop reading, the rest is read and dropped, so the pipe stays in
+ * step. */
+static void *tunnel_receive(void *opaque)
+{
+	struct vi_migrate_tunnel *t = opaque;
+	uint8_t *buf = xmalloc(TUNNEL_CHUNK);
+	bool clean = false, drop = false;
+
+	for (;;) {
+		uint32_t be, len;
+		if (!tunnel_move(t, t->in, POLLIN, (uint8_t *)&be, 4))
+			break;
+		len = ntohl(be);
+		if (!len) {
+			clean = true;
+			break;
+		}
+		if (len > TUNNEL_CHUNK || !tunnel_move(t, t->in, POLLIN, buf, len))
+			break;
+		if (!drop && !tunnel_move(t, t->sock, POLLOUT, buf, len))
+			drop = true;
+	}
+	shutdown(t->sock, SHUT_WR);
+	free(buf);
+	tunnel_done(t, clean);
+	return NULL;
+}
+
+int vi_migrate_tunnel_open(int in, int out, int *fd, struct vi_migrate_tunnel **tp)
+{
+	struct vi_migrate_tunnel *t = xcalloc(1, sizeof(*t));
+	int sv[2] = { -1, -1 }, rc;
+
+	t->stop = t->done[0] = t->done[1] = -1;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0 ||
+	    pipe2(t->done, O_CLOEXEC) < 0 || (t->stop = eventfd(0, EFD_CLOEXEC)) < 0) {
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot make the migration tunnel");
+		goto fail;
+	}
+	t->in = in;
+	t->out = out;
+	t->sock = sv[1];
+	t->in_flags = fcntl(in, F_GETFL);
+	t->out_flags = fcntl(out, F_GETFL);
+	fcntl(in, F_SETFL, t->in_flags | O_NONBLOCK);
+	fcntl(out, F_SETFL, t->out_flags | O_NONBLOCK);
+	fcntl(t->sock, F_SETFL, fcntl(t->sock, F_GETFL) | O_NONBLOCK);
+	if (pthread_create(&t->out_thread, NULL, tunnel_send, t)) {
+		rc = vi_error(VI_EFAIL, "cannot start the migration tunnel");
+		goto fail_flags;
+	}
+	if (pthread_create(&t->in_thread, NULL, tunnel_receive, t)) {
+		rc = vi_error(VI_EFAIL, "cannot start the migration tunnel");
+		close(sv[0]);
+		sv[0] = -1;
+		pthread_join(t->out_thread, NULL);
+		goto fail_flags;
+	}
+	*fd = sv[0];
+	*tp = t;
+	return 0;
+fail_flags:
+	fcntl(in, F_SETFL, t->in_flags);
+	fcntl(out, F_SETFL, t->out_flags);
+fail:
+	for (int i = 0; i < 2; i++) {
+		if (sv[i] >= 0)
+			close(sv[i]);
+		if (t->done[i] >= 0)
+			close(t->done[i]);
+	}
+	if (t->stop >= 0)
+		close(t->stop);
+	free(t);
+	return rc;
+}
+
+int vi_migrate_tunnel_close(struct vi_migrate_tunnel *t, unsigned timeout_ms)
+{
+	double start = vi_now_ms();
+	int ended = 0, rc = 0;
+	char c;
+
+	/* Both directions end with their frames; one that does not within the
+	 * time is told to stop, and the pipes can carry nothing more. */
+	while (ended < 2) {
+		struct pollfd p = { .fd = t->done[0], .events = POLLIN };
+		double left = timeout_ms - vi_ms_since(start);
+		if (left <= 0 || poll(&p, 1, (int)left + 1) == 0)
+			break;
+		if (read(t->done[0], &c, 1) == 1)
+			ended++;
+	}
+	if (ended < 2) {
+		uint64_t one = 1;
+		atomic_store(&t->broken, true);
+		while (write(t->stop, &one, sizeof(one)) < 0 && errno == EINTR)
+			;
+	}
+	pthread_join(t->out_thread, NULL);
+	pthread_join(t->in_thread, NULL);
+	if (atomic_load(&t->broken))
+		rc = vi_error(VI_EFAIL, "the migration tunnel through ssh broke");
+	fcntl(t->in, F_SETFL, t->in_flags);
+	fcntl(t->out, F_SETFL, t->out_flags);
+	close(t->sock);
+	close(t->done[0]);
+	close(t->done[1]);
+	close(t->stop);
+	free(t);
+	return rc;
 }

@@ -59,11 +59,15 @@ uint64_t vi_bundle_bytes(const struct vi_store *s, const struct vi_bundle *b,
 /* Progress of the files sent, for a terminal: bytes so far out of all. */
 typedef void (*vi_migrate_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
+/* What an offer says of the VM: it runs, and its stream follows
+ * (VI_MIGRATE_LIVE); that stream goes through the link (VI_MIGRATE_TUNNEL). */
+enum { VI_MIGRATE_LIVE = 1, VI_MIGRATE_TUNNEL = 2 };
+
 /* The source's side up to the hand-over, in two steps. The header: what the
- * VM is and reads; *need gets what the other store lacks (the caller drops
+ * VM is and reads (flags: VI_MIGRATE_*); *need gets what the other store lacks (the caller drops
  * the reference). in/out are the stream from and to the other side. */
 int vi_migrate_offer_header(const struct vi_store *s, const struct vi_vm *vm,
-			    const struct vi_bundle *b, bool live, FILE *in, FILE *out,
+			    const struct vi_bundle *b, unsigned flags, FILE *in, FILE *out,
 			    struct json_object **need);
 /* Then the files: those it lacks and the VM's own, and DONE. *sent gets the
  * bytes of files sent. */
@@ -75,11 +79,11 @@ int vi_migrate_offer_files(const struct vi_store *s, const struct vi_bundle *b,
  * what comes into this store (images and layers at once, the VM's directory
  * staged), and rewrites its paths for this store. *vm gets the definition,
  * *staged the staging directory the caller commits into vms/NAME (or
- * aborts), *live whether the backends' stream follows, and *backing (vm's
+ * aborts), *flags the offer's VI_MIGRATE_* flags, and *backing (vm's
  * ndisks entries, each NULL or malloc'd) the backing file here of each disk
  * that stream brings. On failure the other side has been told. */
 int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_vm *vm,
-		      char **staged, bool *live, char ***backing);
+		      char **staged, unsigned *flags, char ***backing);
 /* Only the first step of that: reads the header and answers what this store
  * lacks (or that the VM exists here), storing nothing. */
 int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out);
@@ -97,6 +101,25 @@ struct vi_migrate_guard *vi_migrate_guard_start(int lfd);
 void vi_migrate_guard_stop(struct vi_migrate_guard *g);
 /* The source's end: connects to addr:port and sends the secret. */
 int vi_migrate_connect(const char *addr, unsigned port, const char *secret, int *fd);
+
+/* A migration whose "running" never came back leaves the VM paused here with
+ * a mark naming the host it went to, until `vi migrate --recover` settles
+ * it: the guest may run there, so nothing may start it here meanwhile.
+ * vi_migrate_unconfirmed() returns that host (malloc'd), or NULL. vm_dir:
+ * the VM's directory in the store. */
+int vi_migrate_mark_unconfirmed(const char *vm_dir, const char *host);
+char *vi_migrate_unconfirmed(const char *vm_dir);
+int vi_migrate_clear_unconfirmed(const char *vm_dir);
+
+/* --tunnel: the backend's stream through ssh's pipes (in, out: raw fds
+ * with nothing buffered for them) rather than a direct connection. *fd is
+ * the socket the backend speaks on; when it is done it closes *fd, and then
+ * vi_migrate_tunnel_close() waits up to timeout_ms for both directions to
+ * end, leaving in and out as they were, ready for lines again. An error
+ * when a direction did not end cleanly (a lost link). */
+struct vi_migrate_tunnel;
+int vi_migrate_tunnel_open(int in, int out, int *fd, struct vi_migrate_tunnel **t);
+int vi_migrate_tunnel_close(struct vi_migrate_tunnel *t, unsigned timeout_ms);
 
 /* Reads one line from the other side ("OK", "LISTEN ...", "RUNNING"); an
  * "ERROR <code> <msg>" line becomes that error, EOF a lost link. *line is

@@ -14,6 +14,7 @@
 #include "image/image.h"
 #include "layers.h"
 #include "log.h"
+#include "migrate.h"
 #include "util.h"
 
 #include <dirent.h>
@@ -977,6 +978,17 @@ int vi_op_start(struct vi_machine *m)
 	struct vi_hv_state st;
 	int rc;
 
+	char *there = vi_migrate_unconfirmed(m->dir);
+
+	/* Its guest may run on that host: two copies must never run at once. */
+	if (there) {
+		rc = vi_error(VI_ESTATE,
+			      "VM '%s' may be running on host '%s', its migration unconfirmed: "
+			      "settle it with 'vi migrate --recover %s'",
+			      m->def.name, there, m->def.name);
+		free(there);
+		return rc;
+	}
 	vi_machine_state(m, &st);
 	if (st.state == VI_HV_RUNNING || st.state == VI_HV_PAUSED)
 		return vi_error(VI_ESTATE, "VM '%s' is already %s", m->def.name,
