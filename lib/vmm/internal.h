@@ -420,6 +420,9 @@ struct vmm {
 	/* A migration that slows the guest down: vCPUs do not enter the guest before this
 	 * CLOCK_MONOTONIC time (ns). */
 	_Atomic uint64_t throttle_until;
+	/* An incoming migration's disk files that it made, removed if the source never
+	 * says commit (ndisks entries, NULL outside one). */
+	bool *incoming_made;
 
 	struct vmm_bus buses[2];
 	struct vmm_device *devices; /* the registry, in creation order */

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -121,6 +122,7 @@ struct sender {
 	atomic_bool throttling;
 	pthread_t watchdog;
 	atomic_bool done;     /* the stream is written: the watchdog ends */
+	int wake;             /* an eventfd that tells it so at once, in the downtime */
 	atomic_int gave_up;   /* why the watchdog cancelled the writer: WATCH_* */
 };
 
@@ -137,7 +139,7 @@ static void *watchdog_run(void *opaque)
 
 	while (!atomic_load(&s->done)) {
 		uint64_t now = now_ns(), at = atomic_load(&s->m->w->offset);
-		struct timespec ts = { 0, 100000000 };
+		struct pollfd p = { .fd = s->wake, .events = POLLIN };
 
 		if (at != last) {
 			last = at;
@@ -151,7 +153,7 @@ static void *watchdog_run(void *opaque)
 			atomic_store(&s->m->w->cancel, true);
 			break;
 		}
-		nanosleep(&ts, NULL);
+		poll(&p, 1, 100);
 	}
 	return NULL;
 }
@@ -588,7 +590,8 @@ int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
 	}
 	s.fetched = xcalloc(biggest, 8);
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	bool watching = pthread_create(&s.watchdog, NULL, watchdog_run, &s) == 0;
+	s.wake = eventfd(0, EFD_CLOEXEC);
+	bool watching = s.wake >= 0 && pthread_create(&s.watchdog, NULL, watchdog_run, &s) == 0;
 	ret = vi_state_writer_init(m->w, fd, &h);
 	if (ret == 0)
 		ret = vmm_memory_set_dirty_log(vm, true);
@@ -608,8 +611,15 @@ int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
 	}
 	/* The stream is written: what follows waits with timeouts of its own. */
 	atomic_store(&s.done, true);
-	if (watching)
+	if (watching) {
+		/* Else it wakes on its own within 100 ms. */
+		uint64_t one = 1;
+		ssize_t woken = write(s.wake, &one, sizeof(one));
+		(void)woken;
 		pthread_join(s.watchdog, NULL);
+	}
+	if (s.wake >= 0)
+		close(s.wake);
 	if (ret < 0)
 		ret = watchdog_error(&s, ret);
 	if (ret == 0) {
@@ -662,7 +672,9 @@ struct receiver {
 	const char *const *backing;
 	int *fds;     /* a disk's file being written, -1 before its first data */
 	bool *made;   /* files this migration made, removed on failure */
+	uint64_t synced_ns; /* when the disks were last made durable */
 };
+#define SYNC_EVERY_NS 20000000u
 
 static bool disk_sent(const struct vmm *vm, uint64_t shared, size_t i)
 {
@@ -698,6 +710,13 @@ static int recv_disk_data(void *opaque, const struct vi_state_section *sec)
 					      "cannot write disk %zu '%s'", i, path);
 		done += (uint64_t)n;
 	}
+	/* Made durable as it comes, while the guest still runs there: the sync at
+	 * the end, in the downtime, finds little left to do. */
+	if (now_ns() - r->synced_ns > SYNC_EVERY_NS) {
+		if (fdatasync(r->fds[i]) < 0)
+			return vi_error_errno(VI_EFAIL, errno, "cannot write disk %zu '%s'", i, path);
+		r->synced_ns = now_ns();
+	}
 	return 0;
 }
 
@@ -717,7 +736,7 @@ static int recv_before_apply(void *opaque)
 		r->fds[i] = -1;
 		if (fd < 0)
 			return vi_error(VI_EUSAGE, "the stream has no data for disk %zu", i);
-		if (fsync(fd) < 0 || close(fd) < 0)
+		if (fdatasync(fd) < 0 || close(fd) < 0)
 			return vi_error_errno(VI_EFAIL, errno, "cannot write disk %zu '%s'", i, path);
 		if (r->backing && r->backing[i] &&
 		    image_set_backing(path, r->backing[i], IMAGE_PROBE) < 0)
@@ -733,12 +752,20 @@ void vmm_migrate_discard(struct vmm *vm, uint64_t shared_disks)
 			unlink(vm->cfg.disks[i].path);
 }
 
+/* Removes the disk files the migration made and frees the list. */
+static void remove_made(struct vmm *vm, bool *made)
+{
+	for (size_t i = 0; made && i < vm->cfg.ndisks; i++)
+		if (made[i])
+			unlink(vm->cfg.disks[i].path);
+	free(made);
+}
+
 int vmm_migrate_recv(struct vmm *vm, int fd, uint64_t shared_disks, const char *const *backing)
 {
 	struct receiver r = { .vm = vm, .shared = shared_disks, .backing = backing };
 	struct vmm_stream_hooks hooks = { recv_disk_data, recv_before_apply, &r };
 	struct timeval tv = { STREAM_TIMEOUT_S, 0 };
-	char line[256];
 	int ret;
 
 	r.fds = xcalloc(vm->cfg.ndisks + 1, sizeof(*r.fds));
@@ -761,22 +788,32 @@ int vmm_migrate_recv(struct vmm *vm, int fd, uint64_t shared_disks, const char *
 	}
 	if (ret == 0)
 		ret = line_send(fd, "ready");
-	if (ret == 0) {
-		ret = line_recv(fd, line, sizeof(line), READY_TIMEOUT_MS);
-		if (ret == 0 && strcmp(line, "commit"))
-			ret = vi_error(VI_EFAIL, "the source said '%s' instead of 'commit'", line);
-		if (ret < 0)
-			ret = vi_error_wrap("the source never said commit");
-	}
-	for (size_t i = 0; i < vm->cfg.ndisks; i++) {
+	for (size_t i = 0; i < vm->cfg.ndisks; i++)
 		if (r.fds[i] >= 0)
 			close(r.fds[i]);
-		if (ret < 0 && r.made[i])
-			unlink(vm->cfg.disks[i].path);
-	}
 	free(r.fds);
-	free(r.made);
+	if (ret < 0)
+		remove_made(vm, r.made);
+	else
+		vm->incoming_made = r.made;
 	return ret;
+}
+
+int vmm_migrate_commit(struct vmm *vm, int fd)
+{
+	char line[256];
+	int ret = line_recv(fd, line, sizeof(line), READY_TIMEOUT_MS);
+
+	if (ret == 0 && strcmp(line, "commit"))
+		ret = vi_error(VI_EFAIL, "the source said '%s' instead of 'commit'", line);
+	if (ret < 0) {
+		remove_made(vm, vm->incoming_made);
+		vm->incoming_made = NULL;
+		return vi_error_wrap("the source never said commit");
+	}
+	free(vm->incoming_made);
+	vm->incoming_made = NULL;
+	return 0;
 }
 
 int vmm_migrate_running(int fd)

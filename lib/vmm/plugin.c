@@ -616,6 +616,9 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 		pid = xasprintf("%d\n", (int)getpid());
 		ret = vi_write_file_replace(pid_path, pid, strlen(pid), 0644);
 	}
+	/* Everything but the guest is ready before the source pauses it no more. */
+	if (ret == 0 && opts->incoming_fd >= 0)
+		ret = vmm_migrate_commit(machine, opts->incoming_fd);
 	if (ret == 0)
 		ret = vmm_start(machine);
 	/* The guest runs here now: the source hears it and gives its VM up. */

@@ -434,6 +434,11 @@ void vmm_free(struct vmm *vm)
 	vmm_release_devices(vm);
 	vmm_memory_release(vm);
 	free(vm->supported_cpuid);
+	/* An incoming migration that never committed leaves no disks behind. */
+	for (size_t i = 0; vm->incoming_made && i < vm->cfg.ndisks; i++)
+		if (vm->incoming_made[i])
+			unlink(vm->cfg.disks[i].path);
+	free(vm->incoming_made);
 	free(vm->watches);
 	if (vm->epoll_fd >= 0)
 		close(vm->epoll_fd);

@@ -262,11 +262,13 @@ int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
 /* The receiving side: vm is made by vmm_new() with cfg.disks_later, its disks' paths where
  * the files sent are made anew (disks in shared_disks and read-only ones are opened as
  * they are); backing (may be NULL) gives each sent disk's overlay its backing file name
- * on this host. Reads the whole stream, loads the VM, answers "ready" and returns 0 once
- * the source says "commit": then the caller starts the VM and calls
- * vmm_migrate_running(). On failure the files it made are gone and the source is told
- * why when it can be. */
+ * on this host. Reads the whole stream, loads the VM and answers "ready"; on failure the
+ * files it made are gone and the source is told why when it can be. Then the caller
+ * makes ready what else the VM needs (its control socket) and waits for the source's
+ * "commit" with vmm_migrate_commit(), which removes the disks made if it never comes,
+ * starts the VM and calls vmm_migrate_running(). */
 int vmm_migrate_recv(struct vmm *vm, int fd, uint64_t shared_disks, const char *const *backing);
+int vmm_migrate_commit(struct vmm *vm, int fd);
 int vmm_migrate_running(int fd);
 /* How fast the running guest and its devices dirty memory: the bytes of the pages
  * written over `ms` ms, per second. Dirty logging runs meanwhile, then stops. */

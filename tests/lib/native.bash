@@ -8,6 +8,7 @@ native_setup() {
 	hv=svm
 	grep -q GenuineIntel /proc/cpuinfo && hv=vtx
 	guest=$VI_BUILD/tests/guest
+	cd "$BATS_TEST_TMPDIR"
 }
 
 native_teardown() {

@@ -190,6 +190,8 @@ static void *receiver_thread(void *opaque)
 	if (ret == 0)
 		r->memory_diff = memory_diff(r->src, dst);
 	if (ret == 0)
+		ret = vmm_migrate_commit(dst, r->fd);
+	if (ret == 0)
 		ret = vmm_start(dst);
 	if (ret == 0)
 		ret = vmm_migrate_running(r->fd);
