@@ -413,6 +413,19 @@ static int commit_incoming(struct vi_vm *vm, const char *staged, struct vi_machi
 	return rc;
 }
 
+/* The disks both hosts see at the same path, outside the store, which the stream
+ * does not carry: bit i for disk i. Both ends work it out from the definition. */
+static uint64_t shared_disks(const struct vi_vm *def)
+{
+	uint64_t shared = 0;
+
+	for (size_t i = 0; i < def->ndisks && i < 64; i++)
+		if (def->disks[i].path[0] == '/' &&
+		    strncmp(def->disks[i].path, ctx.store.home, strlen(ctx.store.home)))
+			shared |= 1ull << i;
+	return shared;
+}
+
 /* How long a tunnel's ends may take to close after the stream, for a link
  * that no longer carries anything. */
 #define TUNNEL_CLOSE_MS 10000
@@ -461,7 +474,8 @@ static int receive_live(struct vi_machine *m, const char *const *backing, bool t
 	}
 	struct vi_hv_migrate_result result = { .struct_size = sizeof(result) };
 	struct vi_hv_migrate mig = { .struct_size = sizeof(mig), .fd = fd, .live = 1,
-				     .backing = backing, .result = &result };
+				     .shared_disks = shared_disks(&m->def), .backing = backing,
+				     .result = &result };
 	rc = vi_hv_migrate_recv(m->hv, &m->view.vm, &mig);
 	vi_migrate_guard_stop(guard);
 	if (lfd >= 0)
@@ -599,13 +613,10 @@ static int send_live(struct vi_machine *m, const struct vi_host_entry *e, const 
 	char *line = NULL, secret[64];
 	bool tunnel_broke = false;
 	unsigned port;
-	uint64_t sent = 0, shared = 0;
+	uint64_t sent = 0, shared;
 	int rc, fd = -1;
 
-	for (size_t i = 0; i < m->def.ndisks && i < 64; i++)
-		if (m->def.disks[i].path[0] == '/' && strncmp(m->def.disks[i].path, ctx.store.home,
-							      strlen(ctx.store.home)))
-			shared |= 1ull << i;
+	shared = shared_disks(&m->def);
 	if ((rc = link_open(e, m->def.name, false, &l)) < 0)
 		return rc;
 	if ((rc = offer_header(m, e, b, true, &l, &need)) < 0 ||

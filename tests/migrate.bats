@@ -19,6 +19,7 @@ setup() {
 }
 
 teardown() {
+	host_run 1 umount "$(host_home 1)/vms" 2>/dev/null || true
 	for h in h1 h2; do
 		for vm in $(vi --host "$h" list --json 2>/dev/null | jq -r '.vms[].name'); do
 			vi -q --host "$h" destroy --force "$vm" || true
@@ -377,6 +378,50 @@ kill_destination_midway() {
 	g=$(gens "$VI_HOME" live | tail -1)
 	wait_gen "$VI_HOME" live $((g + 2))
 	host_link_up 1
+}
+
+@test "a disk both hosts see at the same path is handed over live, not copied" {
+	qemu-img create -q -f qcow2 shared.qcow2 256M
+	qemu-io -f qcow2 -c "write -P 0x5a 0 32M" shared.qcow2 >/dev/null
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --disk "$PWD/shared.qcow2" --start sh
+	wait_gen "$VI_HOME" sh 2
+	run -0 vi migrate --json sh h1
+	report=$(tail -1 <<<"$output")
+	# Memory only: 32M of disk data would show.
+	[ "$(jq -r .bytes <<<"$report")" -lt $((24 << 20)) ]
+	[ "$(vi --host h1 show --json sh | jq -r '.vm.disks[0].path')" = "$PWD/shared.qcow2" ]
+	[ "$(vi --host h1 show --json sh | jq -r .vm.state)" = running ]
+	g=$(gens "$(host_home 1)" sh | tail -1)
+	wait_gen "$(host_home 1)" sh $((g + 2))
+	# The destination's VMM holds it now, so nothing here may write it.
+	! qemu-img check -q shared.qcow2 2>/dev/null
+	vi -q --host h1 stop --force sh
+	qemu-img check -q shared.qcow2
+}
+
+@test "the destination's disk full midway: the guest runs on here, one line, nothing there" {
+	# The data is in an overlay in the store, which travels: 12M for a 4M file system.
+	qemu-img create -q -f qcow2 data.qcow2 32M
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --disk data.qcow2 full
+	vi -q snapshot create full s1
+	qemu-io -f qcow2 -c "write -P 0x5a 0 12M" "$(vi show --json full | jq -r '.vm.disks[0].path')" >/dev/null
+	vi -q start full
+	wait_gen "$VI_HOME" full 2
+	full=$(host_home 1)/vms
+	mkdir -p "$full"
+	host_run 1 mount -t tmpfs -o size=4M tmpfs "$full"
+	st=0
+	vi migrate full h1 >out 2>&1 || st=$?
+	cat out
+	host_run 1 umount "$full"
+	[ "$st" -ne 0 ]
+	[ "$(wc -l <out)" = 1 ]
+	grep -q "^vi: error: .*No space left on device" out
+	[ "$(vi show --json full | jq -r .vm.state)" = running ]
+	g=$(gens "$VI_HOME" full | tail -1)
+	wait_gen "$VI_HOME" full $((g + 2))
+	[ -z "$(vi --host h1 list --json | jq -r '.vms[].name')" ]
+	qemu-img check -U -q "$(vi show --json full | jq -r '.vm.disks[0].path')"
 }
 
 @test "a backend that cannot move a running VM refuses, exit 4, nothing moved" {

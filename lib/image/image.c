@@ -439,6 +439,23 @@ int image_flush(struct image *img)
 	return img->writable ? img->drv->flush(img) : 0;
 }
 
+int image_unlock(struct image *img)
+{
+	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = LOCK_PERM,
+			    .l_len = LOCK_UNSHARED + 100 - LOCK_PERM };
+	int rc = image_flush(img);
+
+	if (rc == 0 && fcntl(img->fd, F_OFD_SETLK, &fl) < 0 && errno != ENOLCK &&
+	    errno != EOPNOTSUPP && errno != EINVAL)
+		rc = vi_error_errno(VI_EFAIL, errno, "cannot unlock '%s'", img->path);
+	return rc;
+}
+
+int image_relock(struct image *img)
+{
+	return lock_image(img->fd, img->path, img->writable);
+}
+
 int image_set_cache_size(struct image *img, uint64_t bytes)
 {
 	return img->drv->set_cache ? img->drv->set_cache(img, bytes) : 0;

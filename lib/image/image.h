@@ -105,6 +105,12 @@ int image_write_zeroes(struct image *img, uint64_t offset, uint64_t len);
 int image_discard(struct image *img, uint64_t offset, uint64_t len);
 /* Makes every write so far durable. */
 int image_flush(struct image *img);
+/* Shared storage changing hands: image_unlock() makes the image durable and drops
+ * its locks, so that a process on another host may open it for writing while this
+ * one neither reads nor writes it; image_relock() takes them back, refusing
+ * (-VI_ESTATE) if that process has it now. */
+int image_unlock(struct image *img);
+int image_relock(struct image *img);
 /* The memory a qcow2 image may keep its L2 tables and refcount blocks in
  * (32 MiB by default, a few tables at least); writes back what no longer
  * fits. No other call may run on the image meanwhile. */

@@ -123,6 +123,7 @@ struct sender {
 	pthread_t watchdog;
 	atomic_bool done;     /* the stream is written: the watchdog ends */
 	int wake;             /* an eventfd that tells it so at once, in the downtime */
+	uint64_t unlocked;    /* shared disks handed over in the downtime: bit i, disk i */
 	atomic_int gave_up;   /* why the watchdog cancelled the writer: WATCH_* */
 };
 
@@ -522,6 +523,16 @@ static int migrate_downtime(struct sender *s)
 	for (size_t i = 0; ret == 0 && i < s->ndisks; i++)
 		if (image_flush(s->disks[i].img) < 0)
 			ret = vi_error_wrap("disk %zu", s->disks[i].index);
+	/* A disk on shared storage is the destination's to open from here on. */
+	for (size_t i = 0; ret == 0 && i < s->vm->cfg.ndisks && i < 64; i++) {
+		struct image *img = virtio_blk_image(s->vm, i);
+
+		if (!s->vm->cfg.disks[i].readonly && img && (s->o->shared_disks >> i) & 1) {
+			ret = image_unlock(img);
+			if (ret == 0)
+				s->unlocked |= 1ull << i;
+		}
+	}
 	if (ret == 0)
 		ret = memory_fetch_dirty(s, &dirty);
 	if (ret == 0) {
@@ -654,8 +665,23 @@ int vmm_migrate_send(struct vmm *vm, int fd, const struct vmm_migrate_opts *o,
 	vmm_memory_set_dirty_log(vm, false);
 	if (s.disks)
 		disks_unwatch(&s);
-	if (ret < 0 && !committed && !was_paused)
-		vmm_resume(vm);
+	if (ret < 0 && !committed) {
+		int kept = 0;
+
+		/* The shared disks come back before the guest runs here again. */
+		for (size_t i = 0; i < vm->cfg.ndisks && i < 64; i++)
+			if ((s.unlocked >> i) & 1 && image_relock(virtio_blk_image(vm, i)) < 0)
+				kept = -1;
+		if (kept < 0) {
+			char *why = xstrdup(vi_error_message());
+
+			ret = vi_error(VI_ESTATE, "%s; a shared disk is in use elsewhere now, so the "
+					   "VM stays paused here", why);
+			free(why);
+		} else if (!was_paused) {
+			vmm_resume(vm);
+		}
+	}
 	for (size_t i = 0; i < vm->nmem; i++)
 		free(s.bitmaps[i]);
 	free(s.bitmaps);
