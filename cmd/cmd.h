@@ -87,6 +87,7 @@ int cmd_create(int argc, char **argv);
 int cmd_destroy(int argc, char **argv);
 int cmd_start(int argc, char **argv);
 int cmd_stop(int argc, char **argv);
+int cmd_grow(int argc, char **argv);
 int cmd_help(int argc, char **argv);
 int cmd_image_check(int argc, char **argv);
 int cmd_image_convert(int argc, char **argv);
@@ -123,7 +124,7 @@ int cmd_snapshot_checkout(int argc, char **argv);
 int cmd_snapshot_delete(int argc, char **argv);
 int cmd_snapshot_diff(int argc, char **argv);
 
-extern const struct vi_option caps_options[], clone_options[], console_options[], create_options[],
+extern const struct vi_option caps_options[], clone_options[], grow_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
 	list_options[], show_options[], version_options[], vmm_run_options[], ssh_options[],
 	migrate_options[], migrate_in_options[],

@@ -1,6 +1,8 @@
 /* vi show NAME: one VM's definition, state and live figures. */
 #include "cmd.h"
 #include "error.h"
+#include "grow.h"
+#include "image/image.h"
 #include "machine.h"
 #include "migrate.h"
 #include "output.h"
@@ -63,6 +65,7 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 	json_object_object_add(o, "max_cpus", json_object_new_int(m->view.vm.max_cpus));
 	json_object_object_add(o, "memory", json_object_new_int64(d->memory));
 	json_object_object_add(o, "max_memory", json_object_new_int64(m->view.vm.max_memory));
+	json_object_object_add(o, "cpu_quota", json_object_new_int(d->cpu_quota));
 	json_object_object_add(o, "kernel", vi_json_str(d->kernel));
 	json_object_object_add(o, "initrd", vi_json_str(d->initrd));
 	json_object_object_add(o, "cmdline", vi_json_str(d->cmdline));
@@ -72,6 +75,11 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 		json_object_object_add(k, "format", vi_json_str(vi_disk_format_name(d->disks[i].format)));
 		json_object_object_add(k, "readonly", json_object_new_boolean(d->disks[i].readonly));
 		json_object_object_add(k, "layer", vi_json_str(d->disks[i].layer));
+		uint64_t size;
+		if (image_virtual_size(m->view.disks[i].path, &size) == 0)
+			json_object_object_add(k, "size", json_object_new_int64((int64_t)size));
+		else
+			vi_error_clear();
 		json_object_array_add(disks, k);
 	}
 	for (size_t i = 0; i < d->nnics; i++) {
@@ -175,10 +183,22 @@ int cmd_show(int argc, char **argv)
 		field("initrd:", "%s", d->initrd);
 	if (d->cmdline)
 		field("cmdline:", "%s", d->cmdline);
-	for (size_t i = 0; i < d->ndisks; i++)
-		field(i ? "" : "disks:", "%s (%s%s%s%s)", m.view.disks[i].path,
-		      vi_disk_format_name(d->disks[i].format), d->disks[i].readonly ? ", read-only" : "",
-		      d->disks[i].layer ? ", on layer " : "", d->disks[i].layer ? d->disks[i].layer : "");
+	if (d->cpu_quota)
+		field("cpu quota:", "%u%% of one host CPU", d->cpu_quota);
+	for (size_t i = 0; i < d->ndisks; i++) {
+		uint64_t size;
+		char name[8], sz[32] = "";
+
+		vi_grow_disk_name(i, name, sizeof(name));
+		if (image_virtual_size(m.view.disks[i].path, &size) == 0)
+			snprintf(sz, sizeof(sz), ", %s", vi_format_size(size, a, sizeof(a)));
+		else
+			vi_error_clear();
+		field(i ? "" : "disks:", "%s %s (%s%s%s%s%s)", name, m.view.disks[i].path,
+		      vi_disk_format_name(d->disks[i].format), sz,
+		      d->disks[i].readonly ? ", read-only" : "", d->disks[i].layer ? ", on layer " : "",
+		      d->disks[i].layer ? d->disks[i].layer : "");
+	}
 	for (size_t i = 0; i < d->nnics; i++) {
 		const struct vi_vm_nic *n = &d->nics[i];
 		char *addr = vi_machine_nic_address(&m, st.state, i), *fw = xstrdup("");

@@ -60,6 +60,8 @@ const struct cmd commands[] = {
 	  "run a command in a running VM and return its exit status" },
 	{ "forward", NULL, 0, 0, 0, "", NULL, "port forwards from the host to a VM",
 	  forward_commands },
+	{ "grow", cmd_grow, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "VM", grow_options,
+	  "change a VM's vCPUs, memory, disks and CPU quota, live when it runs" },
 	{ "help", cmd_help, 0, 1, 0, "[VERB]", help_options, "show the manual page of a verb" },
 	{ "host", NULL, 0, 0, 0, "", NULL, "the other hosts running vi, reached over ssh",
 	  host_commands },

@@ -462,6 +462,7 @@ size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max)
 		{ o->set_vcpus, "grow-cpus" },
 		{ o->set_memory, "grow-memory" },
 		{ o->resize_disk, "grow-disk" },
+		{ o->set_cpu_quota, "cpu-quota" },
 		{ o->switch_disks, "live-clone" },
 	};
 	size_t n = 0;
@@ -607,6 +608,11 @@ int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes
 int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes)
 {
 	HV_CALL(hv, resize_disk, "resizing disks", vm, disk, bytes);
+}
+
+int vi_hv_set_cpu_quota(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned percent)
+{
+	HV_CALL(hv, set_cpu_quota, "CPU quotas", vm, percent);
 }
 
 int vi_hv_switch_disks(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *const *overlays)

@@ -107,6 +107,7 @@ int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct
 int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n);
 int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes);
 int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes);
+int vi_hv_set_cpu_quota(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned percent);
 int vi_hv_switch_disks(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *const *overlays);
 int vi_hv_forward_add(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic,
 		      const struct vi_hv_forward *f);

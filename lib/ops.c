@@ -295,13 +295,14 @@ static int build_definition(const struct vi_create_spec *sp, const struct vi_hv 
 	vm->hv = xstrdup(hv->ops.name);
 	vm->connect = xstrdup(sp->connect);
 	vm->cpus = sp->cpus ? sp->cpus : img && img->cpus ? img->cpus : 1;
-	vm->max_cpus = sp->max_cpus			 ? sp->max_cpus
-		       : img && img->max_cpus > vm->cpus ? img->max_cpus
-							 : vm->cpus;
 	vm->memory = sp->memory ? sp->memory : img && img->memory ? img->memory : VI_VM_DEFAULT_MEMORY;
-	vm->max_memory = sp->max_memory			     ? sp->max_memory
-			 : img && img->max_memory > vm->memory ? img->max_memory
-							       : vm->memory;
+	vm->max_cpus = sp->max_cpus ? sp->max_cpus
+		       : img && img->max_cpus ? (img->max_cpus > vm->cpus ? img->max_cpus : vm->cpus)
+					      : vi_headroom_cpus(vm->cpus);
+	vm->max_memory = sp->max_memory ? sp->max_memory
+			 : img && img->max_memory
+				 ? (img->max_memory > vm->memory ? img->max_memory : vm->memory)
+				 : vi_headroom_memory(vm->memory);
 	vm->guest_type = xstrdup(sp->guest_type);
 	vm->created = time(NULL);
 	if (vm->max_cpus < vm->cpus)

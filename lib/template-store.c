@@ -106,9 +106,11 @@ int template_manifest_save(const char *dir, const struct template_image *img)
 	}
 	vi_yaml_out_str(&o, "hv", img->hv);
 	vi_yaml_out_uint(&o, "cpus", img->cpus);
-	vi_yaml_out_uint(&o, "max_cpus", img->max_cpus);
+	if (img->max_cpus)
+		vi_yaml_out_uint(&o, "max_cpus", img->max_cpus);
 	vi_yaml_out_size(&o, "memory", img->memory);
-	vi_yaml_out_size(&o, "max_memory", img->max_memory);
+	if (img->max_memory)
+		vi_yaml_out_size(&o, "max_memory", img->max_memory);
 	vi_yaml_out_str(&o, "kernel", leaf(img->kernel));
 	vi_yaml_out_str(&o, "initrd", leaf(img->initrd));
 	vi_yaml_out_str(&o, "cmdline", img->cmdline);
@@ -284,12 +286,13 @@ static int manifest_parse(struct vi_yaml *y, const char *dir, struct template_im
 	if ((rc = vi_yaml_get_uint(y, root, "cpus", true, 1, 4096, &u)) < 0)
 		return rc;
 	img->cpus = (unsigned)u;
-	if ((rc = vi_yaml_get_uint(y, root, "max_cpus", true, 1, 4096, &u)) < 0)
+	u = 0;
+	if ((rc = vi_yaml_get_uint(y, root, "max_cpus", false, 1, 4096, &u)) < 0)
 		return rc;
 	img->max_cpus = (unsigned)u;
 	if ((rc = vi_yaml_get_size(y, root, "memory", true, VI_VM_MIN_MEMORY, VI_VM_MAX_MEMORY,
 				   &img->memory)) < 0 ||
-	    (rc = vi_yaml_get_size(y, root, "max_memory", true, VI_VM_MIN_MEMORY,
+	    (rc = vi_yaml_get_size(y, root, "max_memory", false, VI_VM_MIN_MEMORY,
 				   VI_VM_MAX_MEMORY, &img->max_memory)) < 0)
 		return rc;
 	if ((v = vi_yaml_get(y, root, "base"))) {

@@ -1416,7 +1416,8 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 		return rc;
 	if (rc == 0) {
 		t->cpus = (unsigned)v;
-		t->max_cpus = t->max_cpus > t->cpus ? t->max_cpus : t->cpus;
+		if (t->max_cpus && t->max_cpus < t->cpus)
+			t->max_cpus = t->cpus;
 	}
 	if ((rc = get_uint(p, root, "max_cpus", 1, 4096, &v, &max_at)) < 0)
 		return rc;
@@ -1426,7 +1427,8 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 		return rc;
 	if (rc == 0) {
 		t->memory = v;
-		t->max_memory = t->max_memory > v ? t->max_memory : v;
+		if (t->max_memory && t->max_memory < v)
+			t->max_memory = v;
 	}
 	if ((rc = get_size(p, root, "max_memory", VI_VM_MIN_MEMORY, VI_VM_MAX_MEMORY, &v,
 			    &maxm_at)) < 0)
@@ -1435,16 +1437,13 @@ static int parse_machine(struct parser *p, yaml_node_t *root)
 		t->max_memory = v;
 	if (!t->cpus)
 		t->cpus = 1;
-	if (!t->max_cpus)
-		t->max_cpus = t->cpus;
 	if (!t->memory)
 		t->memory = VI_VM_DEFAULT_MEMORY;
-	if (!t->max_memory)
-		t->max_memory = t->memory;
-	if (t->max_cpus < t->cpus)
+	/* No maximum: `vi create` leaves room to grow on the host it runs on. */
+	if (t->max_cpus && t->max_cpus < t->cpus)
 		return vi_yaml_error(&p->y, max_at ? max_at : cpus_at, VI_EUSAGE,
 				     "max_cpus %u is below cpus %u", t->max_cpus, t->cpus);
-	if (t->max_memory < t->memory)
+	if (t->max_memory && t->max_memory < t->memory)
 		return vi_yaml_error(&p->y, maxm_at ? maxm_at : mem_at, VI_EUSAGE,
 				     "max_memory is below memory");
 	return 0;

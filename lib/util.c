@@ -62,15 +62,23 @@ char *xstrndup(const char *s, size_t n)
 	return d ? d : oom(n + 1);
 }
 
+char *xvasprintf(const char *fmt, va_list ap)
+{
+	char *s;
+	int n = vasprintf(&s, fmt, ap);
+
+	return n < 0 ? oom(strlen(fmt)) : s;
+}
+
 char *xasprintf(const char *fmt, ...)
 {
 	va_list ap;
 	char *s;
 
 	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
+	s = xvasprintf(fmt, ap);
 	va_end(ap);
-	return n < 0 ? oom(strlen(fmt)) : s;
+	return s;
 }
 
 int vi_parse_size(const char *s, const char *what, uint64_t *out)

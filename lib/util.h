@@ -3,6 +3,7 @@
 #ifndef VI_UTIL_H
 #define VI_UTIL_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +17,7 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);   /* xstrdup(NULL) returns NULL */
 char *xstrndup(const char *s, size_t n);
 char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 
 /* "512M", "2G", "1048576", "1.5G": binary units (K, M, G, T, with optional
  * "iB"/"B"). Returns 0 or -VI_EUSAGE with a message naming `what`. */

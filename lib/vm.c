@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const char *vi_disk_format_name(int format)
 {
@@ -198,13 +199,36 @@ static int load_nics(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 	return 0;
 }
 
+#define HEADROOM_MAX_CPUS 32
+#define HEADROOM_BLOCK (128ull << 20)
+
+unsigned vi_headroom_cpus(unsigned cpus)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned host = n < 1 ? 1 : n > HEADROOM_MAX_CPUS ? HEADROOM_MAX_CPUS : (unsigned)n;
+
+	return host > cpus ? host : cpus;
+}
+
+uint64_t vi_headroom_memory(uint64_t memory)
+{
+	long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGESIZE);
+	uint64_t host = pages > 0 && psize > 0 ? (uint64_t)pages * (uint64_t)psize : memory;
+	uint64_t want = memory <= VI_VM_MAX_MEMORY / 4 ? memory * 4 : VI_VM_MAX_MEMORY;
+
+	if (want > host)
+		want = host;
+	want -= want % HEADROOM_BLOCK;
+	return want > memory ? want : memory;
+}
+
 int vi_vm_load(const char *path, struct vi_vm *vm)
 {
 	static const char *const keys[] = {
 		"schema", "name", "uuid", "hv", "connect", "cpus", "max_cpus", "memory",
 		"max_memory", "kernel", "initrd", "cmdline", "guest_type", "disks", "nics",
 		"hostname", "machine_id", "template", "template_digest", "ready_marker", "origin",
-		"created", "user", "ready_ssh", "snapshot",
+		"created", "user", "ready_ssh", "snapshot", "cpu_quota",
 	};
 	struct vi_yaml y;
 	yaml_node_t *root, *n;
@@ -257,6 +281,10 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 				   "'max_memory' is smaller than 'memory'");
 		goto cleanup;
 	}
+	u = 0;
+	if ((rc = vi_yaml_get_uint(&y, root, "cpu_quota", false, 0, VI_VM_MAX_CPU_QUOTA, &u)) < 0)
+		goto cleanup;
+	vm->cpu_quota = (unsigned)u;
 	if ((rc = vi_yaml_get_uint(&y, root, "created", false, 0, INT64_MAX, &u)) < 0)
 		goto cleanup;
 	vm->created = rc == 0 ? (time_t)u : 0;
@@ -288,6 +316,8 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 	vi_yaml_out_uint(&o, "max_cpus", vm->max_cpus ? vm->max_cpus : vm->cpus);
 	vi_yaml_out_size(&o, "memory", vm->memory);
 	vi_yaml_out_size(&o, "max_memory", vm->max_memory ? vm->max_memory : vm->memory);
+	if (vm->cpu_quota)
+		vi_yaml_out_uint(&o, "cpu_quota", vm->cpu_quota);
 	vi_yaml_out_str(&o, "kernel", vm->kernel);
 	vi_yaml_out_str(&o, "initrd", vm->initrd);
 	vi_yaml_out_str(&o, "cmdline", vm->cmdline);

@@ -16,6 +16,8 @@
  * tables address, 64 TiB, so that a typo such as 1E is refused. */
 #define VI_VM_MIN_MEMORY (16ull << 20)
 #define VI_VM_MAX_MEMORY (64ull << 40)
+/* A CPU quota is a percentage of one host CPU: 50 is half of one, 400 four. */
+#define VI_VM_MAX_CPU_QUOTA (4096u * 100u)
 
 struct vi_vm_disk {
 	char *path;   /* relative to the VM's directory, or absolute */
@@ -49,6 +51,7 @@ struct vi_vm {
 	char *connect; /* backend URI; NULL for the backend's default */
 	unsigned cpus, max_cpus;
 	uint64_t memory, max_memory;
+	unsigned cpu_quota;    /* percent of one host CPU the VM may use, 0: no limit */
 	char *kernel, *initrd, *cmdline;
 	char *guest_type;
 	struct vi_vm_disk *disks;
@@ -66,6 +69,12 @@ struct vi_vm {
 	char *snapshot;        /* the snapshot its current state comes from (git's HEAD), or NULL */
 	time_t created;
 };
+
+/* The maximum a VM made without one may grow to while it runs: vCPUs up to
+ * this host's (at most 32), memory up to four times its own (at most this
+ * host's, in whole 128M blocks); never less than it has. */
+unsigned vi_headroom_cpus(unsigned cpus);
+uint64_t vi_headroom_memory(uint64_t memory);
 
 /* Reads path into vm (zeroed first). Errors name path:line:column. */
 int vi_vm_load(const char *path, struct vi_vm *vm);

@@ -67,7 +67,7 @@ setup() {
 	[[ $output == *"state:       stopped"* ]]
 	[[ $output == *"cpus:        2 (max 4)"* ]]
 	[[ $output == *"memory:      512M (max 2G)"* ]]
-	[[ $output == *"disks:       $VI_HOME/vms/web1/disks/root.qcow2 (qcow2)"* ]]
+	[[ $output == *"disks:       vda $VI_HOME/vms/web1/disks/root.qcow2 (qcow2)"* ]]
 }
 
 @test "show --json" {

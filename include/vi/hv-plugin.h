@@ -395,6 +395,9 @@ struct vi_hv_ops {
 	 * in *bytes_per_s. What `vi migrate --check` weighs against the link. Optional. */
 	int (*dirty_rate)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned ms,
 			  uint64_t *bytes_per_s);
+	/* The share of host CPU time the running VM may use, in percent of one CPU (50:
+	 * half of one, 200: two), 0 for no limit. Optional. */
+	int (*set_cpu_quota)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned percent);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin

@@ -439,6 +439,17 @@ int image_flush(struct image *img)
 	return img->writable ? img->drv->flush(img) : 0;
 }
 
+int image_virtual_size(const char *path, uint64_t *size)
+{
+	struct image *img;
+	int rc = image_open(path, IMAGE_PROBE, IMAGE_OPEN_SHARED | IMAGE_OPEN_NO_BACKING, &img);
+
+	if (rc < 0)
+		return rc;
+	*size = image_size(img);
+	return image_close(img);
+}
+
 int image_unlock(struct image *img)
 {
 	struct flock fl = { .l_type = F_UNLCK, .l_whence = SEEK_SET, .l_start = LOCK_PERM,

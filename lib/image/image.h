@@ -86,6 +86,9 @@ int image_close(struct image *img);
 const char *image_path(const struct image *img); /* as given to image_open() */
 int image_format(const struct image *img);
 uint64_t image_size(const struct image *img);        /* virtual size in bytes */
+/* The virtual size of the image at path, read without a lock (as qemu-img -U
+ * does): a running VM's disk too. */
+int image_virtual_size(const char *path, uint64_t *size);
 uint32_t image_cluster_size(const struct image *img); /* 0 for raw images */
 bool image_writable(const struct image *img);
 /* The image this one reads unallocated clusters from, or NULL. */

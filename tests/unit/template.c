@@ -184,7 +184,8 @@ static void defaults_and_inheritance(void)
 
 	is_int(load(HEAD DISK, NULL, 0, &t), 0, "a minimal template loads");
 	is_int(t->cpus, 1, "one vCPU by default");
-	is_int(t->max_cpus, 1, "max_cpus follows cpus");
+	is_int(t->max_cpus, 0, "no max_cpus: vi create gives the VM room to grow");
+	is_int(t->max_memory, 0, "nor max_memory");
 	is_int(t->memory, 512 << 20, "512M by default");
 	is_str(t->cmdline, "console=ttyS0 root=/dev/vda1 rw", "the default command line");
 	is_str(t->disks[0].filesystem, "ext4", "a root file system is ext4 by default");
