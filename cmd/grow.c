@@ -310,7 +310,7 @@ int cmd_grow(int argc, char **argv)
 	}
 	if ((rc = vi_grow_plan(&m, &g, &p)) < 0)
 		goto out;
-	rc = vi_grow_apply(&m, &p, &r);
+	rc = vi_grow_apply(&ctx.store, &m, &p, &r);
 	if (rc == 0 && ctx.json)
 		report_json(argv[0], &p, &r);
 	else if (rc == 0 && !ctx.quiet)

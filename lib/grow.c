@@ -6,8 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "error.h"
+#include "seed.h"
+#include "template.h"
 #include "image/image.h"
 #include "util.h"
 #include "vm.h"
@@ -341,7 +344,83 @@ static double now_ms(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-int vi_grow_apply(struct vi_machine *m, const struct vi_grow_plan *p, struct vi_grow_result *r)
+#define PENDING_FILE "grow-root"
+
+/* The root partition of a VM made from a template: 0 when it has none (a whole
+ * disk, or no template to say). */
+static unsigned template_root_partition(const struct vi_store *s, const struct vi_machine *m)
+{
+	struct template_image img = { 0 };
+	unsigned part = 0;
+
+	if (m->def.template_digest && template_image_load(s, m->def.template_digest, &img) == 0)
+		part = vi_seed_root_partition(img.root);
+	vi_error_clear();
+	template_image_release(&img);
+	return part;
+}
+
+int vi_grow_pending_partition(struct vi_machine *m)
+{
+	char *path = xasprintf("%s/%s", m->dir, PENDING_FILE), *text = NULL;
+	size_t len;
+	int rc = 0;
+
+	if (vi_file_exists(path) && (rc = vi_read_file(path, &text, &len)) == 0) {
+		unsigned part = (unsigned)atoi(text);
+		if (m->def.ndisks && part)
+			rc = vi_seed_grow_partition(m->view.disk_paths[0], part);
+		if (rc == 0 && unlink(path) < 0)
+			rc = vi_error_errno(VI_EFAIL, errno, "cannot remove '%s'", path);
+		if (rc < 0)
+			rc = vi_error_wrap("growing the root partition of VM '%s'", m->def.name);
+	}
+	free(text);
+	free(path);
+	return rc;
+}
+
+/* The root file system of disk vda, grown: by its backend in the running guest
+ * where it can, else at the guest's next boot: its partition when the disk is
+ * free (now if the VM is stopped), then its file system by the boot's seed hook. */
+static int grow_root_fs(const struct vi_store *s, struct vi_machine *m,
+			const struct vi_grow_plan *p, struct vi_grow_result *r)
+{
+	unsigned part = template_root_partition(s, m);
+	int rc = 0;
+
+	if (!m->def.template_digest) {
+		snprintf(r->fs_note, sizeof(r->fs_note),
+			 "not grown: vi knows the root file system only of VMs made from "
+			 "templates");
+		return 0;
+	}
+	if (!part) {
+		snprintf(r->fs_note, sizeof(r->fs_note), "grows at the next boot");
+		return 0;
+	}
+	if (!p->live) {
+		rc = vi_seed_grow_partition(m->view.disk_paths[0], part);
+		if (rc == 0)
+			snprintf(r->fs_note, sizeof(r->fs_note),
+				 "partition vda%u grown; its file system grows at the next boot",
+				 part);
+		return rc;
+	}
+	char *path = xasprintf("%s/%s", m->dir, PENDING_FILE), *text = xasprintf("%u\n", part);
+	rc = vi_write_file_replace(path, text, strlen(text), 0644);
+	free(path);
+	free(text);
+	if (rc == 0)
+		snprintf(r->fs_note, sizeof(r->fs_note),
+			 "the guest sees the larger disk now; partition vda%u and its file system "
+			 "grow at the next boot",
+			 part);
+	return rc;
+}
+
+int vi_grow_apply(const struct vi_store *s, struct vi_machine *m, const struct vi_grow_plan *p,
+		  struct vi_grow_result *r)
 {
 	double t0 = now_ms();
 	int rc = 0;
@@ -395,6 +474,9 @@ int vi_grow_apply(struct vi_machine *m, const struct vi_grow_plan *p, struct vi_
 		if (rc == 0 && m->hv && m->hv->ops.define)
 			rc = vi_hv_define(m->hv, &m->view.vm);
 	}
+	for (size_t i = 0; rc == 0 && p->grow_fs && i < p->ndisks; i++)
+		if (p->disks[i].index == 0 && p->disks[i].to != p->disks[i].from)
+			rc = grow_root_fs(s, m, p, r);
 	r->ms = now_ms() - t0;
 	return rc;
 }

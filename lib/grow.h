@@ -78,7 +78,13 @@ struct vi_grow_result {
 
 /* Applies p to m: live through the backend, then in the definition (saved
  * after each change that took, so a failure midway keeps what was done). */
-int vi_grow_apply(struct vi_machine *m, const struct vi_grow_plan *p, struct vi_grow_result *r);
+int vi_grow_apply(const struct vi_store *s, struct vi_machine *m, const struct vi_grow_plan *p,
+		  struct vi_grow_result *r);
+
+/* At start: the root partition that a disk grown while the VM ran (or its
+ * backend could not reach the guest's file system) left to grow, grown now
+ * that no one has the disk open; the guest's boot grows its file system. */
+int vi_grow_pending_partition(struct vi_machine *m);
 
 /* A disk's name by index: vda, vdb, ... */
 void vi_grow_disk_name(size_t i, char *buf, size_t len);

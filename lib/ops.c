@@ -13,6 +13,7 @@
 #include "error.h"
 #include "image/image.h"
 #include "layers.h"
+#include "grow.h"
 #include "log.h"
 #include "migrate.h"
 #include "util.h"
@@ -473,15 +474,6 @@ out:
 }
 
 /* The partition number of a root device such as /dev/sda1, 0 for a whole disk. */
-static unsigned root_partition(const char *root)
-{
-	size_t n = root ? strlen(root) : 0, i = n;
-
-	while (i > 0 && root[i - 1] >= '0' && root[i - 1] <= '9')
-		i--;
-	return i < n && i > 0 && root[i - 1] >= 'a' && root[i - 1] <= 'z' ? (unsigned)atoi(root + i) : 0;
-}
-
 /* A machine from a template, or one given a user, keys or user-data, gets
  * a seed; --disk-size grows its root partition here and its file system at
  * its first boot. */
@@ -523,13 +515,15 @@ static int make_seed(const struct vi_store *s, const struct vi_create_spec *sp,
 			free(text);
 		}
 	}
-	unsigned part = img ? root_partition(img->root) : 0;
+	unsigned part = img ? vi_seed_root_partition(img->root) : 0;
 	if (rc == 0 && grow && part) {
 		char *disk = xasprintf("%s/%s", staging, vm->disks[0].path);
 		rc = vi_seed_grow_partition(disk, part);
 		free(disk);
 	}
-	return rc < 0 ? rc : write_seed(s, staging, vm, grow);
+	/* Every boot grows the root file system into what its partition has: the
+	 * partition that `vi grow --disk` grows later too. */
+	return rc < 0 ? rc : write_seed(s, staging, vm, true);
 }
 
 int vi_op_create(struct vi_store *s, struct vi_hv_set *plugins, const struct vi_create_spec *sp,
@@ -1000,7 +994,18 @@ int vi_op_start(struct vi_machine *m)
 		return vi_error_errno(VI_EFAIL, errno, "cannot reset '%s'", m->view.console_log);
 	if ((rc = prepare_forwards(m)) < 0)
 		return rc;
-	return vi_hv_start(m->hv, &m->view.vm);
+	if ((rc = vi_grow_pending_partition(m)) < 0)
+		return rc;
+	if ((rc = vi_hv_start(m->hv, &m->view.vm)) < 0)
+		return rc;
+	/* The quota `vi grow` set goes with the VM: a failure to apply it says so and
+	 * leaves the VM running. */
+	if (m->def.cpu_quota && vi_hv_set_cpu_quota(m->hv, &m->view.vm, m->def.cpu_quota) < 0) {
+		vi_warn("VM '%s' runs without its CPU quota of %u%%: %s", m->def.name,
+			m->def.cpu_quota, vi_error_message());
+		vi_error_clear();
+	}
+	return 0;
 }
 
 int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms)

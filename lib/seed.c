@@ -659,6 +659,16 @@ static void put_le32(unsigned char *p, uint32_t v)
 		p[i] = (unsigned char)(v >> (8 * i));
 }
 
+unsigned vi_seed_root_partition(const char *root)
+{
+	size_t n = root ? strlen(root) : 0, i = n;
+
+	while (i > 0 && root[i - 1] >= '0' && root[i - 1] <= '9')
+		i--;
+	return i < n && i > 0 && root[i - 1] >= 'a' && root[i - 1] <= 'z' ? (unsigned)atoi(root + i)
+									 : 0;
+}
+
 int vi_seed_grow_partition(const char *path, unsigned part)
 {
 	unsigned char mbr[512], *e;

@@ -37,5 +37,8 @@ int vi_seed_write(const char *path, const struct vi_seed *s);
  * for a disk without an MBR partition table (whole-disk file systems need no
  * partition growth). */
 int vi_seed_grow_partition(const char *path, unsigned part);
+/* The partition number of a root device name such as "/dev/vda1", 0 for a
+ * whole disk ("/dev/vda") or none. */
+unsigned vi_seed_root_partition(const char *root);
 
 #endif
