@@ -615,6 +615,20 @@ static int control_dirty_rate(struct vmm_control *ctl, struct control_client *c,
 	return ret;
 }
 
+/* {"disk":I,"bytes":N} -> {"bytes":size}: disk I grown live to N bytes (whole sectors). */
+static int control_resize_disk(struct vmm_control *ctl, struct control_client *c,
+			       struct json_object *req, struct json_object *reply)
+{
+	size_t disk = (size_t)control_uint(req, "disk");
+	int ret = vmm_resize_disk(ctl->vm, disk, control_uint(req, "bytes"));
+
+	(void)c;
+	if (ret == 0)
+		json_object_object_add(reply, "bytes",
+				       json_object_new_int64((int64_t)vmm_disk_size(ctl->vm, disk)));
+	return ret;
+}
+
 /* Flags of a command. */
 #define CONTROL_NO_JOB (1u << 0) /* refused while a job runs: it would change what the job
 				  * works on (or is a job itself) */
@@ -635,6 +649,7 @@ static const struct control_command {
 	{ "nic_address", control_nic_address, CONTROL_CODED },
 	{ "pause", control_pause, CONTROL_NO_JOB },
 	{ "resume", control_resume, CONTROL_NO_JOB },
+	{ "resize_disk", control_resize_disk, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "restore", control_restore, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "save", control_save, CONTROL_NO_JOB },
 	{ "stats", control_stats, 0 },

@@ -1072,6 +1072,17 @@ static int plugin_dirty_rate(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, u
 	return 0;
 }
 
+static int plugin_resize_disk(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk,
+			      uint64_t bytes)
+{
+	struct json_object *args = json_object_new_object();
+
+	(void)ctx;
+	json_object_object_add(args, "disk", json_object_new_int64((int64_t)disk));
+	json_object_object_add(args, "bytes", json_object_new_int64((int64_t)bytes));
+	return plugin_call(vm, "resize_disk", args, NULL);
+}
+
 const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vmm_backend *b)
 {
 	host = h;
@@ -1094,6 +1105,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.console = plugin_console,
 		.stats = plugin_stats,
 		.switch_disks = plugin_switch_disks,
+		.resize_disk = plugin_resize_disk,
 		.save = plugin_save,
 		.restore = plugin_restore,
 		.forward_add = plugin_forward_add,

@@ -407,6 +407,57 @@ int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n)
 	return ret;
 }
 
+/* --- live resize ------------------------------------------------------------------------ */
+
+int vmm_resize_disk(struct vmm *vm, size_t i, uint64_t bytes)
+{
+	struct virtio_blk *blk;
+	uint64_t from;
+	int ret;
+
+	if (i >= vm->cfg.ndisks)
+		return vi_error(VI_EUSAGE, "the VM has no disk %zu", i);
+	blk = blk_of(vm, i);
+	if (!blk || !blk->img)
+		return vi_error(VI_ESTATE, "disk %zu is not open", i);
+	if (vm->cfg.disks[i].readonly)
+		return vi_error(VI_EUSAGE, "disk %zu is read-only", i);
+	if (bytes > UINT64_MAX - (SECTOR - 1))
+		return vi_error(VI_EUSAGE, "%llu bytes is too large for a disk",
+				(unsigned long long)bytes);
+	bytes = (bytes + SECTOR - 1) / SECTOR * SECTOR;
+	from = image_size(blk->img);
+	if (bytes < from)
+		return vi_error(VI_EUSAGE, "disk %zu has %llu bytes: it does not shrink to %llu", i,
+				(unsigned long long)from, (unsigned long long)bytes);
+	if (bytes == from)
+		return 0;
+	/* No request of the disk's runs while its image grows; the guest's wait in the
+	 * queue's eventfd. */
+	virtio_pci_hold(blk_pci(vm, i), true);
+	ret = image_resize(blk->img, bytes);
+	if (ret == 0)
+		ret = image_flush(blk->img);
+	if (ret == 0) {
+		virtio_pci_lock(blk_pci(vm, i));
+		blk->config.capacity = bytes / SECTOR;
+		virtio_pci_unlock(blk_pci(vm, i));
+	}
+	virtio_pci_hold(blk_pci(vm, i), false);
+	if (ret < 0)
+		return vi_error_wrap("disk %zu", i);
+	/* The guest re-reads the capacity on the configuration interrupt. */
+	virtio_pci_config_changed(blk_pci(vm, i));
+	return 0;
+}
+
+uint64_t vmm_disk_size(struct vmm *vm, size_t i)
+{
+	struct virtio_blk *blk = i < vm->cfg.ndisks ? blk_of(vm, i) : NULL;
+
+	return blk && blk->img ? image_size(blk->img) : 0;
+}
+
 int virtio_blk_replace(struct vmm *vm, const struct vmm_disk *disks, size_t n)
 {
 	const char **moving = xcalloc(n + 1, sizeof(*moving));

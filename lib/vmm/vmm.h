@@ -185,6 +185,11 @@ int vmm_balloon_get(struct vmm *vm, uint32_t *target, uint32_t *actual);
  * requests). Paths are copied. Called from the thread that runs vmm_wait(), or before
  * vmm_start(). */
 int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n);
+/* Live resize: disk i's image grows to `bytes` (rounded up to whole 512-byte sectors)
+ * and the guest is told by a configuration interrupt; shrinking is refused
+ * (VI_EUSAGE), a read-only disk too. vmm_disk_size(): its size now, 0 for none. */
+int vmm_resize_disk(struct vmm *vm, size_t i, uint64_t bytes);
+uint64_t vmm_disk_size(struct vmm *vm, size_t i);
 
 /* Opens the disk images of a VM made with cfg.disks_later, before it is loaded. */
 int vmm_open_disks(struct vmm *vm);
