@@ -1072,6 +1072,15 @@ static int plugin_dirty_rate(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, u
 	return 0;
 }
 
+static int plugin_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes)
+{
+	struct json_object *args = json_object_new_object();
+
+	(void)ctx;
+	json_object_object_add(args, "bytes", json_object_new_int64((int64_t)bytes));
+	return plugin_call(vm, "set_memory", args, NULL);
+}
+
 const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vmm_backend *b)
 {
 	host = h;
@@ -1102,6 +1111,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.migrate_send = plugin_migrate_send,
 		.migrate_recv = plugin_migrate_recv,
 		.dirty_rate = plugin_dirty_rate,
+		.set_memory = plugin_set_memory,
 	};
 	return &ops;
 }
