@@ -122,7 +122,8 @@ struct vmm_device {
 	void (*hold)(void *dev, bool on);
 	void (*free)(void *dev);
 	/* Makes the device what vmm_new() made, for a state written before the device
-	 * existed, which has none of its sections: with it, they may be absent. May be
+	 * existed, which has none of its sections: with it, they may be absent. Called
+	 * while the device is held (or before anything runs), without its lock. May be
 	 * NULL (every section must come). */
 	void (*reset)(void *dev);
 	struct vmm_section sections[2]; /* unused ones have no desc */

@@ -315,18 +315,21 @@ static void virtio_queue_notified(void *opaque, int fd)
 	pthread_mutex_unlock(&q->lock);
 }
 
-/* Status 0: the guest resets the device. Waits for the queues' work in progress. */
-static void virtio_reset(struct virtio_pci *vp)
+/* Status 0: the guest resets the device. Waits for the queues' work in progress, unless
+ * the caller holds the queues already (virtio_pci_hold()). */
+static void virtio_reset(struct virtio_pci *vp, bool queues_held)
 {
 	for (unsigned i = 0; i < vp->ops->nqueues; i++) {
 		struct virtio_queue *q = &vp->queues[i];
 
-		pthread_mutex_lock(&q->lock);
+		if (!queues_held)
+			pthread_mutex_lock(&q->lock);
 		q->pfn = 0;
 		q->last_avail = 0;
 		virtio_queue_legacy_layout(q);
 		q->desc = q->avail = q->used = 0;
-		pthread_mutex_unlock(&q->lock);
+		if (!queues_held)
+			pthread_mutex_unlock(&q->lock);
 	}
 	vp->guest_features = 0;
 	vp->driver_features = 0;
@@ -421,7 +424,7 @@ static void virtio_pci_write(void *opaque, uint64_t offset, const uint8_t *data,
 	} else if (offset == VIRTIO_PCI_STATUS && len == 1) {
 		vp->status = (uint8_t)v;
 		if (!v)
-			virtio_reset(vp);
+			virtio_reset(vp, false);
 	}
 	pthread_mutex_unlock(&vp->lock);
 }
@@ -534,7 +537,7 @@ static void virtio_common_write(struct virtio_pci *vp, uint64_t off, const uint8
 			status &= (uint8_t)~VIRTIO_STATUS_FEATURES_OK;
 		vp->status = status;
 		if (!status)
-			virtio_reset(vp);
+			virtio_reset(vp, false);
 	}
 	if (touched(off, len, VIRTIO_COMMON_Q_SELECT, 2))
 		vp->queue_sel = get16(r + VIRTIO_COMMON_Q_SELECT);
@@ -709,13 +712,13 @@ static const struct vi_state_desc virtio_modern_state = {
 };
 
 /* For a saved state without the device: as the guest's reset leaves it, then the
- * device's own. */
+ * device's own. Its queues are held, or no thread works on them yet. */
 static void virtio_pci_reset(void *opaque)
 {
 	struct virtio_pci *vp = opaque;
 
 	pthread_mutex_lock(&vp->lock);
-	virtio_reset(vp);
+	virtio_reset(vp, true);
 	vp->config_generation = 0;
 	pthread_mutex_unlock(&vp->lock);
 	vp->pci.config[0x04] = vp->pci.config[0x05] = 0; /* the command register */
