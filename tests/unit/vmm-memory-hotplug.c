@@ -325,6 +325,118 @@ static void test_restore_and_migrate(const struct vmm_config *base, const char *
 	close(fd);
 }
 
+/* --- a state from before virtio-mem ------------------------------------------------ */
+
+/* Copies the state file `from` to `to` without its virtio-mem sections (the modern
+ * transport's and the device's), as a VMM that had no virtio-mem wrote it. They follow
+ * every page run, so nothing before them moves. */
+static bool strip_virtio_mem(const char *from, const char *to)
+{
+	char *buf = NULL;
+	size_t len = 0, out = 64, cut = 0;
+
+	if (vi_read_file(from, &buf, &len) < 0 || len < 64)
+		return false;
+	for (size_t at = 64; at < len;) {
+		uint32_t id = 0, crc = 0;
+		uint16_t version = 0;
+		uint64_t length = 0;
+
+		if (at + 24 <= len) {
+			memcpy(&id, buf + at, 4);
+			memcpy(&version, buf + at + 4, 2);
+			memcpy(&crc, buf + at + 12, 4);
+			memcpy(&length, buf + at + 16, 8);
+		}
+		if ((id == 0x109 || id == 0x10a) && version == 1 && at + 24 <= len &&
+		    length <= len - at - 24 && vi_crc32c(0, buf + at + 24, length) == crc) {
+			at += 24 + length;
+			cut++;
+			continue;
+		}
+		buf[out++] = buf[at++];
+	}
+	vi_write_file_atomic(to, buf, out, 0644);
+	free(buf);
+	return cut == 2;
+}
+
+/* Stamps: how far the stamps guest has got. */
+static unsigned last_gen(int console)
+{
+	return console_last(console, "stamps: gen ", " ok");
+}
+
+static bool wait_gen(int console, unsigned n)
+{
+	return console_wait(console, "stamps: gen ", " ok", n, 600);
+}
+
+/* A state written before the VM had virtio-mem restores, the device as new, both into
+ * a new VM and in place of a running one's (whose device had been asked for memory). */
+static void test_state_without_device(const struct vmm_config *base)
+{
+	struct vmm_config cfg = *base;
+	struct vmm_memory_size size;
+	struct vi_state_writer w = { 0 };
+	char *saved = xasprintf("%s/stamps.state", tmpdir), *old = xasprintf("%s/old.state", tmpdir);
+	struct vmm *vm = NULL;
+	bool changed = false;
+	unsigned gen;
+	int fd, ret;
+
+	cfg.kernel = guest("stamps");
+	cfg.console_fd = memfd_create("stamps", MFD_CLOEXEC);
+	ret = boot_vm(&cfg, &vm);
+	if (ret == 0)
+		ret = vmm_start(vm);
+	is_int(ret, 0, "a stamps VM that may grow runs");
+	if (ret < 0)
+		goto out;
+	ok(wait_gen(cfg.console_fd, 2), "and counts generations");
+	fd = open(saved, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	ret = vmm_pause(vm);
+	if (ret == 0)
+		ret = vmm_save(vm, fd, &w);
+	close(fd);
+	is_int(ret, 0, "its state is saved");
+	ok(strip_virtio_mem(saved, old), "and made one without virtio-mem");
+	is_int(vmm_set_memory(vm, 320 * MiB), 0, "the device is asked for memory");
+	fd = open(old, O_RDONLY | O_CLOEXEC);
+	gen = last_gen(cfg.console_fd);
+	ret = vmm_replace(vm, fd, 0, NULL, 0, &changed);
+	is_int(ret, 0, "the old state takes the running VM's place%s%s", ret ? ": " : "",
+	       ret ? vi_error_message() : "");
+	vmm_memory_size(vm, &size);
+	ok(size.requested == 0 && size.plugged == 0, "with virtio-mem as new");
+	if (ret == 0)
+		ret = vmm_resume(vm);
+	ok(ret == 0 && wait_gen(cfg.console_fd, gen + 2), "and the guest goes on");
+	close(fd);
+	vmm_request_exit(vm, VMM_EXIT_STOPPED);
+	vmm_free(vm);
+	vm = NULL;
+
+	fd = open(old, O_RDONLY | O_CLOEXEC);
+	ret = vmm_new(&cfg, &vm);
+	if (ret == 0)
+		ret = vmm_restore(vm, fd, 0);
+	is_int(ret, 0, "the old state restores into a new VM%s%s", ret ? ": " : "",
+	       ret ? vi_error_message() : "");
+	gen = last_gen(cfg.console_fd);
+	if (ret == 0)
+		ret = vmm_start(vm);
+	ok(ret == 0 && wait_gen(cfg.console_fd, gen + 2), "which goes on counting");
+	close(fd);
+out:
+	vmm_request_exit(vm, VMM_EXIT_STOPPED);
+	vmm_free(vm);
+	close(cfg.console_fd);
+	free((char *)cfg.kernel);
+	free(saved);
+	free(old);
+}
+
 /* A VM whose maximum is its memory has no virtio-mem: nothing to grow. */
 static void test_no_room(char *kernel)
 {
@@ -355,6 +467,7 @@ int main(void)
 	cfg.console_fd = -1;
 	test_restore_and_migrate(&cfg, state);
 	test_no_room((char *)cfg.kernel);
+	test_state_without_device(&base_cfg);
 	free(state);
 	free((char *)cfg.kernel);
 	sh("rm -rf %s", tmpdir);
