@@ -90,12 +90,12 @@ static void virtio_mem_set(struct virtio_mem *m, uint64_t first, uint64_t n, boo
 		else
 			m->plugged[b / 64] &= ~(1ull << (b % 64));
 	}
-	if (plug)
+	if (plug) {
 		m->config.plugged_size += n * m->config.block_size;
-	else
+	} else {
 		m->config.plugged_size -= n * m->config.block_size;
-	if (!plug)
 		virtio_mem_discard(m, first, n);
+	}
 }
 
 /* One request: the response type, and for STATE the state in *state. */
