@@ -205,11 +205,27 @@ static int boot_place_initrd(const struct vmm_config *cfg, const struct vmm_kern
 	return 0;
 }
 
+/* The command line the kernel gets (the caller frees it): the configuration's, and
+ * when memory may be plugged, Linux told to online it as it comes (movable, so that
+ * it can go again), unless the line says how already. */
+static char *boot_cmdline(const struct vmm_config *cfg)
+{
+	const char *line = cfg->cmdline ? cfg->cmdline : "";
+	uint64_t gpa, size;
+
+	vmm_hotplug_region(cfg, &gpa, &size);
+	if (!size || strstr(line, "memhp_default_state="))
+		return xstrdup(line);
+	return xasprintf("%s%smemhp_default_state=online_movable", line, *line ? " " : "");
+}
+
 int vmm_boot_check(const struct vmm_config *cfg, struct vmm_kernel *k)
 {
-	char have[32], need[32];
-	size_t cmdline_len = cfg->cmdline ? strlen(cfg->cmdline) : 0;
+	char have[32], need[32], *cmdline = boot_cmdline(cfg);
+	size_t cmdline_len = strlen(cmdline);
 	int ret;
+
+	free(cmdline);
 
 	if (!cfg->kernel)
 		return vi_error(VI_EUSAGE, "no kernel given");
@@ -333,7 +349,8 @@ static void boot_e820_add(struct boot_params *zp, uint64_t addr, uint64_t size, 
 }
 
 /* Conventional memory up to the EBDA, the BIOS area kept for firmware tables, RAM from
- * 1 MiB to the hole below 4 GiB and the rest above 4 GiB. */
+ * 1 MiB to the hole below 4 GiB and the rest above 4 GiB. virtio-mem's region, after
+ * that, is not RAM here: its driver adds what it plugs. */
 static void boot_e820(const struct vmm *vm, struct boot_params *zp)
 {
 	uint64_t low = boot_low_ram(vm->cfg.memory);
@@ -403,7 +420,7 @@ static int boot_cpu(struct vmm *vm, uint64_t entry)
 int vmm_boot_setup(struct vmm *vm)
 {
 	struct boot_params *zp = vmm_gpa_to_hva(vm, VMM_ZERO_PAGE, sizeof(*zp));
-	char *cmdline = vmm_gpa_to_hva(vm, VMM_CMDLINE_ADDR, VMM_CMDLINE_MAX);
+	char *cmdline = vmm_gpa_to_hva(vm, VMM_CMDLINE_ADDR, VMM_CMDLINE_MAX), *line;
 	uint64_t rsdp;
 	int ret;
 
@@ -413,7 +430,9 @@ int vmm_boot_setup(struct vmm *vm)
 		ret = boot_load_initrd(vm, zp);
 	if (ret < 0)
 		return ret;
-	snprintf(cmdline, VMM_CMDLINE_MAX, "%s", vm->cfg.cmdline ? vm->cfg.cmdline : "");
+	line = boot_cmdline(&vm->cfg);
+	snprintf(cmdline, VMM_CMDLINE_MAX, "%s", line);
+	free(line);
 	zp->hdr.cmd_line_ptr = VMM_CMDLINE_ADDR;
 	boot_e820(vm, zp);
 	ret = acpi_tables_write(vm, &rsdp);

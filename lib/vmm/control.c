@@ -629,6 +629,28 @@ static int control_resize_disk(struct vmm_control *ctl, struct control_client *c
 	return ret;
 }
 
+/* {"bytes":N} -> {"requested_size":R,"plugged_size":P,"balloon_bytes":B,...}: the guest's
+ * memory made N bytes in all, by virtio-mem above the boot memory and the balloon below;
+ * the reply says what the devices were asked for and how far the guest has got. */
+static int control_set_memory(struct vmm_control *ctl, struct control_client *c,
+			      struct json_object *req, struct json_object *reply)
+{
+	struct vmm_memory_size size;
+	int ret = vmm_set_memory(ctl->vm, control_uint(req, "bytes"));
+
+	(void)c;
+	if (ret < 0)
+		return ret;
+	vmm_memory_size(ctl->vm, &size);
+	add_u64(reply, "boot", size.boot);
+	add_u64(reply, "max", size.max);
+	add_u64(reply, "requested_size", size.requested);
+	add_u64(reply, "plugged_size", size.plugged);
+	add_u64(reply, "balloon_bytes", size.balloon_target);
+	add_u64(reply, "balloon_actual", size.balloon_actual);
+	return 0;
+}
+
 /* Flags of a command. */
 #define CONTROL_NO_JOB (1u << 0) /* refused while a job runs: it would change what the job
 				  * works on (or is a job itself) */
@@ -652,6 +674,7 @@ static const struct control_command {
 	{ "resize_disk", control_resize_disk, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "restore", control_restore, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "save", control_save, CONTROL_NO_JOB },
+	{ "set_memory", control_set_memory, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "stats", control_stats, 0 },
 	{ "status", control_status, 0 },
 	{ "stop", control_stop, 0 },

@@ -35,6 +35,14 @@
  *                                   "bandwidth","disk_bytes","throttle","phase".
  *   {"cmd":"dirty_rate","ms":N} -> {"ok":true,"bytes_per_s":R}: what the guest and the
  *                                   devices dirty, measured over N ms
+ *   {"cmd":"set_memory","bytes":N}
+ *                               -> {"ok":true,"boot":B,"max":M,"requested_size":R,
+ *                                   "plugged_size":P,"balloon_bytes":L,"balloon_actual":A}:
+ *                                   the guest's memory made N bytes in all (vmm_set_memory()):
+ *                                   virtio-mem asked for R (P plugged so far), the balloon
+ *                                   for L (A held so far). N of 0 or past M fails with
+ *                                   "code" VI_EUSAGE, below B without a balloon with
+ *                                   VI_EUNSUPPORTED.
  * Commands run one after the other, but a long job (save, migrate) runs on a worker thread: its
  * connection waits for the reply, the others are answered meanwhile, and status then
  * adds "job":{"name":"save","path":P,"done":D,"total":T,"written":N} (guest memory bytes

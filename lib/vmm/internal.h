@@ -41,6 +41,13 @@ void vmm_memory_release(struct vmm *vm);
 /* Maps [offset, offset+len) of the file fd privately over guest memory at gpa, which
  * must lie in one region: the pages are the file's until the guest writes them. */
 int vmm_memory_map_file(struct vmm *vm, uint64_t gpa, uint64_t len, int fd, uint64_t offset);
+/* Where the memory beyond boot RAM goes, up to cfg->max_memory: the virtio-mem device's
+ * region above the boot RAM and the hole below 4 GiB, aligned to and a multiple of
+ * VMM_HOTPLUG_ALIGN (Linux onlines memory in blocks of its section size). *size is 0
+ * when max_memory leaves no room. */
+#define VMM_HOTPLUG_ALIGN (128ull << 20)
+#define VMM_HOTPLUG_BLOCK (2ull << 20) /* what the guest plugs at a time */
+void vmm_hotplug_region(const struct vmm_config *cfg, uint64_t *gpa, uint64_t *size);
 /* Makes all guest memory zero pages again, as vmm_new() made it. */
 int vmm_memory_reset(struct vmm *vm);
 /* The VMM's own writes into guest memory, which KVM's dirty log does not see: a device
@@ -90,6 +97,8 @@ enum vmm_section_id {
 	VMM_SECTION_VIRTIO = 0x106,
 	VMM_SECTION_VIRTIO_BLK = 0x107,
 	VMM_SECTION_VIRTIO_BALLOON = 0x108,
+	VMM_SECTION_VIRTIO_MODERN = 0x109,
+	VMM_SECTION_VIRTIO_MEM = 0x10a,
 };
 
 /* One section of a device's state: `desc` read from and written to `obj`. Its instance
@@ -112,6 +121,11 @@ struct vmm_device {
 	 * saved state must not change; may be NULL. */
 	void (*hold)(void *dev, bool on);
 	void (*free)(void *dev);
+	/* Makes the device what vmm_new() made, for a state written before the device
+	 * existed, which has none of its sections: with it, they may be absent. Called
+	 * while the device is held (or before anything runs), without its lock. May be
+	 * NULL (every section must come). */
+	void (*reset)(void *dev);
 	struct vmm_section sections[2]; /* unused ones have no desc */
 };
 
@@ -155,6 +169,7 @@ int virtio_blk_replace(struct vmm *vm, const struct vmm_disk *disks, size_t n);
 int virtio_net_init(struct vmm *vm);
 int virtio_rng_init(struct vmm *vm);
 int virtio_balloon_init(struct vmm *vm);
+int virtio_mem_init(struct vmm *vm);
 
 /* --- PCI (pci.c) ------------------------------------------------------------------ */
 
@@ -239,9 +254,13 @@ struct virtio_queue {
 	struct virtio_pci *vp;
 	unsigned index;
 	pthread_mutex_t lock;
-	uint32_t pfn;        /* the ring's guest page; 0: not set up */
+	uint32_t pfn;        /* legacy: the ring's guest page; 0: not set up */
 	uint16_t last_avail; /* the next available entry the device takes */
 	int notify_fd;       /* the ioeventfd the guest's notify writes signal */
+	/* Where the ring is: from pfn (legacy), or as the guest set it (modern). */
+	uint16_t enabled;    /* the device may use the ring */
+	uint16_t size;       /* entries, a power of 2 up to VIRTIO_QUEUE_SIZE */
+	uint64_t desc, avail, used;
 };
 
 /* A descriptor chain: buffers the device reads (out) and writes (in), in guest memory. */
@@ -256,9 +275,13 @@ struct virtio_ops {
 	const char *kind;    /* in the device registry: "virtio-blk" */
 	uint16_t type;       /* virtio device ID: 1 net, 2 blk, 4 rng, 5 balloon */
 	uint16_t pci_id;     /* its legacy PCI device ID: 0x1000 net, 0x1001 blk... */
+	/* A modern-only device (virtio 1.0): its registers are in a memory BAR that
+	 * vendor capabilities point to, its PCI device ID is 0x1040 + type (pci_id is
+	 * unused) and VIRTIO_F_VERSION_1 is offered and required. */
+	bool modern;
 	uint32_t pci_class;  /* class, subclass, interface */
 	unsigned nqueues;    /* at most VIRTIO_MAX_QUEUES */
-	uint32_t features;   /* offered to the guest */
+	uint64_t features;   /* offered to the guest (a legacy device: the low 32 bits) */
 	unsigned config_size;
 	/* Device configuration space accesses, with the transport's lock held; NULL when
 	 * config_size is 0 (or, for writes, when the guest may not write). */
@@ -269,12 +292,18 @@ struct virtio_ops {
 	/* Device state beyond the transport's, a section of dev under the transport's lock
 	 * (may be NULL). */
 	const struct vi_state_desc *state;
+	/* Makes dev what it was when added, for a saved state that lacks the device
+	 * (written before it existed); the transport is reset too. NULL: every saved
+	 * state must have the device's sections. */
+	void (*reset)(void *dev);
 	void (*free)(void *dev);
 };
 
-/* Puts a legacy virtio device on the PCI bus with its own I/O thread and registers it
- * as a device of kind ops->kind; dev belongs to the transport from then on (ops->free
- * frees it). *out (may be NULL) gets the transport. */
+/* Puts a virtio device (legacy, or modern with ops->modern) on the PCI bus with its own
+ * I/O thread and registers it as a device of kind ops->kind; dev belongs to the
+ * transport from then on (ops->free frees it). *out (may be NULL) gets the transport.
+ * With reset, the device may be missing from a saved state (see struct vmm_device):
+ * the transport is reset, then reset(dev). */
 int virtio_pci_add(struct vmm *vm, const struct virtio_ops *ops, void *dev,
 		   struct virtio_pci **out);
 /* Holds (on) every queue of vp: none of its requests runs until it is let go. */

@@ -13,6 +13,16 @@
 #include "util.h"
 #include "vmm/internal.h"
 
+void vmm_hotplug_region(const struct vmm_config *cfg, uint64_t *gpa, uint64_t *size)
+{
+	uint64_t max = cfg->max_memory > cfg->memory ? cfg->max_memory : cfg->memory;
+	uint64_t low = cfg->memory < VMM_MMIO_HOLE ? cfg->memory : VMM_MMIO_HOLE;
+	uint64_t align = VMM_HOTPLUG_ALIGN - 1;
+
+	*gpa = (VMM_4G + (cfg->memory - low) + align) & ~align;
+	*size = (max - cfg->memory + align) & ~align;
+}
+
 static int memory_set_slot(struct vmm *vm, const struct vmm_mem_region *r)
 {
 	struct kvm_userspace_memory_region slot = {

@@ -1083,6 +1083,15 @@ static int plugin_resize_disk(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, 
 	return plugin_call(vm, "resize_disk", args, NULL);
 }
 
+static int plugin_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes)
+{
+	struct json_object *args = json_object_new_object();
+
+	(void)ctx;
+	json_object_object_add(args, "bytes", json_object_new_int64((int64_t)bytes));
+	return plugin_call(vm, "set_memory", args, NULL);
+}
+
 const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vmm_backend *b)
 {
 	host = h;
@@ -1114,6 +1123,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.migrate_send = plugin_migrate_send,
 		.migrate_recv = plugin_migrate_recv,
 		.dirty_rate = plugin_dirty_rate,
+		.set_memory = plugin_set_memory,
 	};
 	return &ops;
 }

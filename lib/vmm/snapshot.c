@@ -189,13 +189,24 @@ static int restore_device(struct restore *r, const struct vi_state_section *sec)
 			vi_state_section_name(sec));
 }
 
-/* Every vCPU and every device section must have come. */
+/* Whether none of device i's sections came. */
+static bool restore_device_absent(const struct restore *r, size_t i)
+{
+	for (size_t j = 0; j < SECTIONS_PER_DEVICE; j++)
+		if (r->done[i * SECTIONS_PER_DEVICE + j])
+			return false;
+	return true;
+}
+
+/* Every vCPU and every device section must have come, but for a device the state may
+ * lack altogether (one with a reset, newer than the state). */
 static int restore_check_done(const struct restore *r)
 {
 	for (size_t i = 0; i < r->vm->ndevices; i++)
 		for (size_t j = 0; j < SECTIONS_PER_DEVICE; j++)
 			if (r->vm->devices[i].sections[j].desc &&
-			    !r->done[i * SECTIONS_PER_DEVICE + j])
+			    !r->done[i * SECTIONS_PER_DEVICE + j] &&
+			    !(r->vm->devices[i].reset && restore_device_absent(r, i)))
 				return vi_error(VI_EUSAGE, "the state has no %s section for '%s'",
 						r->vm->devices[i].sections[j].desc->name,
 						r->vm->devices[i].name);
@@ -260,6 +271,9 @@ static int restore_apply(struct restore *r)
 	for (size_t i = 0; ret == 0 && i < r->nruns; i++)
 		ret = vmm_memory_map_file(r->vm, r->runs[i].gpa, r->runs[i].len, r->fd,
 					  r->runs[i].offset);
+	for (size_t i = 0; ret == 0 && i < r->vm->ndevices; i++)
+		if (r->vm->devices[i].reset && restore_device_absent(r, i))
+			r->vm->devices[i].reset(r->vm->devices[i].dev);
 	for (size_t i = 0; ret == 0 && i < r->nitems; i++) {
 		struct restore_item *it = &r->items[i];
 		struct vmm_vcpu_state st = { 0 };

@@ -80,7 +80,7 @@ static bool virtio_net_put(struct virtio_net *n, struct virtio_queue *q, const u
 	static const uint8_t hdr[VIRTIO_NET_HDR];
 	struct virtio_chain c = { .out = n->out, .in = n->in };
 
-	if (!q->pfn || !virtio_queue_pop(q, &c))
+	if (!q->enabled || !virtio_queue_pop(q, &c))
 		return false;
 	virtio_iov_write(c.in, c.nin, 0, hdr, sizeof(hdr));
 	virtio_queue_push(q, c.head,
@@ -158,7 +158,7 @@ static void virtio_net_tap_ready(void *opaque, int fd)
 
 	(void)fd;
 	pthread_mutex_lock(&q->lock);
-	if (q->pfn) {
+	if (q->enabled) {
 		virtio_net_rx(n, q);
 	} else {
 		iothread_enable(virtio_pci_iothread(n->vp), n->tap, false);

@@ -29,6 +29,7 @@ static int (*const vmm_device_inits[])(struct vmm *vm) = {
 	virtio_net_init,
 	virtio_rng_init,
 	virtio_balloon_init,
+	virtio_mem_init,
 };
 
 const char *vmm_exit_reason_name(int reason)
@@ -112,8 +113,15 @@ static int vmm_memory_setup(struct vmm *vm)
 	uint64_t low = vm->cfg.memory < VMM_MMIO_HOLE ? vm->cfg.memory : VMM_MMIO_HOLE;
 	int ret = vmm_memory_add(vm, 0, low, -1, 0, 0);
 
+	uint64_t hotplug, hotplug_size;
+
 	if (ret == 0 && vm->cfg.memory > low)
 		ret = vmm_memory_add(vm, VMM_4G, vm->cfg.memory - low, -1, 0, 0);
+	/* One slot for all that virtio-mem may plug: the host gives it memory as the
+	 * guest writes plugged blocks, and takes it back when they are unplugged. */
+	vmm_hotplug_region(&vm->cfg, &hotplug, &hotplug_size);
+	if (ret == 0 && hotplug_size)
+		ret = vmm_memory_add(vm, hotplug, hotplug_size, -1, 0, 0);
 	return ret;
 }
 
@@ -397,9 +405,12 @@ void vmm_io(struct vmm *vm, bool mmio, uint64_t addr, void *data, unsigned len, 
 
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
 {
+	struct vmm_memory_size size;
+
 	memset(out, 0, sizeof(*out));
 	out->vcpus = vm->nvcpus;
-	out->memory = vm->cfg.memory;
+	vmm_memory_size(vm, &size);
+	out->memory = size.boot + size.plugged;
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vmm_vcpu *vcpu = &vm->vcpus[i];
 		struct timespec ts;

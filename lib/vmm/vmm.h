@@ -176,6 +176,19 @@ void vmm_request_shutdown(struct vmm *vm);
  * balloon. *actual (may be NULL) gets what the driver reports it holds now. */
 int vmm_balloon_set(struct vmm *vm, uint32_t pages);
 int vmm_balloon_get(struct vmm *vm, uint32_t *target, uint32_t *actual);
+/* Makes the guest's memory `bytes` in all: above the boot memory, virtio-mem is asked
+ * to plug the rest (in whole blocks) and the balloon to give everything back; below
+ * it, virtio-mem to unplug everything and the balloon to hold the difference. The
+ * guest's drivers do it in their own time: vmm_memory_size() tells how far they got.
+ * 0, or past max_memory: -VI_EUSAGE naming the maximum; below the boot memory without
+ * a balloon: -VI_EUNSUPPORTED. From any one thread at a time. */
+int vmm_set_memory(struct vmm *vm, uint64_t bytes);
+/* The guest's memory now, in bytes: boot and max_memory, what virtio-mem was asked for
+ * and has plugged, what the balloon was asked for and holds. */
+struct vmm_memory_size {
+	uint64_t boot, max, requested, plugged, balloon_target, balloon_actual;
+};
+void vmm_memory_size(struct vmm *vm, struct vmm_memory_size *out);
 /* Live layering: moves each disk i with a non-NULL overlays[i] (n must be the number of
  * disks) onto that qcow2 image, which must have the disk's virtual size and be backed by
  * the file the disk uses now. Every overlay is checked before any disk moves; the disks'
@@ -211,7 +224,7 @@ struct vmm_stats {
 	unsigned vcpus;
 	uint64_t exits;       /* KVM_RUN returns, all vCPUs */
 	uint64_t cpu_time_ns; /* CPU time of the vCPU threads */
-	uint64_t memory;      /* guest RAM, bytes */
+	uint64_t memory;      /* guest RAM, bytes: boot memory and what virtio-mem plugged */
 };
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out);
 

@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "error.h"
+#include "tap.h"
 #include "util.h"
 #include "vmm/control.h"
 #include "vmm/vmm.h"
@@ -118,6 +120,24 @@ static inline bool has_line(const char *output, const char *line)
 		if ((p == output || p[-1] == '\n') && (p[n] == '\r' || p[n] == '\n'))
 			return true;
 	return false;
+}
+
+/* Makes the test's temporary directory from its template and looks for KVM: false,
+ * with the reason said and nothing left behind, when the test cannot run. */
+static inline bool vmm_test_ready(char *tmpdir)
+{
+	struct vmm_kvm_info info;
+
+	if (!mkdtemp(tmpdir)) {
+		ok(0, "cannot make a temporary directory: %s", strerror(errno));
+		return false;
+	}
+	if (vmm_kvm_probe(&info) < 0) {
+		skip("no usable KVM: %s", vi_error_message());
+		rmdir(tmpdir);
+		return false;
+	}
+	return true;
 }
 
 /* A VM booted from cfg, as vi starts one: 0, or the error with no VM left. */
