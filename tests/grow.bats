@@ -146,3 +146,34 @@ stopped_vm() { # NAME [create options...]
 	[ "$output" = "vi: error: backend 'fixture' does not support CPU quotas" ]
 	cmp before.yaml "$VI_HOME/vms/fx/vm.yaml"
 }
+
+@test "a running native guest's disk grows live: the guest reads the new capacity and uses it" {
+	qemu-img create -q -f qcow2 data.qcow2 32M
+	vi -q create --hv "$hv" --kernel "$guest/blk-resize.bzImage" --memory 64M --nic none \
+		--disk "$PWD/data.qcow2" --start g1
+	wait_console g1 "blk-resize: capacity 65536 sectors"
+	run -0 vi grow g1 --disk +1M
+	[[ ${lines[0]} =~ ^"VM 'g1' grew live in "[0-9]+" ms:"$ ]]
+	[ "${lines[1]}" = "  disk vda  32M -> 33M" ]
+	wait_console g1 "blk-resize: resized to 67584 sectors, last sector written and read"
+	[ "$(vi show --json g1 | jq -r '.vm.disks[0].size')" = $((33 << 20)) ]
+	run -0 vi grow --json g1 --disk 40000001
+	[ "$(jq -r '"\(.live) \(.disks[0].to)"' <<<"$output")" = "true 40000512" ]
+	wait_console g1 "blk-resize: resized to 78126 sectors, last sector written and read"
+	run -2 vi grow g1 --disk 1M
+	vi -q stop --force g1
+	qemu-img check -q data.qcow2
+	[ "$(qemu-img info --output=json data.qcow2 | jq -r '."virtual-size"')" = 40000512 ]
+}
+
+@test "a running native guest's memory grows live by virtio-mem, within its maximum" {
+	vi -q create --hv "$hv" --kernel "$guest/virtio-mem.bzImage" --memory 64M --max-memory 512M \
+		--nic none --start m1
+	wait_console m1 "virtio-mem:"
+	run -0 vi grow m1 --memory +256M
+	[ "${lines[1]:0:28}" = "  memory    64M -> 320M (the" ]
+	wait_console m1 "virtio-mem: plugged 256 MiB, verified"
+	[ "$(vi show --json m1 | jq -r .vm.memory)" = $((320 << 20)) ]
+	run -5 vi grow m1 --memory 1G
+	[ "$output" = "vi: error: VM 'm1' can have at most 512M of memory while it runs (its max_memory): stop it and run 'vi grow --max-memory 1G m1'" ]
+}

@@ -438,14 +438,13 @@ int vmm_resize_disk(struct vmm *vm, size_t i, uint64_t bytes)
 	ret = image_resize(blk->img, bytes);
 	if (ret == 0)
 		ret = image_flush(blk->img);
-	if (ret == 0) {
-		virtio_pci_lock(blk_pci(vm, i));
-		blk->config.capacity = bytes / SECTOR;
-		virtio_pci_unlock(blk_pci(vm, i));
-	}
 	virtio_pci_hold(blk_pci(vm, i), false);
 	if (ret < 0)
 		return vi_error_wrap("disk %zu", i);
+	/* The transport's lock is taken before a queue's on a vCPU: never inside the hold. */
+	virtio_pci_lock(blk_pci(vm, i));
+	blk->config.capacity = bytes / SECTOR;
+	virtio_pci_unlock(blk_pci(vm, i));
 	/* The guest re-reads the capacity on the configuration interrupt. */
 	virtio_pci_config_changed(blk_pci(vm, i));
 	return 0;

@@ -1,6 +1,7 @@
 # Test kernels: freestanding C and assembly linked by guest.ld into bzImage files in
 # $(B)/tests/guest/NAME.bzImage. Built with their own flags: never sanitized, no libc.
-GUEST_KERNELS := bootinfo smp reset hello devices acpi disk-writer counter net stamps virtio-mem
+GUEST_KERNELS := bootinfo smp reset hello devices acpi disk-writer counter net stamps virtio-mem \
+	blk-resize
 GUEST_DIR := $(B)/tests/guest
 GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
 	-fno-stack-protector -fno-asynchronous-unwind-tables -mno-red-zone \
@@ -39,7 +40,7 @@ $(GUEST_DIR)/stamps-tick.o: tests/guest/stamps.c
 # their driver.
 $(GUEST_DIR)/smp.elf: $(GUEST_DIR)/smp-ap.o
 $(GUEST_DIR)/devices.elf $(GUEST_DIR)/disk-writer.elf $(GUEST_DIR)/net.elf \
-	$(GUEST_DIR)/virtio-mem.elf: $(GUEST_DIR)/virtio.o
+	$(GUEST_DIR)/virtio-mem.elf $(GUEST_DIR)/blk-resize.elf: $(GUEST_DIR)/virtio.o
 
 $(GUEST_DIR)/%.bzImage: $(GUEST_DIR)/%.elf
 	objcopy -O binary $< $@
