@@ -177,3 +177,48 @@ stopped_vm() { # NAME [create options...]
 	run -5 vi grow m1 --memory 1G
 	[ "$output" = "vi: error: VM 'm1' can have at most 512M of memory while it runs (its max_memory): stop it and run 'vi grow --max-memory 1G m1'" ]
 }
+
+# The cpu controller's cgroup of the VMM with pid $1: its directory.
+quota_dir() {
+	local mnt
+	mnt=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
+	[ -n "$mnt" ] && grep -q cpu "$mnt/cgroup.controllers" 2>/dev/null ||
+		mnt=$(awk '$3 == "cgroup" && $4 ~ /(^|,)cpu(,|$)/ { print $2; exit }' /proc/mounts)
+	echo "$mnt/vi/$2.$1"
+}
+
+# The quota a cgroup directory holds, in percent of one CPU ("none" for no limit).
+quota_of() {
+	if [ -f "$1/cpu.max" ]; then
+		read -r q p <"$1/cpu.max"
+	else
+		q=$(cat "$1/cpu.cfs_quota_us") p=$(cat "$1/cpu.cfs_period_us")
+	fi
+	case $q in max | -1) echo none ;; *) echo $((q * 100 / p)) ;; esac
+}
+
+@test "a CPU quota puts the running VM's process in a cgroup of its own, kept in its definition" {
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start q1
+	wait_console q1 "stamps: gen 1 ok"
+	pid=$(cat "$VI_HOME/vms/q1/run/pid")
+	run -0 vi grow q1 --cpu-quota 50
+	[ "${lines[1]}" = "  cpu quota none -> 50%" ]
+	dir=$(quota_dir "$pid" q1)
+	[ "$(quota_of "$dir")" = 50 ]
+	grep -qx "$pid" "$dir/cgroup.procs"
+	[ "$(vi show --json q1 | jq -r .vm.cpu_quota)" = 50 ]
+	run -0 vi grow q1 --cpu-quota 0
+	[ "$(quota_of "$dir")" = none ]
+	vi -q grow q1 --cpu-quota 150
+	# The guest goes on under it.
+	g=$(sed -n 's/^stamps: gen \([0-9]*\) ok.*/\1/p' "$VI_HOME/vms/q1/run/console.log" | tail -1)
+	wait_console q1 "stamps: gen $((g + 1)) ok"
+	vi -q stop --force q1
+	[ ! -e "$dir" ]
+	# It comes back with the VM.
+	vi -q start q1
+	pid=$(cat "$VI_HOME/vms/q1/run/pid")
+	[ "$(quota_of "$(quota_dir "$pid" q1)")" = 150 ]
+	run -2 vi grow q1 --cpu-quota 50x
+	[ "$output" = "vi: error: --cpu-quota: '50x' is not a number" ]
+}

@@ -651,6 +651,32 @@ static int control_set_memory(struct vmm_control *ctl, struct control_client *c,
 	return 0;
 }
 
+/* {"percent":P[,"name":VM]} -> {"percent":P,"cgroup":DIR}: the VM's CPU quota, in
+ * percent of one host CPU (0: none); the cgroup is named after the VM. */
+static int control_cpu_quota(struct vmm_control *ctl, struct control_client *c,
+			     struct json_object *req, struct json_object *reply)
+{
+	uint64_t percent = control_uint(req, "percent");
+	struct json_object *v;
+	const char *name = json_object_object_get_ex(req, "name", &v) ? json_object_get_string(v)
+								       : "vm";
+	int ret;
+
+	(void)c;
+	if (vi_check_name(name, "VM") < 0)
+		return -VI_EUSAGE;
+	if (percent > 100ull * 4096)
+		return vi_error(VI_EUSAGE, "a CPU quota of %llu%% is more than any VM can use",
+				(unsigned long long)percent);
+	ret = vmm_set_cpu_quota(ctl->vm, name, (unsigned)percent);
+	if (ret == 0) {
+		json_object_object_add(reply, "percent", json_object_new_int64((int64_t)percent));
+		json_object_object_add(reply, "cgroup", json_object_new_string(
+								 ctl->vm->cgroup ? ctl->vm->cgroup : ""));
+	}
+	return ret;
+}
+
 /* Flags of a command. */
 #define CONTROL_NO_JOB (1u << 0) /* refused while a job runs: it would change what the job
 				  * works on (or is a job itself) */
@@ -671,6 +697,7 @@ static const struct control_command {
 	{ "nic_address", control_nic_address, CONTROL_CODED },
 	{ "pause", control_pause, CONTROL_NO_JOB },
 	{ "resume", control_resume, CONTROL_NO_JOB },
+	{ "cpu_quota", control_cpu_quota, CONTROL_CODED },
 	{ "resize_disk", control_resize_disk, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "restore", control_restore, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "save", control_save, CONTROL_NO_JOB },

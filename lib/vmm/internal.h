@@ -452,6 +452,11 @@ struct vmm {
 	/* An incoming migration's disk files that it made, removed if the source never
 	 * says commit (ndisks entries, NULL outside one). */
 	bool *incoming_made;
+	/* The cgroup of the process's CPU quota (lib/vmm/cgroup.c), NULL before one is set:
+	 * its directory, the mount it was made under, which version, the quota. */
+	char *cgroup, *cgroup_home;
+	bool cgroup_v2;
+	unsigned cpu_quota;
 
 	struct vmm_bus buses[2];
 	struct vmm_device *devices; /* the registry, in creation order */

@@ -654,7 +654,9 @@ fail:
 		free(failure);
 	}
 	/* The pid file goes first, the socket last: a client that sees the socket close
-	 * finds the VM stopped. */
+	 * finds the VM stopped, its cgroup gone. */
+	if (machine)
+		vmm_cgroup_leave(machine);
 	if (pid)
 		unlink(pid_path);
 	vmm_control_close(ctl);
@@ -1083,6 +1085,17 @@ static int plugin_resize_disk(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, 
 	return plugin_call(vm, "resize_disk", args, NULL);
 }
 
+static int plugin_set_cpu_quota(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+				unsigned percent)
+{
+	struct json_object *args = json_object_new_object();
+
+	(void)ctx;
+	json_object_object_add(args, "percent", json_object_new_int64(percent));
+	json_object_object_add(args, "name", json_object_new_string(vm->name));
+	return plugin_call(vm, "cpu_quota", args, NULL);
+}
+
 static int plugin_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes)
 {
 	struct json_object *args = json_object_new_object();
@@ -1124,6 +1137,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.migrate_recv = plugin_migrate_recv,
 		.dirty_rate = plugin_dirty_rate,
 		.set_memory = plugin_set_memory,
+		.set_cpu_quota = plugin_set_cpu_quota,
 	};
 	return &ops;
 }

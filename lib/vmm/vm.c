@@ -442,6 +442,7 @@ void vmm_free(struct vmm *vm)
 {
 	if (!vm)
 		return;
+	vmm_cgroup_leave(vm);
 	vmm_release_devices(vm);
 	vmm_memory_release(vm);
 	free(vm->supported_cpuid);

@@ -202,6 +202,13 @@ int vmm_switch_disks(struct vmm *vm, const char *const *overlays, size_t n);
  * and the guest is told by a configuration interrupt; shrinking is refused
  * (VI_EUSAGE), a read-only disk too. vmm_disk_size(): its size now, 0 for none. */
 int vmm_resize_disk(struct vmm *vm, size_t i, uint64_t bytes);
+/* The share of host CPU time this process (the VM) may use, in percent of one CPU, 0
+ * for no limit: the process moves into a cgroup of its own (named after `name`) the
+ * first time, which vmm_free() removes. VI_EUNSUPPORTED where no cgroup has the cpu
+ * controller. */
+int vmm_set_cpu_quota(struct vmm *vm, const char *name, unsigned percent);
+/* Leaves and removes the quota's cgroup, if there is one (vmm_free() does too). */
+void vmm_cgroup_leave(struct vmm *vm);
 uint64_t vmm_disk_size(struct vmm *vm, size_t i);
 
 /* Opens the disk images of a VM made with cfg.disks_later, before it is loaded. */
