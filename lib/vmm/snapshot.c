@@ -100,6 +100,7 @@ struct restore {
 	struct vi_state_reader *reader;
 	int fd;
 	bool file;  /* a regular file: its pages are mapped, not read */
+	unsigned cpus; /* the vCPUs the state has: more than the VM's when CPUs were added */
 	bool *done; /* device sections (SECTIONS_PER_DEVICE a device), then vCPUs */
 	struct restore_run *runs;
 	size_t nruns;
@@ -107,13 +108,15 @@ struct restore {
 	size_t nitems;
 };
 
+/* The vCPU count may differ: CPUs added or removed while the VM ran are the state's
+ * to say, within the same maximum. */
 static int restore_check_header(struct vmm *vm, const struct vi_state_header *h)
 {
 	char mem[32], max_mem[32], want_mem[32], want_max[32];
 
 	if (h->uuid[0] && vm->cfg.uuid && strcmp(h->uuid, vm->cfg.uuid))
 		return vi_error(VI_EUSAGE, "the state is of VM %s, not %s", h->uuid, vm->cfg.uuid);
-	if (h->cpus == vm->nvcpus && h->max_cpus == vm->cfg.max_cpus &&
+	if (h->cpus >= 1 && h->cpus <= h->max_cpus && h->max_cpus == vm->cfg.max_cpus &&
 	    h->memory == vm->cfg.memory && h->max_memory == vm->cfg.max_memory)
 		return 0;
 	return vi_error(VI_EUSAGE,
@@ -157,9 +160,9 @@ static int restore_vcpu(struct restore *r, const struct vi_state_section *sec)
 {
 	bool *done = &r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + sec->instance];
 
-	if (sec->instance >= r->vm->nvcpus)
-		return vi_error(VI_EUSAGE, "the state has vCPU %u; this VM has %u", sec->instance,
-				r->vm->nvcpus);
+	if (sec->instance >= r->cpus)
+		return vi_error(VI_EUSAGE, "the state has vCPU %u; its header says %u",
+				sec->instance, r->cpus);
 	if (*done)
 		return vi_error(VI_EUSAGE, "the state has vCPU %u twice", sec->instance);
 	*done = true;
@@ -199,7 +202,7 @@ static int restore_check_done(const struct restore *r)
 				return vi_error(VI_EUSAGE, "the state has no %s section for '%s'",
 						r->vm->devices[i].sections[j].desc->name,
 						r->vm->devices[i].name);
-	for (unsigned i = 0; i < r->vm->nvcpus; i++)
+	for (unsigned i = 0; i < r->cpus; i++)
 		if (!r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + i])
 			return vi_error(VI_EUSAGE, "the state has no vCPU %u", i);
 	return 0;
@@ -227,13 +230,14 @@ static int restore_scan(struct restore *r)
 		if (d && k == nknown)
 			known[nknown++] = d;
 	}
-	r->done = xcalloc(nsections + vm->nvcpus, sizeof(*r->done));
+	r->done = xcalloc(nsections + vm->cfg.max_cpus, sizeof(*r->done));
 	r->file = fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode);
 	ret = vi_state_reader_open(r->fd, known, nknown, &h, &r->reader);
 	if (ret == 0 && r->file && (r->flags & VMM_RESTORE_UNCHECKED_PAGES))
 		vi_state_reader_skip_pages(r->reader);
 	if (ret == 0)
 		ret = restore_check_header(vm, &h);
+	r->cpus = h.cpus;
 	while (ret == 0 && (ret = vi_state_next(r->reader, &sec)) == 1) {
 		if (sec.id == VI_STATE_MEMORY)
 			ret = restore_memory(r, &sec);
@@ -255,8 +259,11 @@ static int restore_scan(struct restore *r)
 /* Makes the VM what the scanned state says. */
 static int restore_apply(struct restore *r)
 {
-	int ret = 0;
+	int ret = vmm_vcpus_grow(r->vm, r->cpus);
 
+	/* A state without the hotplug section (written before there was one) has its
+	 * vCPUs all present. */
+	cpu_hotplug_reset(r->vm, r->cpus);
 	for (size_t i = 0; ret == 0 && i < r->nruns; i++)
 		ret = vmm_memory_map_file(r->vm, r->runs[i].gpa, r->runs[i].len, r->fd,
 					  r->runs[i].offset);
@@ -272,6 +279,11 @@ static int restore_apply(struct restore *r)
 		if (ret == 0)
 			ret = vmm_vcpu_set_state(r->vm, it->sec.instance, &st);
 	}
+	if (ret == 0)
+		cpu_hotplug_sync(r->vm);
+	/* A running VM's state replaced by one with more vCPUs: their threads. */
+	if (ret == 0 && atomic_load(&r->vm->running))
+		ret = vmm_vcpus_start(r->vm);
 	return ret;
 }
 

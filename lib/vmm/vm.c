@@ -24,6 +24,7 @@ static int (*const vmm_device_inits[])(struct vmm *vm) = {
 	serial_init,
 	i8042_init,
 	acpi_init,
+	cpu_hotplug_init,
 	pci_init,
 	virtio_blk_init,
 	virtio_net_init,
@@ -397,8 +398,11 @@ void vmm_io(struct vmm *vm, bool mmio, uint64_t addr, void *data, unsigned len, 
 
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
 {
+	struct vmm_vcpus_info cpus;
+
+	vmm_get_vcpus(vm, &cpus);
 	memset(out, 0, sizeof(*out));
-	out->vcpus = vm->nvcpus;
+	out->vcpus = cpus.present;
 	out->memory = vm->cfg.memory;
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vmm_vcpu *vcpu = &vm->vcpus[i];
