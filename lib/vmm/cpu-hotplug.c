@@ -191,8 +191,9 @@ static const struct vi_state_field hotplug_fields[] = {
 };
 
 static const struct vi_state_desc hotplug_state = {
+	/* Optional: states written before CPUs could come and go have none. */
 	.name = "cpu-hotplug", .id = VMM_SECTION_CPU_HOTPLUG, .version = 1, .oldest = 1,
-	.fields = hotplug_fields, .post_load = hotplug_post_load,
+	.flags = VI_STATE_F_OPTIONAL, .fields = hotplug_fields, .post_load = hotplug_post_load,
 };
 
 static void hotplug_free(void *opaque)

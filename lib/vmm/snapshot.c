@@ -192,12 +192,14 @@ static int restore_device(struct restore *r, const struct vi_state_section *sec)
 			vi_state_section_name(sec));
 }
 
-/* Every vCPU and every device section must have come. */
+/* Every vCPU and every device section must have come, but an optional one: a state
+ * written before there was such a section leaves the device as it was made. */
 static int restore_check_done(const struct restore *r)
 {
 	for (size_t i = 0; i < r->vm->ndevices; i++)
 		for (size_t j = 0; j < SECTIONS_PER_DEVICE; j++)
 			if (r->vm->devices[i].sections[j].desc &&
+			    !(r->vm->devices[i].sections[j].desc->flags & VI_STATE_F_OPTIONAL) &&
 			    !r->done[i * SECTIONS_PER_DEVICE + j])
 				return vi_error(VI_EUSAGE, "the state has no %s section for '%s'",
 						r->vm->devices[i].sections[j].desc->name,
