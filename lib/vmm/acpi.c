@@ -692,13 +692,15 @@ int acpi_tables_write(struct vmm *vm, uint64_t *rsdp_addr)
 	struct acpi_rsdp rsdp = { .signature = "RSD PTR ", .oem_id = "VI    ", .revision = 2,
 				  .length = sizeof(rsdp) };
 	struct acpi_header xh = { 0 };
+	struct vmm_vcpus_info cpus;
 	struct acpi_fadt fadt;
 	uint64_t at = ACPI_TABLES_ADDR + sizeof(rsdp), facs_at, dsdt_at, fadt_at, madt_at;
 	int ret;
 
 	dsdt_build(&dsdt, vm->cfg.max_cpus);
 	((struct acpi_header *)dsdt.p)->checksum = acpi_checksum(dsdt.p, dsdt.len);
-	madt_build(&madt, vm->nvcpus, vm->cfg.max_cpus);
+	vmm_get_vcpus(vm, &cpus);
+	madt_build(&madt, cpus.present, cpus.max);
 	((struct acpi_header *)madt.p)->checksum = acpi_checksum(madt.p, madt.len);
 
 	ret = acpi_place(vm, &at, &facs, sizeof(facs), 64); /* the FACS must be aligned */

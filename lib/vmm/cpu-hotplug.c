@@ -107,7 +107,6 @@ int vmm_set_vcpus(struct vmm *vm, unsigned n)
 {
 	struct cpu_hotplug *hp = hotplug_get(vm);
 	unsigned staying = 0, highest = 0;
-	int ret = 0;
 
 	if (n == 0 || n > vm->cfg.max_cpus)
 		return vi_error(VI_EUSAGE, "%u vCPUs asked for; this VM has at most %u (its maximum "
@@ -127,9 +126,7 @@ int vmm_set_vcpus(struct vmm *vm, unsigned n)
 		if (*cpu & CPU_HP_REMOVE) {
 			*cpu &= (uint8_t)~CPU_HP_REMOVE;
 		} else {
-			ret = vmm_vcpus_grow(vm, i + 1);
-			if (ret < 0)
-				break;
+			/* Its thread waits in KVM for the guest's INIT and SIPI. */
 			*cpu = CPU_HP_PRESENT | CPU_HP_INSERT;
 			vmm_vcpu_activate(vm, i, true);
 		}
@@ -146,10 +143,7 @@ int vmm_set_vcpus(struct vmm *vm, unsigned n)
 	}
 	hotplug_update_line(hp, false);
 	pthread_mutex_unlock(&hp->lock);
-	/* The new vCPUs' threads wait in KVM for the guest's INIT and SIPI. */
-	if (ret == 0 && atomic_load(&vm->running))
-		ret = vmm_vcpus_start(vm);
-	return ret;
+	return 0;
 }
 
 void cpu_hotplug_reset(struct vmm *vm, unsigned cpus)
@@ -177,10 +171,10 @@ static int hotplug_post_load(void *obj)
 {
 	struct cpu_hotplug *hp = obj;
 
-	for (unsigned i = 0; i < VMM_MAX_VCPUS; i++)
-		if ((hp->cpus[i] & CPU_HP_PRESENT) && i >= hp->vm->nvcpus)
-			return vi_error(VI_EUSAGE, "the state has CPU %u present but no vCPU %u", i,
-					i);
+	for (unsigned i = hp->vm->cfg.max_cpus; i < VMM_MAX_VCPUS; i++)
+		if (hp->cpus[i])
+			return vi_error(VI_EUSAGE, "the state has CPU %u; this VM has %u at most", i,
+					hp->vm->cfg.max_cpus);
 	return 0;
 }
 

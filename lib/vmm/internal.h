@@ -387,11 +387,10 @@ struct vmm_vcpu {
 /* A struct vmm_vcpu_state described, for the vCPU sections. */
 extern const struct vi_state_desc vmm_vcpu_state_desc;
 
+/* Creates every vCPU the VM may have (cfg.max_cpus), those from cfg.cpus on absent:
+ * KVM has no way to destroy one, so an ejected vCPU is parked and used again when it
+ * comes back. */
 int vmm_vcpus_create(struct vmm *vm);
-/* Creates vCPUs up to index n - 1 (KVM has no way to destroy one: an ejected vCPU is
- * parked and used again when it comes back); they start with vmm_vcpus_start(). */
-int vmm_vcpus_grow(struct vmm *vm, unsigned n);
-/* Starts the threads of the vCPUs that have none. */
 int vmm_vcpus_start(struct vmm *vm);
 /* Lets vCPU i run the guest or parks it. */
 void vmm_vcpu_activate(struct vmm *vm, unsigned i, bool on);

@@ -100,7 +100,8 @@ struct restore {
 	struct vi_state_reader *reader;
 	int fd;
 	bool file;  /* a regular file: its pages are mapped, not read */
-	unsigned cpus; /* the vCPUs the state has: more than the VM's when CPUs were added */
+	unsigned cpus; /* the vCPUs the state has: all the VM may have, or (a state written
+			* before CPUs could come and go) the present ones */
 	bool *done; /* device sections (SECTIONS_PER_DEVICE a device), then vCPUs */
 	struct restore_run *runs;
 	size_t nruns;
@@ -108,8 +109,8 @@ struct restore {
 	size_t nitems;
 };
 
-/* The vCPU count may differ: CPUs added or removed while the VM ran are the state's
- * to say, within the same maximum. */
+/* The vCPU count may differ: a state written before CPUs could come and go has only
+ * the present ones; the maximum must be the same. */
 static int restore_check_header(struct vmm *vm, const struct vi_state_header *h)
 {
 	char mem[32], max_mem[32], want_mem[32], want_max[32];
@@ -261,7 +262,7 @@ static int restore_scan(struct restore *r)
 /* Makes the VM what the scanned state says. */
 static int restore_apply(struct restore *r)
 {
-	int ret = vmm_vcpus_grow(r->vm, r->cpus);
+	int ret = 0;
 
 	/* A state without the hotplug section (written before there was one) has its
 	 * vCPUs all present. */
@@ -283,9 +284,6 @@ static int restore_apply(struct restore *r)
 	}
 	if (ret == 0)
 		cpu_hotplug_sync(r->vm);
-	/* A running VM's state replaced by one with more vCPUs: their threads. */
-	if (ret == 0 && atomic_load(&r->vm->running))
-		ret = vmm_vcpus_start(r->vm);
 	return ret;
 }
 

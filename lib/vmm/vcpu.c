@@ -15,28 +15,30 @@
 
 #define VCPU_KICK_SIGNAL SIGRTMIN
 
-int vmm_vcpus_grow(struct vmm *vm, unsigned n)
+int vmm_vcpus_create(struct vmm *vm)
 {
-	while (vm->nvcpus < n) {
-		unsigned i = vm->nvcpus;
+	/* Every vCPU the VM may have, those absent parked: under software KVM a vCPU
+	 * created while the others run never leaves its wait for INIT and SIPI. Room for
+	 * all of them at once, too: the threads hold their vCPU's address. */
+	vm->vcpus = xcalloc(vm->cfg.max_cpus, sizeof(*vm->vcpus));
+	for (unsigned i = 0; i < vm->cfg.max_cpus; i++) {
 		struct vmm_vcpu *vcpu = &vm->vcpus[i];
 		int ret;
 
 		vcpu->vm = vm;
 		vcpu->index = i;
-		atomic_store(&vcpu->active, true);
+		atomic_store(&vcpu->active, i < vm->cfg.cpus);
 		vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
 		if (vcpu->fd < 0)
 			return vi_error_errno(VI_EFAIL, errno, "cannot create vCPU %u", i);
+		vm->nvcpus++;
 		vcpu->run = mmap(NULL, vm->vcpu_mmap_size, PROT_READ | PROT_WRITE, MAP_SHARED,
 				 vcpu->fd, 0);
 		if (vcpu->run == MAP_FAILED) {
-			close(vcpu->fd);
+			vcpu->run = NULL;
 			return vi_error_errno(VI_EFAIL, errno, "cannot map the run area of vCPU %u",
 					      i);
 		}
-		/* Counted once whole: other threads look at the vCPUs below nvcpus. */
-		vm->nvcpus++;
 		ret = vmm_cpuid_setup(vm, vcpu);
 		if (ret == 0)
 			ret = vmm_msrs_setup(vm, vcpu);
@@ -44,13 +46,6 @@ int vmm_vcpus_grow(struct vmm *vm, unsigned n)
 			return ret;
 	}
 	return 0;
-}
-
-int vmm_vcpus_create(struct vmm *vm)
-{
-	/* Room for every vCPU the VM may have: a hot-added one never moves the others. */
-	vm->vcpus = xcalloc(vm->cfg.max_cpus, sizeof(*vm->vcpus));
-	return vmm_vcpus_grow(vm, vm->cfg.cpus);
 }
 
 static void vcpu_io(struct vmm_vcpu *vcpu)
@@ -228,11 +223,8 @@ int vmm_vcpus_start(struct vmm *vm)
 	pthread_sigmask(SIG_SETMASK, &block, &old);
 	for (unsigned i = 0; i < vm->nvcpus; i++) {
 		struct vmm_vcpu *vcpu = &vm->vcpus[i];
-		int err;
+		int err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
 
-		if (vcpu->started)
-			continue;
-		err = pthread_create(&vcpu->thread, NULL, vcpu_thread, vcpu);
 		if (err) {
 			ret = vi_error_errno(VI_EFAIL, err, "cannot start the thread of vCPU %u",
 					     i);

@@ -121,7 +121,6 @@ static void *grow_client(void *arg)
 	   vi_error_message());
 	is_int(stats_vcpus(s), 2, "and nothing changed");
 
-	if (getenv("HP_DEBUG")) { char *o = read_fd(s->cfg.console_fd); printf("%s\n", o); free(o); }
 	json_object_object_add(args, "path", json_object_new_string(path));
 	command(s, "save", args);
 	free(path);
@@ -131,11 +130,13 @@ static void *grow_client(void *arg)
 static void *restored_client(void *arg)
 {
 	struct session *s = arg;
+	struct json_object *args = json_object_new_object();
 
 	is_int(stats_vcpus(s), 2, "the restored VM has two vCPUs");
 	ok(console_has(s->cfg.console_fd, "hotplug: cpu 1 alive"), "CPU 1 goes on reporting");
 	plug(s, 3, 2);
-	command(s, "stop", json_object_new_object());
+	json_object_object_add(args, "force", json_object_new_boolean(true));
+	command(s, "stop", args);
 	return NULL;
 }
 
