@@ -221,7 +221,7 @@ struct vmm_vcpus_info {
 /* Makes n vCPUs present (1 to max_cpus; -VI_EUSAGE naming the maximum past it): new
  * ones are created and wait for the guest's INIT-SIPI, the highest ones beyond n are
  * asked to go and stop once the guest ejects them. The guest hears of it through the
- * GED interrupt. From the thread that runs the VM's event loop. */
+ * GED interrupt. Any thread. */
 int vmm_set_vcpus(struct vmm *vm, unsigned n);
 void vmm_get_vcpus(struct vmm *vm, struct vmm_vcpus_info *out);
 
