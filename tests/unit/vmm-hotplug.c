@@ -1,7 +1,8 @@
 /* vCPU hotplug on the real /dev/kvm: the cpu-hotplug test kernel, booted with one vCPU
  * of three at most, sees CPUs added and removed through the control socket as Linux's
  * ACPI driver would; more than the maximum is refused naming it; a saved state brings
- * the added CPU back, and the CPU ejected before the save can come again. */
+ * the added CPU back, the CPU ejected before the save can come again, and a migration
+ * takes all three along. */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -10,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "error.h"
+#include "state.h"
 #include "tap.h"
 #include "util.h"
 #include "vmm/control.h"
@@ -28,6 +31,7 @@ struct session {
 	int state_fd; /* restore from it; -1: boot */
 	char *sock;
 	void *(*client)(void *);
+	struct vmm *vm;
 	int reason;
 };
 
@@ -127,6 +131,67 @@ static void *grow_client(void *arg)
 	return NULL;
 }
 
+/* The receiving end of a migration: the VM it gets runs until the CPUs it has are
+ * checked. */
+struct receiver {
+	struct vmm_config cfg;
+	int fd;
+	unsigned present;
+	bool cpu2_alive;
+};
+
+static void *receiver_thread(void *arg)
+{
+	struct receiver *r = arg;
+	struct vmm_vcpus_info info = { 0 };
+	struct vmm *vm = NULL;
+	int ret = vmm_new(&r->cfg, &vm);
+
+	if (ret == 0)
+		ret = vmm_migrate_recv(vm, r->fd, 0, NULL);
+	if (ret == 0)
+		ret = vmm_migrate_commit(vm, r->fd);
+	if (ret == 0)
+		ret = vmm_start(vm);
+	if (ret == 0)
+		ret = vmm_migrate_running(r->fd);
+	if (ret == 0) {
+		vmm_get_vcpus(vm, &info);
+		r->present = info.present;
+		r->cpu2_alive = console_has(r->cfg.console_fd, "hotplug: cpu 2 alive");
+	} else {
+		printf("# receiver: %s\n", vi_error_message());
+	}
+	close(r->fd);
+	vmm_request_exit(vm, VMM_EXIT_STOPPED);
+	vmm_free(vm);
+	return NULL;
+}
+
+/* Migrates the session's VM to a new one of the same configuration. */
+static void migrate(struct session *s)
+{
+	struct receiver r = { .cfg = s->cfg };
+	struct vmm_migrate_opts opts = { 0 };
+	struct vmm_migration m = { 0 };
+	struct vi_state_writer w = { 0 };
+	pthread_t thread;
+	int fds[2], ret;
+
+	r.cfg.console_fd = memfd_create("dst", MFD_CLOEXEC);
+	socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+	r.fd = fds[1];
+	pthread_create(&thread, NULL, receiver_thread, &r);
+	m.w = &w;
+	ret = vmm_migrate_send(s->vm, fds[0], &opts, &m);
+	is_int(ret, 0, "the VM migrates%s%s", ret ? ": " : "", ret ? vi_error_message() : "");
+	close(fds[0]);
+	pthread_join(thread, NULL);
+	is_int(r.present, 3, "the migrated VM has three vCPUs");
+	ok(r.cpu2_alive, "and CPU 2 reports there");
+	close(r.cfg.console_fd);
+}
+
 static void *restored_client(void *arg)
 {
 	struct session *s = arg;
@@ -135,6 +200,7 @@ static void *restored_client(void *arg)
 	is_int(stats_vcpus(s), 2, "the restored VM has two vCPUs");
 	ok(console_has(s->cfg.console_fd, "hotplug: cpu 1 alive"), "CPU 1 goes on reporting");
 	plug(s, 3, 2);
+	migrate(s);
 	json_object_object_add(args, "force", json_object_new_boolean(true));
 	command(s, "stop", args);
 	return NULL;
@@ -162,6 +228,7 @@ static void run_session(struct session *s)
 		ret = vmm_start(vm);
 	is_int(ret, 0, "the VM runs%s%s", ret ? ": " : "", ret ? vi_error_message() : "");
 	if (ret == 0) {
+		s->vm = vm;
 		pthread_create(&thread, NULL, s->client, s);
 		s->reason = vmm_wait(vm);
 		if (s->reason == VMM_EXIT_ERROR)
