@@ -240,7 +240,8 @@ static int restore_scan(struct restore *r)
 		vi_state_reader_skip_pages(r->reader);
 	if (ret == 0)
 		ret = restore_check_header(vm, &h);
-	r->cpus = h.cpus;
+	if (ret == 0)
+		r->cpus = h.cpus;
 	while (ret == 0 && (ret = vi_state_next(r->reader, &sec)) == 1) {
 		if (sec.id == VI_STATE_MEMORY)
 			ret = restore_memory(r, &sec);
