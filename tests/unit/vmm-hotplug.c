@@ -2,7 +2,7 @@
  * of three at most, sees CPUs added and removed through the control socket as Linux's
  * ACPI driver would; more than the maximum is refused naming it; a saved state brings
  * the added CPU back, the CPU ejected before the save can come again, and a migration
- * takes all three along. */
+ * takes all three along; a state without the hotplug section still restores. */
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -206,6 +206,41 @@ static void *restored_client(void *arg)
 	return NULL;
 }
 
+/* A state as one written before the hotplug section existed: its section's id turned
+ * into one no reader knows (optional, so skipped). False when there is no section. */
+static bool hide_hotplug_section(const char *from, const char *to)
+{
+	/* id 0x10b, version 1, flags optional, instance 0, then the crc and length 260 */
+	static const uint8_t head[12] = { 0x0b, 0x01, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0 };
+	static const uint8_t length[8] = { 0x04, 0x01, 0, 0, 0, 0, 0, 0 };
+	char *data = NULL;
+	size_t len = 0, found = 0;
+
+	if (vi_read_file(from, &data, &len) < 0)
+		return false;
+	for (size_t i = 0; i + 24 <= len; i++)
+		if (!memcmp(data + i, head, sizeof(head)) && !memcmp(data + i + 16, length, 8)) {
+			data[i + 1] = 0x01;
+			data[i] = (char)0xff; /* 0x1ff */
+			found++;
+		}
+	if (found == 1)
+		vi_write_file_atomic(to, data, len, 0600);
+	free(data);
+	return found == 1;
+}
+
+static void *old_state_client(void *arg)
+{
+	struct session *s = arg;
+	struct json_object *args = json_object_new_object();
+
+	is_int(stats_vcpus(s), 3, "without the hotplug section every vCPU saved is present");
+	json_object_object_add(args, "force", json_object_new_boolean(true));
+	command(s, "stop", args);
+	return NULL;
+}
+
 /* Boots (or restores) cfg with a control socket and runs s->client beside it. */
 static void run_session(struct session *s)
 {
@@ -242,7 +277,7 @@ static void run_session(struct session *s)
 
 int main(void)
 {
-	char *kernel = guest("cpu-hotplug"), *state;
+	char *kernel = guest("cpu-hotplug"), *state, *old;
 	struct session s = {
 		.cfg = { .kernel = kernel, .cmdline = "max_cpus=3", .cpus = 1, .max_cpus = 3,
 			 .memory = 64 * MiB },
@@ -258,9 +293,11 @@ int main(void)
 		return 1;
 	s.sock = xasprintf("%s/control.sock", tmpdir);
 	state = xasprintf("%s/state", tmpdir);
+	old = xasprintf("%s/state-old", tmpdir);
 	run_session(&s);
 	is_int(s.reason, VMM_EXIT_STOPPED, "the save stops the VM");
 
+	ok(hide_hotplug_section(state, old), "the state has one hotplug section");
 	s.state_fd = open(state, O_RDONLY | O_CLOEXEC);
 	ok(s.state_fd >= 0, "the state was written");
 	s.client = restored_client;
@@ -269,8 +306,16 @@ int main(void)
 		run_session(&s);
 		close(s.state_fd);
 	}
+	s.state_fd = open(old, O_RDONLY | O_CLOEXEC);
+	s.client = old_state_client;
+	if (s.state_fd >= 0) {
+		unlink(s.sock);
+		run_session(&s);
+		close(s.state_fd);
+	}
 	sh("rm -rf %s", tmpdir);
 	free(state);
+	free(old);
 	free(s.sock);
 	free(kernel);
 	return done();
