@@ -1,6 +1,7 @@
 /* ACPI: the tables that describe the machine (RSDP, XSDT, FADT, FACS, MADT, and a DSDT
  * with the PCI root bridge, its _PRT and \_S5) and the fixed hardware they point to:
  * PM1 event and control registers with the power button, sleep to S5, the PM timer. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -399,7 +400,184 @@ static void dsdt_pci_prt(struct acpi_buf *b)
 	aml_close(b);
 }
 
-static void dsdt_build(struct acpi_buf *b)
+/* A string, as _HID "ACPI0007". */
+static void aml_string(struct acpi_buf *b, const char *str)
+{
+	buf_u8(b, 0x0d);
+	buf_put(b, str, strlen(str) + 1);
+}
+
+/* Method(seg, nargs): the body follows, then aml_close(). */
+static void aml_method(struct acpi_buf *b, const char *seg, unsigned nargs)
+{
+	aml_open(b, "\x14");
+	buf_put(b, seg, 4);
+	buf_u8(b, (uint8_t)nargs);
+}
+
+/* Acquire(CPLK, 0xffff) and Release(CPLK): the register block's selector is shared. */
+static void aml_lock(struct acpi_buf *b, bool on)
+{
+	buf_put(b, on ? "\x5b\x23" "CPLK" "\xff\xff" : "\x5b\x27" "CPLK", on ? 8 : 6);
+}
+
+#define AML_STORE  "\x70"
+#define AML_ARG0   "\x68"
+#define AML_ARG1   "\x69"
+#define AML_LOCAL0 "\x60"
+#define AML_RETURN "\xa4"
+
+/* What the local APIC entry of CPU i says, enabled or not, for _MAT. */
+static void aml_madt_lapic(struct acpi_buf *b, unsigned i, bool enabled)
+{
+	uint8_t lapic[8] = { 0, 8, (uint8_t)i, (uint8_t)i, enabled ? MADT_ENABLED : 0, 0, 0, 0 };
+
+	buf_put(b, AML_RETURN, 1);
+	aml_open(b, "\x11");
+	aml_int(b, sizeof(lapic));
+	buf_put(b, lapic, sizeof(lapic));
+	aml_close(b);
+}
+
+/* Processor device i's name, "C000" to "C0FF". */
+static void aml_cpu_name(char name[5], unsigned i)
+{
+	snprintf(name, 5, "C%03X", i & 0xfffu);
+}
+
+/* Device(CPUS): every CPU the VM may have as a processor device (ACPI0007) whose _STA,
+ * _MAT and _EJ0 go through the hotplug register block, and CSCN, which the GED's _EVT
+ * calls: it notifies each CPU with a pending event, device check (1) for one plugged
+ * in and eject request (3) for one asked to go, and acknowledges the event. */
+static void dsdt_cpus(struct acpi_buf *b, unsigned max_cpus)
+{
+	static const uint8_t fields[] = {
+		'C', 'S', 'E', 'L', 32, 'C', 'P', 'E', 'N', 1, 'C', 'I', 'N', 'S', 1,
+		'C', 'R', 'M', 'V', 1, 'C', 'E', 'J', 'F', 1,
+	};
+	char name[5];
+
+	aml_open(b, "\x5b\x82");
+	buf_put(b, "CPUS", 4);
+	aml_name(b, "_HID");
+	aml_string(b, "ACPI0010");
+	aml_name(b, "_CID");
+	aml_int(b, aml_eisa_id("PNP0A05"));
+	buf_put(b, "\x5b\x80" "PRST" "\x01", 7); /* OperationRegion(PRST, SystemIO, ...) */
+	aml_int(b, CPU_HOTPLUG_BASE);
+	aml_int(b, CPU_HOTPLUG_LEN);
+	/* Byte access; writes put zeros in the other bits, so that writing one of them
+	 * touches no other event. */
+	aml_open(b, "\x5b\x81");
+	buf_put(b, "PRST\x41", 5);
+	buf_put(b, fields, sizeof(fields));
+	aml_close(b);
+	buf_put(b, "\x5b\x01" "CPLK" "\x00", 7); /* Mutex(CPLK, 0) */
+
+	aml_method(b, "CSTA", 1); /* 0xf when CPU Arg0 is present, else 0 */
+	aml_lock(b, true);
+	buf_put(b, AML_STORE AML_ARG0 "CSEL" AML_STORE "\x00" AML_LOCAL0, 9);
+	aml_open(b, "\xa0");
+	buf_put(b, "CPEN" AML_STORE, 5);
+	aml_int(b, 0xf);
+	buf_put(b, AML_LOCAL0, 1);
+	aml_close(b);
+	aml_lock(b, false);
+	buf_put(b, AML_RETURN AML_LOCAL0, 2);
+	aml_close(b);
+
+	aml_method(b, "CEJ0", 1); /* ejects CPU Arg0 */
+	aml_lock(b, true);
+	buf_put(b, AML_STORE AML_ARG0 "CSEL" AML_STORE "\x01" "CEJF", 12);
+	aml_lock(b, false);
+	aml_close(b);
+
+	aml_method(b, "CNTF", 2); /* Notify(CPU Arg0, Arg1) */
+	for (unsigned i = 0; i < max_cpus; i++) {
+		aml_cpu_name(name, i);
+		aml_open(b, "\xa0");
+		buf_put(b, "\x93" AML_ARG0, 2); /* LEqual */
+		aml_int(b, i);
+		buf_put(b, "\x86", 1);
+		buf_put(b, name, 4);
+		buf_put(b, AML_ARG1, 1);
+		aml_close(b);
+	}
+	aml_close(b);
+
+	aml_method(b, "CSCN", 0);
+	aml_lock(b, true);
+	buf_put(b, AML_STORE "\x00" AML_LOCAL0, 3);
+	aml_open(b, "\xa2"); /* While (LLess(Local0, max_cpus)) */
+	buf_put(b, "\x95" AML_LOCAL0, 2);
+	aml_int(b, max_cpus);
+	buf_put(b, AML_STORE AML_LOCAL0 "CSEL", 6);
+	aml_open(b, "\xa0");
+	buf_put(b, "CINS" "CNTF" AML_LOCAL0 "\x01" AML_STORE "\x01" "CINS", 16);
+	aml_close(b);
+	aml_open(b, "\xa0");
+	buf_put(b, "CRMV" "CNTF" AML_LOCAL0, 9);
+	aml_int(b, 3);
+	buf_put(b, AML_STORE "\x01" "CRMV", 6);
+	aml_close(b);
+	buf_put(b, "\x75" AML_LOCAL0, 2); /* Increment */
+	aml_close(b);
+	aml_lock(b, false);
+	aml_close(b);
+
+	for (unsigned i = 0; i < max_cpus; i++) {
+		aml_cpu_name(name, i);
+		aml_open(b, "\x5b\x82");
+		buf_put(b, name, 4);
+		aml_name(b, "_HID");
+		aml_string(b, "ACPI0007");
+		aml_name(b, "_UID");
+		aml_int(b, i);
+		aml_method(b, "_STA", 0);
+		buf_put(b, AML_RETURN "CSTA", 5);
+		aml_int(b, i);
+		aml_close(b);
+		aml_method(b, "_MAT", 0);
+		aml_open(b, "\xa0");
+		buf_put(b, "CSTA", 4);
+		aml_int(b, i);
+		aml_madt_lapic(b, i, true);
+		aml_close(b);
+		aml_madt_lapic(b, i, false);
+		aml_close(b);
+		aml_method(b, "_EJ0", 1);
+		buf_put(b, "CEJ0", 4);
+		aml_int(b, i);
+		aml_close(b);
+		aml_close(b);
+	}
+	aml_close(b);
+}
+
+/* Device(GED0): the generic event device whose interrupt means "look at the CPUs". */
+static void dsdt_ged(struct acpi_buf *b)
+{
+	/* Interrupt(ResourceConsumer, Level, ActiveHigh, Exclusive) { CPU_HOTPLUG_GSI } */
+	uint8_t crs[11] = { 0x89, 6, 0, 0x01, 1, CPU_HOTPLUG_GSI, 0, 0, 0, 0x79, 0 };
+
+	aml_open(b, "\x5b\x82");
+	buf_put(b, "GED0", 4);
+	aml_name(b, "_HID");
+	aml_string(b, "ACPI0013");
+	aml_name(b, "_UID");
+	aml_int(b, 0);
+	aml_name(b, "_CRS");
+	aml_open(b, "\x11");
+	aml_int(b, sizeof(crs));
+	buf_put(b, crs, sizeof(crs));
+	aml_close(b);
+	aml_method(b, "_EVT", 1);
+	buf_put(b, "\\\x2f\x03" "_SB_" "CPUS" "CSCN", 15);
+	aml_close(b);
+	aml_close(b);
+}
+
+static void dsdt_build(struct acpi_buf *b, unsigned max_cpus)
 {
 	struct acpi_header h = { 0 };
 
@@ -423,6 +601,8 @@ static void dsdt_build(struct acpi_buf *b)
 	dsdt_pci_crs(b);
 	dsdt_pci_prt(b);
 	aml_close(b);
+	dsdt_cpus(b, max_cpus);
+	dsdt_ged(b);
 	aml_close(b);
 	acpi_header_init((struct acpi_header *)b->p, "DSDT", (uint32_t)b->len, 2);
 }
@@ -432,6 +612,8 @@ static void dsdt_build(struct acpi_buf *b)
  * masks for them and brings them up when they are plugged in. */
 static void madt_build(struct acpi_buf *b, unsigned cpus, unsigned max_cpus)
 {
+	static const uint8_t ged_override[10] = { 2, 10, 0, CPU_HOTPLUG_GSI, CPU_HOTPLUG_GSI,
+						  0, 0, 0, 0x0d, 0 };
 	struct acpi_header h = { 0 };
 
 	buf_put(b, &h, sizeof(h));
@@ -446,9 +628,11 @@ static void madt_build(struct acpi_buf *b, unsigned cpus, unsigned max_cpus)
 	buf_put(b, "\x01\x0c\x00\x00", 4); /* IOAPIC 0 at GSI 0 */
 	buf_le(b, IOAPIC_ADDR, 4);
 	buf_le(b, 0, 4);
-	/* The PIT's IRQ 0 is on pin 2; the SCI is level-triggered, active high. */
+	/* The PIT's IRQ 0 is on pin 2; the SCI and the CPU hotplug GED's IRQ
+	 * (CPU_HOTPLUG_GSI) are level-triggered, active high. */
 	buf_put(b, "\x02\x0a\x00\x00\x02\x00\x00\x00\x00\x00", 10);
 	buf_put(b, "\x02\x0a\x00\x09\x09\x00\x00\x00\x0d\x00", 10);
+	buf_put(b, ged_override, sizeof(ged_override));
 	buf_put(b, "\x04\x06\xff\x00\x00\x01", 6); /* LINT1 of every CPU is the NMI */
 	acpi_header_init((struct acpi_header *)b->p, "APIC", (uint32_t)b->len, 5);
 }
@@ -508,13 +692,15 @@ int acpi_tables_write(struct vmm *vm, uint64_t *rsdp_addr)
 	struct acpi_rsdp rsdp = { .signature = "RSD PTR ", .oem_id = "VI    ", .revision = 2,
 				  .length = sizeof(rsdp) };
 	struct acpi_header xh = { 0 };
+	struct vmm_vcpus_info cpus;
 	struct acpi_fadt fadt;
 	uint64_t at = ACPI_TABLES_ADDR + sizeof(rsdp), facs_at, dsdt_at, fadt_at, madt_at;
 	int ret;
 
-	dsdt_build(&dsdt);
+	dsdt_build(&dsdt, vm->cfg.max_cpus);
 	((struct acpi_header *)dsdt.p)->checksum = acpi_checksum(dsdt.p, dsdt.len);
-	madt_build(&madt, vm->nvcpus, vm->cfg.max_cpus);
+	vmm_get_vcpus(vm, &cpus);
+	madt_build(&madt, cpus.present, cpus.max);
 	((struct acpi_header *)madt.p)->checksum = acpi_checksum(madt.p, madt.len);
 
 	ret = acpi_place(vm, &at, &facs, sizeof(facs), 64); /* the FACS must be aligned */

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -677,6 +678,25 @@ static int control_cpu_quota(struct vmm_control *ctl, struct control_client *c,
 	return ret;
 }
 
+/* {"vcpus":N} -> {"vcpus":P,"removing":R,"max_vcpus":M}: P CPUs present, R of them
+ * asked to go and not yet ejected by the guest. */
+static int control_set_vcpus(struct vmm_control *ctl, struct control_client *c,
+			     struct json_object *req, struct json_object *reply)
+{
+	struct vmm_vcpus_info info;
+	uint64_t n = control_uint(req, "vcpus");
+	int ret = vmm_set_vcpus(ctl->vm, n > UINT_MAX ? UINT_MAX : (unsigned)n);
+
+	(void)c;
+	if (ret < 0)
+		return ret;
+	vmm_get_vcpus(ctl->vm, &info);
+	add_u64(reply, "vcpus", info.present);
+	add_u64(reply, "removing", info.removing);
+	add_u64(reply, "max_vcpus", info.max);
+	return 0;
+}
+
 /* Flags of a command. */
 #define CONTROL_NO_JOB (1u << 0) /* refused while a job runs: it would change what the job
 				  * works on (or is a job itself) */
@@ -702,6 +722,7 @@ static const struct control_command {
 	{ "restore", control_restore, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "save", control_save, CONTROL_NO_JOB },
 	{ "set_memory", control_set_memory, CONTROL_NO_JOB | CONTROL_CODED },
+	{ "set_vcpus", control_set_vcpus, CONTROL_NO_JOB | CONTROL_CODED },
 	{ "stats", control_stats, 0 },
 	{ "status", control_status, 0 },
 	{ "stop", control_stop, 0 },

@@ -88,9 +88,9 @@ int vmm_cpuid_setup(struct vmm *vm, struct vmm_vcpu *vcpu)
 	int ret = 0;
 
 	memcpy(c, sup, size);
-	cpuid_filter(c, vcpu->index, vm->cfg.cpus, vm->emulated);
+	cpuid_filter(c, vcpu->index, vm->cfg.max_cpus, vm->emulated);
 	if (vm->cfg.vendor && vm->cfg.vendor->cpuid_filter)
-		vm->cfg.vendor->cpuid_filter(c, vcpu->index, vm->cfg.cpus);
+		vm->cfg.vendor->cpuid_filter(c, vcpu->index, vm->cfg.max_cpus);
 	if (ioctl(vcpu->fd, KVM_SET_CPUID2, c) < 0)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot set the CPUID of vCPU %u",
 				     vcpu->index);

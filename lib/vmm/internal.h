@@ -99,6 +99,7 @@ enum vmm_section_id {
 	VMM_SECTION_VIRTIO_BALLOON = 0x108,
 	VMM_SECTION_VIRTIO_MODERN = 0x109,
 	VMM_SECTION_VIRTIO_MEM = 0x10a,
+	VMM_SECTION_CPU_HOTPLUG = 0x10b,
 };
 
 /* One section of a device's state: `desc` read from and written to `obj`. Its instance
@@ -170,6 +171,7 @@ int virtio_net_init(struct vmm *vm);
 int virtio_rng_init(struct vmm *vm);
 int virtio_balloon_init(struct vmm *vm);
 int virtio_mem_init(struct vmm *vm);
+int cpu_hotplug_init(struct vmm *vm);
 
 /* --- PCI (pci.c) ------------------------------------------------------------------ */
 
@@ -205,6 +207,27 @@ extern const struct vi_state_desc pci_function_state;
 #define ACPI_TABLES_ADDR 0xf0000ull /* the RSDP, then every table: 64 KiB of BIOS area */
 #define ACPI_SCI_GSI     9
 #define ACPI_PM_BASE     0x600u     /* PM1a event (4), PM1a control (2), PM timer (4) */
+
+/* CPU hotplug (cpu-hotplug.c): a register block the DSDT's processor methods use,
+ * and a GED (ACPI0013) whose level-triggered interrupt says that some CPU waits for
+ * the guest to bring it up or to eject it. */
+#define CPU_HOTPLUG_BASE 0x0cd8u
+#define CPU_HOTPLUG_LEN  8
+#define CPU_HOTPLUG_GSI  5
+/* Offsets and bits of the register block. */
+#define CPU_HOTPLUG_SEL    0      /* 32 bits: the CPU the status byte is about */
+#define CPU_HOTPLUG_STATUS 4      /* 8 bits, below */
+#define CPU_HP_PRESENT (1u << 0)  /* read: the CPU is there (_STA) */
+#define CPU_HP_INSERT  (1u << 1)  /* read: plugged in, not yet seen; write 1: seen */
+#define CPU_HP_REMOVE  (1u << 2)  /* read: asked to go; write 1: request seen */
+#define CPU_HP_EJECT   (1u << 3)  /* write 1: the guest let the CPU go (_EJ0) */
+
+/* Present CPUs are i < cpus, none pending: what a state without the hotplug section
+ * says, before a restore applies the section of one that has it. */
+void cpu_hotplug_reset(struct vmm *vm, unsigned cpus);
+/* After a restore: each vCPU runs or parks as its CPU is present or not, and the
+ * interrupt line is set again. */
+void cpu_hotplug_sync(struct vmm *vm);
 
 /* Writes RSDP, XSDT, FADT, FACS, MADT and DSDT into guest memory; after every device
  * is on the PCI bus. Returns the RSDP's address in *rsdp. */
@@ -384,6 +407,7 @@ struct vmm_vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	atomic_bool active;   /* present in the guest: its thread runs it, else parks */
 	atomic_uint_fast64_t exits;
 	clockid_t clock;      /* the thread's CPU clock */
 	uint64_t cpu_time_ns; /* its last reading, once the thread has ended */
@@ -392,8 +416,13 @@ struct vmm_vcpu {
 /* A struct vmm_vcpu_state described, for the vCPU sections. */
 extern const struct vi_state_desc vmm_vcpu_state_desc;
 
+/* Creates every vCPU the VM may have (cfg.max_cpus), those from cfg.cpus on absent:
+ * KVM has no way to destroy one, so an ejected vCPU is parked and used again when it
+ * comes back. */
 int vmm_vcpus_create(struct vmm *vm);
 int vmm_vcpus_start(struct vmm *vm);
+/* Lets vCPU i run the guest or parks it. */
+void vmm_vcpu_activate(struct vmm *vm, unsigned i, bool on);
 /* Interrupts every vCPU's KVM_RUN so it looks at vm->pause and vm->stopping. */
 void vmm_vcpus_kick(struct vmm *vm);
 /* Ends the threads; the vCPUs and their statistics stay until vmm_vcpus_release(). */

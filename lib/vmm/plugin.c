@@ -785,6 +785,15 @@ static int plugin_forward_add(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, 
 	return plugin_call(vm, "forward_add", forward_json(nic, f), NULL);
 }
 
+static int plugin_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n)
+{
+	struct json_object *args = json_object_new_object();
+
+	(void)ctx;
+	json_object_object_add(args, "vcpus", json_object_new_int64(n));
+	return plugin_call(vm, "set_vcpus", args, NULL);
+}
+
 static int plugin_forward_remove(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t nic,
 				 const struct vi_hv_forward *f)
 {
@@ -1131,6 +1140,7 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.save = plugin_save,
 		.restore = plugin_restore,
 		.forward_add = plugin_forward_add,
+		.set_vcpus = plugin_set_vcpus,
 		.forward_remove = plugin_forward_remove,
 		.nic_address = plugin_nic_address,
 		.migrate_send = plugin_migrate_send,

@@ -100,6 +100,8 @@ struct restore {
 	struct vi_state_reader *reader;
 	int fd;
 	bool file;  /* a regular file: its pages are mapped, not read */
+	unsigned cpus; /* the vCPUs the state has: all the VM may have, or (a state written
+			* before CPUs could come and go) the present ones */
 	bool *done; /* device sections (SECTIONS_PER_DEVICE a device), then vCPUs */
 	struct restore_run *runs;
 	size_t nruns;
@@ -107,13 +109,15 @@ struct restore {
 	size_t nitems;
 };
 
+/* The vCPU count may differ: a state written before CPUs could come and go has only
+ * the present ones; the maximum must be the same. */
 static int restore_check_header(struct vmm *vm, const struct vi_state_header *h)
 {
 	char mem[32], max_mem[32], want_mem[32], want_max[32];
 
 	if (h->uuid[0] && vm->cfg.uuid && strcmp(h->uuid, vm->cfg.uuid))
 		return vi_error(VI_EUSAGE, "the state is of VM %s, not %s", h->uuid, vm->cfg.uuid);
-	if (h->cpus == vm->nvcpus && h->max_cpus == vm->cfg.max_cpus &&
+	if (h->cpus >= 1 && h->cpus <= h->max_cpus && h->max_cpus == vm->cfg.max_cpus &&
 	    h->memory == vm->cfg.memory && h->max_memory == vm->cfg.max_memory)
 		return 0;
 	return vi_error(VI_EUSAGE,
@@ -157,9 +161,9 @@ static int restore_vcpu(struct restore *r, const struct vi_state_section *sec)
 {
 	bool *done = &r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + sec->instance];
 
-	if (sec->instance >= r->vm->nvcpus)
-		return vi_error(VI_EUSAGE, "the state has vCPU %u; this VM has %u", sec->instance,
-				r->vm->nvcpus);
+	if (sec->instance >= r->cpus)
+		return vi_error(VI_EUSAGE, "the state has vCPU %u; its header says %u",
+				sec->instance, r->cpus);
 	if (*done)
 		return vi_error(VI_EUSAGE, "the state has vCPU %u twice", sec->instance);
 	*done = true;
@@ -198,19 +202,21 @@ static bool restore_device_absent(const struct restore *r, size_t i)
 	return true;
 }
 
-/* Every vCPU and every device section must have come, but for a device the state may
- * lack altogether (one with a reset, newer than the state). */
+/* Every vCPU and every device section must have come, but an optional one (a state
+ * written before there was such a section leaves the device as it was made), and for a
+ * device the state may lack altogether (one with a reset, newer than the state). */
 static int restore_check_done(const struct restore *r)
 {
 	for (size_t i = 0; i < r->vm->ndevices; i++)
 		for (size_t j = 0; j < SECTIONS_PER_DEVICE; j++)
 			if (r->vm->devices[i].sections[j].desc &&
+			    !(r->vm->devices[i].sections[j].desc->flags & VI_STATE_F_OPTIONAL) &&
 			    !r->done[i * SECTIONS_PER_DEVICE + j] &&
 			    !(r->vm->devices[i].reset && restore_device_absent(r, i)))
 				return vi_error(VI_EUSAGE, "the state has no %s section for '%s'",
 						r->vm->devices[i].sections[j].desc->name,
 						r->vm->devices[i].name);
-	for (unsigned i = 0; i < r->vm->nvcpus; i++)
+	for (unsigned i = 0; i < r->cpus; i++)
 		if (!r->done[r->vm->ndevices * SECTIONS_PER_DEVICE + i])
 			return vi_error(VI_EUSAGE, "the state has no vCPU %u", i);
 	return 0;
@@ -238,13 +244,15 @@ static int restore_scan(struct restore *r)
 		if (d && k == nknown)
 			known[nknown++] = d;
 	}
-	r->done = xcalloc(nsections + vm->nvcpus, sizeof(*r->done));
+	r->done = xcalloc(nsections + vm->cfg.max_cpus, sizeof(*r->done));
 	r->file = fstat(r->fd, &st) == 0 && S_ISREG(st.st_mode);
 	ret = vi_state_reader_open(r->fd, known, nknown, &h, &r->reader);
 	if (ret == 0 && r->file && (r->flags & VMM_RESTORE_UNCHECKED_PAGES))
 		vi_state_reader_skip_pages(r->reader);
 	if (ret == 0)
 		ret = restore_check_header(vm, &h);
+	if (ret == 0)
+		r->cpus = h.cpus;
 	while (ret == 0 && (ret = vi_state_next(r->reader, &sec)) == 1) {
 		if (sec.id == VI_STATE_MEMORY)
 			ret = restore_memory(r, &sec);
@@ -268,6 +276,9 @@ static int restore_apply(struct restore *r)
 {
 	int ret = 0;
 
+	/* A state without the hotplug section (written before there was one) has its
+	 * vCPUs all present. */
+	cpu_hotplug_reset(r->vm, r->cpus);
 	for (size_t i = 0; ret == 0 && i < r->nruns; i++)
 		ret = vmm_memory_map_file(r->vm, r->runs[i].gpa, r->runs[i].len, r->fd,
 					  r->runs[i].offset);
@@ -286,6 +297,8 @@ static int restore_apply(struct restore *r)
 		if (ret == 0)
 			ret = vmm_vcpu_set_state(r->vm, it->sec.instance, &st);
 	}
+	if (ret == 0)
+		cpu_hotplug_sync(r->vm);
 	return ret;
 }
 

@@ -17,13 +17,17 @@
 
 int vmm_vcpus_create(struct vmm *vm)
 {
-	vm->vcpus = xcalloc(vm->cfg.cpus, sizeof(*vm->vcpus));
-	for (unsigned i = 0; i < vm->cfg.cpus; i++) {
+	/* Every vCPU the VM may have, those absent parked: under software KVM a vCPU
+	 * created while the others run never leaves its wait for INIT and SIPI. Room for
+	 * all of them at once, too: the threads hold their vCPU's address. */
+	vm->vcpus = xcalloc(vm->cfg.max_cpus, sizeof(*vm->vcpus));
+	for (unsigned i = 0; i < vm->cfg.max_cpus; i++) {
 		struct vmm_vcpu *vcpu = &vm->vcpus[i];
 		int ret;
 
 		vcpu->vm = vm;
 		vcpu->index = i;
+		atomic_store(&vcpu->active, i < vm->cfg.cpus);
 		vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)i);
 		if (vcpu->fd < 0)
 			return vi_error_errno(VI_EFAIL, errno, "cannot create vCPU %u", i);
@@ -108,12 +112,20 @@ static bool vcpu_exit(struct vmm_vcpu *vcpu)
 	}
 }
 
-static void vcpu_park(struct vmm *vm)
+/* Whether the vCPU must stay out of the guest: the VM pauses, or its CPU is absent. */
+static bool vcpu_held(struct vmm_vcpu *vcpu)
 {
+	return atomic_load(&vcpu->vm->pause) || !atomic_load(&vcpu->active);
+}
+
+static void vcpu_park(struct vmm_vcpu *vcpu)
+{
+	struct vmm *vm = vcpu->vm;
+
 	pthread_mutex_lock(&vm->lock);
 	vm->parked++;
 	pthread_cond_broadcast(&vm->parked_cond);
-	while (atomic_load(&vm->pause) && !atomic_load(&vm->stopping))
+	while (vcpu_held(vcpu) && !atomic_load(&vm->stopping))
 		pthread_cond_wait(&vm->resume_cond, &vm->lock);
 	vm->parked--;
 	pthread_mutex_unlock(&vm->lock);
@@ -145,9 +157,9 @@ static void *vcpu_thread(void *arg)
 		atomic_thread_fence(memory_order_seq_cst);
 		if (atomic_load(&vm->stopping))
 			break;
-		if (atomic_load(&vm->pause)) {
+		if (vcpu_held(vcpu)) {
 			if (!io_pending) {
-				vcpu_park(vm);
+				vcpu_park(vcpu);
 				continue;
 			}
 			/* A parked vCPU's registers are whole, for a save or a restore
@@ -185,6 +197,15 @@ static void vcpu_kick_handler(int sig)
 	(void)sig;
 }
 
+/* Takes a vCPU out of KVM_RUN; after a fence that publishes what it should look at. */
+static void vcpu_kick(struct vmm_vcpu *vcpu)
+{
+	if (!vcpu->started)
+		return;
+	vcpu->run->immediate_exit = 1;
+	pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
+}
+
 int vmm_vcpus_start(struct vmm *vm)
 {
 	struct sigaction sa = { .sa_handler = vcpu_kick_handler };
@@ -217,17 +238,25 @@ int vmm_vcpus_start(struct vmm *vm)
 	return ret;
 }
 
+void vmm_vcpu_activate(struct vmm *vm, unsigned i, bool on)
+{
+	struct vmm_vcpu *vcpu = &vm->vcpus[i];
+
+	pthread_mutex_lock(&vm->lock);
+	atomic_store(&vcpu->active, on);
+	pthread_cond_broadcast(&vm->resume_cond);
+	pthread_mutex_unlock(&vm->lock);
+	if (!on) {
+		atomic_thread_fence(memory_order_seq_cst);
+		vcpu_kick(vcpu);
+	}
+}
+
 void vmm_vcpus_kick(struct vmm *vm)
 {
 	atomic_thread_fence(memory_order_seq_cst);
-	for (unsigned i = 0; i < vm->nvcpus; i++) {
-		struct vmm_vcpu *vcpu = &vm->vcpus[i];
-
-		if (!vcpu->started)
-			continue;
-		vcpu->run->immediate_exit = 1;
-		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
-	}
+	for (unsigned i = 0; i < vm->nvcpus; i++)
+		vcpu_kick(&vm->vcpus[i]);
 }
 
 void vmm_vcpus_stop(struct vmm *vm)

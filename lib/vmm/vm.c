@@ -24,6 +24,7 @@ static int (*const vmm_device_inits[])(struct vmm *vm) = {
 	serial_init,
 	i8042_init,
 	acpi_init,
+	cpu_hotplug_init,
 	pci_init,
 	virtio_blk_init,
 	virtio_net_init,
@@ -406,9 +407,11 @@ void vmm_io(struct vmm *vm, bool mmio, uint64_t addr, void *data, unsigned len, 
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
 {
 	struct vmm_memory_size size;
+	struct vmm_vcpus_info cpus;
 
+	vmm_get_vcpus(vm, &cpus);
 	memset(out, 0, sizeof(*out));
-	out->vcpus = vm->nvcpus;
+	out->vcpus = cpus.present;
 	vmm_memory_size(vm, &size);
 	out->memory = size.boot + size.plugged;
 	for (unsigned i = 0; i < vm->nvcpus; i++) {

@@ -235,6 +235,21 @@ struct vmm_stats {
 };
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out);
 
+/* --- vCPU hotplug (cpu-hotplug.c) --------------------------------------------------- */
+
+/* The guest's CPUs as ACPI hotplug sees them: present ones (those asked to go among
+ * them) and those asked to go that the guest has not ejected yet. */
+struct vmm_vcpus_info {
+	unsigned present, removing, max;
+};
+
+/* Makes n vCPUs present (1 to max_cpus; -VI_EUSAGE naming the maximum past it): new
+ * ones are created and wait for the guest's INIT-SIPI, the highest ones beyond n are
+ * asked to go and stop once the guest ejects them. The guest hears of it through the
+ * GED interrupt. Any thread. */
+int vmm_set_vcpus(struct vmm *vm, unsigned n);
+void vmm_get_vcpus(struct vmm *vm, struct vmm_vcpus_info *out);
+
 /* --- live migration (migrate.c) ---------------------------------------------------- */
 
 /* The stream is the state format (lib/state.h) over a connected socket: page runs of

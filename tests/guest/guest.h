@@ -104,4 +104,16 @@ uint64_t guest_parse_u64(const char *s);
 __attribute__((noreturn)) void guest_reset(void);
 __attribute__((noreturn)) void guest_triple_fault(void);
 
+/* Other CPUs (smp-boot.c, with the trampoline of smp-ap.S): a kernel that wakes them
+ * defines ap_stacks (AP_STACK bytes for each APIC ID, from 0) and ap_main(), where each
+ * woken CPU goes on its own stack. */
+#define AP_STACK 4096
+#define ICR_ALL_BUT_SELF (3u << 18) /* the destination shorthand */
+void ap_main(void);
+unsigned apic_id(void);
+/* Installs the trampoline and enables the local APIC. */
+void smp_init(void);
+/* INIT-SIPI-SIPI to the CPUs that `shorthand` (0: the APIC ID dest) names. */
+void smp_wake(uint32_t shorthand, unsigned dest);
+
 #endif

@@ -1,7 +1,7 @@
 # Test kernels: freestanding C and assembly linked by guest.ld into bzImage files in
 # $(B)/tests/guest/NAME.bzImage. Built with their own flags: never sanitized, no libc.
-GUEST_KERNELS := bootinfo smp reset hello devices acpi disk-writer counter net stamps virtio-mem \
-	blk-resize
+GUEST_KERNELS := bootinfo smp cpu-hotplug reset hello devices acpi disk-writer counter net \
+	stamps virtio-mem blk-resize
 GUEST_DIR := $(B)/tests/guest
 GUEST_CFLAGS := -std=gnu11 -O2 -g -Wall -Wextra -Werror -ffreestanding -fno-pic -fno-pie \
 	-fno-stack-protector -fno-asynchronous-unwind-tables -mno-red-zone \
@@ -36,9 +36,9 @@ $(GUEST_DIR)/stamps-tick.o: tests/guest/stamps.c
 	@mkdir -p $(@D)
 	$(CC) $(GUEST_CFLAGS) -DSTAMPS_TICK=0x80000 -c -o $@ $<
 
-# The smp kernel carries its AP trampoline; the kernels that drive virtio devices share
+# The kernels that wake other CPUs carry the AP trampoline; the kernels that drive virtio devices share
 # their driver.
-$(GUEST_DIR)/smp.elf: $(GUEST_DIR)/smp-ap.o
+$(GUEST_DIR)/smp.elf $(GUEST_DIR)/cpu-hotplug.elf: $(GUEST_DIR)/smp-ap.o $(GUEST_DIR)/smp-boot.o
 $(GUEST_DIR)/devices.elf $(GUEST_DIR)/disk-writer.elf $(GUEST_DIR)/net.elf \
 	$(GUEST_DIR)/virtio-mem.elf $(GUEST_DIR)/blk-resize.elf: $(GUEST_DIR)/virtio.o
 
@@ -48,7 +48,7 @@ $(GUEST_DIR)/%.bzImage: $(GUEST_DIR)/%.elf
 # Kept for the debugger and for incremental builds.
 .SECONDARY: $(patsubst %,$(GUEST_DIR)/%.elf,$(GUEST_KERNELS) stamps-tick) $(GUEST_COMMON) \
 	$(patsubst %,$(GUEST_DIR)/%.o,$(GUEST_KERNELS) stamps-tick) $(GUEST_DIR)/smp-ap.o \
-	$(GUEST_DIR)/virtio.o $(GUEST_DIR)/pvh.o
+	$(GUEST_DIR)/smp-boot.o $(GUEST_DIR)/virtio.o $(GUEST_DIR)/pvh.o
 
 EXTRA_ALL += $(GUEST_IMAGES) $(GUEST_DIR)/stamps-tick.bzImage \
 	$(patsubst %,$(GUEST_DIR)/%-pvh.elf,$(GUEST_PVH))

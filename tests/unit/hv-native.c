@@ -220,6 +220,8 @@ static void test_lifecycle(const struct vi_hv_ops *ops)
 	is_int(ops->start(&ctx, &vm), -5, "starting it again is a state error");
 	is_int(ops->stats(&ctx, &vm, &stats), 0, "stats answer");
 	ok(stats.vcpus == 1 && stats.memory == 64 << 20, "1 vCPU, 64 MiB");
+	is_int(ops->set_vcpus(&ctx, &vm, 2), -VI_EUSAGE, "set_vcpus past the maximum: usage error");
+	ok(strstr(host_error_text, "at most 1") != NULL, "naming the maximum: %s", host_error_text);
 	is_int(ops->pause(&ctx, &vm), 0, "pause");
 	ops->state(&ctx, &vm, &st);
 	is_int(st.state, VI_HV_PAUSED, "state: paused");
@@ -556,8 +558,7 @@ int main(int argc, char **argv)
 	is_str(vtx->name, "vtx", "hv-vtx is named vtx");
 	ok(svm->abi_version == VI_HV_ABI_VERSION && svm->struct_size == sizeof(*svm) &&
 	   (svm->features & VI_HV_F_DIRECT_BOOT), "ABI version, size and features");
-	ok(!svm->set_vcpus,
-	   "what is not done yet is NULL, not a stub");
+	ok(svm->set_vcpus && vtx->set_vcpus, "both add and remove vCPUs live");
 	vmm_cpu_vendor(vendor);
 	amd = !strcmp(vendor, "AuthenticAMD");
 	if (!amd && strcmp(vendor, "GenuineIntel")) {

@@ -99,6 +99,16 @@ static void test_acpi_tables(void)
 	      "test $(grep -c 'Runtime Online Capable : 1' %s/apic.dsl) -eq 2",
 	      tmpdir, tmpdir) == 0,
 	   "acpi: two enabled, the two absent ones disabled but online capable");
+	ok(sh("test $(grep -c 'ACPI0007' %s/dsdt.dsl) -eq 4 && grep -q 'ACPI0013' %s/dsdt.dsl && "
+	      "grep -q 'Method (_EJ0' %s/dsdt.dsl && grep -q 'Method (_MAT' %s/dsdt.dsl && "
+	      "grep -q 'Notify (C003, Arg1)' %s/dsdt.dsl && "
+	      "grep -q 'SystemIO, 0x0CD8, 0x08' %s/dsdt.dsl && grep -q 'WriteAsZeros' %s/dsdt.dsl && "
+	      "grep -q 'Interrupt (ResourceConsumer, Level, ActiveHigh, Exclusive' %s/dsdt.dsl",
+	      tmpdir, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir, tmpdir) == 0,
+	   "acpi: the DSDT has four hotpluggable processors, their register block and the GED");
+	ok(sh("grep -A5 'Source : 05' %s/apic.dsl | grep -q 'Trigger Mode : 3'",
+	      tmpdir) == 0,
+	   "acpi: the GED's IRQ 5 is level-triggered in the MADT as in the DSDT");
 	free(kernel);
 }
 
