@@ -143,7 +143,7 @@ static void report_text(const char *name, const struct vi_grow_plan *p,
 {
 	char a[32], b[32], c[32];
 
-	if (!changes_anything(p)) {
+	if (!changes_anything(p) && !r->fs_type[0] && !r->fs_note[0]) {
 		printf("VM '%s': nothing to change\n", name);
 		return;
 	}
@@ -260,6 +260,16 @@ static int run_check(struct vi_machine *m, const struct vi_grow *g)
 	check_line(arr, "cpu-quota", has(m, o && o->set_cpu_quota), "%s%s",
 		   m->def.cpu_quota ? quota_str(m->def.cpu_quota, c, sizeof(c)) : "no quota",
 		   o && o->set_cpu_quota ? "" : "; the backend has no CPU quota");
+	if (live && o && o->grow_fs) {
+		struct vi_hv_fs_info fs;
+		if (vi_hv_grow_fs(m->hv, &m->view.vm, 0, VI_HV_GROW_FS_CHECK, &fs) == 0)
+			check_line(arr, "filesystem", true, "%s %s on %s, %s: grows online",
+				   fs.type, sz(fs.size_before, a, sizeof(a)), fs.device,
+				   fs.mountpoint);
+		else
+			check_line(arr, "filesystem", false, "%s", vi_error_message());
+		vi_error_clear();
+	}
 	check_line(arr, "host", maxc <= ncpu && maxm <= total,
 		   "%u CPUs, %s of %s memory available", ncpu, sz(avail, a, sizeof(a)),
 		   sz(total, b, sizeof(b)));

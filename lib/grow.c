@@ -11,6 +11,7 @@
 #include "error.h"
 #include "seed.h"
 #include "template.h"
+#include "tools.h"
 #include "image/image.h"
 #include "util.h"
 #include "vm.h"
@@ -380,6 +381,26 @@ int vi_grow_pending_partition(struct vi_machine *m)
 	return rc;
 }
 
+/* The running guest's file system on vda grown by its backend, while mounted:
+ * 1 when it is, 0 when the backend cannot reach it (r->fs_note says why). */
+static int grow_live_fs(struct vi_machine *m, struct vi_grow_result *r)
+{
+	struct vi_hv_fs_info fs;
+	int rc = vi_hv_grow_fs(m->hv, &m->view.vm, 0, 0, &fs);
+
+	if (rc == -VI_ESTATE || rc == -VI_EUNSUPPORTED || rc == -VI_ENOTFOUND) {
+		snprintf(r->fs_note, sizeof(r->fs_note), "%s", vi_error_message());
+		vi_error_clear();
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	snprintf(r->fs_type, sizeof(r->fs_type), "%s", fs.type);
+	r->fs_from = fs.size_before;
+	r->fs_to = fs.size_after;
+	return 1;
+}
+
 /* The root file system of disk vda, grown: by its backend in the running guest
  * where it can, else at the guest's next boot: its partition when the disk is
  * free (now if the VM is stopped), then its file system by the boot's seed hook. */
@@ -389,6 +410,27 @@ static int grow_root_fs(const struct vi_store *s, struct vi_machine *m,
 	unsigned part = template_root_partition(s, m);
 	int rc = 0;
 
+	if (p->live && m->hv->ops.grow_fs && (rc = grow_live_fs(m, r)) != 0)
+		return rc < 0 ? rc : 0;
+
+	if (!m->def.template_digest && !p->live) {
+		/* No template to say where its root is, nor a seed hook to grow it
+		 * at boot: the disk's last partition and file system grow now. */
+		struct vi_fs_grow fs;
+		rc = vi_growfs_offline(m->view.disk_paths[0],
+				       m->def.disks[0].format == VI_DISK_QCOW2 ? "qcow2" : "raw", &fs);
+		if (rc == -VI_EUNSUPPORTED) {
+			snprintf(r->fs_note, sizeof(r->fs_note), "not grown: %s", vi_error_message());
+			vi_error_clear();
+			return 0;
+		}
+		if (rc == 0) {
+			snprintf(r->fs_type, sizeof(r->fs_type), "%s", fs.type);
+			r->fs_from = fs.size_before;
+			r->fs_to = fs.size_after;
+		}
+		return rc;
+	}
 	if (!m->def.template_digest) {
 		snprintf(r->fs_note, sizeof(r->fs_note),
 			 "not grown: vi knows the root file system only of VMs made from "
@@ -475,7 +517,10 @@ int vi_grow_apply(const struct vi_store *s, struct vi_machine *m, const struct v
 			rc = vi_hv_define(m->hv, &m->view.vm);
 	}
 	for (size_t i = 0; rc == 0 && p->grow_fs && i < p->ndisks; i++)
-		if (p->disks[i].index == 0 && p->disks[i].to != p->disks[i].from)
+		/* A running guest's file system may have room to grow into
+		 * already (its disk grown by other means): it is asked. */
+		if (p->disks[i].index == 0 &&
+		    (p->disks[i].to != p->disks[i].from || (p->live && m->hv->ops.grow_fs)))
 			rc = grow_root_fs(s, m, p, r);
 	r->ms = now_ms() - t0;
 	return rc;

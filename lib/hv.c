@@ -463,6 +463,7 @@ size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max)
 		{ o->set_memory, "grow-memory" },
 		{ o->resize_disk, "grow-disk" },
 		{ o->set_cpu_quota, "cpu-quota" },
+		{ o->grow_fs, "grow-fs" },
 		{ o->switch_disks, "live-clone" },
 	};
 	size_t n = 0;
@@ -613,6 +614,14 @@ int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, 
 int vi_hv_set_cpu_quota(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned percent)
 {
 	HV_CALL(hv, set_cpu_quota, "CPU quotas", vm, percent);
+}
+
+int vi_hv_grow_fs(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, unsigned flags,
+		  struct vi_hv_fs_info *out)
+{
+	memset(out, 0, sizeof(*out));
+	out->struct_size = sizeof(*out);
+	HV_CALL(hv, grow_fs, "growing a running guest's file system", vm, disk, flags, out);
 }
 
 int vi_hv_switch_disks(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *const *overlays)

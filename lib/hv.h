@@ -108,6 +108,10 @@ int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n);
 int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes);
 int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes);
 int vi_hv_set_cpu_quota(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned percent);
+/* The running guest's file system on disk `disk` grown into the disk (with
+ * VI_HV_GROW_FS_CHECK only read); *out zeroed and sized first. */
+int vi_hv_grow_fs(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, unsigned flags,
+		  struct vi_hv_fs_info *out);
 int vi_hv_switch_disks(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *const *overlays);
 int vi_hv_forward_add(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t nic,
 		      const struct vi_hv_forward *f);

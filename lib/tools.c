@@ -99,6 +99,16 @@ int vi_tools_diff(const struct vi_diff_opts *opts, struct vi_diff *diff)
 	return rc < 0 ? rc : tools->diff(opts, diff);
 }
 
+int vi_growfs_offline(const char *path, const char *format, struct vi_fs_grow *out)
+{
+	const struct vi_tools *tools;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = vi_tools_load(&tools);
+	return rc < 0 ? rc : tools->grow_fs(path, format, out);
+}
+
 void vi_diff_release(struct vi_diff *diff)
 {
 	for (size_t i = 0; i < diff->n; i++) {

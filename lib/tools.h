@@ -9,6 +9,7 @@
 
 #include "template.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -141,6 +142,28 @@ void vi_diff_release(struct vi_diff *diff);
  * for errors is the caller's. */
 void vi_diff_print(const struct vi_diff *diff, FILE *out);
 
+/* --- a stopped machine's file system grown into its disk ------------------ */
+
+/* What vi_growfs_offline() found and did. */
+struct vi_fs_grow {
+	char type[16];        /* "ext4", "xfs"... */
+	char device[64];      /* as the appliance names it: "/dev/sda1" */
+	unsigned partition;   /* its partition number, 0 for a whole disk */
+	bool partition_grown; /* the partition grew to the end of the disk */
+	uint64_t size_before, size_after; /* bytes the file system holds */
+};
+
+/* Grows the file system on the disk image at path (format "qcow2", "raw";
+ * NULL: probed), which no one else has open, into the whole disk, in one
+ * libguestfs appliance: the last partition (a primary one on MBR; GPT's
+ * backup header moved first) to the end of the disk, then its file system
+ * (ext2/3/4 checked and resized, xfs mounted and grown); a disk without
+ * partitions has its file system grown alone. VI_EUNSUPPORTED naming
+ * another file system type or a logical partition, VI_ENOTFOUND for a
+ * missing image, VI_EFAIL with libguestfs's reason. Needs the image tools
+ * module (vi_tools_load). */
+int vi_growfs_offline(const char *path, const char *format, struct vi_fs_grow *out);
+
 /* The module shares libvi's structures, so it is only used by the vi of its
  * own version. The methods follow the libvi conventions (0 or a negative
  * VI_E* code with a message). */
@@ -160,6 +183,8 @@ struct vi_tools {
 			     struct template_strv *digests);
 	/* vi_tools_diff(). */
 	int (*diff)(const struct vi_diff_opts *opts, struct vi_diff *diff);
+	/* vi_growfs_offline(). */
+	int (*grow_fs)(const char *path, const char *format, struct vi_fs_grow *out);
 };
 
 /* The module's table in *tools, loaded on the first call and kept loaded.

@@ -57,3 +57,59 @@ root_kib() { vi exec "$1" -- df -k / | awk 'NR == 2 { print $2 }'; }
 	start_ready "$name"
 	! tr -d '\r' <"$VI_HOME/vms/$name/run/console.log" | grep -q "root file system"
 }
+
+# What the guest says: its online CPUs, and its memory in KiB.
+guest_cpus() { vi exec "$1" -- cat /sys/devices/system/cpu/online; }
+mem_kib() { vi exec "$1" -- cat /proc/meminfo | awk '/^MemTotal:/ { print $2 }'; }
+
+@test "a running machine's vCPUs, memory and root file system grow live, and the guest sees them at once" {
+	vi -q create --hv qemu --template tiny --max-cpus 2 --max-memory 1G --wait-ready "$name"
+	run -0 guest_cpus "$name"
+	[ "$output" = 0 ]
+	mem_before=$(mem_kib "$name")
+	fs_before=$(root_kib "$name")
+	run -0 vi grow --check "$name"
+	[[ $output == *"filesystem      ok  ext4 "*" on /dev/vda1, /: grows online"* ]]
+
+	run -0 vi grow "$name" --cpus +1 --memory +256M
+	[[ $output == *"cpus      1 -> 2 (the guest has 2)"* ]]
+	run -0 guest_cpus "$name"
+	[ "$output" = 0-1 ]
+	mem_after=$(mem_kib "$name")
+	echo "memory: $mem_before KiB before, $mem_after KiB after"
+	[ "$mem_after" -ge $((mem_before + 256 * 1024)) ]
+
+	# The disk grown under the guest by libvirt; vi grows what is on it.
+	virsh -q -c qemu:///system blockresize "$name" vda 128M
+	run -0 vi grow "$name" --disk vda:128M
+	[[ $output == *"file system ext4 "*" -> "* ]]
+	fs_after=$(root_kib "$name")
+	echo "root: $fs_before KiB before, $fs_after KiB after"
+	[ "$fs_after" -gt $((fs_before + 50000)) ]
+	# The partition table says so too, for the next boot: vda1 ends at the
+	# disk's end (128M is 262144 sectors).
+	run -0 vi exec "$name" -- sfdisk -d /dev/vda
+	[[ $output =~ /dev/vda1\ :\ start=\ *([0-9]+),\ size=\ *([0-9]+) ]]
+	[ $((BASH_REMATCH[1] + BASH_REMATCH[2])) -eq 262144 ]
+
+	# Past the maximum: refused, naming it, nothing changed.
+	run -5 vi grow "$name" --memory 2G
+	[[ $output == *"at most 1G of memory while it runs"* ]]
+	[ "$(mem_kib "$name")" = "$mem_after" ]
+}
+
+@test "a stopped machine that no template describes has its partition and file system grown at once" {
+	img=$(vi template show --json tiny | jq -r .image_digest)
+	img=$VI_HOME/images/$img
+	disk=$BATS_TEST_TMPDIR/disks/root.qcow2
+	mkdir -p "${disk%/*}"
+	traversable "${disk%/*}"
+	qemu-img convert -O qcow2 "$img/disk.qcow2" "$disk"
+	vi -q create --hv qemu --kernel "$img/kernel" --initrd "$img/initrd" \
+		--cmdline "console=ttyS0 root=/dev/vda1 rw" --disk "$disk" "$name"
+	run -0 vi grow "$name" --disk +64M
+	[[ $output == *"  disk vda  64M -> 128M"* ]]
+	[[ $output =~ file\ system\ ext4\ ([0-9]+)K\ -\>\ ([0-9]+)K ]]
+	[ "${BASH_REMATCH[2]}" -gt $((BASH_REMATCH[1] + 50000)) ]
+	qemu-img check -q "$disk"
+}

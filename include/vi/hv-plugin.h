@@ -259,6 +259,19 @@ struct vi_hv_migrate_result {
 				 * the guest may run there, so it stays paused here */
 };
 
+/* A running guest's file system as grow_fs() found it and left it. */
+struct vi_hv_fs_info {
+	size_t struct_size;
+	char type[16];        /* as the guest names it: "ext4", "xfs"... */
+	char device[64];      /* the guest's device: "/dev/vda1" */
+	char mountpoint[128]; /* where the guest mounts it: "/" */
+	unsigned partition;   /* its partition number on the disk, 0 for the whole disk */
+	uint64_t size_before; /* bytes it held before, as the guest counts them */
+	uint64_t size_after;  /* and after (the same with VI_HV_GROW_FS_CHECK) */
+};
+/* grow_fs(): only read what would grow, and whether the guest answers. */
+#define VI_HV_GROW_FS_CHECK (1u << 0)
+
 /* converge: what migrate_send() does when the guest dirties memory faster than the
  * link carries it. */
 enum vi_hv_converge {
@@ -398,6 +411,18 @@ struct vi_hv_ops {
 	/* The share of host CPU time the running VM may use, in percent of one CPU (50:
 	 * half of one, 200: two), 0 for no limit. Optional. */
 	int (*set_cpu_quota)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned percent);
+
+	/* The running guest's file system on disk `disk` (the one mounted at "/"
+	 * when it is there, else the first mounted from it) grown, while mounted,
+	 * into the rest of the disk: its partition first, when it is one and
+	 * the disk has room after it, then the file system (ext2/3/4, xfs;
+	 * another type VI_EUNSUPPORTED naming it). *out says what it is and its
+	 * size before and after. With VI_HV_GROW_FS_CHECK nothing changes: *out
+	 * says what would grow. VI_ESTATE when the VM is not running or nothing
+	 * in the guest answers (its agent), VI_ENOTFOUND when no file system is
+	 * mounted from the disk. Optional. */
+	int (*grow_fs)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk,
+		       unsigned flags, struct vi_hv_fs_info *out);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin

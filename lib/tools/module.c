@@ -8,4 +8,5 @@ __attribute__((visibility("default"))) const struct vi_tools vi_tools = {
 	.export_images = template_export_archive,
 	.import_images = template_import_archive,
 	.diff = tools_diff,
+	.grow_fs = tools_grow_fs,
 };

@@ -209,6 +209,25 @@ static const char dropbear_script[] =
 	"\t/usr/sbin/dropbear -s -R -P /run/dropbear.pid\n"
 	"fi\n";
 
+static const char guest_agent_script[] =
+	"#!/bin/sh\n"
+	"# The guest agent, when the image has qemu-ga, on its virtio-serial port:\n"
+	"# found by name (no udev names it here) once virtio_console is loaded.\n"
+	"[ -x /usr/sbin/qemu-ga ] || exit 0\n"
+	"modprobe virtio_console 2>/dev/null\n"
+	"name=org.qemu.guest_agent.0\n"
+	"for i in 1 2 3 4 5 6 7 8 9 10; do\n"
+	"\tfor p in /sys/class/virtio-ports/*; do\n"
+	"\t\t[ \"$(cat \"$p/name\" 2>/dev/null)\" = $name ] && [ -c \"/dev/${p##*/}\" ] || continue\n"
+	"\t\tmkdir -p /dev/virtio-ports\n"
+	"\t\tln -sf \"../${p##*/}\" /dev/virtio-ports/$name\n"
+	"\t\texec /usr/sbin/qemu-ga -d -m virtio-serial -p /dev/virtio-ports/$name \\\n"
+	"\t\t\t-f /run/qemu-ga.pid -t /run\n"
+	"\tdone\n"
+	"\tsleep 0.2\n"
+	"done\n"
+	"exit 0\n";
+
 static int busybox_rootfs(const struct template *t, const char *stage, const char *tar)
 {
 	static const struct {
@@ -273,6 +292,8 @@ static int busybox_rootfs(const struct template *t, const char *stage, const cha
 		rc = tar_text(a, tar, "usr/share/udhcpc/default.script", 0755, dhcp_script);
 	if (rc == 0)
 		rc = tar_text(a, tar, "etc/init.d/S20dropbear", 0755, dropbear_script);
+	if (rc == 0)
+		rc = tar_text(a, tar, "etc/init.d/S21qemu-ga", 0755, guest_agent_script);
 	if (rc == 0)
 		rc = tar_text(a, tar, "etc/acpi/PWRF/00000080", 0755,
 			      "#!/bin/sh\nexec /sbin/poweroff\n");

@@ -18,6 +18,8 @@ int template_export_archive(const struct vi_store *s, const char *digest, const 
 int template_import_archive(struct vi_store *s, const char *path,
 			    const struct template_import_opts *opts, struct template_strv *digests);
 int tools_diff(const struct vi_diff_opts *opts, struct vi_diff *diff);
+/* vi_growfs_offline(), in the module. */
+int tools_grow_fs(const char *path, const char *format, struct vi_fs_grow *out);
 
 /* A libguestfs handle with errors left to guestfs_last_error(), on the
  * direct backend and with TCG where the host has no hardware

@@ -523,6 +523,23 @@ cleanup:
 	return rc;
 }
 
+/* Does dom have the guest agent's channel? */
+static bool vm_has_agent(virDomainPtr dom)
+{
+	char *xml = virDomainGetXMLDesc(dom, 0), *v = NULL;
+	bool has = false;
+
+	if (xml && virt_xpath_string(xml, "the domain XML",
+				     "string(boolean(/domain/devices/channel/target[@name='"
+				     VIRT_AGENT_CHANNEL "']))", &v) == 0)
+		has = !strcmp(v, "true");
+	vi_error_clear();
+	virResetLastError();
+	free(v);
+	free(xml);
+	return has;
+}
+
 /* Live changes also go into the persistent definition, so that they last. */
 static unsigned affect_flags(virDomainPtr dom)
 {
@@ -538,23 +555,110 @@ int virt_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n)
 
 	if (rc)
 		return rc;
-	if (virDomainSetVcpusFlags(dom, n, affect_flags(dom)) < 0)
+	unsigned flags = affect_flags(dom);
+	int before = flags & VIR_DOMAIN_AFFECT_LIVE ? virDomainGetVcpusFlags(dom, VIR_DOMAIN_AFFECT_LIVE)
+						    : -1;
+
+	if (virDomainSetVcpusFlags(dom, n, flags) < 0)
 		rc = virt_error("cannot set '%s' to %u vCPUs", vm->name, n);
+	/* A QEMU guest's new vCPUs come online through its agent. */
+	else if (before >= 0 && n > (unsigned)before && vm_has_agent(dom))
+		rc = virt_guest_vcpus_online(dom, vm, n);
+	virResetLastError();
 	virDomainFree(dom);
 	return rc;
 }
 
-int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes)
+/* The running domain's memory as its definition has it: *max the current
+ * maximum (boot memory and DIMMs), *hotplug_max what DIMMs may bring it to
+ * (0: none). */
+static int live_memory(virDomainPtr dom, const struct vi_hv_vm *vm, uint64_t *max,
+		       uint64_t *hotplug_max)
+{
+	char *xml = virDomainGetXMLDesc(dom, 0), *v = NULL;
+	const char *what = "the domain XML";
+	uint64_t kib = 0;
+	int rc;
+
+	if (!xml)
+		return virt_error("cannot read the definition of '%s'", vm->name);
+	rc = virt_xpath_string(xml, what, "string(/domain/memory[@unit='KiB'])", &v);
+	if (!rc)
+		rc = vi_parse_uint(v, "memory in the domain XML", 1, UINT64_MAX / 1024, &kib);
+	*max = kib * 1024;
+	free(v);
+	v = NULL;
+	if (!rc)
+		rc = virt_xpath_string(xml, what, "string(/domain/maxMemory[@unit='KiB'])", &v);
+	*hotplug_max = 0;
+	if (!rc && *v && vi_parse_uint(v, "maxMemory in the domain XML", 1, UINT64_MAX / 1024,
+				       &kib) == 0)
+		*hotplug_max = kib * 1024;
+	free(v);
+	free(xml);
+	return rc;
+}
+
+/* Linux takes hot-added memory in blocks of 128 MiB (on x86-64). */
+#define DIMM_ALIGN (128ull << 20)
+
+/* A DIMM of `bytes` plugged into the running domain (and its definition). */
+static int attach_dimm(virDomainPtr dom, const struct vi_hv_vm *vm, uint64_t bytes)
 {
 	char size[32];
+	char *xml = xasprintf("<memory model='dimm'><target><size unit='KiB'>%llu</size>"
+			      "<node>0</node></target></memory>",
+			      (unsigned long long)(bytes / 1024));
+	int rc = 0;
+
+	if (virDomainAttachDeviceFlags(dom, xml, VIR_DOMAIN_AFFECT_LIVE |
+						 VIR_DOMAIN_AFFECT_CONFIG) < 0)
+		rc = virt_error("cannot plug %s of memory into '%s'",
+				vi_format_size(bytes, size, sizeof(size)), vm->name);
+	free(xml);
+	return rc;
+}
+
+/* Within the memory the running guest has, the balloon; past it, a DIMM that
+ * brings it there (rounded up to what Linux takes whole, within the
+ * maximum), then the balloon for the rest. */
+int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes)
+{
+	char size[32], max_size[32];
+	uint64_t max = 0, hotplug_max = 0;
 	virDomainPtr dom;
+	unsigned flags;
 	int rc = virt_lookup(ctx, vm, &dom);
 
 	if (rc)
 		return rc;
-	if (virDomainSetMemoryFlags(dom, (bytes + 1023) / 1024, affect_flags(dom)) < 0)
+	flags = affect_flags(dom);
+	if (flags & VIR_DOMAIN_AFFECT_LIVE)
+		rc = live_memory(dom, vm, &max, &hotplug_max);
+	if (!rc && (flags & VIR_DOMAIN_AFFECT_LIVE) && bytes > max) {
+		if (bytes > hotplug_max) {
+			rc = vi_error(VI_ESTATE,
+				      "'%s' can have at most %s of memory while it runs (its "
+				      "max_memory): stop it to raise that",
+				      vm->name,
+				      vi_format_size(hotplug_max > max ? hotplug_max : max, max_size,
+						     sizeof(max_size)));
+			goto cleanup;
+		}
+		uint64_t dimm = (bytes - max + DIMM_ALIGN - 1) / DIMM_ALIGN * DIMM_ALIGN;
+		if (max + dimm > hotplug_max)
+			dimm = (hotplug_max - max) & ~((2ull << 20) - 1);
+		if (dimm < bytes - max) {
+			rc = vi_error(VI_ESTATE, "'%s' has no room to plug %s of memory into",
+				      vm->name, vi_format_size(bytes - max, size, sizeof(size)));
+			goto cleanup;
+		}
+		rc = attach_dimm(dom, vm, dimm);
+	}
+	if (!rc && virDomainSetMemoryFlags(dom, (bytes + 1023) / 1024, flags) < 0)
 		rc = virt_error("cannot set the memory of '%s' to %s", vm->name,
 				vi_format_size(bytes, size, sizeof(size)));
+cleanup:
 	virDomainFree(dom);
 	return rc;
 }

@@ -21,7 +21,8 @@ static const char *const xen_hvm_features[] = { "acpi", "apic", "pae", NULL };
 #define QEMU_GUEST .os_type = "hvm", .machine = "q35", .features = qemu_features, \
 	.disk_bus = "virtio", .disk_prefix = "vd", .nic_model = "virtio",        \
 	.balloon = "virtio", .serial_console = true, .no_usb = true,              \
-	.user_net = true, .disk_boot = true, .dac_chain = true
+	.user_net = true, .disk_boot = true, .dac_chain = true,                     \
+	.dimm_hotplug = true, .guest_agent = true
 
 const struct virt_guest virt_guest_qemu_kvm = {
 	.name = "qemu-kvm", .domain_type = "kvm", .cpu_mode = "host-passthrough", QEMU_GUEST,
@@ -196,7 +197,7 @@ static void kib_el(struct writer *x, const char *name, uint64_t bytes)
 }
 
 /* Linux-style disk names: vda..vdz, vdaa... */
-static void disk_target(char *buf, size_t len, const char *prefix, size_t index)
+void virt_disk_target(char *buf, size_t len, const char *prefix, size_t index)
 {
 	char letters[16];
 	size_t n = 0;
@@ -208,6 +209,16 @@ static void disk_target(char *buf, size_t len, const char *prefix, size_t index)
 		buf[at++] = letters[--n];
 	buf[at] = '\0';
 }
+
+/* Does vm get memory past its boot amount as DIMMs? */
+static bool dimm_memory(const struct virt_guest *g, const struct vi_hv_vm *vm)
+{
+	return g->dimm_hotplug && vm->max_memory > vm->memory;
+}
+
+/* Linux leaves hot-added memory offline unless told (or a udev rule does it):
+ * a kernel booted directly is told, unless its command line says otherwise. */
+#define MEMHP_ONLINE "memhp_default_state=online"
 
 static void write_os(struct writer *x, const struct virt_guest *g, const struct vi_hv_vm *vm)
 {
@@ -224,8 +235,14 @@ static void write_os(struct writer *x, const struct virt_guest *g, const struct 
 		text_el(x, "kernel", vm->kernel);
 		if (vm->initrd)
 			text_el(x, "initrd", vm->initrd);
-		if (vm->cmdline)
+		if (dimm_memory(g, vm) && (!vm->cmdline || !strstr(vm->cmdline, "memhp_default_state="))) {
+			char *line = xasprintf("%s%s" MEMHP_ONLINE, vm->cmdline ? vm->cmdline : "",
+					       vm->cmdline ? " " : "");
+			text_el(x, "cmdline", line);
+			free(line);
+		} else if (vm->cmdline) {
 			text_el(x, "cmdline", vm->cmdline);
+		}
 	} else if (g->disk_boot) {
 		empty_el(x, "boot", "dev", "hd");
 	}
@@ -282,7 +299,7 @@ static void write_disks(struct writer *x, const struct virt_guest *g, const stru
 		empty_el(x, "source", "file", d->path);
 		if (g->dac_chain)
 			write_backing_chain(x, d->path);
-		disk_target(target, sizeof(target), g->disk_prefix, i);
+		virt_disk_target(target, sizeof(target), g->disk_prefix, i);
 		open_el(x, "target");
 		attr(x, "dev", target);
 		attr(x, "bus", g->disk_bus);
@@ -346,6 +363,19 @@ static void write_console(struct writer *x, const struct virt_guest *g,
 		close_el(x);
 		close_el(x);
 	}
+}
+
+/* The guest agent's port (on a virtio-serial controller libvirt adds for
+ * it), which libvirt connects to a socket of its own. */
+static void write_agent_channel(struct writer *x)
+{
+	open_el(x, "channel");
+	attr(x, "type", "unix");
+	open_el(x, "target");
+	attr(x, "type", "virtio");
+	attr(x, "name", VIRT_AGENT_CHANNEL);
+	close_el(x);
+	close_el(x);
 }
 
 /* What the writer cannot be trusted to catch: a VM that makes no domain. */
@@ -430,9 +460,23 @@ int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char 
 	text_el(&x, "name", vm->name);
 	if (vm->uuid)
 		text_el(&x, "uuid", vm->uuid);
-	/* Memory and vCPUs are defined at their maxima with the current amount
-	 * below, so that they can grow while the guest runs. */
-	kib_el(&x, "memory", vm->max_memory > vm->memory ? vm->max_memory : vm->memory);
+	/* Memory and vCPUs can grow while the guest runs: vCPUs up to their
+	 * maximum, defined with the current number below it; memory by DIMMs up
+	 * to <maxMemory>, or by the balloon up to a maximum it was defined
+	 * with. */
+	if (dimm_memory(g, vm)) {
+		open_el(&x, "maxMemory");
+		snprintf(num, sizeof(num), "%u", VIRT_DIMM_SLOTS);
+		attr(&x, "slots", num);
+		attr(&x, "unit", "KiB");
+		snprintf(num, sizeof(num), "%llu", (unsigned long long)((vm->max_memory + 1023) / 1024));
+		if (xmlTextWriterWriteString(x.w, BAD_CAST num) < 0)
+			x.failed = true;
+		close_el(&x);
+		kib_el(&x, "memory", vm->memory);
+	} else {
+		kib_el(&x, "memory", vm->max_memory > vm->memory ? vm->max_memory : vm->memory);
+	}
 	kib_el(&x, "currentMemory", vm->memory);
 	open_el(&x, "vcpu");
 	attr(&x, "placement", "static");
@@ -450,8 +494,27 @@ int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char 
 			empty_el(&x, *f, NULL, NULL);
 		close_el(&x);
 	}
-	if (g->cpu_mode)
-		empty_el(&x, "cpu", "mode", g->cpu_mode);
+	if (g->cpu_mode || dimm_memory(g, vm)) {
+		open_el(&x, "cpu");
+		if (g->cpu_mode)
+			attr(&x, "mode", g->cpu_mode);
+		/* DIMMs go to a NUMA node: one that holds every vCPU. */
+		if (dimm_memory(g, vm)) {
+			unsigned max_cpus = vm->max_cpus > vm->cpus ? vm->max_cpus : vm->cpus;
+			open_el(&x, "numa");
+			open_el(&x, "cell");
+			attr(&x, "id", "0");
+			snprintf(num, sizeof(num), max_cpus > 1 ? "0-%u" : "0", max_cpus - 1);
+			attr(&x, "cpus", num);
+			snprintf(num, sizeof(num), "%llu",
+				 (unsigned long long)((vm->memory + 1023) / 1024));
+			attr(&x, "memory", num);
+			attr(&x, "unit", "KiB");
+			close_el(&x);
+			close_el(&x);
+		}
+		close_el(&x);
+	}
 	empty_el(&x, "clock", "offset", "utc");
 	text_el(&x, "on_poweroff", "destroy");
 	text_el(&x, "on_reboot", "restart");
@@ -467,6 +530,8 @@ int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char 
 		attr(&x, "model", "none");
 		close_el(&x);
 	}
+	if (g->guest_agent)
+		write_agent_channel(&x);
 	empty_el(&x, "memballoon", "model", g->balloon);
 	close_el(&x); /* devices */
 	close_el(&x); /* domain */

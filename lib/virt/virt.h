@@ -33,6 +33,12 @@ struct virt_guest {
 	 * NULL for both means the guest cannot boot without a kernel. */
 	bool disk_boot;
 	const char *bootloader;
+	/* Memory past the boot amount comes as DIMMs into slots the definition
+	 * reserves (<maxMemory>, one NUMA cell); else the guest is defined at its
+	 * maximum and ballooned down. */
+	bool dimm_hotplug;
+	/* A virtio-serial channel for qemu-guest-agent. */
+	bool guest_agent;
 };
 
 extern const struct virt_guest virt_guest_qemu_kvm, virt_guest_qemu_tcg;
@@ -47,6 +53,15 @@ const struct virt_guest *virt_guest_xen(const char *type);
  * be described (no name, no memory, an unknown disk format), VI_EUNSUPPORTED
  * for what this kind of guest cannot have (a NIC mode, firmware boot). */
 int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char **xml);
+
+/* DIMM slots a QEMU guest that can grow its memory is defined with: each
+ * growth past the memory it booted with takes one. */
+#define VIRT_DIMM_SLOTS 16
+/* The virtio-serial port qemu-guest-agent listens on in the guest. */
+#define VIRT_AGENT_CHANNEL "org.qemu.guest_agent.0"
+
+/* Disk index's target name with prefix ("vd"): vda..vdz, vdaa... */
+void virt_disk_target(char *buf, size_t len, const char *prefix, size_t index);
 
 /* The libvirt network a "nat" NIC joins when it names none. */
 #define VIRT_NAT_NETWORK "default"
@@ -159,6 +174,14 @@ int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
  * domain was defined with. */
 int virt_set_vcpus(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned n);
 int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t bytes);
+/* The ABI's grow_fs, through qemu-guest-agent (QEMU guests only): VI_ESTATE
+ * when the agent does not answer. */
+int virt_grow_fs(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk, unsigned flags,
+		 struct vi_hv_fs_info *out);
+/* After vCPUs were hot-added to dom: waits until its guest sees n of them and
+ * has the agent bring them online; a guest without an agent is left to do it
+ * itself (a warning). */
+int virt_guest_vcpus_online(virDomainPtr dom, const struct vi_hv_vm *vm, unsigned n);
 /* Makes sure the libvirt networks vm's NICs join exist and, with start, are
  * active: an inactive one is started and marked autostart; a missing
  * VIRT_NAT_NETWORK is defined as libvirt's usual default (192.168.122.0/24

@@ -318,6 +318,7 @@ static const struct vi_hv_ops qemu_ops = {
 	.forward_add = virt_forward_add,
 	.forward_remove = virt_forward_remove,
 	.nic_address = virt_nic_address,
+	.grow_fs = virt_grow_fs,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)

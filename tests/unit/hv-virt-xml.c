@@ -116,8 +116,16 @@ static void check_guest(const struct virt_guest *g, const struct vi_hv_vm *vm, c
 	is_xpath(xml, "string(/domain/os/type)", g->os_type, "%s: os type", g->name);
 	is_xpath(xml, "string(/domain/os/kernel)", weird_kernel, "%s: kernel path intact",
 		 g->name);
-	is_xpath(xml, "string(/domain/os/cmdline)", weird_cmdline, "%s: cmdline intact",
-		 g->name);
+	if (g->dimm_hotplug) {
+		/* Hot-added memory comes online by itself. */
+		char *line = xasprintf("%s memhp_default_state=online", weird_cmdline);
+		is_xpath(xml, "string(/domain/os/cmdline)", line,
+			 "%s: cmdline intact, memory hotplug online", g->name);
+		free(line);
+	} else {
+		is_xpath(xml, "string(/domain/os/cmdline)", weird_cmdline, "%s: cmdline intact",
+			 g->name);
+	}
 	is_xpath(xml, "string(/domain/devices/disk[1]/source/@file)", weird_disk,
 		 "%s: disk path intact", g->name);
 	snprintf(expr, sizeof(expr), "string(/domain/devices/disk[target/@dev='%s']/target/@bus)",
@@ -129,7 +137,21 @@ static void check_guest(const struct virt_guest *g, const struct vi_hv_vm *vm, c
 		 g->name);
 	is_xpath(xml, "string(/domain/vcpu)", "4", "%s: max vCPUs", g->name);
 	is_xpath(xml, "string(/domain/vcpu/@current)", "1", "%s: current vCPUs", g->name);
-	is_xpath(xml, "string(/domain/memory)", "1048576", "%s: max memory in KiB", g->name);
+	if (g->dimm_hotplug) {
+		/* Boots with its memory; DIMMs bring it up to the maximum. */
+		is_xpath(xml, "string(/domain/maxMemory)", "1048576", "%s: max memory in KiB",
+			 g->name);
+		is_xpath(xml, "string(/domain/maxMemory/@slots)", "16", "%s: DIMM slots", g->name);
+		is_xpath(xml, "string(/domain/memory)", "262144", "%s: boot memory", g->name);
+		is_xpath(xml, "string(/domain/cpu/numa/cell/@cpus)", "0-3",
+			 "%s: one NUMA cell holds every vCPU", g->name);
+		is_xpath(xml, "string(/domain/devices/channel[@type='unix']/target/@name)",
+			 "org.qemu.guest_agent.0", "%s: the guest agent's channel", g->name);
+	} else {
+		is_xpath(xml, "string(/domain/memory)", "1048576", "%s: max memory in KiB",
+			 g->name);
+		is_xpath(xml, "count(/domain/maxMemory)", "0", "%s: no DIMM slots", g->name);
+	}
 	is_xpath(xml, "string(/domain/currentMemory)", "262144", "%s: current memory", g->name);
 	is_xpath(xml, "string(//log/@file)", vm->console_log, "%s: console log", g->name);
 	is_xpath(xml, "string(/domain/on_poweroff)", "destroy", "%s: on_poweroff", g->name);
@@ -162,8 +184,17 @@ static void test_qemu(void)
 		 "console is the serial port");
 	free(xml);
 	xml = xml_for(&virt_guest_qemu_tcg, &vm);
-	is_xpath(xml, "count(/domain/cpu)", "0", "tcg: the default CPU model");
+	is_xpath(xml, "count(/domain/cpu/@mode)", "0", "tcg: the default CPU model");
 	free(xml);
+	/* No room to grow: the memory is all there at boot, nothing to plug. */
+	vm.max_memory = vm.memory;
+	xml = xml_for(&virt_guest_qemu_tcg, &vm);
+	is_xpath(xml, "count(/domain/maxMemory)", "0", "no room to grow: no DIMM slots");
+	is_xpath(xml, "count(/domain/cpu)", "0", "no room to grow: no NUMA cell");
+	is_xpath(xml, "string(/domain/os/cmdline)", weird_cmdline,
+		 "no room to grow: the cmdline as given");
+	free(xml);
+	vm.max_memory = 1024 * MiB;
 
 	/* Firmware boot from the first disk. */
 	vm.kernel = vm.initrd = vm.cmdline = NULL;
