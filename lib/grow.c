@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "error.h"
+#include "log.h"
 #include "seed.h"
 #include "template.h"
 #include "tools.h"
@@ -413,23 +414,27 @@ static int grow_root_fs(const struct vi_store *s, struct vi_machine *m,
 	if (p->live && m->hv->ops.grow_fs && (rc = grow_live_fs(m, r)) != 0)
 		return rc < 0 ? rc : 0;
 
-	if (!m->def.template_digest && !p->live) {
-		/* No template to say where its root is, nor a seed hook to grow it
-		 * at boot: the disk's last partition and file system grow now. */
+	if (!p->live) {
+		/* One appliance grows the disk's last partition and its file system now. */
 		struct vi_fs_grow fs;
 		rc = vi_growfs_offline(m->view.disk_paths[0],
 				       m->def.disks[0].format == VI_DISK_QCOW2 ? "qcow2" : "raw", &fs);
-		if (rc == -VI_EUNSUPPORTED) {
-			snprintf(r->fs_note, sizeof(r->fs_note), "not grown: %s", vi_error_message());
-			vi_error_clear();
-			return 0;
-		}
 		if (rc == 0) {
 			snprintf(r->fs_type, sizeof(r->fs_type), "%s", fs.type);
 			r->fs_from = fs.size_before;
 			r->fs_to = fs.size_after;
+			return 0;
 		}
-		return rc;
+		/* A template's root still grows at boot through the seed's hook. */
+		if (!part) {
+			snprintf(r->fs_note, sizeof(r->fs_note), "not grown: %s",
+				 vi_error_message());
+			vi_error_clear();
+			return rc == -VI_EUNSUPPORTED ? 0 : rc;
+		}
+		vi_warn("cannot grow the file system of VM '%s' now: %s", m->def.name,
+			vi_error_message());
+		vi_error_clear();
 	}
 	if (!m->def.template_digest) {
 		snprintf(r->fs_note, sizeof(r->fs_note),

@@ -37,25 +37,29 @@ start_ready() {
 # The guest's root file system size in KiB, as df inside it says.
 root_kib() { vi exec "$1" -- df -k / | awk 'NR == 2 { print $2 }'; }
 
-@test "a stopped machine's disk grows, and at its next boot the guest's root file system fills it" {
+@test "a stopped machine's disk and root file system grow at once; without libguestfs, at its next boot" {
 	vi -q create --hv qemu --template tiny --wait-ready "$name"
 	before=$(root_kib "$name")
 	[ "$before" -gt 0 ]
 	vi -q stop "$name"
 	run -0 vi grow "$name" --disk +64M
 	[[ $output == *"  disk vda  64M -> 128M"* ]]
-	[[ $output == *"file system: partition vda1 grown; its file system grows at the next boot"* ]]
+	[[ $output == *"  file system ext4 "*" -> "* ]]
 	disk=$(vi show --json "$name" | jq -r '.vm.disks[0].path')
 	qemu-img check -q "$disk"
 	start_ready "$name"
 	after=$(root_kib "$name")
 	echo "root: $before KiB before, $after KiB after"
 	[ "$after" -gt $((before + 50000)) ]
-	tr -d '\r' <"$VI_HOME/vms/$name/run/console.log" | grep -q "vi: seed: root file system on /dev/vda1 grown to"
-	# A boot with nothing to grow says nothing of it.
-	vi -q stop "$name"
-	start_ready "$name"
+	# Grown already: the boot has nothing to grow and says nothing of it.
 	! tr -d '\r' <"$VI_HOME/vms/$name/run/console.log" | grep -q "root file system"
+	# Where libguestfs cannot run, the partition grows now and the file system at boot.
+	vi -q stop "$name"
+	LIBGUESTFS_BACKEND=nonesuch run -0 vi grow "$name" --disk +64M
+	[[ $output == *"file system: partition vda1 grown; its file system grows at the next boot"* ]]
+	start_ready "$name"
+	tr -d '\r' <"$VI_HOME/vms/$name/run/console.log" | grep -q "vi: seed: root file system on /dev/vda1 grown to"
+	[ "$(root_kib "$name")" -gt $((after + 50000)) ]
 }
 
 # What the guest says: its online CPUs, and its memory in KiB.

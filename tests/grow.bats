@@ -222,3 +222,19 @@ quota_of() {
 	run -2 vi grow q1 --cpu-quota 50x
 	[ "$output" = "vi: error: --cpu-quota: '50x' is not a number" ]
 }
+
+@test "a running native guest gets a vCPU live by ACPI hotplug, and gives it back" {
+	vi -q create --hv "$hv" --kernel "$guest/cpu-hotplug.bzImage" --cmdline max_cpus=3 \
+		--cpus 1 --max-cpus 3 --memory 64M --nic none --start c1
+	wait_console c1 "hotplug: ready for 3 cpus"
+	run -0 vi grow c1 --cpus +1
+	[ "${lines[1]}" = "  cpus      1 -> 2 (the guest has 2)" ]
+	wait_console c1 "hotplug: cpu 1 online"
+	wait_console c1 "hotplug: cpu 1 alive 2"
+	[ "$(vi show --json c1 | jq -r .vm.cpus)" = 2 ]
+	run -5 vi grow c1 --cpus 4
+	[ "$output" = "vi: error: VM 'c1' can have at most 3 vCPUs while it runs (its max_cpus): stop it and run 'vi grow --max-cpus 4 c1'" ]
+	run -0 vi grow c1 --cpus -1
+	wait_console c1 "hotplug: cpu 1 ejected"
+	[ "$(vi show --json c1 | jq -r .vm.cpus)" = 1 ]
+}
