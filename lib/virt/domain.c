@@ -2,6 +2,7 @@
  * libvirt domain, found by its UUID (by name when it has none). */
 #include "virt.h"
 #include "error.h"
+#include "image/image.h"
 #include "log.h"
 #include "util.h"
 
@@ -659,6 +660,89 @@ int virt_set_memory(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, uint64_t b
 		rc = virt_error("cannot set the memory of '%s' to %s", vm->name,
 				vi_format_size(bytes, size, sizeof(size)));
 cleanup:
+	virDomainFree(dom);
+	return rc;
+}
+
+/* A stopped domain's disk is its image file alone: it grows through lib/image. */
+static int grow_image(const char *path, int format, uint64_t bytes)
+{
+	struct image *img;
+	int ret = image_open(path, format, IMAGE_OPEN_WRITE, &img);
+
+	if (ret == 0) {
+		ret = image_resize(img, bytes);
+		if (image_close(img) < 0 && ret == 0)
+			ret = -vi_error_code();
+	}
+	return ret;
+}
+
+int virt_resize_disk(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk,
+		     uint64_t bytes)
+{
+	virDomainBlockInfo info;
+	const char *path;
+	virDomainPtr dom;
+	int rc;
+
+	if (disk >= vm->ndisks)
+		return vi_error(VI_EUSAGE, "VM '%s' has no disk %zu", vm->name, disk);
+	path = vm->disks[disk]->path;
+	if (bytes > UINT64_MAX - 511)
+		return vi_error(VI_EUSAGE, "%llu bytes is too large for a disk",
+				(unsigned long long)bytes);
+	bytes = (bytes + 511) / 512 * 512;
+	if ((rc = virt_lookup(ctx, vm, &dom)))
+		return rc;
+	if (virDomainGetBlockInfo(dom, path, &info, 0) < 0) {
+		rc = virt_error("cannot read the size of disk %zu of '%s'", disk, vm->name);
+		goto cleanup;
+	}
+	if (bytes < info.capacity) {
+		rc = vi_error(VI_EUSAGE, "disk %zu has %llu bytes: it does not shrink to %llu", disk,
+			      (unsigned long long)info.capacity, (unsigned long long)bytes);
+		goto cleanup;
+	}
+	if (bytes == info.capacity)
+		goto cleanup;
+	if (virDomainIsActive(dom) != 1)
+		rc = grow_image(path, vm->disks[disk]->format, bytes);
+	else if (virDomainBlockResize(dom, path, bytes, VIR_DOMAIN_BLOCK_RESIZE_BYTES) < 0)
+		rc = virt_error("cannot resize disk %zu of '%s'", disk, vm->name);
+cleanup:
+	virDomainFree(dom);
+	return rc;
+}
+
+/* The whole domain's share of host CPU time per 100 ms period: Xen's credit scheduler
+ * takes it as its cap, in percent of one CPU already; QEMU as the global quota of the
+ * domain's vCPU threads together, in microseconds, a negative one for no limit. */
+int virt_set_cpu_quota(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned percent)
+{
+	virTypedParameterPtr params = NULL;
+	int nparams = 0, maxparams = 0, rc;
+	const char *type;
+	virDomainPtr dom;
+
+	if ((rc = virt_lookup(ctx, vm, &dom)))
+		return rc;
+	type = virConnectGetType(virDomainGetConnect(dom));
+	if (type && !strcasecmp(type, "xen")) {
+		rc = virTypedParamsAddUInt(&params, &nparams, &maxparams, VIR_DOMAIN_SCHEDULER_CAP,
+					   percent);
+	} else {
+		rc = virTypedParamsAddULLong(&params, &nparams, &maxparams,
+					     VIR_DOMAIN_SCHEDULER_GLOBAL_PERIOD, 100000);
+		if (rc == 0)
+			rc = virTypedParamsAddLLong(&params, &nparams, &maxparams,
+						    VIR_DOMAIN_SCHEDULER_GLOBAL_QUOTA,
+						    percent ? (long long)percent * 1000 : -1);
+	}
+	if (rc < 0 || virDomainSetSchedulerParametersFlags(dom, params, nparams,
+							   affect_flags(dom)) < 0)
+		rc = virt_error("cannot set the CPU quota of '%s' to %u%%", vm->name, percent);
+	virTypedParamsFree(params, nparams);
 	virDomainFree(dom);
 	return rc;
 }

@@ -182,6 +182,13 @@ int virt_grow_fs(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk, 
  * has the agent bring them online; a guest without an agent is left to do it
  * itself (a warning). */
 int virt_guest_vcpus_online(virDomainPtr dom, const struct vi_hv_vm *vm, unsigned n);
+/* Disk number `disk` grows to `bytes` (whole sectors): live through libvirt when the
+ * domain runs, else its image file through lib/image. Shrinking is VI_EUSAGE. */
+int virt_resize_disk(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk,
+		     uint64_t bytes);
+/* The domain may use `percent` of one host CPU (0: no limit), through libvirt's
+ * scheduler parameters, live when running and in the persistent definition. */
+int virt_set_cpu_quota(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, unsigned percent);
 /* Makes sure the libvirt networks vm's NICs join exist and, with start, are
  * active: an inactive one is started and marked autostart; a missing
  * VIRT_NAT_NETWORK is defined as libvirt's usual default (192.168.122.0/24

@@ -62,6 +62,8 @@ static const struct vi_hv_ops xen_ops = {
 	.stats = virt_stats,
 	.set_vcpus = virt_set_vcpus,
 	.set_memory = virt_set_memory,
+	.resize_disk = virt_resize_disk,
+	.set_cpu_quota = virt_set_cpu_quota,
 	.nic_address = virt_nic_address,
 };
 
