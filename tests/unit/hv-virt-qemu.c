@@ -177,8 +177,26 @@ static bool vcpus_are(const struct vi_hv_stats *st, uint64_t want)
 	return st->vcpus == want;
 }
 
+/* The virtual size qemu-img reads from a running guest's image, 0 if it cannot. */
+static uint64_t image_bytes(const char *path)
+{
+	char cmd[4400], line[256];
+	unsigned long long size = 0;
+	FILE *f;
+
+	snprintf(cmd, sizeof(cmd), "qemu-img info -U --output=json '%s'", path);
+	if (!(f = popen(cmd, "r")))
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		sscanf(line, " \"virtual-size\": %llu", &size);
+	pclose(f);
+	return size;
+}
+
 static void test_running(struct guest *g)
 {
+	uint64_t disk;
+
 	struct vi_hv_stats st;
 
 	ok(stats_until(g, vcpus_are, 1, &st), "stats: one vCPU online");
@@ -195,6 +213,23 @@ static void test_running(struct guest *g)
 	ok(stats_until(g, vcpus_are, 2, &st), "stats: two vCPUs online");
 	is_int(ops->set_vcpus(&ctx, &g->vm, 3), -VI_EUSAGE, "set_vcpus: beyond the maximum");
 	ok(error_has("cannot set 'vi-test-"), "... says so: %s", host_error_text);
+
+	disk = image_bytes(g->overlay);
+	ok(disk > 0, "the disk has %llu bytes", (unsigned long long)disk);
+	is_int(ops->resize_disk(&ctx, &g->vm, 0, disk + MiB - 100), 0,
+	       "resize_disk: grow by 1 MiB live");
+	is_int(image_bytes(g->overlay), disk + MiB, "the image has grown, to whole sectors");
+	is_int(ops->resize_disk(&ctx, &g->vm, 0, disk), -VI_EUSAGE, "resize_disk: shrinking");
+	ok(error_has("disk 0 has ") && error_has(": it does not shrink to "), "... is refused: %s",
+	   host_error_text);
+	is_int(image_bytes(g->overlay), disk + MiB, "... and changes nothing");
+	is_int(ops->set_cpu_quota(&ctx, &g->vm, 50), 0, "set_cpu_quota: half a CPU");
+	is_int(run("virsh -c qemu:///system schedinfo '%s' | grep -q '^global_quota *: 50000$'",
+		   g->name), 0, "libvirt holds a global quota of 50 ms a period");
+	is_int(ops->set_cpu_quota(&ctx, &g->vm, 0), 0, "set_cpu_quota: no limit");
+	is_int(run("virsh -c qemu:///system schedinfo '%s' | "
+		   "grep -Eq '^global_quota *: (-1|17592186044415)$'", g->name), 0,
+	       "libvirt's quota is gone");
 
 	is_int(ops->pause(&ctx, &g->vm), 0, "pause");
 	is_int(state_of(g), VI_HV_PAUSED, "state: paused");
