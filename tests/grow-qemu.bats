@@ -56,6 +56,8 @@ root_kib() { vi exec "$1" -- df -k / | awk 'NR == 2 { print $2 }'; }
 	# Where libguestfs cannot run, the partition grows now and the file system at boot.
 	vi -q stop "$name"
 	LIBGUESTFS_BACKEND=nonesuch run -0 vi grow "$name" --disk +64M
+	echo "$output"
+	grep -h "^root" "$VI_HOME"/images/*/manifest.yaml
 	[[ $output == *"file system: partition vda1 grown; its file system grows at the next boot"* ]]
 	start_ready "$name"
 	tr -d '\r' <"$VI_HOME/vms/$name/run/console.log" | grep -q "vi: seed: root file system on /dev/vda1 grown to"
