@@ -152,19 +152,19 @@ stopped_vm() { # NAME [create options...]
 	vi -q create --hv "$hv" --kernel "$guest/blk-resize.bzImage" --memory 64M --nic none \
 		--disk "$PWD/data.qcow2" --start g1
 	wait_console g1 "blk: capacity 65536 sectors"
-	run -0 vi grow g1 --disk +1M
+	run -0 vi grow g1 --disk +1G
 	[[ ${lines[0]} =~ ^"VM 'g1' grew live in "[0-9]+" ms:"$ ]]
-	[ "${lines[1]}" = "  disk vda  32M -> 33M" ]
-	wait_console g1 "blk: resized to 67584 sectors"
+	[ "${lines[1]}" = "  disk vda  32M -> 1056M" ]
+	wait_console g1 "blk: resized to 2162688 sectors"
 	wait_console g1 "blk: last sector ok"
-	[ "$(vi show --json g1 | jq -r '.vm.disks[0].size')" = $((33 << 20)) ]
-	run -0 vi grow --json g1 --disk 40000001
-	[ "$(jq -r '"\(.live) \(.disks[0].to)"' <<<"$output")" = "true 40000512" ]
-	wait_console g1 "blk: resized to 78126 sectors"
+	[ "$(vi show --json g1 | jq -r '.vm.disks[0].size')" = $((1056 << 20)) ]
+	run -0 vi grow --json g1 --disk 2000000001
+	[ "$(jq -r '"\(.live) \(.disks[0].to)"' <<<"$output")" = "true 2000000512" ]
+	wait_console g1 "blk: resized to 3906251 sectors"
 	run -2 vi grow g1 --disk 1M
 	vi -q stop --force g1
 	qemu-img check -q data.qcow2
-	[ "$(qemu-img info --output=json data.qcow2 | jq -r '."virtual-size"')" = 40000512 ]
+	[ "$(qemu-img info --output=json data.qcow2 | jq -r '."virtual-size"')" = 2000000512 ]
 }
 
 @test "a running native guest's memory grows live by virtio-mem, within its maximum" {
