@@ -225,6 +225,17 @@ static void check_line(struct json_object *arr, const char *what, bool ok, const
 	free(text);
 }
 
+/* What the guest does with a device live growth needs. */
+static const char *driver_str(int d, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s",
+		 d == VI_HV_DRIVER_ACTIVE	? "driven"
+		 : d == VI_HV_DRIVER_NONE	? "without a driver"
+		 : d == VI_HV_DRIVER_NO_DEVICE ? "absent"
+					       : "unknown");
+	return buf;
+}
+
 static bool has(const struct vi_machine *m, bool method)
 {
 	return m->hv && method;
@@ -268,6 +279,20 @@ static int run_check(struct vi_machine *m, const struct vi_grow *g)
 				   fs.mountpoint);
 		else
 			check_line(arr, "filesystem", false, "%s", vi_error_message());
+		vi_error_clear();
+	}
+	if (live && o && o->stats) {
+		struct vi_hv_stats stats = { .struct_size = sizeof(stats) };
+		if (vi_hv_stats(m->hv, &m->view.vm, &stats) == 0 &&
+		    (stats.cpu_hotplug_driver || stats.memory_driver || stats.balloon_driver)) {
+			char cpu[32], mem[32], bal[32];
+			bool ok = stats.cpu_hotplug_driver != VI_HV_DRIVER_NONE &&
+				  stats.memory_driver != VI_HV_DRIVER_NONE;
+			check_line(arr, "guest", ok, "CPU hotplug %s, memory hotplug %s, balloon %s",
+				   driver_str(stats.cpu_hotplug_driver, cpu, sizeof(cpu)),
+				   driver_str(stats.memory_driver, mem, sizeof(mem)),
+				   driver_str(stats.balloon_driver, bal, sizeof(bal)));
+		}
 		vi_error_clear();
 	}
 	check_line(arr, "host", maxc <= ncpu && maxm <= total,

@@ -239,3 +239,18 @@ quota_of() {
 	wait_console c1 "hotplug: cpu 1 ejected"
 	[ "$(vi show --json c1 | jq -r .vm.cpus)" = 1 ]
 }
+
+@test "--check reads from a running native guest whether it drives CPU and memory hotplug" {
+	vi -q create --hv "$hv" --kernel "$guest/virtio-mem.bzImage" --memory 64M --max-memory 512M \
+		--max-cpus 2 --nic none --start m1
+	wait_console m1 "virtio-mem: region"
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --max-memory 512M --max-cpus 2 \
+		--nic none --start s1
+	wait_console s1 "stamps: gen 1 ok"
+	run -0 vi grow --check m1
+	[[ $output == *"guest           no  CPU hotplug without a driver, memory hotplug driven, balloon "* ]]
+	run -0 vi grow --check --json s1
+	[ "$(jq -r '.checks[] | select(.check == "guest") | "\(.ok) \(.detail)"' <<<"$output")" = \
+		"false CPU hotplug without a driver, memory hotplug without a driver, balloon absent" ] ||
+		[[ $(jq -r '.checks[] | select(.check == "guest") | .detail' <<<"$output") == "CPU hotplug without a driver, memory hotplug without a driver, balloon "* ]]
+}

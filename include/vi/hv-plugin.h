@@ -206,6 +206,16 @@ struct vi_hv_stats {
 	uint64_t exits;            /* VM exits so far, 0 when unknown */
 	uint64_t disk_rd_bytes, disk_wr_bytes;
 	uint64_t net_rx_bytes, net_tx_bytes;
+	/* Whether the guest drives what live growth needs, as VI_HV_DRIVER_*: its CPU
+	 * hotplug, its memory hotplug (virtio-mem or DIMMs), its balloon. */
+	int cpu_hotplug_driver, memory_driver, balloon_driver;
+};
+
+enum vi_hv_driver {
+	VI_HV_DRIVER_UNKNOWN,   /* the backend cannot tell */
+	VI_HV_DRIVER_NO_DEVICE, /* the VM has no such device */
+	VI_HV_DRIVER_NONE,      /* the device is there, no driver of the guest's drives it */
+	VI_HV_DRIVER_ACTIVE,
 };
 
 #define VI_HV_STOP_FORCE (1u << 0)

@@ -201,6 +201,12 @@ static void control_add_stats(struct vmm *vm, struct json_object *o)
 	json_object_object_add(o, "exits", json_object_new_int64((int64_t)st.exits));
 	json_object_object_add(o, "cpu_time_ns", json_object_new_int64((int64_t)st.cpu_time_ns));
 	json_object_object_add(o, "memory", json_object_new_int64((int64_t)st.memory));
+	/* What the guest drives of live growth: 0 no such device, 1 no driver, 2 driven. */
+	json_object_object_add(o, "cpu_hotplug_driver", json_object_new_int(vmm_cpu_hotplug_driver(vm)));
+	json_object_object_add(o, "memory_driver",
+			       json_object_new_int(vmm_virtio_driver(vm, "virtio-mem")));
+	json_object_object_add(o, "balloon_driver",
+			       json_object_new_int(vmm_virtio_driver(vm, "virtio-balloon")));
 }
 
 static void control_add_state(struct vmm_control *ctl, struct json_object *o)

@@ -23,6 +23,7 @@ struct cpu_hotplug {
 	uint32_t selector;
 	uint8_t cpus[VMM_MAX_VCPUS]; /* CPU_HP_PRESENT | CPU_HP_INSERT | CPU_HP_REMOVE */
 	bool line;
+	bool used; /* the guest has touched the register block: its ACPI driver runs */
 };
 
 /* Sets the interrupt line where it changed, or always (force) after a restore. */
@@ -44,6 +45,7 @@ static void hotplug_read(void *opaque, uint64_t offset, uint8_t *data, unsigned 
 	uint8_t regs[CPU_HOTPLUG_LEN] = { 0 };
 
 	pthread_mutex_lock(&hp->lock);
+	hp->used = true;
 	memcpy(&regs[CPU_HOTPLUG_SEL], &hp->selector, 4);
 	if (hp->selector < hp->vm->cfg.max_cpus)
 		regs[CPU_HOTPLUG_STATUS] = hp->cpus[hp->selector];
@@ -212,4 +214,17 @@ int cpu_hotplug_init(struct vmm *vm)
 	vmm_device_add(vm, &device);
 	return vmm_bus_register(vm, VMM_BUS_PIO, CPU_HOTPLUG_BASE, CPU_HOTPLUG_LEN, &hotplug_ops,
 				hp);
+}
+
+int vmm_cpu_hotplug_driver(struct vmm *vm)
+{
+	struct cpu_hotplug *hp = vmm_device_get(vm, "cpu-hotplug", 0);
+	bool used;
+
+	if (!hp)
+		return VMM_DRIVER_NO_DEVICE;
+	pthread_mutex_lock(&hp->lock);
+	used = hp->used;
+	pthread_mutex_unlock(&hp->lock);
+	return used ? VMM_DRIVER_ACTIVE : VMM_DRIVER_NONE;
 }

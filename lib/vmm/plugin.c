@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -761,6 +762,15 @@ static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	out->exits = (uint64_t)json_int(reply, "exits");
 	out->cpu_time_ns = (uint64_t)json_int(reply, "cpu_time_ns");
 	out->memory = (uint64_t)json_int(reply, "memory");
+	/* 0, 1, 2 there: no device, no driver, driven; a host older than the fields has a
+	 * smaller struct. */
+	if (out->struct_size < offsetof(struct vi_hv_stats, balloon_driver) + sizeof(int)) {
+		json_object_put(reply);
+		return 0;
+	}
+	out->cpu_hotplug_driver = VI_HV_DRIVER_NO_DEVICE + (int)json_int(reply, "cpu_hotplug_driver");
+	out->memory_driver = VI_HV_DRIVER_NO_DEVICE + (int)json_int(reply, "memory_driver");
+	out->balloon_driver = VI_HV_DRIVER_NO_DEVICE + (int)json_int(reply, "balloon_driver");
 	json_object_put(reply);
 	return 0;
 }

@@ -877,3 +877,18 @@ int virtio_pci_add(struct vmm *vm, const struct virtio_ops *ops, void *dev,
 		*out = vp;
 	return ret;
 }
+
+#define VIRTIO_STATUS_DRIVER_OK 0x04
+
+int vmm_virtio_driver(struct vmm *vm, const char *kind)
+{
+	struct virtio_pci *vp = vmm_device_get(vm, kind, 0);
+	uint8_t status;
+
+	if (!vp)
+		return VMM_DRIVER_NO_DEVICE;
+	pthread_mutex_lock(&vp->lock);
+	status = vp->status;
+	pthread_mutex_unlock(&vp->lock);
+	return status & VIRTIO_STATUS_DRIVER_OK ? VMM_DRIVER_ACTIVE : VMM_DRIVER_NONE;
+}

@@ -235,6 +235,13 @@ struct vmm_stats {
 };
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out);
 
+/* Whether the guest drives a device: its virtio driver said DRIVER_OK (kind
+ * "virtio-mem", "virtio-balloon"...), or its ACPI code has used the CPU hotplug
+ * registers (Linux reads them at boot). */
+enum { VMM_DRIVER_NO_DEVICE, VMM_DRIVER_NONE, VMM_DRIVER_ACTIVE };
+int vmm_virtio_driver(struct vmm *vm, const char *kind);
+int vmm_cpu_hotplug_driver(struct vmm *vm);
+
 /* --- vCPU hotplug (cpu-hotplug.c) --------------------------------------------------- */
 
 /* The guest's CPUs as ACPI hotplug sees them: present ones (those asked to go among
