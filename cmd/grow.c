@@ -296,8 +296,8 @@ static int run_check(struct vi_machine *m, const struct vi_grow *g)
 		vi_error_clear();
 	}
 	check_line(arr, "host", maxc <= ncpu && maxm <= total,
-		   "%u CPUs, %s of %s memory available", ncpu, sz(avail, a, sizeof(a)),
-		   sz(total, b, sizeof(b)));
+		   "%u CPUs, %s of %s memory available", ncpu,
+		   vi_format_human(avail, a, sizeof(a)), vi_format_human(total, b, sizeof(b)));
 	rc = vi_grow_plan(m, g, &p);
 	if (rc == 0) {
 		for (size_t i = 0; i < p.ndisks; i++)
