@@ -106,6 +106,9 @@ int cmd_host_show(int argc, char **argv);
  * nglobal of them, whose --home is this host's store) on host `name` over
  * ssh, relaying its output; its exit status becomes ctx.exit_status. */
 int cmd_relay(const char *name, int argc, char **argv, int nglobal);
+int cmd_label(int argc, char **argv);
+/* A VM's labels as a JSON object {KEY: VALUE}, the caller's. */
+struct json_object *cmd_labels_json(const struct vi_vm *vm);
 int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_version(int argc, char **argv);
@@ -126,7 +129,7 @@ int cmd_snapshot_diff(int argc, char **argv);
 
 extern const struct vi_option caps_options[], clone_options[], grow_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
-	list_options[], show_options[], version_options[], vmm_run_options[], ssh_options[],
+	label_options[], list_options[], show_options[], version_options[], vmm_run_options[], ssh_options[],
 	migrate_options[], migrate_in_options[],
 	exec_options[], cp_options[];
 extern const struct cmd hv_commands[];

@@ -28,7 +28,7 @@
 static const char *kernel, *initrd, *cmdline, *guest_type, *template_ref;
 static uint64_t cpus, max_cpus, memory, max_memory, disk_size, timeout;
 static const char *user, *user_data;
-static struct vi_strlist disks, nics, sets, forwards, ssh_keys;
+static struct vi_strlist disks, nics, sets, forwards, ssh_keys, labels;
 static int start, wait_ready, rm;
 
 const struct vi_option create_options[] = {
@@ -58,6 +58,8 @@ const struct vi_option create_options[] = {
 	  "public keys that may log in, besides the store's (repeatable)", VI_COMPLETE_FILE },
 	{ "user-data", 0, VI_OPT_STRING, &user_data, "FILE",
 	  "cloud-init user-data for the first boot", VI_COMPLETE_FILE },
+	{ "label", 0, VI_OPT_LIST, &labels, "KEY=VALUE",
+	  "a label (repeatable; a key given twice keeps the last)" },
 	{ "guest-type", 0, VI_OPT_STRING, &guest_type, "TYPE", "backend flavour (xen: pv, pvh, hvm)" },
 	OPT_HV,
 	OPT_CONNECT,
@@ -280,6 +282,8 @@ int cmd_create(int argc, char **argv)
 		.ssh_keys = (const char *const *)ssh_keys.items,
 		.nssh_keys = ssh_keys.n,
 		.user_data = user_data,
+		.labels = (const char *const *)labels.items,
+		.nlabels = labels.n,
 		.start = start || wait_ready,
 	};
 	char **command = argc > 1 ? argv + 1 : NULL;
@@ -336,5 +340,6 @@ cleanup:
 	vi_strlist_release(&sets);
 	vi_strlist_release(&forwards);
 	vi_strlist_release(&ssh_keys);
+	vi_strlist_release(&labels);
 	return rc;
 }

@@ -13,15 +13,55 @@
 #include <string.h>
 
 static int wide, all_hosts;
+static struct vi_strlist selectors;
 
 const struct vi_option list_options[] = {
 	{ "wide", 'w', VI_OPT_FLAG, &wide, NULL, "add each VM's address and SSH port" },
 	{ "all-hosts", 'a', VI_OPT_FLAG, &all_hosts, NULL,
 	  "also every host's VMs (vi host), with a HOST column" },
+	{ "label", 'l', VI_OPT_LIST, &selectors, "KEY=VALUE",
+	  "only VMs with this label (repeatable: all must match)" },
 	OPT_JSON,
 	OPT_CONNECT,
 	VI_OPT_TABLE_END,
 };
+
+/* Whether list entry o has every label of --label: the test runs on the
+ * entries, so that it holds for other hosts' VMs alike. */
+static bool labels_match(struct json_object *o)
+{
+	struct json_object *labels;
+
+	if (!selectors.n)
+		return true;
+	if (!json_object_object_get_ex(o, "labels", &labels))
+		return false;
+	for (size_t i = 0; i < selectors.n; i++) {
+		const char *s = selectors.items[i], *value;
+		size_t len;
+		vi_label_parse(s, &len, &value); /* checked by cmd_list */
+		char *key = xstrndup(s, len);
+		const char *have = vi_json_get_str(labels, key);
+		free(key);
+		if (!have || strcmp(have, value))
+			return false;
+	}
+	return true;
+}
+
+/* Drops the entries of arr that --label rules out. */
+static struct json_object *filter_labels(struct json_object *arr)
+{
+	struct json_object *out = json_object_new_array();
+
+	for (size_t i = 0; i < json_object_array_length(arr); i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i);
+		if (labels_match(o))
+			json_object_array_add(out, json_object_get(o));
+	}
+	json_object_put(arr);
+	return out;
+}
 
 /* A backend that cannot be reached leaves its VMs' state unknown: say why,
  * once for each backend and connection. warned holds the problems told. */
@@ -137,6 +177,7 @@ static struct json_object *local_vms(void)
 		json_object_object_add(o, "cpus", json_object_new_int(d->cpus));
 		json_object_object_add(o, "memory", json_object_new_int64(d->memory));
 		json_object_object_add(o, "template", vi_json_str(d->template));
+		json_object_object_add(o, "labels", cmd_labels_json(d));
 		free(addr);
 		free(ssh);
 	}
@@ -207,23 +248,32 @@ static void add_other_hosts(struct json_object *arr, struct json_object *hosts_o
 int cmd_list(int argc, char **argv)
 {
 	struct json_object *arr, *hosts = NULL;
+	size_t len;
+	const char *value;
+	int rc = 0;
 	(void)argc, (void)argv;
 
-	if (!(arr = local_vms()))
-		return -vi_error_code();
+	for (size_t i = 0; i < selectors.n; i++)
+		if ((rc = vi_label_parse(selectors.items[i], &len, &value)) < 0)
+			goto cleanup;
+	if (!(arr = local_vms())) {
+		rc = -vi_error_code();
+		goto cleanup;
+	}
 	if (all_hosts) {
 		hosts = json_object_new_array();
 		for (size_t i = 0; i < json_object_array_length(arr); i++)
 			json_object_object_add(json_object_array_get_idx(arr, i), "host", NULL);
 		add_other_hosts(arr, hosts);
 	}
+	arr = filter_labels(arr);
 	if (ctx.json) {
 		struct json_object *doc = vi_json_doc();
 		json_object_object_add(doc, "vms", arr);
 		if (hosts)
 			json_object_object_add(doc, "hosts", hosts);
 		vi_json_print(doc);
-		return 0;
+		goto cleanup;
 	}
 	size_t n = json_object_array_length(arr);
 	struct vi_table t;
@@ -256,5 +306,7 @@ int cmd_list(int argc, char **argv)
 	json_object_put(arr);
 	if (hosts)
 		json_object_put(hosts);
-	return 0;
+cleanup:
+	vi_strlist_release(&selectors);
+	return rc;
 }

@@ -111,6 +111,7 @@ static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
 	json_object_object_add(o, "template", vi_json_str(d->template));
 	json_object_object_add(o, "template_digest", vi_json_str(d->template_digest));
 	json_object_object_add(o, "origin", vi_json_str(d->origin));
+	json_object_object_add(o, "labels", cmd_labels_json(d));
 	json_object_object_add(o, "created", json_object_new_int64(d->created));
 	if (there)
 		json_object_object_add(o, "migrating_to", vi_json_str(there));
@@ -224,6 +225,8 @@ int cmd_show(int argc, char **argv)
 	if (d->template)
 		field("template:", "%s%s%s", d->template, d->template_digest ? " @ " : "",
 		      d->template_digest ? d->template_digest : "");
+	for (size_t i = 0; i < d->nlabels; i++)
+		field(i ? "" : "labels:", "%s", d->labels[i]);
 	if (d->created) {
 		char when[64];
 		struct tm tm;

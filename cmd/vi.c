@@ -68,6 +68,8 @@ const struct cmd commands[] = {
 	{ "hv", NULL, 0, 0, 0, "", NULL, "hypervisor backends", hv_commands },
 	{ "image", NULL, 0, 0, 0, "", NULL, "create, inspect, check, convert and grow disk images",
 	  image_commands },
+	{ "label", cmd_label, 2, -1, NEEDS_LOCK, "NAME KEY=VALUE|KEY-...", label_options,
+	  "set and remove a VM's labels" },
 	{ "list", cmd_list, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", list_options,
 	  "list virtual machines and their state" },
 	{ "migrate", cmd_migrate, 1, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM [HOST]", migrate_options,

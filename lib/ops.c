@@ -291,7 +291,7 @@ static int build_definition(const struct vi_create_spec *sp, const struct vi_hv 
 {
 	int rc;
 
-	memset(vm, 0, sizeof(*vm));
+	/* vm holds the labels already, checked before any work. */
 	vm->name = xstrdup(sp->name);
 	vm->hv = xstrdup(hv->ops.name);
 	vm->connect = xstrdup(sp->connect);
@@ -543,6 +543,9 @@ int vi_op_create(struct vi_store *s, struct vi_hv_set *plugins, const struct vi_
 	if (vi_store_vm_exists(s, sp->name) == 0)
 		return vi_error(VI_ESTATE, "VM '%s' already exists", sp->name);
 	vi_error_clear();
+	for (size_t i = 0; i < sp->nlabels; i++)
+		if ((rc = vi_vm_label_apply(&vm, sp->labels[i], false)) < 0)
+			goto cleanup;
 	if (sp->template_ref) {
 		rc = template_image_get(s, sp->template_ref, sp->sets, sp->nsets, sp->build, &img);
 		if (rc < 0)
@@ -602,6 +605,10 @@ static void clone_definition(const struct vi_vm *src, const char *name, struct v
 	vm->ready_marker = xstrdup(src->ready_marker);
 	vm->origin = xstrdup(src->name);
 	vm->created = time(NULL);
+	vm->labels = xcalloc(src->nlabels, sizeof(*vm->labels));
+	vm->nlabels = src->nlabels;
+	for (size_t i = 0; i < src->nlabels; i++)
+		vm->labels[i] = xstrdup(src->labels[i]);
 	vm->disks = xcalloc(src->ndisks, sizeof(*vm->disks));
 	vm->ndisks = src->ndisks;
 	vm->nics = xcalloc(src->nnics, sizeof(*vm->nics));

@@ -50,6 +50,8 @@ struct vi_create_spec {
 	const char *const *ssh_keys;
 	size_t nssh_keys;
 	const char *user_data;
+	const char *const *labels;    /* "KEY=VALUE" (lib/vm.h); a key given twice: the last */
+	size_t nlabels;
 	bool start;
 };
 

@@ -5,6 +5,7 @@
 #include "yaml-doc.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -199,6 +200,129 @@ static int load_nics(struct vi_yaml *y, yaml_node_t *seq, struct vi_vm *vm)
 	return 0;
 }
 
+static bool label_chars(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (!(isalnum((unsigned char)s[i]) || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static int label_key_check(const char *spec, const char *key, size_t len)
+{
+	if (len == 0 || len > VI_LABEL_MAX || !isalnum((unsigned char)key[0]) ||
+	    !label_chars(key, len))
+		return vi_error(VI_EUSAGE,
+				"invalid label '%s': a key is 1-63 of A-Z a-z 0-9 . _ -, beginning "
+				"with a letter or digit",
+				spec);
+	return 0;
+}
+
+int vi_label_parse(const char *spec, size_t *key_len, const char **value)
+{
+	const char *eq = strchr(spec, '=');
+	int rc;
+
+	if (!eq)
+		return vi_error(VI_EUSAGE, "invalid label '%s': expected KEY=VALUE", spec);
+	if ((rc = label_key_check(spec, spec, (size_t)(eq - spec))) < 0)
+		return rc;
+	if (strlen(eq + 1) > VI_LABEL_MAX || !label_chars(eq + 1, strlen(eq + 1)))
+		return vi_error(VI_EUSAGE,
+				"invalid label '%s': a value is 0-63 of A-Z a-z 0-9 . _ -", spec);
+	*key_len = (size_t)(eq - spec);
+	*value = eq + 1;
+	return 0;
+}
+
+/* Where key is in vm's sorted labels, or where it would go (*found false). */
+static size_t label_find(const struct vi_vm *vm, const char *key, size_t len, bool *found)
+{
+	size_t lo = 0, hi = vm->nlabels;
+
+	*found = false;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		const char *l = vm->labels[mid];
+		size_t llen = strcspn(l, "=");
+		int c = strncmp(l, key, llen < len ? llen : len);
+		if (c == 0 && llen == len) {
+			*found = true;
+			return mid;
+		}
+		if (c < 0 || (c == 0 && llen < len))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+const char *vi_vm_label(const struct vi_vm *vm, const char *key)
+{
+	bool found;
+	size_t i = label_find(vm, key, strlen(key), &found);
+
+	return found ? vm->labels[i] + strlen(key) + 1 : NULL;
+}
+
+int vi_vm_label_apply(struct vi_vm *vm, const char *spec, bool allow_remove)
+{
+	size_t len = strlen(spec), i;
+	const char *value;
+	bool found;
+	int rc;
+
+	if (allow_remove && !strchr(spec, '=')) {
+		if (!len || spec[len - 1] != '-')
+			return vi_error(VI_EUSAGE, "invalid label '%s': expected KEY=VALUE or KEY-",
+					spec);
+		if ((rc = label_key_check(spec, spec, len - 1)) < 0)
+			return rc;
+		i = label_find(vm, spec, len - 1, &found);
+		if (found) {
+			free(vm->labels[i]);
+			memmove(&vm->labels[i], &vm->labels[i + 1],
+				(--vm->nlabels - i) * sizeof(*vm->labels));
+		}
+		return 0;
+	}
+	if ((rc = vi_label_parse(spec, &len, &value)) < 0)
+		return rc;
+	i = label_find(vm, spec, len, &found);
+	if (found) {
+		free(vm->labels[i]);
+	} else {
+		vm->labels = xrealloc(vm->labels, (vm->nlabels + 1) * sizeof(*vm->labels));
+		memmove(&vm->labels[i + 1], &vm->labels[i], (vm->nlabels++ - i) * sizeof(*vm->labels));
+	}
+	vm->labels[i] = xstrdup(spec);
+	return 0;
+}
+
+static int load_labels(struct vi_yaml *y, yaml_node_t *map, struct vi_vm *vm)
+{
+	yaml_node_t *k, *v;
+
+	if (map->type != YAML_MAPPING_NODE)
+		return vi_yaml_error(y, map, VI_EUSAGE, "'labels' must be a mapping");
+	vi_yaml_map_foreach(y, map, k, v)
+	{
+		const char *key = vi_yaml_scalar(k), *value = vi_yaml_scalar(v);
+		if (!key || !value)
+			return vi_yaml_error(y, key ? v : k, VI_EUSAGE, "a label is KEY: VALUE");
+		char *spec = xasprintf("%s=%s", key, value);
+		int rc = label_key_check(spec, key, strlen(key));
+		if (rc == 0)
+			rc = vi_vm_label_apply(vm, spec, false);
+		free(spec);
+		if (rc < 0)
+			return vi_yaml_error(y, k, VI_EUSAGE, "%s", vi_error_message());
+	}
+	return 0;
+}
+
 #define HEADROOM_MAX_CPUS 32
 #define HEADROOM_BLOCK (128ull << 20)
 
@@ -228,7 +352,7 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 		"schema", "name", "uuid", "hv", "connect", "cpus", "max_cpus", "memory",
 		"max_memory", "kernel", "initrd", "cmdline", "guest_type", "disks", "nics",
 		"hostname", "machine_id", "template", "template_digest", "ready_marker", "origin",
-		"created", "user", "ready_ssh", "snapshot", "cpu_quota",
+		"created", "user", "ready_ssh", "snapshot", "cpu_quota", "labels",
 	};
 	struct vi_yaml y;
 	yaml_node_t *root, *n;
@@ -292,6 +416,8 @@ int vi_vm_load(const char *path, struct vi_vm *vm)
 	if ((n = vi_yaml_get(&y, root, "disks")) && (rc = load_disks(&y, n, vm)) < 0)
 		goto cleanup;
 	if ((n = vi_yaml_get(&y, root, "nics")) && (rc = load_nics(&y, n, vm)) < 0)
+		goto cleanup;
+	if ((n = vi_yaml_get(&y, root, "labels")) && (rc = load_labels(&y, n, vm)) < 0)
 		goto cleanup;
 	rc = 0;
 cleanup:
@@ -377,6 +503,16 @@ int vi_vm_save(const char *path, const struct vi_vm *vm)
 	if (vm->ready_ssh)
 		vi_yaml_out_bool(&o, "ready_ssh", true);
 	vi_yaml_out_str(&o, "snapshot", vm->snapshot);
+	if (vm->nlabels) {
+		vi_yaml_out_scalar(&o, "labels");
+		vi_yaml_out_map_start(&o);
+		for (size_t i = 0; i < vm->nlabels; i++) {
+			char *key = xstrndup(vm->labels[i], strcspn(vm->labels[i], "="));
+			vi_yaml_out_str(&o, key, vm->labels[i] + strlen(key) + 1);
+			free(key);
+		}
+		vi_yaml_out_end(&o);
+	}
 	if (vm->created)
 		vi_yaml_out_uint(&o, "created", (uint64_t)vm->created);
 	vi_yaml_out_end(&o);
@@ -399,6 +535,9 @@ void vi_vm_release(struct vi_vm *vm)
 	}
 	free(vm->disks);
 	free(vm->nics);
+	for (size_t i = 0; i < vm->nlabels; i++)
+		free(vm->labels[i]);
+	free(vm->labels);
 	char **strings[] = {
 		&vm->name,	&vm->uuid,	 &vm->hv,	  &vm->connect,
 		&vm->kernel,	&vm->initrd,	 &vm->cmdline,	  &vm->guest_type,

@@ -67,8 +67,25 @@ struct vi_vm {
 	char *user;            /* who `vi ssh` logs in as, or NULL: no SSH login */
 	bool ready_ssh;        /* "ready" means SSH answers */
 	char *snapshot;        /* the snapshot its current state comes from (git's HEAD), or NULL */
+	char **labels;         /* "KEY=VALUE", sorted by key, keys unique */
+	size_t nlabels;
 	time_t created;
 };
+
+/* Labels, as Kubernetes' simple ones: a key is 1 to 63 of A-Z a-z 0-9 . _ -
+ * beginning with a letter or a digit; a value is 0 to 63 of A-Z a-z 0-9 . _ -. */
+#define VI_LABEL_MAX 63
+
+/* Applies one change to vm's labels: "KEY=VALUE" sets KEY (a key set again
+ * takes the last value), and with allow_remove "KEY-" removes KEY (absent:
+ * nothing to do). A bad one is -VI_EUSAGE, "invalid label 'SPEC': why", and
+ * changes nothing. */
+int vi_vm_label_apply(struct vi_vm *vm, const char *spec, bool allow_remove);
+/* The value of label key, or NULL. */
+const char *vi_vm_label(const struct vi_vm *vm, const char *key);
+/* Splits the valid "KEY=VALUE" spec at its '=' (-VI_EUSAGE as above):
+ * *key_len is the key's length, *value points into spec. */
+int vi_label_parse(const char *spec, size_t *key_len, const char **value);
 
 /* The maximum a VM made without one may grow to while it runs: vCPUs up to
  * this host's (at most 32), memory up to four times its own (at most this
