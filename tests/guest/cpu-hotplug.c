@@ -4,7 +4,9 @@
  * "hotplug: cpu N online", then "hotplug: cpu N alive K" now and then; one asked to go
  * is taken offline and ejected ("hotplug: cpu N ejected"). "max_cpus=N" says how many
  * CPUs there may be. The line is read in the 8259's IRR, set level-triggered in its
- * ELCR: the kernel runs with interrupts off. */
+ * ELCR: the kernel runs with interrupts off. With "burn" on the command line every
+ * online CPU, the hot-added ones too, computes instead of pausing between its checks
+ * ("burn: cpu N" once), so that the VM uses all of its vCPUs, as a policy's test wants. */
 #include "guest.h"
 
 REALMODE_BANNER("cpu-hotplug: boot me through the 64-bit entry\n");
@@ -21,9 +23,35 @@ REALMODE_BANNER("cpu-hotplug: boot me through the 64-bit entry\n");
 #define OCW3_READ_IRR 0x0a
 #define ALIVE_TSC (1ull << 31) /* about a second between "alive" lines */
 #define WAIT_TSC 40000000000ull
+#define BURN_STEPS 4096 /* between two checks: a few ms of guest time under software KVM */
 
 uint8_t ap_stacks[HP_MAX_CPUS][AP_STACK] __attribute__((section(".stack"), aligned(16)));
 static volatile bool online[HP_MAX_CPUS], leave[HP_MAX_CPUS];
+static bool burn;
+
+/* What a CPU does between two looks at its work: pause, or burn some arithmetic,
+ * which neither halts nor exits to the VMM. */
+static void idle_step(void)
+{
+	uint64_t x = rdtsc();
+
+	if (!burn) {
+		cpu_relax();
+		return;
+	}
+	for (unsigned i = 0; i < BURN_STEPS; i++)
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+	__asm__ volatile("" : : "r"(x));
+}
+
+static void say_burning(unsigned id)
+{
+	if (!burn)
+		return;
+	guest_lock();
+	guest_printf("burn: cpu %u\n", id);
+	guest_unlock();
+}
 
 void ap_main(void)
 {
@@ -34,6 +62,7 @@ void ap_main(void)
 	guest_printf("hotplug: cpu %u online\n", id);
 	guest_unlock();
 	__atomic_store_n(&online[id], true, __ATOMIC_RELEASE);
+	say_burning(id);
 	while (!__atomic_load_n(&leave[id], __ATOMIC_ACQUIRE)) {
 		if (rdtsc() >= next) {
 			next += ALIVE_TSC;
@@ -41,7 +70,7 @@ void ap_main(void)
 			guest_printf("hotplug: cpu %u alive %u\n", id, ++alive);
 			guest_unlock();
 		}
-		cpu_relax();
+		idle_step();
 	}
 	/* Offline, as Linux's play_dead: nothing but an INIT brings it back. */
 	__atomic_store_n(&online[id], false, __ATOMIC_RELEASE);
@@ -100,9 +129,10 @@ static void scan(unsigned max_cpus)
 
 void kernel_main(struct boot_params *bp)
 {
-	char arg[16] = "1";
+	char arg[16] = "1", flag[4];
 	unsigned max_cpus;
 
+	burn = guest_cmdline_get(bp, "burn", flag, sizeof(flag));
 	guest_cmdline_get(bp, "max_cpus", arg, sizeof(arg));
 	max_cpus = (unsigned)guest_parse_u64(arg);
 	if (max_cpus > HP_MAX_CPUS)
@@ -110,9 +140,10 @@ void kernel_main(struct boot_params *bp)
 	smp_init();
 	outb(PIC1_ELCR, inb(PIC1_ELCR) | 1u << GED_IRQ);
 	guest_printf("hotplug: ready for %u cpus\n", max_cpus);
+	say_burning(0);
 	for (;;) {
 		if (ged_line())
 			scan(max_cpus);
-		cpu_relax();
+		idle_step();
 	}
 }

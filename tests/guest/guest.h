@@ -96,7 +96,8 @@ size_t guest_strlen(const char *s);
 bool guest_streq(const char *a, const char *b);
 void *memcpy(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
-/* The value of "key=value" on the command line, copied into buf; false when absent. */
+/* The value of "key=value" on the command line, copied into buf ("" for a bare
+ * "key"); false when absent. */
 bool guest_cmdline_get(const struct boot_params *bp, const char *key, char *buf, size_t len);
 uint64_t guest_parse_u64(const char *s);
 

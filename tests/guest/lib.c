@@ -158,10 +158,10 @@ bool guest_cmdline_get(const struct boot_params *bp, const char *key, char *buf,
 			p++;
 		for (i = 0; i < klen && p[i] == key[i]; i++)
 			;
-		if (i == klen && p[i] == '=') {
+		if (i == klen && (p[i] == '=' || p[i] == ' ' || !p[i])) {
 			size_t n = 0;
 
-			p += klen + 1;
+			p += klen + (p[i] == '=');
 			while (*p && *p != ' ' && n + 1 < len)
 				buf[n++] = *p++;
 			buf[n] = '\0';
