@@ -47,7 +47,9 @@ int virt_lookup(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, virDomainPtr *
 	return rc;
 }
 
-static int map_state(int s)
+/* A domain whose QEMU died without being asked (killed, out of memory) is shut
+ * off for the reason "crashed": that is a crash to vi, not a stop. */
+static int map_state(int s, int reason)
 {
 	switch (s) {
 	case VIR_DOMAIN_RUNNING:
@@ -59,7 +61,7 @@ static int map_state(int s)
 	case VIR_DOMAIN_SHUTDOWN:
 		return VI_HV_SHUTTING_DOWN;
 	case VIR_DOMAIN_SHUTOFF:
-		return VI_HV_STOPPED;
+		return reason == VIR_DOMAIN_SHUTOFF_CRASHED ? VI_HV_CRASHED : VI_HV_STOPPED;
 	case VIR_DOMAIN_CRASHED:
 		return VI_HV_CRASHED;
 	default:
@@ -74,7 +76,7 @@ static int dom_state(virDomainPtr dom, const struct vi_hv_vm *vm)
 
 	if (virDomainGetState(dom, &state, &reason, 0) < 0)
 		return virt_error("cannot get the state of '%s'", vm->name);
-	return map_state(state);
+	return map_state(state, reason);
 }
 
 /* The state of dom (enum vi_hv_run_state) when it is active (running, paused
@@ -417,10 +419,14 @@ int virt_states(struct vi_hv_ctx *ctx, const struct vi_hv_vm *const *vms, size_t
 			ssize_t i = match_domain(recs[r]->dom, vms, n);
 			if (i < 0)
 				continue;
-			out[i].state = VI_HV_UNKNOWN;
-			for (int p = 0; p < recs[r]->nparams; p++)
+			int state = -1, reason = 0;
+			for (int p = 0; p < recs[r]->nparams; p++) {
 				if (!strcmp(recs[r]->params[p].field, "state.state"))
-					out[i].state = map_state((int)param_u64(&recs[r]->params[p]));
+					state = (int)param_u64(&recs[r]->params[p]);
+				else if (!strcmp(recs[r]->params[p].field, "state.reason"))
+					reason = (int)param_u64(&recs[r]->params[p]);
+			}
+			out[i].state = state < 0 ? VI_HV_UNKNOWN : map_state(state, reason);
 		}
 		virDomainStatsRecordListFree(recs);
 		return 0;
@@ -437,7 +443,7 @@ int virt_states(struct vi_hv_ctx *ctx, const struct vi_hv_vm *const *vms, size_t
 		if (i >= 0)
 			out[i].state = virDomainGetState(doms[d], &state, &reason, 0) < 0
 					       ? VI_HV_UNKNOWN
-					       : map_state(state);
+					       : map_state(state, reason);
 		virDomainFree(doms[d]);
 	}
 	free(doms);
