@@ -81,6 +81,8 @@ const struct cmd commands[] = {
 	  "log in to a running VM, or run a command there" },
 	{ "start", cmd_start, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", start_options,
 	  "boot a virtual machine" },
+	{ "stats", cmd_stats, 0, -1, NEEDS_STORE | NEEDS_PLUGINS, "[VM...]", stats_options,
+	  "show the current figures of VMs and the host" },
 	{ "stop", cmd_stop, 1, 1, NEEDS_LOCK | NEEDS_PLUGINS, "NAME", stop_options,
 	  "shut a virtual machine down, gracefully unless forced" },
 	{ "template", NULL, 0, 0, 0, "", NULL, "golden-image templates and their images",

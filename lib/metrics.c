@@ -3,6 +3,8 @@
 #include "metrics.h"
 
 #include "error.h"
+#include "log.h"
+#include "output.h"
 #include "util.h"
 
 #include <errno.h>
@@ -229,7 +231,9 @@ const char *vi_metric_format(int metric, double value, char *buf, size_t len)
 		snprintf(buf, len, "%.1f%%", value);
 	else if (!strcmp(unit, "bytes") || !strcmp(unit, "bytes/s")) {
 		char size[32];
-		vi_format_size((uint64_t)llround(value), size, sizeof(size));
+		/* Exact when short ("64M"), else rounded ("23.1G"). */
+		if (strlen(vi_format_size((uint64_t)llround(value), size, sizeof(size))) > 5)
+			vi_format_human((uint64_t)llround(value), size, sizeof(size));
 		snprintf(buf, len, "%s%s", size, unit[5] ? "/s" : "");
 	} else if (!strcmp(unit, "ops/s"))
 		snprintf(buf, len, value < 10 && value != 0 ? "%.1f/s" : "%.0f/s", value);
@@ -239,5 +243,125 @@ const char *vi_metric_format(int metric, double value, char *buf, size_t len)
 		snprintf(buf, len, "%.2f", value);
 	else
 		snprintf(buf, len, "%.0f", value);
+	return buf;
+}
+
+int vi_metrics_view_open(struct vi_metrics_view *v, const struct vi_store *s,
+			 struct vi_hv_set *plugins, char *const *names, size_t n,
+			 const char *uri)
+{
+	char **all = NULL;
+	size_t nall = 0;
+	int rc = 0;
+
+	memset(v, 0, sizeof(*v));
+	if (!n && (rc = vi_store_list_vms(s, &all, &nall)) < 0)
+		return rc;
+	size_t want = n ? n : nall;
+	v->vms = xcalloc(want ? want : 1, sizeof(*v->vms));
+	for (size_t i = 0; i < want; i++) {
+		rc = vi_machine_open(s, plugins, n ? names[i] : all[i], uri, uri != NULL,
+				     &v->vms[v->n]);
+		if (rc < 0 && n)
+			break;
+		if (rc < 0) {
+			/* One unreadable definition must not hide the others. */
+			vi_warn("%s", vi_error_message());
+			vi_error_clear();
+			rc = 0;
+			continue;
+		}
+		if (v->vms[v->n].hv_problem)
+			vi_warn("state unknown: %s", v->vms[v->n].hv_problem);
+		v->n++;
+	}
+	vi_store_names_free(all, nall);
+	if (rc < 0) {
+		vi_metrics_view_release(v);
+		return rc;
+	}
+	v->prev = xcalloc(v->n ? v->n : 1, sizeof(*v->prev));
+	v->now = xcalloc(v->n ? v->n : 1, sizeof(*v->now));
+	v->values = xcalloc(v->n ? v->n : 1, sizeof(*v->values));
+	return 0;
+}
+
+void vi_metrics_view_sample(struct vi_metrics_view *v)
+{
+	bool had = v->host_sampled;
+
+	v->host_prev = v->host_now;
+	v->host_sampled = vi_metrics_sample_host(&v->host_now) == 0;
+	vi_error_clear();
+	for (int i = 0; i < VI_M_COUNT; i++)
+		v->host[i] = NAN;
+	if (v->host_sampled)
+		vi_metrics_host(had ? &v->host_prev : NULL, &v->host_now, v->host);
+	for (size_t i = 0; i < v->n; i++) {
+		bool first = v->now[i].at == 0;
+
+		v->prev[i] = v->now[i];
+		/* A backend that fails leaves the state unknown: said by the state. */
+		vi_metrics_sample_vm(&v->vms[i], &v->now[i]);
+		vi_error_clear();
+		vi_metrics_vm(first ? NULL : &v->prev[i], &v->now[i], v->values[i]);
+	}
+}
+
+void vi_metrics_view_release(struct vi_metrics_view *v)
+{
+	for (size_t i = 0; i < v->n; i++)
+		vi_machine_release(&v->vms[i]);
+	free(v->vms);
+	free(v->prev);
+	free(v->now);
+	free(v->values);
+	memset(v, 0, sizeof(*v));
+}
+
+static const struct {
+	const char *header;
+	int metric;
+} columns[] = {
+	{ "STATE", VI_M_STATE },	     { "CPUS", VI_M_CPUS },
+	{ "CPU%", VI_M_CPU_UTIL },	     { "MEM", VI_M_MEMORY },
+	{ "MEM-USED", VI_M_MEM_USED },	     { "DISK-R", VI_M_DISK_RD_BYTES },
+	{ "DISK-W", VI_M_DISK_WR_BYTES },   { "NET-RX", VI_M_NET_RX_BYTES },
+	{ "NET-TX", VI_M_NET_TX_BYTES },    { "UPTIME", VI_M_UPTIME },
+};
+#define NCOLUMNS (sizeof(columns) / sizeof(columns[0]))
+
+void vi_metrics_table(const struct vi_metrics_view *v, const size_t *order, struct vi_table *t)
+{
+	const char *header[NCOLUMNS + 1] = { "NAME" };
+	char cells[NCOLUMNS][32];
+	const char *row[NCOLUMNS + 1];
+
+	for (size_t c = 0; c < NCOLUMNS; c++)
+		header[c + 1] = columns[c].header;
+	vi_table_init(t, NCOLUMNS + 1, header);
+	for (size_t k = 0; k < v->n; k++) {
+		size_t i = order ? order[k] : k;
+
+		row[0] = v->vms[i].def.name;
+		for (size_t c = 0; c < NCOLUMNS; c++)
+			row[c + 1] = vi_metric_format(columns[c].metric,
+						      v->values[i][columns[c].metric], cells[c],
+						      sizeof(cells[c]));
+		vi_table_add(t, row);
+	}
+}
+
+const char *vi_metrics_host_line(const double host[VI_M_COUNT], char *buf, size_t len)
+{
+	char cpu[32], free_[32], total[32], load[32];
+
+	snprintf(buf, len, "host: cpu %s, memory %s free of %s, load %s",
+		 vi_metric_format(VI_M_HOST_CPU_UTIL, host[VI_M_HOST_CPU_UTIL], cpu, sizeof(cpu)),
+		 vi_metric_format(VI_M_HOST_MEM_FREE, host[VI_M_HOST_MEM_FREE], free_,
+				  sizeof(free_)),
+		 vi_metric_format(VI_M_HOST_MEM_TOTAL, host[VI_M_HOST_MEM_TOTAL], total,
+				  sizeof(total)),
+		 vi_metric_format(VI_M_HOST_LOAD, host[VI_M_HOST_LOAD], load, sizeof(load)));
 	return buf;
 }

@@ -127,6 +127,8 @@ static void format(void)
 	is_str(vi_metric_format(VI_M_NET_RX_BYTES, 340 * 1024, buf, sizeof(buf)), "340K/s",
 	       "bytes per second");
 	is_str(vi_metric_format(VI_M_DISK_WR_BYTES, 0, buf, sizeof(buf)), "0/s", "no traffic");
+	is_str(vi_metric_format(VI_M_HOST_MEM_FREE, 24261928.0 * 1024, buf, sizeof(buf)), "23.1G",
+	       "a long size is rounded");
 	is_str(vi_metric_format(VI_M_DISK_WR_OPS, 120.4, buf, sizeof(buf)), "120/s", "operations");
 	is_str(vi_metric_format(VI_M_DISK_WR_OPS, 2.5, buf, sizeof(buf)), "2.5/s",
 	       "a few operations keep a decimal");
