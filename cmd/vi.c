@@ -87,6 +87,8 @@ const struct cmd commands[] = {
 	  "shut a virtual machine down, gracefully unless forced" },
 	{ "template", NULL, 0, 0, 0, "", NULL, "golden-image templates and their images",
 	  template_commands },
+	{ "top", cmd_top, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", top_options,
+	  "a live view of the VMs by load, and of resource issues" },
 	{ "version", cmd_version, 0, 0, 0, "", version_options, "print the version" },
 	{ NULL },
 };
