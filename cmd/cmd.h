@@ -111,6 +111,8 @@ int cmd_label(int argc, char **argv);
 struct json_object *cmd_labels_json(const struct vi_vm *vm);
 int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_top(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 int cmd_complete(int argc, char **argv);
 int cmd_vmm_run(int argc, char **argv);
@@ -129,7 +131,7 @@ int cmd_snapshot_diff(int argc, char **argv);
 
 extern const struct vi_option caps_options[], clone_options[], grow_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
-	label_options[], list_options[], show_options[], version_options[], vmm_run_options[], ssh_options[],
+	label_options[], list_options[], show_options[], stats_options[], top_options[], version_options[], vmm_run_options[], ssh_options[],
 	migrate_options[], migrate_in_options[],
 	exec_options[], cp_options[];
 extern const struct cmd hv_commands[];

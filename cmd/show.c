@@ -4,6 +4,7 @@
 #include "grow.h"
 #include "image/image.h"
 #include "machine.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "output.h"
 #include "util.h"
@@ -35,18 +36,6 @@ static void field(const char *key, const char *fmt, ...)
 	printf("%-12s %s\n", key, text);
 	free(text);
 	free(value);
-}
-
-static void format_duration(int64_t s, char *buf, size_t len)
-{
-	if (s >= 86400)
-		snprintf(buf, len, "%lldd %lldh", (long long)s / 86400, (long long)s % 86400 / 3600);
-	else if (s >= 3600)
-		snprintf(buf, len, "%lldh %lldm", (long long)s / 3600, (long long)s % 3600 / 60);
-	else if (s >= 60)
-		snprintf(buf, len, "%lldm %llds", (long long)s / 60, (long long)s % 60);
-	else
-		snprintf(buf, len, "%llds", (long long)s);
 }
 
 static void show_json(struct vi_machine *m, const struct vi_hv_state *st,
@@ -236,8 +225,7 @@ int cmd_show(int argc, char **argv)
 	if (st.pid)
 		field("pid:", "%d", (int)st.pid);
 	if (uptime >= 0) {
-		format_duration(uptime, a, sizeof(a));
-		field("uptime:", "%s", a);
+		field("uptime:", "%s", vi_metric_format(VI_M_UPTIME, (double)uptime, a, sizeof(a)));
 	}
 	if (have_stats) {
 		field("vcpus:", "%u online", stats.vcpus);

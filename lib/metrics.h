@@ -92,4 +92,35 @@ void vi_metrics_host(const struct vi_host_sample *prev, const struct vi_host_sam
  * for NAN. */
 const char *vi_metric_format(int metric, double value, char *buf, size_t len);
 
+/* The VMs a view shows (vi stats, vi top) with their last two samples and
+ * figures, and the host's. */
+struct vi_metrics_view {
+	size_t n;
+	struct vi_machine *vms;
+	struct vi_vm_sample *prev, *now;
+	double (*values)[VI_M_COUNT]; /* each VM's figures; the host's entries unset */
+	struct vi_host_sample host_prev, host_now;
+	bool host_sampled;           /* host_now holds a sample */
+	double host[VI_M_COUNT];     /* the host's figures; the VM's entries unset */
+};
+
+/* Opens the VMs named (none: every VM in the store, those that cannot be
+ * read told on stderr and left out), at connection uri (NULL: each VM's
+ * own). A name that is not a VM is an error; nothing stays open then. */
+int vi_metrics_view_open(struct vi_metrics_view *v, const struct vi_store *s,
+			 struct vi_hv_set *plugins, char *const *names, size_t n,
+			 const char *uri);
+/* Samples every VM and the host once more; the figures then come from this
+ * sample and the one before. */
+void vi_metrics_view_sample(struct vi_metrics_view *v);
+void vi_metrics_view_release(struct vi_metrics_view *v);
+
+/* The view as a table: NAME and the columns vi stats and vi top show, one
+ * row per VM in the order given (NULL: the view's). t is the caller's to
+ * print and release. */
+struct vi_table;
+void vi_metrics_table(const struct vi_metrics_view *v, const size_t *order, struct vi_table *t);
+/* "host: cpu 3.2%, memory 20.1G free of 23.4G, load 0.52" */
+const char *vi_metrics_host_line(const double host[VI_M_COUNT], char *buf, size_t len);
+
 #endif

@@ -148,6 +148,27 @@ bad:
 	return vi_error(VI_EUSAGE, "invalid %s '%s': expected a whole number", what, s ? s : "");
 }
 
+int vi_parse_seconds(const char *s, const char *what, double *out)
+{
+	char *end;
+	double v;
+
+	if (!s || !(isdigit((unsigned char)*s) || *s == '.'))
+		goto bad;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || *end)
+		goto bad;
+	if (v < 0.1 || v > 86400)
+		return vi_error(VI_EUSAGE, "invalid %s '%s': must be from 0.1 to 86400 seconds",
+				what, s);
+	*out = v;
+	return 0;
+bad:
+	return vi_error(VI_EUSAGE, "invalid %s '%s': expected seconds such as 2 or 0.5", what,
+			s ? s : "");
+}
+
 const char *vi_format_size(uint64_t bytes, char *buf, size_t len)
 {
 	static const char units[] = "KMGTPE";

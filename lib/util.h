@@ -27,6 +27,8 @@ int vi_parse_size_in(const char *s, const char *what, uint64_t min, uint64_t max
 		     uint64_t *out);
 /* Decimal unsigned integer in [min, max]; -VI_EUSAGE on anything else. */
 int vi_parse_uint(const char *s, const char *what, uint64_t min, uint64_t max, uint64_t *out);
+/* A time in seconds, fractions allowed ("2", "0.5"), from 0.1 to a day. */
+int vi_parse_seconds(const char *s, const char *what, double *out);
 /* "256M", "1.5G", "4096": the shortest exact-ish binary form; buf >= 32 bytes. */
 const char *vi_format_size(uint64_t bytes, char *buf, size_t len);
 /* A size for people to read, rounded: "45.2M", "512B". Returns buf. */

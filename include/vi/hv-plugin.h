@@ -209,6 +209,10 @@ struct vi_hv_stats {
 	/* Whether the guest drives what live growth needs, as VI_HV_DRIVER_*: its CPU
 	 * hotplug, its memory hotplug (virtio-mem or DIMMs), its balloon. */
 	int cpu_hotplug_driver, memory_driver, balloon_driver;
+	/* Disk requests read and written so far, all disks; the memory the guest could
+	 * still use without swapping (its MemAvailable), bytes, 0 when it does not say. */
+	uint64_t disk_rd_ops, disk_wr_ops;
+	uint64_t mem_available;
 };
 
 enum vi_hv_driver {

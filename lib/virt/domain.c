@@ -479,6 +479,8 @@ static const struct stat_field {
 	{ "balloon.current", NULL, offsetof(struct vi_hv_stats, memory), 1024 },
 	{ "block.", ".rd.bytes", offsetof(struct vi_hv_stats, disk_rd_bytes), 1 },
 	{ "block.", ".wr.bytes", offsetof(struct vi_hv_stats, disk_wr_bytes), 1 },
+	{ "block.", ".rd.reqs", offsetof(struct vi_hv_stats, disk_rd_ops), 1 },
+	{ "block.", ".wr.reqs", offsetof(struct vi_hv_stats, disk_wr_ops), 1 },
 	{ "net.", ".rx.bytes", offsetof(struct vi_hv_stats, net_rx_bytes), 1 },
 	{ "net.", ".tx.bytes", offsetof(struct vi_hv_stats, net_tx_bytes), 1 },
 	{ "vcpu.", ".exits", offsetof(struct vi_hv_stats, exits), 1 },
@@ -488,7 +490,7 @@ int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
 {
 	virDomainPtr dom, doms[2] = { NULL, NULL };
 	virDomainStatsRecordPtr *recs = NULL;
-	uint64_t available = 0, unused = 0;
+	uint64_t available = 0, unused = 0, usable = 0;
 	int rc = virt_lookup(ctx, vm, &dom);
 
 	if (rc)
@@ -512,6 +514,8 @@ int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
 			available = param_u64(p);
 		else if (!strcmp(p->field, "balloon.unused"))
 			unused = param_u64(p);
+		else if (!strcmp(p->field, "balloon.usable"))
+			usable = param_u64(p);
 		for (size_t f = 0; f < ARRAY_SIZE(stat_fields); f++) {
 			const struct stat_field *sf = &stat_fields[f];
 			if (sf->offset + sizeof(uint64_t) <= size &&
@@ -520,9 +524,16 @@ int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_st
 					param_u64(p) * sf->scale;
 		}
 	}
-	/* Only a guest with a balloon driver reports these. */
-	if (available > unused)
-		out->memory_used = (available - unused) * 1024;
+	/* Only a guest with a balloon driver reports these (KiB): available is its
+	 * total, usable what it could still use without swapping (page cache
+	 * included), unused what is free; a guest that gives no usable is judged by
+	 * what is free. */
+	if (!usable)
+		usable = unused;
+	if (available > usable)
+		out->memory_used = (available - usable) * 1024;
+	if (size >= offsetof(struct vi_hv_stats, mem_available) + sizeof(uint64_t))
+		out->mem_available = usable * 1024;
 cleanup:
 	if (recs)
 		virDomainStatsRecordListFree(recs);

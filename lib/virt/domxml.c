@@ -532,7 +532,12 @@ int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char 
 	}
 	if (g->guest_agent)
 		write_agent_channel(&x);
-	empty_el(&x, "memballoon", "model", g->balloon);
+	/* The guest's own figures of its memory (what vi stats shows), every 5 s. */
+	open_el(&x, "memballoon");
+	attr(&x, "model", g->balloon);
+	if (!strcmp(g->balloon, "virtio"))
+		empty_el(&x, "stats", "period", "5");
+	close_el(&x);
 	close_el(&x); /* devices */
 	close_el(&x); /* domain */
 done:

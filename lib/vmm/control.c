@@ -192,6 +192,11 @@ static void control_drop(struct vmm_control *ctl, size_t i)
 	ctl->clients[i] = ctl->clients[--ctl->nclients];
 }
 
+static void add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
 static void control_add_stats(struct vmm *vm, struct json_object *o)
 {
 	struct vmm_stats st;
@@ -201,6 +206,12 @@ static void control_add_stats(struct vmm *vm, struct json_object *o)
 	json_object_object_add(o, "exits", json_object_new_int64((int64_t)st.exits));
 	json_object_object_add(o, "cpu_time_ns", json_object_new_int64((int64_t)st.cpu_time_ns));
 	json_object_object_add(o, "memory", json_object_new_int64((int64_t)st.memory));
+	add_u64(o, "disk_rd_bytes", st.disk_rd_bytes);
+	add_u64(o, "disk_wr_bytes", st.disk_wr_bytes);
+	add_u64(o, "disk_rd_ops", st.disk_rd_ops);
+	add_u64(o, "disk_wr_ops", st.disk_wr_ops);
+	add_u64(o, "net_rx_bytes", st.net_rx_bytes);
+	add_u64(o, "net_tx_bytes", st.net_tx_bytes);
 	/* What the guest drives of live growth: 0 no such device, 1 no driver, 2 driven. */
 	json_object_object_add(o, "cpu_hotplug_driver", json_object_new_int(vmm_cpu_hotplug_driver(vm)));
 	json_object_object_add(o, "memory_driver",
@@ -213,11 +224,6 @@ static void control_add_state(struct vmm_control *ctl, struct json_object *o)
 {
 	json_object_object_add(o, "state",
 			       json_object_new_string(vmm_paused(ctl->vm) ? "paused" : "running"));
-}
-
-static void add_u64(struct json_object *o, const char *key, uint64_t v)
-{
-	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
 }
 
 /* A migration's progress, or its outcome. */

@@ -168,6 +168,9 @@ int virtio_blk_init(struct vmm *vm);
  * on its old image, or the message says which could not be. */
 int virtio_blk_replace(struct vmm *vm, const struct vmm_disk *disks, size_t n);
 int virtio_net_init(struct vmm *vm);
+/* Adds the traffic of every disk, or every NIC, of this run of the VM to *st. */
+void virtio_blk_add_stats(struct vmm *vm, struct vmm_stats *st);
+void virtio_net_add_stats(struct vmm *vm, struct vmm_stats *st);
 int virtio_rng_init(struct vmm *vm);
 int virtio_balloon_init(struct vmm *vm);
 int virtio_mem_init(struct vmm *vm);

@@ -762,6 +762,10 @@ static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	out->exits = (uint64_t)json_int(reply, "exits");
 	out->cpu_time_ns = (uint64_t)json_int(reply, "cpu_time_ns");
 	out->memory = (uint64_t)json_int(reply, "memory");
+	out->disk_rd_bytes = (uint64_t)json_int(reply, "disk_rd_bytes");
+	out->disk_wr_bytes = (uint64_t)json_int(reply, "disk_wr_bytes");
+	out->net_rx_bytes = (uint64_t)json_int(reply, "net_rx_bytes");
+	out->net_tx_bytes = (uint64_t)json_int(reply, "net_tx_bytes");
 	/* 0, 1, 2 there: no device, no driver, driven; a host older than the fields has a
 	 * smaller struct. */
 	if (out->struct_size < offsetof(struct vi_hv_stats, balloon_driver) + sizeof(int)) {
@@ -771,6 +775,10 @@ static int plugin_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	out->cpu_hotplug_driver = VI_HV_DRIVER_NO_DEVICE + (int)json_int(reply, "cpu_hotplug_driver");
 	out->memory_driver = VI_HV_DRIVER_NO_DEVICE + (int)json_int(reply, "memory_driver");
 	out->balloon_driver = VI_HV_DRIVER_NO_DEVICE + (int)json_int(reply, "balloon_driver");
+	if (out->struct_size >= offsetof(struct vi_hv_stats, disk_wr_ops) + sizeof(uint64_t)) {
+		out->disk_rd_ops = (uint64_t)json_int(reply, "disk_rd_ops");
+		out->disk_wr_ops = (uint64_t)json_int(reply, "disk_wr_ops");
+	}
 	json_object_put(reply);
 	return 0;
 }

@@ -44,6 +44,8 @@ struct virtio_blk {
 	struct virtio_blk_config config;
 	char id[VIRTIO_BLK_ID_BYTES];
 	struct iovec out[VIRTIO_QUEUE_SIZE], in[VIRTIO_QUEUE_SIZE];
+	/* Requests done and their bytes, since the VMM started: read by any thread. */
+	_Atomic uint64_t rd_bytes, wr_bytes, rd_ops, wr_ops;
 };
 
 struct virtio_blk_req {
@@ -115,6 +117,8 @@ static uint8_t virtio_blk_request(struct virtio_blk *blk, const struct virtio_ch
 			return VIRTIO_BLK_S_IOERR;
 		}
 		*written = (uint32_t)len;
+		atomic_fetch_add(&blk->rd_bytes, len);
+		atomic_fetch_add(&blk->rd_ops, 1);
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_OUT:
 		len = iov_size(c->out, c->nout) - sizeof(req);
@@ -125,6 +129,8 @@ static uint8_t virtio_blk_request(struct virtio_blk *blk, const struct virtio_ch
 			vi_warn("%s", vi_error_message());
 			return VIRTIO_BLK_S_IOERR;
 		}
+		atomic_fetch_add(&blk->wr_bytes, len);
+		atomic_fetch_add(&blk->wr_ops, 1);
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_FLUSH:
 		if (image_writable(blk->img) && image_flush(blk->img) < 0) {
@@ -253,6 +259,20 @@ int virtio_blk_init(struct vmm *vm)
 			return ret;
 	}
 	return 0;
+}
+
+void virtio_blk_add_stats(struct vmm *vm, struct vmm_stats *st)
+{
+	struct virtio_pci *vp;
+
+	for (unsigned i = 0; (vp = vmm_device_get(vm, "virtio-blk", i)); i++) {
+		struct virtio_blk *blk = virtio_pci_dev(vp);
+
+		st->disk_rd_bytes += atomic_load(&blk->rd_bytes);
+		st->disk_wr_bytes += atomic_load(&blk->wr_bytes);
+		st->disk_rd_ops += atomic_load(&blk->rd_ops);
+		st->disk_wr_ops += atomic_load(&blk->wr_ops);
+	}
 }
 
 /* --- live layering --------------------------------------------------------------------- */

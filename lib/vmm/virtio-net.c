@@ -41,6 +41,8 @@ struct virtio_net {
 	unsigned nbacklog;
 	uint8_t frame[VIRTIO_NET_HDR + NET_FRAME_MAX];
 	struct iovec out[VIRTIO_QUEUE_SIZE], in[VIRTIO_QUEUE_SIZE];
+	/* Frame bytes given to and taken from the guest: read by any thread. */
+	_Atomic uint64_t rx_bytes, tx_bytes;
 };
 
 /* Moves frames from the TAP device to the guest while both have some; q->lock held. */
@@ -67,6 +69,7 @@ static void virtio_net_rx(struct virtio_net *n, struct virtio_queue *q)
 			return;
 		}
 		memset(n->frame, 0, VIRTIO_NET_HDR);
+		atomic_fetch_add(&n->rx_bytes, (uint64_t)len);
 		virtio_queue_push(q, c.head,
 				  (uint32_t)virtio_iov_write(c.in, c.nin, 0, n->frame,
 							     VIRTIO_NET_HDR + (size_t)len));
@@ -83,6 +86,7 @@ static bool virtio_net_put(struct virtio_net *n, struct virtio_queue *q, const u
 	if (!q->enabled || !virtio_queue_pop(q, &c))
 		return false;
 	virtio_iov_write(c.in, c.nin, 0, hdr, sizeof(hdr));
+	atomic_fetch_add(&n->rx_bytes, len);
 	virtio_queue_push(q, c.head,
 			  (uint32_t)(VIRTIO_NET_HDR +
 				     virtio_iov_write(c.in, c.nin, VIRTIO_NET_HDR, frame, len)));
@@ -129,6 +133,7 @@ static void virtio_net_tx(struct virtio_net *n, struct virtio_queue *q)
 		size_t len = virtio_iov_read(c.out, c.nout, VIRTIO_NET_HDR, n->frame,
 					     NET_FRAME_MAX);
 
+		atomic_fetch_add(&n->tx_bytes, len);
 		/* A full TAP queue drops the frame, as a busy wire would. */
 		if (len && n->slirp)
 			net_slirp_input(n->slirp, n->frame, len);
@@ -279,6 +284,18 @@ int virtio_net_init(struct vmm *vm)
 			return ret;
 	}
 	return 0;
+}
+
+void virtio_net_add_stats(struct vmm *vm, struct vmm_stats *st)
+{
+	struct virtio_pci *vp;
+
+	for (unsigned i = 0; (vp = vmm_device_get(vm, "virtio-net", i)); i++) {
+		struct virtio_net *n = virtio_pci_dev(vp);
+
+		st->net_rx_bytes += atomic_load(&n->rx_bytes);
+		st->net_tx_bytes += atomic_load(&n->tx_bytes);
+	}
 }
 
 /* The card of NIC `nic` when it is user-mode. */

@@ -425,6 +425,8 @@ void vmm_get_stats(struct vmm *vm, struct vmm_stats *out)
 			out->cpu_time_ns +=
 				(uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 	}
+	virtio_blk_add_stats(vm, out);
+	virtio_net_add_stats(vm, out);
 }
 
 void vmm_release_devices(struct vmm *vm)

@@ -232,6 +232,8 @@ struct vmm_stats {
 	uint64_t exits;       /* KVM_RUN returns, all vCPUs */
 	uint64_t cpu_time_ns; /* CPU time of the vCPU threads */
 	uint64_t memory;      /* guest RAM, bytes: boot memory and what virtio-mem plugged */
+	uint64_t disk_rd_bytes, disk_wr_bytes, disk_rd_ops, disk_wr_ops; /* all disks, so far */
+	uint64_t net_rx_bytes, net_tx_bytes; /* frames to and from the guest, all NICs */
 };
 void vmm_get_stats(struct vmm *vm, struct vmm_stats *out);
 
