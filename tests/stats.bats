@@ -18,7 +18,7 @@ load lib/native
 	[ "$(jq -r '.vms[0] | "\(.cpus) \(.memory) \(.hv)"' <<<"$doc")" = "1 $((64 << 20)) $hv" ]
 	jq -e '.vms[0].uptime >= 0' <<<"$doc"
 	[ "$(jq -r '.vms[1].state' <<<"$doc")" = stopped ]
-	[ "$(jq -r '.vms[1] | [."cpu.util", ."disk.write", ."mem.used", .uptime] | map(tostring) | join(" ")' <<<"$doc")" = "null null null null" ]
+	[ "$(jq -r '.vms[1] | [."cpu.util", ."disk.write.bytes", ."mem.used", .uptime] | map(tostring) | join(" ")' <<<"$doc")" = "null null null null" ]
 	[ "$(jq -r '.vms[1].cpus' <<<"$doc")" = 1 ]
 	# The host: its CPUs, its memory, its load.
 	jq -e '.host["cpu.util"] >= 0 and .host["cpu.util"] <= 100' <<<"$doc"
@@ -43,8 +43,8 @@ load lib/native
 		--disk "$BATS_TEST_TMPDIR/data.qcow2" --start w1
 	wait_console w1 "disk-writer: 64 writes"
 	run -0 vi stats --json --interval 2 w1
-	jq -e '.vms[0]["disk.write"] > 0 and .vms[0]["disk.write_ops"] > 0' <<<"$output"
-	jq -e '.vms[0]["net.rx"] == 0 and .vms[0]["net.tx"] == 0' <<<"$output"
+	jq -e '.vms[0]["disk.write.bytes"] > 0 and .vms[0]["disk.write.ops"] > 0' <<<"$output"
+	jq -e '.vms[0]["net.rx.bytes"] == 0 and .vms[0]["net.tx.bytes"] == 0' <<<"$output"
 }
 
 @test "--watch prints a JSON document per line, frame after frame" {
