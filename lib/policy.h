@@ -79,15 +79,24 @@ struct vi_policy {
  * documents with the same name are an error. */
 int vi_policy_parse(const char *name, const char *text, size_t len, struct vi_policy **out,
 		    size_t *n);
+/* The same for the regular file at path (at most VI_YAML_MAX_SIZE bytes). */
+int vi_policy_load_file(const char *path, struct vi_policy **out, size_t *n);
 void vi_policy_release(struct vi_policy *p);
 void vi_policy_free_all(struct vi_policy *p, size_t n);
 
 /* The condition's value for a VM's (aggregated) figures. A comparison with an
- * unknown (NAN) figure is false and sets *unknown. */
+ * unknown (NAN) figure is neither true nor false, nor is its "not"; "and"
+ * and "or" decide without it where the other side does (false and unknown:
+ * false; true or unknown: true). Whatever stays undecided is false, with
+ * *unknown (may be NULL) set to true; *unknown is false otherwise. */
 bool vi_policy_eval(const struct vi_policy_expr *e, const double values[VI_M_COUNT],
 		    bool *unknown);
 /* Marks used[m] for every metric the condition reads. */
 void vi_policy_expr_metrics(const struct vi_policy_expr *e, bool used[VI_M_COUNT]);
+
+/* The environment variable that carries a metric's figure to exec actions:
+ * "VI_METRIC_CPU_UTIL" for cpu.util. */
+void vi_policy_metric_env(int metric, char *buf, size_t len);
 
 /* Aggregates n samples of one metric (NANs left out; all NAN: NAN). */
 double vi_policy_aggregate(enum vi_policy_aggregate a, const double *v, size_t n);

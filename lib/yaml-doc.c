@@ -47,6 +47,12 @@ struct composer {
 	size_t size;    /* the document's size, aliases expanded */
 	size_t aliased; /* the part of it aliases repeat */
 	int documents;
+	/* Set for a stream of documents: called at the end of each. */
+	vi_yaml_each_fn *each;
+	void *arg;
+	const char *text;
+	size_t len;
+	yaml_mark_t doc_start, prev_end;
 };
 
 static int verror_at(struct vi_yaml *y, const yaml_mark_t *mark, int code, const char *fmt,
@@ -289,19 +295,87 @@ static int parse_error(struct vi_yaml *y, const yaml_parser_t *parser, const cha
 			parser->context ? " " : "", parser->context ? parser->context : "");
 }
 
-static int compose(struct composer *c, yaml_parser_t *parser, const char *text, size_t len)
+/* The byte offset of mark in text (libyaml counts characters). */
+static size_t mark_offset(const char *text, size_t len, const yaml_mark_t *mark)
+{
+	size_t i = 0, line = 0, column = 0;
+
+	for (; i < len && line < mark->line; i++)
+		if (text[i] == '\n')
+			line++;
+	for (; i < len && column < mark->column && text[i] != '\n'; column++)
+		for (i++; i < len && ((unsigned char)text[i] & 0xc0) == 0x80; i++)
+			;
+	return i;
+}
+
+static void forget_anchors(struct composer *c)
+{
+	for (size_t i = 0; i < c->nanchors; i++)
+		free(c->anchors[i].name);
+	free(c->anchors);
+	free(c->slots);
+	c->anchors = NULL;
+	c->slots = NULL;
+	c->nanchors = c->anchors_cap = c->nslots = 0;
+	c->size = c->aliased = 0;
+}
+
+/* Hands a finished document of a stream to its reader, then starts afresh:
+ * its text runs from its "---" line (left out), or without one from where
+ * the one before ended (comments above it are its own), to where the next
+ * begins, blank lines around it left out. */
+static int document_done(struct composer *c, const yaml_mark_t *end)
+{
+	struct vi_yaml *y = c->y;
+	size_t from = mark_offset(c->text, c->len, &c->doc_start);
+	size_t to = mark_offset(c->text, c->len, end);
+	int line = (int)c->doc_start.line + 1, rc;
+
+	if (to - from >= 3 && !strncmp(c->text + from, "---", 3)) {
+		size_t eol = from + 3;
+		while (eol < to && (c->text[eol] == ' ' || c->text[eol] == '\t'))
+			eol++;
+		if (eol == to || c->text[eol] == '\n' || c->text[eol] == '\r') {
+			from = eol < to ? eol + 1 : eol;
+			line++;
+		}
+	}
+	for (size_t i = from; i < to && strchr(" \t\r\n", c->text[i]); i++)
+		if (c->text[i] == '\n') {
+			from = i + 1;
+			line++;
+		}
+	while (to > from && strchr(" \t\r\n", c->text[to - 1]))
+		to--;
+	rc = c->each(y, c->text + from, to - from, line, c->arg);
+	forget_anchors(c);
+	yaml_document_delete(&y->doc);
+	y->loaded = yaml_document_initialize(&y->doc, NULL, NULL, NULL, 1, 1);
+	if (rc == 0 && !y->loaded)
+		rc = no_memory();
+	return rc;
+}
+
+static int compose(struct composer *c, yaml_parser_t *parser)
 {
 	yaml_event_t e;
 	int rc = 0;
 
 	for (bool end = false; !end && rc == 0; yaml_event_delete(&e)) {
 		if (!yaml_parser_parse(parser, &e))
-			return parse_error(c->y, parser, text, len);
+			return parse_error(c->y, parser, c->text, c->len);
 		switch (e.type) {
 		case YAML_DOCUMENT_START_EVENT:
-			if (c->documents++)
+			c->doc_start = e.data.document_start.implicit ? c->prev_end : e.start_mark;
+			if (c->documents++ && !c->each)
 				rc = error_at(c->y, &e.start_mark,
 					      "a second YAML document is not allowed");
+			break;
+		case YAML_DOCUMENT_END_EVENT:
+			if (c->each)
+				rc = document_done(c, &e.start_mark);
+			c->prev_end = e.end_mark;
 			break;
 		case YAML_SCALAR_EVENT:
 			rc = add_scalar(c, &e);
@@ -327,9 +401,10 @@ static int compose(struct composer *c, yaml_parser_t *parser, const char *text, 
 	return rc;
 }
 
-int vi_yaml_load_string(struct vi_yaml *y, const char *name, const char *text, size_t len)
+static int load(struct vi_yaml *y, const char *name, const char *text, size_t len,
+		vi_yaml_each_fn *each, void *arg)
 {
-	struct composer c = { .y = y };
+	struct composer c = { .y = y, .each = each, .arg = arg, .text = text, .len = len };
 	yaml_parser_t parser;
 	int rc;
 
@@ -344,17 +419,26 @@ int vi_yaml_load_string(struct vi_yaml *y, const char *name, const char *text, s
 	}
 	y->loaded = true;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-	rc = compose(&c, &parser, text, len);
+	rc = compose(&c, &parser);
 	while (c.depth)
 		collection_release(&c.open[--c.depth]);
-	for (size_t i = 0; i < c.nanchors; i++)
-		free(c.anchors[i].name);
-	free(c.anchors);
-	free(c.slots);
+	forget_anchors(&c);
 	yaml_parser_delete(&parser);
-	if (rc < 0)
+	if (rc < 0 || each)
 		vi_yaml_release(y);
 	return rc;
+}
+
+int vi_yaml_load_string(struct vi_yaml *y, const char *name, const char *text, size_t len)
+{
+	return load(y, name, text, len, NULL, NULL);
+}
+
+int vi_yaml_load_each(const char *name, const char *text, size_t len, vi_yaml_each_fn *fn,
+		      void *arg)
+{
+	struct vi_yaml y;
+	return load(&y, name, text, len, fn, arg);
 }
 
 int vi_yaml_load_file(struct vi_yaml *y, const char *path)
@@ -405,6 +489,35 @@ int vi_yaml_error(struct vi_yaml *y, const yaml_node_t *node, int code, const ch
 	return rc;
 }
 
+int vi_yaml_error_at(struct vi_yaml *y, const yaml_node_t *node, size_t offset, int code,
+		     const char *fmt, ...)
+{
+	yaml_mark_t mark = node->start_mark;
+	va_list ap;
+	int rc;
+
+	if (node->type == YAML_SCALAR_NODE && node->data.scalar.style == YAML_PLAIN_SCALAR_STYLE &&
+	    node->start_mark.line == node->end_mark.line)
+		for (size_t i = 0; i < offset && i < node->data.scalar.length; i++)
+			if ((node->data.scalar.value[i] & 0xc0) != 0x80)
+				mark.column++;
+	va_start(ap, fmt);
+	rc = verror_at(y, &mark, code, fmt, ap);
+	va_end(ap);
+	return rc;
+}
+
+int vi_yaml_unknown(struct vi_yaml *y, const yaml_node_t *node, size_t offset, const char *what,
+		    const char *word, const char *const *known, size_t n)
+{
+	const char *s = vi_suggest(word, known, n);
+
+	if (s)
+		return vi_yaml_error_at(y, node, offset, VI_EUSAGE,
+					"unknown %s '%s'; did you mean '%s'?", what, word, s);
+	return vi_yaml_error_at(y, node, offset, VI_EUSAGE, "unknown %s '%s'", what, word);
+}
+
 const char *vi_yaml_kind(const yaml_node_t *n)
 {
 	switch (n->type) {
@@ -447,13 +560,8 @@ int vi_yaml_check_keys(struct vi_yaml *y, yaml_node_t *map, const char *const *k
 		for (i = 0; i < n; i++)
 			if (!strcmp(key, known[i]))
 				break;
-		if (i < n)
-			continue;
-		const char *s = vi_suggest(key, known, n);
-		if (s)
-			return vi_yaml_error(y, k, VI_EUSAGE, "unknown key '%s'; did you mean '%s'?",
-					     key, s);
-		return vi_yaml_error(y, k, VI_EUSAGE, "unknown key '%s'", key);
+		if (i == n)
+			return vi_yaml_unknown(y, k, 0, "key", key, known, n);
 	}
 	return 0;
 }

@@ -31,6 +31,17 @@ int vi_yaml_load_file(struct vi_yaml *y, const char *path);
 int vi_yaml_load_string(struct vi_yaml *y, const char *name, const char *text, size_t len);
 void vi_yaml_release(struct vi_yaml *y);
 
+/* Loads every document of a stream (a policy file) in turn, calling fn with
+ * each while it is loaded: y is released after fn returns, and a negative
+ * return from fn stops the load and is returned. text and len are the
+ * document's own text in the stream (its "---" line and trailing blank
+ * lines left out; not NUL-terminated), line is where that text starts. An
+ * empty document has no root. Errors as vi_yaml_load_string(). */
+typedef int vi_yaml_each_fn(struct vi_yaml *y, const char *text, size_t len, int line,
+			    void *arg);
+int vi_yaml_load_each(const char *name, const char *text, size_t len, vi_yaml_each_fn *fn,
+		      void *arg);
+
 yaml_node_t *vi_yaml_root(struct vi_yaml *y); /* NULL for an empty document */
 yaml_node_t *vi_yaml_node(struct vi_yaml *y, int index);
 
@@ -38,6 +49,15 @@ yaml_node_t *vi_yaml_node(struct vi_yaml *y, int index);
  * returns -code. */
 int vi_yaml_error(struct vi_yaml *y, const yaml_node_t *node, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* The same at the character offset bytes into a plain one-line scalar's
+ * text (a word inside a condition); elsewhere at the node's start. */
+int vi_yaml_error_at(struct vi_yaml *y, const yaml_node_t *node, size_t offset, int code,
+		     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+/* "unknown WHAT 'WORD'", with "; did you mean 'X'?" when one of known is
+ * close, at offset as vi_yaml_error_at(); returns -VI_EUSAGE. */
+int vi_yaml_unknown(struct vi_yaml *y, const yaml_node_t *node, size_t offset, const char *what,
+		    const char *word, const char *const *known, size_t n);
 
 /* Requires node to be a mapping (what names it in the message). */
 int vi_yaml_expect_map(struct vi_yaml *y, yaml_node_t *node, const char *what);

@@ -109,10 +109,65 @@ static void emit_roundtrip(void)
 	free(text);
 }
 
+struct seen {
+	char text[4][64];
+	int line[4];
+	int n;
+};
+
+static int collect(struct vi_yaml *y, const char *text, size_t len, int line, void *arg)
+{
+	struct seen *s = arg;
+	yaml_node_t *root = vi_yaml_root(y);
+
+	if (s->n == 4)
+		return -VI_EFAIL;
+	snprintf(s->text[s->n], sizeof(s->text[0]), "%.*s", (int)len, text);
+	s->line[s->n++] = line;
+	if (root && vi_yaml_get(y, root, "bad"))
+		return vi_yaml_error_at(y, vi_yaml_get(y, root, "bad"), 4, VI_EUSAGE, "here");
+	return 0;
+}
+
+static void documents(void)
+{
+	struct seen s = { 0 };
+	struct vi_yaml y;
+	const char *text = "# one\na: 1\n---\nb: &x 2\n\n\n--- \nc: *x\n...\n";
+
+	is_int(vi_yaml_load_each("t.yaml", text, strlen(text), collect, &s), -VI_EUSAGE,
+	       "an alias does not reach into the next document");
+	is_str(vi_error_message(), "t.yaml:8:4: unknown alias '*x'", "the alias's place");
+	memset(&s, 0, sizeof(s));
+	text = "# one\na: 1\n---\nb: 2\n\n\n--- \nc: 3\n...\n";
+	is_int(vi_yaml_load_each("t.yaml", text, strlen(text), collect, &s), 0, "three documents");
+	is_int(s.n, 3, "each document seen");
+	is_str(s.text[0], "# one\na: 1", "the first document's text");
+	is_int(s.line[0], 1, "it starts at line 1");
+	is_str(s.text[1], "b: 2", "the second's, without its '---'");
+	is_int(s.line[1], 4, "it starts at line 4");
+	is_str(s.text[2], "c: 3", "the third's, without the end marker");
+	is_int(s.line[2], 8, "it starts at line 8");
+	memset(&s, 0, sizeof(s));
+	text = "a: 1\n---\nbad: one two three\n";
+	is_int(vi_yaml_load_each("t.yaml", text, strlen(text), collect, &s), -VI_EUSAGE,
+	       "the reader's error stops the load");
+	is_str(vi_error_message(), "t.yaml:3:10: here", "at an offset inside a plain scalar");
+	text = "bad: 'one two'\n";
+	memset(&s, 0, sizeof(s));
+	is_int(vi_yaml_load_each("t.yaml", text, strlen(text), collect, &s), -VI_EUSAGE,
+	       "a quoted scalar");
+	is_str(vi_error_message(), "t.yaml:1:6: here", "at a quoted scalar's start");
+	is_int(load(&y, "a: 1\n---\nb: 2\n"), -VI_EUSAGE, "one document only for the others");
+	is_str(vi_error_message(), "t.yaml:2:1: a second YAML document is not allowed",
+	       "the second document refused");
+}
+
 int main(void)
 {
 	syntax_errors();
 	getters();
 	emit_roundtrip();
+	documents();
 	return done();
 }
