@@ -22,6 +22,7 @@ BINDIR ?= $(PREFIX)/bin
 LIBDIR ?= $(PREFIX)/lib
 DATADIR ?= $(PREFIX)/share
 MANDIR ?= $(DATADIR)/man
+SYSTEMDUNITDIR ?= $(LIBDIR)/systemd/system
 PLUGINDIR := $(LIBDIR)/vi/plugins
 TOOLSDIR := $(LIBDIR)/vi
 TEMPLATEDIR := $(DATADIR)/vi/templates
@@ -228,6 +229,9 @@ install: all
 	$(if $(wildcard templates/*.yaml),install -m 0644 $(wildcard templates/*.yaml) $(DESTDIR)$(TEMPLATEDIR)/)
 	install -m 0644 completion/vi.bash $(DESTDIR)$(DATADIR)/bash-completion/completions/vi
 	install -m 0644 completion/_vi $(DESTDIR)$(DATADIR)/zsh/vendor-completions/_vi
+	install -d $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|@BINDIR@|$(BINDIR)|' dist/vi-policy.service.in >$(DESTDIR)$(SYSTEMDUNITDIR)/vi-policy.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/vi-policy.service
 
 clean:
 	rm -rf build build-san

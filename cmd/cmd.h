@@ -138,6 +138,7 @@ extern const struct cmd hv_commands[];
 extern const struct cmd host_commands[];
 extern const struct cmd forward_commands[];
 extern const struct cmd snapshot_commands[];
+extern const struct cmd policy_commands[];
 extern const struct cmd template_commands[];
 extern const struct cmd image_commands[];
 

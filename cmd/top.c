@@ -1,6 +1,7 @@
 /* vi top: a live view of the VMs by load and of resource issues, in the manner of
  * top(1) and virt-top; with --batch, plain frames for scripts. */
 #include "cmd.h"
+#include "engine.h"
 #include "error.h"
 #include "metrics.h"
 #include "output.h"
@@ -94,6 +95,56 @@ static void draw_issues(const struct vi_metrics_view *v)
 		puts("  none");
 }
 
+/* Each policy: enabled or not, the engine's latest decision on it where it came
+ * nearest to acting, and its last action. */
+static void draw_policies(void)
+{
+	static const char *const head[] = { "POLICY", "STATE", "NOW", "LAST ACTION" };
+	struct vi_policy *p;
+	bool *en;
+	size_t n;
+	long engine = vi_engine_running(&ctx.store);
+	struct vi_table t;
+
+	if (vi_policies_load(&ctx.store, &p, &en, &n) < 0) {
+		printf("POLICIES\n  %s\n", vi_error_message());
+		vi_error_clear();
+		return;
+	}
+	if (engine > 0)
+		printf("POLICIES (the engine runs, pid %ld)\n", engine);
+	else
+		printf("POLICIES (no engine runs)\n");
+	if (!n) {
+		puts("  none");
+		vi_policies_free(p, en, n);
+		return;
+	}
+	vi_table_init(&t, 4, head);
+	for (size_t i = 0; i < n; i++) {
+		struct vi_policy_last l;
+		char now[400] = "-", last[520] = "-", when[16];
+
+		if (vi_engine_last(&ctx.store, p[i].name, &l)) {
+			if (l.decision[0])
+				snprintf(now, sizeof(now), "%s %s: %s", l.decision, l.decided_vm,
+					 l.why);
+			if (l.time > 0) {
+				time_t tt = (time_t)l.time;
+				struct tm tm;
+				strftime(when, sizeof(when), "%H:%M:%S", localtime_r(&tt, &tm));
+				snprintf(last, sizeof(last), "%s %s %s: %s", when, l.vm, l.action,
+					 l.result);
+			}
+		}
+		const char *row[] = { p[i].name, en[i] ? "enabled" : "disabled", now, last };
+		vi_table_add(&t, row);
+	}
+	vi_table_print(&t);
+	vi_table_release(&t);
+	vi_policies_free(p, en, n);
+}
+
 static void draw(const struct vi_metrics_view *v, size_t *order)
 {
 	char line[256], when[16];
@@ -122,7 +173,8 @@ static void draw(const struct vi_metrics_view *v, size_t *order)
 	}
 	putchar('\n');
 	draw_issues(v);
-	/* The policies, their state and last action, come here. */
+	putchar('\n');
+	draw_policies();
 }
 
 static volatile sig_atomic_t stop_signal;

@@ -74,6 +74,8 @@ const struct cmd commands[] = {
 	  "list virtual machines and their state" },
 	{ "migrate", cmd_migrate, 1, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM [HOST]", migrate_options,
 	  "move a VM to another host, live when it runs" },
+	{ "policy", NULL, 0, 0, 0, "", NULL,
+	  "rules over live metrics that grow, restart and snapshot VMs", policy_commands },
 	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
 	  "show a virtual machine's definition and state" },
 	{ "snapshot", NULL, 0, 0, 0, "", NULL,
@@ -90,7 +92,7 @@ const struct cmd commands[] = {
 	{ "template", NULL, 0, 0, 0, "", NULL, "golden-image templates and their images",
 	  template_commands },
 	{ "top", cmd_top, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", top_options,
-	  "a live view of the VMs by load, and of resource issues" },
+	  "a live view of the VMs by load, resource issues and policies" },
 	{ "version", cmd_version, 0, 0, 0, "", version_options, "print the version" },
 	{ NULL },
 };

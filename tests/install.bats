@@ -14,6 +14,8 @@ setup() { common_setup; }
 	[ -f "$d/usr/share/man/man1/vi-list.1" ]
 	[ -f "$d/usr/share/bash-completion/completions/vi" ]
 	[ -f "$d/usr/share/zsh/vendor-completions/_vi" ]
+	# The policy engine's unit runs the installed vi.
+	grep -qx "ExecStart=/usr/bin/vi policy run" "$d/usr/lib/systemd/system/vi-policy.service"
 	for p in "$VI_BUILD"/plugins/hv-*.so; do
 		[ -e "$p" ] || continue
 		[ -f "$d/usr/lib/vi/plugins/${p##*/}" ] || { echo "missing ${p##*/}"; return 1; }

@@ -75,3 +75,27 @@ teardown() {
 	run -2 vi top --batch --delay 0
 	[ "$output" = "vi: error: invalid delay '0': must be from 0.1 to 86400 seconds" ]
 }
+
+@test "in a terminal, --batch shows the VMs and the policies, each with its state and last action" {
+	command -v tmux >/dev/null || skip "tmux is not installed (scripts/setup installs it)"
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --start s1
+	wait_console s1 "stamps: gen 1 ok"
+	printf 'name: note\nvms: [s1]\nwhen: cpus >= 1\ncooldown: 1h\nthen:\n  - exec: "true"\n' |
+		vi -q policy add -
+	printf 'name: off\nvms: [s1]\nwhen: state == crashed\nthen: restart\n' | vi -q policy add -
+	vi -q policy disable off
+	vi -q policy run --once
+	sock=vi-top-$$
+	d=$BATS_TEST_TMPDIR
+	tmux -L "$sock" new-session -d -x 160 -y 40 "vi top --batch -n 1 >$d/frame; echo \$? >$d/status; sleep 60"
+	for _ in $(seq 100); do
+		[ -s "$d/status" ] && break
+		sleep 0.1
+	done
+	[ "$(cat "$d/status")" = 0 ]
+	grep -q '^s1  *running  *1 ' "$d/frame"
+	grep -qx 'POLICIES (no engine runs)' "$d/frame"
+	grep -q '^POLICY  *STATE  *NOW  *LAST ACTION$' "$d/frame"
+	grep -Eq '^note  +enabled  +fire s1: holds \(cpus=1\)  +[0-9:]{8} s1 exec true: exit status 0$' "$d/frame"
+	grep -Eq '^off  +disabled  +-  +-$' "$d/frame"
+}
