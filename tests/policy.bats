@@ -294,3 +294,73 @@ grow cpus +1 ok cpus 2 -> 3" ]
 	run -2 vi policy log --since yesterday
 	[ "$output" = "vi: error: --since: 'yesterday' is neither a duration (10m) nor a time (2026-12-04T08:00)" ]
 }
+
+@test "plan: labels choose the VMs, across all and avg judge them together, a schedule keeps a policy quiet" {
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --label tier=web --start w1
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --label tier=web w2
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --label tier=db --start d1
+	tomorrow=$(LC_ALL=C date -d tomorrow +%a | tr A-Z a-z)
+	vi -q policy add - <<-EOF
+		name: all-up
+		vms: [label:tier=web]
+		across: all
+		when: state == running
+		then: restart
+		---
+		name: avg-mem
+		vms: [label:tier=web]
+		across: avg
+		when: memory >= 64M
+		then: restart
+		---
+		name: any-up
+		vms: [label:tier=web]
+		when: state == running
+		then: restart
+		---
+		name: later
+		vms: [d1]
+		when: state == running
+		schedule: $tomorrow 00:00-23:59
+		then: restart
+	EOF
+	run -0 vi policy plan --json
+	plan=$output
+	decision() { jq -r --arg p "$1" --arg v "$2" '.plan[] | select(.policy == $p and .vm == $v) | .decision' <<<"$plan"; }
+	# One of the two is stopped: not all run.
+	[ "$(decision all-up '*')" = no ]
+	[ "$(decision avg-mem '*')" = fire ]
+	[ "$(decision any-up w1)" = fire ]
+	[ "$(decision any-up w2)" = no ]
+	[ -z "$(decision any-up d1)" ]
+	[ "$(decision later d1)" = schedule ]
+	[ "$(jq -r '.plan[] | select(.policy == "later") | .why' <<<"$plan")" = "outside its schedule '$tomorrow 00:00-23:59'" ]
+	vi -q start w2
+	run -0 vi policy plan --json
+	plan=$output
+	[ "$(decision all-up '*')" = fire ]
+}
+
+@test "a snapshot action keeps the policy's last N snapshots, and the engine stops and starts VMs" {
+	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --start v1
+	wait_console v1 "stamps: gen 1 ok"
+	vi -q snapshot create v1 mine
+	printf 'name: keep2\nvms: [v1]\nwhen: state == running\nthen:\n  - snapshot: {keep: 2}\n' |
+		vi -q policy add -
+	for i in 1 2 3; do
+		vi -q policy run --once
+		sleep 1 # the snapshots are named to the second
+	done
+	run -0 vi snapshot list --json v1
+	[ "$(jq -r '[.snapshots[].name | select(startswith("keep2-"))] | length' <<<"$output")" = 2 ]
+	[ "$(jq -r '[.snapshots[].name | select(. == "mine")] | length' <<<"$output")" = 1 ]
+	[ "$(vi policy log --json | jq -r 'select(.action) | .result' | sort -u)" = ok ]
+	vi -q policy rm keep2
+	printf 'name: down\nvms: [v1]\nwhen: state == running\nthen: stop\n' | vi -q policy add -
+	vi -q policy run --once
+	[ "$(vi show --json v1 | jq -r .vm.state)" = stopped ]
+	vi -q policy rm down
+	printf 'name: up\nvms: [v1]\nwhen: state == stopped\nthen: [start]\n' | vi -q policy add -
+	vi -q policy run --once
+	[ "$(vi show --json v1 | jq -r .vm.state)" = running ]
+}
