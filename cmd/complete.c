@@ -3,6 +3,7 @@
  * one being completed (possibly empty). One candidate per line; a line
  * "__files__" or "__dirs__" asks the shell to complete paths itself. */
 #include "cmd.h"
+#include "engine.h"
 #include "error.h"
 #include "host.h"
 #include "template.h"
@@ -131,6 +132,21 @@ static void offer_kind(enum vi_complete kind)
 			for (size_t i = 0; i < h.n; i++)
 				offer(h.hosts[i].name);
 			vi_hosts_release(&h);
+		}
+		vi_error_clear();
+		vi_store_release(&s);
+		break;
+	}
+	case VI_COMPLETE_POLICY: {
+		struct vi_store s = { .home = ctx.home ? xstrdup(ctx.home)
+						       : vi_store_default_home() };
+		struct vi_policy *p;
+		bool *en;
+		size_t n;
+		if (vi_policies_load(&s, &p, &en, &n) == 0) {
+			for (size_t i = 0; i < n; i++)
+				offer(p[i].name);
+			vi_policies_free(p, en, n);
 		}
 		vi_error_clear();
 		vi_store_release(&s);

@@ -44,7 +44,8 @@ const struct vi_option policy_run_options[] = {
 const struct vi_option policy_log_options[] = {
 	{ "since", 0, VI_OPT_STRING, &opt_since, "T",
 	  "only decisions since T: a duration ago (10m) or a time (2026-12-04T08:00)" },
-	{ "policy", 0, VI_OPT_STRING, &opt_policy, "NAME", "only this policy's decisions" },
+	{ "policy", 0, VI_OPT_STRING, &opt_policy, "POLICY", "only this policy's decisions",
+	  VI_COMPLETE_POLICY },
 	OPT_JSON,
 	VI_OPT_TABLE_END,
 };
@@ -604,9 +605,9 @@ out:
 const struct cmd policy_commands[] = {
 	{ "add", cmd_policy_add, 1, 1, NEEDS_STORE, "FILE", policy_add_options,
 	  "add the policies in a YAML file (- for standard input)" },
-	{ "disable", cmd_policy_disable, 1, 1, NEEDS_STORE, "NAME", policy_options,
+	{ "disable", cmd_policy_disable, 1, 1, NEEDS_STORE, "POLICY", policy_options,
 	  "keep a policy without the engine acting on it" },
-	{ "enable", cmd_policy_enable, 1, 1, NEEDS_STORE, "NAME", policy_options,
+	{ "enable", cmd_policy_enable, 1, 1, NEEDS_STORE, "POLICY", policy_options,
 	  "let the engine act on a disabled policy again" },
 	{ "list", cmd_policy_list, 0, 0, NEEDS_STORE, "", policy_options,
 	  "list the policies, whether each is enabled and when it last fired" },
@@ -614,10 +615,10 @@ const struct cmd policy_commands[] = {
 	  "show the engine's decisions from its audit log" },
 	{ "plan", cmd_policy_plan, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", policy_options,
 	  "evaluate every policy now and say what would fire, acting on nothing" },
-	{ "rm", cmd_policy_rm, 1, 1, NEEDS_STORE, "NAME", policy_options, "remove a policy" },
+	{ "rm", cmd_policy_rm, 1, 1, NEEDS_STORE, "POLICY", policy_options, "remove a policy" },
 	{ "run", cmd_policy_run, 0, 0, NEEDS_STORE | NEEDS_PLUGINS, "", policy_run_options,
 	  "run the engine: sample, decide and act until stopped" },
-	{ "show", cmd_policy_show, 1, 1, NEEDS_STORE, "NAME", policy_options,
+	{ "show", cmd_policy_show, 1, 1, NEEDS_STORE, "POLICY", policy_options,
 	  "show a policy as it was written, and when it last fired" },
 	{ NULL },
 };

@@ -171,6 +171,7 @@ enum vi_complete cmd_arg_complete(const struct cmd *c, int index)
 		{ "DIR", VI_COMPLETE_DIR },	 { "TEMPLATE", VI_COMPLETE_TEMPLATE },
 		{ "BACKEND", VI_COMPLETE_HV },	 { "VM", VI_COMPLETE_VM },
 		{ "SNAPSHOT", VI_COMPLETE_SNAPSHOT }, { "HOST", VI_COMPLETE_HOST },
+		{ "POLICY", VI_COMPLETE_POLICY },
 	};
 	char tok[64] = "";
 	const char *p = c->args ? c->args : "";

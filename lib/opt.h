@@ -26,6 +26,7 @@ enum vi_complete {
 	VI_COMPLETE_TEMPLATE,
 	VI_COMPLETE_SNAPSHOT, /* a snapshot of the VM named just before */
 	VI_COMPLETE_HOST,     /* a host of the inventory (vi host) */
+	VI_COMPLETE_POLICY,   /* a policy in the store (vi policy) */
 };
 
 struct vi_strlist {

@@ -78,6 +78,17 @@ complete_bash() {
 	[ "$output" = web1 ]
 }
 
+@test "policy names are completed where a policy is named" {
+	printf 'name: web-cpu\nvms: [a]\nwhen: cpus > 1\nthen: restart\n---\nname: revive\nvms: [a]\nwhen: state == crashed\nthen: restart\n' |
+		vi -q policy add -
+	run -0 complete_bash policy show ""
+	[ "$(sort <<<"$output")" = "$(printf 'revive\nweb-cpu')" ]
+	run -0 complete_bash policy rm w
+	[ "$output" = web-cpu ]
+	run -0 complete_bash policy log --policy r
+	[ "$output" = revive ]
+}
+
 @test "backend names are completed after --hv" {
 	use_fixture_plugins
 	run -0 complete_bash caps --hv ""
