@@ -1,8 +1,11 @@
 /* The host inventory and vi run over ssh (host.h). */
 #include "host.h"
 #include "error.h"
+#include "output.h"
 #include "util.h"
 #include "yaml-doc.h"
+
+#include <json-c/json.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -476,4 +479,40 @@ void vi_host_result_release(struct vi_host_result *r)
 	free(r->out);
 	free(r->err);
 	memset(r, 0, sizeof(*r));
+}
+
+/* --- asking hosts ------------------------------------------------------------------- */
+
+void vi_hosts_ask(const struct vi_host_entry *const *hosts, size_t n, struct vi_host_answer *a)
+{
+	static char *const args[] = { "--json", "host", "info" };
+	struct vi_host_result *res = xcalloc(n ? n : 1, sizeof(*res));
+
+	vi_hosts_run(hosts, n, args, 3, VI_HOST_INFO_TIMEOUT_MS, res);
+	for (size_t i = 0; i < n; i++) {
+		int status = res[i].status;
+		a[i] = (struct vi_host_answer){ .e = hosts[i], .status = status, .ms = res[i].ms };
+		a[i].reason = xstrdup(vi_host_ssh_reason(status == 255 || status == 127 || *res[i].err
+								 ? res[i].err
+								 : res[i].out));
+		if (status == 255)
+			a[i].problem = xasprintf("unreachable: %s", a[i].reason);
+		else if (status == 127)
+			a[i].problem = xasprintf("no vi there: %s", a[i].reason);
+		else if (status != 0)
+			a[i].problem = xstrdup(a[i].reason);
+		else if (!(a[i].info = json_tokener_parse(res[i].out)))
+			a[i].problem = xstrdup("its vi gave no host information");
+		vi_host_result_release(&res[i]);
+	}
+	free(res);
+}
+
+void vi_host_answer_release(struct vi_host_answer *a)
+{
+	if (a->info)
+		json_object_put(a->info);
+	free(a->reason);
+	free(a->problem);
+	memset(a, 0, sizeof(*a));
 }

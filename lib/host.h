@@ -11,6 +11,8 @@
 
 #include "store.h"
 
+struct json_object;
+
 struct vi_host_entry {
 	char *name;
 	char *uri;  /* ssh://[user@]addr[:port] as given */
@@ -75,6 +77,27 @@ struct vi_host_result {
 void vi_hosts_run(const struct vi_host_entry *const *hosts, size_t n, char *const *args,
 		  size_t nargs, unsigned timeout_ms, struct vi_host_result *res);
 void vi_host_result_release(struct vi_host_result *r);
+
+/* A host's answer to `vi --json host info`: info (NULL when it did not
+ * answer), or why not in problem ("unreachable: ...", "no vi there: ...").
+ * status and reason are as ssh left them: vi's exit status there (255: ssh
+ * failed) and the one line of its error. */
+struct vi_host_answer {
+	const struct vi_host_entry *e;
+	struct json_object *info;
+	int status;
+	char *reason;
+	char *problem;
+	double ms;
+};
+
+/* How long a host may take to answer `vi host info`. */
+#define VI_HOST_INFO_TIMEOUT_MS 30000
+
+/* Asks each of the n hosts at once for its `vi host info`; a[i] gets host
+ * i's answer, released with vi_host_answer_release. */
+void vi_hosts_ask(const struct vi_host_entry *const *hosts, size_t n, struct vi_host_answer *a);
+void vi_host_answer_release(struct vi_host_answer *a);
 
 /* The one line that says why ssh could not reach a host, from its standard
  * error: its last line, or "ssh failed" when there is none. Static storage. */
