@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "store.h"
+#include "vm.h"
 
 struct json_object;
 
@@ -98,6 +99,18 @@ struct vi_host_answer {
  * i's answer, released with vi_host_answer_release. */
 void vi_hosts_ask(const struct vi_host_entry *const *hosts, size_t n, struct vi_host_answer *a);
 void vi_host_answer_release(struct vi_host_answer *a);
+
+/* The host of the inventory that best takes a VM of memory bytes on backend
+ * hv: asked all at once, the reachable ones other than this machine (its
+ * store s) with hv usable and more memory free than the VM needs, the one
+ * with the most free; a tie goes to the one running fewer VMs. *out points
+ * into h. None: VI_ENOTFOUND "no host can take VM 'NAME': ..." saying why
+ * each could not. */
+int vi_hosts_least_loaded(const struct vi_store *s, const struct vi_hosts *h,
+			  const struct vi_vm *vm, const struct vi_host_entry **out);
+/* The choice of that among n answers (home and hostname: this machine's). */
+int vi_hosts_pick(const struct vi_host_answer *a, size_t n, const struct vi_vm *vm,
+		  const char *home, const char *hostname, const struct vi_host_entry **out);
 
 /* The one line that says why ssh could not reach a host, from its standard
  * error: its last line, or "ssh failed" when there is none. Static storage. */
