@@ -48,9 +48,6 @@ const struct cmd host_commands[] = {
 	{ NULL },
 };
 
-/* How long a host may take to answer `vi host info`. */
-#define HOST_TIMEOUT_MS 30000
-
 /* --- the inventory ----------------------------------------------------------------- */
 
 /* Changes to hosts.yaml are serialised by a lock beside it. */
@@ -244,44 +241,7 @@ static char *backend_list(struct json_object *info)
 	return s;
 }
 
-/* One host as it answered: info (NULL when it did not) and why not. */
-struct answer {
-	const struct vi_host_entry *e;
-	struct json_object *info;
-	char *problem;
-	double ms;
-};
-
-static void ask_hosts(const struct vi_host_entry *const *hosts, size_t n, struct answer *a)
-{
-	static char *const args[] = { "--json", "host", "info" };
-	struct vi_host_result *res = xcalloc(n ? n : 1, sizeof(*res));
-
-	vi_hosts_run(hosts, n, args, 3, HOST_TIMEOUT_MS, res);
-	for (size_t i = 0; i < n; i++) {
-		a[i] = (struct answer){ .e = hosts[i], .ms = res[i].ms };
-		if (res[i].status == 255)
-			a[i].problem = xasprintf("unreachable: %s", vi_host_ssh_reason(res[i].err));
-		else if (res[i].status == 127)
-			a[i].problem = xasprintf("no vi there: %s", vi_host_ssh_reason(res[i].err));
-		else if (res[i].status != 0)
-			a[i].problem = xstrdup(vi_host_ssh_reason(*res[i].err ? res[i].err
-									       : res[i].out));
-		else if (!(a[i].info = json_tokener_parse(res[i].out)))
-			a[i].problem = xstrdup("its vi gave no host information");
-		vi_host_result_release(&res[i]);
-	}
-	free(res);
-}
-
-static void answer_release(struct answer *a)
-{
-	if (a->info)
-		json_object_put(a->info);
-	free(a->problem);
-}
-
-static struct json_object *answer_json(const struct answer *a)
+static struct json_object *answer_json(const struct vi_host_answer *a)
 {
 	struct json_object *o = json_object_new_object();
 
@@ -302,7 +262,7 @@ static struct json_object *answer_json(const struct answer *a)
 int cmd_host_list(int argc, char **argv)
 {
 	struct vi_hosts h;
-	struct answer *a;
+	struct vi_host_answer *a;
 	const struct vi_host_entry **hosts;
 	int rc;
 	(void)argc, (void)argv;
@@ -313,7 +273,7 @@ int cmd_host_list(int argc, char **argv)
 	a = xcalloc(h.n + 1, sizeof(*a));
 	for (size_t i = 0; i < h.n; i++)
 		hosts[i] = &h.hosts[i];
-	ask_hosts(hosts, h.n, a);
+	vi_hosts_ask(hosts, h.n, a);
 	if (ctx.json) {
 		struct json_object *doc = vi_json_doc(), *list = json_object_new_array();
 		for (size_t i = 0; i < h.n; i++)
@@ -346,7 +306,7 @@ int cmd_host_list(int argc, char **argv)
 		vi_table_release(&t);
 	}
 	for (size_t i = 0; i < h.n; i++)
-		answer_release(&a[i]);
+		vi_host_answer_release(&a[i]);
 	free(a);
 	free(hosts);
 	vi_hosts_release(&h);
@@ -379,7 +339,7 @@ int cmd_host_show(int argc, char **argv)
 {
 	struct vi_host_entry *e;
 	struct vi_hosts h;
-	struct answer a;
+	struct vi_host_answer a;
 	int rc;
 	(void)argc;
 
@@ -387,7 +347,7 @@ int cmd_host_show(int argc, char **argv)
 		return rc;
 	if ((rc = vi_hosts_get(&h, argv[0], &e)) < 0)
 		goto out;
-	ask_hosts((const struct vi_host_entry *const *)&e, 1, &a);
+	vi_hosts_ask((const struct vi_host_entry *const *)&e, 1, &a);
 	if (ctx.json) {
 		struct json_object *doc = vi_json_doc();
 		json_object_object_add(doc, "host", answer_json(&a));
@@ -407,7 +367,7 @@ int cmd_host_show(int argc, char **argv)
 	/* A host that cannot be reached is not what was asked to be shown. */
 	if (!a.info)
 		rc = vi_error(VI_EFAIL, "host '%s' %s", e->name, a.problem);
-	answer_release(&a);
+	vi_host_answer_release(&a);
 out:
 	vi_hosts_release(&h);
 	return rc;

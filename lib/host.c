@@ -1,8 +1,11 @@
 /* The host inventory and vi run over ssh (host.h). */
 #include "host.h"
 #include "error.h"
+#include "output.h"
 #include "util.h"
 #include "yaml-doc.h"
+
+#include <json-c/json.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -476,4 +479,122 @@ void vi_host_result_release(struct vi_host_result *r)
 	free(r->out);
 	free(r->err);
 	memset(r, 0, sizeof(*r));
+}
+
+/* --- asking hosts ------------------------------------------------------------------- */
+
+void vi_hosts_ask(const struct vi_host_entry *const *hosts, size_t n, struct vi_host_answer *a)
+{
+	static char *const args[] = { "--json", "host", "info" };
+	struct vi_host_result *res = xcalloc(n ? n : 1, sizeof(*res));
+
+	vi_hosts_run(hosts, n, args, 3, VI_HOST_INFO_TIMEOUT_MS, res);
+	for (size_t i = 0; i < n; i++) {
+		int status = res[i].status;
+		a[i] = (struct vi_host_answer){ .e = hosts[i], .status = status, .ms = res[i].ms };
+		a[i].reason = xstrdup(vi_host_ssh_reason(status == 255 || status == 127 || *res[i].err
+								 ? res[i].err
+								 : res[i].out));
+		if (status == 255)
+			a[i].problem = xasprintf("unreachable: %s", a[i].reason);
+		else if (status == 127)
+			a[i].problem = xasprintf("no vi there: %s", a[i].reason);
+		else if (status != 0)
+			a[i].problem = xstrdup(a[i].reason);
+		else if (!(a[i].info = json_tokener_parse(res[i].out)))
+			a[i].problem = xstrdup("its vi gave no host information");
+		vi_host_result_release(&res[i]);
+	}
+	free(res);
+}
+
+void vi_host_answer_release(struct vi_host_answer *a)
+{
+	if (a->info)
+		json_object_put(a->info);
+	free(a->reason);
+	free(a->problem);
+	memset(a, 0, sizeof(*a));
+}
+
+static bool has_backend(struct json_object *info, const char *hv)
+{
+	struct json_object *list;
+
+	if (!json_object_object_get_ex(info, "backends", &list))
+		return false;
+	for (size_t i = 0; i < json_object_array_length(list); i++)
+		if (!strcmp(json_object_get_string(json_object_array_get_idx(list, i)), hv))
+			return true;
+	return false;
+}
+
+int vi_hosts_pick(const struct vi_host_answer *a, size_t n, const struct vi_vm *vm,
+		  const char *home, const char *hostname, const struct vi_host_entry **out)
+{
+	const struct vi_host_answer *best = NULL;
+	char *why = xstrdup("");
+	int rc = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *info = a[i].info;
+		uint64_t free_mem = (uint64_t)vi_json_get_int(info, "memory_free");
+		const char *there = vi_json_get_str(info, "home");
+		const char *name = vi_json_get_str(info, "hostname");
+		char *no = NULL, have[32];
+
+		if (!info) {
+			no = xstrdup(a[i].problem);
+		} else if (there && name && !strcmp(there, home) && !strcmp(name, hostname)) {
+			no = xstrdup("it is this host");
+		} else if (!has_backend(info, vm->hv)) {
+			no = xasprintf("%s is not usable there", vm->hv);
+		} else if (free_mem <= vm->memory) {
+			vi_format_human(free_mem, have, sizeof(have));
+			no = xasprintf("%s free", have);
+		}
+		if (no) {
+			char *more = xasprintf("%s%s%s %s", why, *why ? ", " : "", a[i].e->name, no);
+			free(why);
+			why = more;
+			free(no);
+			continue;
+		}
+		if (!best) {
+			best = &a[i];
+			continue;
+		}
+		uint64_t best_free = (uint64_t)vi_json_get_int(best->info, "memory_free");
+		if (free_mem > best_free ||
+		    (free_mem == best_free && vi_json_get_int(info, "vms_running") <
+						      vi_json_get_int(best->info, "vms_running")))
+			best = &a[i];
+	}
+	if (best)
+		*out = best->e;
+	else
+		rc = vi_error(VI_ENOTFOUND, "no host can take VM '%s': %s", vm->name,
+			      *why ? why : "the inventory has no hosts");
+	free(why);
+	return rc;
+}
+
+int vi_hosts_least_loaded(const struct vi_store *s, const struct vi_hosts *h,
+			  const struct vi_vm *vm, const struct vi_host_entry **out)
+{
+	const struct vi_host_entry **hosts = xcalloc(h->n + 1, sizeof(*hosts));
+	struct vi_host_answer *a = xcalloc(h->n + 1, sizeof(*a));
+	char hostname[256] = "";
+	int rc;
+
+	for (size_t i = 0; i < h->n; i++)
+		hosts[i] = &h->hosts[i];
+	vi_hosts_ask(hosts, h->n, a);
+	gethostname(hostname, sizeof(hostname) - 1);
+	rc = vi_hosts_pick(a, h->n, vm, s->home, hostname, out);
+	for (size_t i = 0; i < h->n; i++)
+		vi_host_answer_release(&a[i]);
+	free(a);
+	free(hosts);
+	return rc;
 }

@@ -10,6 +10,9 @@
 #include <sys/types.h>
 
 #include "store.h"
+#include "vm.h"
+
+struct json_object;
 
 struct vi_host_entry {
 	char *name;
@@ -75,6 +78,39 @@ struct vi_host_result {
 void vi_hosts_run(const struct vi_host_entry *const *hosts, size_t n, char *const *args,
 		  size_t nargs, unsigned timeout_ms, struct vi_host_result *res);
 void vi_host_result_release(struct vi_host_result *r);
+
+/* A host's answer to `vi --json host info`: info (NULL when it did not
+ * answer), or why not in problem ("unreachable: ...", "no vi there: ...").
+ * status and reason are as ssh left them: vi's exit status there (255: ssh
+ * failed) and the one line of its error. */
+struct vi_host_answer {
+	const struct vi_host_entry *e;
+	struct json_object *info;
+	int status;
+	char *reason;
+	char *problem;
+	double ms;
+};
+
+/* How long a host may take to answer `vi host info`. */
+#define VI_HOST_INFO_TIMEOUT_MS 30000
+
+/* Asks each of the n hosts at once for its `vi host info`; a[i] gets host
+ * i's answer, released with vi_host_answer_release. */
+void vi_hosts_ask(const struct vi_host_entry *const *hosts, size_t n, struct vi_host_answer *a);
+void vi_host_answer_release(struct vi_host_answer *a);
+
+/* The host of the inventory that best takes a VM of memory bytes on backend
+ * hv: asked all at once, the reachable ones other than this machine (its
+ * store s) with hv usable and more memory free than the VM needs, the one
+ * with the most free; a tie goes to the one running fewer VMs. *out points
+ * into h. None: VI_ENOTFOUND "no host can take VM 'NAME': ..." saying why
+ * each could not. */
+int vi_hosts_least_loaded(const struct vi_store *s, const struct vi_hosts *h,
+			  const struct vi_vm *vm, const struct vi_host_entry **out);
+/* The choice of that among n answers (home and hostname: this machine's). */
+int vi_hosts_pick(const struct vi_host_answer *a, size_t n, const struct vi_vm *vm,
+		  const char *home, const char *hostname, const struct vi_host_entry **out);
 
 /* The one line that says why ssh could not reach a host, from its standard
  * error: its last line, or "ssh failed" when there is none. Static storage. */
