@@ -75,7 +75,7 @@ const struct cmd commands[] = {
 	{ "migrate", cmd_migrate, 1, 2, NEEDS_LOCK | NEEDS_PLUGINS, "VM [HOST]", migrate_options,
 	  "move a VM to another host, live when it runs" },
 	{ "policy", NULL, 0, 0, 0, "", NULL,
-	  "rules over live metrics that grow, restart and snapshot VMs", policy_commands },
+	  "rules over live metrics that grow, move, restart and snapshot VMs", policy_commands },
 	{ "show", cmd_show, 1, 1, NEEDS_STORE | NEEDS_PLUGINS, "NAME", show_options,
 	  "show a virtual machine's definition and state" },
 	{ "snapshot", NULL, 0, 0, 0, "", NULL,

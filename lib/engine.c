@@ -18,8 +18,10 @@
 
 #include "error.h"
 #include "grow.h"
+#include "host.h"
 #include "machine.h"
 #include "metrics.h"
+#include "migrate-run.h"
 #include "ops.h"
 #include "output.h"
 #include "snapshot.h"
@@ -1083,6 +1085,35 @@ static int run_snapshot(struct vi_engine *e, struct vi_machine *m, const struct 
 	return 0;
 }
 
+/* Moves m to host (a host's name, or least-loaded); m is released. */
+static int run_migrate(struct vi_engine *e, struct vi_machine *m, const char *host, char *detail,
+		       size_t dlen)
+{
+	struct vi_hosts hosts;
+	const struct vi_host_entry *to = NULL;
+	struct vi_host_entry *named;
+	struct vi_migrate_opts o = { 0 };
+	struct vi_migrate_result r = { 0 };
+	int rc;
+
+	if ((rc = vi_hosts_load(e->store, &hosts)) < 0) {
+		vi_machine_release(m);
+		return rc;
+	}
+	if (!strcmp(host, "least-loaded"))
+		rc = vi_hosts_least_loaded(e->store, &hosts, &m->def, &to);
+	else if ((rc = vi_hosts_get(&hosts, host, &named)) == 0)
+		to = named;
+	if (rc == 0)
+		rc = vi_migrate_vm(e->store, m, to, &o, &r);
+	if (rc == 0)
+		snprintf(detail, dlen, "moved to host '%s'%s in %.1f s", to->name,
+			 r.live ? " live" : " (stopped)", r.total_ms / 1000);
+	vi_machine_release(m);
+	vi_hosts_release(&hosts);
+	return rc;
+}
+
 /* Runs one action on the VM r->vm, under its lock. */
 static int run_action(struct decide *d, const struct vi_decision_rec *r,
 		      const struct vi_policy_action *a, char *detail, size_t dlen)
@@ -1176,10 +1207,9 @@ static int run_action(struct decide *d, const struct vi_decision_rec *r,
 		rc = run_snapshot(e, &m, d->p, a->keep, detail, dlen);
 		break;
 	case VI_ACT_MIGRATE:
-		rc = vi_error(VI_EUNSUPPORTED,
-			      "the policy engine cannot migrate yet: run 'vi migrate %s %s'",
-			      r->vm, a->host);
-		break;
+		rc = run_migrate(e, &m, a->host, detail, dlen);
+		vi_store_unlock(lock);
+		return rc; /* m is released, and the VM gone from here when it moved */
 	case VI_ACT_EXEC:
 		break;
 	}
@@ -1198,14 +1228,25 @@ static enum vi_decision check_action(struct decide *d, const char *vm,
 
 	if (!is_grow(a) && a->kind != VI_ACT_MIGRATE)
 		return VI_DEC_FIRE;
-	if (a->kind == VI_ACT_MIGRATE) {
-		snprintf(why, wlen, "the policy engine cannot migrate yet");
-		return VI_DEC_UNSUPPORTED;
-	}
 	if (vi_machine_open(d->e->store, d->e->plugins, vm, NULL, false, &m) < 0) {
 		snprintf(why, wlen, "%s", vi_error_message());
 		vi_error_clear();
 		return VI_DEC_UNSUPPORTED;
+	}
+	if (a->kind == VI_ACT_MIGRATE) {
+		struct vi_hv_state st;
+		/* A running VM moves live only where its backend can send one. */
+		if (!m.hv) {
+			snprintf(why, wlen, "%s", m.hv_problem ? m.hv_problem : "no backend");
+			dec = VI_DEC_UNSUPPORTED;
+		} else if (vi_hv_state_active(vi_machine_state(&m, &st)) &&
+			   !m.hv->ops.migrate_send) {
+			snprintf(why, wlen, "backend '%s' cannot move a running VM yet", m.def.hv);
+			dec = VI_DEC_UNSUPPORTED;
+		}
+		vi_error_clear();
+		vi_machine_release(&m);
+		return dec;
 	}
 	struct vi_grow g;
 	struct vi_grow_plan plan;

@@ -152,6 +152,26 @@ wait_gen() { # HOME NAME GEN
 	[ "$(gens "$(host_home 1)" live | head -1)" -gt "$before" ]
 }
 
+@test "a policy moves a running guest live to the least loaded host, and the log says where" {
+	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start busy
+	wait_gen "$VI_HOME" busy 2
+	# h1 runs a VM already: h2 is the less loaded of two with memory to spare.
+	vi -q --host h1 create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start other
+	printf 'name: spread\nvms: [busy]\nwhen: state == running\nthen:\n  - migrate: least-loaded\n' |
+		vi -q policy add -
+	run -0 vi policy plan --json
+	[ "$(jq -r '.plan[] | select(.vm == "busy") | "\(.decision) \(.then)"' <<<"$output")" = "fire migrate least-loaded" ]
+	run -0 vi policy run --once
+	[[ $output == *" spread busy: migrate least-loaded: ok, moved to host 'h2' live in "*" s (state=running)" ]]
+	[ ! -e "$VI_HOME/vms/busy" ]
+	[ "$(vi --host h2 list --json | jq -r '.vms[] | "\(.name) \(.state)"')" = "busy running" ]
+	before=$(gens "$(host_home 2)" busy | tail -1)
+	wait_gen "$(host_home 2)" busy $((before + 2))
+	# The VM is gone from here: the engine's next sample has nothing to move.
+	run -0 vi policy run --once
+	[ "$(vi policy log --json | jq -r 'select(.action) | "\(.vm) \(.result)"')" = "busy ok" ]
+}
+
 @test "--tunnel: the guest moves through ssh alone and keeps counting there" {
 	vi -q create --hv "$hv" --kernel "$kernel" --memory 64M --nic none --start live
 	wait_gen "$VI_HOME" live 3
