@@ -565,9 +565,15 @@ int vi_hosts_pick(const struct vi_host_answer *a, size_t n, const struct vi_vm *
 			continue;
 		}
 		uint64_t best_free = (uint64_t)vi_json_get_int(best->info, "memory_free");
-		if (free_mem > best_free ||
-		    (free_mem == best_free && vi_json_get_int(info, "vms_running") <
-						      vi_json_get_int(best->info, "vms_running")))
+		int64_t running = vi_json_get_int(info, "vms_running"),
+			best_running = vi_json_get_int(best->info, "vms_running");
+		/* Free memory within a sixteenth of each other is alike: memory moves
+		 * all the time, and a host running fewer VMs is then the lighter. */
+		uint64_t hi = free_mem > best_free ? free_mem : best_free,
+			 lo = free_mem > best_free ? best_free : free_mem;
+		bool alike = hi - lo <= hi / 16;
+		if (alike ? running < best_running || (running == best_running && free_mem > best_free)
+			  : free_mem > best_free)
 			best = &a[i];
 	}
 	if (best)

@@ -103,7 +103,8 @@ void vi_host_answer_release(struct vi_host_answer *a);
 /* The host of the inventory that best takes a VM of memory bytes on backend
  * hv: asked all at once, the reachable ones other than this machine (its
  * store s) with hv usable and more memory free than the VM needs, the one
- * with the most free; a tie goes to the one running fewer VMs. *out points
+ * with the most free, or where free memory is alike (within a sixteenth),
+ * the one running fewer VMs. *out points
  * into h. None: VI_ENOTFOUND "no host can take VM 'NAME': ..." saying why
  * each could not. */
 int vi_hosts_least_loaded(const struct vi_store *s, const struct vi_hosts *h,

@@ -10,7 +10,7 @@ setup_file() {
 	mkdir -p "$VI_HOME"
 	traversable "$VI_HOME"
 	# One build for the whole file; every VM below is an overlay on it.
-	vi -q template build tiny
+	build_tiny >/dev/null
 }
 
 setup() {

@@ -10,7 +10,7 @@ setup_file() {
 	export VI_HOME=$BATS_FILE_TMPDIR/home
 	mkdir -p "$VI_HOME"
 	traversable "$VI_HOME"
-	vi template build tiny >"$BATS_FILE_TMPDIR/tiny.out" 2>&1 || true
+	build_tiny >"$BATS_FILE_TMPDIR/tiny.out" 2>&1 || true
 }
 
 setup() {

@@ -9,7 +9,7 @@ setup_file() {
 	export VI_HOME=$BATS_FILE_TMPDIR/home
 	mkdir -p "$VI_HOME"
 	traversable "$VI_HOME"
-	vi -q template build tiny
+	build_tiny >/dev/null
 }
 
 setup() {

@@ -11,6 +11,29 @@ traversable() {
 	done
 }
 
+# Builds template tiny in $VI_HOME and prints what vi says. Within one run of
+# tests/run ($VI_TEST_CACHE set) it is built once, in a store of the run's, and
+# each suite's store takes its images by hard link: a golden image is never
+# written, and everything else in the store stays the suite's own.
+build_tiny() {
+	if [ -z "${VI_TEST_CACHE:-}" ]; then
+		vi template build tiny
+		return
+	fi
+	local cache=$VI_TEST_CACHE/tiny
+	(
+		flock 9
+		[ -e "$cache/built" ] && exit 0
+		mkdir -p "$cache/home"
+		traversable "$cache/home"
+		VI_HOME=$cache/home vi template build tiny >"$cache/out" 2>&1 || { cat "$cache/out"; exit 1; }
+		touch "$cache/built"
+	) 9>"$VI_TEST_CACHE/tiny.lock" || return 1
+	mkdir -p "$VI_HOME"
+	[ -e "$VI_HOME/images" ] || cp -al "$cache/home/images" "$VI_HOME/"
+	vi template build tiny
+}
+
 # The image a build of template NAME made: digest_of NAME
 digest_of() {
 	vi template show --json "$1" | jq -r .image_digest

@@ -61,6 +61,13 @@ int main(void)
 
 	is_int(pick(a, b, c, &vm, &e), 0, "three hosts: one is chosen");
 	is_str(e ? e->name : NULL, "h3", "the most free memory, fewer VMs running of a tie");
+	/* Free memory within a sixteenth is alike: the fewer VMs running decide. */
+	char *near1 = info("/h1", 16, 4), *near2 = info("/h2", 15, 1), *far = info("/h3", 12, 0);
+	is_int(pick(near1, near2, far, &vm, &e), 0, "free memory alike");
+	is_str(e ? e->name : NULL, "h2", "the one running fewer VMs, of two with alike free memory");
+	free(near1);
+	free(near2);
+	free(far);
 	is_int(pick(a, b, NULL, &vm, &e), 0, "one unreachable");
 	is_str(e ? e->name : NULL, "h2", "the most free memory among those that answer");
 	is_int(pick(a, NULL, self, &vm, &e), 0, "this host among them");
