@@ -167,7 +167,7 @@ added policy 'crashed'" ]
 	wait_console b1 "hotplug: cpu 1 online"
 	wait_for '[ "$(cpus_of b1)" = 3 ]' 90
 	# Never a fourth: past its cooldown (within which its hold also runs) it is still 3.
-	sleep 25
+	sleep 21
 	stop_engine
 	[ "$(cpus_of b1)" = 3 ]
 	run -0 vi policy log --json --policy burn

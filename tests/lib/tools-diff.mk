@@ -1,4 +1,4 @@
-# The diff driver of tests/tools-diff.bats (tests/lib/tools-diff.c). It loads
+# The diff driver of tests/slow/tools-diff.bats (tests/lib/tools-diff.c). It loads
 # vi-tools.so as vi does, so it exports all of libvi as vi does.
 $(B)/tests/lib/tools-diff: $(B)/tests/lib/tools-diff.o $(LIBVI) | $(TOOLS)
 	$(say) LINK $@

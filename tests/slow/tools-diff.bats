@@ -3,11 +3,11 @@
 # driven by tests/lib/tools-diff.c: two states of a machine with an
 # operating system on two partitions, and of one with a bare file system,
 # one libguestfs appliance each (a minute or more under TCG), shared by
-# this file's tests. tests/slow/tools-diff-virt-diff.bats holds the same
-# output against virt-diff's own.
+# this file's tests: about two minutes, so it runs in make check-slow.
+# tools-diff-virt-diff.bats holds the same output against virt-diff's own.
 
-load lib/common
-load lib/diff-images
+load ../lib/common
+load ../lib/diff-images
 
 setup_file() {
 	diff_driver "$BATS_FILE_TMPDIR/bin"
