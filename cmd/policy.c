@@ -359,18 +359,13 @@ static void pause_for(double s)
 struct plan_out {
 	struct json_object *arr;
 	struct vi_table t;
-	const struct vi_policy *policies;
-	size_t n;
 };
 
 static void plan_row(void *opaque, const struct vi_decision_rec *r)
 {
 	struct plan_out *o = opaque;
-	char *then = NULL;
+	char *then = actions_str(r->def);
 
-	for (size_t i = 0; i < o->n && !then; i++)
-		if (!strcmp(o->policies[i].name, r->policy))
-			then = actions_str(&o->policies[i]);
 	if (o->arr) {
 		struct json_object *j = vi_decision_json(r);
 		json_object_object_del(j, "vi");
@@ -392,8 +387,6 @@ static int cmd_policy_plan(int argc, char **argv)
 	static const char *const head[] = { "POLICY", "VM", "DECISION", "THEN", "WHY" };
 	struct vi_engine *e;
 	struct plan_out o = { 0 };
-	struct vi_policy *policies = NULL;
-	bool *enabled = NULL;
 	int rc;
 
 	(void)argc;
@@ -405,9 +398,6 @@ static int cmd_policy_plan(int argc, char **argv)
 	pause_for(FIRST_GAP_S);
 	if ((rc = vi_engine_sample(e)) < 0)
 		goto out;
-	if (vi_policies_load(&ctx.store, &policies, &enabled, &o.n) < 0)
-		vi_error_clear();
-	o.policies = policies;
 	if (ctx.json)
 		o.arr = json_object_new_array();
 	else
@@ -428,7 +418,6 @@ static int cmd_policy_plan(int argc, char **argv)
 		json_object_put(o.arr);
 	if (!ctx.json)
 		vi_table_release(&o.t);
-	vi_policies_free(policies, enabled, o.n);
 out:
 	vi_engine_free(e);
 	return rc;

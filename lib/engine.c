@@ -615,7 +615,7 @@ static char *lock_path(const struct vi_store *s)
 
 long vi_engine_running(const struct vi_store *s)
 {
-	char *path = lock_path(s), *text = NULL;
+	char *path = lock_path(s);
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	long pid = 0;
 
@@ -630,7 +630,6 @@ long vi_engine_running(const struct vi_store *s)
 			pid = -1;
 	}
 	close(fd);
-	free(text);
 	return pid;
 }
 
@@ -1303,7 +1302,7 @@ static void decide_target(struct decide *d, const char *key, const char *const *
 	struct vi_engine *e = d->e;
 	const struct vi_policy *p = d->p;
 	struct target *t = target_get(e, p->name, key);
-	struct vi_decision_rec r = { .policy = p->name, .vm = key, .time = e->now };
+	struct vi_decision_rec r = { .policy = p->name, .def = p, .vm = key, .time = e->now };
 	char why[1024], vals[256], a[32], b[32];
 	bool log = false;
 
@@ -1417,7 +1416,7 @@ static void decide_policy(struct decide *d, bool enabled)
 		aggregate(e, p, h, agg[n]);
 		n++;
 	}
-	struct vi_decision_rec r = { .policy = p->name, .vm = "*", .time = e->now };
+	struct vi_decision_rec r = { .policy = p->name, .def = p, .vm = "*", .time = e->now };
 	char why[256];
 	r.why = why;
 	if (!enabled || !n || !vi_policy_active_at(p, (time_t)e->now)) {

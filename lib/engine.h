@@ -54,6 +54,7 @@ const char *vi_decision_name(enum vi_decision d);
 /* One decision: a policy on one VM (across any) or on all it selects. */
 struct vi_decision_rec {
 	const char *policy;
+	const struct vi_policy *def; /* the policy itself, while the callback runs */
 	const char *vm;            /* a VM, or "*" for a policy across all or avg */
 	enum vi_decision decision;
 	const char *why;           /* one line */

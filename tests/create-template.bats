@@ -6,11 +6,8 @@ load lib/common
 load lib/template
 
 setup_file() {
-	export VI_HOME=$BATS_FILE_TMPDIR/home
-	mkdir -p "$VI_HOME"
-	traversable "$VI_HOME"
 	# One build for the whole file; every VM below is an overlay on it.
-	build_tiny >/dev/null
+	tiny_store
 }
 
 setup() {

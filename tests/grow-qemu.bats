@@ -6,10 +6,7 @@ load lib/common
 load lib/template
 
 setup_file() {
-	export VI_HOME=$BATS_FILE_TMPDIR/home
-	mkdir -p "$VI_HOME"
-	traversable "$VI_HOME"
-	build_tiny >/dev/null
+	tiny_store
 }
 
 setup() {

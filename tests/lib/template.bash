@@ -34,6 +34,15 @@ build_tiny() {
 	vi template build tiny
 }
 
+# setup_file of a suite that boots tiny: a store of the file's own that QEMU
+# can read, tiny built in it (what vi said in $BATS_FILE_TMPDIR/tiny.out).
+tiny_store() {
+	export VI_HOME=$BATS_FILE_TMPDIR/home
+	mkdir -p "$VI_HOME"
+	traversable "$VI_HOME"
+	build_tiny >"$BATS_FILE_TMPDIR/tiny.out" 2>&1 || { cat "$BATS_FILE_TMPDIR/tiny.out"; return 1; }
+}
+
 # The image a build of template NAME made: digest_of NAME
 digest_of() {
 	vi template show --json "$1" | jq -r .image_digest
