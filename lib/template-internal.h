@@ -9,6 +9,13 @@
 /* The static busybox a `source: busybox` disk is made from (busybox-static). */
 #define TEMPLATE_BUSYBOX "/bin/busybox"
 
+/* The minimal initrd's /init (tools/template-initrd.c): a shell script,
+ * part of the digest of the templates that use it. */
+extern const char template_initrd_init[];
+/* The host kernel's modules the minimal initrd loads, in this order, with
+ * what each depends on before it. */
+#define TEMPLATE_INITRD_MODULES { "crc32c_generic", "virtio_pci", "virtio_blk", "ext4" }
+
 /* The digest of a host file's contents, remembered for the life of the
  * process (keyed by device, inode, size and modification time). */
 int template_input_hash(const char *path, char hex[SHA256_HEX_SIZE]);

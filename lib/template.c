@@ -551,7 +551,8 @@ static void kernel_reset(struct template *t)
 	free(t->initrd_path);
 	free(t->modules_dir);
 	t->kernel_path = t->kernel_package = t->initrd_path = t->modules_dir = NULL;
-	t->no_initrd = false;
+	t->no_initrd = t->small_initrd = false;
+	template_strv_release(&t->initrd_module_files);
 	template_strv_release(&t->modules);
 	template_strv_release(&t->module_files);
 }
@@ -596,6 +597,9 @@ static int parse_kernel(struct parser *p, yaml_node_t *root)
 	return rc;
 }
 
+static int resolve_modules(struct parser *p, yaml_node_t *at, const char *const *names, size_t n,
+			   struct template_strv *files);
+
 static int parse_initrd(struct parser *p, yaml_node_t *root)
 {
 	struct template *t = p->t;
@@ -607,18 +611,30 @@ static int parse_initrd(struct parser *p, yaml_node_t *root)
 		return rc < 0 ? rc : 0;
 	free(t->initrd_path);
 	t->initrd_path = NULL;
+	template_strv_release(&t->initrd_module_files);
 	t->no_initrd = !strcmp(s, "none");
-	if (t->kernel == TEMPLATE_KERNEL_NONE)
+	t->small_initrd = !strcmp(s, "minimal");
+	if (t->kernel == TEMPLATE_KERNEL_NONE) {
 		rc = vi_yaml_error(&p->y, at, VI_EUSAGE, "'initrd' needs a 'kernel'");
-	else if (!t->no_initrd)
+	} else if (t->small_initrd) {
+		static const char *const mods[] = TEMPLATE_INITRD_MODULES;
+		if (t->kernel != TEMPLATE_KERNEL_HOST)
+			rc = vi_yaml_error(&p->y, at, VI_EUSAGE,
+					   "'initrd: minimal' needs 'kernel: host'");
+		else
+			rc = resolve_modules(p, at, mods, ARRAY_SIZE(mods),
+					     &t->initrd_module_files);
+	} else if (!t->no_initrd) {
 		rc = host_file(p, at, "initrd", s, &t->initrd_path);
+	}
 	free(s);
 	return rc;
 }
 
 /* Finds a module's file and its dependencies in modules.dep, appending them
- * (dependencies first) to t->module_files. */
-static int resolve_module(struct parser *p, yaml_node_t *at, const char *dep, const char *name)
+ * (dependencies first) to files. */
+static int resolve_module(struct parser *p, yaml_node_t *at, const char *dep, const char *name,
+			  struct template_strv *files)
 {
 	struct template *t = p->t;
 	char want[256];
@@ -647,7 +663,7 @@ static int resolve_module(struct parser *p, yaml_node_t *at, const char *dep, co
 			free(file);
 			continue;
 		}
-		if (!template_strv_has(&t->module_files, file)) {
+		if (!template_strv_has(files, file)) {
 			/* Dependencies follow the colon, the nearest first. */
 			char *deps = xstrndup(colon + 1, eol - colon - 1), *save = NULL;
 			struct template_strv order = { 0 };
@@ -655,11 +671,11 @@ static int resolve_module(struct parser *p, yaml_node_t *at, const char *dep, co
 			     d = strtok_r(NULL, " ", &save))
 				template_strv_push(&order, d);
 			for (size_t i = order.n; i-- > 0;)
-				if (!template_strv_has(&t->module_files, order.v[i]))
-					template_strv_push(&t->module_files, order.v[i]);
+				if (!template_strv_has(files, order.v[i]))
+					template_strv_push(files, order.v[i]);
 			template_strv_release(&order);
 			free(deps);
-			template_strv_push(&t->module_files, file);
+			template_strv_push(files, file);
 		}
 		free(file);
 		return 0;
@@ -668,12 +684,28 @@ static int resolve_module(struct parser *p, yaml_node_t *at, const char *dep, co
 			     t->modules_dir);
 }
 
+/* The files of the host kernel's modules names (n of them), with what they
+ * depend on, into files. */
+static int resolve_modules(struct parser *p, yaml_node_t *at, const char *const *names, size_t n,
+			   struct template_strv *files)
+{
+	char *path = xasprintf("%s/modules.dep", p->t->modules_dir), *dep = NULL;
+	size_t len;
+	int rc = vi_read_file(path, &dep, &len);
+
+	free(path);
+	if (rc < 0)
+		return vi_yaml_error(&p->y, at, -rc, "%s", vi_error_message());
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = resolve_module(p, at, dep, names[i], files);
+	free(dep);
+	return rc;
+}
+
 static int parse_modules(struct parser *p, yaml_node_t *root)
 {
 	struct template *t = p->t;
 	yaml_node_t *at;
-	char *path, *dep = NULL;
-	size_t len;
 	int rc;
 
 	if (!vi_yaml_get(&p->y, root, "modules"))
@@ -684,15 +716,8 @@ static int parse_modules(struct parser *p, yaml_node_t *root)
 		return rc;
 	if (t->kernel != TEMPLATE_KERNEL_HOST)
 		return vi_yaml_error(&p->y, at, VI_EUSAGE, "'modules' needs 'kernel: host'");
-	path = xasprintf("%s/modules.dep", t->modules_dir);
-	rc = vi_read_file(path, &dep, &len);
-	free(path);
-	if (rc < 0)
-		return vi_yaml_error(&p->y, at, -rc, "%s", vi_error_message());
-	for (size_t i = 0; i < t->modules.n && rc == 0; i++)
-		rc = resolve_module(p, at, dep, t->modules.v[i]);
-	free(dep);
-	return rc;
+	return resolve_modules(p, at, (const char *const *)t->modules.v, t->modules.n,
+			       &t->module_files);
 }
 
 /* The shared libraries and the program interpreter that ldd lists for a
@@ -1313,6 +1338,8 @@ static void inherit(struct template *t, const struct template *b)
 	t->kernel_package = xstrdup(b->kernel_package);
 	t->initrd_path = xstrdup(b->initrd_path);
 	t->no_initrd = b->no_initrd;
+	t->small_initrd = b->small_initrd;
+	strv_copy(&t->initrd_module_files, &b->initrd_module_files);
 	t->modules_dir = xstrdup(b->modules_dir);
 	strv_copy(&t->modules, &b->modules);
 	strv_copy(&t->module_files, &b->module_files);
@@ -1523,6 +1550,11 @@ static int parse(struct parser *p, yaml_node_t *root, const char *want_name,
 	}
 	if (!t->base && (rc = parse_disks(p, root)) < 0)
 		return rc;
+	if (t->small_initrd && !t->base && t->ndisks && t->disks[0].filesystem &&
+	    strncmp(t->disks[0].filesystem, "ext", 3))
+		return vi_yaml_error(&p->y, vi_yaml_get(&p->y, root, "initrd"), VI_EUSAGE,
+				     "'initrd: minimal' mounts an ext2, ext3 or ext4 root, not %s",
+				     t->disks[0].filesystem);
 	if ((rc = set_text(p, root, "hostname", false, &t->hostname)) < 0)
 		return rc;
 	if (t->hostname && vi_check_name(t->hostname, "host") < 0)
@@ -1705,6 +1737,55 @@ void template_free(struct template *t)
 	free(t);
 }
 
+/* --- the minimal initrd's init (see tools/template-initrd.c) ----------- */
+
+/* The modules, in the order insmod takes them, are listed in /modules. The
+ * root waits 30 s for its device; a failure leaves a shell on the console,
+ * as a distribution's initrd does. */
+const char template_initrd_init[] =
+	"#!/bin/busybox sh\n"
+	"# vi's minimal initrd: the modules that mount the root, the root named\n"
+	"# on the kernel command line, then the root's own init.\n"
+	"/bin/busybox --install -s /bin\n"
+	"export PATH=/bin\n"
+	"mount -t proc proc /proc\n"
+	"mount -t sysfs sysfs /sys\n"
+	"mount -t devtmpfs devtmpfs /dev\n"
+	"fail() {\n"
+	"\techo \"vi initrd: $*\" >/dev/console\n"
+	"\texec sh </dev/console >/dev/console 2>&1\n"
+	"}\n"
+	"root= fstype=ext4 mode=rw flags= init=/sbin/init\n"
+	"for arg in $(cat /proc/cmdline); do\n"
+	"\tcase $arg in\n"
+	"\troot=*) root=${arg#root=} ;;\n"
+	"\trootfstype=*) fstype=${arg#rootfstype=} ;;\n"
+	"\trootflags=*) flags=,${arg#rootflags=} ;;\n"
+	"\tro | rw) mode=$arg ;;\n"
+	"\tinit=*) init=${arg#init=} ;;\n"
+	"\tesac\n"
+	"done\n"
+	"[ -n \"$root\" ] || fail \"no root= on the kernel command line\"\n"
+	"while read -r m; do\n"
+	"\tinsmod \"/lib/modules/$m\" || fail \"cannot load $m\"\n"
+	"done </modules\n"
+	"i=0\n"
+	"while :; do\n"
+	"\tcase $root in\n"
+	"\tUUID=* | LABEL=*) dev=$(findfs \"$root\" 2>/dev/null) ;;\n"
+	"\t*) dev=$root ;;\n"
+	"\tesac\n"
+	"\t[ -n \"$dev\" ] && [ -b \"$dev\" ] && break\n"
+	"\ti=$((i + 1))\n"
+	"\t[ $i -lt 300 ] || fail \"no root device $root after 30 s\"\n"
+	"\tsleep 0.1\n"
+	"done\n"
+	"mount -t \"$fstype\" -o \"$mode$flags\" \"$dev\" /root || fail \"cannot mount $dev on /\"\n"
+	"for d in dev proc sys; do\n"
+	"\tmount --move /$d /root/$d 2>/dev/null || umount /$d\n"
+	"done\n"
+	"exec switch_root /root \"$init\"\n";
+
 /* --- canonical text and digest ------------------------------------------ */
 
 struct hash_memo {
@@ -1857,9 +1938,30 @@ static void emit_kernel(struct emitter *e, const struct template *t)
 		vi_yaml_out_end(&e->o);
 		break;
 	}
-	if (t->no_initrd)
+	if (t->no_initrd) {
 		vi_yaml_out_str(&e->o, "initrd", "none");
-	else if (t->initrd_path)
+	} else if (t->small_initrd && !e->digest) {
+		vi_yaml_out_str(&e->o, "initrd", "minimal");
+	} else if (t->small_initrd) {
+		/* What goes in: vi's init, busybox and the modules, by content. */
+		vi_yaml_out_scalar(&e->o, "initrd");
+		vi_yaml_out_map_start(&e->o);
+		char hex[SHA256_HEX_SIZE], buf[80];
+		sha256_hex(template_initrd_init, strlen(template_initrd_init), hex);
+		snprintf(buf, sizeof(buf), "sha256:%s", hex);
+		vi_yaml_out_str(&e->o, "minimal", buf);
+		emit_input(e, "busybox", TEMPLATE_BUSYBOX);
+		vi_yaml_out_scalar(&e->o, "modules");
+		vi_yaml_out_seq_start(&e->o);
+		for (size_t i = 0; i < t->initrd_module_files.n; i++) {
+			char *path = xasprintf("%s/%s", t->modules_dir,
+					       t->initrd_module_files.v[i]);
+			emit_input(e, NULL, path);
+			free(path);
+		}
+		vi_yaml_out_end(&e->o);
+		vi_yaml_out_end(&e->o);
+	} else if (t->initrd_path)
 		emit_input(e, "initrd", t->initrd_path);
 	if (t->modules.n) {
 		vi_yaml_out_scalar(&e->o, "modules");

@@ -93,6 +93,8 @@ struct template
 	char *kernel_package;		   /* package: its name */
 	char *initrd_path;		   /* the initrd file, or NULL (none, or the package's) */
 	bool no_initrd;			   /* `initrd: none` */
+	bool small_initrd;		   /* `initrd: minimal`, which vi makes */
+	struct template_strv initrd_module_files; /* its modules, as module_files */
 	char *modules_dir;		   /* host: /lib/modules/VERSION of the host kernel */
 	struct template_strv modules;	   /* module names as given */
 	struct template_strv module_files; /* under modules_dir, dependencies first */

@@ -63,6 +63,20 @@ setup() {
 	grep -Eq "^tiny +1 +${d:0:12} " <<<"$output"
 }
 
+@test "tiny's initrd is vi's minimal one: busybox, its init and the modules that mount the root" {
+	local d
+	d=$(digest_of tiny)
+	run -0 bash -c "zcat '$VI_HOME/images/$d/initrd' | cpio -it --quiet | sort"
+	for f in init bin/busybox dev/console modules lib/modules/virtio_blk.ko lib/modules/ext4.ko; do
+		grep -qx "$f" <<<"$output" || { echo "no $f in: $output"; return 1; }
+	done
+	# Loaded in order, each after what it needs.
+	run -0 bash -c "zcat '$VI_HOME/images/$d/initrd' | cpio -i --quiet --to-stdout modules"
+	[ "${lines[-1]}" = ext4.ko ]
+	grep -n . <<<"$output" | awk -F: '/^[0-9]+:jbd2.ko$/ { j = $1 } /^[0-9]+:ext4.ko$/ { e = $1 } END { exit !(j && j < e) }'
+	[ "$(stat -c %s "$VI_HOME/images/$d/initrd")" -lt $((8 << 20)) ]
+}
+
 @test "every disk the build wrote passes qemu-img check" {
 	local tiny app
 	tiny=$(digest_of tiny)

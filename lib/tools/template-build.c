@@ -1332,6 +1332,14 @@ static int copy_kernel(struct build *b)
 	if (rc == 0 && t->initrd_path)
 		rc = take_file(b, t->initrd_path, base ? base->initrd_path : NULL, b->base.initrd,
 			       "initrd", &b->img.initrd);
+	if (rc == 0 && t->small_initrd) {
+		/* A layer on the same kernel shares its base's. */
+		b->img.initrd = xasprintf("%s/initrd", b->stage);
+		if (!(base && base->small_initrd && b->base.initrd &&
+		      !strcmp(base->kernel_path, t->kernel_path) &&
+		      link(b->base.initrd, b->img.initrd) == 0))
+			rc = template_initrd(t, b->img.initrd);
+	}
 	return rc;
 }
 

@@ -43,4 +43,7 @@ void tools_strv_free(char **v);
 int template_rootfs(const struct template *t, const struct template_disk *d, const char *stage,
 		    const char *tar, const char *extra_package);
 
+/* Writes the minimal initrd of t (`initrd: minimal`) to path. */
+int template_initrd(const struct template *t, const char *path);
+
 #endif

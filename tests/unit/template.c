@@ -146,6 +146,12 @@ static void messages(void)
 	       "6:11: invalid package name 'git; rm -rf /'", "package names are checked");
 	is_str(error_of("name: t\n" DISK "initrd: x\n"), "5:9: 'initrd' needs a 'kernel'",
 	       "an initrd without a kernel");
+	is_str(error_of(HEAD DISK "initrd: minimal\n"), "6:9: 'initrd: minimal' needs 'kernel: host'",
+	       "the minimal initrd needs the host's modules");
+	is_str(error_of("name: t\nkernel: host\ninitrd: minimal\n"
+			"disks:\n  - size: 64M\n    filesystem: xfs\n    source: busybox\n"),
+	       "3:9: 'initrd: minimal' mounts an ext2, ext3 or ext4 root, not xfs",
+	       "the minimal initrd mounts ext roots only");
 	is_str(error_of("name: t\n" DISK "cmdline: quiet\n"), "5:10: 'cmdline' needs a 'kernel'",
 	       "a command line without a kernel");
 	is_str(error_of("[1, 2]\n"), "1:1: a template must be a mapping, not a list",
