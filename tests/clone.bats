@@ -79,7 +79,7 @@ byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0
 	[ "$(byte_at "$(disk c-2)" 0)" = 22 ]
 	vi -q destroy c-2
 	[ ! -e "$VI_HOME/images/layers/$layer.qcow2" ]
-	! grep -q "$layer" "$index"
+	! grep -q "$layer" "$index" || false
 }
 
 @test "--count makes NEW-1..NEW-N sharing one layer" {

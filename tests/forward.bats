@@ -93,7 +93,7 @@ fwd() { vi forward list --json "$1" | jq -r '.forwards[] | "\(.host_addr):\(.hos
 	run -5 vi forward add web "$p:9"
 	[ "$output" = "vi: error: VM 'web' forwards host port $p already" ]
 	run -0 vi forward rm web "$p"
-	! grep -q " 127.0.0.1:$p " "$VI_HOME/vms/web/run/fixture-forwards"
+	! grep -q " 127.0.0.1:$p " "$VI_HOME/vms/web/run/fixture-forwards" || false
 	run -3 vi forward rm web "$p"
 	[ "$output" = "vi: error: VM 'web' has no forward from host port $p" ]
 	# Kept in the definition: the next start has it.

@@ -49,7 +49,7 @@ root_kib() { vi exec "$1" -- df -k / | awk 'NR == 2 { print $2 }'; }
 	echo "root: $before KiB before, $after KiB after"
 	[ "$after" -gt $((before + 50000)) ]
 	# Grown already: the boot has nothing to grow and says nothing of it.
-	! tr -d '\r' <"$VI_HOME/vms/$name/run/console.log" | grep -q "root file system"
+	! tr -d '\r' <"$VI_HOME/vms/$name/run/console.log" | grep -q "root file system" || false
 	# Where libguestfs cannot run, the partition grows now and the file system at boot.
 	vi -q stop "$name"
 	LIBGUESTFS_HV=/bin/false run -0 vi grow "$name" --disk +64M

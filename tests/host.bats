@@ -25,7 +25,7 @@ teardown() {
 	grep -qx "    vi: /usr/local/bin/vi" "$VI_HOME/hosts.yaml"
 	run -0 vi host rm v6
 	[ "$output" = "removed host 'v6'" ]
-	! grep -q v6 "$VI_HOME/hosts.yaml"
+	! grep -q v6 "$VI_HOME/hosts.yaml" || false
 	run -0 vi host list --json
 	[ "$(jq -r '.hosts | length' <<<"$output")" = 1 ]
 	[ "$(jq -r '.hosts[0].uri' <<<"$output")" = ssh://root@127.0.0.1:1 ]

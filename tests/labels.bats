@@ -30,7 +30,7 @@ new_vm() { # NAME [create options...]
 	new_vm plain
 	run -0 vi show --json plain
 	[ "$(jq -c .vm.labels <<<"$output")" = '{}' ]
-	! grep -q labels "$VI_HOME/vms/plain/vm.yaml"
+	! grep -q labels "$VI_HOME/vms/plain/vm.yaml" || false
 	run -0 vi show plain
 	[[ $output != *labels:* ]]
 }

@@ -64,7 +64,7 @@ teardown() {
 	[ "$(cat "$d/status")" = 0 ]
 	[ "$(cat "$d/after")" = "$(cat "$d/before")" ]
 	# The alternate screen is gone: the shell's screen is back, without the view.
-	! tmux -L "$sock" capture-pane -p | grep -q 'RESOURCE ISSUES'
+	! tmux -L "$sock" capture-pane -p | grep -q 'RESOURCE ISSUES' || false
 }
 
 @test "without a terminal it needs --batch; no --json" {
