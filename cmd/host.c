@@ -20,12 +20,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static const char *host_home, *host_vi;
+static const char *host_home, *host_vi, *host_libvirt;
 
 const struct vi_option host_add_options[] = {
 	{ "home", 0, VI_OPT_STRING, &host_home, "DIR", "vi's store on that host",
 	  VI_COMPLETE_NONE },
 	{ "vi", 0, VI_OPT_STRING, &host_vi, "PATH", "vi's path on that host", VI_COMPLETE_NONE },
+	{ "libvirt", 0, VI_OPT_STRING, &host_libvirt, "URI",
+	  "the libvirt URI that reaches it (default DRIVER+ssh://ADDRESS/system)",
+	  VI_COMPLETE_NONE },
 	OPT_JSON,
 	VI_OPT_TABLE_END,
 };
@@ -82,6 +85,12 @@ int cmd_host_add(int argc, char **argv)
 				host_home);
 	if (host_vi && !*host_vi)
 		return vi_error(VI_EUSAGE, "--vi is empty: name vi's path on that host");
+	if (host_libvirt && (!strstr(host_libvirt, "://") || strspn(host_libvirt, " \t") ||
+			     strpbrk(host_libvirt, " \t\n")))
+		return vi_error(VI_EUSAGE,
+				"--libvirt takes a libvirt URI such as qemu+ssh://ADDRESS/system, "
+				"not '%s'",
+				host_libvirt);
 	if ((lock = lock_hosts()) < 0)
 		return lock;
 	if ((rc = vi_hosts_load(&ctx.store, &h)) < 0)
@@ -93,7 +102,8 @@ int cmd_host_add(int argc, char **argv)
 	h.hosts = xrealloc(h.hosts, (h.n + 1) * sizeof(*h.hosts));
 	h.hosts[h.n++] = (struct vi_host_entry){ .name = xstrdup(argv[0]), .uri = xstrdup(argv[1]),
 						 .home = xstrdup(host_home),
-						 .vi = xstrdup(host_vi) };
+						 .vi = xstrdup(host_vi),
+						 .libvirt = xstrdup(host_libvirt) };
 	if ((rc = vi_hosts_save(&ctx.store, &h)) < 0)
 		goto out_hosts;
 	if (ctx.json) {
@@ -249,6 +259,7 @@ static struct json_object *answer_json(const struct vi_host_answer *a)
 	json_object_object_add(o, "uri", vi_json_str(a->e->uri));
 	json_object_object_add(o, "home", vi_json_str(a->e->home));
 	json_object_object_add(o, "vi", vi_json_str(a->e->vi));
+	json_object_object_add(o, "libvirt", vi_json_str(a->e->libvirt));
 	json_object_object_add(o, "reachable", json_object_new_boolean(!a->problem));
 	json_object_object_add(o, "error", vi_json_str(a->problem));
 	json_object_object_add(o, "rtt_ms", vi_json_ms(a->ms));
@@ -359,6 +370,8 @@ int cmd_host_show(int argc, char **argv)
 			printf("home:      %s\n", e->home);
 		if (e->vi)
 			printf("vi path:   %s\n", e->vi);
+		if (e->libvirt)
+			printf("libvirt:   %s\n", e->libvirt);
 		printf("state:     %s\n", a.info ? "up" : "down");
 		printf("rtt:       %.0f ms\n", a.ms);
 		if (a.info)

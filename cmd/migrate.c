@@ -83,8 +83,11 @@ static int ref_layers(const struct vi_vm *vm)
 	return vi_layers_commit(&ctx.store, &idx);
 }
 
-/* The VM staged here goes into the store, defined on its backend. */
-static int commit_incoming(struct vi_vm *vm, const char *staged, struct vi_machine *m)
+/* The VM staged here goes into the store, defined on its backend; without
+ * define, only into the store: the hypervisors bring it (VI_MIGRATE_LIBVIRT),
+ * and libvirt defines it once it runs here. */
+static int commit_incoming(struct vi_vm *vm, const char *staged, bool define,
+			   struct vi_machine *m)
 {
 	struct vi_hv *hv = vi_hv_find(&ctx.plugins, vm->hv);
 	int rc;
@@ -101,6 +104,8 @@ static int commit_incoming(struct vi_vm *vm, const char *staged, struct vi_machi
 	m->hv = hv;
 	m->dir = vi_store_path(&ctx.store, "vms/%s", m->def.name);
 	vi_vm_hv_init(&m->view, &m->def, m->dir);
+	if (!define)
+		return vi_store_commit_vm(&ctx.store, m->def.name, staged);
 	if ((rc = vi_hv_define(hv, &m->view.vm)) < 0)
 		return rc;
 	if ((rc = vi_store_commit_vm(&ctx.store, m->def.name, staged)) < 0) {
@@ -182,12 +187,82 @@ static int receive_live(struct vi_machine *m, const char *const *backing, bool t
 	return rc;
 }
 
+/* How long a guest that libvirt still brings (paused, arriving) is waited
+ * for when the source went silent: libvirtd there finishes the job alone. */
+#define ARRIVAL_WAIT_MS 120000
+
+/* Where the guest ended up once the source said DONE or ABORT, or went away
+ * (line NULL): here, running (1); not here (0); or still arriving after the
+ * wait (-1). */
+static int arrived(struct vi_machine *m, const char *line)
+{
+	double start = vi_now_ms();
+
+	for (;;) {
+		struct vi_hv_state st;
+		int state = vi_machine_state(m, &st);
+		vi_error_clear();
+		if (state == VI_HV_RUNNING || (state == VI_HV_PAUSED && line && !strcmp(line, "DONE")))
+			return 1;
+		if (state != VI_HV_PAUSED && state != VI_HV_UNKNOWN)
+			return 0;
+		if (line && !strcmp(line, "ABORT"))
+			return 0;
+		if (vi_ms_since(start) > ARRIVAL_WAIT_MS)
+			return -1;
+		usleep(200000);
+	}
+}
+
+/* VI_MIGRATE_LIBVIRT: the disks made, "LIBVIRT HOME" said; then the source's
+ * word, and the store follows the guest. */
+static int receive_libvirt(struct vi_machine *m, const char *const *backing,
+			   const uint64_t *sizes, bool *keep)
+{
+	char *line = NULL;
+	int rc, where;
+
+	*keep = false;
+	if ((rc = vi_migrate_make_disks(&ctx.store, &m->def, backing, sizes)) < 0)
+		return rc;
+	printf("LIBVIRT %s\n", ctx.store.home);
+	fflush(stdout);
+	if (vi_migrate_read_line(stdin, &line) < 0)
+		vi_error_clear();
+	where = arrived(m, line);
+	if (where == 0) {
+		if (line && !strcmp(line, "ABORT"))
+			rc = vi_error(VI_EFAIL, "the other host gave the migration up");
+		else if (line && !strcmp(line, "DONE"))
+			rc = vi_error(VI_EFAIL, "libvirt moved VM '%s', but it does not run here",
+				      m->def.name);
+		else
+			rc = vi_error(VI_EFAIL, "the other host went away; VM '%s' is not here",
+				      m->def.name);
+	} else if (where < 0) {
+		/* It may still come: its disks stay. */
+		*keep = true;
+		rc = vi_error(VI_ESTATE, "VM '%s' is still arriving after %d s: see 'vi list'",
+			      m->def.name, ARRIVAL_WAIT_MS / 1000);
+	} else {
+		*keep = true;
+		if ((rc = ref_layers(&m->def)) == 0 && vi_op_forwards_arrived(m) < 0) {
+			vi_warn("VM '%s' runs on the other host without its port forwards: %s",
+				m->def.name, vi_error_message());
+			vi_error_clear();
+		}
+	}
+	free(line);
+	return rc;
+}
+
 int cmd_migrate_in(int argc, char **argv)
 {
 	struct vi_machine m = { 0 };
 	struct vi_vm vm;
 	char *staged = NULL, **backing = NULL, *marker = NULL;
-	bool committed = false;
+	uint64_t *sizes = NULL;
+	bool committed = false, keep = false;
 	unsigned flags = 0;
 	size_t ndisks = 0;
 	int rc;
@@ -196,7 +271,8 @@ int cmd_migrate_in(int argc, char **argv)
 	/* stdout is the wire: what vi says goes to stderr. */
 	if (incoming_check)
 		return vi_migrate_answer(&ctx.store, stdin, stdout);
-	if ((rc = vi_migrate_accept(&ctx.store, stdin, stdout, &vm, &staged, &flags, &backing)) < 0)
+	if ((rc = vi_migrate_accept(&ctx.store, stdin, stdout, &vm, &staged, &flags, &backing,
+				     &sizes)) < 0)
 		return rc;
 	ndisks = vm.ndisks;
 	if (strcmp(vm.name, argv[0])) {
@@ -208,7 +284,17 @@ int cmd_migrate_in(int argc, char **argv)
 	marker = vi_store_path(&ctx.store, "vms/.staging/%s.incoming.%d", vm.name, (int)getpid());
 	if ((rc = vi_write_file_replace(marker, "", 0, 0600)) < 0)
 		goto fail;
-	if ((rc = commit_incoming(&vm, staged, &m)) < 0)
+	if (flags & VI_MIGRATE_LIBVIRT) {
+		if ((rc = commit_incoming(&vm, staged, false, &m)) < 0)
+			goto fail;
+		committed = true;
+		if ((rc = receive_libvirt(&m, (const char *const *)backing, sizes, &keep)) < 0)
+			goto fail;
+		fprintf(stdout, "RUNNING\n");
+		fflush(stdout);
+		goto out;
+	}
+	if ((rc = commit_incoming(&vm, staged, true, &m)) < 0)
 		goto fail;
 	committed = true;
 	if (flags & VI_MIGRATE_LIVE) {
@@ -223,7 +309,15 @@ int cmd_migrate_in(int argc, char **argv)
 	goto out;
 fail:
 	vi_migrate_send_error(stdout);
-	if (committed) {
+	if (committed && keep) {
+		/* The guest is here, or may be: its record stays. */
+	} else if (committed && (flags & VI_MIGRATE_LIBVIRT)) {
+		/* Nothing of it runs or is defined here: only the store's part goes. */
+		struct vi_error_saved e;
+		vi_error_save(&e);
+		vi_op_forget(&ctx.store, m.def.name);
+		vi_error_restore(&e);
+	} else if (committed) {
 		struct vi_error_saved e;
 		vi_error_save(&e);
 		vi_op_destroy(&ctx.store, &m, 0);
@@ -241,6 +335,7 @@ out:
 	for (size_t i = 0; backing && i < ndisks; i++)
 		free(backing[i]);
 	free(backing);
+	free(sizes);
 	free(staged);
 	return rc;
 }
@@ -381,10 +476,14 @@ static void report(const char *name, const struct vi_host_entry *e,
 		return;
 	}
 	vi_format_human(r->bytes, size, sizeof(size));
+	char files[32], disks[32];
+	vi_format_human(r->file_bytes, files, sizeof(files));
+	vi_format_human(r->disk_bytes, disks, sizeof(disks));
 	if (r->live)
-		vi_info("moved VM '%s' to host '%s', running: %.1f s in all, paused %.1f ms, %s in %u "
-			"iterations",
-			name, e->name, r->total_ms / 1000, r->downtime_ms, size, r->iterations);
+		vi_info("moved VM '%s' to host '%s', running: %.1f s in all, paused %.1f ms, %s sent "
+			"(%s of files, %s of disks) in %u iterations",
+			name, e->name, r->total_ms / 1000, r->downtime_ms, size, files, disks,
+			r->iterations);
 	else
 		vi_info("moved VM '%s' to host '%s' (stopped): %s copied in %.1f s", name, e->name,
 			size, r->total_ms / 1000);

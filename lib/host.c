@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -100,6 +101,7 @@ void vi_host_entry_release(struct vi_host_entry *e)
 	free(e->addr);
 	free(e->home);
 	free(e->vi);
+	free(e->libvirt);
 	memset(e, 0, sizeof(*e));
 }
 
@@ -115,7 +117,7 @@ void vi_hosts_release(struct vi_hosts *h)
 static int load_entry(struct vi_yaml *y, const char *name, yaml_node_t *map,
 		      struct vi_host_entry *e)
 {
-	static const char *const keys[] = { "uri", "home", "vi" };
+	static const char *const keys[] = { "uri", "home", "vi", "libvirt" };
 	int rc;
 
 	e->name = xstrdup(name);
@@ -123,7 +125,8 @@ static int load_entry(struct vi_yaml *y, const char *name, yaml_node_t *map,
 	    (rc = vi_yaml_check_keys(y, map, keys, sizeof(keys) / sizeof(keys[0]))) < 0 ||
 	    (rc = vi_yaml_dup_str(y, map, "uri", true, &e->uri)) < 0 ||
 	    (rc = vi_yaml_dup_str(y, map, "home", false, &e->home)) < 0 ||
-	    (rc = vi_yaml_dup_str(y, map, "vi", false, &e->vi)) < 0)
+	    (rc = vi_yaml_dup_str(y, map, "vi", false, &e->vi)) < 0 ||
+	    (rc = vi_yaml_dup_str(y, map, "libvirt", false, &e->libvirt)) < 0)
 		return rc;
 	if ((rc = vi_check_name(name, "host")) < 0 || (rc = vi_host_parse_uri(e->uri, e)) < 0)
 		return vi_yaml_error(y, map, -rc, "%s", vi_error_message());
@@ -195,6 +198,7 @@ int vi_hosts_save(const struct vi_store *s, const struct vi_hosts *h)
 		vi_yaml_out_str(&o, "uri", h->hosts[i].uri);
 		vi_yaml_out_str(&o, "home", h->hosts[i].home);
 		vi_yaml_out_str(&o, "vi", h->hosts[i].vi);
+		vi_yaml_out_str(&o, "libvirt", h->hosts[i].libvirt);
 		vi_yaml_out_end(&o);
 	}
 	vi_yaml_out_end(&o);
@@ -255,6 +259,56 @@ static void argv_add(char ***argv, size_t *n, char *s)
 	*argv = xrealloc(*argv, (*n + 2) * sizeof(**argv));
 	(*argv)[(*n)++] = s;
 	(*argv)[*n] = NULL;
+}
+
+/* A URI query value: unreserved characters as they are, the rest %XX. */
+static char *uri_escape(const char *v)
+{
+	char *out = xmalloc(strlen(v) * 3 + 1), *o = out;
+
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || strchr("-._~/", *p))
+			*o++ = (char)*p;
+		else
+			o += sprintf(o, "%%%02X", *p);
+	*o = '\0';
+	return out;
+}
+
+char *vi_host_libvirt_uri(const struct vi_host_entry *e, const char *driver)
+{
+	const char *ssh = getenv("VI_SSH");
+	char *words = xstrdup(ssh && *ssh ? ssh : ""), *save = NULL, *key = NULL;
+	bool no_verify = false, want_key = false;
+
+	if (e->libvirt) {
+		free(words);
+		return xstrdup(e->libvirt);
+	}
+	for (char *w = strtok_r(words, " \t", &save); w; w = strtok_r(NULL, " \t", &save)) {
+		if (want_key) {
+			free(key);
+			key = uri_escape(w);
+		}
+		want_key = !strcmp(w, "-i");
+		if (!strncmp(w, "-i", 2) && w[2]) {
+			free(key);
+			key = uri_escape(w + 2);
+		}
+		no_verify |= !strcasecmp(w, "StrictHostKeyChecking=no");
+	}
+	free(words);
+	char port[16] = "";
+	if (e->port)
+		snprintf(port, sizeof(port), ":%u", e->port);
+	bool v6 = strchr(e->addr, ':') != NULL;
+	char *uri = xasprintf("%s+ssh://%s%s%s%s%s%s/system%s%s%s%s", driver, e->user ? e->user : "",
+			      e->user ? "@" : "", v6 ? "[" : "", e->addr, v6 ? "]" : "", port,
+			      key || no_verify ? "?" : "", key ? "keyfile=" : "", key ? key : "",
+			      no_verify ? (key ? "&no_verify=1" : "no_verify=1") : "");
+	free(key);
+	return uri;
 }
 
 char **vi_host_argv(const struct vi_host_entry *e, unsigned flags, char *const *args,

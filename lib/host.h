@@ -22,6 +22,7 @@ struct vi_host_entry {
 	unsigned port; /* 0: ssh's own choice */
 	char *home; /* vi's store there, NULL: its default */
 	char *vi;   /* vi's path there, NULL: "vi" on its PATH */
+	char *libvirt; /* the libvirt URI that reaches it, NULL: vi_host_libvirt_uri()'s */
 };
 
 struct vi_hosts {
@@ -42,6 +43,13 @@ struct vi_host_entry *vi_hosts_find(struct vi_hosts *h, const char *name);
 int vi_hosts_get(struct vi_hosts *h, const char *name, struct vi_host_entry **out);
 void vi_host_entry_release(struct vi_host_entry *e);
 void vi_hosts_release(struct vi_hosts *h);
+
+/* The libvirt URI that reaches host e for a VM of libvirt driver `driver`
+ * ("qemu", "xen"), malloc'd: e->libvirt as given, else
+ * DRIVER+ssh://[USER@]ADDR[:PORT]/system, with keyfile= and no_verify=1 when
+ * $VI_SSH has -i FILE and StrictHostKeyChecking=no, so that libvirt's ssh
+ * reaches it as vi's does. */
+char *vi_host_libvirt_uri(const struct vi_host_entry *e, const char *driver);
 
 /* The value of the first "KEY: value" line of this machine's /proc/cpuinfo
  * ("flags", "model name"), malloc'd, or NULL. */

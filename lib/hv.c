@@ -458,7 +458,8 @@ size_t vi_hv_caps(const struct vi_hv *hv, const char **names, size_t max)
 		{ o->console, "console" },
 		{ o->stats, "stats" },
 		{ o->save && o->restore, "save-restore" },
-		{ o->migrate_send && o->migrate_recv, "migrate" },
+		{ o->migrate_send && (o->migrate_recv || o->features & VI_HV_F_MIGRATE_URI),
+		  "migrate" },
 		{ o->set_vcpus, "grow-cpus" },
 		{ o->set_memory, "grow-memory" },
 		{ o->resize_disk, "grow-disk" },
@@ -594,6 +595,14 @@ int vi_hv_migrate_send(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct
 int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m)
 {
 	HV_CALL(hv, migrate_recv, "migration", vm, m);
+}
+
+int vi_hv_migrate_check(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *dest_uri,
+			vi_hv_check_fn line, void *opaque)
+{
+	if (!hv->ops.migrate_check)
+		return 0;
+	HV_CALL(hv, migrate_check, "migration checks", vm, dest_uri, line, opaque);
 }
 
 int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n)

@@ -104,6 +104,10 @@ int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, un
 int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, unsigned flags);
 int vi_hv_migrate_send(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
 int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
+/* The backend's own checks of a move to dest_uri (VI_HV_F_MIGRATE_URI); none
+ * (0) when it has none. */
+int vi_hv_migrate_check(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *dest_uri,
+			vi_hv_check_fn line, void *opaque);
 int vi_hv_set_vcpus(struct vi_hv *hv, const struct vi_hv_vm *vm, unsigned n);
 int vi_hv_set_memory(struct vi_hv *hv, const struct vi_hv_vm *vm, uint64_t bytes);
 int vi_hv_resize_disk(struct vi_hv *hv, const struct vi_hv_vm *vm, size_t disk, uint64_t bytes);

@@ -6,6 +6,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "ops.h"
+#include "ssh.h"
 #include "output.h"
 #include "util.h"
 
@@ -130,13 +131,26 @@ static int link_failed(struct link *l, const char *host)
 	return code;
 }
 
+/* The hypervisors move the running guest between them (libvirt). */
+static bool by_uri(const struct vi_machine *m)
+{
+	return m->hv->ops.features & VI_HV_F_MIGRATE_URI;
+}
+
+/* The libvirt URI of host e for m's driver, malloc'd. */
+static char *dest_uri(const struct vi_machine *m, const struct vi_host_entry *e)
+{
+	return vi_host_libvirt_uri(e, m->def.hv);
+}
+
 /* The header on the link, and what the other store lacks; a VM of that name
  * there is said from here. */
 static int offer_header(const struct vi_store *s, struct vi_machine *m,
 			const struct vi_host_entry *e, const struct vi_bundle *b, bool live,
 			bool tunnel, struct link *l, struct json_object **need)
 {
-	unsigned flags = (live ? VI_MIGRATE_LIVE : 0) | (live && tunnel ? VI_MIGRATE_TUNNEL : 0);
+	unsigned flags = (live ? VI_MIGRATE_LIVE : 0) | (live && tunnel ? VI_MIGRATE_TUNNEL : 0) |
+			 (live && by_uri(m) ? VI_MIGRATE_LIBVIRT : 0);
 	int rc = vi_migrate_offer_header(s, &m->def, b, flags, l->from, l->to, need);
 
 	if (rc == -VI_ESTATE)
@@ -163,6 +177,36 @@ static void progress_end(const struct vi_migrate_opts *o)
 		o->progress_end(o->opaque);
 }
 
+/* The other store's login key (in need) let into the running guest through
+ * this store's, so that vi ssh and vi exec reach it there as here. A guest
+ * with no login, or that does not answer, only gets a warning. */
+static void authorize_there(const struct vi_store *s, struct vi_machine *m,
+			    struct json_object *need)
+{
+	const char *pub = vi_json_get_str(need, "ssh_key");
+	struct vi_ssh_target t;
+
+	if (!pub || strspn(pub, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=@.-_ ") !=
+			    strlen(pub))
+		return;
+	if (vi_ssh_target(s, m, &t) < 0) {
+		vi_error_clear();
+		return;
+	}
+	char *cmd = xasprintf("umask 077 && mkdir -p ~/.ssh && { grep -qxF '%s' ~/.ssh/authorized_keys "
+			      "2>/dev/null || echo '%s' >>~/.ssh/authorized_keys; }",
+			      pub, pub);
+	char **argv = vi_ssh_argv(&t, VI_SSH_BATCH | VI_SSH_QUIET, &cmd, 1);
+	if (vi_run(argv, NULL) != 0)
+		vi_warn("the guest of VM '%s' did not take the other host's login key: vi ssh there "
+			"needs this host's",
+			m->def.name);
+	vi_error_clear();
+	vi_strv_free(argv);
+	free(cmd);
+	vi_ssh_target_release(&t);
+}
+
 /* The header, the files and the answer to them: *line, malloc'd. */
 static int offer(const struct vi_store *s, struct vi_machine *m, const struct vi_host_entry *e,
 		 const struct vi_bundle *b, bool live, const struct vi_migrate_opts *o,
@@ -173,6 +217,8 @@ static int offer(const struct vi_store *s, struct vi_machine *m, const struct vi
 	int rc;
 
 	rc = offer_header(s, m, e, b, live, o->tunnel, l, &need);
+	if (rc == 0 && live)
+		authorize_there(s, m, need);
 	if (rc == 0)
 		rc = vi_migrate_offer_files(s, b, need, l->to,
 					    o->copy_progress ? copy_progress : NULL, &c, sent);
@@ -240,6 +286,21 @@ static void check_line(struct checks *c, bool ok, const char *what, const char *
 		c->line(c->opaque, ok, what, text);
 }
 
+static void uri_line(void *opaque, int ok, const char *what, const char *detail)
+{
+	check_line(opaque, ok, what, "%s", detail);
+}
+
+/* The backend's own checks against the hypervisor there. */
+static int uri_checks(struct vi_machine *m, const struct vi_host_entry *e, struct checks *c)
+{
+	char *uri = dest_uri(m, e);
+	int rc = vi_hv_migrate_check(m->hv, &m->view.vm, uri, uri_line, c);
+
+	free(uri);
+	return rc;
+}
+
 /* The checks of vi_migrate_check, and the ones every migration makes first:
  * the backend usable there, the VM not there already, memory, the CPU, and
  * what there is to copy. Returns -VI_ESTATE naming the first that failed,
@@ -280,6 +341,12 @@ static int preflight(const struct vi_store *s, struct vi_machine *m,
 				      have, m->def.name, size);
 			goto out;
 		}
+		if (by_uri(m)) {
+			/* libvirt compares the CPU itself when it moves the guest. */
+			if (report && (rc = uri_checks(m, e, c)) < 0)
+				goto out;
+			goto files;
+		}
 		const char *flags_there = vi_json_get_str(info, "cpu_flags");
 		char *flags = vi_cpuinfo("flags"), *missing = xstrdup(""), *save = NULL;
 		for (char *w = flags ? strtok_r(flags, " ", &save) : NULL; w;
@@ -300,6 +367,7 @@ static int preflight(const struct vi_store *s, struct vi_machine *m,
 		}
 		free(missing);
 	}
+files:
 	/* What it lacks of the images, and the VM there already: for the report;
 	 * a move learns both on its own link. */
 	if (!report)
@@ -347,6 +415,11 @@ static int prepare(const struct vi_store *s, struct vi_machine *m,
 				"VM '%s' is running: stop it first, or leave out --offline to move "
 				"it live",
 				m->def.name);
+	if (*live && o->tunnel && (m->hv->ops.features & VI_HV_F_MIGRATE_URI))
+		return vi_error(VI_EUSAGE,
+				"--tunnel is for vi's own VMM: libvirt carries backend '%s' guests "
+				"itself",
+				m->def.hv);
 	if (*live && !m->hv->ops.migrate_send)
 		return vi_error(VI_EUNSUPPORTED,
 				"backend '%s' cannot move a running VM yet: stop VM '%s' and use "
@@ -381,6 +454,33 @@ uint64_t vi_migrate_shared_disks(const struct vi_store *s, const struct vi_vm *d
 		    strncmp(def->disks[i].path, s->home, strlen(s->home)))
 			shared |= 1ull << i;
 	return shared;
+}
+
+/* The guest runs there: what the destination says (a warning without its
+ * word, link_ok false when it cannot come), then nothing of it here; r gets
+ * the backend's figures. */
+static int let_go(const struct vi_store *s, struct vi_machine *m, const struct vi_host_entry *e,
+		  struct link *l, bool link_ok, const struct vi_hv_migrate_result *res,
+		  struct vi_migrate_result *r)
+{
+	char *line = NULL;
+	int rc;
+
+	if (!link_ok || vi_migrate_read_line(l->from, &line) < 0 || strcmp(line, "RUNNING"))
+		vi_warn("host '%s' did not confirm VM '%s' in its store: see 'vi --host %s list'",
+			e->name, m->def.name, e->name);
+	free(line);
+	vi_error_clear();
+	link_close(l);
+	if ((rc = vi_op_destroy(s, m, 0)) < 0)
+		return vi_error_wrap("VM '%s' runs on host '%s' now, but could not be removed here",
+				     m->def.name, e->name);
+	r->downtime_ms = res->downtime_ms;
+	r->stream_ms = res->total_ms;
+	r->bytes = res->bytes + r->file_bytes;
+	r->disk_bytes = res->disk_bytes;
+	r->iterations = res->iterations;
+	return 0;
 }
 
 /* A running VM: the record and the disks only read go over ssh, the guest over
@@ -451,25 +551,60 @@ static int send_live(const struct vi_store *s, struct vi_machine *m,
 		}
 		goto out;
 	}
-	/* It runs there: what the destination says, then nothing of it here. */
+	rc = let_go(s, m, e, &l, !tunnel_broke, &result, r);
+out:
 	free(line);
-	line = NULL;
-	if (tunnel_broke || vi_migrate_read_line(l.from, &line) < 0 || strcmp(line, "RUNNING"))
-		vi_warn("host '%s' did not confirm VM '%s' in its store: see 'vi --host %s list'",
-			e->name, m->def.name, e->name);
-	vi_error_clear();
-	link_close(&l);
-	if ((rc = vi_op_destroy(s, m, 0)) < 0) {
-		vi_error_wrap("VM '%s' runs on host '%s' now, but could not be removed here",
-			      m->def.name, e->name);
+	return rc;
+}
+
+/* A running VM the hypervisors move (libvirt): the record and the disks only
+ * read go over ssh, the other host makes the writable disks empty on them and
+ * says where its store is; libvirt here hands the guest to libvirt there,
+ * copying those disks; then DONE, and the other store keeps the VM while this
+ * one lets it go. Any failure before the guest runs there: ABORT, and the
+ * other host takes back what it made. */
+static int send_libvirt(const struct vi_store *s, struct vi_machine *m,
+			const struct vi_host_entry *e, const struct vi_bundle *b,
+			const struct vi_migrate_opts *o, struct vi_migrate_result *r)
+{
+	struct vi_hv_migrate_result result = { .struct_size = sizeof(result) };
+	struct link l;
+	char *line = NULL, *uri = NULL;
+	int rc;
+
+	if ((rc = link_open(e, m->def.name, false, &l)) < 0)
+		return rc;
+	if ((rc = offer(s, m, e, b, true, o, &l, &line, &r->file_bytes)) < 0)
+		goto out;
+	if (strncmp(line, "LIBVIRT /", 9)) {
+		rc = vi_error(VI_EFAIL, "host '%s' said '%.80s'", e->name, line);
+		link_close(&l);
 		goto out;
 	}
-	r->downtime_ms = result.downtime_ms;
-	r->stream_ms = result.total_ms;
-	r->bytes = result.bytes + r->file_bytes;
-	r->disk_bytes = result.disk_bytes;
-	r->iterations = result.iterations;
+	uri = dest_uri(m, e);
+	struct vi_hv_migrate mig = {
+		.struct_size = sizeof(mig), .dest_uri = uri, .fd = -1, .live = 1,
+		.bandwidth = o->bandwidth, .downtime_ms = o->downtime_ms ? o->downtime_ms : 300,
+		.timeout_s = o->timeout_s, .converge = o->converge,
+		.shared_disks = vi_migrate_shared_disks(s, &m->def), .progress = o->live_progress,
+		.opaque = o->opaque, .result = &result, .dest_home = line + 8,
+	};
+	rc = vi_hv_migrate_send(m->hv, &m->view.vm, &mig);
+	progress_end(o);
+	if (rc < 0) {
+		struct vi_error_saved err;
+		vi_error_save(&err);
+		fputs("ABORT\n", l.to);
+		fflush(l.to);
+		link_close(&l);
+		vi_error_restore(&err);
+		goto out;
+	}
+	/* It runs there: the other store keeps it, then nothing of it here. */
+	bool said = fputs("DONE\n", l.to) >= 0 && fflush(l.to) == 0;
+	rc = let_go(s, m, e, &l, said, &result, r);
 out:
+	free(uri);
 	free(line);
 	return rc;
 }
@@ -518,7 +653,12 @@ int vi_migrate_vm(const struct vi_store *s, struct vi_machine *m,
 	if ((rc = prepare(s, m, o, &r->live, &b)) < 0 ||
 	    (rc = preflight(s, m, e, r->live, o->tunnel, &b, false, &c)) < 0)
 		goto out;
-	rc = r->live ? send_live(s, m, e, &b, o, r) : send_offline(s, m, e, &b, o, r);
+	if (!r->live)
+		rc = send_offline(s, m, e, &b, o, r);
+	else if (by_uri(m))
+		rc = send_libvirt(s, m, e, &b, o, r);
+	else
+		rc = send_live(s, m, e, &b, o, r);
 	r->total_ms = vi_ms_since(start);
 out:
 	vi_bundle_release(&b);

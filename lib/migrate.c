@@ -5,6 +5,7 @@
 #include "layers.h"
 #include "log.h"
 #include "snapshot.h"
+#include "ssh.h"
 #include "util.h"
 
 #include <arpa/inet.h>
@@ -106,6 +107,16 @@ static void walk_chain(const struct vi_store *s, const char *path, char ***layer
 	free(cur);
 }
 
+static void add_file(struct vi_bundle *b, const char *rel, uint64_t size)
+{
+	b->files = xrealloc(b->files, (b->nfiles + 1) * sizeof(*b->files));
+	b->sizes = xrealloc(b->sizes, (b->nfiles + 1) * sizeof(*b->sizes));
+	b->streamed = xrealloc(b->streamed, (b->nfiles + 1) * sizeof(*b->streamed));
+	b->files[b->nfiles] = xstrdup(rel);
+	b->sizes[b->nfiles] = size;
+	b->streamed[b->nfiles++] = false;
+}
+
 /* Every file under dir (store-relative rel), run/ left out. */
 static void walk_files(const struct vi_store *s, const char *rel, struct vi_bundle *b)
 {
@@ -122,12 +133,7 @@ static void walk_files(const struct vi_store *s, const char *rel, struct vi_bund
 			if (strcmp(e->d_name, "run"))
 				walk_files(s, sub, b);
 		} else if (S_ISREG(st.st_mode)) {
-			b->files = xrealloc(b->files, (b->nfiles + 1) * sizeof(*b->files));
-			b->sizes = xrealloc(b->sizes, (b->nfiles + 1) * sizeof(*b->sizes));
-			b->streamed = xrealloc(b->streamed, (b->nfiles + 1) * sizeof(*b->streamed));
-			b->files[b->nfiles] = xstrdup(sub);
-			b->sizes[b->nfiles] = (uint64_t)st.st_size;
-			b->streamed[b->nfiles++] = false;
+			add_file(b, sub, (uint64_t)st.st_size);
 		}
 		free(sub);
 		free(path);
@@ -155,6 +161,14 @@ int vi_bundle_collect(const struct vi_store *s, const struct vi_vm *vm, bool liv
 	memset(b, 0, sizeof(*b));
 	walk_files(s, dir, b);
 	free(dir);
+	/* A guest that goes on there: its console so far, for the log there to
+	 * go on from. */
+	char *log = xasprintf("vms/%s/run/console.log", vm->name), *log_path = vi_store_path(s, "%s", log);
+	struct stat st;
+	if (live && stat(log_path, &st) == 0 && S_ISREG(st.st_mode))
+		add_file(b, log, (uint64_t)st.st_size);
+	free(log);
+	free(log_path);
 	if (vm->template_digest)
 		vi_strv_add(&b->images, &b->nimages, vm->template_digest);
 	if (vm->kernel)
@@ -477,10 +491,15 @@ int vi_migrate_offer_header(const struct vi_store *s, const struct vi_vm *vm,
 				continue;
 			struct json_object *o = json_object_new_object();
 			json_object_object_add(o, "disk", json_object_new_int((int)i));
-			/* Its backing name as it is now, for the other side to rewrite. */
+			/* Its backing name as it is now, for the other side to rewrite,
+			 * and its size, for a side that makes it. */
 			if (image_open(abs, IMAGE_PROBE, IMAGE_OPEN_SHARED | IMAGE_OPEN_NO_BACKING,
 				       &img) == 0) {
-				if (image_get_info(img, false, &info) == 0 && info.backing_file)
+				if (image_get_info(img, false, &info) == 0)
+					json_object_object_add(
+						o, "size",
+						json_object_new_int64((int64_t)info.virtual_size));
+				if (info.backing_file)
 					json_object_object_add(o, "backing",
 							       json_object_new_string(info.backing_file));
 				image_info_release(&info);
@@ -499,6 +518,8 @@ int vi_migrate_offer_header(const struct vi_store *s, const struct vi_vm *vm,
 	json_object_object_add(h, "live", json_object_new_boolean(flags & VI_MIGRATE_LIVE));
 	if (flags & VI_MIGRATE_TUNNEL)
 		json_object_object_add(h, "tunnel", json_object_new_boolean(true));
+	if (flags & VI_MIGRATE_LIBVIRT)
+		json_object_object_add(h, "libvirt", json_object_new_boolean(true));
 	json_object_object_add(h, "streamed", streamed);
 	fprintf(out, "%s\n", WIRE_MAGIC);
 	if ((rc = send_json(out, "HEADER", h)) == 0)
@@ -764,6 +785,9 @@ static int incoming_install(struct incoming *in, const char *from, const char *t
 		}
 		if (strstr(in->tmp[i], "/images/layers/"))
 			rc = rebase_file(in->tmp[i], from, to);
+		/* Shared with guests, read-only, as the store's own images are. */
+		if (rc == 0)
+			rc = vi_share_ro(in->tmp[i]);
 		if (rc == 0 && rename(in->tmp[i], in->final[i]) < 0)
 			rc = vi_error_errno(VI_EFAIL, errno, "cannot make '%s'", in->final[i]);
 	}
@@ -796,10 +820,18 @@ static int read_offer(const struct vi_store *s, FILE *in, struct json_object **h
 		*flags |= VI_MIGRATE_LIVE;
 	if (json_object_object_get_ex(*h, "tunnel", &v) && json_object_get_boolean(v))
 		*flags |= VI_MIGRATE_TUNNEL;
+	if (json_object_object_get_ex(*h, "libvirt", &v) && json_object_get_boolean(v))
+		*flags |= VI_MIGRATE_LIBVIRT;
 	if (!*name || !*from || **from != '/')
 		return vi_error(VI_EFAIL, "the other host sent a bad header");
 	if ((rc = vi_check_name(*name, "VM")) < 0)
 		return rc;
+	/* A guest that runs on here is to let this store's login key in. */
+	char *pub = NULL;
+	if ((*flags & VI_MIGRATE_LIVE) && vi_ssh_store_key(s, NULL, &pub) == 0)
+		json_object_object_add(need, "ssh_key", json_object_new_string(pub));
+	vi_error_clear();
+	free(pub);
 	char *dir = vi_store_path(s, "vms/%s", *name);
 	bool exists = vi_file_exists(dir);
 	free(dir);
@@ -848,7 +880,7 @@ int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out)
 }
 
 int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_vm *vm,
-		      char **staged, unsigned *flags, char ***backing)
+		      char **staged, unsigned *flags, char ***backing, uint64_t **sizes)
 {
 	struct json_object *h = NULL, *need = json_object_new_object(), *v;
 	struct incoming inc = { .s = s };
@@ -860,6 +892,7 @@ int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_v
 	memset(vm, 0, sizeof(*vm));
 	*staged = NULL;
 	*backing = NULL;
+	*sizes = NULL;
 	if ((rc = read_offer(s, in, &h, need, &name, &from, flags)) < 0)
 		goto fail;
 	if ((rc = vi_store_stage_vm(s, name, &inc.staged)) < 0 ||
@@ -913,12 +946,16 @@ int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_v
 		goto fail;
 	/* The disks the backend's stream brings: their backing files here. */
 	*backing = xcalloc(vm->ndisks + 1, sizeof(char *));
+	*sizes = xcalloc(vm->ndisks + 1, sizeof(uint64_t));
 	if (json_object_object_get_ex(h, "streamed", &v))
 		for (size_t i = 0; i < json_object_array_length(v); i++) {
 			struct json_object *o = json_object_array_get_idx(v, i), *d, *b;
 			if (!json_object_object_get_ex(o, "disk", &d) ||
-			    json_object_get_int(d) < 0 || (size_t)json_object_get_int(d) >= vm->ndisks ||
-			    !json_object_object_get_ex(o, "backing", &b))
+			    json_object_get_int(d) < 0 || (size_t)json_object_get_int(d) >= vm->ndisks)
+				continue;
+			if (json_object_object_get_ex(o, "size", &b))
+				(*sizes)[json_object_get_int(d)] = (uint64_t)json_object_get_int64(b);
+			if (!json_object_object_get_ex(o, "backing", &b))
 				continue;
 			char *here = rehome(json_object_get_string(b), from, s->home);
 			(*backing)[json_object_get_int(d)] =
@@ -948,6 +985,8 @@ fail:
 		free((*backing)[i]);
 	free(*backing);
 	*backing = NULL;
+	free(*sizes);
+	*sizes = NULL;
 	if (inc.staged)
 		vi_store_abort_vm(inc.staged);
 	free(inc.staged);
@@ -960,6 +999,29 @@ out:
 	if (h)
 		json_object_put(h);
 	json_object_put(need);
+	return rc;
+}
+
+int vi_migrate_make_disks(const struct vi_store *s, const struct vi_vm *vm,
+			  const char *const *backing, const uint64_t *sizes)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < vm->ndisks && rc == 0; i++) {
+		if (!sizes[i])
+			continue;
+		char *path = disk_abs(s, vm, vm->disks[i].path);
+		struct image_create_opts co = {
+			.format = vm->disks[i].format == VI_DISK_RAW ? IMAGE_RAW : IMAGE_QCOW2,
+			.size = sizes[i], .backing = backing[i], .backing_format = IMAGE_PROBE,
+		};
+		if (co.format == IMAGE_RAW && backing[i])
+			rc = vi_error(VI_EUNSUPPORTED, "raw disk %zu of VM '%s' has a backing file", i,
+				      vm->name);
+		else
+			rc = image_create(path, &co);
+		free(path);
+	}
 	return rc;
 }
 

@@ -60,8 +60,12 @@ uint64_t vi_bundle_bytes(const struct vi_store *s, const struct vi_bundle *b,
 typedef void (*vi_migrate_progress_fn)(void *opaque, uint64_t done, uint64_t total);
 
 /* What an offer says of the VM: it runs, and its stream follows
- * (VI_MIGRATE_LIVE); that stream goes through the link (VI_MIGRATE_TUNNEL). */
-enum { VI_MIGRATE_LIVE = 1, VI_MIGRATE_TUNNEL = 2 };
+ * (VI_MIGRATE_LIVE); that stream goes through the link (VI_MIGRATE_TUNNEL);
+ * or the hypervisors move it between them (VI_MIGRATE_LIBVIRT): the other
+ * side makes the streamed disks, empty, on their backing files, says
+ * "LIBVIRT HOME", and waits for DONE or ABORT. */
+enum { VI_MIGRATE_LIVE = 1, VI_MIGRATE_TUNNEL = 2, VI_MIGRATE_LIBVIRT = 4 };
+
 
 /* The source's side up to the hand-over, in two steps. The header: what the
  * VM is and reads (flags: VI_MIGRATE_*); *need gets what the other store lacks (the caller drops
@@ -81,9 +85,17 @@ int vi_migrate_offer_files(const struct vi_store *s, const struct vi_bundle *b,
  * *staged the staging directory the caller commits into vms/NAME (or
  * aborts), *flags the offer's VI_MIGRATE_* flags, and *backing (vm's
  * ndisks entries, each NULL or malloc'd) the backing file here of each disk
- * that stream brings. On failure the other side has been told. */
+ * that stream brings, *sizes (ndisks entries, malloc'd) its virtual size (0:
+ * not brought). On failure the other side has been told. */
 int vi_migrate_accept(const struct vi_store *s, FILE *in, FILE *out, struct vi_vm *vm,
-		      char **staged, unsigned *flags, char ***backing);
+		      char **staged, unsigned *flags, char ***backing, uint64_t **sizes);
+
+/* VI_MIGRATE_LIBVIRT, the destination: the disks the hypervisors copy, made
+ * empty in vm's directory of the store (committed there), each on its backing
+ * file (backing[i], or none) with its virtual size (sizes[i]; 0: not one of
+ * them). */
+int vi_migrate_make_disks(const struct vi_store *s, const struct vi_vm *vm,
+			  const char *const *backing, const uint64_t *sizes);
 /* Only the first step of that: reads the header and answers what this store
  * lacks (or that the VM exists here), storing nothing. */
 int vi_migrate_answer(const struct vi_store *s, FILE *in, FILE *out);

@@ -975,6 +975,17 @@ static int prepare_forwards(struct vi_machine *m)
 	return rc;
 }
 
+int vi_op_forwards_arrived(struct vi_machine *m)
+{
+	int rc = prepare_forwards(m);
+
+	for (size_t i = 0; rc == 0 && i < m->view.vm.nnics; i++)
+		for (size_t j = 0; rc == 0 && j < m->view.vm.nics[i]->nforwards; j++)
+			rc = vi_hv_forward_add(m->hv, &m->view.vm, i,
+					       m->view.vm.nics[i]->forwards[j]);
+	return rc;
+}
+
 int vi_op_start(struct vi_machine *m)
 {
 	struct vi_hv_state st;

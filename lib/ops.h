@@ -106,6 +106,10 @@ int vi_op_forget(const struct vi_store *s, const char *name);
 
 /* Boots m, which must not be running; its console log starts afresh. */
 int vi_op_start(struct vi_machine *m);
+/* The port forwards of m, whose guest arrived running by a migration the
+ * hypervisors made: their host ports checked here (automatic ones moved to a
+ * free port, recorded), then set up live. */
+int vi_op_forwards_arrived(struct vi_machine *m);
 /* Stops m, which must be running: gracefully, pulling the plug after
  * timeout_ms, or at once with force. */
 int vi_op_stop(struct vi_machine *m, bool force, unsigned timeout_ms);

@@ -98,6 +98,11 @@ enum vi_hv_probe {
 #define VI_HV_F_REMOTE        (1u << 2) /* reaches other hosts by URI (--connect) */
 #define VI_HV_F_USER_NET      (1u << 3) /* "user" NICs: outbound access, port forwards */
 #define VI_HV_F_RESTORE_RUNNING (1u << 4) /* restore() takes VI_HV_RUN_REPLACE */
+/* migrate_send() hands the guest to the hypervisor that dest_uri names, which
+ * receives it itself (libvirt's peer-to-peer migration): no stream, no
+ * migrate_recv(); the destination host only makes the writable disks, empty,
+ * on the same backing files, before. */
+#define VI_HV_F_MIGRATE_URI (1u << 5)
 
 enum vi_disk_format {
 	VI_DISK_RAW,
@@ -322,7 +327,13 @@ struct vi_hv_migrate {
 	void (*progress)(void *opaque, const struct vi_hv_migrate_progress *p);
 	void *opaque;
 	struct vi_hv_migrate_result *result; /* may be NULL; filled on return */
+	/* VI_HV_F_MIGRATE_URI: the destination's store. Every path under this host's
+	 * store (host->home) is at the same place under it there. */
+	const char *dest_home;
 };
+
+/* One line of migrate_check(): ok or not, what ("cpu", "link"...), what it found. */
+typedef void (*vi_hv_check_fn)(void *opaque, int ok, const char *what, const char *detail);
 
 struct vi_hv_ops {
 	size_t struct_size;
@@ -437,6 +448,12 @@ struct vi_hv_ops {
 	 * mounted from the disk. Optional. */
 	int (*grow_fs)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, size_t disk,
 		       unsigned flags, struct vi_hv_fs_info *out);
+	/* VI_HV_F_MIGRATE_URI: what the backend itself checks before moving the running
+	 * VM to dest_uri, one call of line each (the hypervisor there answers, the
+	 * guest's CPU runs there). Returns an error only when it cannot check at all.
+	 * Optional. */
+	int (*migrate_check)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *dest_uri,
+			     vi_hv_check_fn line, void *opaque);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin

@@ -169,6 +169,18 @@ int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, in
  * with libvirt's reason when it cannot. Nothing for remote URIs or without a
  * log. */
 int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
+
+/* --- migration (migrate.c) ------------------------------------------------ */
+
+/* migrate_send() of VI_HV_F_MIGRATE_URI: peer to peer to m->dest_uri, live,
+ * persistent there, the writable disks that are not shared copied onto the
+ * overlays the other host made, paths under host->home given under
+ * m->dest_home. The domain here is left defined and shut off. */
+int virt_migrate_send(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
+		      const struct vi_hv_migrate *m);
+/* migrate_check(): libvirt there answers; the guest's CPU compared there. */
+int virt_migrate_check(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *dest_uri,
+		       vi_hv_check_fn line, void *opaque);
 int virt_stats(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, struct vi_hv_stats *out);
 /* Live (when running) and in the persistent definition; within the maxima the
  * domain was defined with. */

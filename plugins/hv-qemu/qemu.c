@@ -296,7 +296,7 @@ static const struct vi_hv_ops qemu_ops = {
 	.name = "qemu",
 	.description = "QEMU through libvirt: KVM, or TCG without hardware virtualization",
 	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE |
-		    VI_HV_F_USER_NET,
+		    VI_HV_F_USER_NET | VI_HV_F_MIGRATE_URI,
 	.open = qemu_open,
 	.close = virt_close,
 	.probe = qemu_probe,
@@ -321,6 +321,8 @@ static const struct vi_hv_ops qemu_ops = {
 	.forward_remove = virt_forward_remove,
 	.nic_address = virt_nic_address,
 	.grow_fs = virt_grow_fs,
+	.migrate_send = virt_migrate_send,
+	.migrate_check = virt_migrate_check,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)

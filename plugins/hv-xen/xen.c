@@ -46,7 +46,8 @@ static const struct vi_hv_ops xen_ops = {
 	.abi_version = VI_HV_ABI_VERSION,
 	.name = "xen",
 	.description = "Xen through libvirt's libxl driver: PV, PVH and HVM guests",
-	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE,
+	.features = VI_HV_F_DIRECT_BOOT | VI_HV_F_FIRMWARE_BOOT | VI_HV_F_REMOTE |
+		    VI_HV_F_MIGRATE_URI,
 	.open = xen_open,
 	.close = virt_close,
 	.probe = xen_probe,
@@ -65,6 +66,8 @@ static const struct vi_hv_ops xen_ops = {
 	.resize_disk = virt_resize_disk,
 	.set_cpu_quota = virt_set_cpu_quota,
 	.nic_address = virt_nic_address,
+	.migrate_send = virt_migrate_send,
+	.migrate_check = virt_migrate_check,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)

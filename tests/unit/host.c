@@ -50,6 +50,39 @@ static int pick(const char *i1, const char *i2, const char *i3, const struct vi_
 	return rc;
 }
 
+/* The libvirt URI of a host, derived from its ssh address and $VI_SSH. */
+static void libvirt_uris(void)
+{
+	struct vi_host_entry e = { 0 };
+	char *uri;
+
+	unsetenv("VI_SSH");
+	vi_host_parse_uri("ssh://root@198.18.0.11", &e);
+	uri = vi_host_libvirt_uri(&e, "qemu");
+	is_str(uri, "qemu+ssh://root@198.18.0.11/system", "from the ssh address, for QEMU");
+	free(uri);
+	uri = vi_host_libvirt_uri(&e, "xen");
+	is_str(uri, "xen+ssh://root@198.18.0.11/system", "and for Xen");
+	free(uri);
+	vi_host_entry_release(&e);
+	vi_host_parse_uri("ssh://[fd00::2]:2222", &e);
+	setenv("VI_SSH", "ssh -i /k/id key -o StrictHostKeyChecking=no -o LogLevel=ERROR", 1);
+	uri = vi_host_libvirt_uri(&e, "qemu");
+	is_str(uri, "qemu+ssh://[fd00::2]:2222/system?keyfile=/k/id&no_verify=1",
+	       "an IPv6 address and port; vi's key and host key policy");
+	free(uri);
+	setenv("VI_SSH", "ssh -i/k/a%b", 1);
+	uri = vi_host_libvirt_uri(&e, "qemu");
+	is_str(uri, "qemu+ssh://[fd00::2]:2222/system?keyfile=/k/a%25b", "a key path escaped");
+	free(uri);
+	e.libvirt = xstrdup("qemu+tcp://10.0.0.2/system");
+	uri = vi_host_libvirt_uri(&e, "qemu");
+	is_str(uri, "qemu+tcp://10.0.0.2/system", "--libvirt as given");
+	free(uri);
+	unsetenv("VI_SSH");
+	vi_host_entry_release(&e);
+}
+
 int main(void)
 {
 	struct vi_vm vm = { .name = "web", .hv = "vtx", .memory = 2 * GIB };
@@ -82,6 +115,7 @@ int main(void)
 	is_int(vi_hosts_pick(NULL, 0, &vm, "/here", "pool", &e), -VI_ENOTFOUND, "no hosts");
 	is_str(vi_error_message(), "no host can take VM 'web': the inventory has no hosts",
 	       "said so");
+	libvirt_uris();
 	free(a);
 	free(b);
 	free(c);
