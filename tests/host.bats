@@ -23,6 +23,10 @@ teardown() {
 	grep -qx "  h2:" "$VI_HOME/hosts.yaml"
 	grep -qx "    home: /srv/vi" "$VI_HOME/hosts.yaml"
 	grep -qx "    vi: /usr/local/bin/vi" "$VI_HOME/hosts.yaml"
+	run -0 vi host add lv ssh://root@10.0.0.9 --libvirt qemu+tcp://10.0.0.9/system
+	grep -qx "    libvirt: qemu+tcp://10.0.0.9/system" "$VI_HOME/hosts.yaml"
+	[ "$(vi host list --json | jq -r '.hosts[] | select(.name == "lv") | .libvirt')" = qemu+tcp://10.0.0.9/system ]
+	run -0 vi host rm lv
 	run -0 vi host rm v6
 	[ "$output" = "removed host 'v6'" ]
 	! grep -q v6 "$VI_HOME/hosts.yaml" || false
@@ -43,6 +47,10 @@ teardown() {
 	done
 	run -2 vi host add 'bad name' ssh://x
 	[ "${#lines[@]}" = 1 ]
+	for uri in '' nowhere 'qemu+ssh://a b/system'; do
+		run -2 vi host add h3 ssh://x --libvirt "$uri"
+		[ "$output" = "vi: error: --libvirt takes a libvirt URI such as qemu+ssh://ADDRESS/system, not '$uri'" ]
+	done
 	run -2 vi host add h3 ssh://x --home relative/dir
 	[ "$output" = "vi: error: --home must be an absolute path on that host, not 'relative/dir'" ]
 	run -3 vi host rm nope
