@@ -14,7 +14,6 @@ setup() {
 }
 
 # A port nobody listens on now, and a listener the test holds on another.
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 hold_port() {
 	python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(120)' "$1" &
 	holder=$!

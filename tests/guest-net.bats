@@ -25,7 +25,6 @@ teardown() {
 	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
 }
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # create NAME [options...]: a ready machine from tiny on hv-qemu.
 create() {

@@ -101,7 +101,6 @@ PY
 }
 
 vmm_pid() { cat "$VI_HOME/vms/$1/run/pid"; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 @test "checkout of a running guest keeps its VMM process; of a stopped one starts one" {
 	vi -q create --hv "$hv" --kernel "$guest/stamps.bzImage" --memory 64M --nic none --start g4

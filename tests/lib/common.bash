@@ -77,3 +77,6 @@ nothing_readable_by_others() {
 		fi
 	done < <(find "$1" -type f)
 }
+
+# A TCP port of 127.0.0.1 that is free now.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
