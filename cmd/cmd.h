@@ -128,6 +128,10 @@ int cmd_snapshot_show(int argc, char **argv);
 int cmd_snapshot_checkout(int argc, char **argv);
 int cmd_snapshot_delete(int argc, char **argv);
 int cmd_snapshot_diff(int argc, char **argv);
+int cmd_env_up(int argc, char **argv);
+int cmd_env_status(int argc, char **argv);
+int cmd_env_down(int argc, char **argv);
+int cmd_env_ssh(int argc, char **argv);
 
 extern const struct vi_option caps_options[], clone_options[], grow_options[], console_options[], create_options[],
 	destroy_options[], start_options[], stop_options[], help_options[], hv_list_options[],
@@ -139,6 +143,7 @@ extern const struct cmd host_commands[];
 extern const struct cmd forward_commands[];
 extern const struct cmd snapshot_commands[];
 extern const struct cmd policy_commands[];
+extern const struct cmd env_commands[];
 extern const struct cmd template_commands[];
 extern const struct cmd image_commands[];
 

@@ -277,20 +277,35 @@ int cmd_list(int argc, char **argv)
 	}
 	size_t n = json_object_array_length(arr);
 	struct vi_table t;
-	const char *header[] = { "HOST", "NAME",     "BACKEND", "STATE", "CPUS",
-				 "MEMORY", "TEMPLATE", "ADDRESS", "SSH" };
-	size_t first = all_hosts ? 0 : 1;
-	vi_table_init(&t, (wide ? 9 : 7) - first, header + first);
+	/* An ENV column once a VM belongs to an environment (vi env). */
+	bool envs = false;
 	for (size_t i = 0; i < n; i++) {
-		struct json_object *o = json_object_array_get_idx(arr, i);
+		struct json_object *labels;
+		envs |= json_object_object_get_ex(json_object_array_get_idx(arr, i), "labels",
+						  &labels) &&
+			vi_json_get_str(labels, "env") != NULL;
+	}
+	const char *header[] = { "HOST", "NAME",   "ENV",      "BACKEND", "STATE",
+				 "CPUS", "MEMORY", "TEMPLATE", "ADDRESS", "SSH" };
+	bool show[] = { all_hosts, true, envs, true, true, true, true, true, wide, wide };
+	const char *cols[10];
+	size_t ncols = 0;
+	for (size_t c = 0; c < ARRAY_SIZE(header); c++)
+		if (show[c])
+			cols[ncols++] = header[c];
+	vi_table_init(&t, ncols, cols);
+	for (size_t i = 0; i < n; i++) {
+		struct json_object *o = json_object_array_get_idx(arr, i), *labels = NULL;
 		char cpus[16] = "", mem[32] = "";
 		bool bad = vi_json_get_str(o, "error") != NULL;
 		if (!bad) {
 			snprintf(cpus, sizeof(cpus), "%s", vi_json_get_str(o, "cpus"));
 			vi_format_size((uint64_t)vi_json_get_int(o, "memory"), mem, sizeof(mem));
 		}
+		json_object_object_get_ex(o, "labels", &labels);
 		const char *row[] = { vi_json_get_str(o, "host") ? vi_json_get_str(o, "host") : "local",
 				      vi_json_get_str(o, "name"),
+				      labels ? vi_json_get_str(labels, "env") : NULL,
 				      bad ? NULL : vi_json_get_str(o, "hv"),
 				      bad ? "error" : vi_json_get_str(o, "state"),
 				      bad ? NULL : cpus,
@@ -298,7 +313,12 @@ int cmd_list(int argc, char **argv)
 				      vi_json_get_str(o, "template"),
 				      vi_json_get_str(o, "address"),
 				      vi_json_get_str(o, "ssh") };
-		vi_table_add(&t, row + first);
+		const char *cells[10];
+		size_t nc = 0;
+		for (size_t c = 0; c < ARRAY_SIZE(row); c++)
+			if (show[c])
+				cells[nc++] = row[c];
+		vi_table_add(&t, cells);
 	}
 	if (n)
 		vi_table_print(&t);

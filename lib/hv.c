@@ -597,6 +597,16 @@ int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct
 	HV_CALL(hv, migrate_recv, "migration", vm, m);
 }
 
+int vi_hv_net_up(struct vi_hv *hv, const char *name, const char *cidr)
+{
+	HV_CALL(hv, net_up, "private networks", name, cidr);
+}
+
+int vi_hv_net_down(struct vi_hv *hv, const char *name)
+{
+	HV_CALL(hv, net_down, "private networks", name);
+}
+
 int vi_hv_migrate_check(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *dest_uri,
 			vi_hv_check_fn line, void *opaque)
 {

@@ -104,6 +104,9 @@ int vi_hv_save(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, un
 int vi_hv_restore(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *path, unsigned flags);
 int vi_hv_migrate_send(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
 int vi_hv_migrate_recv(struct vi_hv *hv, const struct vi_hv_vm *vm, const struct vi_hv_migrate *m);
+/* A private network of the backend made and started, or taken down. */
+int vi_hv_net_up(struct vi_hv *hv, const char *name, const char *cidr);
+int vi_hv_net_down(struct vi_hv *hv, const char *name);
 /* The backend's own checks of a move to dest_uri (VI_HV_F_MIGRATE_URI); none
  * (0) when it has none. */
 int vi_hv_migrate_check(struct vi_hv *hv, const struct vi_hv_vm *vm, const char *dest_uri,

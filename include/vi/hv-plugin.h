@@ -454,6 +454,14 @@ struct vi_hv_ops {
 	 * Optional. */
 	int (*migrate_check)(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, const char *dest_uri,
 			     vi_hv_check_fn line, void *opaque);
+	/* A private network VMs of this backend join with a "network" NIC whose source
+	 * is name: isolated (no route to the host's LAN or beyond), addresses by DHCP
+	 * from cidr ("10.250.3.0/24"), kept across restarts of the host. net_up makes
+	 * and starts it (nothing when it is there and running; VI_ESTATE when the name
+	 * is taken by another range, or the range by another network); net_down
+	 * stops and removes it (nothing when it is not there). Optional. */
+	int (*net_up)(struct vi_hv_ctx *ctx, const char *name, const char *cidr);
+	int (*net_down)(struct vi_hv_ctx *ctx, const char *name);
 };
 
 /* The one exported symbol. Returns NULL (after host->error()) if the plugin

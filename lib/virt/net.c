@@ -264,3 +264,82 @@ cleanup:
 	virDomainFree(dom);
 	return rc;
 }
+
+/* --- private networks ----------------------------------------------------- */
+
+/* "A.B.C.0/24" into its first three parts; false for anything else. */
+static bool parse_cidr24(const char *cidr, unsigned p[3])
+{
+	unsigned last, bits;
+	char tail;
+
+	return sscanf(cidr, "%u.%u.%u.%u/%u%c", &p[0], &p[1], &p[2], &last, &bits, &tail) == 5 &&
+	       p[0] < 256 && p[1] < 256 && p[2] < 256 && last == 0 && bits == 24;
+}
+
+int virt_net_up(struct vi_hv_ctx *ctx, const char *name, const char *cidr)
+{
+	virConnectPtr conn;
+	virNetworkPtr net;
+	unsigned p[3];
+	int rc = virt_connect(ctx, &conn);
+
+	if (rc)
+		return rc;
+	if (!parse_cidr24(cidr, p))
+		return vi_error(VI_EUSAGE, "network '%s': '%s' is not a /24 such as 10.250.3.0/24",
+				name, cidr);
+	if ((net = virNetworkLookupByName(conn, name))) {
+		char *xml = virNetworkGetXMLDesc(net, 0);
+		char *want = xasprintf("%u.%u.%u.1", p[0], p[1], p[2]);
+		if (xml && !strstr(xml, want))
+			rc = vi_error(VI_ESTATE, "libvirt network '%s' on '%s' has another range than %s",
+				      name, virt_uri(ctx), cidr);
+		free(xml);
+		free(want);
+	} else {
+		virResetLastError();
+		/* No <forward>: libvirt's isolated mode, the guests' traffic goes
+		 * nowhere but between them and this host's bridge. No gateway is
+		 * handed out, so a guest keeps its default route elsewhere. */
+		char *xml = xasprintf("<network><name>%s</name><bridge stp='off' delay='0'/>"
+				      "<dns enable='no'/>"
+				      "<ip address='%u.%u.%u.1' netmask='255.255.255.0'>"
+				      "<dhcp><range start='%u.%u.%u.10' end='%u.%u.%u.250'/></dhcp></ip>"
+				      "</network>",
+				      name, p[0], p[1], p[2], p[0], p[1], p[2], p[0], p[1], p[2]);
+		net = virNetworkDefineXML(conn, xml);
+		free(xml);
+		if (!net)
+			return virt_error("cannot define libvirt network '%s' on '%s'", name,
+					  virt_uri(ctx));
+	}
+	if (rc == 0 && virNetworkIsActive(net) != 1 && virNetworkCreate(net) < 0 &&
+	    virNetworkIsActive(net) != 1)
+		rc = virt_error("cannot start libvirt network '%s' on '%s'", name, virt_uri(ctx));
+	if (rc == 0 && virNetworkSetAutostart(net, 1) < 0)
+		rc = virt_error("cannot mark libvirt network '%s' autostart", name);
+	virResetLastError();
+	virNetworkFree(net);
+	return rc;
+}
+
+int virt_net_down(struct vi_hv_ctx *ctx, const char *name)
+{
+	virConnectPtr conn;
+	virNetworkPtr net;
+	int rc = virt_connect(ctx, &conn);
+
+	if (rc)
+		return rc;
+	if (!(net = virNetworkLookupByName(conn, name))) {
+		virResetLastError();
+		return 0;
+	}
+	if (virNetworkIsActive(net) == 1 && virNetworkDestroy(net) < 0)
+		rc = virt_error("cannot stop libvirt network '%s' on '%s'", name, virt_uri(ctx));
+	if (rc == 0 && virNetworkIsPersistent(net) == 1 && virNetworkUndefine(net) < 0)
+		rc = virt_error("cannot remove libvirt network '%s' on '%s'", name, virt_uri(ctx));
+	virNetworkFree(net);
+	return rc;
+}

@@ -170,6 +170,10 @@ int virt_console(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, int in_fd, in
  * log. */
 int virt_console_log(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm);
 
+/* net_up() and net_down(): an isolated libvirt network with DHCP over cidr. */
+int virt_net_up(struct vi_hv_ctx *ctx, const char *name, const char *cidr);
+int virt_net_down(struct vi_hv_ctx *ctx, const char *name);
+
 /* --- migration (migrate.c) ------------------------------------------------ */
 
 /* migrate_send() of VI_HV_F_MIGRATE_URI: peer to peer to m->dest_uri, live,

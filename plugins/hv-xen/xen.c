@@ -68,6 +68,8 @@ static const struct vi_hv_ops xen_ops = {
 	.nic_address = virt_nic_address,
 	.migrate_send = virt_migrate_send,
 	.migrate_check = virt_migrate_check,
+	.net_up = virt_net_up,
+	.net_down = virt_net_down,
 };
 
 VI_HV_EXPORT const struct vi_hv_ops *vi_hv_plugin_init(const struct vi_host *host)

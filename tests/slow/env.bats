@@ -1,0 +1,128 @@
+#!/usr/bin/env bats
+# vi env for real: an environment of a db and two webs from tiny on a private
+# libvirt network, brought up with one command, reached by name and through
+# a forward, brought up again without change, and taken down to nothing.
+# Three guests boot under TCG at once: some minutes, make check-slow only.
+
+load ../lib/common
+load ../lib/template
+
+setup_file() {
+	tiny_store
+}
+
+setup() {
+	need_hv_qemu
+	cd "$BATS_TEST_TMPDIR"
+	env_name=e$$
+	port=$(free_port)
+	cat >db-init.yaml <<-'E'
+		#cloud-config
+		runcmd:
+		  - mkdir -p /srv/db
+		  - echo db answers >/srv/db/index.html
+		  - httpd -p 80 -h /srv/db
+	E
+	cat >web-init.yaml <<-'E'
+		#cloud-config
+		runcmd:
+		  - mkdir -p /srv/www
+		  - hostname >/srv/www/index.html
+		  - httpd -p 80 -h /srv/www
+	E
+	cat >vi-env.yaml <<-E
+		name: $env_name
+		networks: [backend]
+		machines:
+		  db:
+		    template: tiny
+		    networks: [backend]
+		    user-data: ./db-init.yaml
+		  web:
+		    template: tiny
+		    count: 2
+		    networks: [backend, user]
+		    forward: ["$port:80"]
+		    depends: [db]
+		    user-data: ./web-init.yaml
+	E
+}
+
+teardown() {
+	vi -q env down "$env_name" 2>/dev/null || true
+}
+
+@test "up, by name and through a forward, up again, down to nothing" {
+	run -0 vi env up
+	grep -Eq "^$env_name-db +created, ready in [0-9.]+ s$" <<<"$output"
+	grep -Eq "^$env_name-web-1 +created, ready in [0-9.]+ s$" <<<"$output"
+	grep -Eq "^$env_name-web-2 +created, ready in [0-9.]+ s$" <<<"$output"
+	[ "${lines[-1]}" = "environment '$env_name' is up: 3 machines" ]
+	# db was ready before either web was made.
+	db_line=$(grep -n "^$env_name-db .*ready" <<<"$output" | cut -d: -f1)
+	web_line=$(grep -n "^$env_name-web-1 .*creating" <<<"$output" | cut -d: -f1)
+	[ "$db_line" -lt "$web_line" ]
+	# Ordinary VMs, in an environment.
+	run -0 vi list --label "env=$env_name" --json
+	[ "$(jq -r '[.vms[] | "\(.name) \(.state)"] | sort | join(",")' <<<"$output")" = \
+		"$env_name-db running,$env_name-web-1 running,$env_name-web-2 running" ]
+	# From web-1, db by name on the private network.
+	run -0 vi env ssh "$env_name" web-1 -- wget -q -O - http://db/
+	[ "$output" = "db answers" ]
+	run -0 vi env ssh "$env_name" web-2 -- wget -q -O - http://web-1/
+	[ "$output" = "$env_name-web-1" ]
+	# The host reaches web-1 and web-2 through their forwards.
+	run -0 curl -sS --max-time 20 "http://127.0.0.1:$port/"
+	[ "$output" = "$env_name-web-1" ]
+	run -0 vi show --json "$env_name-web-2"
+	p2=$(jq -r '.vm.nics[] | .forwards[] | select(.guest_port == 80) | .host_port' <<<"$output")
+	[ "$p2" -gt "$port" ]
+	run -0 curl -sS --max-time 20 "http://127.0.0.1:$p2/"
+	[ "$output" = "$env_name-web-2" ]
+	# The private network goes nowhere else: db has no default route, and
+	# its addresses are in the environment's range only.
+	run -0 vi env ssh "$env_name" db -- ip route
+	[[ "$output" != *default* ]]
+	run -0 vi env status --json "$env_name"
+	cidr=$(jq -r '.envs[0].networks[0].cidr' <<<"$output")
+	net=$(jq -r '.envs[0].networks[0].libvirt' <<<"$output")
+	addr=$(jq -r ".envs[0].machines[] | select(.vm == \"$env_name-db\") | .addresses.backend" <<<"$output")
+	[ "${addr%.*}.0/24" = "$cidr" ]
+	virsh -c qemu:///system net-dumpxml "$net" | grep -q "<forward" && false
+	# Up again: nothing changes, and it says so.
+	run -0 vi env up
+	[ "${lines[-1]}" = "environment '$env_name' is up: 3 machines, nothing changed" ]
+	grep -Eq "^$env_name-db +running, unchanged$" <<<"$output"
+	# A definition changed is reported, not rebuilt.
+	sed -i 's/count: 2/count: 2\n    memory: 256M/' vi-env.yaml
+	run -0 vi env up
+	grep -Eq "^$env_name-web-1 +running, changed in the file" <<<"$output"
+	# Down: no VM, network, bridge or record.
+	bridge=$(virsh -c qemu:///system net-info "$net" | awk '/^Bridge:/ { print $2 }')
+	[ -n "$bridge" ] && [ -e "/sys/class/net/$bridge" ]
+	run -0 vi env down "$env_name"
+	[ "${lines[-1]}" = "environment '$env_name' destroyed: 3 machines, its networks and record" ]
+	[ -z "$(vi list --label "env=$env_name" --json | jq -r '.vms[].name')" ]
+	run virsh -c qemu:///system net-info "$net"
+	[ "$status" -ne 0 ]
+	[ ! -e "/sys/class/net/$bridge" ]
+	[ ! -e "$VI_HOME/envs/$env_name.yaml" ]
+	[ ! -e "$VI_HOME/vms/$env_name-db" ]
+}
+
+@test "a failure in the middle: the machines made are listed, up resumes, down removes them" {
+	# web's template does not exist: db is made, then up stops.
+	sed -i '0,/template: tiny/! s/template: tiny/template: nosuch/' vi-env.yaml
+	run -3 vi env up
+	[ "${lines[-1]}" = "vi: error: machine 'web' (VM '$env_name-web-1'): no template named 'nosuch' (see 'vi template list')" ]
+	run -0 vi env status --json "$env_name"
+	[ "$(jq -r '[.envs[0].machines[].vm] | join(",")' <<<"$output")" = "$env_name-db" ]
+	# Mended, up makes only what is missing.
+	sed -i 's/template: nosuch/template: tiny/' vi-env.yaml
+	run -0 vi env up
+	grep -Eq "^$env_name-db +running, unchanged$" <<<"$output"
+	grep -Eq "^$env_name-web-1 +created, ready" <<<"$output"
+	grep -Eq "^$env_name-web-2 +created, ready" <<<"$output"
+	run -0 vi env down "$env_name"
+	[ -z "$(vi list --label "env=$env_name" --json | jq -r '.vms[].name')" ]
+}
