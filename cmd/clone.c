@@ -13,12 +13,17 @@
 #include <string.h>
 
 static int full, start;
+static struct vi_strlist networks, labels;
 static uint64_t count;
 
 const struct vi_option clone_options[] = {
 	{ "full", 0, VI_OPT_FLAG, &full, NULL, "copy the disks into standalone images" },
 	{ "count", 'n', VI_OPT_UINT, &count, "N", "make NEW-1 .. NEW-N", .min = 1, .max = 1000 },
 	{ "start", 0, VI_OPT_FLAG, &start, NULL, "start the clones" },
+	{ "network", 0, VI_OPT_LIST, &networks, "FROM=TO",
+	  "a NIC on network (or bridge) FROM is on TO in the clones (repeatable)" },
+	{ "label", 0, VI_OPT_LIST, &labels, "KEY=VALUE|KEY-",
+	  "set or remove a label of the clones (repeatable)" },
 	OPT_CONNECT,
 	OPT_JSON,
 	VI_OPT_TABLE_END,
@@ -36,6 +41,10 @@ int cmd_clone(int argc, char **argv)
 		.n = n,
 		.full = full,
 		.start = start,
+		.networks = networks.items,
+		.nnetworks = networks.n,
+		.labels = labels.items,
+		.nlabels = labels.n,
 	};
 	double t0 = vi_now_ms();
 	int rc;
@@ -43,6 +52,13 @@ int cmd_clone(int argc, char **argv)
 
 	if ((rc = vi_check_name(argv[1], "VM")) < 0)
 		goto cleanup;
+	for (size_t i = 0; i < networks.n; i++) {
+		const char *eq = strchr(networks.items[i], '=');
+		if (!eq || eq == networks.items[i] || !eq[1] || strpbrk(networks.items[i], " \t/")) {
+			rc = vi_error(VI_EUSAGE, "--network takes FROM=TO, not '%s'", networks.items[i]);
+			goto cleanup;
+		}
+	}
 	for (size_t i = 0; i < n; i++)
 		names[i] = count ? xasprintf("%s-%zu", argv[1], i + 1) : xstrdup(argv[1]);
 	if ((rc = vi_op_clone(&ctx.store, &ctx.plugins, &spec, clones)) < 0)

@@ -3,13 +3,16 @@
  * running vi's own verbs, several at once where the dependencies allow; what
  * an environment made (its networks, its machines' definitions) is kept in
  * envs/NAME.yaml, so that up resumes and down removes all of it. */
-#include "env.h"
 #include "cmd.h"
+#include "env.h"
 #include "error.h"
 #include "forward.h"
 #include "host.h"
 #include "log.h"
+#include "machine.h"
 #include "output.h"
+#include "snapshot.h"
+#include "store.h"
 #include "util.h"
 #include "yaml-doc.h"
 
@@ -23,6 +26,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define ENV_FILE "vi-env.yaml"
@@ -56,8 +60,16 @@ const struct vi_option env_options[] = {
 };
 
 const struct cmd env_commands[] = {
+	{ "checkout", cmd_env_checkout, 2, 2, NEEDS_STORE | NEEDS_PLUGINS | ALL_PLUGINS,
+	  "ENV SNAPSHOT", env_options,
+	  "every machine back to a snapshot of the environment, resumed together" },
+	{ "clone", cmd_env_clone, 2, 2, NEEDS_STORE | NEEDS_PLUGINS | ALL_PLUGINS, "ENV NEW",
+	  env_options, "the whole environment as linked clones, on private networks of its own" },
 	{ "down", cmd_env_down, 1, 1, NEEDS_STORE | NEEDS_PLUGINS | ALL_PLUGINS, "ENV",
 	  env_down_options, "destroy an environment with everything it made, or stop it (--keep)" },
+	{ "snapshot", cmd_env_snapshot, 1, 2, NEEDS_STORE | NEEDS_PLUGINS | ALL_PLUGINS,
+	  "ENV [SNAPSHOT]", env_options,
+	  "a snapshot of every machine at one instant, paused together" },
 	{ "ssh", cmd_env_ssh, 2, -1, NEEDS_STORE, "ENV MACHINE [-- COMMAND...]", env_options,
 	  "log in to a machine of an environment, or run a command there" },
 	{ "status", cmd_env_status, 0, 1, NEEDS_STORE, "[ENV]", env_options,
@@ -482,6 +494,14 @@ static int networks_up(const struct vi_env *env, struct state *st, const char *h
 
 /* --- up ---------------------------------------------------------------------------------- */
 
+/* The closing document of a verb that printed JSON lines before it. */
+static void last_line(struct json_object *doc)
+{
+	vi_json_printed = true;
+	printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
+	json_object_put(doc);
+}
+
 /* One VM of the environment and what up does with it. */
 struct inst {
 	const struct vi_env_machine *m;
@@ -845,9 +865,7 @@ int cmd_env_up(int argc, char **argv)
 		json_object_object_add(doc, "env", vi_json_str(env.name));
 		json_object_object_add(doc, "machines", json_object_new_int((int)n));
 		json_object_object_add(doc, "changed", json_object_new_boolean(acted));
-		vi_json_printed = true;
-		printf("%s\n", json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN));
-		json_object_put(doc);
+		last_line(doc);
 	} else if (!acted) {
 		vi_info("environment '%s' is up: %zu machine%s, nothing changed%s", env.name, n,
 			n == 1 ? "" : "s",
@@ -958,14 +976,15 @@ static void write_hosts(const struct vi_env *env, struct inst *ins, size_t n)
 			continue;
 		char *block = hosts_block(env, &st, ins, n, i, addrs);
 		char *q = vi_shell_quote(block);
-		/* Replaces the environment's block of /etc/hosts, as root. */
+		/* Replaces the environments' blocks of /etc/hosts (a clone carries
+		 * its source's) with this one's, as root. */
 		char *script = xasprintf("b=%s; s=; [ \"$(id -u)\" = 0 ] || s='sudo -n'; "
-					 "$s sh -c 'f=/etc/hosts; sed \"/^# vi env "
-					 "%s$/,/^# vi env %s end$/d\" $f "
+					 "$s sh -c 'f=/etc/hosts; "
+					 "sed \"/^# vi env [^ ]*$/,/^# vi env [^ ]* end$/d\" $f "
 					 ">$f.vi && printf \"%%s\" \"$1\" >>$f.vi && cat "
 					 "$f.vi >$f && rm -f $f.vi' "
 					 "sh \"$b\"",
-					 q, env->name, env->name);
+					 q);
 		struct child c;
 		child_vi(&c);
 		child_arg(&c, "exec");
@@ -992,6 +1011,383 @@ static void write_hosts(const struct vi_env *env, struct inst *ins, size_t n)
 	}
 	free(addrs);
 	state_release(&st);
+}
+
+/* --- clone ------------------------------------------------------------------------------ */
+
+/* vi env clone ENV NEW: each machine of ENV cloned, linked, while it runs,
+ * into NEW, on private networks of NEW's own; names, identities and
+ * addresses new. */
+int cmd_env_clone(int argc, char **argv)
+{
+	const char *from = argv[0], *to = argv[1];
+	struct state st, nst = { 0 };
+	struct vi_env env = { 0 };
+	struct json_object *vms = NULL, *there = NULL;
+	struct inst *ins = NULL;
+	size_t n = 0;
+	int lock_from = -1, lock_to = -1, rc, found;
+	char *failure = NULL;
+	int failure_code = 0;
+	(void)argc;
+
+	if ((rc = vi_check_name(to, "environment")) < 0)
+		return rc;
+	if (!strcmp(from, to))
+		return vi_error(VI_EUSAGE, "an environment is not cloned onto itself");
+	if ((lock_from = lock_env(from)) < 0)
+		return lock_from;
+	if ((lock_to = lock_env(to)) < 0) {
+		close(lock_from);
+		return lock_to;
+	}
+	memset(&st, 0, sizeof(st));
+	if ((found = state_load(from, &st)) != 0) {
+		rc = found < 0 ? found
+			       : vi_error(VI_ENOTFOUND, "no environment '%s' (see 'vi env status')", from);
+		goto out;
+	}
+	if ((found = state_load(to, &nst)) <= 0) {
+		rc = found < 0 ? found : vi_error(VI_ESTATE, "environment '%s' exists", to);
+		goto out;
+	}
+	if ((rc = list_states(to, &there)) < 0)
+		goto out;
+	if (json_object_array_length(there)) {
+		rc = vi_error(VI_ESTATE, "VMs labelled env=%s exist: 'vi env down %s' first", to, to);
+		goto out;
+	}
+	if (!st.file || (rc = vi_env_load(st.file, &env)) < 0) {
+		rc = vi_error_wrap("environment '%s': its file", from);
+		goto out;
+	}
+	if ((rc = list_states(from, &vms)) < 0)
+		goto out;
+	/* Networks of its own, each like its source's. */
+	nst.file = xstrdup(st.file);
+	for (size_t i = 0; i < st.nnets; i++) {
+		char *cidr = free_cidr(to);
+		if (!cidr) {
+			rc = vi_error(VI_ESTATE, "no free /24 for network '%s'", st.nets[i].name);
+			goto out;
+		}
+		nst.nets = xrealloc(nst.nets, (nst.nnets + 1) * sizeof(*nst.nets));
+		struct state_net *nn = &nst.nets[nst.nnets++];
+		nn->name = xstrdup(st.nets[i].name);
+		nn->libvirt = xasprintf("vi-%s-%s", to, st.nets[i].name);
+		nn->cidr = cidr;
+		nn->hv = xstrdup(st.nets[i].hv);
+		struct vi_hv *hv = vi_hv_find(&ctx.plugins, nn->hv);
+		if ((rc = state_save(to, &nst)) < 0)
+			goto out;
+		if ((rc = hv ? vi_hv_net_up(hv, nn->libvirt, nn->cidr) : -vi_error_code()) < 0)
+			goto out;
+	}
+	/* The machines ENV has made, in its order. */
+	for (size_t o = 0; o < env.nmachines; o++) {
+		const struct vi_env_machine *m = &env.machines[env.order[o]];
+		for (unsigned i = 0; i < m->count; i++) {
+			char *src = vi_env_vm_name(&env, m, i);
+			if (!state_of(vms, src)) {
+				free(src);
+				continue;
+			}
+			ins = xrealloc(ins, (n + 1) * sizeof(*ins));
+			struct inst *in = &ins[n++];
+			memset(in, 0, sizeof(*in));
+			in->m = m;
+			in->index = i;
+			in->state = src; /* here: the source VM */
+		}
+	}
+	free(env.name);
+	env.name = xstrdup(to);
+	for (size_t i = 0; i < n; i++)
+		ins[i].vm = vi_env_vm_name(&env, ins[i].m, ins[i].index);
+	/* PARALLEL at once: a clone's disks freeze in an instant, its boot is
+	 * what takes time. */
+	for (size_t first = 0; first < n && !failure; first += PARALLEL) {
+		size_t last = first + PARALLEL < n ? first + PARALLEL : n;
+		for (size_t i = first; i < last; i++) {
+			struct inst *in = &ins[i];
+			child_vi(&in->c);
+			child_arg(&in->c, "-q");
+			child_arg(&in->c, "clone");
+			child_arg(&in->c, "--start");
+			child_arg(&in->c, "--label=" VI_ENV_LABEL "=%s", to);
+			for (size_t k = 0; k < st.nnets; k++)
+				child_arg(&in->c, "--network=%s=%s", st.nets[k].libvirt,
+					  nst.nets[k].libvirt);
+			child_arg(&in->c, "%s", in->state);
+			child_arg(&in->c, "%s", in->vm);
+			say(in, "cloning", -1);
+			if (child_start(&in->c) < 0)
+				in->failed = true;
+		}
+		for (size_t i = first; i < last; i++) {
+			struct inst *in = &ins[i];
+			int status = in->failed ? -1 : child_wait(&in->c);
+			if (status == 0 && in->m->ready_ssh && wait_ssh(in->vm) < 0)
+				status = -1;
+			double ms = vi_ms_since(in->c.start);
+			if (status == 0) {
+				struct state_machine *sm = state_machine(&st, in->state);
+				state_set_machine(&nst, in->vm, sm ? sm->digest : in->m->digest);
+				state_save(to, &nst);
+				say(in, "cloned, ready", ms);
+				continue;
+			}
+			in->failed = true;
+			char *why = status < 0 ? xstrdup(vi_error_message()) : child_error(&in->c);
+			say(in, "failed", ms);
+			if (!failure) {
+				failure = xasprintf("VM '%s': %s", in->vm, why);
+				failure_code = status < 0 ? vi_error_code() : status < 8 ? status : VI_EFAIL;
+			}
+			free(why);
+			vi_error_clear();
+		}
+		for (size_t i = first; i < last; i++)
+			child_release(&ins[i].c);
+	}
+	if (failure) {
+		rc = vi_error(failure_code ? failure_code : VI_EFAIL, "%s", failure);
+		free(failure);
+		goto out;
+	}
+	write_hosts(&env, ins, n);
+	if (ctx.json) {
+		struct json_object *doc = vi_json_doc();
+		json_object_object_add(doc, "env", vi_json_str(to));
+		json_object_object_add(doc, "source", vi_json_str(from));
+		json_object_object_add(doc, "machines", json_object_new_int((int)n));
+		last_line(doc);
+	} else {
+		vi_info("cloned environment '%s' to '%s': %zu machine%s", from, to, n,
+			n == 1 ? "" : "s");
+	}
+out:
+	for (size_t i = 0; i < n; i++) {
+		child_release(&ins[i].c);
+		free(ins[i].vm);
+		free(ins[i].state);
+	}
+	free(ins);
+	if (vms)
+		json_object_put(vms);
+	if (there)
+		json_object_put(there);
+	state_release(&st);
+	state_release(&nst);
+	if (env.path)
+		vi_env_release(&env);
+	close(lock_to);
+	close(lock_from);
+	return rc;
+}
+
+/* --- snapshot and checkout ---------------------------------------------------------------- */
+
+/* The environment's machines, opened and locked, in name order: from vi
+ * list's answer. */
+struct held {
+	struct vi_machine m;
+	int lock;
+	bool paused; /* by us, to be resumed */
+};
+
+static int hold_machines(const char *env, struct held **out, size_t *n)
+{
+	struct json_object *vms = NULL;
+	int rc = list_states(env, &vms);
+
+	*out = NULL;
+	*n = 0;
+	if (rc < 0)
+		return rc;
+	*out = xcalloc(json_object_array_length(vms) + 1, sizeof(**out));
+	for (size_t i = 0; i < json_object_array_length(vms) && rc == 0; i++) {
+		const char *name = vi_json_get_str(json_object_array_get_idx(vms, i), "name");
+		struct held *h = &(*out)[*n];
+		if ((h->lock = vi_store_lock_vm(&ctx.store, name, 30000)) < 0) {
+			rc = h->lock;
+			break;
+		}
+		if ((rc = vi_machine_open(&ctx.store, &ctx.plugins, name, NULL, true, &h->m)) < 0) {
+			vi_store_unlock(h->lock);
+			break;
+		}
+		(*n)++;
+	}
+	json_object_put(vms);
+	return rc;
+}
+
+/* Resumes what we paused, then lets all go. */
+static void release_machines(struct held *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (h[i].paused && vi_hv_resume(h[i].m.hv, &h[i].m.view.vm) < 0) {
+			vi_warn("cannot resume VM '%s': %s", h[i].m.def.name, vi_error_message());
+			vi_error_clear();
+		}
+		vi_machine_release(&h[i].m);
+		vi_store_unlock(h[i].lock);
+	}
+	free(h);
+}
+
+/* Pauses every running machine: their states are of one instant. */
+static int pause_all(struct held *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct vi_hv_state st;
+		if (vi_machine_state(&h[i].m, &st) != VI_HV_RUNNING)
+			continue;
+		if (vi_hv_pause(h[i].m.hv, &h[i].m.view.vm) < 0)
+			return vi_error_wrap("cannot pause VM '%s'", h[i].m.def.name);
+		h[i].paused = true;
+	}
+	vi_error_clear();
+	return 0;
+}
+
+static int env_machines(const char *env, struct state *st, int *lock)
+{
+	int found;
+
+	if ((*lock = lock_env(env)) < 0)
+		return *lock;
+	if ((found = state_load(env, st)) != 0) {
+		close(*lock);
+		return found < 0 ? found
+				 : vi_error(VI_ENOTFOUND, "no environment '%s' (see 'vi env status')",
+					    env);
+	}
+	return 0;
+}
+
+/* vi env snapshot ENV [NAME]: every machine paused, a snapshot of each
+ * (disks and memory) by one name, and all resumed together. */
+int cmd_env_snapshot(int argc, char **argv)
+{
+	const char *env = argv[0];
+	char *name = argc > 1 ? xstrdup(argv[1]) : NULL;
+	struct state st;
+	struct held *h = NULL;
+	size_t n = 0;
+	double t0 = vi_now_ms(), paused_at = 0;
+	int lock, rc;
+
+	if (name && (rc = vi_check_name(name, "snapshot")) < 0) {
+		free(name);
+		return rc;
+	}
+	if (!name) {
+		char stamp[32];
+		time_t now = time(NULL);
+		strftime(stamp, sizeof(stamp), "%Y%m%d-%H%M%S", gmtime(&now));
+		name = xasprintf("env-%s", stamp);
+	}
+	if ((rc = env_machines(env, &st, &lock)) < 0) {
+		free(name);
+		return rc;
+	}
+	if ((rc = hold_machines(env, &h, &n)) == 0 && !n)
+		rc = vi_error(VI_ESTATE, "environment '%s' has no machines", env);
+	/* One instant for all: paused first, each snapshot of a paused guest. */
+	if (rc == 0 && (rc = pause_all(h, n)) == 0)
+		paused_at = vi_now_ms();
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char *made = NULL;
+		char *msg = xasprintf("environment %s", env);
+		struct vi_snapshot_spec spec = { .name = name, .message = msg };
+		rc = vi_snapshot_create(&ctx.store, &h[i].m, &spec, &made);
+		if (rc < 0)
+			vi_error_wrap("VM '%s'", h[i].m.def.name);
+		else if (!ctx.json && !ctx.quiet)
+			printf("%-20s %s\n", h[i].m.def.name, made);
+		free(made);
+		free(msg);
+	}
+	double paused_ms = paused_at ? vi_ms_since(paused_at) : 0;
+	release_machines(h, n);
+	if (rc == 0) {
+		if (ctx.json) {
+			struct json_object *doc = vi_json_doc();
+			json_object_object_add(doc, "env", vi_json_str(env));
+			json_object_object_add(doc, "snapshot", vi_json_str(name));
+			json_object_object_add(doc, "machines", json_object_new_int((int)n));
+			json_object_object_add(doc, "paused_ms", vi_json_ms(paused_ms));
+			vi_json_print(doc);
+		} else {
+			vi_info("environment '%s': snapshot '%s' of %zu machine%s in %.1f s, paused "
+				"together %.1f s",
+				env, name, n, n == 1 ? "" : "s", vi_ms_since(t0) / 1000,
+				paused_ms / 1000);
+		}
+	}
+	state_release(&st);
+	close(lock);
+	free(name);
+	return rc;
+}
+
+/* vi env checkout ENV NAME: every machine back to its snapshot NAME, paused
+ * as they were taken, then resumed together. */
+int cmd_env_checkout(int argc, char **argv)
+{
+	const char *env = argv[0], *name = argv[1];
+	struct state st;
+	struct held *h = NULL;
+	size_t n = 0;
+	int lock, rc;
+	(void)argc;
+
+	if ((rc = env_machines(env, &st, &lock)) < 0)
+		return rc;
+	if ((rc = hold_machines(env, &h, &n)) == 0 && !n)
+		rc = vi_error(VI_ESTATE, "environment '%s' has no machines", env);
+	/* Every machine has it, or none is touched. */
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		struct vi_snapshot snap;
+		if (vi_snapshot_load(&ctx.store, h[i].m.def.name, name, &snap) < 0)
+			rc = vi_error(VI_ENOTFOUND, "VM '%s' of environment '%s' has no snapshot '%s'",
+				      h[i].m.def.name, env, name);
+		else
+			vi_snapshot_release(&snap);
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		char *saved = NULL;
+		if ((rc = vi_snapshot_checkout(&ctx.store, &ctx.plugins, &h[i].m, name, false,
+					       &saved)) < 0)
+			vi_error_wrap("VM '%s'", h[i].m.def.name);
+		else if (!ctx.json && !ctx.quiet)
+			printf("%-20s %s%s%s\n", h[i].m.def.name, name, saved ? ", was kept as " : "",
+			       saved ? saved : "");
+		free(saved);
+		/* Taken paused, it comes back paused: all go on together below. */
+		struct vi_hv_state hs;
+		if (rc == 0 && vi_machine_state(&h[i].m, &hs) == VI_HV_PAUSED)
+			h[i].paused = true;
+		vi_error_clear();
+	}
+	release_machines(h, n);
+	if (rc == 0) {
+		if (ctx.json) {
+			struct json_object *doc = vi_json_doc();
+			json_object_object_add(doc, "env", vi_json_str(env));
+			json_object_object_add(doc, "snapshot", vi_json_str(name));
+			json_object_object_add(doc, "machines", json_object_new_int((int)n));
+			vi_json_print(doc);
+		} else {
+			vi_info("environment '%s' is at snapshot '%s': %zu machine%s", env, name, n,
+				n == 1 ? "" : "s");
+		}
+	}
+	state_release(&st);
+	close(lock);
+	return rc;
 }
 
 /* --- status, down, ssh ------------------------------------------------------------------- */

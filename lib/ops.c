@@ -634,6 +634,26 @@ static void clone_definition(const struct vi_vm *src, const char *name, struct v
 	vi_vm_new_identity(vm);
 }
 
+/* The networks and labels a clone changes from its source's. */
+static int clone_changes(const struct vi_clone_spec *sp, struct vi_vm *vm)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < sp->nnetworks; i++) {
+		const char *eq = strchr(sp->networks[i], '=');
+		size_t flen = eq ? (size_t)(eq - sp->networks[i]) : 0;
+		for (size_t k = 0; eq && k < vm->nnics; k++)
+			if (vm->nics[k].source && strlen(vm->nics[k].source) == flen &&
+			    !strncmp(vm->nics[k].source, sp->networks[i], flen)) {
+				free(vm->nics[k].source);
+				vm->nics[k].source = xstrdup(eq + 1);
+			}
+	}
+	for (size_t i = 0; i < sp->nlabels && rc == 0; i++)
+		rc = vi_vm_label_apply(vm, sp->labels[i], true);
+	return rc;
+}
+
 /* What each of the clone's disks will be: its path in the clone's directory,
  * format and layer (the layers are the source's frozen disks, as backing
  * paths). Nothing is made yet: the index learns of the layers first. */
@@ -910,6 +930,7 @@ int vi_op_clone(const struct vi_store *s, struct vi_hv_set *plugins,
 	defs = xcalloc(sp->n, sizeof(*defs));
 	for (size_t i = 0; rc == 0 && i < sp->n; i++) {
 		clone_definition(base, sp->names[i], &defs[i]);
+		rc = clone_changes(sp, &defs[i]);
 		plan_clone_disks(s, base, layers, sp->full, &defs[i]);
 		vi_layers_ref_vm(&idx, &defs[i]);
 	}

@@ -70,6 +70,13 @@ struct vi_clone_spec {
 	size_t n;
 	bool full;  /* standalone copies instead of overlays on shared layers */
 	bool start;
+	/* "FROM=TO": a NIC whose source (a network, bridge or TAP device) is FROM
+	 * has TO in the clones. */
+	const char *const *networks;
+	size_t nnetworks;
+	/* Label changes of the clones, as vi_vm_label_apply() takes them. */
+	const char *const *labels;
+	size_t nlabels;
 };
 
 /* Makes spec->n clones of spec->source, all or none: the source's disks are

@@ -180,3 +180,21 @@ byte_at() { qemu-io -c "read -v $2 1" "$1" | sed -n 's/^[0-9a-f]*: *\([0-9a-f][0
 	[ "$output" = "vi: error: cannot clone 'src' while it runs: fixture was told to fail switch_disks" ]
 	src_unchanged
 }
+
+@test "--network moves the clones' NICs to another network, --label changes their labels" {
+	vi -q create --hv fixture --disk "$PWD/golden.qcow2" --nic bridge:br-a --nic user \
+		--label env=a --label tier=db two
+	run -0 vi clone --network br-a=br-b --label env=b --label tier- two c2
+	run -0 vi show --json c2
+	[ "$(jq -r '[.vm.nics[] | "\(.mode):\(.source)"] | join(",")' <<<"$output")" = "bridge:br-b,user:null" ]
+	[ "$(jq -c .vm.labels <<<"$output")" = '{"env":"b"}' ]
+	# The source keeps its own.
+	run -0 vi show --json two
+	[ "$(jq -r '.vm.nics[0].source' <<<"$output")" = br-a ]
+	[ "$(jq -c .vm.labels <<<"$output")" = '{"env":"a","tier":"db"}' ]
+	run -2 vi clone --network br-a two c3
+	[ "$output" = "vi: error: --network takes FROM=TO, not 'br-a'" ]
+	run -2 vi clone --label 'bad key=x' two c3
+	[[ "$output" == "vi: error: invalid label 'bad key=x'"* ]]
+	[ ! -e "$VI_HOME/vms/c3" ]
+}

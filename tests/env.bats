@@ -78,3 +78,18 @@ setup() {
 	[[ "${lines[0]}" == "NAME "*"BACKEND"* ]]
 	[[ "${lines[0]}" != *ENV* ]]
 }
+
+@test "clone, snapshot and checkout of what is not there: one line each" {
+	run -3 vi env clone nosuch copy
+	[ "$output" = "vi: error: no environment 'nosuch' (see 'vi env status')" ]
+	run -2 vi env clone shop shop
+	[ "$output" = "vi: error: an environment is not cloned onto itself" ]
+	run -2 vi env clone shop 'bad name'
+	[[ "$output" == "vi: error: invalid environment name 'bad name'"* ]]
+	run -3 vi env snapshot nosuch
+	[ "$output" = "vi: error: no environment 'nosuch' (see 'vi env status')" ]
+	run -3 vi env checkout nosuch s1
+	[ "$output" = "vi: error: no environment 'nosuch' (see 'vi env status')" ]
+	run -2 vi env snapshot shop 'bad name'
+	[[ "$output" == "vi: error: invalid snapshot name 'bad name'"* ]]
+}

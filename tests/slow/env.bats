@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # vi env for real: an environment of a db and two webs from tiny on a private
 # libvirt network, brought up with one command, reached by name and through
-# a forward, brought up again without change, and taken down to nothing.
-# Three guests boot under TCG at once: some minutes, make check-slow only.
+# a forward, cloned while it runs, brought up again without change,
+# snapshotted and checked out together, and taken down to nothing. Guests
+# boot under TCG several at once: about five minutes, make check-slow only.
 
 load ../lib/common
 load ../lib/template
@@ -52,7 +53,7 @@ teardown() {
 	vi -q env down "$env_name" 2>/dev/null || true
 }
 
-@test "up, by name and through a forward, up again, down to nothing" {
+@test "up, by name and through a forward, a clone beside it, up again, down to nothing" {
 	run -0 vi env up
 	grep -Eq "^$env_name-db +created, ready in [0-9.]+ s$" <<<"$output"
 	grep -Eq "^$env_name-web-1 +created, ready in [0-9.]+ s$" <<<"$output"
@@ -89,6 +90,25 @@ teardown() {
 	addr=$(jq -r ".envs[0].machines[] | select(.vm == \"$env_name-db\") | .addresses.backend" <<<"$output")
 	[ "${addr%.*}.0/24" = "$cidr" ]
 	virsh -c qemu:///system net-dumpxml "$net" | grep -q "<forward" && false
+	# A clone of it while it runs: new names, identities and network, and
+	# both work at once.
+	run -0 vi env clone "$env_name" "${env_name}c"
+	[ "${lines[-1]}" = "cloned environment '$env_name' to '${env_name}c': 3 machines" ]
+	run -0 vi env status --json "${env_name}c"
+	ccidr=$(jq -r '.envs[0].networks[0].cidr' <<<"$output")
+	cdb=$(jq -r ".envs[0].machines[] | select(.vm == \"${env_name}c-db\") | .addresses.backend" <<<"$output")
+	[ "$ccidr" != "$cidr" ]
+	[ "${cdb%.*}.0/24" = "$ccidr" ]
+	[ "$(vi show --json "${env_name}c-db" | jq -r .vm.machine_id)" != \
+		"$(vi show --json "$env_name-db" | jq -r .vm.machine_id)" ]
+	run -0 vi env ssh "${env_name}c" web-1 -- ping -c 1 -W 5 db
+	[[ "$output" == *"($cdb)"* ]]
+	run -0 vi env ssh "${env_name}c" web-1 -- hostname
+	[ "$output" = "${env_name}c-web-1" ]
+	run -0 vi env ssh "$env_name" web-1 -- wget -q -O - http://db/
+	[ "$output" = "db answers" ]
+	run -0 vi env down "${env_name}c"
+	[ "$(vi list --label "env=$env_name" --json | jq -r '.vms | length')" = 3 ]
 	# Up again: nothing changes, and it says so.
 	run -0 vi env up
 	[ "${lines[-1]}" = "environment '$env_name' is up: 3 machines, nothing changed" ]
@@ -110,7 +130,7 @@ teardown() {
 	[ ! -e "$VI_HOME/vms/$env_name-db" ]
 }
 
-@test "a failure in the middle: the machines made are listed, up resumes, down removes them" {
+@test "a failure in the middle: the machines made are listed, up resumes; a snapshot and a checkout of all" {
 	# web's template does not exist: db is made, then up stops.
 	sed -i '0,/template: tiny/! s/template: tiny/template: nosuch/' vi-env.yaml
 	run -3 vi env up
@@ -123,6 +143,18 @@ teardown() {
 	grep -Eq "^$env_name-db +running, unchanged$" <<<"$output"
 	grep -Eq "^$env_name-web-1 +created, ready" <<<"$output"
 	grep -Eq "^$env_name-web-2 +created, ready" <<<"$output"
+	# A snapshot of all at one instant, and back to it.
+	vi env ssh "$env_name" db -- sh -c "'echo before >/root/mark; sync'"
+	run -0 vi env snapshot "$env_name" s1
+	[[ "${lines[-1]}" == "environment '$env_name': snapshot 's1' of 3 machines in "*" s, paused together "*" s" ]]
+	vi env ssh "$env_name" db -- sh -c "'echo after >/root/mark; sync'"
+	run -0 vi env checkout "$env_name" s1
+	[ "${lines[-1]}" = "environment '$env_name' is at snapshot 's1': 3 machines" ]
+	[ "$(vi list --label "env=$env_name" --json | jq -r '[.vms[].state] | unique | join(",")')" = running ]
+	run -0 vi env ssh "$env_name" db -- cat /root/mark
+	[ "$output" = before ]
+	run -3 vi env checkout "$env_name" nosuch
+	[[ "$output" == "vi: error: VM '$env_name-"*"' of environment '$env_name' has no snapshot 'nosuch'" ]]
 	run -0 vi env down "$env_name"
 	[ -z "$(vi list --label "env=$env_name" --json | jq -r '.vms[].name')" ]
 }
