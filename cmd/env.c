@@ -407,52 +407,57 @@ static int lock_env(const char *name)
 
 /* --- networks ---------------------------------------------------------------------------- */
 
+static int env_names(char ***names, size_t *n);
+
 /* Whether 10.250.X.0/24 (as its first three parts "A.B.C") is taken: a route
  * of this host, or another environment's network. */
-static bool cidr_taken(const char *prefix, const char *self)
+static bool cidr_taken(const char *prefix)
 {
 	FILE *f = fopen("/proc/net/route", "r");
-	char line[256], want[32];
+	char line[256];
 	unsigned a, b, c;
 	bool taken = false;
 
 	if (sscanf(prefix, "%u.%u.%u", &a, &b, &c) != 3)
 		return true;
-	/* The table's addresses are little-endian hex. */
-	snprintf(want, sizeof(want), "%02X%02X%02X%02X", 0, c, b, a);
+	/* The table's addresses and masks are the kernel's, little-endian: a
+	 * route other than the default one that overlaps the /24 takes it. */
+	uint32_t net = a | b << 8 | c << 16, mask24 = 0x00ffffff;
 	while (f && fgets(line, sizeof(line), f) && !taken) {
-		char iface[64], dest[16], mask[16];
-		if (sscanf(line, "%63s %15s %*s %*s %*s %*s %*s %15s", iface, dest, mask) == 3 &&
-		    !strcmp(dest, want))
+		unsigned dest, mask;
+		if (sscanf(line, "%*s %x %*s %*s %*s %*s %*s %x", &dest, &mask) == 2 && mask &&
+		    !((net ^ dest) & mask & mask24))
 			taken = true;
 	}
 	if (f)
 		fclose(f);
 	/* Other environments' records. */
-	char *dir = vi_store_path(&ctx.store, "envs");
-	FILE *ls;
-	char *cmd = xasprintf("cat %s/*.yaml 2>/dev/null", dir);
-	if (!taken && (ls = popen(cmd, "r"))) {
-		char *want_cidr = xasprintf("cidr: %s.0/24", prefix);
-		while (fgets(line, sizeof(line), ls))
-			if (strstr(line, want_cidr))
-				taken = true;
-		pclose(ls);
-		free(want_cidr);
+	char **names = NULL;
+	size_t n = 0;
+	char *want_cidr = xasprintf("%s.0/24", prefix);
+	env_names(&names, &n);
+	for (size_t i = 0; i < n; i++) {
+		struct state st;
+		if (!taken && state_load(names[i], &st) == 0) {
+			for (size_t k = 0; k < st.nnets; k++)
+				taken |= !strcmp(st.nets[k].cidr, want_cidr);
+			state_release(&st);
+		}
+		vi_error_clear();
+		free(names[i]);
 	}
-	(void)self;
-	free(cmd);
-	free(dir);
+	free(names);
+	free(want_cidr);
 	return taken;
 }
 
-static char *free_cidr(const char *env)
+static char *free_cidr(void)
 {
 	for (unsigned r = 0; r < NET_RANGES; r++)
 		for (unsigned c = 0; c < 256; c++) {
 			char prefix[32];
 			snprintf(prefix, sizeof(prefix), "10.%u.%u", 250 + r, c);
-			if (!cidr_taken(prefix, env))
+			if (!cidr_taken(prefix))
 				return xasprintf("%s.0/24", prefix);
 		}
 	return NULL;
@@ -467,7 +472,7 @@ static int networks_up(const struct vi_env *env, struct state *st, const char *h
 	for (size_t i = 0; i < env->nnetworks && rc == 0; i++) {
 		struct state_net *n = state_net(st, env->networks[i]);
 		if (!n) {
-			char *cidr = free_cidr(env->name);
+			char *cidr = free_cidr();
 			if (!cidr)
 				return vi_error(VI_ESTATE,
 						"no free /24 in 10.250.0.0/16 to "
@@ -1066,7 +1071,7 @@ int cmd_env_clone(int argc, char **argv)
 	/* Networks of its own, each like its source's. */
 	nst.file = xstrdup(st.file);
 	for (size_t i = 0; i < st.nnets; i++) {
-		char *cidr = free_cidr(to);
+		char *cidr = free_cidr();
 		if (!cidr) {
 			rc = vi_error(VI_ESTATE, "no free /24 for network '%s'", st.nets[i].name);
 			goto out;
