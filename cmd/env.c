@@ -1059,7 +1059,7 @@ int cmd_env_clone(int argc, char **argv)
 	if ((rc = list_states(to, &there)) < 0)
 		goto out;
 	if (json_object_array_length(there)) {
-		rc = vi_error(VI_ESTATE, "VMs labelled env=%s exist: 'vi env down %s' first", to, to);
+		rc = vi_error(VI_ESTATE, "VMs labelled " VI_ENV_LABEL "=%s exist: 'vi env down %s' first", to, to);
 		goto out;
 	}
 	if (!st.file || (rc = vi_env_load(st.file, &env)) < 0) {

@@ -1,5 +1,6 @@
 /* vi list: the VMs in the store with their backend and state. */
 #include "cmd.h"
+#include "env.h"
 #include "error.h"
 #include "log.h"
 #include "forward.h"
@@ -283,7 +284,7 @@ int cmd_list(int argc, char **argv)
 		struct json_object *labels;
 		envs |= json_object_object_get_ex(json_object_array_get_idx(arr, i), "labels",
 						  &labels) &&
-			vi_json_get_str(labels, "env") != NULL;
+			vi_json_get_str(labels, VI_ENV_LABEL) != NULL;
 	}
 	const char *header[] = { "HOST", "NAME",   "ENV",      "BACKEND", "STATE",
 				 "CPUS", "MEMORY", "TEMPLATE", "ADDRESS", "SSH" };
@@ -305,7 +306,7 @@ int cmd_list(int argc, char **argv)
 		json_object_object_get_ex(o, "labels", &labels);
 		const char *row[] = { vi_json_get_str(o, "host") ? vi_json_get_str(o, "host") : "local",
 				      vi_json_get_str(o, "name"),
-				      labels ? vi_json_get_str(labels, "env") : NULL,
+				      labels ? vi_json_get_str(labels, VI_ENV_LABEL) : NULL,
 				      bad ? NULL : vi_json_get_str(o, "hv"),
 				      bad ? "error" : vi_json_get_str(o, "state"),
 				      bad ? NULL : cpus,

@@ -2,7 +2,7 @@
  * them, described in one YAML file and brought up, cloned, snapshotted and
  * torn down together by `vi env`. This part reads and checks the file; the
  * machines are ordinary VMs named ENV-MACHINE (ENV-MACHINE-N for a count),
- * labelled env=ENV. */
+ * labelled vi.env=ENV. */
 #ifndef VI_ENV_H
 #define VI_ENV_H
 
@@ -15,8 +15,9 @@
 /* The NIC of a machine that is not on a private network: user-mode
  * networking, the host's LAN and the internet through NAT, and forwards. */
 #define VI_ENV_USER_NET "user"
-/* The label every machine of an environment has: env=NAME. */
-#define VI_ENV_LABEL "env"
+/* The label every machine of an environment has: vi.env=NAME (a key of
+ * vi's own: users label their VMs env=prod). */
+#define VI_ENV_LABEL "vi.env"
 /* The most machines of one name (count). */
 #define VI_ENV_MAX_COUNT 64
 

@@ -64,13 +64,13 @@ setup() {
 @test "machines of an environment are ordinary VMs with an ENV column in vi list" {
 	use_fixture_plugins
 	qemu-img create -q -f qcow2 disk.qcow2 16M
-	vi -q create --hv fixture --disk "$PWD/disk.qcow2" --nic none --label env=shop shop-db
+	vi -q create --hv fixture --disk "$PWD/disk.qcow2" --nic none --label vi.env=shop shop-db
 	vi -q create --hv fixture --disk "$PWD/disk.qcow2" --nic none other
 	run -0 vi list
 	[[ "${lines[0]}" == "NAME "*"ENV "*"BACKEND"* ]]
 	grep -Eq '^shop-db +shop +fixture' <<<"$output"
 	grep -Eq '^other +- +fixture' <<<"$output"
-	run -0 vi list --label env=shop --json
+	run -0 vi list --label vi.env=shop --json
 	[ "$(jq -r '[.vms[].name] | join(",")' <<<"$output")" = shop-db ]
 	# Without one, no ENV column.
 	vi -q destroy --force shop-db

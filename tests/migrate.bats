@@ -31,6 +31,17 @@ teardown() {
 	hosts_teardown
 }
 
+# Waits (10 s at most) for a VM's process to have exited: gone, or a zombie
+# its parent has not reaped yet.
+vmm_gone() { # PID
+	for _ in $(seq 500); do
+		[ -n "$(hosts_proc_id "$1")" ] || return 0
+		sleep 0.02
+	done
+	echo "process $1 still runs: $(cat "/proc/$1/cmdline" | tr '\0' ' ')"
+	return 1
+}
+
 # A VM with a disk of its own in the store, on a layer a snapshot froze, and data
 # written after it: disk path inside the store, layer and overlay both hold data.
 layered_vm() { # NAME
@@ -143,7 +154,7 @@ wait_gen() { # HOME NAME GEN
 	run -0 vi migrate live h1
 	[[ "$output" == "moved VM 'live' to host 'h1', running: "*" paused "*" ms, "*" iterations" ]]
 	[ ! -e "$VI_HOME/vms/live" ]
-	! kill -0 "$pid" 2>/dev/null || false
+	vmm_gone "$pid"
 	[ "$(vi --host h1 list --json | jq -r '.vms[] | "\(.name) \(.state)"')" = "live running" ]
 	wait_gen "$(host_home 1)" live $((before + 3))
 	# It went on from where it was: no new start, no bad page.
@@ -302,7 +313,7 @@ PY
 	run -0 vi migrate --recover live
 	[ "$output" = "VM 'live' is on host 'h1': its paused copy here is removed" ]
 	[ ! -e "$VI_HOME/vms/live" ]
-	! kill -0 "$pid" 2>/dev/null || false
+	vmm_gone "$pid"
 	[ "$(vi --host h1 list --json | jq -r '.vms[].name')" = live ]
 }
 

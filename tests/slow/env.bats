@@ -64,7 +64,7 @@ teardown() {
 	web_line=$(grep -n "^$env_name-web-1 .*creating" <<<"$output" | cut -d: -f1)
 	[ "$db_line" -lt "$web_line" ]
 	# Ordinary VMs, in an environment.
-	run -0 vi list --label "env=$env_name" --json
+	run -0 vi list --label "vi.env=$env_name" --json
 	[ "$(jq -r '[.vms[] | "\(.name) \(.state)"] | sort | join(",")' <<<"$output")" = \
 		"$env_name-db running,$env_name-web-1 running,$env_name-web-2 running" ]
 	# From web-1, db by name on the private network.
@@ -108,7 +108,7 @@ teardown() {
 	run -0 vi env ssh "$env_name" web-1 -- wget -q -O - http://db/
 	[ "$output" = "db answers" ]
 	run -0 vi env down "${env_name}c"
-	[ "$(vi list --label "env=$env_name" --json | jq -r '.vms | length')" = 3 ]
+	[ "$(vi list --label "vi.env=$env_name" --json | jq -r '.vms | length')" = 3 ]
 	# Up again: nothing changes, and it says so.
 	run -0 vi env up
 	[ "${lines[-1]}" = "environment '$env_name' is up: 3 machines, nothing changed" ]
@@ -122,7 +122,7 @@ teardown() {
 	[ -n "$bridge" ] && [ -e "/sys/class/net/$bridge" ]
 	run -0 vi env down "$env_name"
 	[ "${lines[-1]}" = "environment '$env_name' destroyed: 3 machines, its networks and record" ]
-	[ -z "$(vi list --label "env=$env_name" --json | jq -r '.vms[].name')" ]
+	[ -z "$(vi list --label "vi.env=$env_name" --json | jq -r '.vms[].name')" ]
 	run virsh -c qemu:///system net-info "$net"
 	[ "$status" -ne 0 ]
 	[ ! -e "/sys/class/net/$bridge" ]
@@ -150,11 +150,11 @@ teardown() {
 	vi env ssh "$env_name" db -- sh -c "'echo after >/root/mark; sync'"
 	run -0 vi env checkout "$env_name" s1
 	[ "${lines[-1]}" = "environment '$env_name' is at snapshot 's1': 3 machines" ]
-	[ "$(vi list --label "env=$env_name" --json | jq -r '[.vms[].state] | unique | join(",")')" = running ]
+	[ "$(vi list --label "vi.env=$env_name" --json | jq -r '[.vms[].state] | unique | join(",")')" = running ]
 	run -0 vi env ssh "$env_name" db -- cat /root/mark
 	[ "$output" = before ]
 	run -3 vi env checkout "$env_name" nosuch
 	[[ "$output" == "vi: error: VM '$env_name-"*"' of environment '$env_name' has no snapshot 'nosuch'" ]]
 	run -0 vi env down "$env_name"
-	[ -z "$(vi list --label "env=$env_name" --json | jq -r '.vms[].name')" ]
+	[ -z "$(vi list --label "vi.env=$env_name" --json | jq -r '.vms[].name')" ]
 }

@@ -3,8 +3,8 @@
 # libvirt takes them for two machines, and moves a running QEMU guest from one
 # to the other by its own peer-to-peer migration over qemu+ssh.
 
-load lib/common
-load lib/hosts
+load ../lib/common
+load ../lib/hosts
 
 setup_file() {
 	hosts_setup 2 --libvirt
