@@ -1310,8 +1310,10 @@ int cmd_env_snapshot(int argc, char **argv)
 		rc = vi_snapshot_create(&ctx.store, &h[i].m, &spec, &made);
 		if (rc < 0)
 			vi_error_wrap("VM '%s'", h[i].m.def.name);
-		else if (!ctx.json && !ctx.quiet)
+		else if (!ctx.json && !ctx.quiet) {
 			printf("%-20s %s\n", h[i].m.def.name, made);
+			fflush(stdout);
+		}
 		free(made);
 		free(msg);
 	}
@@ -1367,9 +1369,11 @@ int cmd_env_checkout(int argc, char **argv)
 		if ((rc = vi_snapshot_checkout(&ctx.store, &ctx.plugins, &h[i].m, name, false,
 					       &saved)) < 0)
 			vi_error_wrap("VM '%s'", h[i].m.def.name);
-		else if (!ctx.json && !ctx.quiet)
+		else if (!ctx.json && !ctx.quiet) {
 			printf("%-20s %s%s%s\n", h[i].m.def.name, name, saved ? ", was kept as " : "",
 			       saved ? saved : "");
+			fflush(stdout);
+		}
 		free(saved);
 		/* Taken paused, it comes back paused: all go on together below. */
 		struct vi_hv_state hs;

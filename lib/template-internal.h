@@ -14,7 +14,8 @@
 extern const char template_initrd_init[];
 /* The host kernel's modules the minimal initrd loads, in this order, with
  * what each depends on before it. */
-#define TEMPLATE_INITRD_MODULES { "crc32c_generic", "virtio_pci", "virtio_blk", "ext4" }
+#define TEMPLATE_INITRD_MODULES                                                        \
+	{ "crc32c_generic", "virtio_pci", "virtio_blk", "ext4", "virtio_rng" }
 
 /* The digest of a host file's contents, remembered for the life of the
  * process (keyed by device, inode, size and modification time). */

@@ -22,7 +22,7 @@ static const char *const xen_hvm_features[] = { "acpi", "apic", "pae", NULL };
 	.disk_bus = "virtio", .disk_prefix = "vd", .nic_model = "virtio",        \
 	.balloon = "virtio", .serial_console = true, .no_usb = true,              \
 	.user_net = true, .disk_boot = true, .dac_chain = true,                     \
-	.dimm_hotplug = true, .guest_agent = true
+	.dimm_hotplug = true, .guest_agent = true, .rng = true
 
 const struct virt_guest virt_guest_qemu_kvm = {
 	.name = "qemu-kvm", .domain_type = "kvm", .cpu_mode = "host-passthrough", QEMU_GUEST,
@@ -532,6 +532,19 @@ int virt_domain_xml(const struct virt_guest *g, const struct vi_hv_vm *vm, char 
 	}
 	if (g->guest_agent)
 		write_agent_channel(&x);
+	/* Entropy from the host: a guest's kernel seeds its random numbers at
+	 * once, and whatever waits on getrandom() at boot (an SSH server's
+	 * keys) does not wait on interrupt timings. */
+	if (g->rng) {
+		open_el(&x, "rng");
+		attr(&x, "model", "virtio");
+		open_el(&x, "backend");
+		attr(&x, "model", "random");
+		if (xmlTextWriterWriteString(x.w, BAD_CAST "/dev/urandom") < 0)
+			x.failed = true;
+		close_el(&x);
+		close_el(&x);
+	}
 	/* The guest's own figures of its memory (what vi stats shows), every 5 s. */
 	open_el(&x, "memballoon");
 	attr(&x, "model", g->balloon);

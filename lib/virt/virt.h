@@ -39,6 +39,8 @@ struct virt_guest {
 	bool dimm_hotplug;
 	/* A virtio-serial channel for qemu-guest-agent. */
 	bool guest_agent;
+	/* A virtio entropy device fed from the host's /dev/urandom. */
+	bool rng;
 };
 
 extern const struct virt_guest virt_guest_qemu_kvm, virt_guest_qemu_tcg;
