@@ -230,13 +230,12 @@ static void steer(virDomainPtr dom, const struct vi_hv_vm *vm, struct steer *s,
 	}
 	return;
 abort:
-	s->aborted = true;
-	s->msg = xstrdup(vi_error_message());
-	if (virDomainAbortJob(dom) < 0) {
-		vi_warn("cannot abort the migration of '%s': %s", vm->name,
-			virGetLastErrorMessage());
-		virResetLastError();
-	}
+	/* Until the job runs there is none to abort: the next poll tries again. */
+	if (!s->msg)
+		s->msg = xstrdup(vi_error_message());
+	if (virDomainAbortJob(dom) == 0)
+		s->aborted = true;
+	virResetLastError();
 }
 
 /* The disks libvirt copies, by target name from the definition xml: writable,
@@ -349,13 +348,13 @@ int virt_migrate_send(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	result.total_ms = vi_ms_since(s.start);
 	if (j.rc < 0) {
 		/* Ours when we gave up, libvirt's otherwise. */
-		rc = s.aborted ? vi_error(-s.rc, "%s", s.msg)
+		rc = s.msg ? vi_error(-s.rc, "%s", s.msg)
 			       : vi_error(-j.rc, "cannot move '%s' to '%s': %s", vm->name,
 					  m->dest_uri, strchr(j.msg, ':') ? strchr(j.msg, ':') + 2 : j.msg);
 		goto out;
 	}
-	if (s.aborted)
-		vi_error_clear();
+	/* A give-up that came too late to stop it: it ran there all the same. */
+	vi_error_clear();
 	job_result(j.dom, &result);
 out:
 	if (m->result) {
