@@ -582,6 +582,23 @@ static void create_args(const struct vi_env *env, const struct state *st, struct
 	child_arg(c, "%s", in->vm);
 }
 
+/* Instance in failed (status: its child's exit status, or negative with the
+ * error recorded here): said, and the first failure kept as "WHO: why" with
+ * the exit status it gives. */
+static void inst_failed(struct inst *in, int status, double ms, const char *who,
+			char **failure, int *code)
+{
+	char *why = status < 0 ? xstrdup(vi_error_message()) : child_error(&in->c);
+
+	in->failed = true;
+	say(in, "failed", ms);
+	if (!*failure) {
+		*failure = xasprintf("%s: %s", who, why);
+		*code = status < 0 ? vi_error_code() : status < 8 ? status : VI_EFAIL;
+	}
+	free(why);
+}
+
 /* Starts what instance in needs, as a child; false when nothing. */
 static bool inst_begin(const struct vi_env *env, const struct state *st, struct inst *in)
 {
@@ -835,17 +852,9 @@ int cmd_env_up(int argc, char **argv)
 				    ms);
 				continue;
 			}
-			in->failed = true;
-			char *why = status < 0 ? xstrdup(vi_error_message()) : child_error(&in->c);
-			say(in, "failed", ms);
-			if (!failure) {
-				failure = xasprintf("machine '%s' (VM '%s'): %s", in->m->name,
-						    in->vm, why);
-				failure_code = status < 0   ? vi_error_code()
-					       : status < 8 ? status
-							    : VI_EFAIL;
-			}
-			free(why);
+			char *who = xasprintf("machine '%s' (VM '%s')", in->m->name, in->vm);
+			inst_failed(in, status, ms, who, &failure, &failure_code);
+			free(who);
 			/* A VM that was made but failed later is part of the environment. */
 			struct json_object *now = NULL;
 			if (list_states(env.name, &now) == 0 && state_of(now, in->vm)) {
@@ -1142,14 +1151,9 @@ int cmd_env_clone(int argc, char **argv)
 				say(in, "cloned, ready", ms);
 				continue;
 			}
-			in->failed = true;
-			char *why = status < 0 ? xstrdup(vi_error_message()) : child_error(&in->c);
-			say(in, "failed", ms);
-			if (!failure) {
-				failure = xasprintf("VM '%s': %s", in->vm, why);
-				failure_code = status < 0 ? vi_error_code() : status < 8 ? status : VI_EFAIL;
-			}
-			free(why);
+			char *who = xasprintf("VM '%s'", in->vm);
+			inst_failed(in, status, ms, who, &failure, &failure_code);
+			free(who);
 			vi_error_clear();
 		}
 		for (size_t i = first; i < last; i++)
