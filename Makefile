@@ -186,6 +186,9 @@ $(B)/tests/fuzz/%: tests/fuzz/%.c $(LIB_SRC)
 	$(Q)$(FUZZ_CC) $(CPPFLAGS) -std=gnu11 -g -O1 $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined \
 		-o $@ $^ $(PKG_LIBS) $(UNIT_LIBS) -ldl -lm -pthread
 
+# Targets of lib/vmm code take just that file.
+$(B)/tests/fuzz/fuzz-dhcp: lib/vmm/net-dhcp.c
+
 fuzz: $(FUZZERS)
 
 # --- checks -------------------------------------------------------------

@@ -285,7 +285,7 @@ static int state_load(const char *name, struct state *st)
 			struct state_net *n = &st->nets[st->nnets++];
 			memset(n, 0, sizeof(*n));
 			n->name = xstrdup(vi_yaml_scalar(k) ? vi_yaml_scalar(k) : "");
-			if ((rc = vi_yaml_dup_str(&y, v, "libvirt", true, &n->libvirt)) < 0 ||
+			if ((rc = vi_yaml_dup_str(&y, v, "network", true, &n->libvirt)) < 0 ||
 			    (rc = vi_yaml_dup_str(&y, v, "cidr", true, &n->cidr)) < 0 ||
 			    (rc = vi_yaml_dup_str(&y, v, "hv", true, &n->hv)) < 0)
 				goto out;
@@ -328,7 +328,7 @@ static int state_save(const char *name, const struct state *st)
 	for (size_t i = 0; i < st->nnets; i++) {
 		vi_yaml_out_scalar(&o, st->nets[i].name);
 		vi_yaml_out_map_start(&o);
-		vi_yaml_out_str(&o, "libvirt", st->nets[i].libvirt);
+		vi_yaml_out_str(&o, "network", st->nets[i].libvirt);
 		vi_yaml_out_str(&o, "cidr", st->nets[i].cidr);
 		vi_yaml_out_str(&o, "hv", st->nets[i].hv);
 		vi_yaml_out_end(&o);
@@ -463,8 +463,36 @@ static char *free_cidr(void)
 	return NULL;
 }
 
+static bool native_hv(const char *hv)
+{
+	return hv && (!strcmp(hv, "vtx") || !strcmp(hv, "svm"));
+}
+
+/* The backend that makes env's private networks: libvirt's (hv-qemu, or hv-xen when a
+ * machine says so) when any machine on one runs there, its native VMs joining the same
+ * bridge; a bridge of the native VMM's when every machine on one is native. */
+static const char *networks_hv(const struct vi_env *env)
+{
+	const char *libvirt = NULL, *native = NULL;
+
+	for (size_t i = 0; i < env->nmachines; i++) {
+		const struct vi_env_machine *m = &env->machines[i];
+		bool private = false;
+
+		for (size_t k = 0; k < m->nnetworks; k++)
+			private |= strcmp(m->networks[k], VI_ENV_USER_NET) != 0;
+		if (!private)
+			continue;
+		if (native_hv(m->hv))
+			native = m->hv;
+		else if (!libvirt || m->hv)
+			libvirt = m->hv ? m->hv : "qemu";
+	}
+	return libvirt ? libvirt : native ? native : "qemu";
+}
+
 /* Each private network of env made (once, recorded) and started, on the
- * libvirt backend of the machines that join it. */
+ * backend networks_hv() says. */
 static int networks_up(const struct vi_env *env, struct state *st, const char *hv_name)
 {
 	int rc = 0;
@@ -773,22 +801,8 @@ int cmd_env_up(int argc, char **argv)
 			changed_any |= in->changed;
 		}
 	}
-	/* Networks on the libvirt backend (hv-qemu unless the machines say xen). */
-	if (env.nnetworks) {
-		const char *hv = "qemu";
-		for (size_t i = 0; i < env.nmachines; i++)
-			if (env.machines[i].hv && env.machines[i].nnetworks)
-				hv = env.machines[i].hv;
-		if (!strcmp(hv, "vtx") || !strcmp(hv, "svm")) {
-			rc = vi_error(VI_EUNSUPPORTED,
-				      "private networks of native VMs (hv %s) are not there yet: "
-				      "use qemu",
-				      hv);
-			goto out;
-		}
-		if ((rc = networks_up(&env, &st, hv)) < 0)
-			goto out;
-	}
+	if (env.nnetworks && (rc = networks_up(&env, &st, networks_hv(&env))) < 0)
+		goto out;
 	if (recreate)
 		for (size_t i = 0; i < n && rc == 0; i++)
 			if (ins[i].changed) {
@@ -1486,7 +1500,8 @@ int cmd_env_status(int argc, char **argv)
 		for (size_t x = 0; x < st.nnets; x++) {
 			struct json_object *net = json_object_new_object();
 			json_object_object_add(net, "name", vi_json_str(st.nets[x].name));
-			json_object_object_add(net, "libvirt", vi_json_str(st.nets[x].libvirt));
+			json_object_object_add(net, "network", vi_json_str(st.nets[x].libvirt));
+			json_object_object_add(net, "hv", vi_json_str(st.nets[x].hv));
 			json_object_object_add(net, "cidr", vi_json_str(st.nets[x].cidr));
 			json_object_array_add(nets, net);
 		}
@@ -1539,8 +1554,9 @@ int cmd_env_status(int argc, char **argv)
 		}
 		for (size_t x = 0; x < json_object_array_length(nets); x++) {
 			struct json_object *net = json_object_array_get_idx(nets, x);
-			printf("network %s: %s (%s)\n", vi_json_get_str(net, "name"),
-			       vi_json_get_str(net, "cidr"), vi_json_get_str(net, "libvirt"));
+			printf("network %s: %s (%s on hv-%s)\n", vi_json_get_str(net, "name"),
+			       vi_json_get_str(net, "cidr"), vi_json_get_str(net, "network"),
+			       vi_json_get_str(net, "hv"));
 		}
 	}
 	if (doc)

@@ -271,6 +271,15 @@ const char *vi_suggest(const char *word, const char *const *candidates, size_t n
 	return best_d <= limit ? best : NULL;
 }
 
+bool vi_parse_cidr24(const char *cidr, unsigned p[3])
+{
+	unsigned last, bits;
+	char tail;
+
+	return sscanf(cidr, "%u.%u.%u.%u/%u%c", &p[0], &p[1], &p[2], &last, &bits, &tail) == 5 &&
+	       p[0] < 256 && p[1] < 256 && p[2] < 256 && last == 0 && bits == 24;
+}
+
 int vi_check_name(const char *name, const char *what)
 {
 	size_t n = strlen(name);

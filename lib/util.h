@@ -45,6 +45,9 @@ const char *vi_suggest(const char *word, const char *const *candidates, size_t n
  * Returns 0 or -VI_EUSAGE with a message naming `what`. */
 int vi_check_name(const char *name, const char *what);
 
+/* "A.B.C.0/24" into its first three parts; false for anything else. */
+bool vi_parse_cidr24(const char *cidr, unsigned p[3]);
+
 /* Files. All return 0 or a negative VI_E* code with a message. */
 /* Creates path and its missing parents with mode (exactly: vi runs with
  * umask 077, so the mode is set explicitly where it must let others in). */

@@ -7,7 +7,11 @@ load lib/common
 load lib/native
 
 teardown() {
+	for env in $(vi env status --json 2>/dev/null | jq -r '.envs[].name'); do
+		vi -q env down "$env" || true
+	done
 	native_teardown
+	ip link del "v$$a" 2>/dev/null || true
 	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
 	[ -z "${ns:-}" ] || ip netns del "$ns" 2>/dev/null || true
 }
@@ -88,4 +92,124 @@ free_port() {
 	wait_console n1 "devices: " 30
 	grep -q "net: arp reply from 10.0.2.2" "$VI_HOME/vms/n1/run/console.log"
 	grep -q "devices: ok" "$VI_HOME/vms/n1/run/console.log"
+}
+
+# An environment's machines, booted from a template of the net test kernel.
+net_env() { # ENV-NAME
+	cat >netk.yaml <<-E
+		name: netk
+		version: "1"
+		description: the net test kernel
+		memory: 64M
+		kernel: $PWD/net.bzImage
+		initrd: none
+		disks:
+		  - size: 1M
+	E
+	cp "$guest/net.bzImage" .
+	vi -q template build netk.yaml
+	cat >vi-env.yaml <<-E
+		name: $1
+		networks: [backend, other]
+		machines:
+		  db:
+		    template: netk
+		    hv: $hv
+		    networks: [backend]
+		    ready: none
+		  web:
+		    template: netk
+		    hv: $hv
+		    count: 2
+		    networks: [backend]
+		    depends: [db]
+		    ready: none
+		  lone:
+		    template: netk
+		    hv: $hv
+		    networks: [other]
+		    ready: none
+	E
+}
+
+# The bridge of network NET of environment ENV: env_bridge ENV NET
+env_bridge() {
+	cat "$VI_HOME/nets/vi-$1-$2/bridge"
+}
+
+# Reads what the guest at ADDRESS says on port 80, from namespace $ns.
+hello_from() {
+	ip netns exec "$ns" timeout 10 bash -c \
+		"exec 3<>/dev/tcp/$1/80 && read -r -t 5 line <&3 && echo \"\$line\""
+}
+
+@test "an environment's private network of native VMs: a bridge, addresses by DHCP, nothing else" {
+	command -v ip >/dev/null || skip "no ip(8)"
+	ns=vi-test-$$-$BATS_TEST_NUMBER
+	ip netns add "$ns" || skip "cannot make network namespaces here"
+	net_env nv$$
+	run -0 vi env up
+	cidr=$(vi env status --json nv$$ | jq -r '.envs[0].networks[] | select(.name == "backend") | .cidr')
+	other=$(vi env status --json nv$$ | jq -r '.envs[0].networks[] | select(.name == "other") | .cidr')
+	[ "$(vi env status --json nv$$ | jq -r '.envs[0].networks[0].hv')" = "$hv" ]
+	[ "$cidr" != "$other" ]
+	net=${cidr%.0/24}
+	for vm in nv$$-db nv$$-web-1 nv$$-web-2; do
+		wait_console "$vm" "net: listening on port 80"
+	done
+	wait_console nv$$-lone "net: lease ${other%.0/24}.10 from ${other%.0/24}.1"
+	# Each VMM answered its own guest's DHCP, one address each of the network's range.
+	leased=$(grep -ho "net: lease $net\.[0-9]* from $net\.1" "$VI_HOME"/vms/nv$$-{db,web-1,web-2}/run/console.log | sort -u | wc -l)
+	[ "$leased" = 3 ]
+	run -0 vi env status nv$$
+	[[ "$output" == *"nv$$-db "*"running   backend $net."* ]]
+	# The host has no address on the bridge, IPv4 or IPv6, and no route into it.
+	br=$(env_bridge nv$$ backend)
+	[ -d "/sys/class/net/$br/bridge" ]
+	[ -z "$(ip -br addr show dev "$br" | awk '{print $3}')" ]
+	[[ "$(ip route get "$net.10")" != *"dev $br"* ]]
+	# A wire of the test's own on the bridge reaches every guest on it, and none of the
+	# other network's.
+	ip link add "v$$a" type veth peer name "v$$b"
+	ip link set "v$$b" netns "$ns"
+	ip link set "v$$a" master "$br" up
+	ip -n "$ns" addr add "$net.200/24" dev "v$$b"
+	ip -n "$ns" link set "v$$b" up
+	for vm in db web-1 web-2; do
+		addr=$(vi env status --json nv$$ | jq -r ".envs[0].machines[] | select(.vm == \"nv$$-$vm\") | .addresses.backend")
+		[[ "$addr" == "$net".* ]]
+		[ "$(hello_from "$addr")" = "hello from the guest" ]
+	done
+	ip -n "$ns" addr add "${other%.0/24}.200/24" dev "v$$b"
+	run hello_from "${other%.0/24}.10"
+	[ "$status" -ne 0 ]
+	# The host lost the bridge (as in a reboot): starting a machine makes it again, and
+	# the guest gets the address it had.
+	first=$(grep -ho "net: lease [0-9.]*" "$VI_HOME/vms/nv$$-db/run/console.log")
+	run -0 vi stop --force nv$$-db
+	ip link del "$br"
+	run -0 vi start nv$$-db
+	[ -d "/sys/class/net/$br/bridge" ]
+	wait_console nv$$-db "net: listening on port 80"
+	[ "$(grep -ho "net: lease [0-9.]*" "$VI_HOME/vms/nv$$-db/run/console.log")" = "$first" ]
+	# Down takes the bridges and the networks' records with the machines.
+	run -0 vi env down nv$$
+	[ ! -e "/sys/class/net/$br" ]
+	[ ! -e "$VI_HOME/nets/vi-nv$$-backend" ] && [ ! -e "$VI_HOME/nets/vi-nv$$-other" ]
+	[ "$(vi list --json | jq '.vms | length')" = 0 ]
+}
+
+@test "a clone of an environment of native VMs gets networks of its own" {
+	net_env nc$$
+	run -0 vi env up
+	run -0 vi env clone nc$$ nd$$
+	a=$(vi env status --json nc$$ | jq -r '.envs[0].networks[] | select(.name == "backend") | .cidr')
+	b=$(vi env status --json nd$$ | jq -r '.envs[0].networks[] | select(.name == "backend") | .cidr')
+	[ "$a" != "$b" ]
+	[ "$(env_bridge nc$$ backend)" != "$(env_bridge nd$$ backend)" ]
+	wait_console nd$$-web-2 "net: lease ${b%.0/24}."
+	wait_console nc$$-web-2 "net: lease ${a%.0/24}."
+	run -0 vi env down nd$$
+	run -0 vi env down nc$$
+	[ ! -e "$VI_HOME/nets" ] || [ -z "$(ls "$VI_HOME/nets")" ]
 }

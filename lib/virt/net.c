@@ -267,16 +267,6 @@ cleanup:
 
 /* --- private networks ----------------------------------------------------- */
 
-/* "A.B.C.0/24" into its first three parts; false for anything else. */
-static bool parse_cidr24(const char *cidr, unsigned p[3])
-{
-	unsigned last, bits;
-	char tail;
-
-	return sscanf(cidr, "%u.%u.%u.%u/%u%c", &p[0], &p[1], &p[2], &last, &bits, &tail) == 5 &&
-	       p[0] < 256 && p[1] < 256 && p[2] < 256 && last == 0 && bits == 24;
-}
-
 int virt_net_up(struct vi_hv_ctx *ctx, const char *name, const char *cidr)
 {
 	virConnectPtr conn;
@@ -286,7 +276,7 @@ int virt_net_up(struct vi_hv_ctx *ctx, const char *name, const char *cidr)
 
 	if (rc)
 		return rc;
-	if (!parse_cidr24(cidr, p))
+	if (!vi_parse_cidr24(cidr, p))
 		return vi_error(VI_EUSAGE, "network '%s': '%s' is not a /24 such as 10.250.3.0/24",
 				name, cidr);
 	if ((net = virNetworkLookupByName(conn, name))) {

@@ -355,6 +355,20 @@ void virtio_pci_config_changed(struct virtio_pci *vp);
 void virtio_pci_lock(struct virtio_pci *vp);
 void virtio_pci_unlock(struct virtio_pci *vp);
 
+/* --- DHCP on vi's private networks (net-dhcp.c) -------------------------------------- */
+
+/* DHCP for a card on one of vi's private networks (net-dhcp.c), the network's directory
+ * dir. net_dhcp_input() looks at a frame the guest sends: *taken when it is a DHCP
+ * request, which goes no further; returns the length of the answer for the guest it wrote
+ * to reply (NET_DHCP_REPLY_MAX bytes), 0 for none. */
+#define NET_DHCP_REPLY_MAX 400
+struct net_dhcp;
+int net_dhcp_new(const char *dir, const uint8_t mac[6], struct net_dhcp **out);
+size_t net_dhcp_input(struct net_dhcp *d, const uint8_t *frame, size_t len, uint8_t *reply,
+		      bool *taken);
+int net_dhcp_address(const struct net_dhcp *d, char *buf, size_t len);
+void net_dhcp_free(struct net_dhcp *d);
+
 /* --- user-mode networking (net-slirp.c) --------------------------------------------- */
 
 /* A libslirp stack behind one card. Created and its forwards made on the VMM's thread;

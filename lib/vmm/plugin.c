@@ -77,6 +77,7 @@ static void plugin_config_release(struct vmm_config *cfg)
 	for (size_t i = 0; cfg->nics && i < cfg->nnics; i++) {
 		free((struct vmm_forward *)cfg->nics[i].forwards);
 		free((char *)cfg->nics[i].bridge);
+		free((char *)cfg->nics[i].network);
 	}
 	free((struct vmm_disk *)cfg->disks);
 	free((struct vmm_nic *)cfg->nics);
@@ -115,8 +116,26 @@ static char *nat_bridge(const char *network)
 	return bridge ? bridge : xstrdup("virbr0");
 }
 
-/* A "nat" NIC's bridge must be there (its network started) before the VMM starts. */
-static int nat_check(const struct vi_hv_vm *vm, const struct vmm_config *cfg)
+/* The bridge of a NIC on one: libvirt's network for "nat", and for "network" vi's own
+ * private network of that name when the store has one (*network_dir set), else libvirt's. */
+static char *nic_bridge(const struct vi_hv_nic *n, char **network_dir)
+{
+	char *bridge;
+
+	*network_dir = NULL;
+	if (!strcmp(n->mode, "bridge"))
+		return xstrdup(n->source);
+	if (!strcmp(n->mode, "network") &&
+	    vmm_net_find(host->home, n->source, &bridge, network_dir) == 0)
+		return bridge;
+	if (!strcmp(n->mode, "nat") || !strcmp(n->mode, "network"))
+		return nat_bridge(nat_network(n));
+	return NULL;
+}
+
+/* Before the VMM starts, the bridge of every NIC on one must be there: vi's own network's
+ * made again if the host lost it, libvirt's started. */
+static int bridges_check(const struct vi_hv_vm *vm, const struct vmm_config *cfg)
 {
 	for (size_t i = 0; i < cfg->nnics; i++) {
 		char *sys;
@@ -124,14 +143,24 @@ static int nat_check(const struct vi_hv_vm *vm, const struct vmm_config *cfg)
 
 		if (!cfg->nics[i].bridge)
 			continue;
+		if (cfg->nics[i].network) {
+			if (vmm_net_start(cfg->nics[i].bridge) < 0)
+				return vi_error_wrap("network card %zu: network '%s'", i,
+						     vm->nics[i]->source);
+			continue;
+		}
 		sys = xasprintf("/sys/class/net/%s/bridge", cfg->nics[i].bridge);
 		there = access(sys, F_OK) == 0;
 		free(sys);
-		if (!there)
-			return vi_error(VI_ESTATE,
-					"network card %zu: libvirt network '%s' is not started: "
-					"there is no bridge '%s'",
-					i, nat_network(vm->nics[i]), cfg->nics[i].bridge);
+		if (there)
+			continue;
+		if (!strcmp(vm->nics[i]->mode, "bridge"))
+			return vi_error(VI_ESTATE, "network card %zu: there is no bridge '%s'", i,
+					cfg->nics[i].bridge);
+		return vi_error(VI_ESTATE,
+				"network card %zu: libvirt network '%s' is not started: "
+				"there is no bridge '%s'",
+				i, nat_network(vm->nics[i]), cfg->nics[i].bridge);
 	}
 	return 0;
 }
@@ -141,10 +170,11 @@ static int plugin_nic(const struct vi_hv_nic *n, struct vmm_nic *out)
 	struct vmm_forward *forwards;
 	unsigned mac[6];
 
-	if (strcmp(n->mode, "tap") && strcmp(n->mode, "user") && strcmp(n->mode, "nat"))
+	if (strcmp(n->mode, "tap") && strcmp(n->mode, "user") && strcmp(n->mode, "nat") &&
+	    strcmp(n->mode, "bridge") && strcmp(n->mode, "network"))
 		return vi_error(VI_EUNSUPPORTED,
-				"hv-%s attaches network cards to user-mode networking, NAT or TAP "
-				"devices only, not '%s'",
+				"hv-%s attaches network cards to user-mode networking, NAT, "
+				"networks, bridges or TAP devices only, not '%s'",
 				backend->name, n->mode);
 	if (!n->mac || sscanf(n->mac, "%2x:%2x:%2x:%2x:%2x:%2x", &mac[0], &mac[1], &mac[2],
 			      &mac[3], &mac[4], &mac[5]) != 6)
@@ -153,7 +183,7 @@ static int plugin_nic(const struct vi_hv_nic *n, struct vmm_nic *out)
 		out->mac[i] = (uint8_t)mac[i];
 	out->user = !strcmp(n->mode, "user");
 	out->tap = !strcmp(n->mode, "tap") ? n->source : NULL;
-	out->bridge = !strcmp(n->mode, "nat") ? nat_bridge(nat_network(n)) : NULL;
+	out->bridge = nic_bridge(n, (char **)&out->network);
 	forwards = xcalloc(n->nforwards + 1, sizeof(*forwards));
 	for (size_t i = 0; out->user && i < n->nforwards; i++)
 		forwards[out->nforwards++] = plugin_forward(n->forwards[i]);
@@ -590,7 +620,7 @@ static int plugin_run(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm,
 	}
 	ret = plugin_config(vm, &cfg);
 	if (ret == 0)
-		ret = nat_check(vm, &cfg);
+		ret = bridges_check(vm, &cfg);
 	if (ret == 0)
 		ret = vi_mkdir_p(vm->run_dir, 0700);
 	if (ret < 0)
@@ -836,6 +866,18 @@ static int plugin_nic_address(struct vi_hv_ctx *ctx, const struct vi_hv_vm *vm, 
 		ret = vi_error(VI_EFAIL, "the VMM gave no address for network card %zu", nic);
 	json_object_put(reply);
 	return ret;
+}
+
+static int plugin_net_up(struct vi_hv_ctx *ctx, const char *name, const char *cidr)
+{
+	(void)ctx;
+	return vmm_net_up(host->home, name, cidr);
+}
+
+static int plugin_net_down(struct vi_hv_ctx *ctx, const char *name)
+{
+	(void)ctx;
+	return vmm_net_down(host->home, name);
 }
 
 /* The VMM's working directory need not be ours: it is sent absolute paths. */
@@ -1161,6 +1203,8 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *h, const struct vm
 		.set_vcpus = plugin_set_vcpus,
 		.forward_remove = plugin_forward_remove,
 		.nic_address = plugin_nic_address,
+		.net_up = plugin_net_up,
+		.net_down = plugin_net_down,
 		.migrate_send = plugin_migrate_send,
 		.migrate_recv = plugin_migrate_recv,
 		.dirty_rate = plugin_dirty_rate,

@@ -34,6 +34,8 @@ struct virtio_net {
 	uint8_t mac[6];
 	bool rx_waiting; /* the TAP watch is off until the guest adds receive buffers */
 	struct net_slirp *slirp; /* instead of the TAP device */
+	struct net_dhcp *dhcp;   /* on vi's network: its DHCP answered here */
+	uint8_t reply[NET_DHCP_REPLY_MAX];
 	struct {
 		uint8_t *frame;
 		size_t len;
@@ -125,6 +127,22 @@ static void virtio_net_deliver(void *opaque, const uint8_t *frame, size_t len)
 	pthread_mutex_unlock(&q->lock);
 }
 
+/* A DHCP request of the guest's, answered at once (no buffer for the answer: the guest
+ * asks again); true when the frame was one. */
+static bool virtio_net_dhcp(struct virtio_net *n, size_t len)
+{
+	struct virtio_queue *rx = virtio_pci_queue(n->vp, NET_RX);
+	bool taken;
+	size_t rlen = net_dhcp_input(n->dhcp, n->frame, len, n->reply, &taken);
+
+	if (rlen) {
+		pthread_mutex_lock(&rx->lock);
+		virtio_net_put(n, rx, n->reply, rlen);
+		pthread_mutex_unlock(&rx->lock);
+	}
+	return taken;
+}
+
 static void virtio_net_tx(struct virtio_net *n, struct virtio_queue *q)
 {
 	struct virtio_chain c = { .out = n->out, .in = n->in };
@@ -135,6 +153,8 @@ static void virtio_net_tx(struct virtio_net *n, struct virtio_queue *q)
 
 		atomic_fetch_add(&n->tx_bytes, len);
 		/* A full TAP queue drops the frame, as a busy wire would. */
+		if (len && n->dhcp && virtio_net_dhcp(n, len))
+			len = 0; /* answered here */
 		if (len && n->slirp)
 			net_slirp_input(n->slirp, n->frame, len);
 		else if (len && write(n->tap, n->frame, len) < 0 && errno != EAGAIN)
@@ -186,6 +206,7 @@ static void virtio_net_free(void *dev)
 	if (n->tap >= 0)
 		close(n->tap);
 	net_slirp_free(n->slirp);
+	net_dhcp_free(n->dhcp);
 	for (unsigned i = 0; i < n->nbacklog; i++)
 		free(n->backlog[i].frame);
 	free(n);
@@ -273,6 +294,8 @@ int virtio_net_init(struct vmm *vm)
 			ret = net_slirp_new(nic, virtio_net_deliver, n, &n->slirp);
 		else
 			ret = virtio_net_tap_open(n, nic->tap, nic->bridge);
+		if (ret == 0 && nic->network)
+			ret = net_dhcp_new(nic->network, nic->mac, &n->dhcp);
 		if (ret < 0) {
 			virtio_net_free(n);
 			return vi_error_wrap("network card %zu", i);
@@ -298,14 +321,23 @@ void virtio_net_add_stats(struct vmm *vm, struct vmm_stats *st)
 	}
 }
 
-/* The card of NIC `nic` when it is user-mode. */
-static int virtio_net_user(struct vmm *vm, size_t nic, struct virtio_net **out)
+static int virtio_net_card(struct vmm *vm, size_t nic, struct virtio_net **out)
 {
 	struct virtio_pci *vp = vmm_device_get(vm, "virtio-net", (unsigned)nic);
 
 	if (!vp)
 		return vi_error(VI_ENOTFOUND, "the VM has no network card %zu", nic);
 	*out = virtio_pci_dev(vp);
+	return 0;
+}
+
+/* The card of NIC `nic` when it is user-mode. */
+static int virtio_net_user(struct vmm *vm, size_t nic, struct virtio_net **out)
+{
+	int ret = virtio_net_card(vm, nic, out);
+
+	if (ret < 0)
+		return ret;
 	if (!(*out)->slirp)
 		return vi_error(VI_EUSAGE, "network card %zu is not on user-mode networking", nic);
 	return 0;
@@ -357,8 +389,12 @@ int vmm_nic_forward(struct vmm *vm, size_t nic, const struct vmm_forward *f, boo
 
 int vmm_nic_address(struct vmm *vm, size_t nic, char *buf, size_t len)
 {
-	struct virtio_net *n;
-	int ret = virtio_net_user(vm, nic, &n);
+	struct virtio_net *n = NULL;
+	int ret = virtio_net_card(vm, nic, &n);
 
+	if (ret == 0 && n->dhcp)
+		return net_dhcp_address(n->dhcp, buf, len);
+	if (ret == 0)
+		ret = virtio_net_user(vm, nic, &n);
 	return ret < 0 ? ret : net_slirp_address(n->slirp, buf, len);
 }

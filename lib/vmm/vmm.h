@@ -54,6 +54,7 @@ struct vmm_nic {
 	bool user;       /* user-mode networking rather than a TAP device */
 	const char *tap; /* an existing TAP device to attach to; NULL: the VMM makes one */
 	const char *bridge; /* the bridge the TAP the VMM makes joins; may be NULL */
+	const char *network; /* the directory of vi's network on bridge: the VMM answers DHCP */
 	const struct vmm_forward *forwards; /* user: set up by vmm_new(), copied */
 	size_t nforwards;
 };
