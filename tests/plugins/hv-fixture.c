@@ -29,14 +29,20 @@
 
 static const struct vi_host *host;
 
+/* Written whole or not at all, as a real backend's state is: a vi killed part way
+ * leaves the state before or after. */
 static int set_state(const struct vi_hv_vm *vm, const char *word)
 {
-	char path[4096];
+	char path[4096], tmp[4200];
 	FILE *f;
 
 	fixture_path(vm, "fixture-state", path, sizeof(path));
-	if (!(f = fopen(path, "w")) || fprintf(f, "%s\n", word) < 0 || fclose(f) != 0)
+	snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
+	if (!(f = fopen(tmp, "w")) || fprintf(f, "%s\n", word) < 0 || fclose(f) != 0 ||
+	    rename(tmp, path) != 0) {
+		unlink(tmp);
 		return host->error(VI_EFAIL, "cannot write '%s': %s", path, strerror(errno));
+	}
 	return 0;
 }
 
