@@ -26,6 +26,20 @@ teardown() {
 }
 
 
+teardown_file() {
+	[ ! -e "$BATS_FILE_TMPDIR/shared" ] || vi -q destroy --force "$(cat "$BATS_FILE_TMPDIR/shared")" || true
+}
+
+# The file's machine for the tests that change nothing of it, in $n: made by the first
+# that needs it, a boot fewer for each other one.
+shared() {
+	if [ ! -e "$BATS_FILE_TMPDIR/shared" ]; then
+		vi -q create --template tiny --hv qemu --wait-ready --timeout 240 "web$$"
+		echo "web$$" >"$BATS_FILE_TMPDIR/shared"
+	fi
+	n=$(cat "$BATS_FILE_TMPDIR/shared")
+}
+
 # create NAME [options...]: a ready machine from tiny on hv-qemu.
 create() {
 	local name=$1
@@ -35,8 +49,7 @@ create() {
 }
 
 @test "tiny: ready means SSH answers; vi exec and vi ssh work with no flag and no prompt" {
-	n=web$$
-	create "$n"
+	shared
 	run -0 vi exec "$n" -- uname -n
 	[ "$output" = "$n" ]
 	run -0 vi ssh "$n" -- id -un
@@ -53,8 +66,7 @@ create() {
 }
 
 @test "vi cp copies files and directories both ways" {
-	n=cp$$
-	create "$n"
+	shared
 	printf 'line one\nline two\n' >f.txt
 	run -0 vi cp f.txt "$n:/tmp/f.txt"
 	[ "$(vi exec "$n" -- cat /tmp/f.txt)" = "$(cat f.txt)" ]
@@ -141,8 +153,7 @@ create() {
 }
 
 @test "a clone of a running machine answers with its own name and host key" {
-	n=src$$
-	create "$n"
+	shared
 	made+=("c$$")
 	vi -q clone --start "$n" "c$$"
 	for _ in $(seq 120); do
