@@ -75,7 +75,8 @@ teardown() {
 	clone=$(vi show --json "$name-c" | jq -r '.vm.disks[0].path')
 	layer=$(qemu-img info -U --output=json "$src" | jq -r '."full-backing-filename"')
 	[ "$(qemu-img info -U --output=json "$clone" | jq -r '."full-backing-filename"')" = "$layer" ]
-	[ "$layer" != "$src" ] && [ "$layer" != "$clone" ]
+	[ "$layer" != "$src" ]
+	[ "$layer" != "$clone" ]
 	[[ $layer == "$VI_HOME/images/layers/"*.qcow2 ]]
 	vi -q stop --force "$name"
 	vi -q stop --force "$name-c"

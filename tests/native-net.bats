@@ -195,7 +195,8 @@ hello_from() {
 	# Down takes the bridges and the networks' records with the machines.
 	run -0 vi env down nv$$
 	[ ! -e "/sys/class/net/$br" ]
-	[ ! -e "$VI_HOME/nets/vi-nv$$-backend" ] && [ ! -e "$VI_HOME/nets/vi-nv$$-other" ]
+	[ ! -e "$VI_HOME/nets/vi-nv$$-backend" ]
+	[ ! -e "$VI_HOME/nets/vi-nv$$-other" ]
 	[ "$(vi list --json | jq '.vms | length')" = 0 ]
 }
 

@@ -39,7 +39,8 @@ wait_gen() { # NAME GEN: waits until the guest has printed generation GEN or lat
 		! log g1 | grep -q CORRUPT || false
 		k=$(first_gen g1)
 		# It goes on from where the snapshot caught it, not from the beginning.
-		[ "$k" -gt "$before" ] && [ "$k" -le $((after + 1)) ]
+		[ "$k" -gt "$before" ]
+		[ "$k" -le $((after + 1)) ]
 	done
 	wait_gen g1 $((after + 20))
 	vi -q snapshot create g1 s2
@@ -50,7 +51,8 @@ wait_gen() { # NAME GEN: waits until the guest has printed generation GEN or lat
 	run -0 vi snapshot checkout --discard g1 s2
 	wait_gen g1 $((s2_at + 3))
 	k=$(first_gen g1)
-	[ "$k" -gt "$after" ] && [ "$k" -le $((s2_at + 1)) ]
+	[ "$k" -gt "$after" ]
+	[ "$k" -le $((s2_at + 1)) ]
 	! log g1 | grep -q "stamps: start" || false
 	! log g1 | grep -q CORRUPT || false
 	vi -q stop --force g1

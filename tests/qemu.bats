@@ -296,7 +296,8 @@ wait_count() { # NAME N: until the guest has counted past N
 	wait_count "$name" 0
 	# It goes on from the count it was saved at, and does not boot again.
 	first=$(count_at "$name" first)
-	[ "$first" -gt "$before" ] && [ "$first" -le $((after + 1)) ]
+	[ "$first" -gt "$before" ]
+	[ "$first" -le $((after + 1)) ]
 	! grep -q VI-QEMU-READY "$VI_HOME/vms/$name/run/console.log" || false
 	virsh -q dominfo "$name" | grep -q '^Persistent: *yes'
 	run -0 vi destroy --force "$name"

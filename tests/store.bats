@@ -17,7 +17,9 @@ setup() {
 
 @test "the store is created on first use with traversable directories" {
 	run -0 vi list
-	[ -d "$VI_HOME/images" ] && [ -d "$VI_HOME/vms" ] && [ -d "$VI_HOME/policies" ]
+	[ -d "$VI_HOME/images" ]
+	[ -d "$VI_HOME/vms" ]
+	[ -d "$VI_HOME/policies" ]
 	[ "$(stat -c %a "$VI_HOME/vms")" = 711 ]
 }
 

@@ -28,7 +28,8 @@ teardown() {
 	read -r name state cpus util mem _ <<<"$(head -1 <<<"$rows")"
 	[ "$state" = "$(jq -r '.vms[0].state' <<<"$stats")" ]
 	[ "$cpus" = "$(jq -r '.vms[0].cpus' <<<"$stats")" ]
-	[ "$mem" = 64M ] && [ "$(jq -r '.vms[0].memory' <<<"$stats")" = $((64 << 20)) ]
+	[ "$mem" = 64M ]
+	[ "$(jq -r '.vms[0].memory' <<<"$stats")" = $((64 << 20)) ]
 	# The guest spins: both see it busy, within what a second apart allows.
 	jq -e --argjson u "${util%\%}" '(.vms[0]["cpu.util"] - $u) | fabs <= 25' <<<"$stats"
 	[ "$(sed -n 2p <<<"$rows")" = "s2 stopped 1 - 64M - - - - - -" ]

@@ -86,10 +86,13 @@ teardown() {
 	[[ "$output" != *default* ]]
 	run -0 vi env status --json "$env_name"
 	cidr=$(jq -r '.envs[0].networks[0].cidr' <<<"$output")
-	net=$(jq -r '.envs[0].networks[0].libvirt' <<<"$output")
+	net=$(jq -r '.envs[0].networks[0].network' <<<"$output")
+	[ "$net" = "vi-$env_name-backend" ]
+	[ "$(jq -r '.envs[0].networks[0].hv' <<<"$output")" = qemu ]
 	addr=$(jq -r ".envs[0].machines[] | select(.vm == \"$env_name-db\") | .addresses.backend" <<<"$output")
 	[ "${addr%.*}.0/24" = "$cidr" ]
-	virsh -c qemu:///system net-dumpxml "$net" | grep -q "<forward" && false
+	xml=$(virsh -c qemu:///system net-dumpxml "$net")
+	[[ "$xml" == *"<ip address="* && "$xml" != *"<forward"* ]]
 	# A clone of it while it runs: new names, identities and network, and
 	# both work at once.
 	run -0 vi env clone "$env_name" "${env_name}c"
@@ -119,7 +122,8 @@ teardown() {
 	grep -Eq "^$env_name-web-1 +running, changed in the file" <<<"$output"
 	# Down: no VM, network, bridge or record.
 	bridge=$(virsh -c qemu:///system net-info "$net" | awk '/^Bridge:/ { print $2 }')
-	[ -n "$bridge" ] && [ -e "/sys/class/net/$bridge" ]
+	[ -n "$bridge" ]
+	[ -e "/sys/class/net/$bridge" ]
 	run -0 vi env down "$env_name"
 	[ "${lines[-1]}" = "environment '$env_name' destroyed: 3 machines, its networks and record" ]
 	[ -z "$(vi list --label "vi.env=$env_name" --json | jq -r '.vms[].name')" ]

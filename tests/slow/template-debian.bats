@@ -60,7 +60,8 @@ setup() {
 	# Each printed the fingerprints of the host keys it made; none is shared.
 	grep -a '^vi: SSH host key ' "$a" | tr -d '\r' | sort >keys.a
 	grep -a '^vi: SSH host key ' "$b" | tr -d '\r' | sort >keys.b
-	[ "$(wc -l <keys.a)" -ge 2 ] && [ "$(wc -l <keys.b)" -ge 2 ]
+	[ "$(wc -l <keys.a)" -ge 2 ]
+	[ "$(wc -l <keys.b)" -ge 2 ]
 	[ -z "$(comm -12 <(awk '{ print $6 }' keys.a) <(awk '{ print $6 }' keys.b))" ]
 	vi -q stop --force deb2c
 	vi -q stop --force deb2
