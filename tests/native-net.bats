@@ -94,8 +94,9 @@ free_port() {
 	grep -q "devices: ok" "$VI_HOME/vms/n1/run/console.log"
 }
 
-# An environment's machines, booted from a template of the net test kernel.
-net_env() { # ENV-NAME
+# Template netk: the net test kernel, for environments' machines.
+net_template() {
+	cp "$guest/net.bzImage" .
 	cat >netk.yaml <<-E
 		name: netk
 		version: "1"
@@ -106,8 +107,12 @@ net_env() { # ENV-NAME
 		disks:
 		  - size: 1M
 	E
-	cp "$guest/net.bzImage" .
 	vi -q template build netk.yaml
+}
+
+# An environment of netk machines on two private networks.
+net_env() { # ENV-NAME
+	net_template
 	cat >vi-env.yaml <<-E
 		name: $1
 		networks: [backend, other]
@@ -213,4 +218,49 @@ hello_from() {
 	run -0 vi env down nd$$
 	run -0 vi env down nc$$
 	[ ! -e "$VI_HOME/nets" ] || [ -z "$(ls "$VI_HOME/nets")" ]
+}
+
+@test "an environment whose forward's port is taken stops in one line, keeps what it made, and up resumes" {
+	net_template
+	port=$(free_port)
+	cat >vi-env.yaml <<-E
+		name: pt$$
+		networks: [backend]
+		machines:
+		  db:
+		    template: netk
+		    hv: $hv
+		    networks: [backend]
+		    ready: none
+		  web:
+		    template: netk
+		    hv: $hv
+		    networks: [user]
+		    forward: ["$port:80"]
+		    depends: [db]
+		    ready: none
+	E
+	python3 -m http.server --bind 127.0.0.1 "$port" >/dev/null 2>&1 &
+	holder=$!
+	for _ in $(seq 100); do
+		ss -Hltn "sport = :$port" | grep -q . && break
+		sleep 0.1
+	done
+	run -5 vi env up
+	[ "${lines[-1]}" = "vi: error: machine 'web' (VM 'pt$$-web'): host port $port is in use" ]
+	run -0 vi env status --json pt$$
+	[ "$(jq -r '[.envs[0].machines[].vm] | join(",")' <<<"$output")" = "pt$$-db" ]
+	kill "$holder"
+	wait "$holder" 2>/dev/null || true
+	holder=
+	run -0 vi env up
+	grep -Eq "^pt$$-db +running, unchanged" <<<"$output"
+	grep -Eq "^pt$$-web +created" <<<"$output"
+	wait_console pt$$-web "net: listening on port 80"
+	exec {conn}<>"/dev/tcp/127.0.0.1/$port"
+	read -r -t 30 line <&"$conn"
+	exec {conn}>&-
+	[ "$line" = "hello from the guest" ]
+	run -0 vi env down pt$$
+	[ "$(vi list --json | jq '.vms | length')" = 0 ]
 }
