@@ -117,7 +117,7 @@ bool vi_env_forward_parse(const char *f, char addr[64], unsigned *port, bool *ud
 		if (strlen(buf) >= 64 || !*buf)
 			return false;
 	}
-	snprintf(addr, 64, "%s", colon ? buf : "127.0.0.1");
+	snprintf(addr, 64, "%.63s", colon ? buf : "127.0.0.1"); /* checked to fit above */
 	*port = (unsigned)host;
 	return true;
 }
