@@ -7,8 +7,10 @@ load lib/common
 load lib/native
 
 teardown() {
-	for env in $(vi env status --json 2>/dev/null | jq -r '.envs[].name'); do
-		vi -q env down "$env" || true
+	for home in ${second:+"$second"} "$VI_HOME"; do
+		for env in $(vi --home "$home" env status --json 2>/dev/null | jq -r '.envs[].name'); do
+			vi --home "$home" -q env down "$env" || true
+		done
 	done
 	native_teardown
 	ip link del "v$$a" 2>/dev/null || true
@@ -215,6 +217,15 @@ hello_from() {
 	[ "$(env_bridge nc$$ backend)" != "$(env_bridge nd$$ backend)" ]
 	wait_console nd$$-web-2 "net: lease ${b%.0/24}."
 	wait_console nc$$-web-2 "net: lease ${a%.0/24}."
+	# Another store's environment of the same name has a bridge of its own.
+	second=$BATS_TEST_TMPDIR/second
+	vi --home "$second" -q template build netk.yaml
+	vi --home "$second" -q env up
+	other=$(cat "$second/nets/vi-nc$$-backend/bridge")
+	[ -d "/sys/class/net/$other/bridge" ]
+	[ "$other" != "$(env_bridge nc$$ backend)" ]
+	vi --home "$second" -q env down nc$$
+	[ ! -e "/sys/class/net/$other" ]
 	run -0 vi env down nd$$
 	run -0 vi env down nc$$
 	[ ! -e "$VI_HOME/nets" ] || [ -z "$(ls "$VI_HOME/nets")" ]

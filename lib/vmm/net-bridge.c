@@ -48,12 +48,14 @@ static int net_write(const char *dir, const char *file, const char *text)
 	return ret;
 }
 
-/* "vi-" and twelve hex digits of the network name's hash: fits IFNAMSIZ whatever the name. */
-static char *bridge_name(const char *name)
+/* "vi-" and twelve hex digits of a hash of the store and the network's name: fits
+ * IFNAMSIZ whatever the name, and two stores' networks of one name are two bridges. */
+static char *bridge_name(const char *home, const char *name)
 {
-	char hex[SHA256_HEX_SIZE];
+	char hex[SHA256_HEX_SIZE], *key = xasprintf("%s/nets/%s", home, name);
 
-	sha256_hex(name, strlen(name), hex);
+	sha256_hex(key, strlen(key), hex);
+	free(key);
 	return xasprintf("vi-%.12s", hex);
 }
 
@@ -165,7 +167,7 @@ int vmm_net_up(const char *home, const char *name, const char *cidr)
 		free(taken);
 	}
 	if (ret == 0 && !had) {
-		bridge = bridge_name(name);
+		bridge = bridge_name(home, name);
 		if ((ret = vi_mkdir_p(dir, 0755)) == 0 && (ret = net_write(dir, "bridge", bridge)) == 0)
 			ret = net_write(dir, "cidr", cidr);
 	} else if (ret == 0 && !(bridge = net_read(dir, "bridge"))) {
