@@ -150,7 +150,7 @@ hello_from() {
 		"exec 3<>/dev/tcp/$1/80 && read -r -t 5 line <&3 && echo \"\$line\""
 }
 
-@test "an environment's private network of native VMs: a bridge, addresses by DHCP, nothing else" {
+@test "an environment's private network of native VMs: a bridge, addresses by DHCP, nothing routed" {
 	command -v ip >/dev/null || skip "no ip(8)"
 	ns=vi-test-$$-$BATS_TEST_NUMBER
 	ip netns add "$ns" || skip "cannot make network namespaces here"
@@ -170,11 +170,18 @@ hello_from() {
 	[ "$leased" = 3 ]
 	run -0 vi env status nv$$
 	[[ "$output" == *"nv$$-db "*"running   backend $net."* ]]
-	# The host has no address on the bridge, IPv4 or IPv6, and no route into it.
+	# The host is the range's .1 on the bridge (no IPv6), routes nothing from it, and
+	# reaches the guests there.
 	br=$(env_bridge nv$$ backend)
 	[ -d "/sys/class/net/$br/bridge" ]
-	[ -z "$(ip -br addr show dev "$br" | awk '{print $3}')" ]
-	[[ "$(ip route get "$net.10")" != *"dev $br"* ]]
+	[ "$(ip -br addr show dev "$br" | awk '{print $3, $4}')" = "$net.1/24 " ]
+	[ "$(cat "/proc/sys/net/ipv4/conf/$br/forwarding")" = 0 ]
+	[[ "$(ip route get "$net.10")" == *"dev $br"* ]]
+	addr=$(vi env status --json nv$$ | jq -r ".envs[0].machines[] | select(.vm == \"nv$$-db\") | .addresses.backend")
+	exec {conn}<>"/dev/tcp/$addr/80"
+	read -r -t 30 line <&"$conn"
+	exec {conn}>&-
+	[ "$line" = "hello from the guest" ]
 	# A wire of the test's own on the bridge reaches every guest on it, and none of the
 	# other network's.
 	ip link add "v$$a" type veth peer name "v$$b"

@@ -1,7 +1,8 @@
-/* vi's own private networks for native VMs: a Linux bridge each, with no address of the
- * host's on it (IPv6 off too) and its frames kept from the host's packet filter, so its
- * guests reach each other and nothing else. Each guest's VMM answers its DHCP from the
- * network's leases (net-dhcp.c). A network lives in the store, nets/NAME/: "cidr" (its
+/* vi's own private networks for native VMs: a Linux bridge each, with the host at the
+ * range's .1 (so that vi reaches its guests over SSH, as on libvirt's isolated networks)
+ * and nothing routed for them: forwarding off on the bridge, no IPv6, its frames kept from
+ * the host's packet filter. Its guests reach each other and this host, nothing beyond.
+ * Each guest's VMM answers its DHCP from the network's leases (net-dhcp.c). A network lives in the store, nets/NAME/: "cidr" (its
  * range), "bridge" (the bridge's name) and "leases"; the bridge itself is made again when
  * the host has lost it (a reboot), so the network is kept as long as the store has it. */
 #include <dirent.h>
@@ -9,6 +10,8 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/sockios.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,24 +91,40 @@ static int bridge_flags(int sock, const char *bridge, bool up)
 	return ioctl(sock, SIOCSIFFLAGS, &ifr);
 }
 
-/* Makes the bridge unless it is there, and brings it up: before that, no link-local
- * address of the host's on it, and its frames not through the host's packet filter. */
-static int bridge_up(const char *bridge)
+/* Makes the bridge unless it is there, and brings it up at the range's .1: before that,
+ * no link-local address of the host's on it, nothing routed from it, and its frames not
+ * through the host's packet filter. Done again at each start of a guest on it, as a
+ * write of the host's ip_forward turns forwarding on for every interface. */
+static int bridge_up(const char *bridge, const char *cidr)
 {
 	static const char *const settings[][2] = {
 		{ "/proc/sys/net/ipv6/conf/%s/disable_ipv6", "1" },
+		{ "/proc/sys/net/ipv4/conf/%s/forwarding", "0" },
 		{ "/sys/class/net/%s/bridge/nf_call_iptables", "0" },
 		{ "/sys/class/net/%s/bridge/nf_call_ip6tables", "0" },
 		{ "/sys/class/net/%s/bridge/nf_call_arptables", "0" },
 	};
-	int sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), ret = 0;
+	struct ifreq ifr = { 0 };
+	struct sockaddr_in *sin = (struct sockaddr_in *)&ifr.ifr_addr;
+	unsigned p[3];
+	int sock, ret = 0;
 
-	if (sock < 0)
+	if (!vi_parse_cidr24(cidr, p))
+		return vi_error(VI_EFAIL, "bridge '%s': '%s' is not a /24", bridge, cidr);
+	if ((sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot open a socket");
 	if (ioctl(sock, SIOCBRADDBR, bridge) < 0 && errno != EEXIST)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot make bridge '%s'", bridge);
 	for (size_t i = 0; ret == 0 && i < sizeof(settings) / sizeof(settings[0]); i++)
 		ret = sysfs_set(settings[i][0], bridge, settings[i][1]);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
+	sin->sin_family = AF_INET;
+	sin->sin_addr.s_addr = htonl(p[0] << 24 | p[1] << 16 | p[2] << 8 | 1);
+	if (ret == 0 && ioctl(sock, SIOCSIFADDR, &ifr) < 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot give bridge '%s' its address", bridge);
+	sin->sin_addr.s_addr = htonl(0xffffff00);
+	if (ret == 0 && ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
+		ret = vi_error_errno(VI_EFAIL, errno, "cannot give bridge '%s' its netmask", bridge);
 	if (ret == 0 && bridge_flags(sock, bridge, true) < 0)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot bring bridge '%s' up", bridge);
 	close(sock);
@@ -174,7 +193,7 @@ int vmm_net_up(const char *home, const char *name, const char *cidr)
 		ret = vi_error(VI_EFAIL, "network '%s' names no bridge in '%s'", name, dir);
 	}
 	if (ret == 0)
-		ret = bridge_up(bridge);
+		ret = bridge_up(bridge, cidr);
 	free(bridge);
 	free(had);
 	free(dir);
@@ -206,11 +225,13 @@ int vmm_net_find(const char *home, const char *name, char **bridge, char **dir)
 	return 1;
 }
 
-int vmm_net_start(const char *bridge)
+int vmm_net_start(const char *dir)
 {
-	char *sys = xasprintf("/sys/class/net/%s/bridge", bridge);
-	int ret = vi_file_exists(sys) ? 0 : bridge_up(bridge);
+	char *bridge = net_read(dir, "bridge"), *cidr = net_read(dir, "cidr");
+	int ret = bridge && cidr ? bridge_up(bridge, cidr)
+				 : vi_error(VI_EFAIL, "'%s' names no bridge or range", dir);
 
-	free(sys);
+	free(bridge);
+	free(cidr);
 	return ret;
 }

@@ -144,7 +144,7 @@ static int bridges_check(const struct vi_hv_vm *vm, const struct vmm_config *cfg
 		if (!cfg->nics[i].bridge)
 			continue;
 		if (cfg->nics[i].network) {
-			if (vmm_net_start(cfg->nics[i].bridge) < 0)
+			if (vmm_net_start(cfg->nics[i].network) < 0)
 				return vi_error_wrap("network card %zu: network '%s'", i,
 						     vm->nics[i]->source);
 			continue;

@@ -25,10 +25,10 @@ const struct vi_hv_ops *vmm_plugin_init(const struct vi_host *host,
 /* vi's private networks for native VMs, in the store at home (net-bridge.c). net_up and
  * net_down as struct vi_hv_ops says. vmm_net_find(): the bridge and directory of network
  * name, 1 when the store has none (then it may be libvirt's). vmm_net_start(): the bridge
- * made again if the host lost it. */
+ * of the network in dir made again if the host lost it, and set up again. */
 int vmm_net_up(const char *home, const char *name, const char *cidr);
 int vmm_net_down(const char *home, const char *name);
 int vmm_net_find(const char *home, const char *name, char **bridge, char **dir);
-int vmm_net_start(const char *bridge);
+int vmm_net_start(const char *dir);
 
 #endif
