@@ -14,6 +14,7 @@ teardown() {
 	done
 	native_teardown
 	ip link del "v$$a" 2>/dev/null || true
+	[ -z "${br:-}" ] || [ ! -e "/sys/class/net/$br/bridge" ] || [ "$br" != "vib$$" ] || ip link del "$br"
 	[ -z "${holder:-}" ] || kill "$holder" 2>/dev/null || true
 	[ -z "${ns:-}" ] || ip netns del "$ns" 2>/dev/null || true
 }
@@ -281,4 +282,19 @@ hello_from() {
 	[ "$line" = "hello from the guest" ]
 	run -0 vi env down pt$$
 	[ "$(vi list --json | jq '.vms | length')" = 0 ]
+}
+
+@test "a bridge NIC joins an existing bridge, refused while there is none" {
+	command -v ip >/dev/null || skip "no ip(8)"
+	br=vib$$
+	vi -q create --hv "$hv" --kernel "$guest/counter.bzImage" --cmdline stop=1000 --memory 64M \
+		--nic "bridge:$br" b1
+	run -5 vi start b1
+	[ "$output" = "vi: error: network card 0: there is no bridge '$br'" ]
+	ip link add "$br" type bridge
+	run -0 vi start b1
+	[ -n "$(ls "/sys/class/net/$br/brif")" ]
+	vi -q destroy --force b1
+	[ -z "$(ls "/sys/class/net/$br/brif")" ]
+	ip link del "$br"
 }
