@@ -216,9 +216,3 @@ wait_stopped() { # NAME
 	grep -q "net: arp reply from 10.0.2.2" "$log"
 	grep -q "devices: ok" "$log"
 }
-
-@test "network cards other than user, NAT and TAP are refused by the native backend" {
-	run -4 vi create --hv "$hv" --kernel "$guest/devices.bzImage" --memory 64M \
-		--nic bridge:br0 u1
-	[ "$output" = "vi: error: hv-$hv attaches network cards to user-mode networking, NAT or TAP devices only, not 'bridge'" ]
-}
