@@ -285,7 +285,12 @@ static int state_load(const char *name, struct state *st)
 			struct state_net *n = &st->nets[st->nnets++];
 			memset(n, 0, sizeof(*n));
 			n->name = xstrdup(vi_yaml_scalar(k) ? vi_yaml_scalar(k) : "");
-			if ((rc = vi_yaml_dup_str(&y, v, "network", true, &n->libvirt)) < 0 ||
+			/* Records written before native networks name it "libvirt". */
+			if ((rc = vi_yaml_dup_str(&y, v, "network", false, &n->libvirt)) < 0 ||
+			    (!n->libvirt &&
+			     (rc = vi_yaml_dup_str(&y, v, "libvirt", false, &n->libvirt)) < 0) ||
+			    (!n->libvirt &&
+			     (rc = vi_yaml_dup_str(&y, v, "network", true, &n->libvirt)) < 0) ||
 			    (rc = vi_yaml_dup_str(&y, v, "cidr", true, &n->cidr)) < 0 ||
 			    (rc = vi_yaml_dup_str(&y, v, "hv", true, &n->hv)) < 0)
 				goto out;

@@ -93,3 +93,21 @@ setup() {
 	run -2 vi env snapshot shop 'bad name'
 	[[ "$output" == "vi: error: invalid snapshot name 'bad name'"* ]]
 }
+
+@test "a record of an older vi, its network under 'libvirt:', still reads and goes down" {
+	mkdir -p "$VI_HOME/envs"
+	cat >"$VI_HOME/envs/old.yaml" <<-E
+		schema: 1
+		file: $PWD/vi-env.yaml
+		networks:
+		  backend:
+		    libvirt: vi-old-backend
+		    cidr: 10.250.9.0/24
+		    hv: qemu
+		machines: {}
+	E
+	run -0 vi env status old
+	[ "${lines[-1]}" = "network backend: 10.250.9.0/24 (vi-old-backend on hv-qemu)" ]
+	run -0 vi env down old
+	[ ! -e "$VI_HOME/envs/old.yaml" ]
+}
