@@ -363,6 +363,17 @@ void virtio_pci_unlock(struct virtio_pci *vp);
  * to reply (NET_DHCP_REPLY_MAX bytes), 0 for none. */
 #define NET_DHCP_REPLY_MAX 400
 struct net_dhcp;
+/* What net_dhcp_parse() found in a DHCP message: its UDP header and BOOTP part, and the
+ * options that matter here (NULL or 0 when absent). */
+struct dhcp_msg {
+	const uint8_t *udp, *bootp;
+	uint8_t type;                      /* option 53 */
+	const uint8_t *requested, *server; /* options 50 and 54, four bytes each */
+};
+/* The DHCP message in Ethernet frame f: -1 when f is no IPv4 UDP datagram to port (67 a
+ * server's, 68 a client's) long enough for a BOOTP message, 0 when it is one but not a
+ * whole DHCP message (no magic cookie, options past its end), 1 when it is. */
+int net_dhcp_parse(const uint8_t *f, size_t len, uint16_t port, struct dhcp_msg *m);
 int net_dhcp_new(const char *dir, const uint8_t mac[6], struct net_dhcp **out);
 size_t net_dhcp_input(struct net_dhcp *d, const uint8_t *frame, size_t len, uint8_t *reply,
 		      bool *taken);

@@ -181,52 +181,62 @@ static size_t dhcp_answer(const struct net_dhcp *d, const uint8_t *b, uint8_t ty
 	return ETH_LEN + IP_LEN + UDP_LEN + blen;
 }
 
-size_t net_dhcp_input(struct net_dhcp *d, const uint8_t *f, size_t len, uint8_t *reply,
-		      bool *taken)
+int net_dhcp_parse(const uint8_t *f, size_t len, uint16_t port, struct dhcp_msg *m)
 {
-	const uint8_t *ip = f + ETH_LEN, *udp, *b, *o, *end = f + len;
-	uint8_t type = 0, requested[4] = { 0 }, server[4] = { 0 };
-	bool has_requested = false, has_server = false;
+	const uint8_t *ip = f + ETH_LEN, *o, *end = f + len;
+	size_t ihl;
 
-	*taken = false;
-	if (len < ETH_LEN + IP_LEN + UDP_LEN + BOOTP_LEN + 4 || get16(f + 12) != 0x0800 ||
-	    (ip[0] >> 4) != 4 || ip[9] != 17)
+	memset(m, 0, sizeof(*m));
+	if (len < ETH_LEN + IP_LEN || get16(f + 12) != 0x0800 || (ip[0] >> 4) != 4 || ip[9] != 17)
+		return -1;
+	ihl = (size_t)(ip[0] & 15) * 4;
+	m->udp = ip + ihl;
+	m->bootp = m->udp + UDP_LEN;
+	if (ihl < IP_LEN || m->bootp + BOOTP_LEN + 4 > end || get16(m->udp + 2) != port)
+		return -1;
+	if (get16(m->bootp + BOOTP_LEN) != DHCP_MAGIC >> 16 ||
+	    get16(m->bootp + BOOTP_LEN + 2) != (DHCP_MAGIC & 0xffff))
 		return 0;
-	udp = ip + (ip[0] & 15) * 4;
-	b = udp + UDP_LEN;
-	if (b + BOOTP_LEN + 4 > end || get16(udp + 2) != 67)
-		return 0;
-	/* A DHCP message to a server: this card's and nobody else's to answer. */
-	*taken = true;
-	if (b[0] != 1 || memcmp(b + 28, d->mac, 6) ||
-	    get16(b + BOOTP_LEN) != DHCP_MAGIC >> 16 || get16(b + BOOTP_LEN + 2) != (DHCP_MAGIC & 0xffff))
-		return 0;
-	for (o = b + BOOTP_LEN + 4; o < end && *o != 255; o += *o ? 2 + o[1] : 1) {
+	for (o = m->bootp + BOOTP_LEN + 4; o < end && *o != 255; o += *o ? 2 + o[1] : 1) {
 		if (*o == 0)
 			continue;
 		if (o + 2 > end || o + 2 + o[1] > end)
 			return 0;
 		if (o[0] == 53 && o[1] == 1)
-			type = o[2];
+			m->type = o[2];
 		else if (o[0] == 50 && o[1] == 4)
-			memcpy(requested, o + 2, 4), has_requested = true;
+			m->requested = o + 2;
 		else if (o[0] == 54 && o[1] == 4)
-			memcpy(server, o + 2, 4), has_server = true;
+			m->server = o + 2;
 	}
-	if (type != DHCP_DISCOVER && type != DHCP_REQUEST)
+	return 1;
+}
+
+size_t net_dhcp_input(struct net_dhcp *d, const uint8_t *f, size_t len, uint8_t *reply,
+		      bool *taken)
+{
+	struct dhcp_msg m;
+	uint8_t requested[4];
+	int rc = net_dhcp_parse(f, len, 67, &m);
+
+	/* A DHCP message to a server: this card's and nobody else's to answer. */
+	*taken = rc >= 0;
+	if (rc < 1 || m.bootp[0] != 1 || memcmp(m.bootp + 28, d->mac, 6))
+		return 0;
+	if (m.type != DHCP_DISCOVER && m.type != DHCP_REQUEST)
 		return 0;
 	if (!d->lease && !(d->lease = lease_find(d, true)))
 		return 0; /* no address to give: the client keeps asking */
-	if (type == DHCP_DISCOVER)
-		return dhcp_answer(d, b, DHCP_OFFER, reply);
+	if (m.type == DHCP_DISCOVER)
+		return dhcp_answer(d, m.bootp, DHCP_OFFER, reply);
 	/* A request: to us (or renewing, with no server named), for the address it has. */
-	if (has_server && (memcmp(server, d->net, 3) || server[3] != 1))
+	if (m.server && (memcmp(m.server, d->net, 3) || m.server[3] != 1))
 		return 0;
-	if (!has_requested)
-		memcpy(requested, b + 12, 4); /* ciaddr */
+	/* Without option 50, the address it has: ciaddr. */
+	memcpy(requested, m.requested ? m.requested : m.bootp + 12, 4);
 	if (memcmp(requested, d->net, 3) || requested[3] != d->lease)
-		return dhcp_answer(d, b, DHCP_NAK, reply);
-	return dhcp_answer(d, b, DHCP_ACK, reply);
+		return dhcp_answer(d, m.bootp, DHCP_NAK, reply);
+	return dhcp_answer(d, m.bootp, DHCP_ACK, reply);
 }
 
 int net_dhcp_address(const struct net_dhcp *d, char *buf, size_t len)

@@ -122,36 +122,14 @@ static uint16_t get16(const uint8_t *p)
  * message type 5): yiaddr. */
 static void net_slirp_snoop(struct net_slirp *s, const uint8_t *f, size_t len)
 {
-	static const uint8_t cookie[4] = { 99, 130, 83, 99 };
-	const uint8_t *udp, *bootp, *opt, *end = f + len;
-	size_t ihl;
+	struct dhcp_msg m;
+	uint32_t yiaddr;
 
-	if (len < 14 + 20 || get16(f + 12) != 0x0800 || f[14] >> 4 != 4 || f[23] != 17)
+	if (net_dhcp_parse(f, len, 68, &m) < 1 || get16(m.udp) != 67 || m.bootp[0] != 2 ||
+	    m.type != 5)
 		return;
-	ihl = (size_t)(f[14] & 15) * 4;
-	if (ihl < 20 || len < 14 + ihl + 8 + 240)
-		return;
-	udp = f + 14 + ihl;
-	bootp = udp + 8;
-	if (get16(udp) != 67 || get16(udp + 2) != 68 || bootp[0] != 2 ||
-	    memcmp(bootp + 236, cookie, 4))
-		return;
-	for (opt = bootp + 240; opt < end && *opt != 255;) {
-		if (*opt == 0) {
-			opt++;
-			continue;
-		}
-		if (opt + 2 > end || opt + 2 + opt[1] > end)
-			return;
-		if (opt[0] == 53 && opt[1] == 1 && opt[2] == 5) {
-			uint32_t yiaddr;
-
-			memcpy(&yiaddr, bootp + 16, 4);
-			atomic_store(&s->lease, yiaddr);
-			return;
-		}
-		opt += 2 + opt[1];
-	}
+	memcpy(&yiaddr, m.bootp + 16, 4);
+	atomic_store(&s->lease, yiaddr);
 }
 
 static ssize_t net_slirp_send(const void *buf, size_t len, void *opaque)

@@ -1,5 +1,6 @@
 /* libFuzzer target: frames a guest sends on one of vi's private networks, which its
- * VMM reads as DHCP requests and answers (lib/vmm/net-dhcp.c). */
+ * VMM reads as DHCP requests and answers, and frames slirp sends a guest, in which the
+ * VMM looks for the DHCP ACK (lib/vmm/net-dhcp.c). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint8_t mac[6] = { 0x52, 0x54, 0x00, 0x12, 0x34, 0x56 };
 	uint8_t reply[NET_DHCP_REPLY_MAX];
+	struct dhcp_msg m;
 	bool taken;
 	size_t len;
 
@@ -37,6 +39,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	len = net_dhcp_input(dhcp, data, size, reply, &taken);
 	if (len > NET_DHCP_REPLY_MAX || (len && !taken))
+		abort();
+	if (net_dhcp_parse(data, size, 68, &m) == 1 && m.bootp + 240 > data + size)
 		abort();
 	return 0;
 }
