@@ -355,6 +355,10 @@ void virtio_pci_config_changed(struct virtio_pci *vp);
 void virtio_pci_lock(struct virtio_pci *vp);
 void virtio_pci_unlock(struct virtio_pci *vp);
 
+/* An interface brought up or down, through sock (an AF_INET socket); -1 with errno set
+ * on failure (net-bridge.c). */
+int vmm_link_set(int sock, const char *ifname, bool up);
+
 /* --- DHCP on vi's private networks (net-dhcp.c) -------------------------------------- */
 
 /* DHCP for a card on one of vi's private networks (net-dhcp.c), the network's directory

@@ -23,6 +23,7 @@
 #include "error.h"
 #include "sha256.h"
 #include "util.h"
+#include "vmm/internal.h"
 #include "vmm/plugin.h"
 
 static char *net_dir(const char *home, const char *name)
@@ -77,11 +78,11 @@ static int sysfs_set(const char *fmt, const char *bridge, const char *value)
 	return ret;
 }
 
-static int bridge_flags(int sock, const char *bridge, bool up)
+int vmm_link_set(int sock, const char *ifname, bool up)
 {
 	struct ifreq ifr = { 0 };
 
-	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", bridge);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
 	if (ioctl(sock, SIOCGIFFLAGS, &ifr) < 0)
 		return -1;
 	if (up)
@@ -125,7 +126,7 @@ static int bridge_up(const char *bridge, const char *cidr)
 	sin->sin_addr.s_addr = htonl(0xffffff00);
 	if (ret == 0 && ioctl(sock, SIOCSIFNETMASK, &ifr) < 0)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot give bridge '%s' its netmask", bridge);
-	if (ret == 0 && bridge_flags(sock, bridge, true) < 0)
+	if (ret == 0 && vmm_link_set(sock, bridge, true) < 0)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot bring bridge '%s' up", bridge);
 	close(sock);
 	return ret;
@@ -137,7 +138,7 @@ static int bridge_down(const char *bridge)
 
 	if (sock < 0)
 		return vi_error_errno(VI_EFAIL, errno, "cannot open a socket");
-	if (bridge_flags(sock, bridge, false) < 0 && errno != ENODEV)
+	if (vmm_link_set(sock, bridge, false) < 0 && errno != ENODEV)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot take bridge '%s' down", bridge);
 	if (ret == 0 && ioctl(sock, SIOCBRDELBR, bridge) < 0 && errno != ENXIO && errno != ENODEV)
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot remove bridge '%s'", bridge);

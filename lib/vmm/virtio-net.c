@@ -262,8 +262,7 @@ static int virtio_net_tap_open(struct virtio_net *n, const char *name, const cha
 	sock = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sock >= 0 && bridge)
 		ret = tap_join_bridge(sock, n->ifname, bridge);
-	if (ret == 0 && (sock < 0 || ioctl(sock, SIOCGIFFLAGS, &ifr) < 0 ||
-			 (ifr.ifr_flags |= IFF_UP, ioctl(sock, SIOCSIFFLAGS, &ifr) < 0)))
+	if (ret == 0 && (sock < 0 || vmm_link_set(sock, n->ifname, true) < 0))
 		ret = vi_error_errno(VI_EFAIL, errno, "cannot bring TAP device '%s' up",
 				     n->ifname);
 	if (sock >= 0)
